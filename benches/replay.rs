@@ -1,0 +1,79 @@
+//! Core benchmark: replays a generated population (≥ 1M events by default) through the whole core
+//! path (parse + validate + state + score + alerts + RocksDB batches) and compares its rate with
+//! loops that only parse the same lines with serde_json.
+//!
+//! `cargo bench --bench replay` (sizes: KIZASHI_BENCH_ACCOUNTS, KIZASHI_BENCH_DAYS, KIZASHI_BENCH_ACTIVITY).
+
+use std::io::BufRead;
+use std::time::Instant;
+
+use kizashi::cmd::replay::{peak_rss_bytes, run, ReplayOptions};
+use kizashi::config::Settings;
+use kizashi::generate::GenOptions;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn parse_only(files: &[std::path::PathBuf], typed: bool) -> (u64, f64) {
+    let lines: Vec<String> = files
+        .iter()
+        .flat_map(|f| std::io::BufReader::new(std::fs::File::open(f).unwrap()).lines().map(Result::unwrap))
+        .collect();
+    let start = Instant::now();
+    let mut n = 0u64;
+    for l in &lines {
+        if typed {
+            let v: serde::de::IgnoredAny = serde_json::from_str(l).unwrap();
+            std::hint::black_box(v);
+        } else {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            std::hint::black_box(&v);
+        }
+        n += 1;
+    }
+    (n, start.elapsed().as_secs_f64())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let accounts = env("KIZASHI_BENCH_ACCOUNTS", 10_000usize);
+    let days = env("KIZASHI_BENCH_DAYS", 60u32);
+    let activity = env("KIZASHI_BENCH_ACTIVITY", 0.05f64);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gen = GenOptions { accounts, days, end_day: 20_400, seed: 7, activity };
+    let t = Instant::now();
+    let (_, counts) = kizashi::cmd::generate::to_dir(&gen, &data).unwrap();
+    let total: u64 = counts.iter().sum();
+    eprintln!("generated {total} events for {accounts} accounts over {days} days in {:.1} s", t.elapsed().as_secs_f64());
+
+    let files = ["usage.jsonl", "support.jsonl", "accounts.jsonl"].map(|f| data.join(f));
+    let (n, secs) = parse_only(&files, false);
+    let parse_value = n as f64 / secs;
+    let (n, secs) = parse_only(&files, true);
+    let parse_skip = n as f64 / secs;
+
+    let settings = Settings::default();
+    let opts = ReplayOptions {
+        usage: vec![files[0].clone()],
+        support: vec![files[1].clone()],
+        accounts: vec![files[2].clone()],
+        out: dir.path().join("out"),
+        partitions: 1,
+        until_ms: None,
+        now_ms: 20_401 * 86_400_000,
+        state_dir: Some(dir.path().join("state")),
+        batch: 20_000,
+    };
+    let s = run(&settings, &opts).unwrap();
+    println!("events:                  {}", s.events_read);
+    println!("kizashi replay (1 core): {:>10.0} events/s  ({:.2} s)", s.events_per_second, s.seconds);
+    println!("parse only, serde_json::Value:      {parse_value:>10.0} events/s  (ratio {:.2})", s.events_per_second / parse_value);
+    println!("parse only, serde IgnoredAny:       {parse_skip:>10.0} events/s  (ratio {:.2})", s.events_per_second / parse_skip);
+    println!("alerts: {:?}", s.alerts_by_rule);
+    println!("bands:  {:?}", s.accounts_by_band);
+    println!("peak RSS: {:.0} MiB", peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0);
+}

@@ -1,0 +1,4 @@
+//! The subcommands, each callable from tests as a library function.
+
+pub mod generate;
+pub mod replay;

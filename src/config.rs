@@ -1,0 +1,775 @@
+//! Typed, layered, validated configuration.
+//!
+//! Precedence, lowest to highest: the defaults in this file → the TOML file (`--config`) →
+//! `KIZASHI__SECTION__KEY` environment variables (`__` separates levels, e.g.
+//! `KIZASHI__SCORING__RED_BELOW=35`). Every problem is collected and reported at once, each naming
+//! its key; a bad config never reaches the hot loop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::measures::Measure;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where and how account state is kept.
+    pub state: StateConfig,
+    /// Input decoding, validation and event-time handling.
+    pub events: EventsConfig,
+    /// Bands, scorecard choice and score updates.
+    pub scoring: ScoringConfig,
+    /// Scorecards by name. An account uses the scorecard listing its segment, else `scoring.default_scorecard`.
+    pub scorecards: BTreeMap<String, ScorecardConfig>,
+    /// Alert rules.
+    pub alerts: AlertsConfig,
+}
+
+/// Where and how account state is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// RocksDB directory.
+    pub dir: PathBuf,
+    /// Accounts kept decoded in memory (least recently used are evicted after each batch).
+    pub cache_accounts: usize,
+}
+
+/// Input decoding, validation and event-time handling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Longest accepted id (account_id, user_id, ticket_id, feature, event_id), in bytes.
+    pub max_id_len: usize,
+    /// Events whose time is further than this ahead of the wall clock are rejected (`ts_in_future`).
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+    /// How long timers wait behind stream time for late events before re-scoring due accounts.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// Days of history kept per account; usage and support events older than this behind stream
+    /// time are rejected (`too_late`). 36 to 3650.
+    pub retention_days: u32,
+    /// Events carrying an `event_id` already seen for the account within this window are dropped
+    /// as duplicates (counted, not dead-lettered). `0s` disables de-duplication.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// If not empty, `feature_breadth_30d` counts only these features.
+    pub key_features: Vec<String>,
+}
+
+/// Bands, scorecard choice and score updates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// Scorecard for accounts whose segment no scorecard lists.
+    pub default_scorecard: String,
+    /// A score below this is red.
+    pub red_below: f64,
+    /// A score at or above this is green; in between is yellow.
+    pub green_from: f64,
+    /// Points a score must climb past a band edge before the band improves (no flapping).
+    pub band_hysteresis: f64,
+    /// If true, an account with any measure at or beyond its red threshold is red whatever its score.
+    pub any_red_is_red: bool,
+    /// A score update is published when the score moves by at least this many points (or the band changes).
+    pub score_step: f64,
+    /// Accounts whose `start_date` is less than this many days ago use `onboarding_scorecard`. 0 disables.
+    pub onboarding_days: u32,
+    /// Scorecard for onboarding accounts.
+    pub onboarding_scorecard: String,
+}
+
+/// A weighted set of measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScorecardConfig {
+    /// Carried into every score and alert as `name@version`; bump it when you change the scorecard.
+    pub version: u32,
+    /// Account segments (case-insensitive) scored with this scorecard.
+    pub segments: Vec<String>,
+    /// The measures, each mapped to 0–100 between its `red` and `green` values.
+    pub measures: Vec<WeightedMeasure>,
+}
+
+/// One measure of a scorecard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightedMeasure {
+    /// A measure name (see the README's measure table).
+    pub measure: String,
+    /// Relative weight, > 0.
+    pub weight: f64,
+    /// Value scoring 0 points. May be above `green` for measures where less is better.
+    pub red: Option<f64>,
+    /// Value scoring 100 points.
+    pub green: Option<f64>,
+}
+
+/// Alert rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// No alert for an account with less history than this (its measures are not yet meaningful).
+    pub min_history_days: u32,
+    /// The band became red.
+    pub entered_red: RuleConfig,
+    /// The score fell by `points` or more against its maximum over the last `days` days.
+    pub score_drop: ScoreDropConfig,
+    /// No usage for `days` days (fired by timers).
+    pub inactive: InactiveConfig,
+    /// Usage trend below `trend_below` with no ticket filed in `no_ticket_days`.
+    pub silent_decline: SilentDeclineConfig,
+    /// `tickets_7d` or more tickets opened in 7 days.
+    pub ticket_spike: TicketSpikeConfig,
+    /// An urgent ticket open for longer than `after`.
+    pub urgent_ticket_aging: UrgentAgingConfig,
+}
+
+/// Settings every rule has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleConfig {
+    pub enabled: bool,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoreDropConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Drop in points that fires the rule.
+    pub points: f64,
+    /// Days over which the maximum is taken (also the baseline of every explanation).
+    pub days: u32,
+    /// The rule re-arms once the drop is back under `points - hysteresis`.
+    pub hysteresis: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InactiveConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Days without usage that fire the rule.
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SilentDeclineConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Fires when `usage_trend` is below this ratio...
+    pub trend_below: f64,
+    /// ...and no ticket was opened in this many days.
+    pub no_ticket_days: u32,
+    /// Re-arms once `usage_trend` is back at or above this ratio.
+    pub release_above: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TicketSpikeConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Tickets opened in the last 7 days that fire the rule.
+    pub tickets_7d: u32,
+    /// Re-arms once tickets opened in 7 days are below this.
+    pub release_below: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrgentAgingConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Age of an open urgent ticket that fires the rule.
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("data/state"), cache_accounts: 200_000 }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            max_id_len: 256,
+            max_future: HOUR,
+            grace: HOUR,
+            retention_days: 90,
+            dedup_window: 48 * HOUR,
+            key_features: Vec::new(),
+        }
+    }
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            default_scorecard: "default".into(),
+            red_below: 40.0,
+            green_from: 70.0,
+            band_hysteresis: 5.0,
+            any_red_is_red: false,
+            score_step: 2.0,
+            onboarding_days: 30,
+            onboarding_scorecard: "onboarding".into(),
+        }
+    }
+}
+
+impl Default for ScorecardConfig {
+    fn default() -> Self {
+        Self { version: 1, segments: Vec::new(), measures: Vec::new() }
+    }
+}
+
+impl Default for WeightedMeasure {
+    fn default() -> Self {
+        Self { measure: String::new(), weight: 1.0, red: None, green: None }
+    }
+}
+
+fn rule(severity: &str, cooldown_hours: u64) -> RuleConfig {
+    RuleConfig { enabled: true, severity: severity.into(), cooldown: HOUR * cooldown_hours as u32 }
+}
+
+impl Default for RuleConfig {
+    fn default() -> Self {
+        rule("medium", 24)
+    }
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            min_history_days: 14,
+            entered_red: rule("high", 72),
+            score_drop: ScoreDropConfig::default(),
+            inactive: InactiveConfig::default(),
+            silent_decline: SilentDeclineConfig::default(),
+            ticket_spike: TicketSpikeConfig::default(),
+            urgent_ticket_aging: UrgentAgingConfig::default(),
+        }
+    }
+}
+
+impl Default for ScoreDropConfig {
+    fn default() -> Self {
+        let r = rule("medium", 72);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, points: 20.0, days: 14, hysteresis: 5.0 }
+    }
+}
+
+impl Default for InactiveConfig {
+    fn default() -> Self {
+        let r = rule("high", 168);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, days: 14 }
+    }
+}
+
+impl Default for SilentDeclineConfig {
+    fn default() -> Self {
+        let r = rule("high", 168);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, trend_below: 0.5, no_ticket_days: 30, release_above: 0.75 }
+    }
+}
+
+impl Default for TicketSpikeConfig {
+    fn default() -> Self {
+        let r = rule("medium", 72);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, tickets_7d: 6, release_below: 3 }
+    }
+}
+
+impl Default for UrgentAgingConfig {
+    fn default() -> Self {
+        let r = rule("high", 24);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, after: 48 * HOUR }
+    }
+}
+
+fn wm(measure: &str, weight: f64, red: f64, green: f64) -> WeightedMeasure {
+    WeightedMeasure { measure: measure.into(), weight, red: Some(red), green: Some(green) }
+}
+
+fn card(segments: &[&str], measures: Vec<WeightedMeasure>) -> ScorecardConfig {
+    ScorecardConfig { version: 1, segments: segments.iter().map(|s| s.to_string()).collect(), measures }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let mut scorecards = BTreeMap::new();
+        scorecards.insert(
+            "default".into(),
+            card(
+                &[],
+                vec![
+                    wm("seat_utilization", 25.0, 0.2, 0.6),
+                    wm("stickiness", 15.0, 0.1, 0.35),
+                    wm("feature_breadth_30d", 15.0, 2.0, 8.0),
+                    wm("usage_trend", 15.0, 0.5, 1.0),
+                    wm("days_since_last_activity", 10.0, 14.0, 2.0),
+                    wm("open_urgent_tickets", 10.0, 3.0, 0.0),
+                    wm("csat_90d", 10.0, 2.5, 4.5),
+                ],
+            ),
+        );
+        scorecards.insert(
+            "enterprise".into(),
+            card(
+                &["enterprise"],
+                vec![
+                    wm("seat_utilization", 25.0, 0.25, 0.7),
+                    wm("stickiness", 10.0, 0.1, 0.35),
+                    wm("feature_breadth_30d", 15.0, 3.0, 10.0),
+                    wm("usage_trend", 15.0, 0.6, 1.0),
+                    wm("days_since_last_activity", 5.0, 7.0, 1.0),
+                    wm("open_urgent_tickets", 10.0, 2.0, 0.0),
+                    wm("oldest_open_ticket_days", 5.0, 14.0, 2.0),
+                    wm("csat_90d", 15.0, 3.0, 4.5),
+                ],
+            ),
+        );
+        scorecards.insert(
+            "onboarding".into(),
+            card(
+                &[],
+                vec![
+                    wm("active_users_7d", 30.0, 1.0, 5.0),
+                    wm("feature_breadth_30d", 30.0, 1.0, 5.0),
+                    wm("days_since_last_activity", 30.0, 7.0, 1.0),
+                    wm("open_urgent_tickets", 10.0, 2.0, 0.0),
+                ],
+            ),
+        );
+        Self {
+            state: StateConfig::default(),
+            events: EventsConfig::default(),
+            scoring: ScoringConfig::default(),
+            scorecards,
+            alerts: AlertsConfig::default(),
+        }
+    }
+}
+
+/// Every problem found in a configuration, each naming its key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigProblems(pub Vec<String>);
+
+impl std::fmt::Display for ConfigProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "configuration has {} problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigProblems {}
+
+/// Loads defaults → `file` → `KIZASHI__…` environment, then validates. `env` is the environment
+/// to read (pass `std::env::vars()`); taking it as a parameter keeps tests free of global state.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigProblems> {
+    let defaults = config::Config::try_from(&Settings::default())
+        .map_err(|e| ConfigProblems(vec![format!("internal: defaults do not serialise: {e}")]))?;
+    let mut builder = config::Config::builder().add_source(defaults);
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigProblems(vec![format!("config file {} does not exist", path.display())]));
+        }
+        builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+    }
+    let env: config::Map<String, String> =
+        env.into_iter().filter(|(k, _)| k.starts_with("KIZASHI__")).collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("KIZASHI")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("events.key_features")
+            .source(Some(env)),
+    );
+    let merged = builder.build().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
+    let tree: serde_json::Value =
+        merged.try_deserialize().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
+    let (settings, mut problems) = deserialize_collecting(tree);
+    problems.extend(settings.problems());
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(ConfigProblems(problems))
+    }
+}
+
+/// Deserialises `tree`, and on each error records it (with its key path), removes the offending key
+/// and tries again, so that every structural problem is reported, not only the first.
+fn deserialize_collecting(mut tree: serde_json::Value) -> (Settings, Vec<String>) {
+    let mut problems = Vec::new();
+    for _ in 0..200 {
+        let attempt: Result<Settings, _> = serde_path_to_error::deserialize(&tree);
+        match attempt {
+            Ok(s) => return (s, problems),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                // For an unknown field the path already ends with the field's name.
+                let key = path;
+                let msg = match inner.strip_prefix("unknown field `") {
+                    Some(_) => format!("unknown key; {}", inner.split_once(", ").map_or("", |x| x.1)),
+                    None => inner,
+                };
+                problems.push(format!("{key}: {msg}"));
+                if !remove_path(&mut tree, &key) {
+                    return (Settings::default(), problems);
+                }
+            }
+        }
+    }
+    (Settings::default(), problems)
+}
+
+/// Removes the value at a dotted path (`a.b[2].c`) from a JSON tree. Returns false if absent.
+fn remove_path(tree: &mut serde_json::Value, path: &str) -> bool {
+    let mut parts: Vec<String> = Vec::new();
+    for seg in path.split('.') {
+        match seg.find('[') {
+            Some(i) => {
+                if i > 0 {
+                    parts.push(seg[..i].to_string());
+                }
+                for idx in seg[i..].split(['[', ']']).filter(|s| !s.is_empty()) {
+                    parts.push(format!("[{idx}"));
+                }
+            }
+            None => parts.push(seg.to_string()),
+        }
+    }
+    let Some((last, parents)) = parts.split_last() else { return false };
+    let mut node = tree;
+    for p in parents {
+        node = match (p.strip_prefix('['), node) {
+            (Some(i), serde_json::Value::Array(a)) => match i.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(n) => n,
+                None => return false,
+            },
+            (None, serde_json::Value::Object(m)) => match m.get_mut(p) {
+                Some(n) => n,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last.strip_prefix('['), node) {
+        (Some(i), serde_json::Value::Array(a)) => match i.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                // Replace rather than remove so later indexes in messages stay right.
+                a[i] = serde_json::Value::Object(Default::default());
+                true
+            }
+            _ => false,
+        },
+        (None, serde_json::Value::Object(m)) => m.remove(last.as_str()).is_some(),
+        _ => false,
+    }
+}
+
+impl AlertsConfig {
+    /// `(enabled, severity, cooldown)` of a rule.
+    pub fn common(&self, rule: crate::core::alerts::Rule) -> (bool, &str, Duration) {
+        use crate::core::alerts::Rule;
+        match rule {
+            Rule::EnteredRed => (self.entered_red.enabled, &self.entered_red.severity, self.entered_red.cooldown),
+            Rule::ScoreDrop => (self.score_drop.enabled, &self.score_drop.severity, self.score_drop.cooldown),
+            Rule::Inactive => (self.inactive.enabled, &self.inactive.severity, self.inactive.cooldown),
+            Rule::SilentDecline => {
+                (self.silent_decline.enabled, &self.silent_decline.severity, self.silent_decline.cooldown)
+            }
+            Rule::TicketSpike => (self.ticket_spike.enabled, &self.ticket_spike.severity, self.ticket_spike.cooldown),
+            Rule::UrgentTicketAging => (
+                self.urgent_ticket_aging.enabled,
+                &self.urgent_ticket_aging.severity,
+                self.urgent_ticket_aging.cooldown,
+            ),
+        }
+    }
+}
+
+const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
+
+impl Settings {
+    /// Semantic checks (types are already right). Returns every problem found.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let e = &self.events;
+        if e.max_id_len == 0 || e.max_id_len > 4096 {
+            p.push(format!("events.max_id_len: {} is outside 1..=4096", e.max_id_len));
+        }
+        if !(36..=3650).contains(&e.retention_days) {
+            p.push(format!(
+                "events.retention_days: {} is outside 36..=3650 (usage_trend needs 35 days of history)",
+                e.retention_days
+            ));
+        }
+        if e.grace.as_millis() as u64 >= u64::from(e.retention_days) * 86_400_000 {
+            p.push("events.grace: must be shorter than events.retention_days".into());
+        }
+        if self.state.cache_accounts == 0 {
+            p.push("state.cache_accounts: must be at least 1".into());
+        }
+        let s = &self.scoring;
+        for (key, v) in [
+            ("scoring.red_below", s.red_below),
+            ("scoring.green_from", s.green_from),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                p.push(format!("{key}: {v} is outside 0..=100"));
+            }
+        }
+        if s.red_below > s.green_from {
+            p.push(format!(
+                "scoring.red_below: {} is above scoring.green_from ({}); red must be below green",
+                s.red_below, s.green_from
+            ));
+        }
+        if !(0.0..=50.0).contains(&s.band_hysteresis) {
+            p.push(format!("scoring.band_hysteresis: {} is outside 0..=50", s.band_hysteresis));
+        }
+        if !(s.score_step >= 0.0 && s.score_step <= 100.0) {
+            p.push(format!("scoring.score_step: {} is outside 0..=100", s.score_step));
+        }
+        if !self.scorecards.contains_key(&s.default_scorecard) {
+            p.push(format!(
+                "scoring.default_scorecard: `{}` is not a scorecard (have: {})",
+                s.default_scorecard,
+                self.scorecard_names()
+            ));
+        }
+        if s.onboarding_days > 0 && !self.scorecards.contains_key(&s.onboarding_scorecard) {
+            p.push(format!(
+                "scoring.onboarding_scorecard: `{}` is not a scorecard (have: {}); set scoring.onboarding_days = 0 to disable onboarding",
+                s.onboarding_scorecard,
+                self.scorecard_names()
+            ));
+        }
+        let mut segment_owner: BTreeMap<String, &str> = BTreeMap::new();
+        for (name, card) in &self.scorecards {
+            let key = format!("scorecards.{name}");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                p.push(format!("{key}: a scorecard name may only hold letters, digits, '_' and '-'"));
+            }
+            if card.measures.is_empty() {
+                p.push(format!("{key}.measures: a scorecard needs at least one measure"));
+            }
+            for seg in &card.segments {
+                let low = seg.to_lowercase();
+                if let Some(other) = segment_owner.insert(low, name) {
+                    p.push(format!("{key}.segments: segment `{seg}` is also listed by scorecards.{other}"));
+                }
+            }
+            let mut seen = Vec::new();
+            for (i, m) in card.measures.iter().enumerate() {
+                let mk = format!("{key}.measures[{i}]");
+                match Measure::from_name(&m.measure) {
+                    None => p.push(format!(
+                        "{mk}.measure: `{}` is not a measure (one of: {})",
+                        m.measure,
+                        Measure::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                    )),
+                    Some(meas) => {
+                        if seen.contains(&meas) {
+                            p.push(format!("{mk}.measure: `{}` appears twice in this scorecard", m.measure));
+                        }
+                        seen.push(meas);
+                    }
+                }
+                if !(m.weight > 0.0 && m.weight.is_finite()) {
+                    p.push(format!("{mk}.weight: {} must be a positive number", m.weight));
+                }
+                match (m.red, m.green) {
+                    (None, _) => p.push(format!("{mk}.red: missing; the value that scores 0 points")),
+                    (_, None) => p.push(format!("{mk}.green: missing; the value that scores 100 points")),
+                    (Some(r), Some(g)) if r == g || !r.is_finite() || !g.is_finite() => {
+                        p.push(format!("{mk}: red ({r}) and green ({g}) must be different finite numbers"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let a = &self.alerts;
+        for rule in crate::core::alerts::Rule::ALL {
+            let (_, severity, _) = a.common(rule);
+            if !SEVERITIES.contains(&severity) {
+                p.push(format!("alerts.{}.severity: `{severity}` is not one of low, medium, high", rule.name()));
+            }
+        }
+        if !(a.score_drop.points > 0.0 && a.score_drop.points <= 100.0) {
+            p.push(format!("alerts.score_drop.points: {} is outside (0, 100]", a.score_drop.points));
+        }
+        if a.score_drop.days == 0 || a.score_drop.days > e.retention_days {
+            p.push(format!("alerts.score_drop.days: {} is outside 1..=events.retention_days", a.score_drop.days));
+        }
+        if !(a.score_drop.hysteresis >= 0.0 && a.score_drop.hysteresis < a.score_drop.points) {
+            p.push("alerts.score_drop.hysteresis: must be at least 0 and below alerts.score_drop.points".into());
+        }
+        if a.inactive.days == 0 {
+            p.push("alerts.inactive.days: must be at least 1".into());
+        }
+        let sd = &a.silent_decline;
+        if !(sd.trend_below > 0.0 && sd.trend_below < 1.0) {
+            p.push(format!("alerts.silent_decline.trend_below: {} is outside (0, 1)", sd.trend_below));
+        }
+        if sd.release_above < sd.trend_below {
+            p.push("alerts.silent_decline.release_above: must be at least alerts.silent_decline.trend_below".into());
+        }
+        if sd.no_ticket_days == 0 || sd.no_ticket_days > e.retention_days {
+            p.push("alerts.silent_decline.no_ticket_days: must be in 1..=events.retention_days".into());
+        }
+        let ts = &a.ticket_spike;
+        if ts.tickets_7d == 0 || ts.release_below > ts.tickets_7d {
+            p.push("alerts.ticket_spike: tickets_7d must be at least 1 and release_below at most tickets_7d".into());
+        }
+        if a.urgent_ticket_aging.after.is_zero() {
+            p.push("alerts.urgent_ticket_aging.after: must be longer than 0s".into());
+        }
+        p
+    }
+
+    fn scorecard_names(&self) -> String {
+        self.scorecards.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The resolved configuration as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Settings::default().problems(), Vec::<String>::new());
+        assert_eq!(load(None, env(&[])).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn checked_in_config_equals_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kizashi.toml");
+        let loaded = load(Some(&path), env(&[])).expect("config/kizashi.toml is valid");
+        assert_eq!(loaded, Settings::default(), "config/kizashi.toml must document the real defaults");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let s = load(
+            None,
+            env(&[
+                ("KIZASHI__SCORING__RED_BELOW", "35"),
+                ("KIZASHI__EVENTS__GRACE", "10m"),
+                ("KIZASHI__EVENTS__KEY_FEATURES", "reports.export,dashboards.view"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.scoring.red_below, 35.0);
+        assert_eq!(s.events.grace, Duration::from_secs(600));
+        assert_eq!(s.events.key_features, vec!["reports.export", "dashboards.view"]);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [events]
+            retention_days = 10
+            grace = "soon"
+            colour = "blue"
+            [scoring]
+            red_below = 80
+            default_scorecard = "nope"
+            [scorecards.x]
+            measures = [{ measure = "happiness", weight = -1, red = 1, green = 2 }, { measure = "csat_90d" }]
+            [alerts.inactive]
+            severity = "urgent"
+            "#,
+        )
+        .unwrap();
+        let err = load(Some(&path), env(&[("KIZASHI__SCORING__GREEN_FROM", "abc")])).unwrap_err();
+        let text = err.0.join("\n");
+        for needle in [
+            "events.retention_days: 10",
+            "events.grace:",
+            "events.colour: unknown key",
+            "scoring.green_from:",
+            "scoring.default_scorecard: `nope`",
+            "scorecards.x.measures[0].measure: `happiness`",
+            "scorecards.x.measures[0].weight",
+            "scorecards.x.measures[1].red: missing",
+            "alerts.inactive.severity: `urgent`",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_a_problem() {
+        let err = load(Some(Path::new("/nonexistent/k.toml")), env(&[])).unwrap_err();
+        assert!(err.0[0].contains("does not exist"));
+    }
+}

@@ -1,0 +1,317 @@
+//! Alert rules, explanations and the alert / score-update contracts (DESIGN §5).
+
+use serde::Serialize;
+
+use super::measures::{Measure, Unit};
+use super::scorecard::Card;
+use super::state::{Band, MeasureValues};
+use crate::event::timestamp::format_ms;
+
+pub const N_RULES: usize = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    EnteredRed,
+    ScoreDrop,
+    Inactive,
+    SilentDecline,
+    TicketSpike,
+    UrgentTicketAging,
+}
+
+impl Rule {
+    pub const ALL: [Rule; N_RULES] = [
+        Rule::EnteredRed,
+        Rule::ScoreDrop,
+        Rule::Inactive,
+        Rule::SilentDecline,
+        Rule::TicketSpike,
+        Rule::UrgentTicketAging,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::EnteredRed => "entered_red",
+            Rule::ScoreDrop => "score_drop",
+            Rule::Inactive => "inactive",
+            Rule::SilentDecline => "silent_decline",
+            Rule::TicketSpike => "ticket_spike",
+            Rule::UrgentTicketAging => "urgent_ticket_aging",
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Rule> {
+        Rule::ALL.get(c as usize).copied()
+    }
+}
+
+/// One line of an explanation: how a measure moved against the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplanationItem {
+    pub measure: &'static str,
+    /// `null` when the measure has no data (its weight went to the others).
+    pub value: Option<f64>,
+    pub previous: Option<f64>,
+    /// Score points gained (+) or lost (−) through this measure since the baseline.
+    pub points: f64,
+    pub weight: f64,
+}
+
+/// An at-risk alert (topic `health-alerts`, key `account_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub alert_id: String,
+    pub account_id: String,
+    pub rule: Rule,
+    pub severity: String,
+    pub score: f64,
+    pub previous_score: Option<f64>,
+    pub band: Band,
+    pub previous_band: Option<Band>,
+    pub segment: Option<String>,
+    pub scorecard: String,
+    /// Stream time at which the rule fired.
+    pub event_time_ms: i64,
+    /// When the alert left kizashi (wall clock in the pipeline; stream time in `replay`).
+    pub emitted_at_ms: i64,
+    pub explanation: Vec<ExplanationItem>,
+    pub summary: String,
+}
+
+#[derive(Serialize)]
+struct AlertJson<'a> {
+    alert_id: &'a str,
+    account_id: &'a str,
+    rule: &'static str,
+    severity: &'a str,
+    score: f64,
+    previous_score: Option<f64>,
+    band: &'static str,
+    previous_band: Option<&'static str>,
+    segment: Option<&'a str>,
+    scorecard: &'a str,
+    event_time: String,
+    emitted_at: String,
+    explanation: &'a [ExplanationItem],
+    summary: &'a str,
+}
+
+impl Alert {
+    /// The JSON contract, one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&AlertJson {
+            alert_id: &self.alert_id,
+            account_id: &self.account_id,
+            rule: self.rule.name(),
+            severity: &self.severity,
+            score: self.score,
+            previous_score: self.previous_score,
+            band: self.band.name(),
+            previous_band: self.previous_band.map(Band::name),
+            segment: self.segment.as_deref(),
+            scorecard: &self.scorecard,
+            event_time: format_ms(self.event_time_ms),
+            emitted_at: format_ms(self.emitted_at_ms),
+            explanation: &self.explanation,
+            summary: &self.summary,
+        })
+        .expect("alert serialises")
+    }
+}
+
+/// One measure in a score update.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeasureScore {
+    pub measure: &'static str,
+    pub value: Option<f64>,
+    /// 0–100, `null` if the scorecard does not use the measure or it has no data.
+    pub points: Option<f64>,
+    /// `null` if the scorecard does not use the measure.
+    pub weight: Option<f64>,
+}
+
+/// The latest score of an account (topic `health-scores`, compacted, key `account_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreUpdate {
+    pub account_id: String,
+    pub score: f64,
+    pub band: Band,
+    pub segment: Option<String>,
+    pub scorecard: String,
+    pub measures: Vec<MeasureScore>,
+    pub event_time_ms: i64,
+    pub emitted_at_ms: i64,
+}
+
+#[derive(Serialize)]
+struct ScoreJson<'a> {
+    account_id: &'a str,
+    score: f64,
+    band: &'static str,
+    segment: Option<&'a str>,
+    scorecard: &'a str,
+    measures: &'a [MeasureScore],
+    event_time: String,
+    emitted_at: String,
+}
+
+impl ScoreUpdate {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&ScoreJson {
+            account_id: &self.account_id,
+            score: self.score,
+            band: self.band.name(),
+            segment: self.segment.as_deref(),
+            scorecard: &self.scorecard,
+            measures: &self.measures,
+            event_time: format_ms(self.event_time_ms),
+            emitted_at: format_ms(self.emitted_at_ms),
+        })
+        .expect("score serialises")
+    }
+
+    /// Every measure, scored by `card`.
+    pub fn measures(card: &Card, values: &MeasureValues) -> Vec<MeasureScore> {
+        Measure::ALL
+            .iter()
+            .map(|&m| {
+                let item = card.item(m);
+                let value = values[m as usize];
+                MeasureScore {
+                    measure: m.name(),
+                    value: value.map(round3),
+                    points: item.zip(value).map(|(i, v)| round1(i.points(v))),
+                    weight: item.map(|i| i.weight),
+                }
+            })
+            .collect()
+    }
+}
+
+pub fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The explanation: every measure of the card, how it moved since `baseline` and how many score
+/// points that won or lost, most damaging first.
+pub fn explain(card: &Card, now: &MeasureValues, baseline: Option<&MeasureValues>) -> Vec<ExplanationItem> {
+    let c_now = card.contributions(now);
+    let c_base = baseline.map(|b| card.contributions(b));
+    let mut items: Vec<ExplanationItem> = card
+        .items
+        .iter()
+        .map(|i| {
+            let m = i.measure as usize;
+            let before = c_base.map_or(c_now[m], |c| c[m]);
+            ExplanationItem {
+                measure: i.measure.name(),
+                value: now[m].map(round3),
+                previous: baseline.and_then(|b| b[m]).map(round3),
+                points: round1(c_now[m].unwrap_or(0.0) - before.unwrap_or(0.0)),
+                weight: i.weight,
+            }
+        })
+        .collect();
+    items.sort_by(|a, b| {
+        (a.value.is_none(), a.points)
+            .partial_cmp(&(b.value.is_none(), b.points))
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.measure.cmp(b.measure))
+    });
+    items
+}
+
+fn fmt_value(m: Measure, v: f64) -> String {
+    match m.unit() {
+        Unit::Ratio => format!("{:.0}%", v * 100.0),
+        Unit::Csat => format!("{v:.1}"),
+        Unit::Days | Unit::Count => format!("{v:.0}"),
+    }
+}
+
+/// A phrase for one measure that lost points ("seat utilisation fell from 52% to 18%").
+fn phrase(item: &ExplanationItem) -> Option<String> {
+    let m = Measure::from_name(item.measure)?;
+    let v = item.value?;
+    let plural = |n: f64, one: &str, many: &str| if n == 1.0 { one.to_string() } else { many.to_string() };
+    Some(match m {
+        Measure::DaysSinceLastActivity => format!("no product usage for {} {}", fmt_value(m, v), plural(v, "day", "days")),
+        Measure::OpenUrgentTickets => {
+            format!("{} urgent {} open", fmt_value(m, v), plural(v, "ticket is", "tickets are"))
+        }
+        Measure::OldestOpenTicketDays => format!("the oldest open ticket is {} days old", fmt_value(m, v)),
+        Measure::TicketsOpened30d => format!("{} tickets were opened in 30 days", fmt_value(m, v)),
+        Measure::UsageTrend => format!("usage last week was {} of the 4-week average", fmt_value(m, v)),
+        Measure::DaysToRenewal => format!("renewal is {} days away", fmt_value(m, v)),
+        _ => match item.previous {
+            Some(p) if fmt_value(m, p) != fmt_value(m, v) => {
+                let dir = if v < p { "fell" } else { "rose" };
+                format!("{} {dir} from {} to {}", m.label(), fmt_value(m, p), fmt_value(m, v))
+            }
+            _ => format!("{} is {}", m.label(), fmt_value(m, v)),
+        },
+    })
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// One sentence a CS manager can read: the rule's own words, then the (at most two) measures that
+/// cost the most points.
+pub fn summary(lead: &str, explanation: &[ExplanationItem]) -> String {
+    let movers: Vec<String> = explanation
+        .iter()
+        .filter(|i| i.points < 0.0)
+        .filter_map(phrase)
+        .filter(|p| !lead.contains(p.as_str()))
+        .take(2)
+        .collect();
+    if movers.is_empty() {
+        format!("{}.", capitalise(lead))
+    } else {
+        format!("{}: {}.", capitalise(lead), movers.join(" and "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::measures::N_MEASURES;
+    use crate::core::scorecard::CardItem;
+
+    #[test]
+    fn explanation_is_sorted_by_damage_and_summarised() {
+        let card = Card {
+            id: "c@1".into(),
+            items: vec![
+                CardItem { measure: Measure::SeatUtilization, weight: 25.0, red: 0.2, green: 0.6 },
+                CardItem { measure: Measure::OpenUrgentTickets, weight: 10.0, red: 3.0, green: 0.0 },
+                CardItem { measure: Measure::Csat90d, weight: 10.0, red: 2.5, green: 4.5 },
+            ],
+        };
+        let mut before = [None; N_MEASURES];
+        before[Measure::SeatUtilization as usize] = Some(0.52);
+        before[Measure::OpenUrgentTickets as usize] = Some(0.0);
+        let mut now = before;
+        now[Measure::SeatUtilization as usize] = Some(0.18);
+        now[Measure::OpenUrgentTickets as usize] = Some(2.0);
+        let ex = explain(&card, &now, Some(&before));
+        assert_eq!(ex[0].measure, "seat_utilization");
+        assert!(ex[0].points < ex[1].points && ex[1].points < 0.0);
+        assert_eq!(ex[2].measure, "csat_90d");
+        assert_eq!(ex[2].value, None, "no data goes last");
+        assert_eq!(
+            summary("health score entered red at 34.5 (was 58.0, yellow)", &ex),
+            "Health score entered red at 34.5 (was 58.0, yellow): seat utilisation fell from 52% to 18% and 2 urgent tickets are open."
+        );
+    }
+}

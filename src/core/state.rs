@@ -1,0 +1,333 @@
+//! Per-account state and how events change it: `apply(state, event)`. No I/O, no clock:
+//! the caller says what "now" is (the partition's stream time).
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use super::days::DayCounts;
+use super::distinct::Distinct;
+use super::ids::fnv64;
+use super::measures::N_MEASURES;
+use crate::event::timestamp::{day_of, DAY_MS};
+use crate::event::{Event, Priority, TicketKind};
+
+/// Account facts from the latest account record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub name: Option<String>,
+    pub seats: Option<u32>,
+    pub segment: Option<String>,
+    pub arr: Option<f64>,
+    pub renewal_day: Option<i32>,
+    pub start_day: Option<i32>,
+    /// `ts` of the record these facts come from; an older record never overwrites a newer one.
+    pub ts_ms: Option<i64>,
+}
+
+/// One support ticket as known from its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub priority: Priority,
+    pub opened_ms: i64,
+    /// `ts` of the latest event applied to the ticket (older ones do not change its status).
+    pub last_ms: i64,
+    pub open: bool,
+}
+
+/// Band of a score, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Band {
+    Red,
+    Yellow,
+    Green,
+}
+
+impl Band {
+    pub const ALL: [Band; 3] = [Band::Red, Band::Yellow, Band::Green];
+    pub fn name(self) -> &'static str {
+        match self {
+            Band::Red => "red",
+            Band::Yellow => "yellow",
+            Band::Green => "green",
+        }
+    }
+    pub fn from_code(c: u8) -> Option<Band> {
+        Band::ALL.get(c as usize).copied()
+    }
+}
+
+/// Measure values at one evaluation (indexed by `Measure as usize`).
+pub type MeasureValues = [Option<f64>; N_MEASURES];
+
+/// One evaluation, kept as the last one and as the daily bests that explanations compare with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub at_ms: i64,
+    pub score: f64,
+    pub band: Band,
+    pub values: MeasureValues,
+}
+
+/// Bookkeeping of one alert rule for one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleMark {
+    /// The rule may fire (it re-arms once its release condition holds).
+    pub armed: bool,
+    pub last_fired_ms: Option<i64>,
+}
+
+impl Default for RuleMark {
+    fn default() -> Self {
+        Self { armed: true, last_fired_ms: None }
+    }
+}
+
+/// A past alert, for the API's "last alerts".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRef {
+    pub rule: u8,
+    pub at_ms: i64,
+    pub alert_id: String,
+}
+
+/// What the scorer remembers between evaluations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreState {
+    pub last: Option<Snapshot>,
+    /// Scorecard (`name@version`) of the last evaluation.
+    pub scorecard: String,
+    /// Band held with hysteresis.
+    pub band: Option<Band>,
+    /// Daily best evaluations over the score-drop window, best first (a monotonic queue).
+    pub best: VecDeque<(i32, Snapshot)>,
+    pub rules: [RuleMark; super::alerts::N_RULES],
+    /// Score and band of the last published score update.
+    pub emitted: Option<(f64, Band)>,
+    /// When the account must next be re-scored even if it sends nothing.
+    pub next_due_ms: Option<i64>,
+    /// The most recent alerts, newest last (at most `RECENT_ALERTS`).
+    pub recent_alerts: VecDeque<AlertRef>,
+}
+
+pub const RECENT_ALERTS: usize = 5;
+
+/// Everything kizashi keeps about one account.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AccountState {
+    pub facts: Facts,
+    /// First day kizashi saw activity for the account (alert warm-up counts from here).
+    pub first_day: Option<i32>,
+    pub last_usage_ms: Option<i64>,
+    /// Last stream day `advance` ran for; retention and de-duplication windows end there.
+    pub day: i32,
+    /// Usage events per day.
+    pub usage: DayCounts,
+    pub users: Distinct,
+    pub features: Distinct,
+    pub tickets: FxHashMap<Box<str>, Ticket>,
+    /// Tickets opened per day.
+    pub opened: DayCounts,
+    pub csat_sum: DayCounts,
+    pub csat_count: DayCounts,
+    /// Hashes of recent `event_id`s with their event time, for de-duplication.
+    pub seen_ids: FxHashMap<u64, i64>,
+    pub score: ScoreState,
+}
+
+/// State parameters that come from config.
+#[derive(Debug, Clone, Copy)]
+pub struct StateParams {
+    pub retention_days: u32,
+    /// 0 disables de-duplication.
+    pub dedup_window_ms: i64,
+}
+
+/// What `apply` did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Same `event_id` seen within the de-duplication window: ignored.
+    Duplicate,
+}
+
+impl AccountState {
+    /// Forgets what fell out of retention as of `now_day`. Cheap when called again on the same day.
+    pub fn advance(&mut self, now_day: i32, p: &StateParams) {
+        if now_day <= self.day {
+            return;
+        }
+        self.day = now_day;
+        let horizon = now_day - p.retention_days as i32 + 1;
+        self.usage.prune_before(horizon);
+        self.users.prune_before(horizon);
+        self.features.prune_before(horizon);
+        self.opened.prune_before(horizon);
+        self.csat_sum.prune_before(horizon);
+        self.csat_count.prune_before(horizon);
+        let horizon_ms = i64::from(horizon) * DAY_MS;
+        self.tickets.retain(|_, t| t.open || t.last_ms >= horizon_ms);
+        if p.dedup_window_ms > 0 {
+            let keep_from = i64::from(now_day) * DAY_MS - p.dedup_window_ms;
+            self.seen_ids.retain(|_, ts| *ts >= keep_from);
+        }
+    }
+
+    /// Applies one event. The caller has checked it is within retention and called `advance`.
+    pub fn apply(&mut self, event: &Event<'_>, now_day: i32, p: &StateParams) -> Applied {
+        if let (Some(id), true) = (event.event_id(), p.dedup_window_ms > 0) {
+            let h = fnv64(&[&[event.kind() as u8], id.as_bytes()]);
+            if self.seen_ids.insert(h, event.ts_ms()).is_some() {
+                return Applied::Duplicate;
+            }
+        }
+        match event {
+            Event::Usage(e) => {
+                let day = day_of(e.ts_ms);
+                self.note_first_day(day);
+                self.usage.add(day, 1);
+                self.users.observe(&e.user_id, day);
+                if let Some(f) = &e.feature {
+                    self.features.observe(f, day);
+                }
+                self.last_usage_ms = Some(self.last_usage_ms.map_or(e.ts_ms, |t| t.max(e.ts_ms)));
+            }
+            Event::Support(e) => {
+                let day = day_of(e.ts_ms);
+                self.note_first_day(day);
+                self.apply_support(e, day);
+            }
+            Event::Account(e) => {
+                self.note_first_day(now_day);
+                if self.facts.ts_ms.is_none_or(|t| e.ts_ms >= t) {
+                    self.facts = Facts {
+                        name: e.name.as_deref().map(str::to_owned),
+                        seats: e.seats,
+                        segment: e.segment.as_deref().map(str::to_owned),
+                        arr: e.arr,
+                        renewal_day: e.renewal_day,
+                        start_day: e.start_day,
+                        ts_ms: Some(e.ts_ms),
+                    };
+                }
+            }
+        }
+        Applied::Applied
+    }
+
+    fn note_first_day(&mut self, day: i32) {
+        self.first_day = Some(self.first_day.map_or(day, |f| f.min(day)));
+    }
+
+    fn apply_support(&mut self, e: &crate::event::SupportEvent<'_>, day: i32) {
+        if e.kind == TicketKind::Csat {
+            if let Some(c) = e.csat {
+                self.csat_sum.add(day, u32::from(c));
+                self.csat_count.add(day, 1);
+            }
+            return;
+        }
+        let ts = e.ts_ms;
+        let known = self.tickets.contains_key(e.ticket_id.as_ref());
+        if !known {
+            // A ticket first seen through a later event is taken as opened then.
+            self.tickets.insert(
+                e.ticket_id.as_ref().into(),
+                Ticket {
+                    priority: e.priority.unwrap_or(Priority::Normal),
+                    opened_ms: ts,
+                    last_ms: i64::MIN,
+                    open: true,
+                },
+            );
+            if matches!(e.kind, TicketKind::Opened) {
+                self.opened.add(day, 1);
+            }
+        }
+        let Some(t) = self.tickets.get_mut(e.ticket_id.as_ref()) else { return };
+        if e.kind == TicketKind::Opened && known && ts < t.opened_ms {
+            t.opened_ms = ts;
+        }
+        if ts < t.last_ms {
+            // An older event arriving late: the ticket has moved on since.
+            return;
+        }
+        t.last_ms = ts;
+        if let Some(pr) = e.priority {
+            t.priority = pr;
+        }
+        match e.kind {
+            TicketKind::Opened | TicketKind::Reopened | TicketKind::Updated => t.open = true,
+            TicketKind::Closed => t.open = false,
+            TicketKind::Csat => {}
+        }
+    }
+
+    /// Open tickets of at least `priority`.
+    pub fn open_tickets(&self) -> impl Iterator<Item = (&str, &Ticket)> {
+        self.tickets.iter().filter(|(_, t)| t.open).map(|(k, t)| (k.as_ref(), t))
+    }
+
+    /// Whether anything kept still moves as windows slide (so timers must keep re-scoring).
+    pub fn has_live_data(&self, now_day: i32, p: &StateParams) -> bool {
+        let horizon = now_day - p.retention_days as i32 + 1;
+        self.last_usage_ms.is_some_and(|t| day_of(t) >= horizon)
+            || !self.opened.is_empty()
+            || !self.csat_count.is_empty()
+            || self.tickets.values().any(|t| t.open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SupportEvent;
+    use std::borrow::Cow;
+
+    const P: StateParams = StateParams { retention_days: 90, dedup_window_ms: 2 * DAY_MS };
+
+    fn support(ticket: &str, kind: TicketKind, prio: Option<Priority>, ts: i64) -> Event<'static> {
+        Event::Support(SupportEvent {
+            account_id: Cow::Borrowed("a"),
+            ticket_id: Cow::Owned(ticket.into()),
+            kind,
+            priority: prio,
+            csat: None,
+            ts_ms: ts,
+            event_id: None,
+        })
+    }
+
+    #[test]
+    fn tickets_follow_their_latest_event_whatever_the_arrival_order() {
+        let mut s = AccountState::default();
+        s.apply(&support("t1", TicketKind::Closed, None, 2000), 0, &P);
+        s.apply(&support("t1", TicketKind::Opened, Some(Priority::Urgent), 1000), 0, &P);
+        let t = s.tickets["t1"];
+        assert!(!t.open, "the close is newer than the open");
+        assert_eq!(t.opened_ms, 1000);
+        s.apply(&support("t1", TicketKind::Reopened, None, 3000), 0, &P);
+        assert!(s.tickets["t1"].open);
+    }
+
+    #[test]
+    fn duplicates_by_event_id_are_dropped() {
+        let mut s = AccountState::default();
+        let mk = |id: &str| {
+            Event::Usage(crate::event::UsageEvent {
+                account_id: Cow::Borrowed("a"),
+                user_id: Cow::Borrowed("u"),
+                event: Cow::Borrowed("login"),
+                feature: None,
+                ts_ms: 1000,
+                event_id: Some(Cow::Owned(id.into())),
+            })
+        };
+        assert_eq!(s.apply(&mk("e1"), 0, &P), Applied::Applied);
+        assert_eq!(s.apply(&mk("e1"), 0, &P), Applied::Duplicate);
+        assert_eq!(s.apply(&mk("e2"), 0, &P), Applied::Applied);
+        assert_eq!(s.usage.sum(0, 0), 2);
+        s.advance(10, &P);
+        assert!(s.seen_ids.is_empty(), "ids older than the window are forgotten");
+    }
+}

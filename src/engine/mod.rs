@@ -1,0 +1,337 @@
+//! The processing driver shared by `replay` and the Kafka pipeline: takes decoded records of a
+//! partition in order, keeps stream time and the due-time index, applies and evaluates through
+//! the pure core, and writes one RocksDB batch per processing batch (each touched account once,
+//! with the input offsets and stream time of the batch). It never talks to Kafka or files.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use rustc_hash::FxHashMap;
+
+use crate::core::{evaluate, AccountState, Alert, Applied, Params, ScoreUpdate};
+use crate::event::timestamp::day_of;
+use crate::event::{Event, EventKind, Reject, RejectReason};
+use crate::store::{Store, StoreBatch, StoreError};
+
+/// Where a record came from: its source (topic, or file in `replay`) and offset (or line).
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub offset: i64,
+}
+
+/// A record that was not applied, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub partition: u32,
+    pub source: String,
+    pub offset: i64,
+    pub reject: Reject,
+}
+
+/// What processing produced since the last `take_output`.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub alerts: Vec<Alert>,
+    pub scores: Vec<ScoreUpdate>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Counters since start.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub applied: [u64; 3],
+    pub duplicates: u64,
+    pub rejected: FxHashMap<RejectReason, u64>,
+    pub alerts: FxHashMap<&'static str, u64>,
+    pub timer_evaluations: u64,
+}
+
+struct Slot {
+    state: AccountState,
+    /// Due time as persisted in the store's index.
+    stored_due: Option<i64>,
+    dirty: bool,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct PartitionState {
+    accounts: FxHashMap<Box<str>, Slot>,
+    due: BTreeSet<(i64, Box<str>)>,
+    stream_time: Option<i64>,
+    stream_time_dirty: bool,
+    /// Next offset to read per source, not yet written.
+    offsets: FxHashMap<String, i64>,
+    dirty: Vec<Box<str>>,
+}
+
+pub struct Engine {
+    params: Params,
+    store: Store,
+    partitions: FxHashMap<u32, PartitionState>,
+    cache_capacity: usize,
+    tick: u64,
+    out: Output,
+    pub stats: Stats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn load_slot<'a>(
+    store: &Store,
+    accounts: &'a mut FxHashMap<Box<str>, Slot>,
+    partition: u32,
+    id: &str,
+) -> Result<&'a mut Slot, StoreError> {
+    if !accounts.contains_key(id) {
+        let state = store.get_account(partition, id)?.unwrap_or_default();
+        let stored_due = state.score.next_due_ms;
+        accounts.insert(id.into(), Slot { state, stored_due, dirty: false, last_used: 0 });
+    }
+    Ok(accounts.get_mut(id).expect("just inserted"))
+}
+
+impl Engine {
+    pub fn open(dir: &Path, durable: bool, params: Params, cache_capacity: usize) -> Result<Engine, EngineError> {
+        Ok(Engine {
+            params,
+            store: Store::open(dir, durable)?,
+            partitions: FxHashMap::default(),
+            cache_capacity: cache_capacity.max(1),
+            tick: 0,
+            out: Output::default(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Loads a partition's due index and stream time (idempotent).
+    pub fn open_partition(&mut self, partition: u32) -> Result<(), EngineError> {
+        if self.partitions.contains_key(&partition) {
+            return Ok(());
+        }
+        let mut ps = PartitionState::default();
+        ps.due = self.store.due_entries(partition)?.into_iter().collect();
+        ps.stream_time = self.store.offsets(partition)?.1;
+        self.partitions.insert(partition, ps);
+        Ok(())
+    }
+
+    /// Stream time of a partition (highest event time seen), if any.
+    pub fn stream_time(&self, partition: u32) -> Option<i64> {
+        self.partitions.get(&partition).and_then(|p| p.stream_time)
+    }
+
+    /// Processes one record of `partition`, in partition order.
+    pub fn process(
+        &mut self,
+        partition: u32,
+        source: Source<'_>,
+        decoded: Result<Event<'_>, Reject>,
+    ) -> Result<(), EngineError> {
+        self.open_partition(partition)?;
+        self.partitions.get_mut(&partition).expect("opened").offsets.insert(source.name.to_string(), source.offset + 1);
+        let event = match decoded {
+            Ok(e) => e,
+            Err(reject) => {
+                self.reject(partition, source, reject);
+                return Ok(());
+            }
+        };
+        let ts = event.ts_ms();
+        let ps = self.partitions.get_mut(&partition).expect("opened");
+        let stream_time = ps.stream_time.map_or(ts, |s| s.max(ts));
+        if event.kind() != EventKind::Account {
+            let horizon = day_of(stream_time) - self.params.state.retention_days as i32 + 1;
+            if day_of(ts) < horizon {
+                let detail = format!(
+                    "event day {} is before the retention horizon {} (stream time {})",
+                    crate::event::timestamp::format_day(day_of(ts)),
+                    crate::event::timestamp::format_day(horizon),
+                    crate::event::timestamp::format_ms(stream_time)
+                );
+                self.reject(partition, source, Reject::new(RejectReason::TooLate, detail));
+                return Ok(());
+            }
+        }
+        if ps.stream_time != Some(stream_time) {
+            ps.stream_time = Some(stream_time);
+            ps.stream_time_dirty = true;
+        }
+        self.fire_due(partition, stream_time)?;
+        self.tick += 1;
+        let ps = self.partitions.get_mut(&partition).expect("opened");
+        let id = event.account_id();
+        let slot = load_slot(&self.store, &mut ps.accounts, partition, id)?;
+        slot.state.advance(day_of(stream_time), &self.params.state);
+        if slot.state.apply(&event, day_of(stream_time), &self.params.state) == Applied::Duplicate {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        self.stats.applied[event.kind() as usize] += 1;
+        Self::evaluate_slot(&self.params, ps, partition, id, stream_time, self.tick, &mut self.out, &mut self.stats);
+        Ok(())
+    }
+
+    /// Moves a partition's stream time forward without an event (idle partitions, end of replay)
+    /// and re-scores the accounts that became due.
+    pub fn advance_time(&mut self, partition: u32, to_ms: i64) -> Result<(), EngineError> {
+        self.open_partition(partition)?;
+        let ps = self.partitions.get_mut(&partition).expect("opened");
+        if ps.stream_time.is_some_and(|s| s >= to_ms) {
+            return Ok(());
+        }
+        ps.stream_time = Some(to_ms);
+        ps.stream_time_dirty = true;
+        self.fire_due(partition, to_ms)
+    }
+
+    fn reject(&mut self, partition: u32, source: Source<'_>, reject: Reject) {
+        *self.stats.rejected.entry(reject.reason).or_default() += 1;
+        self.out.rejected.push(Rejected {
+            partition,
+            source: source.name.to_string(),
+            offset: source.offset,
+            reject,
+        });
+    }
+
+    /// Re-scores every account of the partition due at or before `stream_time - grace`.
+    fn fire_due(&mut self, partition: u32, stream_time: i64) -> Result<(), EngineError> {
+        let watermark = stream_time - self.params.grace_ms;
+        let ps = self.partitions.get_mut(&partition).expect("opened");
+        while let Some((due, _)) = ps.due.first() {
+            if *due > watermark {
+                break;
+            }
+            let (_, id) = ps.due.pop_first().expect("non-empty");
+            self.tick += 1;
+            let slot = load_slot(&self.store, &mut ps.accounts, partition, &id)?;
+            // The index entry is gone; make the slot agree before re-evaluating.
+            slot.state.score.next_due_ms = None;
+            self.stats.timer_evaluations += 1;
+            Self::evaluate_slot(&self.params, ps, partition, &id, stream_time, self.tick, &mut self.out, &mut self.stats);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_slot(
+        params: &Params,
+        ps: &mut PartitionState,
+        _partition: u32,
+        id: &str,
+        now_ms: i64,
+        tick: u64,
+        out: &mut Output,
+        stats: &mut Stats,
+    ) {
+        let slot = ps.accounts.get_mut(id).expect("loaded");
+        let old_due = slot.state.score.next_due_ms;
+        let ev = evaluate(&mut slot.state, id, now_ms, params);
+        let new_due = slot.state.score.next_due_ms;
+        slot.last_used = tick;
+        if !slot.dirty {
+            slot.dirty = true;
+            ps.dirty.push(id.into());
+        }
+        if old_due != new_due {
+            if let Some(t) = old_due {
+                ps.due.remove(&(t, Box::<str>::from(id)));
+            }
+            if let Some(t) = new_due {
+                ps.due.insert((t, id.into()));
+            }
+        }
+        for a in &ev.alerts {
+            *stats.alerts.entry(a.rule.name()).or_default() += 1;
+        }
+        out.alerts.extend(ev.alerts);
+        out.scores.extend(ev.score_update);
+    }
+
+    /// Rejects produced since the last `take_output`.
+    pub fn pending_rejects(&self) -> usize {
+        self.out.rejected.len()
+    }
+
+    /// Alerts, score updates and rejects produced since the last call.
+    pub fn take_output(&mut self) -> Output {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Writes the batch: every touched account once, due-index moves, offsets and stream time,
+    /// plus whatever `extra` adds (the outbox), in one atomic RocksDB write. Then trims the cache.
+    pub fn flush(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
+        let mut batch = self.store.batch();
+        let mut written = 0;
+        for (&partition, ps) in self.partitions.iter_mut() {
+            for id in ps.dirty.drain(..) {
+                let Some(slot) = ps.accounts.get_mut(&id) else { continue };
+                batch.put_account(partition, &id, &slot.state);
+                batch.move_due(partition, &id, slot.stored_due, slot.state.score.next_due_ms);
+                slot.stored_due = slot.state.score.next_due_ms;
+                slot.dirty = false;
+                written += 1;
+            }
+            for (source, next) in ps.offsets.drain() {
+                batch.put_offset(partition, &source, next);
+            }
+            if ps.stream_time_dirty {
+                batch.put_stream_time(partition, ps.stream_time.expect("dirty implies set"));
+                ps.stream_time_dirty = false;
+            }
+        }
+        extra(&mut batch);
+        if !batch.is_empty() {
+            self.store.write(batch)?;
+        }
+        self.evict();
+        Ok(written)
+    }
+
+    /// Accounts held decoded in memory.
+    pub fn cached_accounts(&self) -> usize {
+        self.partitions.values().map(|p| p.accounts.len()).sum()
+    }
+
+    /// Drops the least recently used clean accounts down to 90% of capacity.
+    fn evict(&mut self) {
+        let total = self.cached_accounts();
+        if total <= self.cache_capacity {
+            return;
+        }
+        let keep = self.cache_capacity * 9 / 10;
+        let mut ticks: Vec<u64> = self.partitions.values().flat_map(|p| p.accounts.values().map(|s| s.last_used)).collect();
+        let cut = total - keep;
+        let (_, cutoff, _) = ticks.select_nth_unstable(cut - 1);
+        let cutoff = *cutoff;
+        for ps in self.partitions.values_mut() {
+            ps.accounts.retain(|_, s| s.dirty || s.last_used > cutoff);
+        }
+    }
+
+    /// Flushed state of every stored account (for final scores and the API).
+    pub fn for_each_account(&self, f: impl FnMut(u32, &str, AccountState)) -> Result<(), EngineError> {
+        Ok(self.store.for_each_account(f)?)
+    }
+
+    /// Partitions seen so far.
+    pub fn partitions(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.partitions.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}

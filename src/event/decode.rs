@@ -1,0 +1,522 @@
+//! Fast path: a borrowed, typed parse (`serde` derive over wrapper types that borrow strings from
+//! the input). Slow path, only for records the fast path refuses: a generic parse that finds which
+//! field is wrong, so the rejection names it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::timestamp::{parse_date_day, parse_rfc3339_ms};
+use super::{
+    AccountEvent, Event, EventKind, Priority, Reject, RejectReason, SupportEvent, TicketKind, UsageEvent,
+};
+
+/// Limits applied while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_id_len: usize,
+    /// Events with `ts > now_ms + max_future_ms` are rejected.
+    pub max_future_ms: i64,
+    /// The wall clock (or, in a back-test, the clock the user chose).
+    pub now_ms: i64,
+}
+
+/// Decodes and validates one record of `kind`. `key` is the message key, if any: when present it
+/// must equal the event's `account_id`.
+pub fn decode<'a>(
+    kind: EventKind,
+    bytes: &'a [u8],
+    key: Option<&[u8]>,
+    limits: &DecodeLimits,
+) -> Result<Event<'a>, Reject> {
+    let event = match kind {
+        EventKind::Usage => match serde_json::from_slice::<UsageWire<'a>>(bytes) {
+            Ok(w) => validate_usage(w, limits)?,
+            Err(e) => return Err(diagnose(kind, bytes, &e)),
+        },
+        EventKind::Support => match serde_json::from_slice::<SupportWire<'a>>(bytes) {
+            Ok(w) => validate_support(w, limits)?,
+            Err(e) => return Err(diagnose(kind, bytes, &e)),
+        },
+        EventKind::Account => match serde_json::from_slice::<AccountWire<'a>>(bytes) {
+            Ok(w) => validate_account(w, limits)?,
+            Err(e) => return Err(diagnose(kind, bytes, &e)),
+        },
+    };
+    if let Some(key) = key {
+        if key != event.account_id().as_bytes() {
+            return Err(Reject::new(
+                RejectReason::KeyMismatch,
+                format!(
+                    "message key `{}` is not account_id `{}`",
+                    String::from_utf8_lossy(&key[..key.len().min(64)]),
+                    event.account_id()
+                ),
+            ));
+        }
+    }
+    Ok(event)
+}
+
+/// A string borrowed from the input when it holds no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `ts`: epoch milliseconds or an RFC 3339 string.
+enum TsWire<'a> {
+    Ms(i64),
+    Text(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TsWire<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TsWire<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("epoch milliseconds or an RFC 3339 string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(TsWire::Ms(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v).map(TsWire::Ms).map_err(|_| E::custom("ts out of range"))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(TsWire::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TsWire::Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct UsageWire<'a> {
+    #[serde(borrow, default)]
+    account_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    user_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    event: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    feature: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    ts: Option<TsWire<'a>>,
+    #[serde(borrow, default)]
+    event_id: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SupportWire<'a> {
+    #[serde(borrow, default)]
+    account_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    ticket_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    kind: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    priority: Option<Str<'a>>,
+    #[serde(default)]
+    csat: Option<u64>,
+    #[serde(borrow, default)]
+    ts: Option<TsWire<'a>>,
+    #[serde(borrow, default)]
+    event_id: Option<Str<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AccountWire<'a> {
+    #[serde(borrow, default)]
+    account_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Str<'a>>,
+    #[serde(default)]
+    seats: Option<u32>,
+    #[serde(borrow, default)]
+    segment: Option<Str<'a>>,
+    #[serde(default)]
+    arr: Option<f64>,
+    #[serde(borrow, default)]
+    renewal_date: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    start_date: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    ts: Option<TsWire<'a>>,
+}
+
+fn missing(field: &str) -> Reject {
+    Reject::new(RejectReason::MissingField, format!("`{field}` is required"))
+}
+
+/// A required id: present, not empty, not too long.
+fn id<'a>(field: &str, v: Option<Str<'a>>, l: &DecodeLimits) -> Result<Cow<'a, str>, Reject> {
+    let s = v.ok_or_else(|| missing(field))?.0;
+    check_id(field, s, l)
+}
+
+fn check_id<'a>(field: &str, s: Cow<'a, str>, l: &DecodeLimits) -> Result<Cow<'a, str>, Reject> {
+    if s.is_empty() {
+        return Err(Reject::new(RejectReason::BadValue, format!("`{field}` is empty")));
+    }
+    if s.len() > l.max_id_len {
+        return Err(Reject::new(
+            RejectReason::IdTooLong,
+            format!("`{field}` is {} bytes, longer than {}", s.len(), l.max_id_len),
+        ));
+    }
+    Ok(s)
+}
+
+fn opt_id<'a>(field: &str, v: Option<Str<'a>>, l: &DecodeLimits) -> Result<Option<Cow<'a, str>>, Reject> {
+    v.map(|s| check_id(field, s.0, l)).transpose()
+}
+
+fn ts(v: Option<TsWire<'_>>, l: &DecodeLimits) -> Result<i64, Reject> {
+    let ms = match v.ok_or_else(|| missing("ts"))? {
+        TsWire::Ms(ms) => ms,
+        TsWire::Text(s) => parse_rfc3339_ms(&s).ok_or_else(|| {
+            Reject::new(
+                RejectReason::BadValue,
+                format!("`ts` \"{}\" is neither RFC 3339 nor epoch milliseconds", truncate(&s, 64)),
+            )
+        })?,
+    };
+    if ms > l.now_ms.saturating_add(l.max_future_ms) {
+        return Err(Reject::new(
+            RejectReason::TsInFuture,
+            format!("`ts` {} is more than {} s ahead of the clock", ms, l.max_future_ms / 1000),
+        ));
+    }
+    Ok(ms)
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn validate_usage<'a>(w: UsageWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
+    let account_id = id("account_id", w.account_id, l)?;
+    let user_id = id("user_id", w.user_id, l)?;
+    let event = id("event", w.event, l)?;
+    let feature = opt_id("feature", w.feature, l)?;
+    let event_id = opt_id("event_id", w.event_id, l)?;
+    let ts_ms = ts(w.ts, l)?;
+    Ok(Event::Usage(UsageEvent { account_id, user_id, event, feature, ts_ms, event_id }))
+}
+
+fn validate_support<'a>(w: SupportWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
+    let account_id = id("account_id", w.account_id, l)?;
+    let ticket_id = id("ticket_id", w.ticket_id, l)?;
+    let kind_s = w.kind.ok_or_else(|| missing("kind"))?.0;
+    let kind = match kind_s.as_ref() {
+        "opened" => TicketKind::Opened,
+        "updated" => TicketKind::Updated,
+        "closed" => TicketKind::Closed,
+        "reopened" => TicketKind::Reopened,
+        "csat" => TicketKind::Csat,
+        other => {
+            return Err(Reject::new(
+                RejectReason::BadValue,
+                format!("`kind` \"{}\" is not one of opened, updated, closed, reopened, csat", truncate(other, 64)),
+            ))
+        }
+    };
+    let priority = match w.priority.as_ref().map(|p| p.0.as_ref()) {
+        None => None,
+        Some("low") => Some(Priority::Low),
+        Some("normal") => Some(Priority::Normal),
+        Some("high") => Some(Priority::High),
+        Some("urgent") => Some(Priority::Urgent),
+        Some(other) => {
+            return Err(Reject::new(
+                RejectReason::BadValue,
+                format!("`priority` \"{}\" is not one of low, normal, high, urgent", truncate(other, 64)),
+            ))
+        }
+    };
+    let csat = match (kind, w.csat) {
+        (TicketKind::Csat, None) => return Err(missing("csat")),
+        (TicketKind::Csat, Some(c @ 1..=5)) => Some(c as u8),
+        (TicketKind::Csat, Some(c)) => {
+            return Err(Reject::new(RejectReason::BadValue, format!("`csat` {c} is not in 1..=5")))
+        }
+        _ => None,
+    };
+    let event_id = opt_id("event_id", w.event_id, l)?;
+    let ts_ms = ts(w.ts, l)?;
+    Ok(Event::Support(SupportEvent { account_id, ticket_id, kind, priority, csat, ts_ms, event_id }))
+}
+
+fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
+    let account_id = id("account_id", w.account_id, l)?;
+    let name = w.name.map(|s| s.0);
+    let segment = opt_id("segment", w.segment, l)?;
+    if let Some(arr) = w.arr {
+        if !(arr >= 0.0 && arr.is_finite()) {
+            return Err(Reject::new(RejectReason::BadValue, format!("`arr` {arr} must be a number ≥ 0")));
+        }
+    }
+    let date = |field: &str, v: Option<Str<'_>>| -> Result<Option<i32>, Reject> {
+        v.map(|s| {
+            parse_date_day(&s.0).ok_or_else(|| {
+                Reject::new(
+                    RejectReason::BadValue,
+                    format!("`{field}` \"{}\" is not a YYYY-MM-DD date", truncate(&s.0, 64)),
+                )
+            })
+        })
+        .transpose()
+    };
+    let renewal_day = date("renewal_date", w.renewal_date)?;
+    let start_day = date("start_date", w.start_date)?;
+    let ts_ms = ts(w.ts, l)?;
+    Ok(Event::Account(AccountEvent {
+        account_id,
+        name,
+        seats: w.seats,
+        segment,
+        arr: w.arr,
+        renewal_day,
+        start_day,
+        ts_ms,
+    }))
+}
+
+/// What a field must hold, for the slow-path diagnosis.
+#[derive(Clone, Copy)]
+enum Expect {
+    Str,
+    Ts,
+    /// A non-negative integer up to this maximum.
+    UInt(u64),
+    Number,
+}
+
+fn schema(kind: EventKind) -> &'static [(&'static str, Expect)] {
+    use Expect::*;
+    match kind {
+        EventKind::Usage => &[
+            ("account_id", Str),
+            ("user_id", Str),
+            ("event", Str),
+            ("feature", Str),
+            ("ts", Ts),
+            ("event_id", Str),
+        ],
+        EventKind::Support => &[
+            ("account_id", Str),
+            ("ticket_id", Str),
+            ("kind", Str),
+            ("priority", Str),
+            ("csat", UInt(u64::MAX)),
+            ("ts", Ts),
+            ("event_id", Str),
+        ],
+        EventKind::Account => &[
+            ("account_id", Str),
+            ("name", Str),
+            ("seats", UInt(u32::MAX as u64)),
+            ("segment", Str),
+            ("arr", Number),
+            ("renewal_date", Str),
+            ("start_date", Str),
+            ("ts", Ts),
+        ],
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(n) if n.is_f64() => "a fractional number",
+        serde_json::Value::Number(_) => "an integer",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Finds out why the fast path refused `bytes`.
+fn diagnose(kind: EventKind, bytes: &[u8], fast_err: &serde_json::Error) -> Reject {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Reject::new(RejectReason::NotJson, e.to_string()),
+    };
+    let serde_json::Value::Object(map) = &value else {
+        return Reject::new(RejectReason::NotObject, format!("the record is {}, not an object", json_type(&value)));
+    };
+    for (field, expect) in schema(kind) {
+        let Some(v) = map.get(*field) else { continue };
+        let bad = |want: &str| {
+            Reject::new(RejectReason::BadType, format!("`{field}` is {}, expected {want}", json_type(v)))
+        };
+        match (expect, v) {
+            (_, serde_json::Value::Null) => {}
+            (Expect::Str, serde_json::Value::String(_)) => {}
+            (Expect::Str, _) => return bad("a string"),
+            (Expect::Ts, serde_json::Value::String(_)) => {}
+            (Expect::Ts, serde_json::Value::Number(n)) if n.is_i64() => {}
+            (Expect::Ts, serde_json::Value::Number(n)) if n.is_u64() => {
+                return Reject::new(RejectReason::BadValue, format!("`ts` {n} is out of range"))
+            }
+            (Expect::Ts, _) => return bad("epoch milliseconds (integer) or an RFC 3339 string"),
+            (Expect::UInt(max), serde_json::Value::Number(n)) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) if u <= *max => {}
+                (Some(u), _) => return Reject::new(RejectReason::BadValue, format!("`{field}` {u} is too large")),
+                (None, Some(i)) => {
+                    return Reject::new(RejectReason::BadValue, format!("`{field}` {i} must not be negative"))
+                }
+                (None, None) => return bad("an integer"),
+            },
+            (Expect::UInt(_), _) => return bad("an integer"),
+            (Expect::Number, serde_json::Value::Number(_)) => {}
+            (Expect::Number, _) => return bad("a number"),
+        }
+    }
+    // Valid JSON object with well-typed fields that serde still refused (e.g. a duplicate key).
+    Reject::new(RejectReason::BadValue, fast_err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_300_000_000; // 2026-11-21
+
+    fn limits() -> DecodeLimits {
+        DecodeLimits { max_id_len: 16, max_future_ms: 3_600_000, now_ms: NOW }
+    }
+
+    fn dec(kind: EventKind, s: &str) -> Result<Event<'_>, Reject> {
+        decode(kind, s.as_bytes(), None, &limits())
+    }
+
+    fn reason(kind: EventKind, s: &str) -> (RejectReason, String) {
+        let r = dec(kind, s).unwrap_err();
+        (r.reason, r.detail)
+    }
+
+    #[test]
+    fn decodes_the_documented_examples() {
+        let u = dec(
+            EventKind::Usage,
+            r#"{"account_id":"acme","user_id":"u-17","event":"feature_used","feature":"reports.export","ts":"2026-11-20T10:00:00Z","extra":{"x":[1]}}"#,
+        )
+        .unwrap();
+        let Event::Usage(u) = u else { panic!() };
+        assert_eq!(u.account_id, "acme");
+        assert!(matches!(u.account_id, Cow::Borrowed(_)), "ids borrow from the input");
+        assert_eq!(u.feature.as_deref(), Some("reports.export"));
+        assert_eq!(u.ts_ms, 1_795_168_800_000);
+
+        let s = dec(
+            EventKind::Support,
+            r#"{"account_id":"acme","ticket_id":"T-991","kind":"opened","priority":"urgent","ts":1763632800000}"#,
+        )
+        .unwrap();
+        let Event::Support(s) = s else { panic!() };
+        assert_eq!((s.kind, s.priority, s.ts_ms), (TicketKind::Opened, Some(Priority::Urgent), 1_763_632_800_000));
+
+        let a = dec(
+            EventKind::Account,
+            r#"{"account_id":"acme","name":"ACME Corp","seats":250,"segment":"enterprise","arr":120000,"renewal_date":"2027-03-31","ts":"2026-11-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let Event::Account(a) = a else { panic!() };
+        assert_eq!(a.seats, Some(250));
+        assert_eq!(a.renewal_day, Some(parse_date_day("2027-03-31").unwrap()));
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let Event::Usage(u) =
+            dec(EventKind::Usage, r#"{"account_id":"a\"b","user_id":"u","event":"e","ts":1763632800000}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(u.account_id, "a\"b");
+    }
+
+    #[test]
+    fn every_rejection_class_is_named() {
+        use RejectReason::*;
+        let u = EventKind::Usage;
+        let s = EventKind::Support;
+        let a = EventKind::Account;
+        let cases: Vec<(EventKind, &str, RejectReason, &str)> = vec![
+            (u, "not json", NotJson, ""),
+            (u, "", NotJson, ""),
+            (u, "[1,2]", NotObject, "an array"),
+            (u, r#"{"user_id":"u","event":"e","ts":1}"#, MissingField, "account_id"),
+            (u, r#"{"account_id":null,"user_id":"u","event":"e","ts":1}"#, MissingField, "account_id"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e"}"#, MissingField, "ts"),
+            (u, r#"{"account_id":7,"user_id":"u","event":"e","ts":1}"#, BadType, "account_id"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":1.5}"#, BadType, "ts"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":true}"#, BadType, "ts"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":"last tuesday"}"#, BadValue, "ts"),
+            (u, r#"{"account_id":"","user_id":"u","event":"e","ts":1}"#, BadValue, "account_id"),
+            (u, r#"{"account_id":"a","user_id":"uuuuuuuuuuuuuuuuuuuuu","event":"e","ts":1}"#, IdTooLong, "user_id"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":"2099-01-01T00:00:00Z"}"#, TsInFuture, "ts"),
+            (s, r#"{"account_id":"a","ticket_id":"t","kind":"exploded","ts":1}"#, BadValue, "kind"),
+            (s, r#"{"account_id":"a","ticket_id":"t","kind":"opened","priority":"meh","ts":1}"#, BadValue, "priority"),
+            (s, r#"{"account_id":"a","ticket_id":"t","kind":"csat","ts":1}"#, MissingField, "csat"),
+            (s, r#"{"account_id":"a","ticket_id":"t","kind":"csat","csat":9,"ts":1}"#, BadValue, "csat"),
+            (s, r#"{"account_id":"a","ticket_id":"t","kind":"csat","csat":4.5,"ts":1}"#, BadType, "csat"),
+            (a, r#"{"account_id":"a","seats":-3,"ts":1}"#, BadValue, "seats"),
+            (a, r#"{"account_id":"a","seats":"many","ts":1}"#, BadType, "seats"),
+            (a, r#"{"account_id":"a","renewal_date":"soon","ts":1}"#, BadValue, "renewal_date"),
+            (a, r#"{"account_id":"a","arr":-1,"ts":1}"#, BadValue, "arr"),
+            (u, r#"{"account_id":"a","account_id":"b","user_id":"u","event":"e","ts":1}"#, BadValue, "duplicate"),
+        ];
+        for (kind, input, want, field) in cases {
+            let (got, detail) = reason(kind, input);
+            assert_eq!(got, want, "{input} -> {detail}");
+            assert!(detail.contains(field), "detail {detail:?} should name {field:?} for {input}");
+        }
+    }
+
+    #[test]
+    fn key_must_match_account() {
+        let line = br#"{"account_id":"a","user_id":"u","event":"e","ts":1}"#;
+        assert!(decode(EventKind::Usage, line, Some(b"a"), &limits()).is_ok());
+        let r = decode(EventKind::Usage, line, Some(b"b"), &limits()).unwrap_err();
+        assert_eq!(r.reason, RejectReason::KeyMismatch);
+    }
+
+    #[test]
+    fn invalid_utf8_is_not_json() {
+        let r = decode(EventKind::Usage, b"{\"account_id\":\"\xff\"}", None, &limits()).unwrap_err();
+        assert_eq!(r.reason, RejectReason::NotJson);
+    }
+}

@@ -1,0 +1,175 @@
+//! Decoding and validation of the three input event kinds (DESIGN §3).
+//!
+//! Owns the input contract: what a valid usage, support or account event is and, for anything
+//! else, the typed rejection reason that the dead-letter topic and the rejects file carry.
+//! It never touches state: a decoded event is plain data borrowed from the input bytes.
+
+mod decode;
+mod reject;
+pub mod timestamp;
+
+use std::borrow::Cow;
+
+pub use decode::{decode, DecodeLimits};
+pub use reject::{Reject, RejectReason};
+
+/// Which input an event comes from; each has its own topic and schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    Usage,
+    Support,
+    Account,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 3] = [EventKind::Usage, EventKind::Support, EventKind::Account];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Usage => "usage",
+            EventKind::Support => "support",
+            EventKind::Account => "account",
+        }
+    }
+}
+
+/// A product-usage event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEvent<'a> {
+    pub account_id: Cow<'a, str>,
+    pub user_id: Cow<'a, str>,
+    pub event: Cow<'a, str>,
+    pub feature: Option<Cow<'a, str>>,
+    pub ts_ms: i64,
+    pub event_id: Option<Cow<'a, str>>,
+}
+
+/// What happened to a support ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKind {
+    Opened,
+    Updated,
+    Closed,
+    Reopened,
+    Csat,
+}
+
+/// Ticket priority, ordered from least to most pressing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub fn from_code(c: u8) -> Option<Priority> {
+        [Priority::Low, Priority::Normal, Priority::High, Priority::Urgent].get(c as usize).copied()
+    }
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A support event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SupportEvent<'a> {
+    pub account_id: Cow<'a, str>,
+    pub ticket_id: Cow<'a, str>,
+    pub kind: TicketKind,
+    pub priority: Option<Priority>,
+    /// 1..=5, present exactly when `kind` is `Csat`.
+    pub csat: Option<u8>,
+    pub ts_ms: i64,
+    pub event_id: Option<Cow<'a, str>>,
+}
+
+/// An account record (the latest one per account wins, by `ts`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountEvent<'a> {
+    pub account_id: Cow<'a, str>,
+    pub name: Option<Cow<'a, str>>,
+    pub seats: Option<u32>,
+    pub segment: Option<Cow<'a, str>>,
+    pub arr: Option<f64>,
+    /// Days since 1970-01-01.
+    pub renewal_day: Option<i32>,
+    /// Days since 1970-01-01; the customer's start, used for the onboarding scorecard.
+    pub start_day: Option<i32>,
+    pub ts_ms: i64,
+}
+
+/// Any decoded event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event<'a> {
+    Usage(UsageEvent<'a>),
+    Support(SupportEvent<'a>),
+    Account(AccountEvent<'a>),
+}
+
+impl<'a> Event<'a> {
+    pub fn account_id(&self) -> &str {
+        match self {
+            Event::Usage(e) => &e.account_id,
+            Event::Support(e) => &e.account_id,
+            Event::Account(e) => &e.account_id,
+        }
+    }
+    pub fn ts_ms(&self) -> i64 {
+        match self {
+            Event::Usage(e) => e.ts_ms,
+            Event::Support(e) => e.ts_ms,
+            Event::Account(e) => e.ts_ms,
+        }
+    }
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Usage(_) => EventKind::Usage,
+            Event::Support(_) => EventKind::Support,
+            Event::Account(_) => EventKind::Account,
+        }
+    }
+    pub fn event_id(&self) -> Option<&str> {
+        match self {
+            Event::Usage(e) => e.event_id.as_deref(),
+            Event::Support(e) => e.event_id.as_deref(),
+            Event::Account(_) => None,
+        }
+    }
+    /// Detaches the event from the input buffer.
+    pub fn into_owned(self) -> Event<'static> {
+        fn o(c: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.into_owned())
+        }
+        match self {
+            Event::Usage(e) => Event::Usage(UsageEvent {
+                account_id: o(e.account_id),
+                user_id: o(e.user_id),
+                event: o(e.event),
+                feature: e.feature.map(o),
+                ts_ms: e.ts_ms,
+                event_id: e.event_id.map(o),
+            }),
+            Event::Support(e) => Event::Support(SupportEvent {
+                account_id: o(e.account_id),
+                ticket_id: o(e.ticket_id),
+                kind: e.kind,
+                priority: e.priority,
+                csat: e.csat,
+                ts_ms: e.ts_ms,
+                event_id: e.event_id.map(o),
+            }),
+            Event::Account(e) => Event::Account(AccountEvent {
+                account_id: o(e.account_id),
+                name: e.name.map(o),
+                seats: e.seats,
+                segment: e.segment.map(o),
+                arr: e.arr,
+                renewal_day: e.renewal_day,
+                start_day: e.start_day,
+                ts_ms: e.ts_ms,
+            }),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! RocksDB: account states, the due-time index, input offsets and stream time, and the outbox.
+//!
+//! Every key starts with the partition (4 bytes, big-endian) so a partition's state can be
+//! dropped or shipped on its own. All writes of a processing batch go in one `WriteBatch`:
+//! states, offsets and outbox entries land together or not at all. Never decodes on the hot path
+//! more than once per account per cache miss.
+
+pub mod codec;
+
+use std::path::Path;
+
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+use crate::core::AccountState;
+use codec::CodecError;
+
+const CF_ACCOUNTS: &str = "accounts";
+const CF_DUE: &str = "due";
+const CF_OFFSETS: &str = "offsets";
+const CF_OUTBOX: &str = "outbox";
+const CFS: [&str; 4] = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX];
+
+/// Name under which a partition's stream time is kept beside its offsets.
+const STREAM_TIME: &str = "\0stream_time";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("state of account `{account}` in partition {partition} cannot be read: {source}")]
+    Codec { partition: u32, account: String, source: CodecError },
+    #[error("state store holds a malformed {0} key")]
+    BadKey(&'static str),
+}
+
+pub struct Store {
+    db: DB,
+    write_opts: WriteOptions,
+}
+
+/// One batch of writes, applied atomically by `Store::write`.
+pub struct StoreBatch<'s> {
+    store: &'s Store,
+    wb: WriteBatch,
+    scratch: codec::Writer,
+}
+
+fn account_key(partition: u32, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + id.len());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// Sign-flipped big-endian so keys sort by time, negative times included.
+fn time_bytes(ms: i64) -> [u8; 8] {
+    ((ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn due_key(partition: u32, due_ms: i64, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12 + id.len());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(&time_bytes(due_ms));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `dir`. `durable = false` skips the write-ahead log
+    /// (for throwaway stores such as `replay`'s).
+    pub fn open(dir: &Path, durable: bool) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.disable_wal(!durable);
+        Ok(Store { db, write_opts })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    pub fn get_account(&self, partition: u32, id: &str) -> Result<Option<AccountState>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(CF_ACCOUNTS), account_key(partition, id))? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source }),
+        }
+    }
+
+    /// Every stored account, in key order (partition, then account id).
+    pub fn for_each_account(
+        &self,
+        mut f: impl FnMut(u32, &str, AccountState),
+    ) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::Start) {
+            let (k, v) = item?;
+            if k.len() < 4 {
+                return Err(StoreError::BadKey("account"));
+            }
+            let partition = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("account"))?;
+            let state = codec::decode(&v)
+                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
+            f(partition, id, state);
+        }
+        Ok(())
+    }
+
+    /// The due-time index of a partition: `(due_ms, account_id)`.
+    pub fn due_entries(&self, partition: u32) -> Result<Vec<(i64, Box<str>)>, StoreError> {
+        let prefix = partition.to_be_bytes();
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(self.cf(CF_DUE), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if k.len() < 12 {
+                return Err(StoreError::BadKey("due"));
+            }
+            let t = u64::from_be_bytes(k[4..12].try_into().expect("8 bytes")) ^ (1 << 63);
+            let id = std::str::from_utf8(&k[12..]).map_err(|_| StoreError::BadKey("due"))?;
+            out.push((t as i64, id.into()));
+        }
+        Ok(out)
+    }
+
+    /// Next offsets to read per source of a partition, and the partition's stream time.
+    pub fn offsets(&self, partition: u32) -> Result<(Vec<(String, i64)>, Option<i64>), StoreError> {
+        let prefix = partition.to_be_bytes();
+        let mut offsets = Vec::new();
+        let mut stream_time = None;
+        let iter =
+            self.db.iterator_cf(self.cf(CF_OFFSETS), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let name = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("offset"))?;
+            let value = i64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::BadKey("offset"))?);
+            if name == STREAM_TIME {
+                stream_time = Some(value);
+            } else {
+                offsets.push((name.to_string(), value));
+            }
+        }
+        Ok((offsets, stream_time))
+    }
+
+    /// Outbox entries in the order they were written.
+    pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_OUTBOX), IteratorMode::Start) {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::BadKey("outbox"))?);
+            out.push((seq, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Approximate live bytes of all column families.
+    pub fn size_bytes(&self) -> u64 {
+        CFS.iter()
+            .filter_map(|n| {
+                self.db.property_int_value_cf(self.cf(n), "rocksdb.estimate-live-data-size").ok().flatten()
+            })
+            .sum()
+    }
+
+    pub fn batch(&self) -> StoreBatch<'_> {
+        StoreBatch { store: self, wb: WriteBatch::default(), scratch: codec::Writer::default() }
+    }
+
+    pub fn write(&self, batch: StoreBatch<'_>) -> Result<(), StoreError> {
+        self.db.write_opt(batch.wb, &self.write_opts)?;
+        Ok(())
+    }
+}
+
+impl StoreBatch<'_> {
+    pub fn put_account(&mut self, partition: u32, id: &str, state: &AccountState) {
+        self.scratch.buf.clear();
+        codec::encode(state, &mut self.scratch);
+        self.wb.put_cf(self.store.cf(CF_ACCOUNTS), account_key(partition, id), &self.scratch.buf);
+    }
+
+    pub fn move_due(&mut self, partition: u32, id: &str, from: Option<i64>, to: Option<i64>) {
+        if from == to {
+            return;
+        }
+        if let Some(t) = from {
+            self.wb.delete_cf(self.store.cf(CF_DUE), due_key(partition, t, id));
+        }
+        if let Some(t) = to {
+            self.wb.put_cf(self.store.cf(CF_DUE), due_key(partition, t, id), []);
+        }
+    }
+
+    pub fn put_offset(&mut self, partition: u32, source: &str, next_offset: i64) {
+        self.wb.put_cf(self.store.cf(CF_OFFSETS), account_key(partition, source), next_offset.to_be_bytes());
+    }
+
+    pub fn put_stream_time(&mut self, partition: u32, ms: i64) {
+        self.put_offset(partition, STREAM_TIME, ms);
+    }
+
+    pub fn put_outbox(&mut self, seq: u64, entry: &[u8]) {
+        self.wb.put_cf(self.store.cf(CF_OUTBOX), seq.to_be_bytes(), entry);
+    }
+
+    pub fn delete_outbox(&mut self, seq: u64) {
+        self.wb.delete_cf(self.store.cf(CF_OUTBOX), seq.to_be_bytes());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wb.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::StateParams;
+    use crate::event::{Event, UsageEvent};
+    use proptest::prelude::*;
+    use std::borrow::Cow;
+
+    fn usage(user: u8, feature: u8, ts: i64) -> Event<'static> {
+        Event::Usage(UsageEvent {
+            account_id: Cow::Borrowed("acme"),
+            user_id: Cow::Owned(format!("u{user}")),
+            event: Cow::Borrowed("feature_used"),
+            feature: Some(Cow::Owned(format!("f{feature}"))),
+            ts_ms: ts,
+            event_id: Some(Cow::Owned(format!("e{ts}"))),
+        })
+    }
+
+    fn state_from(events: &[(u8, u8, i64)]) -> AccountState {
+        let p = StateParams { retention_days: 90, dedup_window_ms: 86_400_000 };
+        let mut s = AccountState::default();
+        for &(u, f, ts) in events {
+            s.advance(crate::event::timestamp::day_of(ts), &p);
+            s.apply(&usage(u, f, ts), 0, &p);
+        }
+        s.score.next_due_ms = Some(42);
+        s
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_is_the_identity(events in prop::collection::vec((0u8..30, 0u8..10, 0i64..100 * 86_400_000), 0..200)) {
+            let s = state_from(&events);
+            let bytes = codec::encode_to_vec(&s);
+            prop_assert_eq!(codec::decode(&bytes).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn unknown_version_and_truncation_are_errors() {
+        let mut bytes = codec::encode_to_vec(&state_from(&[(1, 1, 5)]));
+        assert!(matches!(codec::decode(&bytes[..bytes.len() - 1]), Err(CodecError::Truncated | CodecError::Invalid(_))));
+        bytes[0] = 9;
+        assert_eq!(codec::decode(&bytes), Err(CodecError::UnknownVersion(9)));
+    }
+
+    #[test]
+    fn reopening_gives_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state_from(&[(1, 1, 1_000), (2, 3, 90_000_000), (1, 2, 200_000_000)]);
+        {
+            let store = Store::open(dir.path(), true).unwrap();
+            let mut b = store.batch();
+            b.put_account(3, "acme", &s);
+            b.move_due(3, "acme", None, Some(-5));
+            b.put_offset(3, "product-usage", 17);
+            b.put_stream_time(3, 99);
+            b.put_outbox(1, b"x");
+            store.write(b).unwrap();
+        }
+        let store = Store::open(dir.path(), true).unwrap();
+        assert_eq!(store.get_account(3, "acme").unwrap(), Some(s));
+        assert_eq!(store.get_account(2, "acme").unwrap(), None);
+        assert_eq!(store.due_entries(3).unwrap(), vec![(-5, "acme".into())]);
+        assert_eq!(store.offsets(3).unwrap(), (vec![("product-usage".to_string(), 17)], Some(99)));
+        assert_eq!(store.outbox().unwrap(), vec![(1, b"x".to_vec())]);
+    }
+}
