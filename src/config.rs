@@ -108,6 +108,9 @@ pub struct WeightedMeasure {
     pub red: Option<f64>,
     /// Value scoring 100 points.
     pub green: Option<f64>,
+    /// If true, this measure at or beyond its `red` value makes the account red whatever its score
+    /// (e.g. no usage for 14 days is red however good the rest looks).
+    pub critical: bool,
 }
 
 /// Alert rules.
@@ -267,7 +270,7 @@ impl Default for ScorecardConfig {
 
 impl Default for WeightedMeasure {
     fn default() -> Self {
-        Self { measure: String::new(), weight: 1.0, red: None, green: None }
+        Self { measure: String::new(), weight: 1.0, red: None, green: None, critical: false }
     }
 }
 
@@ -331,7 +334,11 @@ impl Default for UrgentAgingConfig {
 }
 
 fn wm(measure: &str, weight: f64, red: f64, green: f64) -> WeightedMeasure {
-    WeightedMeasure { measure: measure.into(), weight, red: Some(red), green: Some(green) }
+    WeightedMeasure { measure: measure.into(), weight, red: Some(red), green: Some(green), critical: false }
+}
+
+fn critical(m: WeightedMeasure) -> WeightedMeasure {
+    WeightedMeasure { critical: true, ..m }
 }
 
 fn card(segments: &[&str], measures: Vec<WeightedMeasure>) -> ScorecardConfig {
@@ -350,7 +357,7 @@ impl Default for Settings {
                     wm("stickiness", 15.0, 0.1, 0.35),
                     wm("feature_breadth_30d", 15.0, 2.0, 8.0),
                     wm("usage_trend", 15.0, 0.5, 1.0),
-                    wm("days_since_last_activity", 10.0, 14.0, 2.0),
+                    critical(wm("days_since_last_activity", 10.0, 14.0, 2.0)),
                     wm("open_urgent_tickets", 10.0, 3.0, 0.0),
                     wm("csat_90d", 10.0, 2.5, 4.5),
                 ],
@@ -365,7 +372,7 @@ impl Default for Settings {
                     wm("stickiness", 10.0, 0.1, 0.35),
                     wm("feature_breadth_30d", 15.0, 3.0, 10.0),
                     wm("usage_trend", 15.0, 0.6, 1.0),
-                    wm("days_since_last_activity", 5.0, 7.0, 1.0),
+                    critical(wm("days_since_last_activity", 5.0, 10.0, 1.0)),
                     wm("open_urgent_tickets", 10.0, 2.0, 0.0),
                     wm("oldest_open_ticket_days", 5.0, 14.0, 2.0),
                     wm("csat_90d", 15.0, 3.0, 4.5),
@@ -379,7 +386,7 @@ impl Default for Settings {
                 vec![
                     wm("active_users_7d", 30.0, 1.0, 5.0),
                     wm("feature_breadth_30d", 30.0, 1.0, 5.0),
-                    wm("days_since_last_activity", 30.0, 7.0, 1.0),
+                    critical(wm("days_since_last_activity", 30.0, 7.0, 1.0)),
                     wm("open_urgent_tickets", 10.0, 2.0, 0.0),
                 ],
             ),

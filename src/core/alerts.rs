@@ -29,6 +29,28 @@ impl Rule {
         Rule::UrgentTicketAging,
     ];
 
+    /// Most specific first: when several rules fire in one evaluation, the first names the alert
+    /// and the others are listed in its `also` field (one alert per real change).
+    pub const BY_PRIORITY: [Rule; N_RULES] = [
+        Rule::Inactive,
+        Rule::SilentDecline,
+        Rule::UrgentTicketAging,
+        Rule::TicketSpike,
+        Rule::ScoreDrop,
+        Rule::EnteredRed,
+    ];
+
+    /// Measures the rule's own words already describe (left out of its summary's movers).
+    pub fn own_measures(self) -> &'static [Measure] {
+        match self {
+            Rule::Inactive => &[Measure::DaysSinceLastActivity],
+            Rule::SilentDecline => &[Measure::UsageTrend],
+            Rule::UrgentTicketAging => &[Measure::OpenUrgentTickets, Measure::OldestOpenTicketDays],
+            Rule::TicketSpike => &[Measure::TicketsOpened30d],
+            Rule::ScoreDrop | Rule::EnteredRed => &[],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Rule::EnteredRed => "entered_red",
@@ -63,6 +85,8 @@ pub struct Alert {
     pub alert_id: String,
     pub account_id: String,
     pub rule: Rule,
+    /// Other rules that fired in the same evaluation (folded into this alert).
+    pub also: Vec<Rule>,
     pub severity: String,
     pub score: f64,
     pub previous_score: Option<f64>,
@@ -83,6 +107,7 @@ struct AlertJson<'a> {
     alert_id: &'a str,
     account_id: &'a str,
     rule: &'static str,
+    also: Vec<&'static str>,
     severity: &'a str,
     score: f64,
     previous_score: Option<f64>,
@@ -103,6 +128,7 @@ impl Alert {
             alert_id: &self.alert_id,
             account_id: &self.account_id,
             rule: self.rule.name(),
+            also: self.also.iter().map(|r| r.name()).collect(),
             severity: &self.severity,
             score: self.score,
             previous_score: self.previous_score,
@@ -267,10 +293,12 @@ fn capitalise(s: &str) -> String {
 
 /// One sentence a CS manager can read: the rule's own words, then the (at most two) measures that
 /// cost the most points.
-pub fn summary(lead: &str, explanation: &[ExplanationItem]) -> String {
+pub fn summary(lead: &str, rule: Option<Rule>, explanation: &[ExplanationItem]) -> String {
+    let own = rule.map_or(&[][..], Rule::own_measures);
     let movers: Vec<String> = explanation
         .iter()
         .filter(|i| i.points < 0.0)
+        .filter(|i| !own.iter().any(|m| m.name() == i.measure))
         .filter_map(phrase)
         .filter(|p| !lead.contains(p.as_str()))
         .take(2)
@@ -293,9 +321,9 @@ mod tests {
         let card = Card {
             id: "c@1".into(),
             items: vec![
-                CardItem { measure: Measure::SeatUtilization, weight: 25.0, red: 0.2, green: 0.6 },
-                CardItem { measure: Measure::OpenUrgentTickets, weight: 10.0, red: 3.0, green: 0.0 },
-                CardItem { measure: Measure::Csat90d, weight: 10.0, red: 2.5, green: 4.5 },
+                CardItem { measure: Measure::SeatUtilization, weight: 25.0, red: 0.2, green: 0.6, critical: false },
+                CardItem { measure: Measure::OpenUrgentTickets, weight: 10.0, red: 3.0, green: 0.0, critical: false },
+                CardItem { measure: Measure::Csat90d, weight: 10.0, red: 2.5, green: 4.5, critical: false },
             ],
         };
         let mut before = [None; N_MEASURES];
@@ -310,7 +338,7 @@ mod tests {
         assert_eq!(ex[2].measure, "csat_90d");
         assert_eq!(ex[2].value, None, "no data goes last");
         assert_eq!(
-            summary("health score entered red at 34.5 (was 58.0, yellow)", &ex),
+            summary("health score entered red at 34.5 (was 58.0, yellow)", Some(Rule::EnteredRed), &ex),
             "Health score entered red at 34.5 (was 58.0, yellow): seat utilisation fell from 52% to 18% and 2 urgent tickets are open."
         );
     }

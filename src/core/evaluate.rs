@@ -138,43 +138,44 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     };
     let history_ok = state.first_day.is_some_and(|f| now_day - f >= p.alerts.min_history_days as i32);
     let segment = state.facts.segment.clone();
-    for rule in Rule::ALL {
-        let (enabled, severity, cooldown) = p.alerts.common(rule);
+    let mut fired: Vec<Rule> = Vec::new();
+    for rule in Rule::BY_PRIORITY {
+        let (enabled, _, cooldown) = p.alerts.common(rule);
         let (fires, rearms) = check(rule, &ctx, p);
         let mark = &mut state.score.rules[rule as usize];
         let cooled = mark.last_fired_ms.is_none_or(|t| now_ms - t >= cooldown.as_millis() as i64);
         if fires && mark.armed && enabled && history_ok && cooled {
             mark.armed = false;
             mark.last_fired_ms = Some(now_ms);
-            let explanation = explain(card, &snap.values, baseline.as_ref().map(|b| &b.values));
-            let alert = Alert {
-                alert_id: alert_id(account_id, rule.name(), now_ms),
-                account_id: account_id.to_string(),
-                rule,
-                severity: severity.to_string(),
-                score: round1(scored.score),
-                previous_score: baseline.as_ref().map(|b| round1(b.score)),
-                band,
-                previous_band: baseline.as_ref().map(|b| b.band),
-                segment: segment.clone(),
-                scorecard: card.id.clone(),
-                event_time_ms: now_ms,
-                emitted_at_ms: now_ms,
-                summary: summary(&lead(rule, &ctx, p), &explanation),
-                explanation,
-            };
-            state.score.recent_alerts.push_back(AlertRef {
-                rule: rule as u8,
-                at_ms: now_ms,
-                alert_id: alert.alert_id.clone(),
-            });
-            if state.score.recent_alerts.len() > RECENT_ALERTS {
-                state.score.recent_alerts.pop_front();
-            }
-            out.alerts.push(alert);
+            fired.push(rule);
         } else if rearms && !fires {
             mark.armed = true;
         }
+    }
+    if let Some((&rule, also)) = fired.split_first() {
+        let explanation = explain(card, &snap.values, baseline.as_ref().map(|b| &b.values));
+        let alert = Alert {
+            alert_id: alert_id(account_id, rule.name(), now_ms),
+            account_id: account_id.to_string(),
+            rule,
+            also: also.to_vec(),
+            severity: p.alerts.common(rule).1.to_string(),
+            score: round1(scored.score),
+            previous_score: baseline.as_ref().map(|b| round1(b.score)),
+            band,
+            previous_band: baseline.as_ref().map(|b| b.band),
+            segment: segment.clone(),
+            scorecard: card.id.clone(),
+            event_time_ms: now_ms,
+            emitted_at_ms: now_ms,
+            summary: summary(&lead(rule, &ctx, p), Some(rule), &explanation),
+            explanation,
+        };
+        state.score.recent_alerts.push_back(AlertRef { rule: rule as u8, at_ms: now_ms, alert_id: alert.alert_id.clone() });
+        if state.score.recent_alerts.len() > RECENT_ALERTS {
+            state.score.recent_alerts.pop_front();
+        }
+        out.alerts.push(alert);
     }
 
     let moved = state

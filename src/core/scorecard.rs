@@ -14,6 +14,8 @@ pub struct CardItem {
     pub weight: f64,
     pub red: f64,
     pub green: f64,
+    /// At or beyond `red`, the account is red whatever its score.
+    pub critical: bool,
 }
 
 impl CardItem {
@@ -38,13 +40,15 @@ pub struct Scored {
     pub points: [Option<f64>; N_MEASURES],
     /// Some measure with data is at or beyond its red value.
     pub any_red: bool,
+    /// Some critical measure is at or beyond its red value.
+    pub critical_red: bool,
 }
 
 impl Card {
     /// Weighted mean of the points of the measures that have data; `None` if none has.
     pub fn score(&self, values: &MeasureValues) -> Option<Scored> {
         let mut points = [None; N_MEASURES];
-        let (mut sum, mut weights, mut any_red) = (0.0, 0.0, false);
+        let (mut sum, mut weights, mut any_red, mut critical_red) = (0.0, 0.0, false, false);
         for item in &self.items {
             if let Some(v) = values[item.measure as usize] {
                 let p = item.points(v);
@@ -52,9 +56,10 @@ impl Card {
                 sum += p * item.weight;
                 weights += item.weight;
                 any_red |= p <= 0.0;
+                critical_red |= p <= 0.0 && item.critical;
             }
         }
-        (weights > 0.0).then(|| Scored { score: sum / weights, points, any_red })
+        (weights > 0.0).then(|| Scored { score: sum / weights, points, any_red, critical_red })
     }
 
     /// Score points each measure contributes (its share of the weighted mean).
@@ -100,7 +105,7 @@ impl Bands {
     /// The band after `previous`: a worse band is entered at its edge, a better one only once the
     /// score is `hysteresis` points past the edge, so a score wobbling on an edge does not flap.
     pub fn next(&self, previous: Option<Band>, scored: &Scored) -> Band {
-        if self.any_red_is_red && scored.any_red {
+        if scored.critical_red || (self.any_red_is_red && scored.any_red) {
             return Band::Red;
         }
         let raw = self.raw(scored.score);
@@ -143,6 +148,7 @@ impl Params {
                         weight: m.weight,
                         red: m.red?,
                         green: m.green?,
+                        critical: m.critical,
                     })
                 })
                 .collect();
@@ -211,9 +217,9 @@ mod tests {
         Card {
             id: "t@1".into(),
             items: vec![
-                CardItem { measure: Measure::SeatUtilization, weight: 25.0, red: 0.2, green: 0.6 },
-                CardItem { measure: Measure::DaysSinceLastActivity, weight: 10.0, red: 14.0, green: 2.0 },
-                CardItem { measure: Measure::Csat90d, weight: 10.0, red: 2.5, green: 4.5 },
+                CardItem { measure: Measure::SeatUtilization, weight: 25.0, red: 0.2, green: 0.6, critical: false },
+                CardItem { measure: Measure::DaysSinceLastActivity, weight: 10.0, red: 14.0, green: 2.0, critical: true },
+                CardItem { measure: Measure::Csat90d, weight: 10.0, red: 2.5, green: 4.5, critical: false },
             ],
         }
     }
@@ -253,7 +259,7 @@ mod tests {
     #[test]
     fn bands_have_hysteresis() {
         let b = Bands { red_below: 40.0, green_from: 70.0, hysteresis: 5.0, any_red_is_red: false };
-        let s = |score: f64| Scored { score, points: [None; N_MEASURES], any_red: false };
+        let s = |score: f64| Scored { score, points: [None; N_MEASURES], any_red: false, critical_red: false };
         assert_eq!(b.next(None, &s(39.0)), Band::Red);
         assert_eq!(b.next(Some(Band::Red), &s(41.0)), Band::Red, "needs 45 to leave red");
         assert_eq!(b.next(Some(Band::Red), &s(45.0)), Band::Yellow);
@@ -262,6 +268,8 @@ mod tests {
         assert_eq!(b.next(Some(Band::Yellow), &s(72.0)), Band::Yellow);
         let strict = Bands { any_red_is_red: true, ..b };
         assert_eq!(strict.next(None, &Scored { any_red: true, ..s(90.0) }), Band::Red);
+        assert_eq!(b.next(None, &Scored { any_red: true, ..s(90.0) }), Band::Green, "a non-critical red measure");
+        assert_eq!(b.next(Some(Band::Green), &Scored { any_red: true, critical_red: true, ..s(90.0) }), Band::Red);
     }
 
     proptest! {
