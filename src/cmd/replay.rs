@@ -57,7 +57,7 @@ pub struct ReplaySummary {
 struct Input {
     path: String,
     kind: EventKind,
-    lines: std::io::Lines<BufReader<File>>,
+    reader: BufReader<File>,
     line_no: i64,
     last_ts: i64,
     current: Option<Item>,
@@ -67,16 +67,20 @@ struct Item {
     line_no: i64,
     decoded: Result<Event<'static>, Reject>,
     /// The raw line, written to `rejects.jsonl` if the record is rejected.
-    line: String,
+    line: Vec<u8>,
 }
 
 impl Input {
     fn advance(&mut self, limits: &DecodeLimits) -> Result<()> {
         self.current = None;
-        if let Some(line) = self.lines.next() {
-            let line = line.with_context(|| format!("reading {}", self.path))?;
+        let mut line = Vec::with_capacity(256);
+        let n = self.reader.read_until(b'\n', &mut line).with_context(|| format!("reading {}", self.path))?;
+        if n > 0 {
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
             self.line_no += 1;
-            let decoded = decode(self.kind, line.as_bytes(), None, limits).map(Event::into_owned);
+            let decoded = decode(self.kind, &line, None, limits).map(Event::into_owned);
             if let Ok(e) = &decoded {
                 self.last_ts = e.ts_ms();
             }
@@ -122,7 +126,7 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
             let mut input = Input {
                 path: p.display().to_string(),
                 kind,
-                lines: BufReader::with_capacity(1 << 20, f).lines(),
+                reader: BufReader::with_capacity(1 << 20, f),
                 line_no: 0,
                 last_ts: i64::MIN,
                 current: None,
@@ -151,7 +155,7 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
     let mut alerts_w = out("alerts.jsonl")?;
     let mut rejects_w = out("rejects.jsonl")?;
     let mut summary = ReplaySummary::default();
-    let mut raws: Vec<String> = Vec::new();
+    let mut raws: Vec<Vec<u8>> = Vec::new();
     let mut in_batch = 0usize;
 
     while let Some(Reverse((_, idx))) = heap.pop() {
@@ -227,7 +231,7 @@ fn drain(
     engine: &mut Engine,
     alerts_w: &mut impl Write,
     rejects_w: &mut impl Write,
-    raws: &mut Vec<String>,
+    raws: &mut Vec<Vec<u8>>,
 ) -> Result<()> {
     engine.flush(|_| {})?;
     let out = engine.take_output();
@@ -241,7 +245,7 @@ fn drain(
             line: r.offset,
             reason: r.reject.reason.code(),
             detail: &r.reject.detail,
-            raw: &raw,
+            raw: &String::from_utf8_lossy(&raw),
         };
         writeln!(rejects_w, "{}", serde_json::to_string(&line)?)?;
     }

@@ -223,21 +223,32 @@ pub fn round3(x: f64) -> f64 {
 }
 
 /// The explanation: every measure of the card, how it moved since `baseline` and how many score
-/// points that won or lost, most damaging first.
+/// points that won or lost, most damaging first. Points decompose the score change: a measure with
+/// data at both ends contributes `weight × Δpoints / Σweights`; one that gained data joins at the
+/// baseline's average; an unchanged measure contributes 0.
 pub fn explain(card: &Card, now: &MeasureValues, baseline: Option<&MeasureValues>) -> Vec<ExplanationItem> {
-    let c_now = card.contributions(now);
-    let c_base = baseline.map(|b| card.contributions(b));
+    let weights_now: f64 = card.items.iter().filter(|i| now[i.measure as usize].is_some()).map(|i| i.weight).sum();
+    let base_score = baseline.and_then(|b| card.score(b)).map(|s| s.score);
+    let weights_base: f64 = baseline.map_or(0.0, |b| {
+        card.items.iter().filter(|i| b[i.measure as usize].is_some()).map(|i| i.weight).sum()
+    });
     let mut items: Vec<ExplanationItem> = card
         .items
         .iter()
         .map(|i| {
             let m = i.measure as usize;
-            let before = c_base.map_or(c_now[m], |c| c[m]);
+            let before = baseline.and_then(|b| b[m]);
+            let points = match (now[m], before, base_score) {
+                (Some(v), Some(b), _) if weights_now > 0.0 => i.weight * (i.points(v) - i.points(b)) / weights_now,
+                (Some(v), None, Some(avg)) if weights_now > 0.0 => i.weight * (i.points(v) - avg) / weights_now,
+                (None, Some(b), Some(avg)) if weights_base > 0.0 => i.weight * (avg - i.points(b)) / weights_base,
+                _ => 0.0,
+            };
             ExplanationItem {
                 measure: i.measure.name(),
                 value: now[m].map(round3),
-                previous: baseline.and_then(|b| b[m]).map(round3),
-                points: round1(c_now[m].unwrap_or(0.0) - before.unwrap_or(0.0)),
+                previous: before.map(round3),
+                points: round1(points) + 0.0,
                 weight: i.weight,
             }
         })

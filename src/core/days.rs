@@ -1,13 +1,11 @@
 //! Per-day counters over a bounded span of days: the building block of every rolling window.
 
-use std::collections::VecDeque;
-
 /// Counts per UTC day, stored densely from the earliest day with a count to the latest.
 /// Callers prune days that fall out of retention, so the span stays bounded.
 #[derive(Debug, Clone, Default)]
 pub struct DayCounts {
     start: i32,
-    counts: VecDeque<u32>,
+    counts: Vec<u32>,
 }
 
 /// Equal when they hold the same non-zero counts (zero padding is not significant).
@@ -40,14 +38,14 @@ impl DayCounts {
         }
         if self.counts.is_empty() {
             self.start = day;
-            self.counts.push_back(n);
+            self.counts.push(n);
             return;
         }
         if day < self.start {
-            for _ in day + 1..self.start {
-                self.counts.push_front(0);
-            }
-            self.counts.push_front(n);
+            // Rare: an out-of-order event before the first day held.
+            let gap = (self.start - day) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, gap));
+            self.counts[0] = n;
             self.start = day;
             return;
         }
@@ -86,27 +84,29 @@ impl DayCounts {
             return 0;
         }
         let (a, b) = ((lo - self.start) as usize, (hi - self.start) as usize);
-        self.counts.range(a..=b).map(|&c| u64::from(c)).sum()
+        self.counts[a..=b].iter().map(|&c| u64::from(c)).sum()
     }
 
     /// Drops every day before `day`, and zero days at both ends.
     pub fn prune_before(&mut self, day: i32) {
-        while let Some(&front) = self.counts.front() {
-            if self.start < day || front == 0 {
-                self.counts.pop_front();
+        let mut drop = 0;
+        while let Some(&c) = self.counts.get(drop) {
+            if self.start < day || c == 0 {
+                drop += 1;
                 self.start += 1;
             } else {
                 break;
             }
         }
-        while self.counts.back() == Some(&0) {
-            self.counts.pop_back();
+        self.counts.drain(..drop);
+        while self.counts.last() == Some(&0) {
+            self.counts.pop();
         }
     }
 
     /// Rebuilds from `(start, counts)`, as stored.
     pub fn from_parts(start: i32, counts: Vec<u32>) -> Self {
-        let mut d = Self { start, counts: counts.into() };
+        let mut d = Self { start, counts };
         d.prune_before(i32::MIN);
         d
     }

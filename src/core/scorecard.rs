@@ -62,21 +62,6 @@ impl Card {
         (weights > 0.0).then(|| Scored { score: sum / weights, points, any_red, critical_red })
     }
 
-    /// Score points each measure contributes (its share of the weighted mean).
-    pub fn contributions(&self, values: &MeasureValues) -> [Option<f64>; N_MEASURES] {
-        let mut out = [None; N_MEASURES];
-        let weights: f64 =
-            self.items.iter().filter(|i| values[i.measure as usize].is_some()).map(|i| i.weight).sum();
-        if weights > 0.0 {
-            for item in &self.items {
-                if let Some(v) = values[item.measure as usize] {
-                    out[item.measure as usize] = Some(item.points(v) * item.weight / weights);
-                }
-            }
-        }
-        out
-    }
-
     pub fn item(&self, m: Measure) -> Option<&CardItem> {
         self.items.iter().find(|i| i.measure == m)
     }
@@ -251,8 +236,6 @@ mod tests {
         let no_seats = c.score(&values(None, Some(2.0), Some(2.5))).unwrap();
         assert_eq!(no_seats.score, 50.0);
         assert_eq!(no_seats.points[Measure::SeatUtilization as usize], None);
-        let contrib = c.contributions(&values(None, Some(2.0), Some(2.5)));
-        assert_eq!(contrib[Measure::DaysSinceLastActivity as usize], Some(50.0));
         assert_eq!(c.score(&values(None, None, None)), None);
     }
 

@@ -142,7 +142,13 @@ impl Engine {
         decoded: Result<Event<'_>, Reject>,
     ) -> Result<(), EngineError> {
         self.open_partition(partition)?;
-        self.partitions.get_mut(&partition).expect("opened").offsets.insert(source.name.to_string(), source.offset + 1);
+        let offsets = &mut self.partitions.get_mut(&partition).expect("opened").offsets;
+        match offsets.get_mut(source.name) {
+            Some(o) => *o = source.offset + 1,
+            None => {
+                offsets.insert(source.name.to_string(), source.offset + 1);
+            }
+        }
         let event = match decoded {
             Ok(e) => e,
             Err(reject) => {
@@ -172,16 +178,16 @@ impl Engine {
         }
         self.fire_due(partition, stream_time)?;
         self.tick += 1;
-        let ps = self.partitions.get_mut(&partition).expect("opened");
+        let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();
-        let slot = load_slot(&self.store, &mut ps.accounts, partition, id)?;
+        let slot = load_slot(&self.store, accounts, partition, id)?;
         slot.state.advance(day_of(stream_time), &self.params.state);
         if slot.state.apply(&event, day_of(stream_time), &self.params.state) == Applied::Duplicate {
             self.stats.duplicates += 1;
             return Ok(());
         }
         self.stats.applied[event.kind() as usize] += 1;
-        Self::evaluate_slot(&self.params, ps, partition, id, stream_time, self.tick, &mut self.out, &mut self.stats);
+        Self::evaluate_slot(&self.params, slot, due, dirty, id, stream_time, self.tick, &mut self.out, &mut self.stats);
         Ok(())
     }
 
@@ -211,48 +217,49 @@ impl Engine {
     /// Re-scores every account of the partition due at or before `stream_time - grace`.
     fn fire_due(&mut self, partition: u32, stream_time: i64) -> Result<(), EngineError> {
         let watermark = stream_time - self.params.grace_ms;
-        let ps = self.partitions.get_mut(&partition).expect("opened");
-        while let Some((due, _)) = ps.due.first() {
-            if *due > watermark {
+        let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
+        while let Some((at, _)) = due.first() {
+            if *at > watermark {
                 break;
             }
-            let (_, id) = ps.due.pop_first().expect("non-empty");
+            let (_, id) = due.pop_first().expect("non-empty");
             self.tick += 1;
-            let slot = load_slot(&self.store, &mut ps.accounts, partition, &id)?;
+            let slot = load_slot(&self.store, accounts, partition, &id)?;
             // The index entry is gone; make the slot agree before re-evaluating.
             slot.state.score.next_due_ms = None;
             self.stats.timer_evaluations += 1;
-            Self::evaluate_slot(&self.params, ps, partition, &id, stream_time, self.tick, &mut self.out, &mut self.stats);
+            Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats);
         }
         Ok(())
     }
 
+    /// Re-scores one loaded account and keeps the due index and the batch's dirty list right.
     #[allow(clippy::too_many_arguments)]
     fn evaluate_slot(
         params: &Params,
-        ps: &mut PartitionState,
-        _partition: u32,
+        slot: &mut Slot,
+        due: &mut BTreeSet<(i64, Box<str>)>,
+        dirty: &mut Vec<Box<str>>,
         id: &str,
         now_ms: i64,
         tick: u64,
         out: &mut Output,
         stats: &mut Stats,
     ) {
-        let slot = ps.accounts.get_mut(id).expect("loaded");
         let old_due = slot.state.score.next_due_ms;
         let ev = evaluate(&mut slot.state, id, now_ms, params);
         let new_due = slot.state.score.next_due_ms;
         slot.last_used = tick;
         if !slot.dirty {
             slot.dirty = true;
-            ps.dirty.push(id.into());
+            dirty.push(id.into());
         }
         if old_due != new_due {
             if let Some(t) = old_due {
-                ps.due.remove(&(t, Box::<str>::from(id)));
+                due.remove(&(t, Box::<str>::from(id)));
             }
             if let Some(t) = new_due {
-                ps.due.insert((t, id.into()));
+                due.insert((t, id.into()));
             }
         }
         for a in &ev.alerts {
