@@ -1,0 +1,166 @@
+//! `generate` + `replay` end to end on a synthetic population whose truth is known.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kizashi::cmd::replay::{run, ReplayOptions, ReplaySummary};
+use kizashi::config::Settings;
+use kizashi::event::timestamp::DAY_MS;
+use kizashi::generate::GenOptions;
+
+const END_DAY: i32 = 20_400;
+
+fn generate(dir: &Path, accounts: usize) -> Vec<kizashi::generate::Truth> {
+    let opts = GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.4 };
+    kizashi::cmd::generate::to_dir(&opts, dir).unwrap().0
+}
+
+fn opts(data: &Path, out: PathBuf, batch: usize, partitions: u32) -> ReplayOptions {
+    ReplayOptions {
+        usage: vec![data.join("usage.jsonl")],
+        support: vec![data.join("support.jsonl")],
+        accounts: vec![data.join("accounts.jsonl")],
+        out,
+        partitions,
+        until_ms: None,
+        now_ms: i64::from(END_DAY + 1) * DAY_MS,
+        state_dir: None,
+        batch,
+    }
+}
+
+fn lines(p: PathBuf) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn generated_population_ends_where_its_story_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let truth = generate(&data, 60);
+    let summary: ReplaySummary = run(&Settings::default(), &opts(&data, dir.path().join("out"), 5_000, 1)).unwrap();
+    assert_eq!(summary.events_rejected, 0);
+    assert!(summary.events_applied > 50_000, "{summary:?}");
+
+    let bands: HashMap<String, String> = lines(dir.path().join("out/scores.jsonl"))
+        .into_iter()
+        .map(|s| (s["account_id"].as_str().unwrap().to_string(), s["band"].as_str().unwrap().to_string()))
+        .collect();
+    let alerts = lines(dir.path().join("out/alerts.jsonl"));
+    let has_alert = |acct: &str, rule: &str| {
+        alerts.iter().any(|a| {
+            a["account_id"] == acct
+                && (a["rule"] == rule || a["also"].as_array().unwrap().iter().any(|r| r == rule))
+        })
+    };
+    let mut seen = HashMap::new();
+    for t in &truth {
+        let band = bands.get(&t.account_id).map(String::as_str).unwrap_or("none");
+        *seen.entry(t.profile.name()).or_insert(0) += 1;
+        match t.profile.name() {
+            "healthy" => assert!(band == "green" || band == "yellow", "{} ended {band}", t.account_id),
+            "inactive" => {
+                assert_eq!(band, "red", "{} ({:?}) ended {band}", t.account_id, t.change_from);
+                assert!(has_alert(&t.account_id, "inactive"), "{} has no inactive alert", t.account_id);
+            }
+            _ => {}
+        }
+    }
+    assert!(seen.get("healthy").copied().unwrap_or(0) >= 10 && seen.get("inactive").copied().unwrap_or(0) >= 3, "{seen:?}");
+}
+
+#[test]
+fn replay_is_byte_identical_across_runs_and_batch_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 25);
+    run(&Settings::default(), &opts(&data, dir.path().join("a"), 100_000, 3)).unwrap();
+    run(&Settings::default(), &opts(&data, dir.path().join("b"), 777, 3)).unwrap();
+    for f in ["alerts.jsonl", "scores.jsonl", "rejects.jsonl"] {
+        let a = std::fs::read(dir.path().join("a").join(f)).unwrap();
+        let b = std::fs::read(dir.path().join("b").join(f)).unwrap();
+        assert!(a == b, "{f} differs between runs");
+    }
+    assert!(!std::fs::read(dir.path().join("a/alerts.jsonl")).unwrap().is_empty());
+}
+
+#[test]
+fn bad_lines_go_to_rejects_with_their_reason_and_never_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let usage = dir.path().join("usage.jsonl");
+    let day = i64::from(END_DAY) * DAY_MS;
+    let good = |u: u32, t: i64| format!(r#"{{"account_id":"a","user_id":"u{u}","event":"login","ts":{t}}}"#);
+    let content = [
+        good(1, day),
+        "this is not json".to_string(),
+        r#"{"user_id":"u","event":"login","ts":1}"#.to_string(),
+        good(2, day + 1000),
+        r#"{"account_id":"a","user_id":"u","event":"login","ts":"2999-01-01T00:00:00Z"}"#.to_string(),
+        format!(r#"{{"account_id":"a","user_id":"u","event":"login","ts":{}}}"#, day - 200 * DAY_MS),
+        good(3, day + 2000),
+    ]
+    .join("\n");
+    std::fs::write(&usage, content).unwrap();
+    let mut o = opts(dir.path(), dir.path().join("out"), 2, 1);
+    o.usage = vec![usage];
+    o.support = vec![];
+    o.accounts = vec![];
+    let s = run(&Settings::default(), &o).unwrap();
+    assert_eq!((s.events_read, s.events_applied, s.events_rejected), (7, 3, 4));
+    let rejects = lines(dir.path().join("out/rejects.jsonl"));
+    let got: Vec<(i64, &str)> = rejects.iter().map(|r| (r["line"].as_i64().unwrap(), r["reason"].as_str().unwrap())).collect();
+    assert_eq!(got, vec![(2, "not_json"), (3, "missing_field"), (5, "ts_in_future"), (6, "too_late")]);
+    assert_eq!(rejects[0]["raw"], "this is not json");
+    assert!(rejects[3]["raw"].as_str().unwrap().contains(r#""user_id":"u""#));
+    assert!(rejects[1]["detail"].as_str().unwrap().contains("account_id"));
+}
+
+#[test]
+fn the_cli_runs_generate_replay_and_check_config() {
+    let exe = env!("CARGO_BIN_EXE_kizashi");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let st = Command::new(exe)
+        .args(["generate", "--accounts", "8", "--days", "20", "--end", "2025-11-08", "--activity", "0.3", "--out"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::new(exe)
+        .args(["replay", "--now", "2025-11-09T00:00:00Z", "--usage"])
+        .arg(data.join("usage.jsonl"))
+        .arg("--support")
+        .arg(data.join("support.jsonl"))
+        .arg("--accounts")
+        .arg(data.join("accounts.jsonl"))
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("accounts by band:") && stdout.contains("events/s"), "{stdout}");
+    assert_eq!(lines(dir.path().join("out/scores.jsonl")).len(), 8);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[scoring]\nred_below = 90\ngreen_from = \"x\"\n[nope]\n").unwrap();
+    let out = Command::new(exe).args(["check-config", "--config"]).arg(&bad).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for key in ["scoring.green_from", "nope", "scoring.red_below"] {
+        assert!(stderr.contains(key), "{key} missing from: {stderr}");
+    }
+    let out = Command::new(exe)
+        .args(["check-config", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kizashi.toml"))
+        .env("KIZASHI__SCORING__RED_BELOW", "35")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("red_below = 35.0"));
+}
