@@ -90,7 +90,7 @@ pub struct ScoringConfig {
 pub struct ScorecardConfig {
     /// Carried into every score and alert as `name@version`; bump it when you change the scorecard.
     pub version: u32,
-    /// Account segments (case-insensitive) scored with this scorecard.
+    /// Account segments (ASCII case-insensitive) scored with this scorecard.
     pub segments: Vec<String>,
     /// The measures, each mapped to 0–100 between its `red` and `green` values.
     pub measures: Vec<WeightedMeasure>,
@@ -615,7 +615,7 @@ impl Settings {
                 p.push(format!("{key}.measures: a scorecard needs at least one measure"));
             }
             for seg in &card.segments {
-                let low = seg.to_lowercase();
+                let low = seg.to_ascii_lowercase();
                 if let Some(other) = segment_owner.insert(low, name) {
                     p.push(format!("{key}.segments: segment `{seg}` is also listed by scorecards.{other}"));
                 }

@@ -52,8 +52,8 @@ enum Command {
         /// Keep RocksDB state here instead of a temporary directory.
         #[arg(long)]
         state_dir: Option<PathBuf>,
-        /// Records per state-store batch.
-        #[arg(long, default_value_t = 20_000)]
+        /// Records per state-store batch (each touched account is written once per batch).
+        #[arg(long, default_value_t = 200_000)]
         batch: usize,
         /// Print the summary as JSON.
         #[arg(long)]

@@ -6,6 +6,7 @@
 //! count of "keys seen on this day" gives daily actives. Out-of-order events are exact as long as
 //! they are within 64 days of the key's last day; older ones can no longer fall in a 30-day window.
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use super::days::DayCounts;
@@ -19,19 +20,21 @@ pub struct Seen {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Distinct {
-    pub(crate) seen: FxHashMap<Box<str>, Seen>,
+    pub(crate) seen: FxHashMap<CompactString, Seen>,
     pub(crate) last_seen: DayCounts,
     pub(crate) per_day: DayCounts,
 }
 
 impl Distinct {
-    /// Records `key` seen on `day`. O(1).
-    pub fn observe(&mut self, key: &str, day: i32) {
+    /// Records `key` seen on `day`. O(1). Returns whether any count changed (a key already seen
+    /// that day changes nothing).
+    pub fn observe(&mut self, key: &str, day: i32) -> bool {
         match self.seen.get_mut(key) {
             None => {
                 self.seen.insert(key.into(), Seen { last_day: day, days: 1 });
                 self.last_seen.add(day, 1);
                 self.per_day.add(day, 1);
+                true
             }
             Some(s) if day > s.last_day => {
                 let shift = (day - s.last_day) as u32;
@@ -40,12 +43,16 @@ impl Distinct {
                 s.days = if shift >= 64 { 1 } else { (s.days << shift) | 1 };
                 s.last_day = day;
                 self.per_day.add(day, 1);
+                true
             }
             Some(s) => {
                 let back = (s.last_day - day) as u32;
                 if back < 64 && s.days & (1u64 << back) == 0 {
                     s.days |= 1u64 << back;
                     self.per_day.add(day, 1);
+                    true
+                } else {
+                    false
                 }
             }
         }

@@ -137,7 +137,6 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         now_ms,
     };
     let history_ok = state.first_day.is_some_and(|f| now_day - f >= p.alerts.min_history_days as i32);
-    let segment = state.facts.segment.clone();
     let mut fired: Vec<Rule> = Vec::new();
     for rule in Rule::BY_PRIORITY {
         let (enabled, _, cooldown) = p.alerts.common(rule);
@@ -164,7 +163,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             previous_score: baseline.as_ref().map(|b| round1(b.score)),
             band,
             previous_band: baseline.as_ref().map(|b| b.band),
-            segment: segment.clone(),
+            segment: state.facts.segment.clone(),
             scorecard: card.id.clone(),
             event_time_ms: now_ms,
             emitted_at_ms: now_ms,
@@ -188,7 +187,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             account_id: account_id.to_string(),
             score: round1(scored.score),
             band,
-            segment,
+            segment: state.facts.segment.clone(),
             scorecard: card.id.clone(),
             measures: ScoreUpdate::measures(card, &snap.values),
             event_time_ms: now_ms,

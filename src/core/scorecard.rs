@@ -107,7 +107,8 @@ pub struct Params {
     pub state: StateParams,
     pub measures: MeasureParams,
     pub cards: Vec<Card>,
-    pub by_segment: FxHashMap<String, usize>,
+    /// `(segment, card)`; segments match case-insensitively (ASCII).
+    pub by_segment: Vec<(String, usize)>,
     pub default_card: usize,
     /// `(card, days)` for onboarding accounts.
     pub onboarding: Option<(usize, u32)>,
@@ -122,7 +123,7 @@ impl Params {
     pub fn new(s: &Settings) -> Params {
         let mut cards = Vec::new();
         let mut index = FxHashMap::default();
-        let mut by_segment = FxHashMap::default();
+        let mut by_segment = Vec::new();
         for (name, c) in &s.scorecards {
             let items = c
                 .measures
@@ -139,7 +140,7 @@ impl Params {
                 .collect();
             index.insert(name.clone(), cards.len());
             for seg in &c.segments {
-                by_segment.insert(seg.to_lowercase(), cards.len());
+                by_segment.push((seg.clone(), cards.len()));
             }
             cards.push(Card { id: format!("{name}@{}", c.version), items });
         }
@@ -182,8 +183,8 @@ impl Params {
             .facts
             .segment
             .as_ref()
-            .and_then(|s| self.by_segment.get(&s.to_lowercase()))
-            .copied()
+            .and_then(|s| self.by_segment.iter().find(|(seg, _)| seg.eq_ignore_ascii_case(s)))
+            .map(|(_, card)| *card)
             .unwrap_or(self.default_card);
         &self.cards[idx]
     }

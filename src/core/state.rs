@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use super::days::DayCounts;
@@ -125,7 +126,7 @@ pub struct AccountState {
     pub usage: DayCounts,
     pub users: Distinct,
     pub features: Distinct,
-    pub tickets: FxHashMap<Box<str>, Ticket>,
+    pub tickets: FxHashMap<CompactString, Ticket>,
     /// Tickets opened per day.
     pub opened: DayCounts,
     pub csat_sum: DayCounts,
@@ -146,7 +147,11 @@ pub struct StateParams {
 /// What `apply` did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    Applied,
+    /// Applied, and some measure may have moved: the account must be re-scored.
+    Changed,
+    /// Applied, but no measure can have moved (e.g. another event of a user already active that
+    /// day, on a feature already used that day): re-scoring would give the same result.
+    Unchanged,
     /// Same `event_id` seen within the de-duplication window: ignored.
     Duplicate,
 }
@@ -175,27 +180,42 @@ impl AccountState {
 
     /// Applies one event. The caller has checked it is within retention and called `advance`.
     pub fn apply(&mut self, event: &Event<'_>, now_day: i32, p: &StateParams) -> Applied {
+        let changed = self.apply_event(event, now_day, p);
+        match changed {
+            None => Applied::Duplicate,
+            Some(true) => Applied::Changed,
+            Some(false) => Applied::Unchanged,
+        }
+    }
+
+    /// `None` for a duplicate, else whether any measure input changed.
+    fn apply_event(&mut self, event: &Event<'_>, now_day: i32, p: &StateParams) -> Option<bool> {
         if let (Some(id), true) = (event.event_id(), p.dedup_window_ms > 0) {
             let h = fnv64(&[&[event.kind() as u8], id.as_bytes()]);
             if self.seen_ids.insert(h, event.ts_ms()).is_some() {
-                return Applied::Duplicate;
+                return None;
             }
         }
-        match event {
+        Some(match event {
             Event::Usage(e) => {
                 let day = day_of(e.ts_ms);
-                self.note_first_day(day);
+                let mut changed = self.note_first_day(day);
                 self.usage.add(day, 1);
-                self.users.observe(&e.user_id, day);
+                // Today's usage count feeds no measure until the day is complete.
+                changed |= day < now_day;
+                changed |= self.users.observe(&e.user_id, day);
                 if let Some(f) = &e.feature {
-                    self.features.observe(f, day);
+                    changed |= self.features.observe(f, day);
                 }
+                let last_day = self.last_usage_ms.map(day_of);
                 self.last_usage_ms = Some(self.last_usage_ms.map_or(e.ts_ms, |t| t.max(e.ts_ms)));
+                changed | (last_day != self.last_usage_ms.map(day_of))
             }
             Event::Support(e) => {
                 let day = day_of(e.ts_ms);
                 self.note_first_day(day);
                 self.apply_support(e, day);
+                true
             }
             Event::Account(e) => {
                 self.note_first_day(now_day);
@@ -210,13 +230,16 @@ impl AccountState {
                         ts_ms: Some(e.ts_ms),
                     };
                 }
+                true
             }
-        }
-        Applied::Applied
+        })
     }
 
-    fn note_first_day(&mut self, day: i32) {
-        self.first_day = Some(self.first_day.map_or(day, |f| f.min(day)));
+    /// Returns whether the first day moved.
+    fn note_first_day(&mut self, day: i32) -> bool {
+        let before = self.first_day;
+        self.first_day = Some(before.map_or(day, |f| f.min(day)));
+        before != self.first_day
     }
 
     fn apply_support(&mut self, e: &crate::event::SupportEvent<'_>, day: i32) {
@@ -323,9 +346,9 @@ mod tests {
                 event_id: Some(Cow::Owned(id.into())),
             })
         };
-        assert_eq!(s.apply(&mk("e1"), 0, &P), Applied::Applied);
+        assert_eq!(s.apply(&mk("e1"), 0, &P), Applied::Changed);
         assert_eq!(s.apply(&mk("e1"), 0, &P), Applied::Duplicate);
-        assert_eq!(s.apply(&mk("e2"), 0, &P), Applied::Applied);
+        assert_eq!(s.apply(&mk("e2"), 0, &P), Applied::Unchanged, "same user, same day");
         assert_eq!(s.usage.sum(0, 0), 2);
         s.advance(10, &P);
         assert!(s.seen_ids.is_empty(), "ids older than the window are forgotten");

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use crate::core::{evaluate, AccountState, Alert, Applied, Params, ScoreUpdate};
@@ -57,13 +58,13 @@ struct Slot {
 
 #[derive(Default)]
 struct PartitionState {
-    accounts: FxHashMap<Box<str>, Slot>,
-    due: BTreeSet<(i64, Box<str>)>,
+    accounts: FxHashMap<CompactString, Slot>,
+    due: BTreeSet<(i64, CompactString)>,
     stream_time: Option<i64>,
     stream_time_dirty: bool,
     /// Next offset to read per source, not yet written.
     offsets: FxHashMap<String, i64>,
-    dirty: Vec<Box<str>>,
+    dirty: Vec<CompactString>,
 }
 
 pub struct Engine {
@@ -84,7 +85,7 @@ pub enum EngineError {
 
 fn load_slot<'a>(
     store: &Store,
-    accounts: &'a mut FxHashMap<Box<str>, Slot>,
+    accounts: &'a mut FxHashMap<CompactString, Slot>,
     partition: u32,
     id: &str,
 ) -> Result<&'a mut Slot, StoreError> {
@@ -182,11 +183,22 @@ impl Engine {
         let id = event.account_id();
         let slot = load_slot(&self.store, accounts, partition, id)?;
         slot.state.advance(day_of(stream_time), &self.params.state);
-        if slot.state.apply(&event, day_of(stream_time), &self.params.state) == Applied::Duplicate {
-            self.stats.duplicates += 1;
-            return Ok(());
+        match slot.state.apply(&event, day_of(stream_time), &self.params.state) {
+            Applied::Duplicate => {
+                self.stats.duplicates += 1;
+                return Ok(());
+            }
+            Applied::Unchanged => {
+                self.stats.applied[event.kind() as usize] += 1;
+                slot.last_used = self.tick;
+                if !slot.dirty {
+                    slot.dirty = true;
+                    dirty.push(id.into());
+                }
+                return Ok(());
+            }
+            Applied::Changed => self.stats.applied[event.kind() as usize] += 1,
         }
-        self.stats.applied[event.kind() as usize] += 1;
         Self::evaluate_slot(&self.params, slot, due, dirty, id, stream_time, self.tick, &mut self.out, &mut self.stats);
         Ok(())
     }
@@ -238,8 +250,8 @@ impl Engine {
     fn evaluate_slot(
         params: &Params,
         slot: &mut Slot,
-        due: &mut BTreeSet<(i64, Box<str>)>,
-        dirty: &mut Vec<Box<str>>,
+        due: &mut BTreeSet<(i64, CompactString)>,
+        dirty: &mut Vec<CompactString>,
         id: &str,
         now_ms: i64,
         tick: u64,
@@ -256,7 +268,7 @@ impl Engine {
         }
         if old_due != new_due {
             if let Some(t) = old_due {
-                due.remove(&(t, Box::<str>::from(id)));
+                due.remove(&(t, CompactString::from(id)));
             }
             if let Some(t) = new_due {
                 due.insert((t, id.into()));

@@ -183,7 +183,7 @@ fn read_distinct(r: &mut Reader<'_>) -> Result<Distinct, CodecError> {
     let mut d = Distinct::default();
     d.seen.reserve(n);
     for _ in 0..n {
-        let k: Box<str> = r.str()?.into();
+        let k: compact_str::CompactString = r.str()?.into();
         let last_day = r.i32()?;
         let days = r.var()?;
         // "last seen on day" counts are derived, not stored.
@@ -322,7 +322,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let n = r.len()?;
     let mut tickets = FxHashMap::default();
     for _ in 0..n {
-        let id: Box<str> = r.str()?.into();
+        let id: compact_str::CompactString = r.str()?.into();
         let b = r.u8()?;
         let priority = Priority::from_code(b & 0x0f).ok_or(CodecError::Invalid("priority"))?;
         let opened_ms = r.int()?;

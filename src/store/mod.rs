@@ -113,7 +113,7 @@ impl Store {
     }
 
     /// The due-time index of a partition: `(due_ms, account_id)`.
-    pub fn due_entries(&self, partition: u32) -> Result<Vec<(i64, Box<str>)>, StoreError> {
+    pub fn due_entries(&self, partition: u32) -> Result<Vec<(i64, compact_str::CompactString)>, StoreError> {
         let prefix = partition.to_be_bytes();
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(self.cf(CF_DUE), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
