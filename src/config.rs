@@ -27,6 +27,103 @@ pub struct Settings {
     pub scorecards: BTreeMap<String, ScorecardConfig>,
     /// Alert rules.
     pub alerts: AlertsConfig,
+    /// Kafka connection, topics and librdkafka pass-through (`run`).
+    pub kafka: KafkaConfig,
+    /// The processing loop (`run`).
+    pub pipeline: PipelineConfig,
+}
+
+/// Kafka connection and topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Consumer group. One kizashi instance per group until scale-out lands.
+    pub group_id: String,
+    pub topics: TopicsConfig,
+    /// librdkafka properties for both the consumer and the producer (security, SASL/SSL,
+    /// timeouts...). From the environment: `KIZASHI__KAFKA__PROPERTIES__SASL_PASSWORD=…` sets
+    /// `sasl.password` (`_` stands for `.`). Values are never logged.
+    pub properties: BTreeMap<String, String>,
+    /// How long to wait for the brokers at start before giving up with an error.
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// Where to start reading a partition kizashi holds no state for: `earliest` or `latest`.
+    pub start_without_state: String,
+}
+
+/// Topic names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub usage: String,
+    pub support: String,
+    pub accounts: String,
+    pub alerts: String,
+    pub scores: String,
+    pub dead_letter: String,
+}
+
+/// The processing loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// A batch ends after this many records...
+    pub batch_records: usize,
+    /// ...or after this long, whichever comes first. Each batch is one RocksDB write.
+    #[serde(with = "humantime_serde")]
+    pub batch_wait: Duration,
+    /// Records of a partition are taken in event-time order across the three input topics; when
+    /// one topic has nothing buffered, wait at most this long for it before going on without it.
+    #[serde(with = "humantime_serde")]
+    pub merge_wait: Duration,
+    /// A partition that received nothing for this long has its stream time driven by the wall
+    /// clock, so silent accounts are still re-scored.
+    #[serde(with = "humantime_serde")]
+    pub idle_after: Duration,
+    /// On SIGTERM/SIGINT: finish the batch, flush, commit, and wait at most this long for Kafka
+    /// to acknowledge what is in flight.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "kizashi".into(),
+            topics: TopicsConfig::default(),
+            properties: BTreeMap::new(),
+            startup_timeout: Duration::from_secs(30),
+            start_without_state: "earliest".into(),
+        }
+    }
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            usage: "product-usage".into(),
+            support: "support-events".into(),
+            accounts: "accounts".into(),
+            alerts: "health-alerts".into(),
+            scores: "health-scores".into(),
+            dead_letter: "kizashi-dead-letter".into(),
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            batch_records: 10_000,
+            batch_wait: Duration::from_millis(50),
+            merge_wait: Duration::from_millis(200),
+            idle_after: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Where and how account state is kept.
@@ -397,6 +494,8 @@ impl Default for Settings {
             scoring: ScoringConfig::default(),
             scorecards,
             alerts: AlertsConfig::default(),
+            kafka: KafkaConfig::default(),
+            pipeline: PipelineConfig::default(),
         }
     }
 }
@@ -432,8 +531,15 @@ pub fn load(
         }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
-    let env: config::Map<String, String> =
-        env.into_iter().filter(|(k, _)| k.starts_with("KIZASHI__")).collect();
+    // librdkafka property names use dots, which environment variable names cannot hold.
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("KIZASHI__"))
+        .map(|(k, v)| match k.split_once("KIZASHI__KAFKA__PROPERTIES__") {
+            Some(("", prop)) => (format!("KIZASHI__KAFKA__PROPERTIES__{}", prop.replace('_', ".")), v),
+            _ => (k, v),
+        })
+        .collect();
     builder = builder.add_source(
         config::Environment::with_prefix("KIZASHI")
             .prefix_separator("__")
@@ -546,6 +652,11 @@ impl AlertsConfig {
             ),
         }
     }
+}
+
+/// librdkafka properties whose values must never be printed.
+pub fn is_secret(key: &str) -> bool {
+    ["password", "secret", "key.pem", "token", "jaas"].iter().any(|w| key.contains(w))
 }
 
 const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
@@ -682,6 +793,45 @@ impl Settings {
         if ts.tickets_7d == 0 || ts.release_below > ts.tickets_7d {
             p.push("alerts.ticket_spike: tickets_7d must be at least 1 and release_below at most tickets_7d".into());
         }
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            p.push("kafka.brokers: must name at least one broker (host:port)".into());
+        }
+        if k.group_id.trim().is_empty() {
+            p.push("kafka.group_id: must not be empty".into());
+        }
+        if !["earliest", "latest"].contains(&k.start_without_state.as_str()) {
+            p.push(format!("kafka.start_without_state: `{}` is not earliest or latest", k.start_without_state));
+        }
+        let t = &k.topics;
+        let names = [
+            ("usage", &t.usage),
+            ("support", &t.support),
+            ("accounts", &t.accounts),
+            ("alerts", &t.alerts),
+            ("scores", &t.scores),
+            ("dead_letter", &t.dead_letter),
+        ];
+        for (i, (key, name)) in names.iter().enumerate() {
+            if name.trim().is_empty() {
+                p.push(format!("kafka.topics.{key}: must not be empty"));
+            }
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                p.push(format!("kafka.topics.{key}: `{name}` is also kafka.topics.{other}"));
+            }
+        }
+        for reserved in ["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store"] {
+            if k.properties.contains_key(reserved) {
+                p.push(format!("kafka.properties.{reserved}: set by kizashi; use kafka.brokers / kafka.group_id"));
+            }
+        }
+        let pl = &self.pipeline;
+        if pl.batch_records == 0 {
+            p.push("pipeline.batch_records: must be at least 1".into());
+        }
+        if pl.batch_wait.is_zero() {
+            p.push("pipeline.batch_wait: must be longer than 0s".into());
+        }
         if a.urgent_ticket_aging.after.is_zero() {
             p.push("alerts.urgent_ticket_aging.after: must be longer than 0s".into());
         }
@@ -692,9 +842,15 @@ impl Settings {
         self.scorecards.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
-    /// The resolved configuration as TOML, for `check-config`.
+    /// The resolved configuration as TOML, for `check-config`, with secrets masked.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+        let mut shown = self.clone();
+        for (k, v) in shown.kafka.properties.iter_mut() {
+            if is_secret(k) {
+                *v = "***".into();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
 
@@ -772,6 +928,22 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_and_secrets_are_masked() {
+        let s = load(
+            None,
+            env(&[
+                ("KIZASHI__KAFKA__PROPERTIES__SASL_PASSWORD", "hunter2"),
+                ("KIZASHI__KAFKA__PROPERTIES__SECURITY_PROTOCOL", "SASL_SSL"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.kafka.properties["sasl.password"], "hunter2");
+        assert_eq!(s.kafka.properties["security.protocol"], "SASL_SSL");
+        let shown = s.to_toml();
+        assert!(!shown.contains("hunter2") && shown.contains("***") && shown.contains("SASL_SSL"), "{shown}");
     }
 
     #[test]

@@ -11,5 +11,6 @@ pub mod engine;
 pub mod event;
 pub mod generate;
 pub mod partition;
+pub mod pipeline;
 pub mod store;
 pub mod telemetry;

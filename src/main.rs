@@ -77,6 +77,11 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         activity: f64,
     },
+    /// Run the pipeline: consume the input topics, publish alerts and scores, until SIGTERM/SIGINT.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate a configuration; print it resolved, or every problem.
     CheckConfig {
         #[arg(long)]
@@ -136,6 +141,14 @@ fn run(cli: Cli) -> Result<()> {
                 out.display()
             );
             Ok(())
+        }
+        Command::Run { config } => {
+            let settings = load_config(config.as_ref())?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+            }
+            kizashi::pipeline::run(&settings, stop)
         }
         Command::CheckConfig { config } => {
             let settings = load_config(config.as_ref())?;

@@ -130,6 +130,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Forgets a partition's in-memory state (after a flush; its state stays in the store).
+    pub fn close_partition(&mut self, partition: u32) {
+        if let Some(ps) = self.partitions.remove(&partition) {
+            debug_assert!(ps.dirty.is_empty(), "closing a partition with unflushed state");
+        }
+    }
+
     /// Stream time of a partition (highest event time seen), if any.
     pub fn stream_time(&self, partition: u32) -> Option<i64> {
         self.partitions.get(&partition).and_then(|p| p.stream_time)

@@ -123,6 +123,12 @@ impl<'a> Reader<'a> {
         self.pos += 8;
         Ok(f64::from_le_bytes(bytes.try_into().expect("8 bytes")))
     }
+    pub fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
+        let n = self.len()?;
+        let b = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(b)
+    }
     pub fn fixed64(&mut self) -> Result<u64, CodecError> {
         Ok(self.f64()?.to_bits())
     }

@@ -1,0 +1,495 @@
+//! The Kafka pipeline (`kizashi run`): consume the three input topics, drive the engine, and
+//! publish alerts, scores and dead letters.
+//!
+//! Guarantee: **no input event applied twice, none skipped, no alert lost**, across crashes and
+//! restarts. The input offsets of every partition are written in the same RocksDB batch as the
+//! state they produced and the outbox entries (alerts, score updates, dead letters) it emitted; on
+//! assignment, consumption resumes from the offsets in RocksDB, not from Kafka's committed ones
+//! (those are committed too, for lag monitoring only). Outbox entries are produced with an
+//! idempotent producer and deleted only once acknowledged; after a crash they are sent again.
+//! Caveat: a resend after a crash can duplicate a message on the output topics; alert ids are
+//! deterministic, so consumers drop repeats by `alert_id`. Kafka transactions are not used.
+
+mod outbox;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::message::Message;
+use rdkafka::producer::ThreadedProducer;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use rustc_hash::FxHashMap;
+
+use crate::config::Settings;
+use crate::core::Params;
+use crate::engine::{Engine, Source};
+use crate::event::timestamp::now_ms;
+use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
+pub use outbox::{OutboxEntry, OutputKind};
+use outbox::{Deliveries, Outbox, OutboxContext};
+
+/// Routes librdkafka's own log lines into `tracing`.
+pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", client, fac, "{msg}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", client, fac, "{msg}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", client, fac, "{msg}"),
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", client, fac, "{msg}"),
+    }
+}
+
+/// A polled record waiting for its turn in its partition's event-time merge.
+struct Pending {
+    kind: EventKind,
+    offset: i64,
+    ts: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    decoded: Result<Event<'static>, Reject>,
+}
+
+/// The three input queues of one partition number (co-partitioned topics).
+#[derive(Default)]
+struct PartitionQueues {
+    queues: [VecDeque<Pending>; 3],
+    /// Since when each queue has been empty.
+    empty_since: [Option<Instant>; 3],
+    /// Event time of the last record taken from each queue (rejects sort there).
+    last_ts: [i64; 3],
+    last_arrival: Option<Instant>,
+}
+
+/// What the processing loop and the rebalance callback share (they run on the same thread; the
+/// mutex only satisfies the `Sync` bound of librdkafka's context).
+struct Core {
+    engine: Engine,
+    queues: FxHashMap<u32, PartitionQueues>,
+    topics: [String; 3],
+    limits: DecodeLimits,
+    merge_wait: Duration,
+    idle_after: Duration,
+    start_without_state: Offset,
+    /// Raw records of the rejects the engine reported, in the same order.
+    raw_rejects: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    /// Persisted outbox entries not yet handed to the producer.
+    pending: Vec<(u64, OutboxEntry)>,
+    /// Acknowledged outbox entries to delete in the next batch.
+    acked: Vec<u64>,
+    next_seq: u64,
+    /// Next offset per (topic, partition), to commit to Kafka for lag monitoring.
+    positions: FxHashMap<(String, i32), i64>,
+}
+
+impl Core {
+    fn kind_of(&self, topic: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| self.topics[*k as usize] == topic)
+    }
+
+    fn enqueue(&mut self, partition: u32, mut p: Pending) {
+        let q = self.queues.entry(partition).or_default();
+        let k = p.kind as usize;
+        if p.decoded.is_err() {
+            p.ts = q.queues[k].back().map_or(q.last_ts[k], |b| b.ts);
+        }
+        q.queues[k].push_back(p);
+        q.empty_since[k] = None;
+        q.last_arrival = Some(Instant::now());
+    }
+
+    /// Processes, per partition, the buffered records in event-time order across the three input
+    /// topics; a topic with nothing buffered is waited for up to `merge_wait` (or `force`).
+    fn drain(&mut self, force: bool) -> Result<()> {
+        let now = Instant::now();
+        let mut parts: Vec<u32> = self.queues.keys().copied().collect();
+        parts.sort_unstable();
+        for p in parts {
+            loop {
+                let q = self.queues.get_mut(&p).expect("listed");
+                let mut waiting = false;
+                let mut best: Option<(i64, usize)> = None;
+                for k in 0..3 {
+                    match q.queues[k].front() {
+                        Some(r) => {
+                            if best.is_none_or(|b| (r.ts, k) < b) {
+                                best = Some((r.ts, k));
+                            }
+                        }
+                        None => {
+                            let since = *q.empty_since[k].get_or_insert(now);
+                            waiting |= !force && now.duration_since(since) < self.merge_wait;
+                        }
+                    }
+                }
+                let Some((_, k)) = best else { break };
+                if waiting {
+                    break;
+                }
+                let r = q.queues[k].pop_front().expect("non-empty");
+                if r.decoded.is_ok() {
+                    q.last_ts[k] = r.ts;
+                }
+                if q.queues[k].is_empty() {
+                    q.empty_since[k] = Some(now);
+                }
+                let topic = &self.topics[k];
+                let before = self.engine.pending_rejects();
+                self.engine.process(p, Source { name: topic, offset: r.offset }, r.decoded)?;
+                if self.engine.pending_rejects() > before {
+                    self.raw_rejects.push((r.key, r.payload));
+                }
+                self.positions.insert((topic.clone(), p as i32), r.offset + 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves stream time of idle partitions to the wall clock so silent accounts are re-scored.
+    fn drive_idle(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let wall = now_ms();
+        let idle: Vec<u32> = self
+            .queues
+            .iter()
+            .filter(|(_, q)| {
+                q.queues.iter().all(VecDeque::is_empty)
+                    && q.last_arrival.is_some_and(|t| now.duration_since(t) >= self.idle_after)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in idle {
+            if self.engine.stream_time(p).is_some_and(|s| s < wall) {
+                self.engine.advance_time(p, wall)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a batch: turns the engine's output into outbox entries and writes state, offsets,
+    /// stream time and outbox in one RocksDB batch.
+    fn commit_batch(&mut self) -> Result<()> {
+        let out = self.engine.take_output();
+        let emitted = now_ms();
+        let mut entries = Vec::with_capacity(out.alerts.len() + out.scores.len() + out.rejected.len());
+        for mut a in out.alerts {
+            a.emitted_at_ms = emitted;
+            entries.push(OutboxEntry {
+                kind: OutputKind::Alert,
+                key: Some(a.account_id.clone().into_bytes()),
+                payload: a.to_json().into_bytes(),
+                headers: vec![],
+            });
+        }
+        for mut s in out.scores {
+            s.emitted_at_ms = emitted;
+            entries.push(OutboxEntry {
+                kind: OutputKind::Score,
+                key: Some(s.account_id.clone().into_bytes()),
+                payload: s.to_json().into_bytes(),
+                headers: vec![],
+            });
+        }
+        for (r, (key, payload)) in out.rejected.into_iter().zip(self.raw_rejects.drain(..)) {
+            tracing::warn!(topic = %r.source, partition = r.partition, offset = r.offset, reason = %r.reject.reason, detail = %r.reject.detail, "record sent to dead-letter topic");
+            entries.push(OutboxEntry {
+                kind: OutputKind::DeadLetter,
+                key,
+                payload,
+                headers: vec![
+                    ("kizashi.reason".into(), r.reject.reason.code().as_bytes().to_vec()),
+                    ("kizashi.detail".into(), r.reject.detail.into_bytes()),
+                    ("kizashi.source.topic".into(), r.source.into_bytes()),
+                    ("kizashi.source.partition".into(), r.partition.to_string().into_bytes()),
+                    ("kizashi.source.offset".into(), r.offset.to_string().into_bytes()),
+                ],
+            });
+        }
+        let first = self.next_seq;
+        self.next_seq += entries.len() as u64;
+        let acked = std::mem::take(&mut self.acked);
+        let encoded: Vec<Vec<u8>> = entries.iter().map(OutboxEntry::encode).collect();
+        self.engine.flush(|b| {
+            for (i, bytes) in encoded.iter().enumerate() {
+                b.put_outbox(first + i as u64, bytes);
+            }
+            for seq in &acked {
+                b.delete_outbox(*seq);
+            }
+        })?;
+        self.pending.extend(entries.into_iter().enumerate().map(|(i, e)| (first + i as u64, e)));
+        Ok(())
+    }
+
+    fn stored_offset(&self, topic: &str, partition: u32) -> Result<Offset> {
+        let (offsets, _) = self.engine.store().offsets(partition)?;
+        Ok(offsets.into_iter().find(|(t, _)| t == topic).map_or(self.start_without_state, |(_, o)| Offset::Offset(o)))
+    }
+}
+
+struct PipelineContext {
+    core: Arc<Mutex<Core>>,
+}
+
+impl ClientContext for PipelineContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka("consumer", level, fac, log_message);
+    }
+}
+
+impl ConsumerContext for PipelineContext {
+    /// Assigns each partition once, at the offset stored with its state (assigning first and
+    /// seeking after is the trap: two assigns, the first at the wrong offsets). On revoke, the
+    /// in-flight batch is written before the partitions go.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let mut core = self.core.lock().expect("core lock");
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let elems: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                for (topic, partition) in &elems {
+                    let p = *partition as u32;
+                    let offset = match core.stored_offset(topic, p) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading stored offsets failed");
+                            core.start_without_state
+                        }
+                    };
+                    if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
+                        tracing::error!(%topic, partition, error = %e, "setting the start offset failed");
+                    }
+                    if let Err(e) = core.engine.open_partition(p) {
+                        tracing::error!(partition = p, error = %e, "opening partition state failed");
+                    }
+                    tracing::info!(%topic, partition, ?offset, "partition assigned");
+                }
+                let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = core.drain(false).and_then(|_| core.commit_batch()) {
+                    tracing::error!(error = %e, "writing the in-flight batch on revoke failed");
+                }
+                let revoked: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                for (topic, partition) in &revoked {
+                    tracing::info!(%topic, partition, "partition revoked");
+                    if let Some(k) = core.kind_of(topic) {
+                        if let Some(q) = core.queues.get_mut(&(*partition as u32)) {
+                            q.queues[k as usize].clear();
+                        }
+                    }
+                }
+                core.positions.retain(|k, _| !revoked.contains(k));
+                let mut parts: Vec<u32> = revoked.iter().map(|(_, p)| *p as u32).collect();
+                parts.dedup();
+                for p in parts {
+                    core.queues.remove(&p);
+                    core.engine.close_partition(p);
+                }
+                let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error; dropping the assignment");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+fn client_config(settings: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers);
+    for (k, v) in &settings.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Checks that the input topics exist and are co-partitioned, and that the output topics exist.
+/// Returns the input partition count.
+pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerContext>) -> Result<i32> {
+    let md = consumer.fetch_metadata(None, settings.kafka.startup_timeout).with_context(|| {
+        format!(
+            "cannot reach Kafka at {} within {} (kafka.startup_timeout)",
+            settings.kafka.brokers,
+            humantime::format_duration(settings.kafka.startup_timeout)
+        )
+    })?;
+    let count = |name: &str| md.topics().iter().find(|t| t.name() == name && t.error().is_none()).map(|t| t.partitions().len() as i32);
+    let t = &settings.kafka.topics;
+    let missing: Vec<&str> = [&t.usage, &t.support, &t.accounts, &t.alerts, &t.scores, &t.dead_letter]
+        .into_iter()
+        .filter(|n| count(n).is_none())
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        bail!("these topics do not exist: {} (create them; see the README's topic table)", missing.join(", "));
+    }
+    let inputs = [&t.usage, &t.support, &t.accounts].map(|n| (n.as_str(), count(n).unwrap_or(0)));
+    if inputs.iter().any(|(_, n)| *n != inputs[0].1) {
+        bail!(
+            "input topics are not co-partitioned: {}; all three must have the same partition count so one instance owns an account on every topic",
+            inputs.iter().map(|(n, c)| format!("{n} has {c}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(inputs[0].1)
+}
+
+/// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`).
+pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
+    let t = &settings.kafka.topics;
+    let engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.cache_accounts)
+        .with_context(|| format!("opening state store at {}", settings.state.dir.display()))?;
+    let leftover = engine.store().outbox()?;
+    let next_seq = leftover.last().map_or(0, |(s, _)| s + 1);
+    let core = Arc::new(Mutex::new(Core {
+        engine,
+        queues: FxHashMap::default(),
+        topics: [t.usage.clone(), t.support.clone(), t.accounts.clone()],
+        limits: DecodeLimits {
+            max_id_len: settings.events.max_id_len,
+            max_future_ms: settings.events.max_future.as_millis() as i64,
+            now_ms: 0,
+        },
+        merge_wait: settings.pipeline.merge_wait,
+        idle_after: settings.pipeline.idle_after,
+        start_without_state: if settings.kafka.start_without_state == "latest" { Offset::End } else { Offset::Beginning },
+        raw_rejects: Vec::new(),
+        pending: Vec::new(),
+        acked: Vec::new(),
+        next_seq,
+        positions: FxHashMap::default(),
+    }));
+
+    let consumer: BaseConsumer<PipelineContext> = client_config(settings)
+        .set("group.id", &settings.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(PipelineContext { core: core.clone() })
+        .context("creating the Kafka consumer")?;
+    let partitions = check_topics(settings, &consumer)?;
+    tracing::info!(partitions, brokers = %settings.kafka.brokers, "input topics are co-partitioned");
+
+    let deliveries = Arc::new(Mutex::new(Deliveries::default()));
+    let producer: ThreadedProducer<OutboxContext> = client_config(settings)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create_with_context(OutboxContext { deliveries: deliveries.clone() })
+        .context("creating the Kafka producer")?;
+    let mut outbox = Outbox::new(producer, deliveries, t.clone());
+    if !leftover.is_empty() {
+        tracing::info!(entries = leftover.len(), "resending what the outbox held at start");
+    }
+    for (seq, bytes) in leftover {
+        match OutboxEntry::decode(&bytes) {
+            Ok(e) => outbox.send(seq, e),
+            Err(e) => tracing::error!(seq, error = %e, "unreadable outbox entry left in place"),
+        }
+    }
+
+    consumer.subscribe(&[&t.usage, &t.support, &t.accounts]).context("subscribing to the input topics")?;
+    let batch_wait = settings.pipeline.batch_wait;
+    let mut polled: Vec<(u32, Pending)> = Vec::with_capacity(settings.pipeline.batch_records);
+    while !stop.load(Ordering::Relaxed) {
+        let deadline = Instant::now() + batch_wait;
+        let wall = now_ms();
+        let kinds = { core.lock().expect("core lock").topics.clone() };
+        while polled.len() < settings.pipeline.batch_records {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match consumer.poll(left) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+                Some(Ok(m)) => {
+                    let Some(kind) = EventKind::ALL.into_iter().find(|k| kinds[*k as usize] == m.topic()) else { continue };
+                    let payload = m.payload().unwrap_or_default().to_vec();
+                    let key = m.key().map(<[u8]>::to_vec);
+                    let limits = DecodeLimits { now_ms: wall, ..core.lock().expect("core lock").limits };
+                    let decoded = decode(kind, &payload, key.as_deref(), &limits).map(Event::into_owned);
+                    let ts = decoded.as_ref().map_or(i64::MIN, Event::ts_ms);
+                    polled.push((m.partition() as u32, Pending { kind, offset: m.offset(), ts, key, payload, decoded }));
+                }
+            }
+        }
+        let (pending, commit) = {
+            let mut c = core.lock().expect("core lock");
+            for (p, r) in polled.drain(..) {
+                c.enqueue(p, r);
+            }
+            c.drain(false)?;
+            c.drive_idle()?;
+            let acked = outbox.take_acked();
+            c.acked.extend(acked);
+            c.commit_batch()?;
+            let commit = positions_tpl(&c.positions);
+            (std::mem::take(&mut c.pending), commit)
+        };
+        for (seq, e) in pending {
+            outbox.send(seq, e);
+        }
+        if let Some(tpl) = commit {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(error = %e, "offset commit failed (lag monitoring only)");
+            }
+        }
+    }
+
+    tracing::info!("stopping: finishing the batch");
+    let deadline = Instant::now() + settings.pipeline.shutdown_grace;
+    let (pending, commit) = {
+        let mut c = core.lock().expect("core lock");
+        c.drain(true)?;
+        c.commit_batch()?;
+        (std::mem::take(&mut c.pending), positions_tpl(&c.positions))
+    };
+    for (seq, e) in pending {
+        outbox.send(seq, e);
+    }
+    while !outbox.in_flight.is_empty() && Instant::now() < deadline {
+        outbox.flush(Duration::from_millis(100));
+        let acked = outbox.take_acked();
+        core.lock().expect("core lock").acked.extend(acked);
+    }
+    {
+        let mut c = core.lock().expect("core lock");
+        c.commit_batch()?;
+    }
+    if !outbox.in_flight.is_empty() {
+        tracing::warn!(entries = outbox.in_flight.len(), "unacknowledged outbox entries stay in the store and are sent at next start");
+    }
+    if let Some(tpl) = commit {
+        let _ = consumer.commit(&tpl, CommitMode::Sync);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn positions_tpl(positions: &FxHashMap<(String, i32), i64>) -> Option<TopicPartitionList> {
+    if positions.is_empty() {
+        return None;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((t, p), o) in positions {
+        let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+    }
+    Some(tpl)
+}

@@ -1,0 +1,198 @@
+//! The outbox: alerts, score updates and dead letters are written to RocksDB in the same batch as
+//! the state and offsets that produced them, then produced with an idempotent producer, and
+//! removed only once Kafka acknowledged them. After a crash, whatever is left is sent again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+
+use crate::config::TopicsConfig;
+use crate::store::codec::{CodecError, Reader, Writer};
+
+/// Which output topic an entry goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    Alert = 0,
+    Score = 1,
+    DeadLetter = 2,
+}
+
+/// One message waiting to be produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub kind: OutputKind,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl OutboxEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(self.kind as u8);
+        match &self.key {
+            None => w.u8(0),
+            Some(k) => {
+                w.u8(1);
+                w.var(k.len() as u64);
+                w.buf.extend_from_slice(k);
+            }
+        }
+        w.var(self.payload.len() as u64);
+        w.buf.extend_from_slice(&self.payload);
+        w.var(self.headers.len() as u64);
+        for (k, v) in &self.headers {
+            w.str(k);
+            w.var(v.len() as u64);
+            w.buf.extend_from_slice(v);
+        }
+        w.buf
+    }
+
+    pub fn decode(buf: &[u8]) -> Result<OutboxEntry, CodecError> {
+        let mut r = Reader::new(buf);
+        let kind = match r.u8()? {
+            0 => OutputKind::Alert,
+            1 => OutputKind::Score,
+            2 => OutputKind::DeadLetter,
+            _ => return Err(CodecError::Invalid("outbox kind")),
+        };
+        let key = match r.u8()? {
+            0 => None,
+            _ => Some(r.bytes()?.to_vec()),
+        };
+        let payload = r.bytes()?.to_vec();
+        let n = r.var()? as usize;
+        let mut headers = Vec::with_capacity(n.min(16));
+        for _ in 0..n {
+            let k = r.str()?.to_string();
+            headers.push((k, r.bytes()?.to_vec()));
+        }
+        Ok(OutboxEntry { kind, key, payload, headers })
+    }
+}
+
+/// Delivery reports, collected for the processing loop.
+#[derive(Default)]
+pub struct Deliveries {
+    pub acked: Vec<u64>,
+    pub failed: Vec<(u64, String)>,
+}
+
+pub struct OutboxContext {
+    pub deliveries: Arc<Mutex<Deliveries>>,
+}
+
+impl ClientContext for OutboxContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::log_librdkafka("producer", level, fac, log_message);
+    }
+}
+
+impl ProducerContext for OutboxContext {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Self::DeliveryOpaque) {
+        let mut d = self.deliveries.lock().expect("deliveries lock");
+        match result {
+            Ok(_) => d.acked.push(*seq),
+            Err((e, _)) => d.failed.push((*seq, e.to_string())),
+        }
+    }
+}
+
+/// Entries in flight (produced, not yet acknowledged), by sequence number.
+pub struct Outbox {
+    pub producer: ThreadedProducer<OutboxContext>,
+    pub deliveries: Arc<Mutex<Deliveries>>,
+    pub in_flight: BTreeMap<u64, OutboxEntry>,
+    topics: TopicsConfig,
+}
+
+impl Outbox {
+    pub fn new(producer: ThreadedProducer<OutboxContext>, deliveries: Arc<Mutex<Deliveries>>, topics: TopicsConfig) -> Self {
+        Self { producer, deliveries, in_flight: BTreeMap::new(), topics }
+    }
+
+    fn topic(&self, kind: OutputKind) -> &str {
+        match kind {
+            OutputKind::Alert => &self.topics.alerts,
+            OutputKind::Score => &self.topics.scores,
+            OutputKind::DeadLetter => &self.topics.dead_letter,
+        }
+    }
+
+    /// Hands an entry to the producer (it is already persisted under `seq`).
+    pub fn send(&mut self, seq: u64, entry: OutboxEntry) {
+        let mut headers = OwnedHeaders::new_with_capacity(entry.headers.len());
+        for (k, v) in &entry.headers {
+            headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
+            BaseRecord::with_opaque_to(self.topic(entry.kind), Box::new(seq)).payload(entry.payload.as_slice()).headers(headers);
+        if let Some(k) = &entry.key {
+            record = record.key(k.as_slice());
+        }
+        let mut record = record;
+        // A full local queue is back-pressure, not an error: wait for deliveries and retry.
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    tracing::warn!(seq, error = %e, "producing an outbox entry failed; will retry");
+                    self.deliveries.lock().expect("deliveries lock").failed.push((seq, e.to_string()));
+                    break;
+                }
+            }
+        }
+        self.in_flight.insert(seq, entry);
+    }
+
+    /// Takes the delivery reports: acknowledged sequence numbers (to delete from the store), and
+    /// re-sends failed ones.
+    pub fn take_acked(&mut self) -> Vec<u64> {
+        let (acked, failed) = {
+            let mut d = self.deliveries.lock().expect("deliveries lock");
+            (std::mem::take(&mut d.acked), std::mem::take(&mut d.failed))
+        };
+        for seq in &acked {
+            self.in_flight.remove(seq);
+        }
+        for (seq, error) in failed {
+            if let Some(entry) = self.in_flight.remove(&seq) {
+                tracing::warn!(seq, %error, "delivery failed; sending again");
+                self.send(seq, entry);
+            }
+        }
+        acked
+    }
+
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip() {
+        let e = OutboxEntry {
+            kind: OutputKind::DeadLetter,
+            key: Some(b"acme".to_vec()),
+            payload: b"not json".to_vec(),
+            headers: vec![("kizashi.reason".into(), b"not_json".to_vec())],
+        };
+        assert_eq!(OutboxEntry::decode(&e.encode()).unwrap(), e);
+        let e = OutboxEntry { kind: OutputKind::Alert, key: None, payload: vec![], headers: vec![] };
+        assert_eq!(OutboxEntry::decode(&e.encode()).unwrap(), e);
+    }
+}

@@ -1,0 +1,230 @@
+//! Test harness: a real Kafka-protocol broker (`nisshi`) over TCP on a free loopback port, and
+//! small produce/consume helpers. A test that needs the broker fails loudly if it cannot start one.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::TopicPartitionList;
+
+pub struct Broker {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    storage: String,
+    port: u16,
+}
+
+fn nisshi() -> PathBuf {
+    if let Some(p) = std::env::var_os("KIZASHI_NISSHI") {
+        return p.into();
+    }
+    if let Ok(out) = Command::new("sh").args(["-c", "command -v nisshi"]).output() {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !p.is_empty() {
+            return p.into();
+        }
+    }
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/nisshi");
+    if home.exists() {
+        return home;
+    }
+    panic!("the test broker `nisshi` is not installed: run `scripts/broker install` (or set KIZASHI_NISSHI)");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Broker {
+    /// A broker with in-memory storage.
+    pub fn start() -> Broker {
+        Self::start_with("memory://nisshi/")
+    }
+
+    /// A broker whose data survives a restart (sqlite in its directory).
+    pub fn start_persistent() -> Broker {
+        Self::start_with("sqlite://nisshi.db")
+    }
+
+    fn start_with(storage: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Self::spawn(dir.path(), port, storage);
+        let b = Broker { child, addr: format!("127.0.0.1:{port}"), dir, storage: storage.into(), port };
+        b.wait_ready();
+        b
+    }
+
+    fn spawn(dir: &Path, port: u16, storage: &str) -> Child {
+        let url = format!("tcp://127.0.0.1:{port}");
+        Command::new(nisshi())
+            .current_dir(dir)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
+            .args(["--group-initial-rebalance-delay", "100ms"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("broker.log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting nisshi: {e}; run `scripts/broker install`"))
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while TcpStream::connect(&self.addr).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "broker did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Restarts on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.dir.path(), self.port, &self.storage);
+        self.wait_ready();
+    }
+
+    pub fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.addr);
+        c
+    }
+
+    pub fn create_topics(&self, topics: &[(&str, i32)]) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        let new: Vec<NewTopic<'_>> =
+            topics.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1))).collect();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let res = rt.block_on(admin.create_topics(&new, &AdminOptions::new())).unwrap();
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+        }
+    }
+
+    /// Produces `(key, payload)` records in order; keys placed with Kafka's murmur2 partitioner.
+    pub fn produce(&self, topic: &str, records: &[(Option<Vec<u8>>, Vec<u8>)]) {
+        let p: ThreadedProducer<DefaultProducerContext> = self
+            .config()
+            .set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .create()
+            .unwrap();
+        for (k, v) in records {
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(v.as_slice());
+            if let Some(k) = k {
+                r = r.key(k.as_slice());
+            }
+            let mut r = r;
+            loop {
+                match p.send(r) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        r = back;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        p.flush(Duration::from_secs(60)).expect("produce flush");
+    }
+
+    /// Produces a JSONL file, keyed by each line's `account_id`.
+    pub fn produce_file(&self, topic: &str, path: &Path) {
+        let records: Vec<(Option<Vec<u8>>, Vec<u8>)> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["account_id"].as_str().map(|s| s.as_bytes().to_vec()), l.as_bytes().to_vec())
+            })
+            .collect();
+        self.produce(topic, &records);
+    }
+
+    /// Every message of `topic` (all partitions), with its headers, reading until quiet.
+    pub fn consume_all(&self, topic: &str) -> Vec<Record> {
+        let c: BaseConsumer = self.config().set("group.id", "kizashi-test-reader").create().unwrap();
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let parts = md.topics()[0].partitions().len() as i32;
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for p in 0..parts {
+            tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+            ends.push(c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1);
+        }
+        c.assign(&tpl).unwrap();
+        let total: i64 = ends.iter().sum();
+        let mut out = Vec::new();
+        let start = Instant::now();
+        while (out.len() as i64) < total && start.elapsed() < Duration::from_secs(60) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).to_string())).collect())
+                    .unwrap_or_default();
+                out.push(Record {
+                    partition: m.partition(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).to_string()),
+                    payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
+                    headers,
+                });
+            }
+        }
+        out
+    }
+
+    /// Committed offsets of `group` summed over the topics' partitions, and the end offsets.
+    pub fn group_progress(&self, group: &str, topics: &[&str]) -> (i64, i64) {
+        let c: BaseConsumer = self.config().set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        let mut end = 0;
+        for t in topics {
+            let md = c.fetch_metadata(Some(t), Duration::from_secs(10)).unwrap();
+            for p in 0..md.topics()[0].partitions().len() as i32 {
+                tpl.add_partition(t, p);
+                end += c.fetch_watermarks(t, p, Duration::from_secs(10)).unwrap().1;
+            }
+        }
+        let committed = c.committed_offsets(tpl, Duration::from_secs(10)).map(|tpl| {
+            tpl.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum::<i64>()
+        });
+        (committed.unwrap_or(0), end)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub key: Option<String>,
+    pub payload: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn header(&self, k: &str) -> Option<&str> {
+        self.headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.as_str())
+    }
+}

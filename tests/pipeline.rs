@@ -1,0 +1,293 @@
+//! `kizashi run` against a real Kafka-protocol broker over TCP (nisshi, started per test on a free
+//! loopback port). Each test runs the real binary as a child process.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use kizashi::cmd::replay::{run as replay, ReplayOptions};
+use kizashi::config::Settings;
+use kizashi::event::timestamp::DAY_MS;
+use kizashi::generate::GenOptions;
+
+const END_DAY: i32 = 20_400;
+const INPUTS: [&str; 3] = ["product-usage", "support-events", "accounts"];
+
+fn create_all(b: &Broker, input_partitions: [i32; 3]) {
+    b.create_topics(&[
+        (INPUTS[0], input_partitions[0]),
+        (INPUTS[1], input_partitions[1]),
+        (INPUTS[2], input_partitions[2]),
+        ("health-alerts", 1),
+        ("health-scores", 1),
+        ("kizashi-dead-letter", 1),
+    ]);
+}
+
+struct Kizashi {
+    child: Child,
+    log: PathBuf,
+}
+
+fn start_kizashi(b: &Broker, state: &Path, group: &str, extra: &[(&str, &str)]) -> Kizashi {
+    let log = state.with_extension("log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kizashi"));
+    cmd.arg("run")
+        .env("KIZASHI__KAFKA__BROKERS", &b.addr)
+        .env("KIZASHI__KAFKA__GROUP_ID", group)
+        .env("KIZASHI__STATE__DIR", state)
+        .env("KIZASHI__PIPELINE__IDLE_AFTER", "1d")
+        .env("KIZASHI__SCORING__SCORE_STEP", "0")
+        .env("KIZASHI__KAFKA__STARTUP_TIMEOUT", "10s")
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    Kizashi { child: cmd.spawn().unwrap(), log }
+}
+
+impl Kizashi {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.wait(Duration::from_secs(40))
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                panic!("kizashi did not exit within {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Waits until the group has committed every input record.
+fn wait_caught_up(b: &Broker, group: &str, k: &mut Kizashi, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let (done, end) = b.group_progress(group, &INPUTS);
+        if end > 0 && done >= end {
+            return;
+        }
+        if let Some(st) = k.child.try_wait().unwrap() {
+            panic!("kizashi exited early ({st}):\n{}", k.log());
+        }
+        assert!(start.elapsed() < limit, "not caught up after {limit:?} ({done}/{end}):\n{}", k.log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn gen(dir: &Path, accounts: usize, days: u32) {
+    let opts = GenOptions { accounts, days, end_day: END_DAY, seed: 5, activity: 0.3 };
+    kizashi::cmd::generate::to_dir(&opts, dir).unwrap();
+}
+
+fn produce_generated(b: &Broker, data: &Path) {
+    b.produce_file(INPUTS[0], &data.join("usage.jsonl"));
+    b.produce_file(INPUTS[1], &data.join("support.jsonl"));
+    b.produce_file(INPUTS[2], &data.join("accounts.jsonl"));
+}
+
+/// `replay` on the same files, emulating the topics' partitions: the reference result.
+fn reference(data: &Path, out: &Path, partitions: u32) -> (BTreeSet<String>, BTreeMap<String, String>) {
+    let mut s = Settings::default();
+    s.scoring.score_step = 0.0;
+    let opts = ReplayOptions {
+        usage: vec![data.join("usage.jsonl")],
+        support: vec![data.join("support.jsonl")],
+        accounts: vec![data.join("accounts.jsonl")],
+        out: out.to_path_buf(),
+        partitions,
+        until_ms: None,
+        now_ms: i64::from(END_DAY + 1) * DAY_MS,
+        state_dir: None,
+        batch: 10_000,
+    };
+    replay(&s, &opts).unwrap();
+    let alerts = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap().lines().map(strip_emitted).collect();
+    let scores = std::fs::read_to_string(out.join("scores.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["account_id"].as_str().unwrap().to_string(), strip_emitted(l))
+        })
+        .collect();
+    (alerts, scores)
+}
+
+fn strip_emitted(json: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v.as_object_mut().unwrap().remove("emitted_at");
+    v.to_string()
+}
+
+/// Alerts (without `emitted_at`, repeats collapsed, repeats counted) and the last score per account.
+fn published(b: &Broker) -> (BTreeSet<String>, usize, BTreeMap<String, String>) {
+    let alerts = b.consume_all("health-alerts");
+    let n = alerts.len();
+    let mut by_id: BTreeMap<String, String> = BTreeMap::new();
+    for a in &alerts {
+        let v: serde_json::Value = serde_json::from_str(&a.payload).unwrap();
+        let id = v["alert_id"].as_str().unwrap().to_string();
+        let body = strip_emitted(&a.payload);
+        if let Some(prev) = by_id.insert(id.clone(), body.clone()) {
+            assert_eq!(prev, body, "a repeated alert id carries the same alert");
+        }
+    }
+    let mut scores = BTreeMap::new();
+    for s in b.consume_all("health-scores") {
+        scores.insert(s.key.clone().unwrap(), strip_emitted(&s.payload));
+    }
+    (by_id.into_values().collect(), n, scores)
+}
+
+#[test]
+fn end_to_end_alerts_and_scores_match_replay() {
+    let b = Broker::start();
+    create_all(&b, [3, 3, 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    gen(&data, 24, 45);
+    produce_generated(&b, &data);
+    let mut k = start_kizashi(&b, &dir.path().join("state"), "e2e", &[]);
+    wait_caught_up(&b, "e2e", &mut k, Duration::from_secs(180));
+    let log = k.log();
+    let st = k.sigterm_and_wait();
+    assert!(st.success(), "SIGTERM exits 0: {st}\n{log}");
+    let (alerts, _, scores) = published(&b);
+    let (want_alerts, want_scores) = reference(&data, &dir.path().join("replay"), 3);
+    assert!(!want_alerts.is_empty());
+    assert_eq!(alerts, want_alerts, "alerts on health-alerts equal replay's");
+    assert_eq!(scores, want_scores, "the last score per account equals replay's final score");
+    assert!(b.consume_all("kizashi-dead-letter").is_empty());
+}
+
+#[test]
+fn survives_repeated_sigkill_without_losing_or_doubling_anything() {
+    let b = Broker::start();
+    create_all(&b, [3, 3, 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    gen(&data, 30, 50);
+    produce_generated(&b, &data);
+    let state = dir.path().join("state");
+    let mut rng: u64 = 0x9e3779b97f4a7c15;
+    for round in 0..5 {
+        let k = start_kizashi(&b, &state, "crash", &[("KIZASHI__PIPELINE__BATCH_RECORDS", "2000")]);
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let wait = 800 + (rng >> 33) % 1500;
+        std::thread::sleep(Duration::from_millis(wait));
+        let (done, end) = b.group_progress("crash", &INPUTS);
+        eprintln!("round {round}: SIGKILL after {wait} ms at {done}/{end}");
+        k.kill9();
+    }
+    let mut k = start_kizashi(&b, &state, "crash", &[]);
+    wait_caught_up(&b, "crash", &mut k, Duration::from_secs(240));
+    assert!(k.sigterm_and_wait().success());
+    let (alerts, published_n, scores) = published(&b);
+    let (want_alerts, want_scores) = reference(&data, &dir.path().join("replay"), 3);
+    assert_eq!(alerts, want_alerts, "every alert of the uninterrupted run, none extra");
+    assert!(published_n >= want_alerts.len());
+    assert_eq!(scores, want_scores, "final scores equal an uninterrupted replay");
+}
+
+#[test]
+fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
+    let b = Broker::start();
+    create_all(&b, [2, 2, 2]);
+    let day = i64::from(END_DAY) * DAY_MS;
+    let good = |u: u32, t: i64| format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#);
+    let k = |s: &str| Some(s.as_bytes().to_vec());
+    let long = "x".repeat(300);
+    let records: Vec<(Option<Vec<u8>>, Vec<u8>)> = vec![
+        (k("acme"), good(1, day).into_bytes()),
+        (k("acme"), b"{not json".to_vec()),
+        (k("acme"), b"[1,2,3]".to_vec()),
+        (k("acme"), br#"{"account_id":"acme","event":"login","ts":1}"#.to_vec()),
+        (k("acme"), br#"{"account_id":"acme","user_id":7,"event":"login","ts":1}"#.to_vec()),
+        (k("acme"), br#"{"account_id":"acme","user_id":"u","event":"login","ts":"soon"}"#.to_vec()),
+        (k("acme"), format!(r#"{{"account_id":"acme","user_id":"{long}","event":"login","ts":1}}"#).into_bytes()),
+        (k("acme"), br#"{"account_id":"acme","user_id":"u","event":"login","ts":"2999-01-01T00:00:00Z"}"#.to_vec()),
+        (k("acme"), good(2, day - 400 * DAY_MS).into_bytes()),
+        (k("other"), good(3, day).into_bytes()),
+        (k("acme"), good(4, day + 1000).into_bytes()),
+    ];
+    b.produce(INPUTS[0], &records);
+    let dir = tempfile::tempdir().unwrap();
+    let mut kz = start_kizashi(&b, &dir.path().join("state"), "poison", &[]);
+    wait_caught_up(&b, "poison", &mut kz, Duration::from_secs(60));
+    assert!(kz.sigterm_and_wait().success());
+    let dlq = b.consume_all("kizashi-dead-letter");
+    let reasons: Vec<&str> = dlq.iter().map(|r| r.header("kizashi.reason").unwrap()).collect();
+    assert_eq!(
+        reasons,
+        ["not_json", "not_object", "missing_field", "bad_type", "bad_value", "id_too_long", "ts_in_future", "too_late", "key_mismatch"]
+    );
+    for r in &dlq {
+        assert_eq!(r.header("kizashi.source.topic"), Some(INPUTS[0]));
+        assert!(r.header("kizashi.source.partition").unwrap().parse::<i32>().is_ok());
+        assert!(r.header("kizashi.source.offset").unwrap().parse::<i64>().is_ok());
+        assert!(!r.header("kizashi.detail").unwrap().is_empty());
+    }
+    assert_eq!(dlq[0].payload, "{not json", "the original payload is kept");
+    assert_eq!(dlq[8].key.as_deref(), Some("other"), "the original key is kept");
+    let scores = b.consume_all("health-scores");
+    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("good records were scored").payload).unwrap();
+    assert_eq!(last["account_id"], "acme");
+    let au = last["measures"].as_array().unwrap().iter().find(|m| m["measure"] == "active_users_7d").unwrap();
+    assert_eq!(au["value"], 2.0, "the two good acme records around the pills were applied");
+}
+
+#[test]
+fn refuses_input_topics_that_are_not_co_partitioned() {
+    let b = Broker::start();
+    create_all(&b, [3, 2, 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut k = start_kizashi(&b, &dir.path().join("state"), "copart", &[]);
+    let st = k.wait(Duration::from_secs(30));
+    assert!(!st.success());
+    let log = k.log();
+    assert!(log.contains("not co-partitioned") && log.contains("support-events has 2"), "{log}");
+}
+
+#[test]
+fn broker_down_at_start_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("k.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_kizashi"))
+        .arg("run")
+        .env("KIZASHI__KAFKA__BROKERS", format!("127.0.0.1:{port}"))
+        .env("KIZASHI__KAFKA__STARTUP_TIMEOUT", "2s")
+        .env("KIZASHI__STATE__DIR", dir.path().join("state"))
+        .env("RUST_LOG", "error")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(!out.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("cannot reach Kafka") && text.contains(&port.to_string()), "{text}");
+}
