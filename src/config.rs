@@ -74,8 +74,9 @@ pub struct PipelineConfig {
     /// ...or after this long, whichever comes first. Each batch is one RocksDB write.
     #[serde(with = "humantime_serde")]
     pub batch_wait: Duration,
-    /// Records of a partition are taken in event-time order across the three input topics; when
-    /// one topic has nothing buffered, wait at most this long for it before going on without it.
+    /// Records of a partition are taken in event-time order across the three input topics. A topic
+    /// with nothing buffered is skipped at once if it is caught up (next offset = high watermark);
+    /// if that is not known yet, it is waited for at most this long.
     #[serde(with = "humantime_serde")]
     pub merge_wait: Duration,
     /// A partition that received nothing for this long has its stream time driven by the wall
@@ -119,7 +120,7 @@ impl Default for PipelineConfig {
         Self {
             batch_records: 10_000,
             batch_wait: Duration::from_millis(50),
-            merge_wait: Duration::from_millis(200),
+            merge_wait: Duration::from_secs(1),
             idle_after: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(30),
         }
@@ -531,13 +532,18 @@ pub fn load(
         }
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
-    // librdkafka property names use dots, which environment variable names cannot hold.
+    // librdkafka property names hold dots, which neither environment variable names nor the
+    // config crate's keys can carry: KIZASHI__KAFKA__PROPERTIES__SASL_PASSWORD is sasl.password.
+    let mut env_properties = Vec::new();
     let env: config::Map<String, String> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with("KIZASHI__"))
-        .map(|(k, v)| match k.split_once("KIZASHI__KAFKA__PROPERTIES__") {
-            Some(("", prop)) => (format!("KIZASHI__KAFKA__PROPERTIES__{}", prop.replace('_', ".")), v),
-            _ => (k, v),
+        .filter_map(|(k, v)| match k.strip_prefix("KIZASHI__KAFKA__PROPERTIES__") {
+            Some(prop) => {
+                env_properties.push((prop.to_ascii_lowercase().replace('_', "."), v));
+                None
+            }
+            None => Some((k, v)),
         })
         .collect();
     builder = builder.add_source(
@@ -552,7 +558,8 @@ pub fn load(
     let merged = builder.build().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
     let tree: serde_json::Value =
         merged.try_deserialize().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
-    let (settings, mut problems) = deserialize_collecting(tree);
+    let (mut settings, mut problems) = deserialize_collecting(tree);
+    settings.kafka.properties.extend(env_properties);
     problems.extend(settings.problems());
     if problems.is_empty() {
         Ok(settings)

@@ -65,6 +65,8 @@ struct PartitionQueues {
     empty_since: [Option<Instant>; 3],
     /// Event time of the last record taken from each queue (rejects sort there).
     last_ts: [i64; 3],
+    /// Next offset this instance will receive per input topic, when known.
+    next_offset: [Option<i64>; 3],
     last_arrival: Option<Instant>,
 }
 
@@ -100,14 +102,20 @@ impl Core {
         if p.decoded.is_err() {
             p.ts = q.queues[k].back().map_or(q.last_ts[k], |b| b.ts);
         }
+        q.next_offset[k] = Some(p.offset + 1);
         q.queues[k].push_back(p);
         q.empty_since[k] = None;
         q.last_arrival = Some(Instant::now());
     }
 
     /// Processes, per partition, the buffered records in event-time order across the three input
-    /// topics; a topic with nothing buffered is waited for up to `merge_wait` (or `force`).
-    fn drain(&mut self, force: bool) -> Result<()> {
+    /// topics (ties: usage, support, accounts — as `replay`). A topic with nothing buffered is
+    /// skipped if it is caught up (its next offset is the partition's high watermark), waited for
+    /// if it is behind (its records are on their way), and waited for at most `merge_wait` if
+    /// that is not known yet (as Kafka Streams' `max.task.idle.ms = 0`).
+    /// So the order does not depend on how fetches happen to interleave, and a restart replays
+    /// the same order.
+    fn drain(&mut self, tails: &FxHashMap<(u32, usize), Tail>) -> Result<()> {
         let now = Instant::now();
         let mut parts: Vec<u32> = self.queues.keys().copied().collect();
         parts.sort_unstable();
@@ -123,9 +131,11 @@ impl Core {
                                 best = Some((r.ts, k));
                             }
                         }
+                        None if tails.get(&(p, k)) == Some(&Tail::CaughtUp) => {}
+                        None if tails.get(&(p, k)) == Some(&Tail::Behind) => waiting = true,
                         None => {
                             let since = *q.empty_since[k].get_or_insert(now);
-                            waiting |= !force && now.duration_since(since) < self.merge_wait;
+                            waiting |= now.duration_since(since) < self.merge_wait;
                         }
                     }
                 }
@@ -270,6 +280,9 @@ impl ConsumerContext for PipelineContext {
                     if let Err(e) = core.engine.open_partition(p) {
                         tracing::error!(partition = p, error = %e, "opening partition state failed");
                     }
+                    if let (Some(k), Offset::Offset(o)) = (core.kind_of(topic), offset) {
+                        core.queues.entry(p).or_default().next_offset[k as usize] = Some(o);
+                    }
                     tracing::info!(%topic, partition, ?offset, "partition assigned");
                 }
                 let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
@@ -278,7 +291,9 @@ impl ConsumerContext for PipelineContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                if let Err(e) = core.drain(false).and_then(|_| core.commit_batch()) {
+                // Buffered, unprocessed records are dropped: their offsets are not stored, so
+                // whoever owns the partition next reads them again.
+                if let Err(e) = core.commit_batch() {
                     tracing::error!(error = %e, "writing the in-flight batch on revoke failed");
                 }
                 let revoked: Vec<(String, i32)> =
@@ -435,7 +450,8 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
             for (p, r) in polled.drain(..) {
                 c.enqueue(p, r);
             }
-            c.drain(false)?;
+            let tails = tails(&consumer, &c);
+            c.drain(&tails)?;
             c.drive_idle()?;
             let acked = outbox.take_acked();
             c.acked.extend(acked);
@@ -456,8 +472,8 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
     tracing::info!("stopping: finishing the batch");
     let deadline = Instant::now() + settings.pipeline.shutdown_grace;
     let (pending, commit) = {
+        // Only what was processed is committed; buffered records are read again at next start.
         let mut c = core.lock().expect("core lock");
-        c.drain(true)?;
         c.commit_batch()?;
         (std::mem::take(&mut c.pending), positions_tpl(&c.positions))
     };
@@ -481,6 +497,50 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where an empty input queue stands against its topic-partition's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Nothing more to read right now.
+    CaughtUp,
+    /// Records exist beyond what was received: they are on their way.
+    Behind,
+}
+
+/// The tail of every empty input queue, from the high watermark librdkafka learnt from its last
+/// fetch (absent when not known yet).
+fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> FxHashMap<(u32, usize), Tail> {
+    let mut out = FxHashMap::default();
+    for (&p, q) in &core.queues {
+        for k in 0..3 {
+            if !q.queues[k].is_empty() {
+                continue;
+            }
+            let Some((lo, hi)) = cached_watermarks(consumer, &core.topics[k], p as i32) else { continue };
+            let caught_up = q.next_offset[k].map_or(lo == hi, |n| n >= hi);
+            out.insert((p, k), if caught_up { Tail::CaughtUp } else { Tail::Behind });
+        }
+    }
+    out
+}
+
+/// librdkafka's cached low and high watermarks of a partition (no network round trip).
+fn cached_watermarks(consumer: &BaseConsumer<PipelineContext>, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut lo, mut hi) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime; the call only reads
+    // librdkafka's cached offsets into the two out-parameters.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut lo,
+            &mut hi,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0).then_some((lo.max(0), hi))
 }
 
 fn positions_tpl(positions: &FxHashMap<(String, i32), i64>) -> Option<TopicPartitionList> {
