@@ -141,6 +141,8 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
     let mut gens = Vec::with_capacity(opts.accounts);
     let mut truths = Vec::with_capacity(opts.accounts);
     let mut day_records: Vec<Record> = Vec::new();
+    // Each account record is emitted on its own day (an onboarding account's arrives when it starts).
+    let mut account_records: Vec<Record> = Vec::new();
     for i in 0..opts.accounts {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ fnv64(&[&(i as u64).to_le_bytes()]));
         let roll: f64 = rng.gen();
@@ -193,7 +195,7 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             start_date: format_day(account_start),
             ts: format_ms(i64::from(first_day) * DAY_MS + 60_000),
         };
-        day_records.push(Record {
+        account_records.push(Record {
             kind: EventKind::Account,
             ts_ms: i64::from(first_day) * DAY_MS + 60_000,
             account_id: id.clone(),
@@ -221,7 +223,11 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             activity: opts.activity,
         });
     }
+    account_records.sort_by_key(|r| std::cmp::Reverse(r.ts_ms));
     for day in start_day..=opts.end_day {
+        while account_records.last().is_some_and(|r| crate::event::timestamp::day_of(r.ts_ms) <= day) {
+            day_records.push(account_records.pop().expect("non-empty"));
+        }
         for g in gens.iter_mut() {
             if day >= g.first_day {
                 g.day(day, &mut day_records);

@@ -59,11 +59,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a synthetic population (usage, support, accounts, truth) as JSONL files.
+    /// Zero set-up demo: an embedded Kafka, a synthetic population fed in accelerated time, the
+    /// whole pipeline, alerts printed as they arrive.
+    Demo {
+        #[arg(long, default_value_t = 150)]
+        accounts: usize,
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        /// Wall seconds per simulated day.
+        #[arg(long, default_value_t = 0.4)]
+        day_seconds: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Write a synthetic population (usage, support, accounts, truth) as JSONL files, or produce
+    /// it into Kafka topics.
     Generate {
-        /// Output directory.
+        /// Output directory (required unless --to-kafka).
+        #[arg(long, required_unless_present = "to_kafka")]
+        out: Option<PathBuf>,
+        /// Produce into the input topics of this Kafka cluster (bootstrap servers) instead.
         #[arg(long)]
-        out: PathBuf,
+        to_kafka: Option<String>,
+        /// Config file for topic names and librdkafka properties (with --to-kafka).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// With --to-kafka: wall seconds per simulated day (accelerated time); default: as fast as possible.
+        #[arg(long)]
+        day_seconds: Option<f64>,
         #[arg(long, default_value_t = 200)]
         accounts: usize,
         #[arg(long, default_value_t = 90)]
@@ -124,7 +147,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { out, accounts, days, end, seed, activity } => {
+        Command::Demo { accounts, days, day_seconds, seed } => {
+            anyhow::ensure!(day_seconds >= 0.0, "--day-seconds must not be negative");
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+            }
+            let opts = cmd::demo::DemoOptions { accounts, days, day_seconds, partitions: 3, seed };
+            cmd::demo::run(&opts, stop)
+        }
+        Command::Generate { out, to_kafka, config, day_seconds, accounts, days, end, seed, activity } => {
             anyhow::ensure!(days >= 1, "--days must be at least 1");
             anyhow::ensure!(activity > 0.0 && activity <= 10.0, "--activity must be in (0, 10]");
             let end_day = match end {
@@ -132,13 +164,26 @@ fn run(cli: Cli) -> Result<()> {
                 None => day_of(now_ms()) - 1,
             };
             let opts = GenOptions { accounts, days, end_day, seed, activity };
-            let (_, counts) = cmd::generate::to_dir(&opts, &out)?;
+            let (counts, out) = match (to_kafka, out) {
+                (Some(brokers), _) => {
+                    let settings = load_config(config.as_ref())?;
+                    let mut c = rdkafka::ClientConfig::new();
+                    c.set("bootstrap.servers", &brokers);
+                    for (k, v) in &settings.kafka.properties {
+                        c.set(k, v);
+                    }
+                    let stop = std::sync::atomic::AtomicBool::new(false);
+                    let counts = cmd::generate::to_kafka(&opts, &c, &settings.kafka.topics, day_seconds, &stop, |_, _| {})?;
+                    (counts, format!("Kafka at {brokers}"))
+                }
+                (None, Some(out)) => (cmd::generate::to_dir(&opts, &out)?.1, out.display().to_string()),
+                (None, None) => anyhow::bail!("give --out DIR or --to-kafka BROKERS"),
+            };
             println!(
-                "wrote {} usage, {} support and {} account events for {accounts} accounts over {days} days to {}",
+                "wrote {} usage, {} support and {} account events for {accounts} accounts over {days} days to {out}",
                 counts[0],
                 counts[1],
                 counts[2],
-                out.display()
             );
             Ok(())
         }
@@ -161,7 +206,8 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    kizashi::telemetry::init(cli.log_json);
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
+    kizashi::telemetry::init(cli.log_json, default_level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -44,3 +44,58 @@ pub fn to_dir(opts: &GenOptions, dir: &Path) -> Result<(Vec<Truth>, [u64; 3])> {
     t.flush()?;
     Ok((truths, counts))
 }
+
+/// Produces the generated population into Kafka (keyed by `account_id`, placed with Kafka's
+/// murmur2 partitioner like any Java producer). `day_seconds`: if set, each simulated day takes
+/// that many wall seconds (accelerated time); `on_day` is called as each day starts.
+pub fn to_kafka(
+    opts: &GenOptions,
+    config: &rdkafka::ClientConfig,
+    topics: &crate::config::TopicsConfig,
+    day_seconds: Option<f64>,
+    stop: &std::sync::atomic::AtomicBool,
+    mut on_day: impl FnMut(i32, [u64; 3]),
+) -> Result<[u64; 3]> {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = config
+        .clone()
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "10")
+        .create()
+        .context("creating the Kafka producer")?;
+    let names = [&topics.usage, &topics.support, &topics.accounts];
+    let started = std::time::Instant::now();
+    let first_day = opts.end_day - opts.days as i32 + 1;
+    let mut current_day = i32::MIN;
+    let mut counts = [0u64; 3];
+    generate(opts, |r| {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let day = crate::event::timestamp::day_of(r.ts_ms).max(first_day);
+        if day != current_day {
+            current_day = day;
+            if let Some(secs) = day_seconds {
+                let due = std::time::Duration::from_secs_f64(secs * f64::from(day - first_day));
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            on_day(day, counts);
+        }
+        let mut record = BaseRecord::to(names[r.kind as usize]).key(r.account_id.as_bytes()).payload(r.line.as_bytes());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
+        counts[r.kind as usize] += 1;
+    });
+    producer.flush(std::time::Duration::from_secs(60)).context("flushing generated events to Kafka")?;
+    Ok(counts)
+}

@@ -1,4 +1,5 @@
 //! The subcommands, each callable from tests as a library function.
 
+pub mod demo;
 pub mod generate;
 pub mod replay;

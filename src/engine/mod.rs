@@ -166,7 +166,13 @@ impl Engine {
         };
         let ts = event.ts_ms();
         let ps = self.partitions.get_mut(&partition).expect("opened");
-        let stream_time = ps.stream_time.map_or(ts, |s| s.max(ts));
+        // Account records are facts "as of" their ts, not activity: they never move stream time
+        // (a record dated ahead of the activity streams would otherwise fire everyone's timers).
+        let stream_time = match (ps.stream_time, event.kind()) {
+            (Some(s), EventKind::Account) => s,
+            (Some(s), _) => s.max(ts),
+            (None, _) => ts,
+        };
         if event.kind() != EventKind::Account {
             let horizon = day_of(stream_time) - self.params.state.retention_days as i32 + 1;
             if day_of(ts) < horizon {

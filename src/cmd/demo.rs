@@ -1,0 +1,178 @@
+//! `kizashi demo`: zero set-up. An in-process Kafka (librdkafka's mock cluster), the generated
+//! population fed in accelerated time, the full pipeline (`run`), and alerts printed as they arrive.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use crate::config::Settings;
+use crate::event::timestamp::{format_day, now_ms, day_of};
+use crate::generate::GenOptions;
+
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub accounts: usize,
+    pub days: u32,
+    /// Wall seconds per simulated day.
+    pub day_seconds: f64,
+    pub partitions: i32,
+    pub seed: u64,
+}
+
+/// Runs the demo until the population has been fed and processed (or `stop` is set).
+pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
+    // The mock cluster lives inside this producer's client; it is also the feeder.
+    let host: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("test.mock.num.brokers", "1").create().context("starting the embedded Kafka")?;
+    let mock = host.client().mock_cluster().context("the embedded Kafka did not start")?;
+    // SAFETY: the pointer comes from a live client that owns the mock cluster; the call only sets
+    // the group coordinator's join delay (3 s by default) to 0.
+    unsafe {
+        let cluster = rdkafka::bindings::rd_kafka_handle_mock_cluster(host.client().native_ptr());
+        if !cluster.is_null() {
+            rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
+        }
+    }
+    let mut settings = Settings::default();
+    let t = settings.kafka.topics.clone();
+    for name in [&t.usage, &t.support, &t.accounts] {
+        mock.create_topic(name, opts.partitions, 1).with_context(|| format!("creating topic {name}"))?;
+    }
+    for name in [&t.alerts, &t.scores, &t.dead_letter] {
+        mock.create_topic(name, 1, 1).with_context(|| format!("creating topic {name}"))?;
+    }
+    let brokers = mock.bootstrap_servers();
+    let state = tempfile::tempdir().context("creating a temporary state directory")?;
+    settings.kafka.brokers = brokers.clone();
+    settings.kafka.group_id = "kizashi-demo".into();
+    settings.state.dir = state.path().to_path_buf();
+    // The population ends yesterday; do not let the wall clock push stream time on.
+    settings.pipeline.idle_after = Duration::from_secs(24 * 3600);
+    // Accelerated time magnifies fetch delays (at 0.4 s a day, 500 ms is 30 simulated hours):
+    // fetch eagerly so the three topics stay within the grace period of each other.
+    settings.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
+
+    println!("kizashi demo: embedded Kafka at {brokers}; {} accounts, {} days at {:.2} s a day", opts.accounts, opts.days, opts.day_seconds);
+    println!("alerts as they arrive (simulated day, account, rule, score, summary):\n");
+
+    let pipeline_stop = Arc::new(AtomicBool::new(false));
+    let pipeline = {
+        let (settings, stop) = (settings.clone(), pipeline_stop.clone());
+        std::thread::spawn(move || crate::pipeline::run(&settings, stop))
+    };
+
+    let fed = Arc::new(AtomicU64::new(0));
+    let sim_day = Arc::new(AtomicI64::new(0));
+    let feeding_done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (brokers, t, stop, fed, sim_day, done) =
+            (brokers.clone(), t.clone(), stop.clone(), fed.clone(), sim_day.clone(), feeding_done.clone());
+        std::thread::spawn(move || watch(&brokers, &t.alerts, &t.scores, &stop, &fed, &sim_day, &done))
+    };
+
+    let end_day = day_of(now_ms()) - 1;
+    let gen = GenOptions { accounts: opts.accounts, days: opts.days, end_day, seed: opts.seed, activity: 0.3 };
+    let mut feeder_config = ClientConfig::new();
+    feeder_config.set("bootstrap.servers", &brokers);
+    let fed_counter = fed.clone();
+    let counts = super::generate::to_kafka(&gen, &feeder_config, &t, Some(opts.day_seconds), &stop, |day, counts| {
+        sim_day.store(i64::from(day), Ordering::Relaxed);
+        fed_counter.store(counts.iter().sum(), Ordering::Relaxed);
+    })?;
+    fed.store(counts.iter().sum(), Ordering::Relaxed);
+    feeding_done.store(true, Ordering::Relaxed);
+    let summary = watcher.join().map_err(|_| anyhow::anyhow!("the alert watcher panicked"))?;
+    pipeline_stop.store(true, Ordering::Relaxed);
+    pipeline.join().map_err(|_| anyhow::anyhow!("the pipeline panicked"))??;
+    println!("\n{summary}");
+    drop(mock);
+    drop(host);
+    Ok(())
+}
+
+/// Prints alerts as they arrive and a status line every second; returns a closing summary once
+/// feeding is done and no output has arrived for 3 s.
+fn watch(
+    brokers: &str,
+    alerts: &str,
+    scores: &str,
+    stop: &AtomicBool,
+    fed: &AtomicU64,
+    sim_day: &AtomicI64,
+    feeding_done: &AtomicBool,
+) -> String {
+    let consumer: BaseConsumer = match ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "kizashi-demo-watch").create() {
+        Ok(c) => c,
+        Err(e) => return format!("cannot watch the output topics: {e}"),
+    };
+    let mut tpl = TopicPartitionList::new();
+    for t in [alerts, scores] {
+        let _ = tpl.add_partition_offset(t, 0, Offset::Beginning);
+    }
+    if let Err(e) = consumer.assign(&tpl) {
+        return format!("cannot watch the output topics: {e}");
+    }
+    let mut bands: BTreeMap<String, String> = BTreeMap::new();
+    let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut last_status, mut last_output) = (Instant::now(), Instant::now());
+    let (mut last_fed, mut last_tick) = (0u64, Instant::now());
+    let started = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            last_output = Instant::now();
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default()) else { continue };
+            let account = v["account_id"].as_str().unwrap_or("?").to_string();
+            if m.topic() == alerts {
+                let rule = v["rule"].as_str().unwrap_or("?").to_string();
+                *by_rule.entry(rule.clone()).or_default() += 1;
+                let day = v["event_time"].as_str().unwrap_or("").get(..10).unwrap_or("").to_string();
+                println!(
+                    "{day}  {account:<11} {rule:<20} {:>5.1}  {}",
+                    v["score"].as_f64().unwrap_or(0.0),
+                    v["summary"].as_str().unwrap_or("")
+                );
+            } else if let Some(b) = v["band"].as_str() {
+                bands.insert(account, b.to_string());
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            let now_fed = fed.load(Ordering::Relaxed);
+            let rate = (now_fed - last_fed.min(now_fed)) as f64 / last_tick.elapsed().as_secs_f64();
+            (last_fed, last_tick) = (now_fed, Instant::now());
+            let count = |b: &str| bands.values().filter(|x| *x == b).count();
+            let day = sim_day.load(Ordering::Relaxed);
+            eprintln!(
+                "-- [{}] {now_fed} events fed ({rate:.0}/s) | accounts: {} green · {} yellow · {} red | {} alerts",
+                if day > 0 { format_day(day as i32) } else { "starting".into() },
+                count("green"),
+                count("yellow"),
+                count("red"),
+                by_rule.values().sum::<u64>()
+            );
+            last_status = Instant::now();
+        }
+        if feeding_done.load(Ordering::Relaxed) && last_output.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let count = |b: &str| bands.values().filter(|x| *x == b).count();
+    format!(
+        "done in {:.0} s: {} events; accounts {} green · {} yellow · {} red; alerts by rule: {}",
+        started.elapsed().as_secs_f64(),
+        fed.load(Ordering::Relaxed),
+        count("green"),
+        count("yellow"),
+        count("red"),
+        by_rule.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    )
+}
