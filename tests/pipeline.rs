@@ -323,3 +323,91 @@ fn broker_down_at_start_is_a_clear_error() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("cannot reach Kafka") && text.contains(&port.to_string()), "{text}");
 }
+
+#[test]
+fn a_rebalance_within_one_instance_neither_skips_nor_doubles() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let b = Broker::start();
+    create_all(&b, [3, 3, 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    gen(&data, 60, 90);
+    produce_generated(&b, &data);
+    let fast = [
+        ("KIZASHI__PIPELINE__BATCH_RECORDS", "500"),
+        ("KIZASHI__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "6000"),
+        ("KIZASHI__KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS", "500"),
+    ];
+    let mut k = start_kizashi(&b, &dir.path().join("state"), "rebal", &fast);
+    let t0 = Instant::now();
+    while b.group_progress("rebal", &INPUTS).0 == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no progress:\n{}", k.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another member joins the group, takes some partitions for a while (reading, never
+    // committing), then leaves: kizashi's partitions are revoked and assigned back.
+    let intruder: BaseConsumer = b
+        .config()
+        .set("group.id", "rebal")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    intruder.subscribe(&INPUTS).unwrap();
+    let mut taken = 0;
+    let t1 = Instant::now();
+    while t1.elapsed() < Duration::from_secs(4) {
+        if let Some(Ok(_)) = intruder.poll(Duration::from_millis(50)) {
+            taken += 1;
+        }
+    }
+    drop(intruder);
+    assert!(taken > 0, "the intruder was assigned partitions and read from them");
+    wait_caught_up(&b, "rebal", &mut k, Duration::from_secs(180));
+    let log = k.log();
+    assert!(k.sigterm_and_wait().success());
+    assert!(log.contains("partition revoked"), "a revoke happened:\n{log}");
+    let (alerts, _, scores) = published(&b);
+    let (want_alerts, want_scores) = reference(&data, &dir.path().join("replay"), 3);
+    assert_eq!(alerts, want_alerts, "same alerts as replay after a rebalance");
+    assert_eq!(scores, want_scores, "no event applied twice, none skipped");
+}
+
+#[test]
+fn a_broker_restart_mid_run_loses_nothing() {
+    let mut b = Broker::start_persistent();
+    create_all(&b, [2, 2, 2]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    gen(&data, 40, 60);
+    produce_generated(&b, &data);
+    let mut k = start_kizashi(&b, &dir.path().join("state"), "restart", &[("KIZASHI__PIPELINE__BATCH_RECORDS", "500")]);
+    let t0 = Instant::now();
+    while b.group_progress("restart", &INPUTS).0 == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no progress:\n{}", k.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b.restart();
+    wait_caught_up(&b, "restart", &mut k, Duration::from_secs(180));
+    assert!(k.sigterm_and_wait().success());
+    let (alerts, _, scores) = published(&b);
+    let (want_alerts, want_scores) = reference(&data, &dir.path().join("replay"), 2);
+    assert_eq!(alerts, want_alerts);
+    assert_eq!(scores, want_scores);
+}
+
+#[test]
+fn generate_to_kafka_fills_the_input_topics() {
+    let b = Broker::start();
+    create_all(&b, [2, 2, 2]);
+    let out = Command::new(env!("CARGO_BIN_EXE_kizashi"))
+        .args(["generate", "--accounts", "5", "--days", "10", "--end", "2025-11-08", "--activity", "0.2", "--to-kafka", &b.addr])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let accounts = b.consume_all(INPUTS[2]);
+    assert_eq!(accounts.len(), 5);
+    assert!(accounts.iter().all(|r| r.key.as_deref().is_some_and(|k| r.payload.contains(k))), "keyed by account_id");
+    assert!(!b.consume_all(INPUTS[0]).is_empty());
+}
