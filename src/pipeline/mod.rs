@@ -88,7 +88,7 @@ struct Core {
     acked: Vec<u64>,
     next_seq: u64,
     /// Next offset per (topic, partition), to commit to Kafka for lag monitoring.
-    positions: FxHashMap<(String, i32), i64>,
+    positions: FxHashMap<(usize, i32), i64>,
 }
 
 impl Core {
@@ -96,7 +96,7 @@ impl Core {
         EventKind::ALL.into_iter().find(|k| self.topics[*k as usize] == topic)
     }
 
-    fn enqueue(&mut self, partition: u32, mut p: Pending) {
+    fn enqueue(&mut self, partition: u32, mut p: Pending, now: Instant) {
         let q = self.queues.entry(partition).or_default();
         let k = p.kind as usize;
         if p.decoded.is_err() {
@@ -105,7 +105,7 @@ impl Core {
         q.next_offset[k] = Some(p.offset + 1);
         q.queues[k].push_back(p);
         q.empty_since[k] = None;
-        q.last_arrival = Some(Instant::now());
+        q.last_arrival = Some(now);
     }
 
     /// Processes, per partition, the buffered records in event-time order across the three input
@@ -156,7 +156,7 @@ impl Core {
                 if self.engine.pending_rejects() > before {
                     self.raw_rejects.push((r.key, r.payload));
                 }
-                self.positions.insert((topic.clone(), p as i32), r.offset + 1);
+                self.positions.insert((k, p as i32), r.offset + 1);
             }
         }
         Ok(())
@@ -282,6 +282,8 @@ impl ConsumerContext for PipelineContext {
                     }
                     if let (Some(k), Offset::Offset(o)) = (core.kind_of(topic), offset) {
                         core.queues.entry(p).or_default().next_offset[k as usize] = Some(o);
+                        // Kafka's committed offsets (lag monitoring) follow the stored ones.
+                        core.positions.insert((k as usize, *partition), o);
                     }
                     tracing::info!(%topic, partition, ?offset, "partition assigned");
                 }
@@ -306,7 +308,11 @@ impl ConsumerContext for PipelineContext {
                         }
                     }
                 }
-                core.positions.retain(|k, _| !revoked.contains(k));
+                let revoked_kinds: Vec<(usize, i32)> = revoked
+                    .iter()
+                    .filter_map(|(t, p)| core.kind_of(t).map(|k| (k as usize, *p)))
+                    .collect();
+                core.positions.retain(|k, _| !revoked_kinds.contains(k));
                 let mut parts: Vec<u32> = revoked.iter().map(|(_, p)| *p as u32).collect();
                 parts.dedup();
                 for p in parts {
@@ -391,7 +397,13 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         positions: FxHashMap::default(),
     }));
 
-    let consumer: BaseConsumer<PipelineContext> = client_config(settings)
+    let mut consumer_config = client_config(settings);
+    // Low-latency fetching unless the user says otherwise (a caught-up fetch is parked by the
+    // broker for up to fetch.wait.max.ms, 500 ms by default).
+    if !settings.kafka.properties.contains_key("fetch.wait.max.ms") {
+        consumer_config.set("fetch.wait.max.ms", "20");
+    }
+    let consumer: BaseConsumer<PipelineContext> = consumer_config
         .set("group.id", &settings.kafka.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -422,12 +434,18 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
     consumer.subscribe(&[&t.usage, &t.support, &t.accounts]).context("subscribing to the input topics")?;
     let batch_wait = settings.pipeline.batch_wait;
     let mut polled: Vec<(u32, Pending)> = Vec::with_capacity(settings.pipeline.batch_records);
+    let mut last_commit = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let deadline = Instant::now() + batch_wait;
         let wall = now_ms();
-        let kinds = { core.lock().expect("core lock").topics.clone() };
+        let (kinds, limits) = {
+            let c = core.lock().expect("core lock");
+            (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits })
+        };
         while polled.len() < settings.pipeline.batch_records {
-            let left = deadline.saturating_duration_since(Instant::now());
+            // Wait for the first record only: then take what is already here, so a quiet stream
+            // is processed at once and a backlog in large batches.
+            let left = if polled.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
             match consumer.poll(left) {
                 None => break,
                 Some(Err(e)) => {
@@ -436,19 +454,23 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
                 }
                 Some(Ok(m)) => {
                     let Some(kind) = EventKind::ALL.into_iter().find(|k| kinds[*k as usize] == m.topic()) else { continue };
-                    let payload = m.payload().unwrap_or_default().to_vec();
-                    let key = m.key().map(<[u8]>::to_vec);
-                    let limits = DecodeLimits { now_ms: wall, ..core.lock().expect("core lock").limits };
-                    let decoded = decode(kind, &payload, key.as_deref(), &limits).map(Event::into_owned);
+                    let payload = m.payload().unwrap_or_default();
+                    let decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
                     let ts = decoded.as_ref().map_or(i64::MIN, Event::ts_ms);
+                    // The raw record is kept only for the dead-letter topic.
+                    let (key, payload) = match decoded {
+                        Ok(_) => (None, Vec::new()),
+                        Err(_) => (m.key().map(<[u8]>::to_vec), payload.to_vec()),
+                    };
                     polled.push((m.partition() as u32, Pending { kind, offset: m.offset(), ts, key, payload, decoded }));
                 }
             }
         }
         let (pending, commit) = {
             let mut c = core.lock().expect("core lock");
+            let now = Instant::now();
             for (p, r) in polled.drain(..) {
-                c.enqueue(p, r);
+                c.enqueue(p, r, now);
             }
             let tails = tails(&consumer, &c);
             c.drain(&tails)?;
@@ -456,13 +478,15 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
             let acked = outbox.take_acked();
             c.acked.extend(acked);
             c.commit_batch()?;
-            let commit = positions_tpl(&c.positions);
+            let commit = positions_tpl(&c.positions, &c.topics);
             (std::mem::take(&mut c.pending), commit)
         };
         for (seq, e) in pending {
             outbox.send(seq, e);
         }
-        if let Some(tpl) = commit {
+        // Kafka's committed offsets only serve lag monitoring: once a second is plenty.
+        if let Some(tpl) = commit.filter(|_| last_commit.elapsed() >= Duration::from_secs(1)) {
+            last_commit = Instant::now();
             if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                 tracing::debug!(error = %e, "offset commit failed (lag monitoring only)");
             }
@@ -475,7 +499,7 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         // Only what was processed is committed; buffered records are read again at next start.
         let mut c = core.lock().expect("core lock");
         c.commit_batch()?;
-        (std::mem::take(&mut c.pending), positions_tpl(&c.positions))
+        (std::mem::take(&mut c.pending), positions_tpl(&c.positions, &c.topics))
     };
     for (seq, e) in pending {
         outbox.send(seq, e);
@@ -517,7 +541,11 @@ fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> FxHashMap<(u3
             if !q.queues[k].is_empty() {
                 continue;
             }
-            let Some((lo, hi)) = cached_watermarks(consumer, &core.topics[k], p as i32) else { continue };
+            let Some((lo, hi)) = cached_watermarks(consumer, &core.topics[k], p as i32) else {
+                tracing::debug!(topic = %core.topics[k], partition = p, "high watermark not known yet");
+                continue;
+            };
+            tracing::trace!(topic = %core.topics[k], partition = p, lo, hi, next = ?q.next_offset[k], "tail");
             let caught_up = q.next_offset[k].map_or(lo == hi, |n| n >= hi);
             out.insert((p, k), if caught_up { Tail::CaughtUp } else { Tail::Behind });
         }
@@ -543,13 +571,13 @@ fn cached_watermarks(consumer: &BaseConsumer<PipelineContext>, topic: &str, part
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0).then_some((lo.max(0), hi))
 }
 
-fn positions_tpl(positions: &FxHashMap<(String, i32), i64>) -> Option<TopicPartitionList> {
+fn positions_tpl(positions: &FxHashMap<(usize, i32), i64>, topics: &[String; 3]) -> Option<TopicPartitionList> {
     if positions.is_empty() {
         return None;
     }
     let mut tpl = TopicPartitionList::new();
-    for ((t, p), o) in positions {
-        let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+    for ((k, p), o) in positions {
+        let _ = tpl.add_partition_offset(&topics[*k], *p, Offset::Offset(*o));
     }
     Some(tpl)
 }

@@ -1,0 +1,178 @@
+//! Pipeline benchmark against a real Kafka-protocol broker (nisshi on loopback), in one run:
+//! (a) a plain consumer that only counts the pre-loaded messages, (b) `kizashi run` end to end on
+//! the same topics, and (c) event-to-alert latency while events arrive live at about half of (b)'s
+//! rate. `cargo bench --bench pipeline` (KIZASHI_BENCH_PIPELINE_ACCOUNTS, _DAYS to size it).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Broker;
+use kizashi::event::timestamp::{day_of, now_ms, DAY_MS};
+use kizashi::generate::GenOptions;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+const INPUTS: [&str; 3] = ["product-usage", "support-events", "accounts"];
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let exe = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kizashi");
+    assert!(exe.exists(), "build the release binary first: cargo build --release");
+    let b = Broker::start();
+    let parts = 3;
+    b.create_topics(&[
+        (INPUTS[0], parts),
+        (INPUTS[1], parts),
+        (INPUTS[2], parts),
+        ("health-alerts", 1),
+        ("health-scores", 1),
+        ("kizashi-dead-letter", 1),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // History ending yesterday, so live events (now) continue it.
+    let end_day = day_of(now_ms()) - 1;
+    let accounts = env("KIZASHI_BENCH_PIPELINE_ACCOUNTS", 800usize);
+    let days = env("KIZASHI_BENCH_PIPELINE_DAYS", 45u32);
+    let gen = GenOptions { accounts, days, end_day, seed: 3, activity: 0.3 };
+    kizashi::cmd::generate::to_dir(&gen, &data).unwrap();
+    let t = Instant::now();
+    b.produce_file(INPUTS[0], &data.join("usage.jsonl"));
+    b.produce_file(INPUTS[1], &data.join("support.jsonl"));
+    b.produce_file(INPUTS[2], &data.join("accounts.jsonl"));
+    let (_, total) = b.group_progress("nobody", &INPUTS);
+    eprintln!("pre-loaded {total} records in {:.1} s", t.elapsed().as_secs_f64());
+
+    // (a) plain consumer: count every message of the three topics.
+    let c: BaseConsumer = b.config().set("group.id", "bench-count").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for t in INPUTS {
+        for p in 0..parts {
+            tpl.add_partition_offset(t, p, Offset::Beginning).unwrap();
+        }
+    }
+    c.assign(&tpl).unwrap();
+    let (mut n, start) = (0i64, Instant::now());
+    while n < total && start.elapsed() < Duration::from_secs(300) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            n += 1;
+            std::hint::black_box(m.payload());
+        }
+    }
+    let plain = n as f64 / start.elapsed().as_secs_f64();
+    drop(c);
+
+    // (b) kizashi end to end, from its first commit to its last.
+    let state = dir.path().join("state");
+    let mut child = Command::new(&exe)
+        .arg("run")
+        .env("KIZASHI__KAFKA__BROKERS", &b.addr)
+        .env("KIZASHI__KAFKA__GROUP_ID", "bench")
+        .env("KIZASHI__STATE__DIR", &state)
+        .env("KIZASHI__PIPELINE__IDLE_AFTER", "1d")
+        .env("RUST_LOG", "warn")
+        .env("KIZASHI__PIPELINE__MERGE_WAIT", std::env::var("BENCH_MERGE_WAIT").unwrap_or("1s".into()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut first, mut t_first) = (0i64, Instant::now());
+    loop {
+        let (done, _) = b.group_progress("bench", &INPUTS);
+        if done > 0 && first == 0 {
+            (first, t_first) = (done, Instant::now());
+        }
+        if done >= total {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e2e = (total - first) as f64 / t_first.elapsed().as_secs_f64();
+
+    // (c) live: usage at about half of (b)'s rate, plus support tickets that each complete a
+    // ticket_spike (6 opened in 7 days) for one account; latency = produce → alert consumed.
+    let rate = env("KIZASHI_BENCH_LIVE_RATE", (e2e / 2.0).max(1000.0));
+    let alerts: BaseConsumer = b.config().set("group.id", "bench-alerts").set("fetch.wait.max.ms", "5").create().unwrap();
+    let mut atpl = TopicPartitionList::new();
+    atpl.add_partition_offset("health-alerts", 0, Offset::End).unwrap();
+    alerts.assign(&atpl).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        b.config().set("partitioner", "murmur2_random").set("linger.ms", "0").create().unwrap();
+    let mut sent_at = std::collections::HashMap::new();
+    let mut latencies = Vec::new();
+    let live_secs = 10.0;
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut spikes = 0usize;
+    while start.elapsed().as_secs_f64() < live_secs {
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            let acct = format!("acct-{:05}", sent as usize % accounts);
+            let line = format!(r#"{{"account_id":"{acct}","user_id":"u-{}","event":"login","ts":{}}}"#, sent % 50, now_ms());
+            let _ = producer.send(BaseRecord::to(INPUTS[0]).key(acct.as_bytes()).payload(line.as_bytes()));
+            sent += 1;
+        }
+        // Every 200 ms, one account gets six tickets: the sixth fires ticket_spike.
+        if (start.elapsed().as_millis() / 200) as usize >= spikes && spikes < accounts {
+            let acct = format!("acct-{spikes:05}");
+            for i in 0..6 {
+                let line = format!(
+                    r#"{{"account_id":"{acct}","ticket_id":"B-{spikes}-{i}","kind":"opened","priority":"low","ts":{}}}"#,
+                    now_ms()
+                );
+                let _ = producer.send(BaseRecord::to(INPUTS[1]).key(acct.as_bytes()).payload(line.as_bytes()));
+            }
+            sent_at.insert(acct, Instant::now());
+            spikes += 1;
+        }
+        while let Some(Ok(m)) = alerts.poll(Duration::ZERO) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            if v["rule"] == "ticket_spike" || v["also"].as_array().is_some_and(|a| a.iter().any(|r| r == "ticket_spike")) {
+                if let Some(t) = sent_at.remove(v["account_id"].as_str().unwrap_or("")) {
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let drain = Instant::now();
+    while !sent_at.is_empty() && drain.elapsed() < Duration::from_secs(5) {
+        if let Some(Ok(m)) = alerts.poll(Duration::from_millis(50)) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            if let Some(t) = sent_at.remove(v["account_id"].as_str().unwrap_or("")) {
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(5));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let _ = DAY_MS;
+    println!("records pre-loaded:          {total} ({accounts} accounts × {days} days, {parts} partitions)");
+    println!("(a) plain counting consumer: {plain:>9.0} events/s");
+    println!("(b) kizashi end to end:      {e2e:>9.0} events/s  (ratio {:.2})", e2e / plain);
+    println!(
+        "(c) live at {rate:.0} events/s: event-to-alert latency p50 {:.1} ms, p99 {:.1} ms ({} of {spikes} alerts seen)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len()
+    );
+}
