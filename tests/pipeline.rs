@@ -52,6 +52,16 @@ fn start_kizashi(b: &Broker, state: &Path, group: &str, extra: &[(&str, &str)]) 
     Kizashi { child: cmd.spawn().unwrap(), log }
 }
 
+/// A test that fails must not leave kizashi running.
+impl Drop for Kizashi {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Kizashi {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
