@@ -114,7 +114,7 @@ fn main() {
     atpl.add_partition_offset("health-alerts", 0, Offset::End).unwrap();
     alerts.assign(&atpl).unwrap();
     let producer: ThreadedProducer<DefaultProducerContext> =
-        b.config().set("partitioner", "murmur2_random").set("linger.ms", "0").create().unwrap();
+        b.config().set("partitioner", "murmur2_random").set("linger.ms", "2").create().unwrap();
     let mut sent_at = std::collections::HashMap::new();
     let mut latencies = Vec::new();
     let live_secs = 10.0;
