@@ -198,7 +198,15 @@ impl Core {
                 headers: vec![],
             });
         }
-        for mut s in out.scores {
+        // health-scores is compacted (latest per account wins): within a batch only each
+        // account's last update is worth sending.
+        let mut last_of: FxHashMap<&str, usize> = FxHashMap::default();
+        for (i, s) in out.scores.iter().enumerate() {
+            last_of.insert(s.account_id.as_str(), i);
+        }
+        let keep: Vec<bool> = (0..out.scores.len()).map(|i| last_of.get(out.scores[i].account_id.as_str()) == Some(&i)).collect();
+        drop(last_of);
+        for (mut s, _) in out.scores.into_iter().zip(keep).filter(|(_, k)| *k) {
             s.emitted_at_ms = emitted;
             entries.push(OutboxEntry {
                 kind: OutputKind::Score,
