@@ -443,7 +443,10 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
     let batch_wait = settings.pipeline.batch_wait;
     let mut polled: Vec<(u32, Pending)> = Vec::with_capacity(settings.pipeline.batch_records);
     let mut last_commit = Instant::now();
+    // Where the loop's time goes (logged at shutdown): polling, processing, writing+producing.
+    let (mut t_poll, mut t_process, mut t_commit, mut records) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0u64);
     while !stop.load(Ordering::Relaxed) {
+        let t0 = Instant::now();
         let deadline = Instant::now() + batch_wait;
         let wall = now_ms();
         let (kinds, limits) = {
@@ -474,6 +477,10 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
                 }
             }
         }
+        records += polled.len() as u64;
+        let t1 = Instant::now();
+        t_poll += t1 - t0;
+        let t2;
         let (pending, commit) = {
             let mut c = core.lock().expect("core lock");
             let now = Instant::now();
@@ -483,6 +490,8 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
             let tails = tails(&consumer, &c);
             c.drain(&tails)?;
             c.drive_idle()?;
+            t2 = Instant::now();
+            t_process += t2 - t1;
             let acked = outbox.take_acked();
             c.acked.extend(acked);
             c.commit_batch()?;
@@ -492,6 +501,7 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         for (seq, e) in pending {
             outbox.send(seq, e);
         }
+        t_commit += t2.elapsed();
         // Kafka's committed offsets only serve lag monitoring: once a second is plenty.
         if let Some(tpl) = commit.filter(|_| last_commit.elapsed() >= Duration::from_secs(1)) {
             last_commit = Instant::now();
@@ -501,7 +511,13 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         }
     }
 
-    tracing::info!("stopping: finishing the batch");
+    tracing::info!(
+        records,
+        poll_s = t_poll.as_secs_f64(),
+        process_s = t_process.as_secs_f64(),
+        write_and_produce_s = t_commit.as_secs_f64(),
+        "stopping: finishing the batch"
+    );
     let deadline = Instant::now() + settings.pipeline.shutdown_grace;
     let (pending, commit) = {
         // Only what was processed is committed; buffered records are read again at next start.
