@@ -69,9 +69,10 @@ pub struct TopicsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// A batch ends after this many records...
+    /// A batch holds at most this many records...
     pub batch_records: usize,
-    /// ...or after this long, whichever comes first. Each batch is one RocksDB write.
+    /// ...and waits at most this long for its first one, then takes what has already arrived.
+    /// Each batch is one RocksDB write and one produce round.
     #[serde(with = "humantime_serde")]
     pub batch_wait: Duration,
     /// Records of a partition are taken in event-time order across the three input topics. A topic
