@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Broker;
-use kizashi::event::timestamp::{day_of, now_ms, DAY_MS};
+use kizashi::event::timestamp::{day_of, now_ms};
 use kizashi::generate::GenOptions;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -165,7 +165,6 @@ fn main() {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let _ = child.wait();
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let _ = DAY_MS;
     println!("records pre-loaded:          {total} ({accounts} accounts × {days} days, {parts} partitions)");
     println!("(a) plain counting consumer: {plain:>9.0} events/s");
     println!("(b) kizashi end to end:      {e2e:>9.0} events/s  (ratio {:.2})", e2e / plain);

@@ -1,7 +1,6 @@
 //! Golden files for the alert and score-update JSON contracts (DESIGN §5). A change to these
 //! bytes breaks consumers: update the golden files only on purpose (`KIZASHI_BLESS=1 cargo test`).
 
-use std::borrow::Cow;
 use std::path::Path;
 
 use kizashi::config::Settings;
@@ -87,5 +86,4 @@ fn score_json_matches_the_golden_file() {
 #[test]
 fn the_story_is_deterministic() {
     assert_eq!(story(), story());
-    let _ = Cow::Borrowed("");
 }
