@@ -53,6 +53,7 @@ fn run_case(name: &str, accounts: usize, days: u32, activity: f64) {
         now_ms: 20_401 * 86_400_000,
         state_dir: Some(dir.path().join("state")),
         batch: env("KIZASHI_BENCH_BATCH", 200_000usize),
+        serve: None,
     };
     let s = run(&Settings::default(), &opts).unwrap();
     let rss = peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0;

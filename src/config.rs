@@ -31,6 +31,55 @@ pub struct Settings {
     pub kafka: KafkaConfig,
     /// The processing loop (`run`).
     pub pipeline: PipelineConfig,
+    /// The HTTP port: metrics, health, the account API.
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The HTTP port. (`Debug` masks the token.)
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to listen on; empty turns the port off.
+    pub listen: String,
+    /// Bearer token required on `/v1/*` when not empty. Never logged.
+    pub token: String,
+    /// An input topic whose newest event is older than this is reported stale in `/readyz`.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token", &if self.token.is_empty() { "" } else { "***" })
+            .field("stale_after", &self.stale_after)
+            .finish()
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9460".into(), token: String::new(), stale_after: Duration::from_secs(3600) }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json` (`--log-json` forces json).
+    pub format: String,
+    /// Filter when `RUST_LOG` is not set, e.g. `info` or `info,librdkafka=warn`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
 }
 
 /// Kafka connection and topics.
@@ -498,6 +547,8 @@ impl Default for Settings {
             alerts: AlertsConfig::default(),
             kafka: KafkaConfig::default(),
             pipeline: PipelineConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -686,6 +737,15 @@ impl Settings {
         if e.grace.as_millis() as u64 >= u64::from(e.retention_days) * 86_400_000 {
             p.push("events.grace: must be shorter than events.retention_days".into());
         }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!("http.listen: `{}` is not an address such as 127.0.0.1:9460 (empty turns the port off)", self.http.listen));
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            p.push(format!("log.format: `{}` is neither text nor json", self.log.format));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            p.push(format!("log.level: `{}` is not a filter such as info or info,librdkafka=warn: {e}", self.log.level));
+        }
         if self.state.cache_accounts == 0 {
             p.push("state.cache_accounts: must be at least 1".into());
         }
@@ -853,6 +913,9 @@ impl Settings {
     /// The resolved configuration as TOML, for `check-config`, with secrets masked.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
+        if !shown.http.token.is_empty() {
+            shown.http.token = "***".into();
+        }
         for (k, v) in shown.kafka.properties.iter_mut() {
             if is_secret(k) {
                 *v = "***".into();

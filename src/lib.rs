@@ -4,12 +4,14 @@
 //! `core` is the pure heart (no I/O); `event` decodes input; `store` keeps state in RocksDB;
 //! `engine` drives the core over partitions of records; `cmd` holds the subcommands.
 
+pub mod api;
 pub mod cmd;
 pub mod config;
 pub mod core;
 pub mod engine;
 pub mod event;
 pub mod generate;
+pub mod metrics;
 pub mod partition;
 pub mod pipeline;
 pub mod store;

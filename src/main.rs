@@ -58,6 +58,13 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// After the replay, keep serving the HTTP API (on http.listen, or --http) on the replayed
+        /// state until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
+        /// HTTP API address with --serve (overrides http.listen).
+        #[arg(long, requires = "serve")]
+        http: Option<String>,
     },
     /// Zero set-up demo: an embedded Kafka, a synthetic population fed in accelerated time, the
     /// whole pipeline, alerts printed as they arrive.
@@ -71,6 +78,9 @@ enum Command {
         day_seconds: f64,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// HTTP API address (a free port is used if it is taken).
+        #[arg(long, default_value = "127.0.0.1:9460")]
+        http: String,
     },
     /// Write a synthetic population (usage, support, accounts, truth) as JSONL files, or produce
     /// it into Kafka topics.
@@ -112,6 +122,15 @@ enum Command {
     },
 }
 
+/// A flag set by SIGTERM or SIGINT.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
 fn load_config(path: Option<&PathBuf>) -> Result<Settings> {
     config::load(path.map(PathBuf::as_path), std::env::vars()).map_err(|p| anyhow::anyhow!("{p}"))
 }
@@ -124,9 +143,22 @@ fn parse_time(s: &str, what: &str) -> Result<i64> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay { usage, support, accounts, config, out, partitions, until, now, state_dir, batch, json } => {
+        Command::Replay { usage, support, accounts, config, out, partitions, until, now, state_dir, batch, json, serve, http } => {
             let settings = load_config(config.as_ref())?;
             anyhow::ensure!(partitions >= 1, "--partitions must be at least 1");
+            let mut server = None;
+            let serve = if serve {
+                let stop = stop_on_signals()?;
+                let shared = kizashi::api::Shared::new(&settings).offline();
+                let listen = http.as_deref().unwrap_or(&settings.http.listen);
+                anyhow::ensure!(!listen.is_empty(), "--serve needs an address: set http.listen or --http");
+                let s = kizashi::api::serve(listen, shared.clone())?;
+                eprintln!("HTTP API at {}", s.url());
+                server = Some(s);
+                Some((shared, stop))
+            } else {
+                None
+            };
             let opts = cmd::replay::ReplayOptions {
                 usage,
                 support,
@@ -137,8 +169,10 @@ fn run(cli: Cli) -> Result<()> {
                 now_ms: now.as_deref().map(|s| parse_time(s, "--now")).transpose()?.unwrap_or_else(now_ms),
                 state_dir,
                 batch: batch.max(1),
+                serve,
             };
             let summary = cmd::replay::run(&settings, &opts)?;
+            drop(server);
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -147,13 +181,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Demo { accounts, days, day_seconds, seed } => {
+        Command::Demo { accounts, days, day_seconds, seed, http } => {
             anyhow::ensure!(day_seconds >= 0.0, "--day-seconds must not be negative");
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-            }
-            let opts = cmd::demo::DemoOptions { accounts, days, day_seconds, partitions: 3, seed };
+            let stop = stop_on_signals()?;
+            let opts = cmd::demo::DemoOptions { accounts, days, day_seconds, partitions: 3, seed, http };
             cmd::demo::run(&opts, stop)
         }
         Command::Generate { out, to_kafka, config, day_seconds, accounts, days, end, seed, activity } => {
@@ -189,10 +220,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { config } => {
             let settings = load_config(config.as_ref())?;
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-            }
+            let stop = stop_on_signals()?;
             kizashi::pipeline::run(&settings, stop)
         }
         Command::CheckConfig { config } => {
@@ -206,8 +234,20 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
-    kizashi::telemetry::init(cli.log_json, default_level);
+    // Logging follows the config's [log] section; a config with problems is reported by the
+    // command itself, so here it just falls back to the defaults.
+    let config = match &cli.command {
+        Command::Replay { config, .. } | Command::Run { config } | Command::CheckConfig { config } => config.as_ref(),
+        Command::Generate { config, .. } => config.as_ref(),
+        Command::Demo { .. } => None,
+    };
+    let log = load_config(config).map(|s| s.log).unwrap_or_default();
+    let level = if matches!(cli.command, Command::Demo { .. }) && std::env::var_os("KIZASHI__LOG__LEVEL").is_none() {
+        "warn".to_string()
+    } else {
+        log.level
+    };
+    kizashi::telemetry::init(cli.log_json || log.format == "json", &level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -134,6 +134,7 @@ fn reference(data: &Path, out: &Path, partitions: u32) -> (BTreeSet<String>, BTr
         now_ms: i64::from(END_DAY + 1) * DAY_MS,
         state_dir: None,
         batch: 10_000,
+        serve: None,
     };
     replay(&s, &opts).unwrap();
     let alerts = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap().lines().map(strip_emitted).collect();

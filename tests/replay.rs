@@ -27,6 +27,7 @@ fn opts(data: &Path, out: PathBuf, batch: usize, partitions: u32) -> ReplayOptio
         now_ms: i64::from(END_DAY + 1) * DAY_MS,
         state_dir: None,
         batch,
+        serve: None,
     }
 }
 

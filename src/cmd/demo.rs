@@ -24,6 +24,8 @@ pub struct DemoOptions {
     pub day_seconds: f64,
     pub partitions: i32,
     pub seed: u64,
+    /// Where the HTTP API listens (a free port if this one is taken).
+    pub http: String,
 }
 
 /// Runs the demo until the population has been fed and processed (or `stop` is set).
@@ -62,10 +64,17 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     println!("kizashi demo: embedded Kafka at {brokers}; {} accounts, {} days at {:.2} s a day", opts.accounts, opts.days, opts.day_seconds);
     println!("alerts as they arrive (simulated day, account, rule, score, summary):\n");
 
+    let shared = crate::api::Shared::new(&settings);
+    // The HTTP port: the configured address, or any free one if it is taken.
+    let server = crate::api::serve(&opts.http, shared.clone())
+        .or_else(|_| crate::api::serve("127.0.0.1:0", shared.clone()))?;
+    let url = server.url();
+    println!("HTTP API while the demo runs: {url}/v1/accounts?band=red  {url}/metrics  {url}/readyz\n");
+
     let pipeline_stop = Arc::new(AtomicBool::new(false));
     let pipeline = {
-        let (settings, stop) = (settings.clone(), pipeline_stop.clone());
-        std::thread::spawn(move || crate::pipeline::run(&settings, stop))
+        let (settings, stop, shared) = (settings.clone(), pipeline_stop.clone(), shared.clone());
+        std::thread::spawn(move || crate::pipeline::run_with(&settings, stop, shared))
     };
 
     let fed = Arc::new(AtomicU64::new(0));
@@ -92,6 +101,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     pipeline_stop.store(true, Ordering::Relaxed);
     pipeline.join().map_err(|_| anyhow::anyhow!("the pipeline panicked"))??;
     println!("\n{summary}");
+    drop(server);
     drop(mock);
     drop(host);
     Ok(())

@@ -9,9 +9,13 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::api::Shared;
 use crate::config::Settings;
 use crate::core::alerts::ScoreUpdate;
 use crate::core::Params;
@@ -37,6 +41,8 @@ pub struct ReplayOptions {
     pub state_dir: Option<PathBuf>,
     /// Records per RocksDB batch.
     pub batch: usize,
+    /// Serve the HTTP API on the replayed state (not ready while replaying), until `stop`.
+    pub serve: Option<(Arc<Shared>, Arc<AtomicBool>)>,
 }
 
 /// Counts printed at the end and returned to callers.
@@ -113,6 +119,13 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
     let params = Params::new(settings);
     let mut engine = Engine::open(state_dir, false, params, settings.state.cache_accounts)
         .with_context(|| format!("opening state store at {}", state_dir.display()))?;
+    let shared = opts.serve.as_ref().map(|(s, _)| s.clone());
+    if let Some(s) = &shared {
+        s.not_ready("replaying");
+        s.attach_store(engine.store())?;
+        engine.set_board(s.board.clone());
+    }
+    let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
     let limits = DecodeLimits {
         max_id_len: settings.events.max_id_len,
         max_future_ms: settings.events.max_future.as_millis() as i64,
@@ -162,6 +175,12 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
         let input = &mut inputs[idx];
         let item = input.current.take().expect("queued inputs have an item");
         summary.events_read += 1;
+        if let Some(s) = &shared {
+            s.metrics.consumed(topics[input.kind as usize], 1);
+            if let Ok(e) = &item.decoded {
+                s.metrics.source_event(topics[input.kind as usize], e.ts_ms());
+            }
+        }
         let partition = match &item.decoded {
             Ok(e) => partition_for(e.account_id().as_bytes(), opts.partitions),
             Err(_) => 0,
@@ -178,7 +197,7 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
         in_batch += 1;
         if in_batch >= opts.batch {
             in_batch = 0;
-            drain(&mut engine, &mut alerts_w, &mut rejects_w, &mut raws)?;
+            drain(&mut engine, &mut alerts_w, &mut rejects_w, &mut raws, shared.as_deref())?;
         }
     }
     if let Some(until) = opts.until_ms {
@@ -186,7 +205,7 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
             engine.advance_time(p, until)?;
         }
     }
-    drain(&mut engine, &mut alerts_w, &mut rejects_w, &mut raws)?;
+    drain(&mut engine, &mut alerts_w, &mut rejects_w, &mut raws, shared.as_deref())?;
     alerts_w.flush()?;
     rejects_w.flush()?;
 
@@ -224,6 +243,15 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
     summary.seconds = started.elapsed().as_secs_f64();
     summary.events_per_second = summary.events_read as f64 / summary.seconds.max(1e-9);
     summary.peak_rss_bytes = peak_rss_bytes();
+    if let Some((shared, stop)) = &opts.serve {
+        shared.metrics.duplicates(summary.duplicates);
+        shared.ready((0..opts.partitions).collect());
+        eprint!("{}", summary.render());
+        eprintln!("replay done; serving the API until interrupted (Ctrl-C)");
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
     Ok(summary)
 }
 
@@ -232,9 +260,19 @@ fn drain(
     alerts_w: &mut impl Write,
     rejects_w: &mut impl Write,
     raws: &mut Vec<Vec<u8>>,
+    shared: Option<&Shared>,
 ) -> Result<()> {
     engine.flush(|_| {})?;
     let out = engine.take_output();
+    if let Some(s) = shared {
+        for a in &out.alerts {
+            s.metrics.alert(a);
+        }
+        for r in &out.rejected {
+            s.metrics.rejected(r, "rejects file");
+        }
+        s.metrics.score_updates(out.scores.len() as u64);
+    }
     for a in &out.alerts {
         writeln!(alerts_w, "{}", a.to_json())?;
     }

@@ -5,10 +5,12 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
+use crate::api::board::{Board, Entry};
 use crate::core::{evaluate, AccountState, Alert, Applied, Params, ScoreUpdate};
 use crate::event::timestamp::day_of;
 use crate::event::{Event, EventKind, Reject, RejectReason};
@@ -75,6 +77,8 @@ pub struct Engine {
     tick: u64,
     out: Output,
     pub stats: Stats,
+    /// The API's account index, updated with every account a flush writes.
+    board: Option<Arc<Board>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +111,13 @@ impl Engine {
             tick: 0,
             out: Output::default(),
             stats: Stats::default(),
+            board: None,
         })
+    }
+
+    /// Keeps `board` up to date with every account written from now on.
+    pub fn set_board(&mut self, board: Arc<Board>) {
+        self.board = Some(board);
     }
 
     pub fn params(&self) -> &Params {
@@ -309,10 +319,14 @@ impl Engine {
     pub fn flush(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
         let mut batch = self.store.batch();
         let mut written = 0;
+        let mut entries = Vec::new();
         for (&partition, ps) in self.partitions.iter_mut() {
             for id in ps.dirty.drain(..) {
                 let Some(slot) = ps.accounts.get_mut(&id) else { continue };
                 batch.put_account(partition, &id, &slot.state);
+                if self.board.is_some() {
+                    entries.push((id.clone(), Entry::of(partition, &slot.state)));
+                }
                 batch.move_due(partition, &id, slot.stored_due, slot.state.score.next_due_ms);
                 slot.stored_due = slot.state.score.next_due_ms;
                 slot.dirty = false;
@@ -329,6 +343,9 @@ impl Engine {
         extra(&mut batch);
         if !batch.is_empty() {
             self.store.write(batch)?;
+        }
+        if let Some(b) = &self.board {
+            b.update(entries);
         }
         self.evict();
         Ok(written)

@@ -27,6 +27,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use rustc_hash::FxHashMap;
 
+use crate::api::Shared;
 use crate::config::Settings;
 use crate::core::Params;
 use crate::engine::{Engine, Source};
@@ -82,13 +83,17 @@ struct Core {
     start_without_state: Offset,
     /// Raw records of the rejects the engine reported, in the same order.
     raw_rejects: Vec<(Option<Vec<u8>>, Vec<u8>)>,
-    /// Persisted outbox entries not yet handed to the producer.
-    pending: Vec<(u64, OutboxEntry)>,
+    /// Persisted outbox entries not yet handed to the producer (with an alert's event time).
+    pending: Vec<(u64, OutboxEntry, Option<i64>)>,
     /// Acknowledged outbox entries to delete in the next batch.
     acked: Vec<u64>,
     next_seq: u64,
     /// Next offset per (topic, partition), to commit to Kafka for lag monitoring.
     positions: FxHashMap<(usize, i32), i64>,
+    /// Metrics, readiness and the API's account index.
+    shared: Arc<Shared>,
+    /// Duplicates already counted in the metrics.
+    duplicates_counted: u64,
 }
 
 impl Core {
@@ -188,15 +193,20 @@ impl Core {
     fn commit_batch(&mut self) -> Result<()> {
         let out = self.engine.take_output();
         let emitted = now_ms();
+        let metrics = &self.shared.metrics;
         let mut entries = Vec::with_capacity(out.alerts.len() + out.scores.len() + out.rejected.len());
         for mut a in out.alerts {
             a.emitted_at_ms = emitted;
-            entries.push(OutboxEntry {
-                kind: OutputKind::Alert,
-                key: Some(a.account_id.clone().into_bytes()),
-                payload: a.to_json().into_bytes(),
-                headers: vec![],
-            });
+            metrics.alert(&a);
+            entries.push((
+                OutboxEntry {
+                    kind: OutputKind::Alert,
+                    key: Some(a.account_id.clone().into_bytes()),
+                    payload: a.to_json().into_bytes(),
+                    headers: vec![],
+                },
+                Some(a.event_time_ms),
+            ));
         }
         // health-scores is compacted (latest per account wins): within a batch only each
         // account's last update is worth sending.
@@ -206,34 +216,45 @@ impl Core {
         }
         let keep: Vec<bool> = (0..out.scores.len()).map(|i| last_of.get(out.scores[i].account_id.as_str()) == Some(&i)).collect();
         drop(last_of);
+        let mut scores = 0;
         for (mut s, _) in out.scores.into_iter().zip(keep).filter(|(_, k)| *k) {
             s.emitted_at_ms = emitted;
-            entries.push(OutboxEntry {
-                kind: OutputKind::Score,
-                key: Some(s.account_id.clone().into_bytes()),
-                payload: s.to_json().into_bytes(),
-                headers: vec![],
-            });
+            scores += 1;
+            entries.push((
+                OutboxEntry {
+                    kind: OutputKind::Score,
+                    key: Some(s.account_id.clone().into_bytes()),
+                    payload: s.to_json().into_bytes(),
+                    headers: vec![],
+                },
+                None,
+            ));
         }
+        metrics.score_updates(scores);
         for (r, (key, payload)) in out.rejected.into_iter().zip(self.raw_rejects.drain(..)) {
-            tracing::warn!(topic = %r.source, partition = r.partition, offset = r.offset, reason = %r.reject.reason, detail = %r.reject.detail, "record sent to dead-letter topic");
-            entries.push(OutboxEntry {
-                kind: OutputKind::DeadLetter,
-                key,
-                payload,
-                headers: vec![
-                    ("kizashi.reason".into(), r.reject.reason.code().as_bytes().to_vec()),
-                    ("kizashi.detail".into(), r.reject.detail.into_bytes()),
-                    ("kizashi.source.topic".into(), r.source.into_bytes()),
-                    ("kizashi.source.partition".into(), r.partition.to_string().into_bytes()),
-                    ("kizashi.source.offset".into(), r.offset.to_string().into_bytes()),
-                ],
-            });
+            metrics.rejected(&r, "dead-letter topic");
+            entries.push((
+                OutboxEntry {
+                    kind: OutputKind::DeadLetter,
+                    key,
+                    payload,
+                    headers: vec![
+                        ("kizashi.reason".into(), r.reject.reason.code().as_bytes().to_vec()),
+                        ("kizashi.detail".into(), r.reject.detail.into_bytes()),
+                        ("kizashi.source.topic".into(), r.source.into_bytes()),
+                        ("kizashi.source.partition".into(), r.partition.to_string().into_bytes()),
+                        ("kizashi.source.offset".into(), r.offset.to_string().into_bytes()),
+                    ],
+                },
+                None,
+            ));
         }
+        metrics.duplicates(self.engine.stats.duplicates - self.duplicates_counted);
+        self.duplicates_counted = self.engine.stats.duplicates;
         let first = self.next_seq;
         self.next_seq += entries.len() as u64;
         let acked = std::mem::take(&mut self.acked);
-        let encoded: Vec<Vec<u8>> = entries.iter().map(OutboxEntry::encode).collect();
+        let encoded: Vec<Vec<u8>> = entries.iter().map(|(e, _)| e.encode()).collect();
         self.engine.flush(|b| {
             for (i, bytes) in encoded.iter().enumerate() {
                 b.put_outbox(first + i as u64, bytes);
@@ -242,7 +263,7 @@ impl Core {
                 b.delete_outbox(*seq);
             }
         })?;
-        self.pending.extend(entries.into_iter().enumerate().map(|(i, e)| (first + i as u64, e)));
+        self.pending.extend(entries.into_iter().enumerate().map(|(i, (e, t))| (first + i as u64, e, t)));
         Ok(())
     }
 
@@ -299,6 +320,7 @@ impl ConsumerContext for PipelineContext {
                 if let Err(e) = r {
                     tracing::error!(error = %e, "assign failed");
                 }
+                core.shared.ready(core.engine.partitions());
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Buffered, unprocessed records are dropped: their offsets are not stored, so
@@ -326,6 +348,13 @@ impl ConsumerContext for PipelineContext {
                 for p in parts {
                     core.queues.remove(&p);
                     core.engine.close_partition(p);
+                }
+                for (topic, partition) in &revoked {
+                    core.shared.metrics.forget_lag(topic, *partition);
+                }
+                match core.engine.partitions() {
+                    left if left.is_empty() => core.shared.not_ready("waiting for partition assignment (rebalancing)"),
+                    left => core.shared.ready(left),
                 }
                 let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = r {
@@ -379,11 +408,25 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
     Ok(inputs[0].1)
 }
 
-/// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`).
+/// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`), with the HTTP port of
+/// `http.listen` open (unless empty).
 pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
+    let shared = Shared::new(settings);
+    let _server = match settings.http.listen.as_str() {
+        "" => None,
+        listen => Some(crate::api::serve(listen, shared.clone())?),
+    };
+    run_with(settings, stop, shared)
+}
+
+/// [`run`] reporting to `shared` (metrics, readiness, the API's index); serves no HTTP itself.
+pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Result<()> {
     let t = &settings.kafka.topics;
-    let engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.cache_accounts)
+    shared.not_ready("opening the state store");
+    let mut engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.cache_accounts)
         .with_context(|| format!("opening state store at {}", settings.state.dir.display()))?;
+    shared.attach_store(engine.store())?;
+    engine.set_board(shared.board.clone());
     let leftover = engine.store().outbox()?;
     let next_seq = leftover.last().map_or(0, |(s, _)| s + 1);
     let core = Arc::new(Mutex::new(Core {
@@ -403,6 +446,8 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         acked: Vec::new(),
         next_seq,
         positions: FxHashMap::default(),
+        shared: shared.clone(),
+        duplicates_counted: 0,
     }));
 
     let mut consumer_config = client_config(settings);
@@ -418,6 +463,7 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         .set("auto.offset.reset", "earliest")
         .create_with_context(PipelineContext { core: core.clone() })
         .context("creating the Kafka consumer")?;
+    shared.not_ready(format!("connecting to Kafka at {}", settings.kafka.brokers));
     let partitions = check_topics(settings, &consumer)?;
     tracing::info!(partitions, brokers = %settings.kafka.brokers, "input topics are co-partitioned");
 
@@ -434,12 +480,15 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
     }
     for (seq, bytes) in leftover {
         match OutboxEntry::decode(&bytes) {
-            Ok(e) => outbox.send(seq, e),
+            Ok(e) => outbox.send(seq, e, None),
             Err(e) => tracing::error!(seq, error = %e, "unreadable outbox entry left in place"),
         }
     }
 
+    shared.not_ready("waiting for partition assignment");
     consumer.subscribe(&[&t.usage, &t.support, &t.accounts]).context("subscribing to the input topics")?;
+    let metrics = &shared.metrics;
+    let mut last_lag = Instant::now();
     let batch_wait = settings.pipeline.batch_wait;
     let mut polled: Vec<(u32, Pending)> = Vec::with_capacity(settings.pipeline.batch_records);
     let mut last_commit = Instant::now();
@@ -453,6 +502,8 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
             let c = core.lock().expect("core lock");
             (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits })
         };
+        let mut consumed = [0u64; 3];
+        let mut newest = [i64::MIN; 3];
         while polled.len() < settings.pipeline.batch_records {
             // Wait for the first record only: then take what is already here, so a quiet stream
             // is processed at once and a backlog in large batches.
@@ -468,6 +519,8 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
                     let payload = m.payload().unwrap_or_default();
                     let decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
                     let ts = decoded.as_ref().map_or(i64::MIN, Event::ts_ms);
+                    consumed[kind as usize] += 1;
+                    newest[kind as usize] = newest[kind as usize].max(ts);
                     // The raw record is kept only for the dead-letter topic.
                     let (key, payload) = match decoded {
                         Ok(_) => (None, Vec::new()),
@@ -478,6 +531,13 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
             }
         }
         records += polled.len() as u64;
+        let batch_records = polled.len();
+        for k in 0..3 {
+            metrics.consumed(&kinds[k], consumed[k]);
+            if newest[k] != i64::MIN {
+                metrics.source_event(&kinds[k], newest[k]);
+            }
+        }
         let t1 = Instant::now();
         t_poll += t1 - t0;
         let t2;
@@ -492,15 +552,27 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
             c.drive_idle()?;
             t2 = Instant::now();
             t_process += t2 - t1;
-            let acked = outbox.take_acked();
+            let acked = outbox.take_acked(metrics);
             c.acked.extend(acked);
             c.commit_batch()?;
+            if batch_records > 0 {
+                metrics.batch(batch_records, t1.elapsed().as_secs_f64());
+            }
+            if last_lag.elapsed() >= Duration::from_secs(1) {
+                last_lag = Instant::now();
+                for ((k, p), next) in &c.positions {
+                    if let Some((_, hi)) = cached_watermarks(&consumer, &c.topics[*k], *p) {
+                        metrics.lag(&c.topics[*k], *p, hi - next);
+                    }
+                }
+            }
             let commit = positions_tpl(&c.positions, &c.topics);
             (std::mem::take(&mut c.pending), commit)
         };
-        for (seq, e) in pending {
-            outbox.send(seq, e);
+        for (seq, e, t) in pending {
+            outbox.send(seq, e, t);
         }
+        metrics.outbox_depth(outbox.in_flight.len());
         t_commit += t2.elapsed();
         // Kafka's committed offsets only serve lag monitoring: once a second is plenty.
         if let Some(tpl) = commit.filter(|_| last_commit.elapsed() >= Duration::from_secs(1)) {
@@ -511,6 +583,7 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         }
     }
 
+    shared.not_ready("stopping");
     tracing::info!(
         records,
         poll_s = t_poll.as_secs_f64(),
@@ -525,18 +598,19 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
         c.commit_batch()?;
         (std::mem::take(&mut c.pending), positions_tpl(&c.positions, &c.topics))
     };
-    for (seq, e) in pending {
-        outbox.send(seq, e);
+    for (seq, e, t) in pending {
+        outbox.send(seq, e, t);
     }
     while !outbox.in_flight.is_empty() && Instant::now() < deadline {
         outbox.flush(Duration::from_millis(100));
-        let acked = outbox.take_acked();
+        let acked = outbox.take_acked(metrics);
         core.lock().expect("core lock").acked.extend(acked);
     }
     {
         let mut c = core.lock().expect("core lock");
         c.commit_batch()?;
     }
+    metrics.outbox_depth(outbox.in_flight.len());
     if !outbox.in_flight.is_empty() {
         tracing::warn!(entries = outbox.in_flight.len(), "unacknowledged outbox entries stay in the store and are sent at next start");
     }

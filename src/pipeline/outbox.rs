@@ -10,6 +10,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 
 use crate::config::TopicsConfig;
+use crate::metrics::Metrics;
 use crate::store::codec::{CodecError, Reader, Writer};
 
 /// Which output topic an entry goes to.
@@ -27,6 +28,17 @@ pub struct OutboxEntry {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl OutputKind {
+    /// The `output` label of `kizashi_produced_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutputKind::Alert => "alert",
+            OutputKind::Score => "score",
+            OutputKind::DeadLetter => "dead_letter",
+        }
+    }
 }
 
 impl OutboxEntry {
@@ -108,7 +120,8 @@ impl ProducerContext for OutboxContext {
 pub struct Outbox {
     pub producer: ThreadedProducer<OutboxContext>,
     pub deliveries: Arc<Mutex<Deliveries>>,
-    pub in_flight: BTreeMap<u64, OutboxEntry>,
+    /// Sent, not yet acknowledged: the entry and, for an alert, the event time that raised it.
+    pub in_flight: BTreeMap<u64, (OutboxEntry, Option<i64>)>,
     topics: TopicsConfig,
 }
 
@@ -126,7 +139,7 @@ impl Outbox {
     }
 
     /// Hands an entry to the producer (it is already persisted under `seq`).
-    pub fn send(&mut self, seq: u64, entry: OutboxEntry) {
+    pub fn send(&mut self, seq: u64, entry: OutboxEntry, event_time_ms: Option<i64>) {
         let mut headers = OwnedHeaders::new_with_capacity(entry.headers.len());
         for (k, v) in &entry.headers {
             headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
@@ -146,29 +159,33 @@ impl Outbox {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
                 Err((e, _)) => {
-                    tracing::warn!(seq, error = %e, "producing an outbox entry failed; will retry");
                     self.deliveries.lock().expect("deliveries lock").failed.push((seq, e.to_string()));
                     break;
                 }
             }
         }
-        self.in_flight.insert(seq, entry);
+        self.in_flight.insert(seq, (entry, event_time_ms));
     }
 
     /// Takes the delivery reports: acknowledged sequence numbers (to delete from the store), and
     /// re-sends failed ones.
-    pub fn take_acked(&mut self) -> Vec<u64> {
+    /// Sequence numbers acknowledged since the last call (each counted in `metrics`); failed
+    /// deliveries are counted and sent again.
+    pub fn take_acked(&mut self, metrics: &Metrics) -> Vec<u64> {
         let (acked, failed) = {
             let mut d = self.deliveries.lock().expect("deliveries lock");
             (std::mem::take(&mut d.acked), std::mem::take(&mut d.failed))
         };
+        let now = crate::event::timestamp::now_ms();
         for seq in &acked {
-            self.in_flight.remove(seq);
+            if let Some((e, t)) = self.in_flight.remove(seq) {
+                metrics.produced(e.kind.label(), t, now);
+            }
         }
         for (seq, error) in failed {
-            if let Some(entry) = self.in_flight.remove(&seq) {
-                tracing::warn!(seq, %error, "delivery failed; sending again");
-                self.send(seq, entry);
+            metrics.producer_error(seq, &error);
+            if let Some((entry, t)) = self.in_flight.remove(&seq) {
+                self.send(seq, entry, t);
             }
         }
         acked

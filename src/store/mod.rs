@@ -8,6 +8,7 @@
 pub mod codec;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
@@ -33,9 +34,20 @@ pub enum StoreError {
     BadKey(&'static str),
 }
 
+/// A handle on the store; clones share one open database (the HTTP API reads through a clone
+/// while the pipeline writes).
 pub struct Store {
-    db: DB,
+    db: Arc<DB>,
     write_opts: WriteOptions,
+    durable: bool,
+}
+
+impl Clone for Store {
+    fn clone(&self) -> Self {
+        let mut write_opts = WriteOptions::default();
+        write_opts.disable_wal(!self.durable);
+        Store { db: self.db.clone(), write_opts, durable: self.durable }
+    }
 }
 
 /// One batch of writes, applied atomically by `Store::write`.
@@ -77,7 +89,7 @@ impl Store {
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(!durable);
-        Ok(Store { db, write_opts })
+        Ok(Store { db: Arc::new(db), write_opts, durable })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -166,12 +178,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Approximate live bytes of all column families.
+    /// Approximate bytes of all column families: live data in SST files plus memtables.
     pub fn size_bytes(&self) -> u64 {
+        let prop = |n: &str, p: &str| self.db.property_int_value_cf(self.cf(n), p).ok().flatten().unwrap_or(0);
         CFS.iter()
-            .filter_map(|n| {
-                self.db.property_int_value_cf(self.cf(n), "rocksdb.estimate-live-data-size").ok().flatten()
-            })
+            .map(|n| prop(n, "rocksdb.estimate-live-data-size") + prop(n, "rocksdb.cur-size-all-mem-tables"))
             .sum()
     }
 

@@ -1,0 +1,78 @@
+//! `/v1/accounts/{id}`: one account's health as of its last evaluation.
+
+use serde_json::{json, Value};
+
+use crate::core::alerts::{explain, round1, summary, Rule, ScoreUpdate};
+use crate::core::{AccountState, Params};
+use crate::event::timestamp::{format_day, format_ms};
+
+/// The account's facts, score, band, scorecard, every measure with its value and points, the
+/// explanation of the score against the best score of the score-drop window, and the last alerts.
+pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Value {
+    let f = &s.facts;
+    let facts = json!({
+        "name": f.name,
+        "segment": f.segment,
+        "seats": f.seats,
+        "arr": f.arr,
+        "renewal_date": f.renewal_day.map(format_day),
+        "start_date": f.start_day.map(format_day),
+    });
+    let alerts: Vec<Value> = s
+        .score
+        .recent_alerts
+        .iter()
+        .rev()
+        .map(|a| {
+            json!({
+                "alert_id": a.alert_id,
+                "rule": Rule::from_code(a.rule).map(Rule::name),
+                "event_time": format_ms(a.at_ms),
+            })
+        })
+        .collect();
+    let Some(last) = &s.score.last else {
+        return json!({
+            "account_id": id,
+            "partition": partition,
+            "facts": facts,
+            "score": null,
+            "band": null,
+            "scorecard": null,
+            "scored_at": null,
+            "measures": [],
+            "explanation": [],
+            "summary": "not scored yet: no measure has data",
+            "last_alerts": alerts,
+        });
+    };
+    // The scorecard it was scored with; if the configuration changed since, the one it would get now.
+    let card = params.cards.iter().find(|c| c.id == s.score.scorecard).unwrap_or_else(|| params.card_for(s, last.at_ms));
+    // Compared with the best score of the window before the last evaluation (none if the last
+    // evaluation is itself the best).
+    let baseline = s.score.best.front().map(|(_, b)| b).filter(|b| b.at_ms != last.at_ms);
+    let explanation = explain(card, &last.values, baseline.map(|b| &b.values));
+    let lead = match baseline {
+        Some(b) => format!(
+            "health score {:.1} ({}), best of the last {} days {:.1}",
+            last.score,
+            last.band.name(),
+            params.alerts.score_drop.days,
+            b.score
+        ),
+        None => format!("health score {:.1} ({})", last.score, last.band.name()),
+    };
+    json!({
+        "account_id": id,
+        "partition": partition,
+        "facts": facts,
+        "score": round1(last.score),
+        "band": s.score.band.unwrap_or(last.band).name(),
+        "scorecard": s.score.scorecard,
+        "scored_at": format_ms(last.at_ms),
+        "measures": ScoreUpdate::measures(card, &last.values),
+        "explanation": explanation,
+        "summary": summary(&lead, None, &explanation),
+        "last_alerts": alerts,
+    })
+}

@@ -1,0 +1,354 @@
+//! The HTTP port: `/metrics`, `/healthz`, `/readyz`, and the account API under `/v1`.
+//!
+//! It runs on its own thread (a single-threaded tokio runtime), reads account state through a
+//! clone of the RocksDB handle and the [`Board`] — never the pipeline's in-memory state — so a
+//! query never waits for a batch and never sees state that is not yet durable. Every answer is
+//! JSON (or the Prometheus text format); bad input gets a 400 with a message, never a panic.
+//! `/v1/*` needs `Authorization: Bearer <http.token>` when a token is configured; the probes
+//! and `/metrics` stay open (kubelet and Prometheus reach them without secrets).
+
+pub mod account;
+pub mod board;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::core::{Band, Params};
+use crate::event::timestamp::now_ms;
+use crate::metrics::Metrics;
+use crate::store::Store;
+pub use board::Board;
+
+/// Largest page of the at-risk queue.
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone)]
+struct Readiness {
+    ready: bool,
+    reason: String,
+    partitions: Vec<u32>,
+}
+
+/// What the HTTP port and the processing side share.
+pub struct Shared {
+    pub metrics: Metrics,
+    pub board: Arc<Board>,
+    readiness: Mutex<Readiness>,
+    store: OnceLock<Store>,
+    params: Params,
+    token: Option<String>,
+    topics: [String; 3],
+    stale_after: Option<Duration>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("accounts", &self.board.len()).field("ready", &self.is_ready()).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub fn new(settings: &Settings) -> Arc<Shared> {
+        let t = &settings.kafka.topics;
+        let topics = [t.usage.clone(), t.support.clone(), t.accounts.clone()];
+        let metrics = Metrics::new();
+        metrics.declare_topics(&topics);
+        Arc::new(Shared {
+            metrics,
+            board: Arc::new(Board::default()),
+            readiness: Mutex::new(Readiness { ready: false, reason: "starting".into(), partitions: vec![] }),
+            store: OnceLock::new(),
+            params: Params::new(settings),
+            token: Some(settings.http.token.clone()).filter(|t| !t.is_empty()),
+            topics,
+            stale_after: Some(settings.http.stale_after).filter(|d| !d.is_zero()),
+        })
+    }
+
+    /// Gives the API read access to the store and loads the board from it.
+    pub fn attach_store(&self, store: &Store) -> Result<()> {
+        let started = Instant::now();
+        let mut entries = Vec::new();
+        store.for_each_account(|p, id, s| entries.push((id.into(), board::Entry::of(p, &s))))?;
+        let n = entries.len();
+        self.board.update(entries);
+        let _ = self.store.set(store.clone());
+        tracing::info!(accounts = n, seconds = started.elapsed().as_secs_f64(), "account index loaded from the state store");
+        Ok(())
+    }
+
+    /// Not ready, and why (logged when the reason changes).
+    pub fn not_ready(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        let mut r = self.readiness.lock().expect("readiness lock");
+        if r.ready || r.reason != reason {
+            tracing::info!(%reason, "not ready");
+        }
+        r.ready = false;
+        r.reason = reason;
+        self.metrics.set_ready(false);
+    }
+
+    /// Ready, owning these partitions.
+    pub fn ready(&self, partitions: Vec<u32>) {
+        let mut r = self.readiness.lock().expect("readiness lock");
+        if !r.ready || r.partitions != partitions {
+            tracing::info!(?partitions, "ready");
+        }
+        self.metrics.partitions_assigned(partitions.len());
+        r.ready = true;
+        r.reason.clear();
+        r.partitions = partitions;
+        self.metrics.set_ready(true);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.readiness.lock().expect("readiness lock").ready
+    }
+
+    /// For `replay`: history is old by nature, so no source is ever reported stale.
+    pub fn offline(mut self: Arc<Self>) -> Arc<Self> {
+        if let Some(s) = Arc::get_mut(&mut self) {
+            s.stale_after = None;
+        }
+        self
+    }
+
+    /// Activity topics (usage, support) whose newest event is older than `http.stale_after`:
+    /// (topic, age in seconds). Account records are occasional facts, never stale.
+    fn stale_sources(&self) -> Vec<(String, f64)> {
+        let Some(after) = self.stale_after else { return vec![] };
+        let now = now_ms() as f64 / 1000.0;
+        let times = self.metrics.source_event_times(&self.topics);
+        self.topics
+            .iter()
+            .zip(times)
+            .take(2)
+            .filter_map(|(t, ts)| ts.map(|ts| (t.clone(), now - ts)))
+            .filter(|(_, age)| *age > after.as_secs_f64())
+            .collect()
+    }
+
+    /// Refreshes the gauges that are read rather than pushed.
+    fn refresh_gauges(&self) {
+        self.metrics.accounts_by_band(self.board.counts());
+        if let Some(s) = self.store.get() {
+            self.metrics.state_size(s.size_bytes());
+        }
+    }
+}
+
+/// A running HTTP server; dropping it stops it.
+pub struct Server {
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Binds `listen` (an error names `http.listen`) and serves on a thread of its own.
+pub fn serve(listen: &str, shared: Arc<Shared>) -> Result<Server> {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(shared);
+    let thread = std::thread::Builder::new().name("kizashi-http".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "HTTP listener failed");
+                    return;
+                }
+            };
+            let r = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = r.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    })?;
+    tracing::info!(%addr, "HTTP port open (/metrics, /healthz, /readyz, /v1/accounts)");
+    Ok(Server { addr, shutdown: Some(tx), thread: Some(thread) })
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/accounts", get(queue))
+        .route("/v1/accounts/{id}", get(account))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .merge(v1)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/accounts, /v1/accounts/{id}, /metrics, /healthz, /readyz") })
+        .layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .with_state(shared)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": status.canonical_reason().unwrap_or("error"), "message": message.into()}))).into_response()
+}
+
+/// Counts and times every request by route.
+async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map_or("other", |m| match m.as_str() {
+        "/v1/accounts/{id}" => "/v1/accounts/{id}",
+        "/v1/accounts" => "/v1/accounts",
+        "/metrics" => "/metrics",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        _ => "other",
+    });
+    let res = next.run(req).await;
+    shared.metrics.http(route, res.status().as_u16(), started.elapsed().as_secs_f64());
+    res
+}
+
+/// Checks the bearer token in constant time (when one is configured).
+async fn auth(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    if let Some(token) = &shared.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            let mut res = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            return res;
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, y) in b.iter().enumerate() {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ y);
+    }
+    diff == 0
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    shared.refresh_gauges();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared.metrics.render()).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let r = shared.readiness.lock().expect("readiness lock").clone();
+    let stale: Vec<Value> = shared
+        .stale_sources()
+        .into_iter()
+        .map(|(topic, age)| json!({"topic": topic, "newest_event_age_seconds": age.round()}))
+        .collect();
+    if r.ready {
+        (StatusCode::OK, Json(json!({"ready": true, "partitions": r.partitions, "stale_sources": stale}))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "reason": r.reason, "stale_sources": stale})))
+            .into_response()
+    }
+}
+
+async fn account(State(shared): State<Arc<Shared>>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Response {
+    let Ok(Path(id)) = path else { return error(StatusCode::BAD_REQUEST, "the account id in the path is not valid UTF-8") };
+    let Some(entry) = shared.board.get(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown account `{id}`"));
+    };
+    let Some(store) = shared.store.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is not open yet");
+    };
+    match store.get_account(entry.partition, &id) {
+        Ok(Some(state)) => Json(account::detail(&id, entry.partition, &state, &shared.params)).into_response(),
+        // Moved away between the two reads (a rebalance): as unknown here.
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown account `{id}`")),
+        Err(e) => {
+            tracing::error!(account = %id, error = %e, "reading account state for the API failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "reading the account's state failed; see the logs")
+        }
+    }
+}
+
+type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
+    let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
+    let (mut band, mut segment, mut limit, mut offset) = (None, None, 50usize, 0usize);
+    let mut problems = Vec::new();
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "band" => match v.as_str() {
+                "red" => band = Some(Band::Red),
+                "yellow" => band = Some(Band::Yellow),
+                "green" => band = Some(Band::Green),
+                _ => problems.push(format!("band: `{v}` is not one of red, yellow, green")),
+            },
+            "segment" => segment = Some(v.clone()),
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                _ => problems.push(format!("limit: `{v}` is not an integer in 1..={MAX_LIMIT}")),
+            },
+            "offset" => match v.parse::<usize>() {
+                Ok(n) => offset = n,
+                _ => problems.push(format!("offset: `{v}` is not a non-negative integer")),
+            },
+            other => problems.push(format!("{other}: unknown parameter (known: band, segment, limit, offset)")),
+        }
+    }
+    if !problems.is_empty() {
+        return error(StatusCode::BAD_REQUEST, problems.join("; "));
+    }
+    let page = shared.board.queue(band, segment.as_deref(), offset, limit);
+    let next = (offset + page.items.len() < page.total).then_some(offset + page.items.len());
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, (id, e))| {
+            json!({
+                "rank": offset + i + 1,
+                "account_id": id,
+                "score": e.score.map(crate::core::alerts::round1),
+                "band": e.band.map(Band::name),
+                "segment": e.segment,
+                "arr": e.arr,
+                "seats": e.seats,
+            })
+        })
+        .collect();
+    Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": items})).into_response()
+}

@@ -1,0 +1,311 @@
+//! Prometheus metrics, and the log line that goes with each observable event.
+//!
+//! Naming follows Prometheus conventions: `kizashi_` prefix, base units (`_seconds`, `_bytes`),
+//! `_total` on counters; no label carries an account id. Each method below is the one place
+//! where its event moves a metric and, where it is worth a line, writes its log line — so the
+//! two never disagree. Every process (or test) has its own registry.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, GaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::core::{Alert, Band};
+use crate::engine::Rejected;
+use crate::event::{EventKind, RejectReason};
+
+/// Every metric kizashi exports.
+pub struct Metrics {
+    registry: Registry,
+    events_consumed: IntCounterVec,
+    events_rejected: IntCounterVec,
+    events_duplicate: IntCounter,
+    batches: IntCounter,
+    batch_records: Histogram,
+    batch_seconds: Histogram,
+    event_to_alert_seconds: Histogram,
+    consumer_lag: IntGaugeVec,
+    alerts: IntCounterVec,
+    score_updates: IntCounter,
+    accounts: IntGaugeVec,
+    state_bytes: IntGauge,
+    outbox_entries: IntGauge,
+    produced: IntCounterVec,
+    producer_errors: IntCounter,
+    ready: IntGauge,
+    partitions_assigned: IntGauge,
+    source_last_event: GaugeVec,
+    http_requests: IntCounterVec,
+    http_seconds: HistogramVec,
+}
+
+/// The names exported, for documentation and the deploy/ consistency test.
+pub const NAMES: &[&str] = &[
+    "kizashi_build_info",
+    "kizashi_events_consumed_total",
+    "kizashi_events_rejected_total",
+    "kizashi_events_duplicate_total",
+    "kizashi_batches_total",
+    "kizashi_batch_records",
+    "kizashi_batch_duration_seconds",
+    "kizashi_event_to_alert_seconds",
+    "kizashi_consumer_lag_records",
+    "kizashi_alerts_total",
+    "kizashi_score_updates_total",
+    "kizashi_accounts",
+    "kizashi_state_size_bytes",
+    "kizashi_outbox_entries",
+    "kizashi_produced_total",
+    "kizashi_producer_errors_total",
+    "kizashi_ready",
+    "kizashi_partitions_assigned",
+    "kizashi_source_last_event_timestamp_seconds",
+    "kizashi_http_requests_total",
+    "kizashi_http_request_duration_seconds",
+];
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone())).expect("metric names are unique");
+    c
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let build = reg(&r, IntGaugeVec::new(Opts::new("kizashi_build_info", "Always 1; the version as a label"), &["version"]).unwrap());
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| reg(&r, IntCounterVec::new(Opts::new(name, help), labels).unwrap());
+        let counter = |name: &str, help: &str| reg(&r, IntCounter::new(name, help).unwrap());
+        let gauge = |name: &str, help: &str| reg(&r, IntGauge::new(name, help).unwrap());
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            reg(&r, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).unwrap())
+        };
+        let m = Metrics {
+            events_consumed: counter_vec("kizashi_events_consumed_total", "Input records consumed, by topic", &["topic"]),
+            events_rejected: counter_vec(
+                "kizashi_events_rejected_total",
+                "Input records rejected (sent to the dead-letter topic, or the rejects file in replay), by reason",
+                &["reason"],
+            ),
+            events_duplicate: counter("kizashi_events_duplicate_total", "Events dropped as repeats of an event_id already applied"),
+            batches: counter("kizashi_batches_total", "Processing batches written to the state store"),
+            batch_records: histogram(
+                "kizashi_batch_records",
+                "Input records per processing batch",
+                exponential_buckets(1.0, 4.0, 10).unwrap(),
+            ),
+            batch_seconds: histogram(
+                "kizashi_batch_duration_seconds",
+                "Time to process and write one batch",
+                exponential_buckets(0.0005, 2.0, 16).unwrap(),
+            ),
+            event_to_alert_seconds: histogram(
+                "kizashi_event_to_alert_seconds",
+                "From the event time that raised an alert to the broker's acknowledgement of the alert",
+                exponential_buckets(0.001, 2.0, 24).unwrap(),
+            ),
+            consumer_lag: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("kizashi_consumer_lag_records", "Records between this instance's position and the partition's end"),
+                    &["topic", "partition"],
+                )
+                .unwrap(),
+            ),
+            alerts: counter_vec("kizashi_alerts_total", "Alerts raised, by rule", &["rule"]),
+            score_updates: counter("kizashi_score_updates_total", "Score updates published (health-scores)"),
+            accounts: reg(
+                &r,
+                IntGaugeVec::new(Opts::new("kizashi_accounts", "Accounts in the state store, by band (unscored: no score yet)"), &["band"])
+                    .unwrap(),
+            ),
+            state_bytes: gauge("kizashi_state_size_bytes", "Estimated size of the state store (SST files and memtables)"),
+            outbox_entries: gauge("kizashi_outbox_entries", "Outbox entries written but not yet acknowledged by Kafka"),
+            produced: counter_vec(
+                "kizashi_produced_total",
+                "Messages acknowledged by Kafka, by output (alert, score, dead_letter)",
+                &["output"],
+            ),
+            producer_errors: counter("kizashi_producer_errors_total", "Failed produce attempts (each is retried)"),
+            ready: gauge("kizashi_ready", "1 once the state store is open, the outbox resent and partitions assigned"),
+            partitions_assigned: gauge("kizashi_partitions_assigned", "Input partitions (partition numbers) this instance owns"),
+            source_last_event: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new("kizashi_source_last_event_timestamp_seconds", "Event time of the newest event seen per input topic"),
+                    &["topic"],
+                )
+                .unwrap(),
+            ),
+            http_requests: counter_vec("kizashi_http_requests_total", "HTTP requests, by route and status", &["route", "status"]),
+            http_seconds: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("kizashi_http_request_duration_seconds", "HTTP request handling time, by route")
+                        .buckets(exponential_buckets(0.0001, 2.0, 16).unwrap()),
+                    &["route"],
+                )
+                .unwrap(),
+            ),
+            registry: r,
+        };
+        for band in ["red", "yellow", "green", "unscored"] {
+            m.accounts.with_label_values(&[band]).set(0);
+        }
+        for reason in RejectReason::ALL {
+            m.events_rejected.with_label_values(&[reason.code()]).reset();
+        }
+        for rule in crate::core::alerts::Rule::ALL {
+            m.alerts.with_label_values(&[rule.name()]).reset();
+        }
+        for output in ["alert", "score", "dead_letter"] {
+            m.produced.with_label_values(&[output]).reset();
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        String::from_utf8(buf).expect("utf-8")
+    }
+
+    /// Makes the per-topic series exist (at 0) before the first record arrives.
+    pub fn declare_topics(&self, topics: &[String; 3]) {
+        for t in topics {
+            self.events_consumed.with_label_values(&[t]).reset();
+        }
+    }
+
+    pub fn consumed(&self, topic: &str, n: u64) {
+        if n > 0 {
+            self.events_consumed.with_label_values(&[topic]).inc_by(n);
+        }
+    }
+
+    /// Newest event time seen on an input topic (data freshness).
+    pub fn source_event(&self, topic: &str, ts_ms: i64) {
+        let g = self.source_last_event.with_label_values(&[topic]);
+        let secs = ts_ms as f64 / 1000.0;
+        if secs > g.get() {
+            g.set(secs);
+        }
+    }
+
+    /// Newest event time seen per input topic, in epoch seconds.
+    pub fn source_event_times(&self, topics: &[String; 3]) -> [Option<f64>; 3] {
+        topics.each_ref().map(|t| {
+            let v = self.source_last_event.with_label_values(&[t]).get();
+            (v > 0.0).then_some(v)
+        })
+    }
+
+    /// A record rejected by decoding or the core; it goes to the dead-letter topic (`run`) or
+    /// the rejects file (`replay`).
+    pub fn rejected(&self, r: &Rejected, to: &str) {
+        self.events_rejected.with_label_values(&[r.reject.reason.code()]).inc();
+        tracing::warn!(
+            source = %r.source, partition = r.partition, offset = r.offset, reason = %r.reject.reason,
+            detail = %r.reject.detail, to, "record rejected"
+        );
+    }
+
+    pub fn duplicates(&self, n: u64) {
+        if n > 0 {
+            self.events_duplicate.inc_by(n);
+        }
+    }
+
+    pub fn alert(&self, a: &Alert) {
+        self.alerts.with_label_values(&[a.rule.name()]).inc();
+        tracing::info!(account = %a.account_id, rule = a.rule.name(), score = a.score, band = a.band.name(), alert_id = %a.alert_id, "alert raised");
+    }
+
+    pub fn score_updates(&self, n: u64) {
+        if n > 0 {
+            self.score_updates.inc_by(n);
+        }
+    }
+
+    pub fn batch(&self, records: usize, seconds: f64) {
+        self.batches.inc();
+        self.batch_records.observe(records as f64);
+        self.batch_seconds.observe(seconds);
+        tracing::trace!(records, seconds, "batch written");
+    }
+
+    /// An output message acknowledged by Kafka; `event_time_ms` is set for alerts.
+    pub fn produced(&self, output: &'static str, event_time_ms: Option<i64>, now_ms: i64) {
+        self.produced.with_label_values(&[output]).inc();
+        if let Some(t) = event_time_ms {
+            self.event_to_alert_seconds.observe(((now_ms - t).max(0)) as f64 / 1000.0);
+        }
+    }
+
+    pub fn producer_error(&self, seq: u64, error: &str) {
+        self.producer_errors.inc();
+        tracing::warn!(seq, error, "producing an output message failed; it stays in the outbox and is retried");
+    }
+
+    pub fn outbox_depth(&self, n: usize) {
+        self.outbox_entries.set(n as i64);
+    }
+
+    pub fn lag(&self, topic: &str, partition: i32, records: i64) {
+        self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(records.max(0));
+    }
+
+    pub fn forget_lag(&self, topic: &str, partition: i32) {
+        let _ = self.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
+    }
+
+    pub fn partitions_assigned(&self, n: usize) {
+        self.partitions_assigned.set(n as i64);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    pub fn accounts_by_band(&self, counts: [usize; 4]) {
+        for (band, n) in ["red", "yellow", "green", "unscored"].into_iter().zip(counts) {
+            self.accounts.with_label_values(&[band]).set(n as i64);
+        }
+    }
+
+    pub fn state_size(&self, bytes: u64) {
+        self.state_bytes.set(bytes as i64);
+    }
+
+    pub fn http(&self, route: &str, status: u16, seconds: f64) {
+        self.http_requests.with_label_values(&[route, &status.to_string()]).inc();
+        self.http_seconds.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Current value of a counter by topic (tests and summaries).
+    pub fn consumed_count(&self, topic: &str) -> u64 {
+        self.events_consumed.with_label_values(&[topic]).get()
+    }
+}
+
+/// Index of a band in `accounts_by_band`'s counts.
+pub fn band_slot(band: Option<Band>) -> usize {
+    match band {
+        Some(Band::Red) => 0,
+        Some(Band::Yellow) => 1,
+        Some(Band::Green) => 2,
+        None => 3,
+    }
+}
+
+/// Input topic label of an event kind.
+pub fn topic_of(topics: &[String; 3], kind: EventKind) -> &str {
+    &topics[kind as usize]
+}
