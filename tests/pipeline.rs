@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Broker;
+use common::{free_port, get_json, http_get, metric, Broker};
 use kizashi::cmd::replay::{run as replay, ReplayOptions};
 use kizashi::config::Settings;
 use kizashi::event::timestamp::DAY_MS;
@@ -44,6 +44,7 @@ fn start_kizashi(b: &Broker, state: &Path, group: &str, extra: &[(&str, &str)]) 
         .env("KIZASHI__SCORING__SCORE_STEP", "0")
         .env("KIZASHI__KAFKA__STARTUP_TIMEOUT", "10s")
         .env("RUST_LOG", "info,librdkafka=warn")
+        .env("KIZASHI__HTTP__LISTEN", "")
         .stdout(Stdio::null())
         .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
     for (k, v) in extra {
@@ -412,4 +413,107 @@ fn generate_to_kafka_fills_the_input_topics() {
     assert_eq!(accounts.len(), 5);
     assert!(accounts.iter().all(|r| r.key.as_deref().is_some_and(|k| r.payload.contains(k))), "keyed by account_id");
     assert!(!b.consume_all(INPUTS[0]).is_empty());
+}
+
+#[test]
+fn readiness_waits_for_kafka_and_metrics_match_what_was_published() {
+    let mut b = Broker::start_persistent();
+    create_all(&b, [2, 2, 2]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    gen(&data, 40, 45);
+    produce_generated(&b, &data);
+    // Some poison after the good records.
+    let poison: Vec<(Option<Vec<u8>>, Vec<u8>)> =
+        [&b"{not json"[..], b"[1]", br#"{"account_id":"acct-00001"}"#].iter().map(|p| (Some(b"acct-00001".to_vec()), p.to_vec())).collect();
+    b.produce(INPUTS[0], &poison);
+    let lines = |f: &str| std::fs::read_to_string(data.join(f)).unwrap().lines().count() as f64;
+    b.stop();
+
+    // Kafka is down: alive, not ready, and saying why.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut kz = start_kizashi(
+        &b,
+        &dir.path().join("state"),
+        "ready",
+        &[("KIZASHI__HTTP__LISTEN", addr.as_str()), ("KIZASHI__KAFKA__STARTUP_TIMEOUT", "60s")],
+    );
+    let start = Instant::now();
+    let (st, why) = loop {
+        if let Some((st, body)) = http_get(&addr, "/readyz", None) {
+            break (st, body);
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no HTTP port:\n{}", kz.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st, 503, "{why}");
+    assert_eq!(http_get(&addr, "/healthz", None).unwrap().0, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let (st, why) = get_json(&addr, "/readyz", None);
+    assert_eq!(st, 503);
+    assert!(why["reason"].as_str().unwrap().contains("connecting to Kafka"), "{why}");
+
+    // Kafka comes back: ready once partitions are assigned.
+    b.restart();
+    let start = Instant::now();
+    loop {
+        let (st, v) = get_json(&addr, "/readyz", None);
+        if st == 200 {
+            assert_eq!(v["partitions"], serde_json::json!([0, 1]), "{v}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "not ready: {v}\n{}", kz.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_caught_up(&b, "ready", &mut kz, Duration::from_secs(120));
+    // Wait for the outbox to drain, then compare the counters with what is on the topics.
+    let start = Instant::now();
+    let text = loop {
+        let text = http_get(&addr, "/metrics", None).unwrap().1;
+        if metric(&text, "kizashi_outbox_entries") == Some(0.0) && metric(&text, "kizashi_batches_total").unwrap_or(0.0) > 0.0 {
+            break text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "outbox not drained:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (red_status, red) = get_json(&addr, "/v1/accounts?band=red", None);
+    assert_eq!(red_status, 200);
+    assert!(red["total"].as_u64().unwrap() > 0, "{red}");
+    assert!(kz.sigterm_and_wait().success());
+
+    for (topic, file) in [(INPUTS[0], "usage.jsonl"), (INPUTS[1], "support.jsonl"), (INPUTS[2], "accounts.jsonl")] {
+        assert_eq!(metric(&text, &format!("kizashi_events_consumed_total{{topic=\"{topic}\"}}")), Some(lines(file) + if topic == INPUTS[0] { 3.0 } else { 0.0 }), "{topic}");
+    }
+    let dlq = b.consume_all("kizashi-dead-letter");
+    assert_eq!(dlq.len(), 3);
+    let rejected: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("kizashi_events_rejected_total{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(rejected, dlq.len() as f64);
+    assert_eq!(metric(&text, "kizashi_produced_total{output=\"dead_letter\"}"), Some(dlq.len() as f64));
+    let alerts = b.consume_all("health-alerts");
+    assert!(!alerts.is_empty());
+    let raised: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("kizashi_alerts_total{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(raised, alerts.len() as f64, "alerts counted = alerts published (no crash, so no repeats)");
+    assert_eq!(metric(&text, "kizashi_produced_total{output=\"alert\"}"), Some(alerts.len() as f64));
+    assert_eq!(metric(&text, "kizashi_event_to_alert_seconds_count"), Some(alerts.len() as f64));
+    let scores = b.consume_all("health-scores");
+    assert_eq!(metric(&text, "kizashi_score_updates_total"), Some(scores.len() as f64));
+    assert_eq!(metric(&text, "kizashi_produced_total{output=\"score\"}"), Some(scores.len() as f64));
+    for topic in INPUTS {
+        for p in 0..2 {
+            let series = format!("kizashi_consumer_lag_records{{partition=\"{p}\",topic=\"{topic}\"}}");
+            assert_eq!(metric(&text, &series), Some(0.0), "{series}");
+        }
+    }
+    assert_eq!(metric(&text, "kizashi_partitions_assigned"), Some(2.0));
+    for name in kizashi::metrics::NAMES {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} is not exported");
+    }
 }

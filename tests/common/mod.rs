@@ -40,7 +40,7 @@ fn nisshi() -> PathBuf {
     panic!("the test broker `nisshi` is not installed: run `scripts/broker install` (or set KIZASHI_NISSHI)");
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -227,4 +227,48 @@ impl Record {
     pub fn header(&self, k: &str) -> Option<&str> {
         self.headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.as_str())
     }
+}
+
+/// A minimal HTTP/1.1 GET over loopback (one request per connection): status and body.
+/// `None` if nothing listens there (yet).
+pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `http_get` that must answer, parsed as JSON.
+pub fn get_json(addr: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let (status, body) = http_get(addr, path, token).unwrap_or_else(|| panic!("no HTTP answer from {addr}{path}"));
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+    (status, v)
+}
+
+/// Value of a Prometheus sample (`name{labels}` exactly as exposed, or a bare name).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == series).and_then(|(_, v)| v.parse().ok()))
 }

@@ -1,0 +1,275 @@
+//! The HTTP port on known data: `kizashi replay --serve` (the real binary) on a generated
+//! population with a few bad lines, queried over TCP.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, get_json, http_get, metric};
+use kizashi::generate::GenOptions;
+use serde_json::Value;
+
+const END_DAY: i32 = 20_400;
+
+struct Served {
+    child: Child,
+    addr: String,
+    out: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `/readyz` from the moment the port answers until it says ready; returns every
+    /// status seen with the reason given.
+    fn wait_ready(&mut self) -> Vec<(u16, String)> {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            if let Some((status, body)) = http_get(&self.addr, "/readyz", None) {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                seen.push((status, v["reason"].as_str().unwrap_or("").to_string()));
+                if status == 200 {
+                    return seen;
+                }
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("kizashi exited ({st}):\n{}", self.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "not ready in 120 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn lines(&self, file: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.out.join(file))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Bad lines appended to the usage file, one per rejection class that a file can carry.
+const BAD_USAGE: [&str; 4] = [
+    "this is not json",
+    "[1, 2]",
+    r#"{"account_id":"acct-00001","user_id":"u1","feature":"x"}"#,
+    r#"{"account_id":"acct-00001","user_id":"u1","feature":"x","ts":"yesterday"}"#,
+];
+
+/// Generates a population, adds bad lines, and starts `replay --serve` on it.
+fn serve(accounts: usize, env: &[(&str, &str)]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    kizashi::cmd::generate::to_dir(&GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.5 }, &data)
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(data.join("usage.jsonl")).unwrap();
+    for l in BAD_USAGE {
+        writeln!(f, "{l}").unwrap();
+    }
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("kizashi.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kizashi"));
+    cmd.arg("replay")
+        .args(["--usage", data.join("usage.jsonl").to_str().unwrap()])
+        .args(["--support", data.join("support.jsonl").to_str().unwrap()])
+        .args(["--accounts", data.join("accounts.jsonl").to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap()])
+        .args(["--now", "2025-11-09"]) // day END_DAY + 1
+        .args(["--serve", "--http", &addr])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Served { child: cmd.spawn().unwrap(), addr, out, data, log, _dir: dir }
+}
+
+fn profiles(data: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(data.join("truth.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["account_id"].as_str().unwrap().to_string(), v["profile"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn replayed_state_is_served_ranked_and_explained() {
+    let mut s = serve(80, &[]);
+    let seen = s.wait_ready();
+    assert!(seen.len() >= 2 && seen[0].0 == 503, "readiness starts at 503 while replaying, then 200: {seen:?}");
+    assert!(seen[..seen.len() - 1].iter().all(|(st, reason)| *st == 503 && !reason.is_empty()), "{seen:?}");
+
+    // The red queue: ranked by score, every entry red, and a declining or silent account in it.
+    let (st, q) = get_json(&s.addr, "/v1/accounts?band=red&limit=1000", None);
+    assert_eq!(st, 200, "{q}");
+    let red = q["accounts"].as_array().unwrap();
+    assert!(!red.is_empty() && red.len() as u64 == q["total"].as_u64().unwrap());
+    assert!(red.iter().all(|a| a["band"] == "red"));
+    let scores: Vec<f64> = red.iter().map(|a| a["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] <= w[1]), "ranked by score: {scores:?}");
+    let truth = profiles(&s.data);
+    let at_risk = red
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .find(|id| matches!(truth[*id].as_str(), "declining" | "inactive"))
+        .unwrap_or_else(|| panic!("no declining/inactive account in the red queue: {q}"));
+
+    // Its detail: what replay wrote as its final score, with measures, explanation and alerts.
+    let (st, d) = get_json(&s.addr, &format!("/v1/accounts/{at_risk}"), None);
+    assert_eq!(st, 200, "{d}");
+    let finals = s.lines("scores.jsonl");
+    let fin = finals.iter().find(|v| v["account_id"] == at_risk).unwrap();
+    assert_eq!(d["score"], fin["score"]);
+    assert_eq!(d["band"], "red");
+    assert_eq!(d["scorecard"], fin["scorecard"]);
+    assert_eq!(d["measures"], fin["measures"], "every measure with its value and points");
+    let expl = d["explanation"].as_array().unwrap();
+    assert!(!expl.is_empty() && expl.iter().all(|i| i["measure"].is_string()));
+    assert!(d["summary"].as_str().unwrap().starts_with("Health score"), "{}", d["summary"]);
+    let alerts = s.lines("alerts.jsonl");
+    let last = d["last_alerts"].as_array().unwrap();
+    assert!(!last.is_empty(), "an at-risk account has alerts: {d}");
+    for a in last {
+        assert!(
+            alerts.iter().any(|x| x["alert_id"] == a["alert_id"] && x["account_id"] == at_risk && x["rule"] == a["rule"]),
+            "{a} is one of the replay's alerts"
+        );
+    }
+
+    // Paging and filters.
+    let (_, all) = get_json(&s.addr, "/v1/accounts?limit=1000", None);
+    let all = all["accounts"].as_array().unwrap().clone();
+    let (_, page) = get_json(&s.addr, "/v1/accounts?limit=2&offset=1", None);
+    assert_eq!(page["accounts"].as_array().unwrap()[..], all[1..3]);
+    assert_eq!(page["next_offset"], 3);
+    let (_, smb) = get_json(&s.addr, "/v1/accounts?segment=smb&limit=1000", None);
+    let smb = smb["accounts"].as_array().unwrap();
+    assert!(!smb.is_empty() && smb.len() < all.len() && smb.iter().all(|a| a["segment"] == "smb"));
+
+    // Bad input: JSON errors naming the parameter, never a crash.
+    for (path, word) in [
+        ("/v1/accounts?band=purple", "band"),
+        ("/v1/accounts?limit=0", "limit"),
+        ("/v1/accounts?limit=abc", "limit"),
+        ("/v1/accounts?offset=-1", "offset"),
+        ("/v1/accounts?colour=red", "colour"),
+    ] {
+        let (st, e) = get_json(&s.addr, path, None);
+        assert_eq!(st, 400, "{path}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(word), "{path}: {e}");
+    }
+    let (st, e) = get_json(&s.addr, "/v1/accounts/no-such-account", None);
+    assert_eq!((st, e["message"].as_str().unwrap()), (404, "unknown account `no-such-account`"));
+    let (st, _) = get_json(&s.addr, "/v1/nothing-here", None);
+    assert_eq!(st, 404);
+    assert_eq!(get_json(&s.addr, "/healthz", None).0, 200);
+    assert!(s.child.try_wait().unwrap().is_none(), "still serving after bad input");
+}
+
+#[test]
+fn metrics_count_the_events_rejects_and_alerts_of_the_run() {
+    let mut s = serve(30, &[]);
+    s.wait_ready();
+    let (st, text) = http_get(&s.addr, "/metrics", None).unwrap();
+    assert_eq!(st, 200);
+    let count = |f: &str| std::fs::read_to_string(s.data.join(f)).unwrap().lines().count() as f64;
+    for (topic, file) in [("product-usage", "usage.jsonl"), ("support-events", "support.jsonl"), ("accounts", "accounts.jsonl")] {
+        let series = format!("kizashi_events_consumed_total{{topic=\"{topic}\"}}");
+        assert_eq!(metric(&text, &series), Some(count(file)), "{series}");
+    }
+    let mut rejects: BTreeMap<String, f64> = BTreeMap::new();
+    for r in s.lines("rejects.jsonl") {
+        *rejects.entry(r["reason"].as_str().unwrap().to_string()).or_default() += 1.0;
+    }
+    assert_eq!(rejects.values().sum::<f64>(), BAD_USAGE.len() as f64);
+    for reason in ["not_json", "not_object", "missing_field", "bad_type", "bad_value", "too_late", "ts_in_future"] {
+        let series = format!("kizashi_events_rejected_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&text, &series), Some(rejects.get(reason).copied().unwrap_or(0.0)), "{series}");
+    }
+    let mut alerts: BTreeMap<String, f64> = BTreeMap::new();
+    for a in s.lines("alerts.jsonl") {
+        *alerts.entry(a["rule"].as_str().unwrap().to_string()).or_default() += 1.0;
+    }
+    assert!(!alerts.is_empty());
+    for rule in ["entered_red", "score_drop", "inactive", "silent_decline", "ticket_spike", "urgent_ticket_aging"] {
+        let series = format!("kizashi_alerts_total{{rule=\"{rule}\"}}");
+        assert_eq!(metric(&text, &series), Some(alerts.get(rule).copied().unwrap_or(0.0)), "{series}");
+    }
+    let finals = s.lines("scores.jsonl");
+    let banded: f64 = ["red", "yellow", "green"].iter().map(|b| metric(&text, &format!("kizashi_accounts{{band=\"{b}\"}}")).unwrap()).sum();
+    assert_eq!(banded, finals.len() as f64);
+    assert_eq!(metric(&text, "kizashi_ready"), Some(1.0));
+    assert!(metric(&text, "kizashi_state_size_bytes").unwrap() > 0.0);
+    assert_eq!(metric(&text, "kizashi_build_info{version=\"0.1.0\"}"), Some(1.0));
+    // Every name kizashi documents is exported (consumer lag needs Kafka partitions: see the
+    // pipeline tests).
+    for name in kizashi::metrics::NAMES.iter().filter(|n| **n != "kizashi_consumer_lag_records") {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} is not exported");
+    }
+}
+
+#[test]
+fn the_token_guards_v1_and_never_reaches_the_logs() {
+    let token = "s3cret-t0ken";
+    let mut s = serve(10, &[("KIZASHI__HTTP__TOKEN", token)]);
+    s.wait_ready();
+    let (st, e) = get_json(&s.addr, "/v1/accounts", None);
+    assert_eq!(st, 401, "{e}");
+    assert!(e["message"].is_string());
+    assert_eq!(get_json(&s.addr, "/v1/accounts", Some("wrong")).0, 401);
+    assert_eq!(get_json(&s.addr, "/v1/accounts/acct-00000", Some("s3cret")).0, 401, "a prefix is not the token");
+    assert_eq!(get_json(&s.addr, "/v1/accounts", Some(token)).0, 200);
+    assert_eq!(get_json(&s.addr, "/v1/accounts/acct-00000", Some(token)).0, 200);
+    // Probes and metrics stay open.
+    assert_eq!(http_get(&s.addr, "/metrics", None).unwrap().0, 200);
+    assert_eq!(http_get(&s.addr, "/readyz", None).unwrap().0, 200);
+    assert_eq!(http_get(&s.addr, "/healthz", None).unwrap().0, 200);
+    let _ = s.child.kill();
+    assert!(!s.log().contains(token), "the token appears in the logs");
+    // check-config shows it masked.
+    let out = Command::new(env!("CARGO_BIN_EXE_kizashi")).arg("check-config").env("KIZASHI__HTTP__TOKEN", token).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && shown.contains("token = \"***\"") && !shown.contains(token), "{shown}");
+}
+
+#[test]
+fn logs_are_json_lines_when_configured_with_fields_for_each_rejected_record() {
+    let mut s = serve(5, &[("KIZASHI__LOG__FORMAT", "json")]);
+    s.wait_ready();
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let log = s.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= BAD_USAGE.len(), "{log}");
+    let rejected: Vec<&Value> = lines.iter().filter(|l| l["fields"]["message"] == "record rejected").collect();
+    assert_eq!(rejected.len(), BAD_USAGE.len(), "{log}");
+    assert_eq!(rejected[0]["fields"]["reason"], "not_json");
+    assert_eq!(rejected[0]["level"], "WARN");
+}
