@@ -516,4 +516,8 @@ fn readiness_waits_for_kafka_and_metrics_match_what_was_published() {
     for name in kizashi::metrics::NAMES {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name} is not exported");
     }
+    // What deploy/'s alert rules and dashboard query exists in a live scrape.
+    for name in common::deploy_metric_names() {
+        assert!(text.contains(&format!("# TYPE {name} ")), "deploy/ uses {name}, which this run did not export");
+    }
 }

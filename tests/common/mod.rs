@@ -272,3 +272,50 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == series).and_then(|(_, v)| v.parse().ok()))
 }
+
+/// Files under `deploy/` (recursively) with one of these extensions.
+pub fn deploy_files(exts: &[&str]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, exts, out);
+            } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| exts.contains(&x)) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy"), exts, &mut out);
+    out.sort();
+    out
+}
+
+/// Every `kizashi_…` metric the Prometheus rules and the Grafana dashboard name (histogram
+/// series reduced to their metric).
+pub fn deploy_metric_names() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for f in deploy_files(&["yml", "yaml", "json"]) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("kizashi_") {
+            let tail = &rest[i..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let mut name = &tail[..end];
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = name.strip_suffix(suffix) {
+                    if base.ends_with("_seconds") || base.ends_with("_records") {
+                        name = base;
+                    }
+                }
+            }
+            // Only metric references (a config key such as kizashi_… never appears in deploy/).
+            let before = rest[..i].chars().last();
+            if !matches!(before, Some(c) if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' || c == '/') {
+                names.insert(name.to_string());
+            }
+            rest = &tail[end..];
+        }
+    }
+    names
+}
