@@ -1,7 +1,9 @@
 //! Pipeline benchmark against a real Kafka-protocol broker (nisshi on loopback), in one run:
 //! (a) a plain consumer that only counts the pre-loaded messages, (b) `kizashi run` end to end on
 //! the same topics, and (c) event-to-alert latency while events arrive live at about half of (b)'s
-//! rate. `cargo bench --bench pipeline` (KIZASHI_BENCH_PIPELINE_ACCOUNTS, _DAYS to size it).
+//! rate, and (d) (b) again while a client queries `/v1/accounts/{id}` at a fixed rate: the API's
+//! latency and what serving costs ingestion. `cargo bench --bench pipeline`
+//! (KIZASHI_BENCH_PIPELINE_ACCOUNTS, _DAYS to size it; KIZASHI_BENCH_API_RATE for (d)).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -79,32 +81,64 @@ fn main() {
     let plain = n as f64 / start.elapsed().as_secs_f64();
     drop(c);
 
-    // (b) kizashi end to end, from its first commit to its last.
-    let state = dir.path().join("state");
-    let mut child = Command::new(&exe)
-        .arg("run")
-        .env("KIZASHI__KAFKA__BROKERS", &b.addr)
-        .env("KIZASHI__KAFKA__GROUP_ID", "bench")
-        .env("KIZASHI__STATE__DIR", &state)
-        .env("KIZASHI__PIPELINE__IDLE_AFTER", "1d")
-        .env("RUST_LOG", "warn")
-        .env("KIZASHI__PIPELINE__MERGE_WAIT", std::env::var("BENCH_MERGE_WAIT").unwrap_or("1s".into()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (mut first, mut t_first) = (0i64, Instant::now());
-    loop {
-        let (done, _) = b.group_progress("bench", &INPUTS);
-        if done > 0 && first == 0 {
-            (first, t_first) = (done, Instant::now());
+    // (b) kizashi end to end, from its first commit to its last (HTTP port open, no queries).
+    let start_kizashi = |group: &str, http: &str| {
+        Command::new(&exe)
+            .arg("run")
+            .env("KIZASHI__KAFKA__BROKERS", &b.addr)
+            .env("KIZASHI__KAFKA__GROUP_ID", group)
+            .env("KIZASHI__STATE__DIR", dir.path().join(group))
+            .env("KIZASHI__PIPELINE__IDLE_AFTER", "1d")
+            .env("KIZASHI__HTTP__LISTEN", http)
+            .env("RUST_LOG", "warn")
+            .env("KIZASHI__PIPELINE__MERGE_WAIT", std::env::var("BENCH_MERGE_WAIT").unwrap_or("1s".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let caught_up = |group: &str| {
+        let (mut first, mut t_first) = (0i64, Instant::now());
+        loop {
+            let (done, _) = b.group_progress(group, &INPUTS);
+            if done > 0 && first == 0 {
+                (first, t_first) = (done, Instant::now());
+            }
+            if done >= total {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if done >= total {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let e2e = (total - first) as f64 / t_first.elapsed().as_secs_f64();
+        (total - first) as f64 / t_first.elapsed().as_secs_f64()
+    };
+    let http_b = format!("127.0.0.1:{}", common::free_port());
+    let mut child = start_kizashi("bench", &http_b);
+    let e2e = caught_up("bench");
+
+    // (d) the same on a fresh state and group, with a client querying random accounts at a
+    // fixed rate over one keep-alive connection; latency from each request's scheduled time
+    // (no coordinated omission).
+    let api_rate = env("KIZASHI_BENCH_API_RATE", 500.0f64);
+    let http_d = format!("127.0.0.1:{}", common::free_port());
+    let mut child_d = start_kizashi("bench-api", &http_d);
+    let stop_load = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (addr, stop) = (http_d.clone(), stop_load.clone());
+        std::thread::spawn(move || query_load(&addr, accounts, api_rate, &stop))
+    };
+    let e2e_d = caught_up("bench-api");
+    stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut found, mut all) = load.join().unwrap();
+    Command::new("kill").args(["-TERM", &child_d.id().to_string()]).status().unwrap();
+    let _ = child_d.wait();
+    found.sort_by(f64::total_cmp);
+    all.sort_by(f64::total_cmp);
+    // (b) once more without queries, to see run-to-run noise; (d) is compared with the mean.
+    let mut child_b2 = start_kizashi("bench-2", &format!("127.0.0.1:{}", common::free_port()));
+    let e2e_b2 = caught_up("bench-2");
+    Command::new("kill").args(["-TERM", &child_b2.id().to_string()]).status().unwrap();
+    let _ = child_b2.wait();
+    let no_queries = (e2e + e2e_b2) / 2.0;
 
     // (c) live: usage at about half of (b)'s rate, plus support tickets that each complete a
     // ticket_spike (6 opened in 7 days) for one account; latency = produce → alert consumed.
@@ -169,9 +203,76 @@ fn main() {
     println!("(a) plain counting consumer: {plain:>9.0} events/s");
     println!("(b) kizashi end to end:      {e2e:>9.0} events/s  (ratio {:.2})", e2e / plain);
     println!(
+        "(d) with {api_rate:.0} queries/s:     {e2e_d:>9.0} events/s  ({:+.1}% vs {no_queries:.0}, the mean of (b) and a second run without queries, {e2e_b2:.0})\n    /v1/accounts/{{id}} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} answers ({} found the account)",
+        (e2e_d / no_queries - 1.0) * 100.0,
+        percentile(&found, 0.5),
+        percentile(&found, 0.99),
+        found.last().copied().unwrap_or(f64::NAN),
+        all.len(),
+        found.len(),
+    );
+    println!(
+        "    all answers (incl. 404 before an account exists): p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&all, 0.5),
+        percentile(&all, 0.99)
+    );
+    println!(
         "(c) live at {rate:.0} events/s: event-to-alert latency p50 {:.1} ms, p99 {:.1} ms ({} of {spikes} alerts seen)",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.len()
     );
+}
+
+/// Queries `/v1/accounts/{id}` for random accounts at `rate` per second over one keep-alive
+/// connection until `stop`. Returns latencies in ms (from the scheduled send time) of the
+/// answers that found the account, and of all answers.
+fn query_load(addr: &str, accounts: usize, rate: f64, stop: &std::sync::atomic::AtomicBool) -> (Vec<f64>, Vec<f64>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (mut found, mut all) = (Vec::new(), Vec::new());
+    let connect = || loop {
+        if let Ok(s) = std::net::TcpStream::connect(addr) {
+            s.set_nodelay(true).unwrap();
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stream = connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let scheduled = start + Duration::from_secs_f64(n as f64 / rate);
+        if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        n += 1;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let id = format!("acct-{:05}", rng as usize % accounts);
+        write!(stream, "GET /v1/accounts/{id} HTTP/1.1\r\nHost: bench\r\n\r\n").unwrap();
+        let (mut status, mut len, mut line) = (0u16, 0usize, String::new());
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if line.starts_with("HTTP/1.1 ") {
+                status = line[9..12].parse().unwrap();
+            } else if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let ms = scheduled.elapsed().as_secs_f64() * 1000.0;
+        all.push(ms);
+        if status == 200 {
+            found.push(ms);
+        }
+    }
+    (found, all)
 }
