@@ -12,6 +12,7 @@ fn demo_runs_end_to_end_on_the_embedded_kafka() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("embedded Kafka at"), "{stdout}");
+    assert!(stdout.contains("HTTP API while the demo runs: http://127.0.0.1:"), "the demo prints its API's URL: {stdout}");
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with("done in") && last.contains("alerts by rule:"), "{stdout}");
     let alert_lines = stdout.lines().filter(|l| l.starts_with("20") && l.contains("acct-")).count();
