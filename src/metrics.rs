@@ -29,6 +29,7 @@ pub struct Metrics {
     score_updates: IntCounter,
     accounts: IntGaugeVec,
     state_bytes: IntGauge,
+    state_accounts: IntGauge,
     outbox_entries: IntGauge,
     produced: IntCounterVec,
     producer_errors: IntCounter,
@@ -54,6 +55,7 @@ pub const NAMES: &[&str] = &[
     "kizashi_score_updates_total",
     "kizashi_accounts",
     "kizashi_state_size_bytes",
+    "kizashi_state_accounts",
     "kizashi_outbox_entries",
     "kizashi_produced_total",
     "kizashi_producer_errors_total",
@@ -126,6 +128,7 @@ impl Metrics {
                     .unwrap(),
             ),
             state_bytes: gauge("kizashi_state_size_bytes", "Estimated size of the state store (SST files and memtables)"),
+            state_accounts: gauge("kizashi_state_accounts", "Accounts in the state store (this instance's partitions)"),
             outbox_entries: gauge("kizashi_outbox_entries", "Outbox entries written but not yet acknowledged by Kafka"),
             produced: counter_vec(
                 "kizashi_produced_total",
@@ -275,6 +278,7 @@ impl Metrics {
     }
 
     pub fn accounts_by_band(&self, counts: [usize; 4]) {
+        self.state_accounts.set(counts.iter().sum::<usize>() as i64);
         for (band, n) in ["red", "yellow", "green", "unscored"].into_iter().zip(counts) {
             self.accounts.with_label_values(&[band]).set(n as i64);
         }
