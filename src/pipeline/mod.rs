@@ -456,6 +456,12 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     if !settings.kafka.properties.contains_key("fetch.wait.max.ms") {
         consumer_config.set("fetch.wait.max.ms", "20");
     }
+    // When a partition's prefetch queue is full (queued.min.messages, 100k records), librdkafka
+    // pauses fetching it for fetch.queue.backoff.ms (1 s by default): on a backlog the loop then
+    // drains the queue and sits idle for most of that second. Resume fetching soon instead.
+    if !settings.kafka.properties.contains_key("fetch.queue.backoff.ms") {
+        consumer_config.set("fetch.queue.backoff.ms", "10");
+    }
     let consumer: BaseConsumer<PipelineContext> = consumer_config
         .set("group.id", &settings.kafka.group_id)
         .set("enable.auto.commit", "false")
@@ -494,6 +500,8 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     let mut last_commit = Instant::now();
     // Where the loop's time goes (logged at shutdown): polling, processing, writing+producing.
     let (mut t_poll, mut t_process, mut t_commit, mut records) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0u64);
+    // Of t_poll, the time spent waiting for a first record (nothing had arrived).
+    let mut t_wait = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         let deadline = Instant::now() + batch_wait;
@@ -508,7 +516,12 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             // Wait for the first record only: then take what is already here, so a quiet stream
             // is processed at once and a backlog in large batches.
             let left = if polled.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
-            match consumer.poll(left) {
+            let asked = Instant::now();
+            let got = consumer.poll(left);
+            if !left.is_zero() {
+                t_wait += asked.elapsed();
+            }
+            match got {
                 None => break,
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
@@ -589,6 +602,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         poll_s = t_poll.as_secs_f64(),
         process_s = t_process.as_secs_f64(),
         write_and_produce_s = t_commit.as_secs_f64(),
+        of_which_waiting_s = t_wait.as_secs_f64(),
         "stopping: finishing the batch"
     );
     let deadline = Instant::now() + settings.pipeline.shutdown_grace;
