@@ -71,7 +71,11 @@ impl Kizashi {
     fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.wait(Duration::from_secs(40))
+        let status = self.wait(Duration::from_secs(40));
+        if !status.success() {
+            eprintln!("kizashi exited with {status}; its log:\n{}", self.log());
+        }
+        status
     }
 
     fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
@@ -221,7 +225,7 @@ fn end_to_end_alerts_and_scores_match_replay() {
 
 #[test]
 fn survives_repeated_sigkill_without_losing_or_doubling_anything() {
-    let (b, dir, data) = loaded(80, 90, 3);
+    let (b, dir, data) = loaded(160, 90, 3);
     let state = dir.path().join("state");
     // A killed member stays in the group until its session times out: keep that short.
     let fast = QUICK;
@@ -231,7 +235,7 @@ fn survives_repeated_sigkill_without_losing_or_doubling_anything() {
         let mut k = start_kizashi(&b, &state, "crash", &fast);
         let (start_done, end) = b.group_progress("crash", &INPUTS);
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        // Once this instance is making progress, kill it 100..900 ms later: mid-batch, mid-write
+        // Once this instance is making progress, kill it 50..550 ms later: mid-batch, mid-write
         // or mid-produce, wherever that falls.
         let t0 = Instant::now();
         loop {
@@ -244,7 +248,7 @@ fn survives_repeated_sigkill_without_losing_or_doubling_anything() {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(100 + (rng >> 33) % 800));
+        std::thread::sleep(Duration::from_millis(50 + (rng >> 33) % 500));
         let (done, _) = b.group_progress("crash", &INPUTS);
         eprintln!("round {round}: SIGKILL at {done}/{end} committed");
         k.kill9();

@@ -48,6 +48,11 @@ pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, ms
     }
 }
 
+/// librdkafka's client-level errors (broker down, ...): it retries by itself, so a warning.
+pub(crate) fn log_client_error(client: &str, error: &rdkafka::error::KafkaError, reason: &str) {
+    tracing::warn!(target: "librdkafka", client, error = %error, "{reason}");
+}
+
 /// A polled record waiting for its turn in its partition's event-time merge.
 struct Pending {
     kind: EventKind,
@@ -280,6 +285,10 @@ struct PipelineContext {
 impl ClientContext for PipelineContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         log_librdkafka("consumer", level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        log_client_error("consumer", &error, reason);
     }
 }
 

@@ -102,6 +102,10 @@ impl ClientContext for OutboxContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         super::log_librdkafka("producer", level, fac, log_message);
     }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::log_client_error("producer", &error, reason);
+    }
 }
 
 impl ProducerContext for OutboxContext {
