@@ -168,7 +168,7 @@ impl Default for TopicsConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            batch_records: 10_000,
+            batch_records: 50_000,
             batch_wait: Duration::from_millis(50),
             merge_wait: Duration::from_secs(1),
             idle_after: Duration::from_secs(300),

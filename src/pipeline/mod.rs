@@ -525,11 +525,14 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             // Wait for the first record only: then take what is already here, so a quiet stream
             // is processed at once and a backlog in large batches.
             let left = if polled.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
-            let asked = Instant::now();
-            let got = consumer.poll(left);
-            if !left.is_zero() {
+            let got = if left.is_zero() {
+                consumer.poll(left)
+            } else {
+                let asked = Instant::now();
+                let got = consumer.poll(left);
                 t_wait += asked.elapsed();
-            }
+                got
+            };
             match got {
                 None => break,
                 Some(Err(e)) => {
