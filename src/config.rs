@@ -100,6 +100,9 @@ pub struct KafkaConfig {
     pub startup_timeout: Duration,
     /// Where to start reading a partition kizashi holds no state for: `earliest` or `latest`.
     pub start_without_state: String,
+    /// Create the changelog topic at start if it is missing (compacted, one partition per input
+    /// partition); if false, a missing changelog is an error.
+    pub create_changelog: bool,
 }
 
 /// Topic names.
@@ -112,6 +115,10 @@ pub struct TopicsConfig {
     pub alerts: String,
     pub scores: String,
     pub dead_letter: String,
+    /// Compacted copy of every account state, per input partition, for restoring state that is
+    /// lost or moves; `{group_id}` stands for `kafka.group_id` (a changelog belongs to one
+    /// consumer group); empty turns it off.
+    pub changelog: String,
 }
 
 /// The processing loop.
@@ -148,7 +155,15 @@ impl Default for KafkaConfig {
             properties: BTreeMap::new(),
             startup_timeout: Duration::from_secs(30),
             start_without_state: "earliest".into(),
+            create_changelog: true,
         }
+    }
+}
+
+impl KafkaConfig {
+    /// The changelog topic's name (`{group_id}` replaced), or `None` when turned off.
+    pub fn changelog_topic(&self) -> Option<String> {
+        Some(self.topics.changelog.replace("{group_id}", &self.group_id)).filter(|t| !t.is_empty())
     }
 }
 
@@ -161,6 +176,7 @@ impl Default for TopicsConfig {
             alerts: "health-alerts".into(),
             scores: "health-scores".into(),
             dead_letter: "kizashi-dead-letter".into(),
+            changelog: "{group_id}-changelog".into(),
         }
     }
 }

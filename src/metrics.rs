@@ -36,6 +36,10 @@ pub struct Metrics {
     ready: IntGauge,
     partitions_assigned: IntGauge,
     source_last_event: GaugeVec,
+    changelog_records: IntCounter,
+    changelog_pending: IntGauge,
+    restored_accounts: IntCounter,
+    restore_seconds: Histogram,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
 }
@@ -62,6 +66,10 @@ pub const NAMES: &[&str] = &[
     "kizashi_ready",
     "kizashi_partitions_assigned",
     "kizashi_source_last_event_timestamp_seconds",
+    "kizashi_changelog_records_total",
+    "kizashi_changelog_pending_batches",
+    "kizashi_restored_accounts_total",
+    "kizashi_restore_duration_seconds",
     "kizashi_http_requests_total",
     "kizashi_http_request_duration_seconds",
 ];
@@ -145,6 +153,14 @@ impl Metrics {
                     &["topic"],
                 )
                 .unwrap(),
+            ),
+            changelog_records: counter("kizashi_changelog_records_total", "Changelog records (account states, checkpoints) acknowledged by Kafka"),
+            changelog_pending: gauge("kizashi_changelog_pending_batches", "Batches whose states are queued for, or in flight to, the changelog"),
+            restored_accounts: counter("kizashi_restored_accounts_total", "Account states restored from the changelog"),
+            restore_seconds: histogram(
+                "kizashi_restore_duration_seconds",
+                "Time to restore one partition from the changelog",
+                exponential_buckets(0.01, 2.0, 16).unwrap(),
             ),
             http_requests: counter_vec("kizashi_http_requests_total", "HTTP requests, by route and status", &["route", "status"]),
             http_seconds: reg(
@@ -286,6 +302,20 @@ impl Metrics {
 
     pub fn state_size(&self, bytes: u64) {
         self.state_bytes.set(bytes as i64);
+    }
+
+    /// Changelog progress: records acknowledged so far (a running total) and batches waiting.
+    pub fn changelog(&self, records_acked: u64, pending_batches: usize) {
+        let seen = self.changelog_records.get();
+        if records_acked > seen {
+            self.changelog_records.inc_by(records_acked - seen);
+        }
+        self.changelog_pending.set(pending_batches as i64);
+    }
+
+    pub fn restored(&self, accounts: usize, seconds: f64) {
+        self.restored_accounts.inc_by(accounts as u64);
+        self.restore_seconds.observe(seconds);
     }
 
     pub fn http(&self, route: &str, status: u16, seconds: f64) {

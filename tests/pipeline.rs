@@ -525,3 +525,88 @@ fn readiness_waits_for_kafka_and_metrics_match_what_was_published() {
         assert!(text.contains(&format!("# TYPE {name} ")), "deploy/ uses {name}, which this run did not export");
     }
 }
+
+/// Event time of a generated line (RFC 3339 string or epoch milliseconds).
+fn line_ts(line: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    match &v["ts"] {
+        serde_json::Value::String(s) => kizashi::event::timestamp::parse_rfc3339_ms(s).unwrap(),
+        t => t.as_i64().unwrap(),
+    }
+}
+
+/// Splits the generated files at event time `at`: (before, from) directories.
+fn split_at(data: &Path, at: i64) -> (PathBuf, PathBuf) {
+    let (a, b) = (data.with_extension("before"), data.with_extension("after"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for f in ["usage.jsonl", "support.jsonl", "accounts.jsonl"] {
+        let text = std::fs::read_to_string(data.join(f)).unwrap();
+        let (before, after): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| line_ts(l) < at);
+        std::fs::write(a.join(f), before.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        std::fs::write(b.join(f), after.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    }
+    (a, b)
+}
+
+#[test]
+fn a_lost_disk_is_restored_from_the_changelog() {
+    let b = Broker::start();
+    create_all(&b, [2, 2, 2]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    gen(&data, 40, 60);
+    let (first, second) = split_at(&data, i64::from(END_DAY - 15) * DAY_MS);
+    let state = dir.path().join("state");
+
+    // First half, then the disk is lost.
+    produce_generated(&b, &first);
+    let mut k = start_kizashi(&b, &state, "restore", &[]);
+    wait_caught_up(&b, "restore", &mut k, Duration::from_secs(120));
+    assert!(k.sigterm_and_wait().success());
+    let changelog = b.consume_all("restore-changelog");
+    assert!(changelog.len() >= 40, "the changelog holds the account states ({} records)", changelog.len());
+    std::fs::remove_dir_all(&state).unwrap();
+
+    // Second half on an empty disk: the state comes back from the changelog, then goes on.
+    produce_generated(&b, &second);
+    let mut k = start_kizashi(&b, &state, "restore", &[]);
+    wait_caught_up(&b, "restore", &mut k, Duration::from_secs(120));
+    let log = k.log();
+    assert!(k.sigterm_and_wait().success());
+    assert_eq!(log.matches("restored the partition from the changelog").count(), 2, "{log}");
+    // Same alerts as replay on all the data (none lost, none raised again) and the same scores;
+    // and the first half was not read again (that would publish its alerts twice).
+    assert_matches_replay(&b, &data, &dir.path().join("replay"), 2);
+    let (distinct, published_n, _) = published(&b);
+    assert_eq!(published_n, distinct.len(), "no alert was published twice");
+}
+
+#[test]
+fn sigkill_and_lost_disks_still_give_replays_results() {
+    let (b, dir, data) = loaded(60, 90, 2);
+    let state = dir.path().join("state");
+    for round in 0..3 {
+        let mut k = start_kizashi(&b, &state, "lost", &QUICK);
+        let (start_done, end) = b.group_progress("lost", &INPUTS);
+        let t0 = Instant::now();
+        while b.group_progress("lost", &INPUTS).0 <= start_done {
+            assert!(t0.elapsed() < Duration::from_secs(60), "no progress in round {round}:\n{}", k.log());
+            if let Some(st) = k.child.try_wait().unwrap() {
+                panic!("kizashi exited ({st}):\n{}", k.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        let (done, _) = b.group_progress("lost", &INPUTS);
+        eprintln!("round {round}: SIGKILL at {done}/{end}, then the state directory is deleted");
+        k.kill9();
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+    let mut k = start_kizashi(&b, &state, "lost", &QUICK[1..]);
+    wait_caught_up(&b, "lost", &mut k, Duration::from_secs(240));
+    assert!(k.log().contains("restored the partition from the changelog"), "{}", k.log());
+    assert!(k.sigterm_and_wait().success());
+    assert_matches_replay(&b, &data, &dir.path().join("replay"), 2);
+}

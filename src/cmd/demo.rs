@@ -47,6 +47,10 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     for name in [&t.usage, &t.support, &t.accounts] {
         mock.create_topic(name, opts.partitions, 1).with_context(|| format!("creating topic {name}"))?;
     }
+    settings.kafka.group_id = "kizashi-demo".into();
+    if let Some(changelog) = settings.kafka.changelog_topic() {
+        mock.create_topic(&changelog, opts.partitions, 1).with_context(|| format!("creating topic {changelog}"))?;
+    }
     for name in [&t.alerts, &t.scores, &t.dead_letter] {
         mock.create_topic(name, 1, 1).with_context(|| format!("creating topic {name}"))?;
     }

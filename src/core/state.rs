@@ -134,6 +134,10 @@ pub struct AccountState {
     /// Hashes of recent `event_id`s with their event time, for de-duplication.
     pub seen_ids: FxHashMap<u64, i64>,
     pub score: ScoreState,
+    /// Per input kind (usage, support, account): the offset after the last record of this
+    /// account's partition applied to it (0: none). Used only when state is restored from the
+    /// changelog, to skip records already reflected (see `pipeline::changelog`).
+    pub applied: [i64; 3],
 }
 
 /// State parameters that come from config.

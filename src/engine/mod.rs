@@ -48,6 +48,8 @@ pub struct Stats {
     pub rejected: FxHashMap<RejectReason, u64>,
     pub alerts: FxHashMap<&'static str, u64>,
     pub timer_evaluations: u64,
+    /// Records skipped because the account's restored state already reflected them.
+    pub already_applied: u64,
 }
 
 struct Slot {
@@ -79,6 +81,11 @@ pub struct Engine {
     pub stats: Stats,
     /// The API's account index, updated with every account a flush writes.
     board: Option<Arc<Board>>,
+    /// Track per-account applied offsets and skip records below them (the Kafka pipeline, whose
+    /// offsets are per topic-partition; `replay`'s line numbers are per file, so it leaves this off).
+    track_applied: bool,
+    /// Encoded states of the accounts written by the last flush (for the changelog), if asked.
+    capture: Option<Vec<(u32, CompactString, Vec<u8>)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +119,24 @@ impl Engine {
             out: Output::default(),
             stats: Stats::default(),
             board: None,
+            track_applied: false,
+            capture: None,
         })
+    }
+
+    /// Turns on per-account applied offsets (see `track_applied`).
+    pub fn track_applied_offsets(&mut self) {
+        self.track_applied = true;
+    }
+
+    /// From now on, each flush keeps the encoded states it wrote for `take_captured`.
+    pub fn capture_flushed_states(&mut self) {
+        self.capture = Some(Vec::new());
+    }
+
+    /// Encoded states written by flushes since the last call: (partition, account, bytes).
+    pub fn take_captured(&mut self) -> Vec<(u32, CompactString, Vec<u8>)> {
+        self.capture.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Keeps `board` up to date with every account written from now on.
@@ -205,6 +229,20 @@ impl Engine {
         let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();
         let slot = load_slot(&self.store, accounts, partition, id)?;
+        if self.track_applied {
+            let k = event.kind() as usize;
+            if source.offset < slot.state.applied[k] {
+                // Restored from the changelog with this record already in it.
+                self.stats.already_applied += 1;
+                return Ok(());
+            }
+            slot.state.applied[k] = source.offset + 1;
+            slot.last_used = self.tick;
+            if !slot.dirty {
+                slot.dirty = true;
+                dirty.push(id.into());
+            }
+        }
         slot.state.advance(day_of(stream_time), &self.params.state);
         match slot.state.apply(&event, day_of(stream_time), &self.params.state) {
             Applied::Duplicate => {
@@ -323,7 +361,11 @@ impl Engine {
         for (&partition, ps) in self.partitions.iter_mut() {
             for id in ps.dirty.drain(..) {
                 let Some(slot) = ps.accounts.get_mut(&id) else { continue };
-                batch.put_account(partition, &id, &slot.state);
+                let bytes = batch.put_account(partition, &id, &slot.state);
+                if let Some(c) = &mut self.capture {
+                    c.push((partition, id.clone(), bytes.to_vec()));
+                    batch.put_changelog_pending(partition, &id);
+                }
                 if self.board.is_some() {
                     entries.push((id.clone(), Entry::of(partition, &slot.state)));
                 }
@@ -349,6 +391,44 @@ impl Engine {
         }
         self.evict();
         Ok(written)
+    }
+
+    /// Replaces everything stored for `partition` with restored state: encoded account states,
+    /// the input offsets and stream time they cover. The due-time index is rebuilt from the
+    /// states. Returns the accounts restored.
+    pub fn restore_partition(
+        &mut self,
+        partition: u32,
+        states: &[(String, Vec<u8>)],
+        offsets: &[(String, i64)],
+        stream_time: Option<i64>,
+    ) -> Result<Vec<(String, AccountState)>, EngineError> {
+        if let Some(ps) = self.partitions.remove(&partition) {
+            debug_assert!(ps.dirty.is_empty(), "restoring over unflushed state");
+        }
+        let mut batch = self.store.batch();
+        batch.delete_partition(partition);
+        let mut decoded = Vec::with_capacity(states.len());
+        for (id, bytes) in states {
+            let state = crate::store::codec::decode(bytes)
+                .map_err(|source| StoreError::Codec { partition, account: id.clone(), source })?;
+            batch.put_account_encoded(partition, id, bytes);
+            batch.move_due(partition, id, None, state.score.next_due_ms);
+            decoded.push((id.clone(), state));
+        }
+        for (source, next) in offsets {
+            batch.put_offset(partition, source, *next);
+        }
+        if let Some(t) = stream_time {
+            batch.put_stream_time(partition, t);
+        }
+        self.store.write(batch)?;
+        self.open_partition(partition)?;
+        if let Some(b) = &self.board {
+            b.drop_partition(partition);
+            b.update(decoded.iter().map(|(id, s)| (CompactString::from(id.as_str()), Entry::of(partition, s))));
+        }
+        Ok(decoded)
     }
 
     /// Accounts held decoded in memory.

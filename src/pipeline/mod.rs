@@ -10,6 +10,7 @@
 //! Caveat: a resend after a crash can duplicate a message on the output topics; alert ids are
 //! deterministic, so consumers drop repeats by `alert_id`. Kafka transactions are not used.
 
+pub mod changelog;
 mod outbox;
 
 use std::collections::VecDeque;
@@ -25,6 +26,7 @@ use rdkafka::producer::ThreadedProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use crate::api::Shared;
@@ -99,6 +101,12 @@ struct Core {
     shared: Arc<Shared>,
     /// Duplicates already counted in the metrics.
     duplicates_counted: u64,
+    /// The changelog writer (None when `kafka.topics.changelog` is empty).
+    changelog: Option<changelog::Changelog>,
+    /// Accounts whose newest state is acknowledged on the changelog: their pending marks go.
+    changelog_done: Vec<(u32, CompactString)>,
+    /// Client config and topic to read the changelog from, on assignment.
+    changelog_source: Option<(ClientConfig, String, Duration)>,
 }
 
 impl Core {
@@ -258,6 +266,16 @@ impl Core {
         self.duplicates_counted = self.engine.stats.duplicates;
         let first = self.next_seq;
         self.next_seq += entries.len() as u64;
+        // Marks of accounts acknowledged on the changelog go in a write of their own before this
+        // batch's, which may mark some of them again.
+        if !self.changelog_done.is_empty() {
+            let store = self.engine.store();
+            let mut b = store.batch();
+            for (p, id) in self.changelog_done.drain(..) {
+                b.delete_changelog_pending(p, &id);
+            }
+            store.write(b)?;
+        }
         let acked = std::mem::take(&mut self.acked);
         let encoded: Vec<Vec<u8>> = entries.iter().map(|(e, _)| e.encode()).collect();
         self.engine.flush(|b| {
@@ -269,6 +287,63 @@ impl Core {
             }
         })?;
         self.pending.extend(entries.into_iter().enumerate().map(|(i, (e, t))| (first + i as u64, e, t)));
+        if let Some(cl) = &mut self.changelog {
+            let states = self.engine.take_captured();
+            let mut parts: Vec<u32> = states.iter().map(|(p, _, _)| *p).collect();
+            parts.sort_unstable();
+            parts.dedup();
+            let mut checkpoints = Vec::with_capacity(parts.len());
+            for p in parts {
+                let (offsets, stream_time) = self.engine.store().offsets(p)?;
+                checkpoints.push((p, changelog::Checkpoint { offsets, stream_time }));
+            }
+            cl.push(self.next_seq, states, checkpoints);
+        }
+        Ok(())
+    }
+
+    /// Sends the changelog batches whose outbox entries are all acknowledged and collects the
+    /// changelog's acknowledgements.
+    fn pump_changelog(&mut self, outbox_unacked: Option<u64>) -> Result<()> {
+        let unacked = outbox_unacked.unwrap_or(self.next_seq).min(self.next_seq);
+        if let Some(cl) = &mut self.changelog {
+            cl.pump(unacked);
+            cl.collect()?;
+            self.changelog_done.extend(cl.take_done());
+            self.shared.metrics.changelog(cl.records_acked, cl.depth());
+        }
+        Ok(())
+    }
+
+    /// On assignment: restores a partition from the changelog if its local state is missing or
+    /// behind the changelog's checkpoint (see `changelog`'s header).
+    fn restore_if_behind(&mut self, partition: u32) -> Result<()> {
+        let Some((config, topic, timeout)) = &self.changelog_source else { return Ok(()) };
+        let started = Instant::now();
+        let (local, _) = self.engine.store().offsets(partition)?;
+        let restored = changelog::read_partition(config, topic, partition, *timeout)?;
+        let Some(cp) = restored.checkpoint else {
+            tracing::info!(partition, records = restored.records, "changelog has no checkpoint for this partition: using local state");
+            return Ok(());
+        };
+        if !cp.ahead_of(&local) {
+            tracing::info!(partition, ?local, changelog = ?cp.offsets, "local state is at or ahead of the changelog: keeping it");
+            return Ok(());
+        }
+        self.shared.not_ready(format!("restoring partition {partition} from the changelog ({} records)", restored.records));
+        let accounts = self.engine.restore_partition(partition, &restored.states, &cp.offsets, cp.stream_time)?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.shared.metrics.restored(accounts.len(), seconds);
+        tracing::info!(
+            partition,
+            accounts = accounts.len(),
+            records = restored.records,
+            bytes = restored.bytes,
+            seconds,
+            ?local,
+            changelog = ?cp.offsets,
+            "local state was missing or behind: restored the partition from the changelog"
+        );
         Ok(())
     }
 
@@ -303,6 +378,17 @@ impl ConsumerContext for PipelineContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let elems: Vec<(String, i32)> =
                     tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let mut parts: Vec<u32> = elems.iter().map(|(_, p)| *p as u32).collect();
+                parts.sort_unstable();
+                parts.dedup();
+                for p in parts {
+                    if let Err(e) = core.restore_if_behind(p) {
+                        // Processing on stale local state would apply records twice or skip
+                        // them: stop instead (a restart tries again).
+                        tracing::error!(partition = p, error = %format!("{e:#}"), "restoring from the changelog failed; stopping");
+                        std::process::exit(2);
+                    }
+                }
                 for (topic, partition) in &elems {
                     let p = *partition as u32;
                     let offset = match core.stored_offset(topic, p) {
@@ -414,7 +500,42 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
             inputs.iter().map(|(n, c)| format!("{n} has {c}")).collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(inputs[0].1)
+    let partitions = inputs[0].1;
+    if let Some(changelog) = settings.kafka.changelog_topic() {
+        match count(&changelog) {
+            Some(n) if n == partitions => {}
+            Some(n) => bail!(
+                "the changelog topic {changelog} has {n} partitions; it needs {partitions}, one per input partition"
+            ),
+            None if settings.kafka.create_changelog => create_changelog(settings, partitions)?,
+            None => bail!(
+                "the changelog topic {changelog} does not exist: create it compacted with {partitions} partitions, or set kafka.create_changelog = true"
+            ),
+        }
+    }
+    Ok(partitions)
+}
+
+/// Creates the changelog topic: compacted, one partition per input partition.
+fn create_changelog(settings: &Settings, partitions: i32) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let name = &settings.kafka.changelog_topic().unwrap_or_default();
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client_config(settings).create().context("creating the Kafka admin client")?;
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    let opts = AdminOptions::new().operation_timeout(Some(settings.kafka.startup_timeout));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = rt
+        .block_on(admin.create_topics([&topic], &opts))
+        .with_context(|| format!("creating the changelog topic {name}"))?;
+    for r in results {
+        match r {
+            Ok(_) => tracing::info!(topic = %name, partitions, "created the changelog topic (compacted)"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("creating the changelog topic {t}: {e} (create it compacted with {partitions} partitions, or set kafka.create_changelog = false and kafka.topics.changelog = \"\")"),
+        }
+    }
+    Ok(())
 }
 
 /// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`), with the HTTP port of
@@ -436,6 +557,10 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         .with_context(|| format!("opening state store at {}", settings.state.dir.display()))?;
     shared.attach_store(engine.store())?;
     engine.set_board(shared.board.clone());
+    engine.track_applied_offsets();
+    if settings.kafka.changelog_topic().is_some() {
+        engine.capture_flushed_states();
+    }
     let leftover = engine.store().outbox()?;
     let next_seq = leftover.last().map_or(0, |(s, _)| s + 1);
     let core = Arc::new(Mutex::new(Core {
@@ -457,6 +582,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         positions: FxHashMap::default(),
         shared: shared.clone(),
         duplicates_counted: 0,
+        changelog: None,
+        changelog_done: Vec::new(),
+        changelog_source: None,
     }));
 
     let mut consumer_config = client_config(settings);
@@ -498,6 +626,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             Ok(e) => outbox.send(seq, e, None),
             Err(e) => tracing::error!(seq, error = %e, "unreadable outbox entry left in place"),
         }
+    }
+    if settings.kafka.changelog_topic().is_some() {
+        catch_up_changelog(settings, &core, &mut outbox, &shared)?;
     }
 
     shared.not_ready("waiting for partition assignment");
@@ -579,6 +710,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             t_process += t2 - t1;
             let acked = outbox.take_acked(metrics);
             c.acked.extend(acked);
+            c.pump_changelog(outbox.in_flight.keys().next().copied())?;
             c.commit_batch()?;
             if batch_records > 0 {
                 metrics.batch(batch_records, t1.elapsed().as_secs_f64());
@@ -634,6 +766,16 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     }
     {
         let mut c = core.lock().expect("core lock");
+        if outbox.in_flight.is_empty() {
+            // Every alert is out: the changelog may catch up fully.
+            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+            if let Some(cl) = &mut c.changelog {
+                if let Err(e) = cl.drain(left) {
+                    tracing::warn!(error = %format!("{e:#}"), "the changelog did not catch up; pending marks stay and are sent at next start");
+                }
+            }
+        }
+        c.pump_changelog(outbox.in_flight.keys().next().copied())?;
         c.commit_batch()?;
     }
     metrics.outbox_depth(outbox.in_flight.len());
@@ -644,6 +786,62 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         let _ = consumer.commit(&tpl, CommitMode::Sync);
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// At start, before consuming: waits for the outbox left by the last run to be acknowledged, then
+/// produces the current state of every account still marked pending and a checkpoint for each
+/// partition, so the changelog holds everything the local store does (see `changelog`).
+fn catch_up_changelog(settings: &Settings, core: &Arc<Mutex<Core>>, outbox: &mut Outbox, shared: &Shared) -> Result<()> {
+    let timeout = settings.kafka.startup_timeout;
+    let deadline = Instant::now() + timeout;
+    shared.not_ready("resending the outbox");
+    while !outbox.in_flight.is_empty() {
+        if Instant::now() >= deadline {
+            bail!(
+                "{} outbox entries left by the last run were not acknowledged within {} (kafka.startup_timeout)",
+                outbox.in_flight.len(),
+                humantime::format_duration(timeout)
+            );
+        }
+        outbox.flush(Duration::from_millis(100));
+        let acked = outbox.take_acked(&shared.metrics);
+        core.lock().expect("core lock").acked.extend(acked);
+    }
+    let mut c = core.lock().expect("core lock");
+    c.commit_batch()?;
+    let topic = settings.kafka.changelog_topic().unwrap_or_default();
+    let mut cl = changelog::Changelog::new(&client_config(settings), &topic)?;
+    let pending = c.engine.store().changelog_pending()?;
+    if !pending.is_empty() {
+        shared.not_ready(format!("bringing the changelog up to date ({} accounts)", pending.len()));
+        let mut states = Vec::with_capacity(pending.len());
+        let mut parts: Vec<u32> = Vec::new();
+        for (p, id) in &pending {
+            if let Some(bytes) = c.engine.store().get_account_encoded(*p, id)? {
+                states.push((*p, CompactString::from(id.as_str()), bytes));
+            }
+            parts.push(*p);
+        }
+        parts.sort_unstable();
+        parts.dedup();
+        let mut checkpoints = Vec::new();
+        for p in parts {
+            let (offsets, stream_time) = c.engine.store().offsets(p)?;
+            checkpoints.push((p, changelog::Checkpoint { offsets, stream_time }));
+        }
+        cl.push(0, states, checkpoints);
+        cl.drain(deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1)))?;
+        let store = c.engine.store();
+        let mut b = store.batch();
+        for (p, id) in cl.take_done() {
+            b.delete_changelog_pending(p, &id);
+        }
+        store.write(b)?;
+        tracing::info!(accounts = pending.len(), "changelog brought up to date with the local state");
+    }
+    c.changelog = Some(cl);
+    c.changelog_source = Some((client_config(settings), topic, timeout.max(Duration::from_secs(60))));
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use crate::core::measures::N_MEASURES;
 use crate::core::state::{AccountState, AlertRef, Band, Facts, RuleMark, ScoreState, Snapshot, Ticket};
 use crate::event::Priority;
 
-pub const STATE_VERSION: u8 = 1;
+/// Version 2 added the per-account applied offsets; version 1 is still read.
+pub const STATE_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -283,6 +284,9 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
         w.int(a.at_ms);
         w.str(&a.alert_id);
     }
+    for a in s.applied {
+        w.int(a);
+    }
 }
 
 pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
@@ -294,7 +298,7 @@ pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
 pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let mut r = Reader::new(buf);
     let v = r.u8()?;
-    if v != STATE_VERSION {
+    if v != STATE_VERSION && v != 1 {
         return Err(CodecError::UnknownVersion(v));
     }
     let opt_str = |r: &mut Reader<'_>| -> Result<Option<String>, CodecError> {
@@ -379,6 +383,12 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         let at_ms = r.int()?;
         recent_alerts.push_back(AlertRef { rule, at_ms, alert_id: r.str()?.to_owned() });
     }
+    let mut applied = [0i64; 3];
+    if v >= 2 {
+        for a in &mut applied {
+            *a = r.int()?;
+        }
+    }
     if !r.done() {
         return Err(CodecError::Invalid("trailing bytes"));
     }
@@ -396,5 +406,6 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         csat_count,
         seen_ids,
         score: ScoreState { last, scorecard, band, best, rules, emitted, next_due_ms, recent_alerts },
+        applied,
     })
 }

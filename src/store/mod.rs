@@ -19,7 +19,9 @@ const CF_ACCOUNTS: &str = "accounts";
 const CF_DUE: &str = "due";
 const CF_OFFSETS: &str = "offsets";
 const CF_OUTBOX: &str = "outbox";
-const CFS: [&str; 4] = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX];
+/// Accounts written locally whose state has not yet been acknowledged on the changelog topic.
+const CF_CHANGELOG_PENDING: &str = "changelog_pending";
+const CFS: [&str; 5] = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX, CF_CHANGELOG_PENDING];
 
 /// Name under which a partition's stream time is kept beside its offsets.
 const STREAM_TIME: &str = "\0stream_time";
@@ -178,6 +180,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Accounts whose state is not yet known to be on the changelog: (partition, account).
+    pub fn changelog_pending(&self) -> Result<Vec<(u32, String)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_CHANGELOG_PENDING), IteratorMode::Start) {
+            let (k, _) = item?;
+            if k.len() < 4 {
+                return Err(StoreError::BadKey("changelog_pending"));
+            }
+            let partition = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("changelog_pending"))?;
+            out.push((partition, id.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// The raw encoded state of an account.
+    pub fn get_account_encoded(&self, partition: u32, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_ACCOUNTS), account_key(partition, id))?)
+    }
+
     /// Approximate bytes of all column families: live data in SST files plus memtables.
     pub fn size_bytes(&self) -> u64 {
         let prop = |n: &str, p: &str| self.db.property_int_value_cf(self.cf(n), p).ok().flatten().unwrap_or(0);
@@ -197,10 +219,39 @@ impl Store {
 }
 
 impl StoreBatch<'_> {
-    pub fn put_account(&mut self, partition: u32, id: &str, state: &AccountState) {
+    /// Writes an account's state; returns its encoding.
+    pub fn put_account(&mut self, partition: u32, id: &str, state: &AccountState) -> &[u8] {
         self.scratch.buf.clear();
         codec::encode(state, &mut self.scratch);
         self.wb.put_cf(self.store.cf(CF_ACCOUNTS), account_key(partition, id), &self.scratch.buf);
+        &self.scratch.buf
+    }
+
+    /// Writes an already encoded account state (restoration from the changelog).
+    pub fn put_account_encoded(&mut self, partition: u32, id: &str, encoded: &[u8]) {
+        self.wb.put_cf(self.store.cf(CF_ACCOUNTS), account_key(partition, id), encoded);
+    }
+
+    /// Marks an account as written locally but not yet in the changelog.
+    pub fn put_changelog_pending(&mut self, partition: u32, id: &str) {
+        self.wb.put_cf(self.store.cf(CF_CHANGELOG_PENDING), account_key(partition, id), []);
+    }
+
+    pub fn delete_changelog_pending(&mut self, partition: u32, id: &str) {
+        self.wb.delete_cf(self.store.cf(CF_CHANGELOG_PENDING), account_key(partition, id));
+    }
+
+    /// Deletes everything stored for a partition (before restoring it from the changelog).
+    pub fn delete_partition(&mut self, partition: u32) {
+        let from = partition.to_be_bytes().to_vec();
+        let to = (u64::from(partition) + 1).to_be_bytes()[4..].to_vec();
+        for cf in [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_CHANGELOG_PENDING] {
+            if partition == u32::MAX {
+                // No upper bound key exists; not a partition number Kafka uses.
+                continue;
+            }
+            self.wb.delete_range_cf(self.store.cf(cf), &from, &to);
+        }
     }
 
     pub fn move_due(&mut self, partition: u32, id: &str, from: Option<i64>, to: Option<i64>) {

@@ -1,0 +1,367 @@
+//! The changelog topic: a compacted copy of every account state, so a partition's state can be
+//! rebuilt when its local RocksDB copy is lost (or, with scale-out, moves to another instance).
+//!
+//! Records: key = input partition (4 bytes, big-endian) + account id, value = the versioned state
+//! encoding; and per partition a checkpoint, key = partition + `0xFF` (no account id can end so:
+//! ids are UTF-8), value = the input offsets and stream time the partition's records cover. Each
+//! goes to the changelog partition numbered like its input partition.
+//!
+//! Why it stays consistent with the outbox and the offsets without Kafka transactions:
+//!
+//! 1. RocksDB stays the source of truth. A batch writes states, offsets, outbox entries and a
+//!    "changelog pending" mark per account in one atomic write.
+//! 2. **Outbox first.** A batch's states (and then its checkpoint) are produced to the changelog
+//!    only once every outbox entry of that batch and of the batches before it is acknowledged. So
+//!    whatever a restore finds in the changelog has had its alerts delivered: restoring never
+//!    skips an alert.
+//! 3. **Ordered within a partition.** The producer is idempotent and a batch's checkpoint follows
+//!    its states in the same partition, so a checkpoint in the log implies every state before it
+//!    is there too. A crash can leave states after the last checkpoint (a tail).
+//! 4. **Idempotent replay.** Every account state carries the offset after the last record applied
+//!    to it, per input topic. A restore takes all states (tail included) and resumes input at the
+//!    last checkpoint; records an account already reflects are skipped, so nothing is applied
+//!    twice, and the rest is applied in the same order as before, so the same alerts come out
+//!    (repeats carry the same `alert_id`).
+//! 5. **Pending marks.** An account's mark is deleted only once its state is acknowledged on the
+//!    changelog. At start, kizashi first gets the outbox it left acknowledged, then produces the
+//!    current state of every marked account and a checkpoint per partition, so a crash between
+//!    a local write and its changelog record never leaves the changelog missing a state.
+//!
+//! On assignment, a partition whose local state is missing, or behind the changelog's checkpoint
+//! on any input topic, is restored from the changelog; local state at or ahead of the checkpoint
+//! is kept (it holds everything the changelog has, and its pending marks bring the changelog up).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use compact_str::CompactString;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use rustc_hash::FxHashMap;
+
+use crate::store::codec::{Reader, Writer};
+
+/// Input offsets and stream time a partition's changelog covers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub offsets: Vec<(String, i64)>,
+    pub stream_time: Option<i64>,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(1);
+        w.var(self.offsets.len() as u64);
+        for (t, o) in &self.offsets {
+            w.str(t);
+            w.int(*o);
+        }
+        w.opt_int(self.stream_time);
+        w.buf
+    }
+
+    fn decode(buf: &[u8]) -> Result<Checkpoint> {
+        let mut r = Reader::new(buf);
+        let v = r.u8()?;
+        if v != 1 {
+            bail!("changelog checkpoint of unknown version {v}");
+        }
+        let n = r.var()? as usize;
+        let mut offsets = Vec::with_capacity(n.min(16));
+        for _ in 0..n {
+            let t = r.str()?.to_string();
+            offsets.push((t, r.int()?));
+        }
+        Ok(Checkpoint { offsets, stream_time: r.opt_int()? })
+    }
+
+    /// True if this checkpoint covers records that `local` does not (local behind on a topic).
+    pub fn ahead_of(&self, local: &[(String, i64)]) -> bool {
+        self.offsets.iter().any(|(t, o)| local.iter().find(|(lt, _)| lt == t).map_or(*o > 0, |(_, lo)| o > lo))
+    }
+}
+
+fn state_key(partition: u32, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + id.len());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn checkpoint_key(partition: u32) -> Vec<u8> {
+    let mut k = partition.to_be_bytes().to_vec();
+    k.push(0xFF);
+    k
+}
+
+/// One processing batch's share of the changelog, waiting for its outbox entries.
+struct Pending {
+    /// Every outbox entry with a sequence number below this belongs to this batch or an earlier one.
+    outbox_hi: u64,
+    states: Vec<(u32, CompactString, Vec<u8>)>,
+    checkpoints: Vec<(u32, Checkpoint)>,
+}
+
+#[derive(Default)]
+pub struct Deliveries {
+    acked: Vec<u64>,
+    failed: Vec<(u64, String)>,
+}
+
+pub struct ChangelogContext {
+    deliveries: Arc<Mutex<Deliveries>>,
+}
+
+impl ClientContext for ChangelogContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::log_librdkafka("changelog", level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::log_client_error("changelog", &error, reason);
+    }
+}
+
+impl ProducerContext for ChangelogContext {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Self::DeliveryOpaque) {
+        let mut d = self.deliveries.lock().expect("deliveries lock");
+        match result {
+            Ok(_) => d.acked.push(*batch),
+            Err((e, _)) => d.failed.push((*batch, e.to_string())),
+        }
+    }
+}
+
+/// Produces account states and checkpoints to the changelog in the order the argument above
+/// needs, and reports which pending marks can go.
+pub struct Changelog {
+    topic: String,
+    producer: ThreadedProducer<ChangelogContext>,
+    deliveries: Arc<Mutex<Deliveries>>,
+    queue: VecDeque<Pending>,
+    next_batch: u64,
+    /// Per sent batch: records not yet acknowledged, and its accounts.
+    in_flight: FxHashMap<u64, (usize, Vec<(u32, CompactString)>)>,
+    /// The newest batch that carries each account not yet acknowledged.
+    newest: FxHashMap<(u32, CompactString), u64>,
+    /// Accounts whose newest changelog state is acknowledged (their marks can be deleted).
+    done: Vec<(u32, CompactString)>,
+    pub records_acked: u64,
+}
+
+impl Changelog {
+    pub fn new(config: &ClientConfig, topic: &str) -> Result<Changelog> {
+        let deliveries = Arc::new(Mutex::new(Deliveries::default()));
+        let producer = config
+            .clone()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "20")
+            .set("compression.type", "lz4")
+            .create_with_context(ChangelogContext { deliveries: deliveries.clone() })
+            .context("creating the changelog producer")?;
+        Ok(Changelog {
+            topic: topic.to_string(),
+            producer,
+            deliveries,
+            queue: VecDeque::new(),
+            next_batch: 0,
+            in_flight: FxHashMap::default(),
+            newest: FxHashMap::default(),
+            done: Vec::new(),
+            records_acked: 0,
+        })
+    }
+
+    /// Queues a batch's states and checkpoints behind its outbox entries (`outbox_hi`: the
+    /// outbox's next sequence number once the batch's entries were added).
+    pub fn push(&mut self, outbox_hi: u64, states: Vec<(u32, CompactString, Vec<u8>)>, checkpoints: Vec<(u32, Checkpoint)>) {
+        if states.is_empty() && checkpoints.is_empty() {
+            return;
+        }
+        self.queue.push_back(Pending { outbox_hi, states, checkpoints });
+    }
+
+    /// Sends every queued batch whose outbox entries are all acknowledged (`outbox_unacked`:
+    /// the lowest outbox sequence number not yet acknowledged).
+    pub fn pump(&mut self, outbox_unacked: u64) {
+        while self.queue.front().is_some_and(|p| p.outbox_hi <= outbox_unacked) {
+            let p = self.queue.pop_front().expect("non-empty");
+            let batch = self.next_batch;
+            self.next_batch += 1;
+            let mut accounts = Vec::with_capacity(p.states.len());
+            let mut n = 0;
+            for (partition, id, bytes) in p.states {
+                self.send(batch, partition as i32, &state_key(partition, &id), &bytes);
+                self.newest.insert((partition, id.clone()), batch);
+                accounts.push((partition, id));
+                n += 1;
+            }
+            for (partition, cp) in p.checkpoints {
+                self.send(batch, partition as i32, &checkpoint_key(partition), &cp.encode());
+                n += 1;
+            }
+            self.in_flight.insert(batch, (n, accounts));
+        }
+    }
+
+    fn send(&self, batch: u64, partition: i32, key: &[u8], value: &[u8]) {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
+            BaseRecord::with_opaque_to(&self.topic, Box::new(batch)).partition(partition).key(key).payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    self.deliveries.lock().expect("deliveries lock").failed.push((batch, e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Collects acknowledgements. A failed changelog write is an error: the pending marks of its
+    /// accounts stay, and a restart produces them again.
+    pub fn collect(&mut self) -> Result<()> {
+        let (acked, failed) = {
+            let mut d = self.deliveries.lock().expect("deliveries lock");
+            (std::mem::take(&mut d.acked), std::mem::take(&mut d.failed))
+        };
+        if let Some((_, e)) = failed.first() {
+            bail!("writing the changelog topic `{}` failed: {e}", self.topic);
+        }
+        self.records_acked += acked.len() as u64;
+        for batch in acked {
+            let Some(entry) = self.in_flight.get_mut(&batch) else { continue };
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                let (_, accounts) = self.in_flight.remove(&batch).expect("present");
+                for key in accounts {
+                    if self.newest.get(&key) == Some(&batch) {
+                        self.newest.remove(&key);
+                        self.done.push(key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Accounts whose pending marks can be deleted.
+    pub fn take_done(&mut self) -> Vec<(u32, CompactString)> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// Batches queued or in flight.
+    pub fn depth(&self) -> usize {
+        self.queue.len() + self.in_flight.len()
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+
+    /// Sends everything queued regardless of the outbox, then waits up to `timeout` for every
+    /// acknowledgement. For start-up catch-up, once the outbox is empty.
+    pub fn drain(&mut self, timeout: Duration) -> Result<()> {
+        self.pump(u64::MAX);
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.collect()?;
+            if self.in_flight.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the changelog topic `{}` did not acknowledge {} batch(es) within {timeout:?}", self.topic, self.in_flight.len());
+            }
+            self.flush(Duration::from_millis(100));
+        }
+    }
+}
+
+/// What the changelog holds for one partition.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Latest state per account.
+    pub states: Vec<(String, Vec<u8>)>,
+    pub checkpoint: Option<Checkpoint>,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Reads changelog partition `partition` from its start to its current end.
+pub fn read_partition(config: &ClientConfig, topic: &str, partition: u32, timeout: Duration) -> Result<Restored> {
+    let consumer: BaseConsumer = config
+        .clone()
+        .set("group.id", "kizashi-changelog-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .context("creating the changelog reader")?;
+    let (lo, hi) = consumer
+        .fetch_watermarks(topic, partition as i32, timeout)
+        .with_context(|| format!("reading the extent of changelog `{topic}` partition {partition}"))?;
+    let mut out = Restored::default();
+    if hi <= lo {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition as i32, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut latest: FxHashMap<Vec<u8>, Vec<u8>> = FxHashMap::default();
+    let cp_key = checkpoint_key(partition);
+    let deadline = Instant::now() + timeout;
+    let mut next = lo;
+    while next < hi {
+        if Instant::now() >= deadline {
+            bail!("reading changelog `{topic}` partition {partition} took longer than {timeout:?} ({next} of {hi})");
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m.with_context(|| format!("reading changelog `{topic}` partition {partition}"))?;
+        next = m.offset() + 1;
+        let (Some(k), Some(v)) = (m.key(), m.payload()) else { continue };
+        out.records += 1;
+        out.bytes += v.len() as u64;
+        latest.insert(k.to_vec(), v.to_vec());
+    }
+    drop(tpl);
+    for (k, v) in latest {
+        if k == cp_key {
+            out.checkpoint = Some(Checkpoint::decode(&v)?);
+        } else if k.len() > 4 && k[..4] == partition.to_be_bytes() {
+            let id = String::from_utf8(k[4..].to_vec()).context("changelog key is not an account id")?;
+            out.states.push((id, v));
+        }
+    }
+    out.states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_and_compare() {
+        let cp = Checkpoint { offsets: vec![("usage".into(), 10), ("support".into(), 3)], stream_time: Some(77) };
+        assert_eq!(Checkpoint::decode(&cp.encode()).unwrap(), cp);
+        assert!(cp.ahead_of(&[]), "no local state: the changelog is ahead");
+        assert!(cp.ahead_of(&[("usage".into(), 9), ("support".into(), 3)]));
+        assert!(!cp.ahead_of(&[("usage".into(), 10), ("support".into(), 3)]));
+        assert!(!cp.ahead_of(&[("usage".into(), 12), ("support".into(), 5)]), "local ahead");
+        assert_ne!(checkpoint_key(1), state_key(1, "x"));
+    }
+}
