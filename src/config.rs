@@ -201,6 +201,9 @@ pub struct StateConfig {
     pub dir: PathBuf,
     /// Accounts kept decoded in memory (least recently used are evicted after each batch).
     pub cache_accounts: usize,
+    /// A revoked partition's local state: `keep` (a quick return: used again if the changelog
+    /// has not moved past it) or `drop` (deleted once the changelog has caught up).
+    pub on_revoke: String,
 }
 
 /// Input decoding, validation and event-time handling.
@@ -394,7 +397,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("data/state"), cache_accounts: 200_000 }
+        Self { dir: PathBuf::from("data/state"), cache_accounts: 200_000, on_revoke: "keep".into() }
     }
 }
 
@@ -761,6 +764,9 @@ impl Settings {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(format!("log.level: `{}` is not a filter such as info or info,librdkafka=warn: {e}", self.log.level));
+        }
+        if !["keep", "drop"].contains(&self.state.on_revoke.as_str()) {
+            p.push(format!("state.on_revoke: `{}` is neither keep nor drop", self.state.on_revoke));
         }
         if self.state.cache_accounts == 0 {
             p.push("state.cache_accounts: must be at least 1".into());

@@ -76,15 +76,28 @@ impl Shared {
         })
     }
 
-    /// Gives the API read access to the store and loads the board from it.
-    pub fn attach_store(&self, store: &Store) -> Result<()> {
+    /// Gives the API read access to the store and, if `load`, loads the board with every stored
+    /// account (a single owner of all partitions, as `replay`).
+    pub fn attach_store(&self, store: &Store, load: bool) -> Result<()> {
+        let _ = self.store.set(store.clone());
+        if !load {
+            return Ok(());
+        }
         let started = Instant::now();
         let mut entries = Vec::new();
         store.for_each_account(|p, id, s| entries.push((id.into(), board::Entry::of(p, &s))))?;
         let n = entries.len();
         self.board.update(entries);
-        let _ = self.store.set(store.clone());
         tracing::info!(accounts = n, seconds = started.elapsed().as_secs_f64(), "account index loaded from the state store");
+        Ok(())
+    }
+
+    /// Loads the board with the stored accounts of one (newly assigned) partition.
+    pub fn load_partition(&self, store: &Store, partition: u32) -> Result<()> {
+        let mut entries = Vec::new();
+        store.for_each_account_in(partition, |id, s| entries.push((id.into(), board::Entry::of(partition, &s))))?;
+        self.board.drop_partition(partition);
+        self.board.update(entries);
         Ok(())
     }
 

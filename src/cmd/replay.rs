@@ -122,7 +122,7 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
     let shared = opts.serve.as_ref().map(|(s, _)| s.clone());
     if let Some(s) = &shared {
         s.not_ready("replaying");
-        s.attach_store(engine.store())?;
+        s.attach_store(engine.store(), true)?;
         engine.set_board(s.board.clone());
     }
     let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];

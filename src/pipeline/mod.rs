@@ -107,6 +107,17 @@ struct Core {
     changelog_done: Vec<(u32, CompactString)>,
     /// Client config and topic to read the changelog from, on assignment.
     changelog_source: Option<(ClientConfig, String, Duration)>,
+    /// The producer of alerts, scores and dead letters (set once created).
+    outbox: Option<Outbox>,
+    /// Outbox entries left by the last run, by input partition, held until the partition is
+    /// assigned: sent if the local state is kept, dropped if the partition is restored from the
+    /// changelog (whoever processed it since regenerated them, and stale score updates must not
+    /// land after newer ones on the compacted scores topic).
+    leftover: FxHashMap<u32, Vec<(u64, OutboxEntry)>>,
+    /// What to do with a revoked partition's local state.
+    drop_on_revoke: bool,
+    /// How long a revocation or shutdown waits for acknowledgements.
+    grace: Duration,
 }
 
 impl Core {
@@ -302,6 +313,64 @@ impl Core {
         Ok(())
     }
 
+    /// Hands the written outbox entries to the producer.
+    fn send_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if let Some(outbox) = &mut self.outbox {
+            for (seq, e, t) in pending {
+                outbox.send(seq, e, t);
+            }
+            self.shared.metrics.outbox_depth(outbox.in_flight.len());
+        }
+    }
+
+    /// Collects outbox acknowledgements (deleted with the next batch) and moves the changelog on.
+    fn collect(&mut self) -> Result<()> {
+        let unacked = match &mut self.outbox {
+            Some(outbox) => {
+                let acked = outbox.take_acked(&self.shared.metrics);
+                self.acked.extend(acked);
+                outbox.in_flight.keys().next().copied()
+            }
+            None => None,
+        };
+        self.pump_changelog(unacked)
+    }
+
+    /// Writes the in-flight batch, then waits up to `grace` until every outbox entry is
+    /// acknowledged and the changelog has caught up with it. Returns whether it all settled.
+    fn settle(&mut self) -> Result<bool> {
+        let deadline = Instant::now() + self.grace;
+        self.commit_batch()?;
+        self.send_pending();
+        loop {
+            self.collect()?;
+            let outbox_empty = self.outbox.as_ref().is_none_or(|o| o.in_flight.is_empty());
+            if outbox_empty {
+                break;
+            }
+            if Instant::now() >= deadline {
+                self.commit_batch()?;
+                return Ok(false);
+            }
+            if let Some(o) = &self.outbox {
+                o.flush(Duration::from_millis(50));
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+        let mut settled = true;
+        if let Some(cl) = &mut self.changelog {
+            if let Err(e) = cl.drain(left) {
+                tracing::warn!(error = %format!("{e:#}"), "the changelog did not catch up; pending marks stay and are sent again");
+                settled = false;
+            }
+        }
+        self.pump_changelog(None)?;
+        // Writes the outbox deletions and pending-mark deletions just collected.
+        self.commit_batch()?;
+        Ok(settled)
+    }
+
     /// Sends the changelog batches whose outbox entries are all acknowledged and collects the
     /// changelog's acknowledgements.
     fn pump_changelog(&mut self, outbox_unacked: Option<u64>) -> Result<()> {
@@ -315,6 +384,36 @@ impl Core {
         Ok(())
     }
 
+    /// Sends the outbox entries the last run left for a partition whose local state is kept.
+    fn resend_leftover(&mut self, partition: u32) {
+        let Some(entries) = self.leftover.remove(&partition) else { return };
+        tracing::info!(partition, entries = entries.len(), "resending what the outbox held for this partition");
+        if let Some(outbox) = &mut self.outbox {
+            for (seq, e) in entries {
+                outbox.send(seq, e, None);
+            }
+        }
+    }
+
+    /// Queues for the changelog the local states of a partition still marked pending (a kept
+    /// partition whose changelog did not catch up before it was revoked).
+    fn requeue_pending(&mut self, partition: u32) -> Result<()> {
+        let Some(cl) = &mut self.changelog else { return Ok(()) };
+        let store = self.engine.store();
+        let mut states = Vec::new();
+        for (p, id) in store.changelog_pending()?.into_iter().filter(|(p, _)| *p == partition) {
+            if let Some(bytes) = store.get_account_encoded(p, &id)? {
+                states.push((p, CompactString::from(id.as_str()), bytes));
+            }
+        }
+        if !states.is_empty() {
+            let (offsets, stream_time) = store.offsets(partition)?;
+            tracing::info!(partition, accounts = states.len(), "queueing locally kept states the changelog does not have yet");
+            cl.push(self.next_seq, states, vec![(partition, changelog::Checkpoint { offsets, stream_time })]);
+        }
+        Ok(())
+    }
+
     /// On assignment: restores a partition from the changelog if its local state is missing or
     /// behind the changelog's checkpoint (see `changelog`'s header).
     fn restore_if_behind(&mut self, partition: u32) -> Result<()> {
@@ -324,11 +423,17 @@ impl Core {
         let restored = changelog::read_partition(config, topic, partition, *timeout)?;
         let Some(cp) = restored.checkpoint else {
             tracing::info!(partition, records = restored.records, "changelog has no checkpoint for this partition: using local state");
-            return Ok(());
+            self.resend_leftover(partition);
+            return self.requeue_pending(partition);
         };
         if !cp.ahead_of(&local) {
             tracing::info!(partition, ?local, changelog = ?cp.offsets, "local state is at or ahead of the changelog: keeping it");
-            return Ok(());
+            self.resend_leftover(partition);
+            return self.requeue_pending(partition);
+        }
+        if let Some(stale) = self.leftover.remove(&partition) {
+            tracing::info!(partition, entries = stale.len(), "dropping outbox entries left from an older ownership of this partition");
+            self.acked.extend(stale.into_iter().map(|(seq, _)| seq));
         }
         self.shared.not_ready(format!("restoring partition {partition} from the changelog ({} records)", restored.records));
         let accounts = self.engine.restore_partition(partition, &restored.states, &cp.offsets, cp.stream_time)?;
@@ -355,6 +460,8 @@ impl Core {
 
 struct PipelineContext {
     core: Arc<Mutex<Core>>,
+    /// Bumped by every rebalance: records polled before one belong to the old assignment.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ClientContext for PipelineContext {
@@ -374,6 +481,7 @@ impl ConsumerContext for PipelineContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let mut core = self.core.lock().expect("core lock");
+        self.generation.fetch_add(1, Ordering::SeqCst);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let elems: Vec<(String, i32)> =
@@ -382,6 +490,9 @@ impl ConsumerContext for PipelineContext {
                 parts.sort_unstable();
                 parts.dedup();
                 for p in parts {
+                    if let Err(e) = core.shared.load_partition(core.engine.store(), p) {
+                        tracing::error!(partition = p, error = %e, "loading the account index failed");
+                    }
                     if let Err(e) = core.restore_if_behind(p) {
                         // Processing on stale local state would apply records twice or skip
                         // them: stop instead (a restart tries again).
@@ -418,11 +529,17 @@ impl ConsumerContext for PipelineContext {
                 core.shared.ready(core.engine.partitions());
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Buffered, unprocessed records are dropped: their offsets are not stored, so
-                // whoever owns the partition next reads them again.
-                if let Err(e) = core.commit_batch() {
-                    tracing::error!(error = %e, "writing the in-flight batch on revoke failed");
-                }
+                // The processed part of the batch is written, its outbox acknowledged and the
+                // changelog caught up, so whoever owns these partitions next starts from exactly
+                // here. Buffered, unprocessed records are dropped: their offsets are not stored,
+                // so they are read again.
+                let settled = match core.settle() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "writing the in-flight batch on revoke failed");
+                        false
+                    }
+                };
                 let revoked: Vec<(String, i32)> =
                     tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
                 for (topic, partition) in &revoked {
@@ -443,6 +560,16 @@ impl ConsumerContext for PipelineContext {
                 for p in parts {
                     core.queues.remove(&p);
                     core.engine.close_partition(p);
+                    core.shared.board.drop_partition(p);
+                    if core.drop_on_revoke && settled && core.changelog.is_some() {
+                        let store = core.engine.store();
+                        let mut b = store.batch();
+                        b.delete_partition(p);
+                        match store.write(b) {
+                            Ok(()) => tracing::info!(partition = p, "revoked partition's local state dropped (state.on_revoke = drop)"),
+                            Err(e) => tracing::warn!(partition = p, error = %e, "dropping a revoked partition's local state failed"),
+                        }
+                    }
                 }
                 for (topic, partition) in &revoked {
                     core.shared.metrics.forget_lag(topic, *partition);
@@ -555,7 +682,8 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     shared.not_ready("opening the state store");
     let mut engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.cache_accounts)
         .with_context(|| format!("opening state store at {}", settings.state.dir.display()))?;
-    shared.attach_store(engine.store())?;
+    // The account index is loaded per partition as partitions are assigned.
+    shared.attach_store(engine.store(), false)?;
     engine.set_board(shared.board.clone());
     engine.track_applied_offsets();
     if settings.kafka.changelog_topic().is_some() {
@@ -585,8 +713,13 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         changelog: None,
         changelog_done: Vec::new(),
         changelog_source: None,
+        outbox: None,
+        leftover: FxHashMap::default(),
+        drop_on_revoke: settings.state.on_revoke == "drop",
+        grace: settings.pipeline.shutdown_grace,
     }));
 
+    let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut consumer_config = client_config(settings);
     // Low-latency fetching unless the user says otherwise (a caught-up fetch is parked by the
     // broker for up to fetch.wait.max.ms, 500 ms by default).
@@ -599,12 +732,17 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     if !settings.kafka.properties.contains_key("fetch.queue.backoff.ms") {
         consumer_config.set("fetch.queue.backoff.ms", "10");
     }
+    // The range assignor gives a member the same partition numbers of every input topic:
+    // co-partitioning, which the per-partition merge and state rely on.
+    if !settings.kafka.properties.contains_key("partition.assignment.strategy") {
+        consumer_config.set("partition.assignment.strategy", "range");
+    }
     let consumer: BaseConsumer<PipelineContext> = consumer_config
         .set("group.id", &settings.kafka.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .create_with_context(PipelineContext { core: core.clone() })
+        .create_with_context(PipelineContext { core: core.clone(), generation: generation.clone() })
         .context("creating the Kafka consumer")?;
     shared.not_ready(format!("connecting to Kafka at {}", settings.kafka.brokers));
     let partitions = check_topics(settings, &consumer)?;
@@ -618,17 +756,36 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         .create_with_context(OutboxContext { deliveries: deliveries.clone() })
         .context("creating the Kafka producer")?;
     let mut outbox = Outbox::new(producer, deliveries, t.clone());
-    if !leftover.is_empty() {
-        tracing::info!(entries = leftover.len(), "resending what the outbox held at start");
-    }
+    // What the outbox held at the last stop: without a changelog (one instance) it is all sent
+    // now; with one, each partition's entries wait for its assignment (see `Core::leftover`).
+    let changelog_on = settings.kafka.changelog_topic().is_some();
+    let mut held: FxHashMap<u32, Vec<(u64, OutboxEntry)>> = FxHashMap::default();
+    let mut sent = 0;
     for (seq, bytes) in leftover {
         match OutboxEntry::decode(&bytes) {
-            Ok(e) => outbox.send(seq, e, None),
+            Ok(e) => match e.partition(partitions as u32).filter(|_| changelog_on) {
+                Some(p) => held.entry(p).or_default().push((seq, e)),
+                None => {
+                    outbox.send(seq, e, None);
+                    sent += 1;
+                }
+            },
             Err(e) => tracing::error!(seq, error = %e, "unreadable outbox entry left in place"),
         }
     }
-    if settings.kafka.changelog_topic().is_some() {
-        catch_up_changelog(settings, &core, &mut outbox, &shared)?;
+    if sent > 0 || !held.is_empty() {
+        tracing::info!(sent, held = held.values().map(Vec::len).sum::<usize>(), "outbox entries left by the last run");
+    }
+    {
+        let mut c = core.lock().expect("core lock");
+        c.leftover = held;
+        c.outbox = Some(outbox);
+        if changelog_on {
+            let topic = settings.kafka.changelog_topic().unwrap_or_default();
+            c.changelog = Some(changelog::Changelog::new(&client_config(settings), &topic)?);
+            let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));
+            c.changelog_source = Some((client_config(settings), topic, timeout));
+        }
     }
 
     shared.not_ready("waiting for partition assignment");
@@ -652,6 +809,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         };
         let mut consumed = [0u64; 3];
         let mut newest = [i64::MIN; 3];
+        let mut batch_generation = generation.load(Ordering::SeqCst);
         while polled.len() < settings.pipeline.batch_records {
             // Wait for the first record only: then take what is already here, so a quiet stream
             // is processed at once and a backlog in large batches.
@@ -671,6 +829,16 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                     break;
                 }
                 Some(Ok(m)) => {
+                    // A rebalance ran inside this poll (the callback is called from it): what
+                    // was polled before belongs to the old assignment and was not processed, so
+                    // its offsets were not stored; it is read again from where the state is.
+                    let g = generation.load(Ordering::SeqCst);
+                    if g != batch_generation {
+                        polled.clear();
+                        consumed = [0; 3];
+                        newest = [i64::MIN; 3];
+                        batch_generation = g;
+                    }
                     let Some(kind) = EventKind::ALL.into_iter().find(|k| kinds[*k as usize] == m.topic()) else { continue };
                     let payload = m.payload().unwrap_or_default();
                     let decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
@@ -686,6 +854,12 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                 }
             }
         }
+        if generation.load(Ordering::SeqCst) != batch_generation {
+            // The last poll ran a rebalance and returned nothing after it.
+            polled.clear();
+            consumed = [0; 3];
+            newest = [i64::MIN; 3];
+        }
         records += polled.len() as u64;
         let batch_records = polled.len();
         for k in 0..3 {
@@ -697,7 +871,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         let t1 = Instant::now();
         t_poll += t1 - t0;
         let t2;
-        let (pending, commit) = {
+        let commit = {
             let mut c = core.lock().expect("core lock");
             let now = Instant::now();
             for (p, r) in polled.drain(..) {
@@ -708,10 +882,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             c.drive_idle()?;
             t2 = Instant::now();
             t_process += t2 - t1;
-            let acked = outbox.take_acked(metrics);
-            c.acked.extend(acked);
-            c.pump_changelog(outbox.in_flight.keys().next().copied())?;
+            c.collect()?;
             c.commit_batch()?;
+            c.send_pending();
             if batch_records > 0 {
                 metrics.batch(batch_records, t1.elapsed().as_secs_f64());
             }
@@ -723,13 +896,8 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                     }
                 }
             }
-            let commit = positions_tpl(&c.positions, &c.topics);
-            (std::mem::take(&mut c.pending), commit)
+            positions_tpl(&c.positions, &c.topics)
         };
-        for (seq, e, t) in pending {
-            outbox.send(seq, e, t);
-        }
-        metrics.outbox_depth(outbox.in_flight.len());
         t_commit += t2.elapsed();
         // Kafka's committed offsets only serve lag monitoring: once a second is plenty.
         if let Some(tpl) = commit.filter(|_| last_commit.elapsed() >= Duration::from_secs(1)) {
@@ -749,99 +917,21 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         of_which_waiting_s = t_wait.as_secs_f64(),
         "stopping: finishing the batch"
     );
-    let deadline = Instant::now() + settings.pipeline.shutdown_grace;
-    let (pending, commit) = {
+    let commit = {
         // Only what was processed is committed; buffered records are read again at next start.
         let mut c = core.lock().expect("core lock");
-        c.commit_batch()?;
-        (std::mem::take(&mut c.pending), positions_tpl(&c.positions, &c.topics))
-    };
-    for (seq, e, t) in pending {
-        outbox.send(seq, e, t);
-    }
-    while !outbox.in_flight.is_empty() && Instant::now() < deadline {
-        outbox.flush(Duration::from_millis(100));
-        let acked = outbox.take_acked(metrics);
-        core.lock().expect("core lock").acked.extend(acked);
-    }
-    {
-        let mut c = core.lock().expect("core lock");
-        if outbox.in_flight.is_empty() {
-            // Every alert is out: the changelog may catch up fully.
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-            if let Some(cl) = &mut c.changelog {
-                if let Err(e) = cl.drain(left) {
-                    tracing::warn!(error = %format!("{e:#}"), "the changelog did not catch up; pending marks stay and are sent at next start");
-                }
-            }
+        c.grace = settings.pipeline.shutdown_grace;
+        c.settle()?;
+        let left = c.outbox.as_ref().map_or(0, |o| o.in_flight.len());
+        if left > 0 {
+            tracing::warn!(entries = left, "unacknowledged outbox entries stay in the store and are sent at next start");
         }
-        c.pump_changelog(outbox.in_flight.keys().next().copied())?;
-        c.commit_batch()?;
-    }
-    metrics.outbox_depth(outbox.in_flight.len());
-    if !outbox.in_flight.is_empty() {
-        tracing::warn!(entries = outbox.in_flight.len(), "unacknowledged outbox entries stay in the store and are sent at next start");
-    }
+        positions_tpl(&c.positions, &c.topics)
+    };
     if let Some(tpl) = commit {
         let _ = consumer.commit(&tpl, CommitMode::Sync);
     }
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// At start, before consuming: waits for the outbox left by the last run to be acknowledged, then
-/// produces the current state of every account still marked pending and a checkpoint for each
-/// partition, so the changelog holds everything the local store does (see `changelog`).
-fn catch_up_changelog(settings: &Settings, core: &Arc<Mutex<Core>>, outbox: &mut Outbox, shared: &Shared) -> Result<()> {
-    let timeout = settings.kafka.startup_timeout;
-    let deadline = Instant::now() + timeout;
-    shared.not_ready("resending the outbox");
-    while !outbox.in_flight.is_empty() {
-        if Instant::now() >= deadline {
-            bail!(
-                "{} outbox entries left by the last run were not acknowledged within {} (kafka.startup_timeout)",
-                outbox.in_flight.len(),
-                humantime::format_duration(timeout)
-            );
-        }
-        outbox.flush(Duration::from_millis(100));
-        let acked = outbox.take_acked(&shared.metrics);
-        core.lock().expect("core lock").acked.extend(acked);
-    }
-    let mut c = core.lock().expect("core lock");
-    c.commit_batch()?;
-    let topic = settings.kafka.changelog_topic().unwrap_or_default();
-    let mut cl = changelog::Changelog::new(&client_config(settings), &topic)?;
-    let pending = c.engine.store().changelog_pending()?;
-    if !pending.is_empty() {
-        shared.not_ready(format!("bringing the changelog up to date ({} accounts)", pending.len()));
-        let mut states = Vec::with_capacity(pending.len());
-        let mut parts: Vec<u32> = Vec::new();
-        for (p, id) in &pending {
-            if let Some(bytes) = c.engine.store().get_account_encoded(*p, id)? {
-                states.push((*p, CompactString::from(id.as_str()), bytes));
-            }
-            parts.push(*p);
-        }
-        parts.sort_unstable();
-        parts.dedup();
-        let mut checkpoints = Vec::new();
-        for p in parts {
-            let (offsets, stream_time) = c.engine.store().offsets(p)?;
-            checkpoints.push((p, changelog::Checkpoint { offsets, stream_time }));
-        }
-        cl.push(0, states, checkpoints);
-        cl.drain(deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1)))?;
-        let store = c.engine.store();
-        let mut b = store.batch();
-        for (p, id) in cl.take_done() {
-            b.delete_changelog_pending(p, &id);
-        }
-        store.write(b)?;
-        tracing::info!(accounts = pending.len(), "changelog brought up to date with the local state");
-    }
-    c.changelog = Some(cl);
-    c.changelog_source = Some((client_config(settings), topic, timeout.max(Duration::from_secs(60))));
     Ok(())
 }
 

@@ -42,6 +42,21 @@ impl OutputKind {
 }
 
 impl OutboxEntry {
+    /// The input partition this entry came from: an alert's or score's account (keys are placed
+    /// as Kafka's default partitioner does), a dead letter's source partition header.
+    pub fn partition(&self, partitions: u32) -> Option<u32> {
+        match self.kind {
+            OutputKind::Alert | OutputKind::Score => {
+                self.key.as_deref().map(|k| crate::partition::partition_for(k, partitions))
+            }
+            OutputKind::DeadLetter => self
+                .headers
+                .iter()
+                .find(|(k, _)| k == "kizashi.source.partition")
+                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok()),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(self.kind as u8);

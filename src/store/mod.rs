@@ -126,6 +126,23 @@ impl Store {
         Ok(())
     }
 
+    /// Every stored account of one partition, in account id order.
+    pub fn for_each_account_in(&self, partition: u32, mut f: impl FnMut(&str, AccountState)) -> Result<(), StoreError> {
+        let prefix = partition.to_be_bytes();
+        let iter = self.db.iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("account"))?;
+            let state = codec::decode(&v)
+                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
+            f(id, state);
+        }
+        Ok(())
+    }
+
     /// The due-time index of a partition: `(due_ms, account_id)`.
     pub fn due_entries(&self, partition: u32) -> Result<Vec<(i64, compact_str::CompactString)>, StoreError> {
         let prefix = partition.to_be_bytes();
