@@ -113,6 +113,14 @@ impl Shared {
         self.metrics.set_ready(false);
     }
 
+    /// Not ready, with a progress note (not logged: it changes often).
+    pub fn progress(&self, reason: String) {
+        let mut r = self.readiness.lock().expect("readiness lock");
+        r.ready = false;
+        r.reason = reason;
+        self.metrics.set_ready(false);
+    }
+
     /// Ready, owning these partitions.
     pub fn ready(&self, partitions: Vec<u32>) {
         let mut r = self.readiness.lock().expect("readiness lock");

@@ -301,8 +301,15 @@ pub struct Restored {
     pub bytes: u64,
 }
 
-/// Reads changelog partition `partition` from its start to its current end.
-pub fn read_partition(config: &ClientConfig, topic: &str, partition: u32, timeout: Duration) -> Result<Restored> {
+/// Reads changelog partition `partition` from its start to its current end, calling
+/// `progress(read, total)` every few thousand records.
+pub fn read_partition(
+    config: &ClientConfig,
+    topic: &str,
+    partition: u32,
+    timeout: Duration,
+    mut progress: impl FnMut(i64, i64),
+) -> Result<Restored> {
     let consumer: BaseConsumer = config
         .clone()
         .set("group.id", "kizashi-changelog-reader")
@@ -332,6 +339,9 @@ pub fn read_partition(config: &ClientConfig, topic: &str, partition: u32, timeou
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m.with_context(|| format!("reading changelog `{topic}` partition {partition}"))?;
         next = m.offset() + 1;
+        if (next - lo) % 5000 == 0 {
+            progress(next - lo, hi - lo);
+        }
         let (Some(k), Some(v)) = (m.key(), m.payload()) else { continue };
         out.records += 1;
         out.bytes += v.len() as u64;

@@ -420,7 +420,10 @@ impl Core {
         let Some((config, topic, timeout)) = &self.changelog_source else { return Ok(()) };
         let started = Instant::now();
         let (local, _) = self.engine.store().offsets(partition)?;
-        let restored = changelog::read_partition(config, topic, partition, *timeout)?;
+        let shared = self.shared.clone();
+        let restored = changelog::read_partition(config, topic, partition, *timeout, |read, total| {
+            shared.progress(format!("restoring partition {partition} from the changelog: {read} of {total} records read"));
+        })?;
         let Some(cp) = restored.checkpoint else {
             tracing::info!(partition, records = restored.records, "changelog has no checkpoint for this partition: using local state");
             self.resend_leftover(partition);
