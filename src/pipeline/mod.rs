@@ -114,6 +114,11 @@ struct Core {
     /// changelog (whoever processed it since regenerated them, and stale score updates must not
     /// land after newer ones on the compacted scores topic).
     leftover: FxHashMap<u32, Vec<(u64, OutboxEntry)>>,
+    /// Partitions paused while their changelog is read (restoration), with the rebalance
+    /// generation that assigned them; their records are dropped until they resume.
+    restoring: FxHashMap<u32, u64>,
+    /// Where the changelog readers report.
+    restore_tx: std::sync::mpsc::Sender<RestoreReport>,
     /// What to do with a revoked partition's local state.
     drop_on_revoke: bool,
     /// How long a revocation or shutdown waits for acknowledgements.
@@ -126,6 +131,10 @@ impl Core {
     }
 
     fn enqueue(&mut self, partition: u32, mut p: Pending, now: Instant) {
+        if self.restoring.contains_key(&partition) {
+            // Paused for restoration: read again from the right offset once it resumes.
+            return;
+        }
         let q = self.queues.entry(partition).or_default();
         let k = p.kind as usize;
         if p.decoded.is_err() {
@@ -416,14 +425,8 @@ impl Core {
 
     /// On assignment: restores a partition from the changelog if its local state is missing or
     /// behind the changelog's checkpoint (see `changelog`'s header).
-    fn restore_if_behind(&mut self, partition: u32) -> Result<()> {
-        let Some((config, topic, timeout)) = &self.changelog_source else { return Ok(()) };
-        let started = Instant::now();
+    fn apply_restore(&mut self, partition: u32, restored: changelog::Restored, started: Instant) -> Result<()> {
         let (local, _) = self.engine.store().offsets(partition)?;
-        let shared = self.shared.clone();
-        let restored = changelog::read_partition(config, topic, partition, *timeout, |read, total| {
-            shared.progress(format!("restoring partition {partition} from the changelog: {read} of {total} records read"));
-        })?;
         let Some(cp) = restored.checkpoint else {
             tracing::info!(partition, records = restored.records, "changelog has no checkpoint for this partition: using local state");
             self.resend_leftover(partition);
@@ -438,7 +441,6 @@ impl Core {
             tracing::info!(partition, entries = stale.len(), "dropping outbox entries left from an older ownership of this partition");
             self.acked.extend(stale.into_iter().map(|(seq, _)| seq));
         }
-        self.shared.not_ready(format!("restoring partition {partition} from the changelog ({} records)", restored.records));
         let accounts = self.engine.restore_partition(partition, &restored.states, &cp.offsets, cp.stream_time)?;
         let seconds = started.elapsed().as_secs_f64();
         self.shared.metrics.restored(accounts.len(), seconds);
@@ -458,6 +460,52 @@ impl Core {
     fn stored_offset(&self, topic: &str, partition: u32) -> Result<Offset> {
         let (offsets, _) = self.engine.store().offsets(partition)?;
         Ok(offsets.into_iter().find(|(t, _)| t == topic).map_or(self.start_without_state, |(_, o)| Offset::Offset(o)))
+    }
+}
+
+/// A changelog reader's result for one partition.
+struct RestoreReport {
+    partition: u32,
+    generation: u64,
+    started: Instant,
+    restored: Result<changelog::Restored>,
+}
+
+impl Core {
+    /// Applies a changelog reader's result (if the partition is still ours from the same
+    /// assignment): restores or keeps the local state, seeks the partition's three topics to the
+    /// offsets the state covers, and resumes it.
+    fn finish_restore(&mut self, consumer: &BaseConsumer<PipelineContext>, report: RestoreReport) -> Result<()> {
+        let p = report.partition;
+        if self.restoring.get(&p) != Some(&report.generation) {
+            return Ok(()); // revoked or reassigned since: a newer check is under way or not needed
+        }
+        let restored = match report.restored {
+            Ok(r) => r,
+            // Processing on stale local state would apply records twice or skip them: stop
+            // instead (a restart tries again).
+            Err(e) => bail!("reading the changelog for partition {p} failed: {e:#}"),
+        };
+        self.apply_restore(p, restored, report.started)?;
+        self.restoring.remove(&p);
+        let mut tpl = TopicPartitionList::new();
+        for k in 0..3 {
+            let topic = self.topics[k].clone();
+            let offset = self.stored_offset(&topic, p)?;
+            consumer
+                .seek(&topic, p as i32, offset, Duration::from_secs(10))
+                .with_context(|| format!("seeking {topic} partition {p} after restoration"))?;
+            if let Offset::Offset(o) = offset {
+                self.queues.entry(p).or_default().next_offset[k] = Some(o);
+                self.positions.insert((k, p as i32), o);
+            }
+            tpl.add_partition(&topic, p as i32);
+        }
+        consumer.resume(&tpl).with_context(|| format!("resuming partition {p}"))?;
+        if self.restoring.is_empty() {
+            self.shared.ready(self.engine.partitions());
+        }
+        Ok(())
     }
 }
 
@@ -492,15 +540,27 @@ impl ConsumerContext for PipelineContext {
                 let mut parts: Vec<u32> = elems.iter().map(|(_, p)| *p as u32).collect();
                 parts.sort_unstable();
                 parts.dedup();
+                let generation = self.generation.load(Ordering::SeqCst);
                 for p in parts {
                     if let Err(e) = core.shared.load_partition(core.engine.store(), p) {
                         tracing::error!(partition = p, error = %e, "loading the account index failed");
                     }
-                    if let Err(e) = core.restore_if_behind(p) {
-                        // Processing on stale local state would apply records twice or skip
-                        // them: stop instead (a restart tries again).
-                        tracing::error!(partition = p, error = %format!("{e:#}"), "restoring from the changelog failed; stopping");
-                        std::process::exit(2);
+                    // Each partition is checked against the changelog (and restored if behind)
+                    // on a thread of its own while it is paused; the others go on.
+                    if let Some((config, topic, timeout)) = core.changelog_source.clone() {
+                        core.restoring.insert(p, generation);
+                        let (tx, shared) = (core.restore_tx.clone(), core.shared.clone());
+                        let spawned = std::thread::Builder::new().name(format!("kizashi-restore-{p}")).spawn(move || {
+                            let started = Instant::now();
+                            let r = changelog::read_partition(&config, &topic, p, timeout, |read, total| {
+                                shared.progress(format!("restoring partition {p} from the changelog: {read} of {total} records read"));
+                            });
+                            let _ = tx.send(RestoreReport { partition: p, generation, started, restored: r });
+                        });
+                        if let Err(e) = spawned {
+                            tracing::error!(partition = p, error = %e, "starting a changelog reader failed; stopping");
+                            std::process::exit(2);
+                        }
                     }
                 }
                 for (topic, partition) in &elems {
@@ -529,7 +589,14 @@ impl ConsumerContext for PipelineContext {
                 if let Err(e) = r {
                     tracing::error!(error = %e, "assign failed");
                 }
-                core.shared.ready(core.engine.partitions());
+                if core.restoring.is_empty() {
+                    core.shared.ready(core.engine.partitions());
+                } else {
+                    if let Err(e) = consumer.pause(tpl) {
+                        tracing::error!(error = %e, "pausing partitions for restoration failed");
+                    }
+                    core.shared.progress(format!("checking {} partition(s) against the changelog", core.restoring.len()));
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // The processed part of the batch is written, its outbox acknowledged and the
@@ -562,6 +629,7 @@ impl ConsumerContext for PipelineContext {
                 parts.dedup();
                 for p in parts {
                     core.queues.remove(&p);
+                    core.restoring.remove(&p);
                     core.engine.close_partition(p);
                     core.shared.board.drop_partition(p);
                     if core.drop_on_revoke && settled && core.changelog.is_some() {
@@ -694,6 +762,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     }
     let leftover = engine.store().outbox()?;
     let next_seq = leftover.last().map_or(0, |(s, _)| s + 1);
+    let (restore_tx, restore_rx) = std::sync::mpsc::channel::<RestoreReport>();
     let core = Arc::new(Mutex::new(Core {
         engine,
         queues: FxHashMap::default(),
@@ -718,6 +787,8 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         changelog_source: None,
         outbox: None,
         leftover: FxHashMap::default(),
+        restoring: FxHashMap::default(),
+        restore_tx,
         drop_on_revoke: settings.state.on_revoke == "drop",
         grace: settings.pipeline.shutdown_grace,
     }));
@@ -876,6 +947,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         let t2;
         let commit = {
             let mut c = core.lock().expect("core lock");
+            while let Ok(report) = restore_rx.try_recv() {
+                c.finish_restore(&consumer, report)?;
+            }
             let now = Instant::now();
             for (p, r) in polled.drain(..) {
                 c.enqueue(p, r, now);
