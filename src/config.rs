@@ -204,6 +204,9 @@ pub struct StateConfig {
     /// A revoked partition's local state: `keep` (a quick return: used again if the changelog
     /// has not moved past it) or `drop` (deleted once the changelog has caught up).
     pub on_revoke: String,
+    /// 0: off. 1 or more: this instance follows the changelog of every partition it does not own
+    /// and keeps a warm copy, so taking one over needs no restore.
+    pub standby_replicas: u32,
 }
 
 /// Input decoding, validation and event-time handling.
@@ -397,7 +400,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("data/state"), cache_accounts: 200_000, on_revoke: "keep".into() }
+        Self { dir: PathBuf::from("data/state"), cache_accounts: 200_000, on_revoke: "keep".into(), standby_replicas: 0 }
     }
 }
 

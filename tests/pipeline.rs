@@ -695,3 +695,41 @@ fn a_rebalance_storm_neither_skips_nor_doubles() {
     }
     assert_matches_replay(&b, &data, &dir.path().join("replay"), 4);
 }
+
+#[test]
+fn a_standby_replica_takes_over_without_restoring() {
+    let (b, dir, data) = loaded(60, 60, 4);
+    let state = |n: &str| dir.path().join(format!("state-{n}"));
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut a = start_kizashi(&b, &state("a"), "standby", &QUICK);
+    let with_standby =
+        [QUICK[0], QUICK[1], QUICK[2], ("KIZASHI__STATE__STANDBY_REPLICAS", "1"), ("KIZASHI__HTTP__LISTEN", addr.as_str())];
+    let mut s = start_kizashi(&b, &state("s"), "standby", &with_standby);
+    wait_caught_up(&b, "standby", &mut a, Duration::from_secs(120));
+    // The standby follows what it does not own once that has been unowned for 10 s, then catches up.
+    std::thread::sleep(Duration::from_secs(14));
+    assert!(s.child.try_wait().unwrap().is_none(), "{}", s.log());
+    a.kill9();
+    // Once a's session times out, s owns every partition.
+    let start = Instant::now();
+    loop {
+        let (st, v) = get_json(&addr, "/readyz", None);
+        if st == 200 && v["partitions"] == serde_json::json!([0, 1, 2, 3]) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no takeover: {v}\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = s.log();
+    assert_eq!(log.matches("taken over without a restore").count(), 2, "the standby copies of a's two partitions were used:\n{log}");
+    // The copies hold the right state: every account's score as replay's final one.
+    let (_, want) = reference(&data, &dir.path().join("replay"), 4);
+    for (id, json) in &want {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let (st, got) = get_json(&addr, &format!("/v1/accounts/{id}"), None);
+        assert_eq!(st, 200, "{id}: {got}");
+        assert_eq!((&got["score"], &got["band"]), (&v["score"], &v["band"]), "{id}");
+        assert_eq!(got["measures"], v["measures"], "{id}");
+    }
+    assert!(s.sigterm_and_wait().success());
+}

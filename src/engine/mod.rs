@@ -431,6 +431,27 @@ impl Engine {
         Ok(decoded)
     }
 
+    /// Rebuilds a partition's due-time index from its stored states (after a standby copy was
+    /// written without one) and reloads the partition.
+    pub fn rebuild_due(&mut self, partition: u32) -> Result<(), EngineError> {
+        if let Some(ps) = self.partitions.remove(&partition) {
+            debug_assert!(ps.dirty.is_empty(), "rebuilding over unflushed state");
+        }
+        let mut due = Vec::new();
+        self.store.for_each_account_in(partition, |id, s| {
+            if let Some(t) = s.score.next_due_ms {
+                due.push((id.to_string(), t));
+            }
+        })?;
+        let mut batch = self.store.batch();
+        batch.delete_due(partition);
+        for (id, t) in &due {
+            batch.move_due(partition, id, None, Some(*t));
+        }
+        self.store.write(batch)?;
+        self.open_partition(partition)
+    }
+
     /// Accounts held decoded in memory.
     pub fn cached_accounts(&self) -> usize {
         self.partitions.values().map(|p| p.accounts.len()).sum()

@@ -67,6 +67,11 @@ impl Checkpoint {
         w.buf
     }
 
+    /// Decodes a checkpoint record's value.
+    pub fn decode_bytes(buf: &[u8]) -> Result<Checkpoint> {
+        Self::decode(buf)
+    }
+
     fn decode(buf: &[u8]) -> Result<Checkpoint> {
         let mut r = Reader::new(buf);
         let v = r.u8()?;
@@ -299,6 +304,12 @@ pub struct Restored {
     pub checkpoint: Option<Checkpoint>,
     pub records: u64,
     pub bytes: u64,
+}
+
+/// The current end (high watermark) of a changelog partition.
+pub fn end_offset(config: &ClientConfig, topic: &str, partition: u32, timeout: Duration) -> Result<i64> {
+    let consumer: BaseConsumer = config.clone().set("group.id", "kizashi-changelog-reader").create()?;
+    Ok(consumer.fetch_watermarks(topic, partition as i32, timeout)?.1)
 }
 
 /// Reads changelog partition `partition` from its start to its current end, calling

@@ -11,6 +11,7 @@
 //! deterministic, so consumers drop repeats by `alert_id`. Kafka transactions are not used.
 
 pub mod changelog;
+mod standby;
 mod outbox;
 
 use std::collections::VecDeque;
@@ -119,6 +120,8 @@ struct Core {
     restoring: FxHashMap<u32, u64>,
     /// Where the changelog readers report.
     restore_tx: std::sync::mpsc::Sender<RestoreReport>,
+    /// The standby replica's shared state, when `state.standby_replicas` is on.
+    standby: Option<Arc<standby::Shared>>,
     /// What to do with a revoked partition's local state.
     drop_on_revoke: bool,
     /// How long a revocation or shutdown waits for acknowledgements.
@@ -393,6 +396,20 @@ impl Core {
         Ok(())
     }
 
+    /// Takes over a partition whose standby copy is caught up: its due index is rebuilt, and
+    /// what the last run left in the outbox for it is dropped (its owner since regenerated it).
+    fn take_over_standby_copy(&mut self, partition: u32) -> Result<()> {
+        if let Some(s) = &self.standby {
+            s.touched.lock().expect("standby lock").remove(&partition);
+        }
+        if let Some(stale) = self.leftover.remove(&partition) {
+            self.acked.extend(stale.into_iter().map(|(seq, _)| seq));
+        }
+        self.engine.rebuild_due(partition)?;
+        self.shared.load_partition(self.engine.store(), partition)?;
+        Ok(())
+    }
+
     /// Sends the outbox entries the last run left for a partition whose local state is kept.
     fn resend_leftover(&mut self, partition: u32) {
         let Some(entries) = self.leftover.remove(&partition) else { return };
@@ -426,6 +443,26 @@ impl Core {
     /// On assignment: restores a partition from the changelog if its local state is missing or
     /// behind the changelog's checkpoint (see `changelog`'s header).
     fn apply_restore(&mut self, partition: u32, restored: changelog::Restored, started: Instant) -> Result<()> {
+        let touched = self.standby.as_ref().is_some_and(|s| s.touched.lock().expect("standby lock").contains(&partition));
+        if touched {
+            // A standby copy that was not caught up is never trusted: restore in full.
+            if let Some(s) = &self.standby {
+                s.touched.lock().expect("standby lock").remove(&partition);
+            }
+            if let Some(stale) = self.leftover.remove(&partition) {
+                self.acked.extend(stale.into_iter().map(|(seq, _)| seq));
+            }
+            let accounts = self.engine.restore_partition(
+                partition,
+                &restored.states,
+                &restored.checkpoint.as_ref().map(|c| c.offsets.clone()).unwrap_or_default(),
+                restored.checkpoint.as_ref().and_then(|c| c.stream_time),
+            )?;
+            let seconds = started.elapsed().as_secs_f64();
+            self.shared.metrics.restored(accounts.len(), seconds);
+            tracing::info!(partition, accounts = accounts.len(), records = restored.records, seconds, "the standby copy was behind: restored the partition from the changelog");
+            return Ok(());
+        }
         let (local, _) = self.engine.store().offsets(partition)?;
         let Some(cp) = restored.checkpoint else {
             tracing::info!(partition, records = restored.records, "changelog has no checkpoint for this partition: using local state");
@@ -468,6 +505,8 @@ struct RestoreReport {
     partition: u32,
     generation: u64,
     started: Instant,
+    /// The standby copy was caught up with the changelog: taken over without reading it.
+    standby_caught_up: bool,
     restored: Result<changelog::Restored>,
 }
 
@@ -486,7 +525,12 @@ impl Core {
             // instead (a restart tries again).
             Err(e) => bail!("reading the changelog for partition {p} failed: {e:#}"),
         };
-        self.apply_restore(p, restored, report.started)?;
+        if report.standby_caught_up {
+            tracing::info!(partition = p, "the standby copy is caught up with the changelog: taken over without a restore");
+            self.take_over_standby_copy(p)?;
+        } else {
+            self.apply_restore(p, restored, report.started)?;
+        }
         self.restoring.remove(&p);
         let mut tpl = TopicPartitionList::new();
         for k in 0..3 {
@@ -549,13 +593,32 @@ impl ConsumerContext for PipelineContext {
                     // on a thread of its own while it is paused; the others go on.
                     if let Some((config, topic, timeout)) = core.changelog_source.clone() {
                         core.restoring.insert(p, generation);
+                        // The standby stops writing this partition before anything reads it; a
+                        // copy is used only if it had applied the changelog up to its end.
+                        let standby_at = core.standby.as_ref().and_then(|s| {
+                            s.owned.lock().expect("standby lock").insert(p);
+                            s.touched.lock().expect("standby lock").contains(&p).then(|| s.position(p)).flatten()
+                        });
                         let (tx, shared) = (core.restore_tx.clone(), core.shared.clone());
                         let spawned = std::thread::Builder::new().name(format!("kizashi-restore-{p}")).spawn(move || {
                             let started = Instant::now();
+                            if let Some(at) = standby_at {
+                                let end = changelog::end_offset(&config, &topic, p, timeout);
+                                if end.as_ref().is_ok_and(|e| at >= *e) {
+                                    let _ = tx.send(RestoreReport {
+                                        partition: p,
+                                        generation,
+                                        started,
+                                        standby_caught_up: true,
+                                        restored: Ok(changelog::Restored::default()),
+                                    });
+                                    return;
+                                }
+                            }
                             let r = changelog::read_partition(&config, &topic, p, timeout, |read, total| {
                                 shared.progress(format!("restoring partition {p} from the changelog: {read} of {total} records read"));
                             });
-                            let _ = tx.send(RestoreReport { partition: p, generation, started, restored: r });
+                            let _ = tx.send(RestoreReport { partition: p, generation, started, standby_caught_up: false, restored: r });
                         });
                         if let Err(e) = spawned {
                             tracing::error!(partition = p, error = %e, "starting a changelog reader failed; stopping");
@@ -588,6 +651,9 @@ impl ConsumerContext for PipelineContext {
                 let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "assign failed");
+                }
+                if let Some(s) = &core.standby {
+                    s.started.store(true, Ordering::SeqCst);
                 }
                 if core.restoring.is_empty() {
                     core.shared.ready(core.engine.partitions());
@@ -631,6 +697,9 @@ impl ConsumerContext for PipelineContext {
                     core.queues.remove(&p);
                     core.restoring.remove(&p);
                     core.engine.close_partition(p);
+                    if let Some(s) = &core.standby {
+                        s.owned.lock().expect("standby lock").remove(&p);
+                    }
                     core.shared.board.drop_partition(p);
                     if core.drop_on_revoke && settled && core.changelog.is_some() {
                         let store = core.engine.store();
@@ -763,6 +832,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     let leftover = engine.store().outbox()?;
     let next_seq = leftover.last().map_or(0, |(s, _)| s + 1);
     let (restore_tx, restore_rx) = std::sync::mpsc::channel::<RestoreReport>();
+    let standby_stop = Arc::new(AtomicBool::new(false));
     let core = Arc::new(Mutex::new(Core {
         engine,
         queues: FxHashMap::default(),
@@ -789,6 +859,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         leftover: FxHashMap::default(),
         restoring: FxHashMap::default(),
         restore_tx,
+        standby: None,
         drop_on_revoke: settings.state.on_revoke == "drop",
         grace: settings.pipeline.shutdown_grace,
     }));
@@ -858,7 +929,19 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             let topic = settings.kafka.changelog_topic().unwrap_or_default();
             c.changelog = Some(changelog::Changelog::new(&client_config(settings), &topic)?);
             let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));
-            c.changelog_source = Some((client_config(settings), topic, timeout));
+            c.changelog_source = Some((client_config(settings), topic.clone(), timeout));
+            if settings.state.standby_replicas > 0 {
+                let sb = Arc::new(standby::Shared::default());
+                c.standby = Some(sb.clone());
+                let (config, store, stop) = (client_config(settings), c.engine.store().clone(), standby_stop.clone());
+                let parts = partitions as u32;
+                std::thread::Builder::new().name("kizashi-standby".into()).spawn(move || {
+                    if let Err(e) = standby::run(config, topic, parts, store, sb, stop) {
+                        tracing::error!(error = %format!("{e:#}"), "the standby replica stopped");
+                    }
+                })?;
+                tracing::info!("standby replica on: following the changelog of the partitions this instance does not own");
+            }
         }
     }
 
@@ -1008,6 +1091,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     if let Some(tpl) = commit {
         let _ = consumer.commit(&tpl, CommitMode::Sync);
     }
+    standby_stop.store(true, Ordering::Relaxed);
     tracing::info!("stopped");
     Ok(())
 }
@@ -1030,7 +1114,11 @@ fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> FxHashMap<(u3
             if !q.queues[k].is_empty() {
                 continue;
             }
-            let Some((lo, hi)) = cached_watermarks(consumer, &core.topics[k], p as i32) else {
+            // Not known from a fetch yet (just assigned or resumed): ask the broker, so the merge
+            // waits for records that exist instead of guessing with merge_wait.
+            let known = cached_watermarks(consumer, &core.topics[k], p as i32)
+                .or_else(|| consumer.fetch_watermarks(&core.topics[k], p as i32, Duration::from_millis(500)).ok());
+            let Some((lo, hi)) = known else {
                 tracing::debug!(topic = %core.topics[k], partition = p, "high watermark not known yet");
                 continue;
             };

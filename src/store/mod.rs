@@ -258,6 +258,26 @@ impl StoreBatch<'_> {
         self.wb.delete_cf(self.store.cf(CF_CHANGELOG_PENDING), account_key(partition, id));
     }
 
+    /// Deletes a partition's input offsets and stream time.
+    pub fn delete_offsets(&mut self, partition: u32) {
+        if partition == u32::MAX {
+            return;
+        }
+        let from = partition.to_be_bytes().to_vec();
+        let to = (u64::from(partition) + 1).to_be_bytes()[4..].to_vec();
+        self.wb.delete_range_cf(self.store.cf(CF_OFFSETS), &from, &to);
+    }
+
+    /// Deletes a partition's due-time index.
+    pub fn delete_due(&mut self, partition: u32) {
+        if partition == u32::MAX {
+            return;
+        }
+        let from = partition.to_be_bytes().to_vec();
+        let to = (u64::from(partition) + 1).to_be_bytes()[4..].to_vec();
+        self.wb.delete_range_cf(self.store.cf(CF_DUE), &from, &to);
+    }
+
     /// Deletes everything stored for a partition (before restoring it from the changelog).
     pub fn delete_partition(&mut self, partition: u32) {
         let from = partition.to_be_bytes().to_vec();
