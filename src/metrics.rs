@@ -39,6 +39,7 @@ pub struct Metrics {
     changelog_records: IntCounter,
     changelog_pending: IntGauge,
     restored_accounts: IntCounter,
+    partitions_restoring: IntGauge,
     restore_seconds: Histogram,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
@@ -69,6 +70,7 @@ pub const NAMES: &[&str] = &[
     "kizashi_changelog_records_total",
     "kizashi_changelog_pending_batches",
     "kizashi_restored_accounts_total",
+    "kizashi_partitions_restoring",
     "kizashi_restore_duration_seconds",
     "kizashi_http_requests_total",
     "kizashi_http_request_duration_seconds",
@@ -156,6 +158,10 @@ impl Metrics {
             ),
             changelog_records: counter("kizashi_changelog_records_total", "Changelog records (account states, checkpoints) acknowledged by Kafka"),
             changelog_pending: gauge("kizashi_changelog_pending_batches", "Batches whose states are queued for, or in flight to, the changelog"),
+            partitions_restoring: gauge(
+                "kizashi_partitions_restoring",
+                "Assigned partitions paused while checked against (or restored from) the changelog",
+            ),
             restored_accounts: counter("kizashi_restored_accounts_total", "Account states restored from the changelog"),
             restore_seconds: histogram(
                 "kizashi_restore_duration_seconds",
@@ -311,6 +317,10 @@ impl Metrics {
             self.changelog_records.inc_by(records_acked - seen);
         }
         self.changelog_pending.set(pending_batches as i64);
+    }
+
+    pub fn restoring(&self, partitions: usize) {
+        self.partitions_restoring.set(partitions as i64);
     }
 
     pub fn restored(&self, accounts: usize, seconds: f64) {

@@ -546,6 +546,7 @@ impl Core {
             tpl.add_partition(&topic, p as i32);
         }
         consumer.resume(&tpl).with_context(|| format!("resuming partition {p}"))?;
+        self.shared.metrics.restoring(self.restoring.len());
         if self.restoring.is_empty() {
             self.shared.ready(self.engine.partitions());
         }
@@ -662,6 +663,7 @@ impl ConsumerContext for PipelineContext {
                         tracing::error!(error = %e, "pausing partitions for restoration failed");
                     }
                     core.shared.progress(format!("checking {} partition(s) against the changelog", core.restoring.len()));
+                    core.shared.metrics.restoring(core.restoring.len());
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
