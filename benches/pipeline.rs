@@ -39,14 +39,7 @@ fn main() {
     assert!(exe.exists(), "build the release binary first: cargo build --release");
     let b = Broker::start();
     let parts = 3;
-    b.create_topics(&[
-        (INPUTS[0], parts),
-        (INPUTS[1], parts),
-        (INPUTS[2], parts),
-        ("health-alerts", 1),
-        ("health-scores", 1),
-        ("kizashi-dead-letter", 1),
-    ]);
+    b.create_kizashi_topics([parts; 3]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // History ending yesterday, so live events (now) continue it.

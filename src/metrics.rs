@@ -10,9 +10,9 @@ use prometheus::{
     IntGaugeVec, GaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::core::{Alert, Band};
+use crate::core::Alert;
 use crate::engine::Rejected;
-use crate::event::{EventKind, RejectReason};
+use crate::event::RejectReason;
 
 /// Every metric kizashi exports.
 pub struct Metrics {
@@ -333,23 +333,6 @@ impl Metrics {
         self.http_seconds.with_label_values(&[route]).observe(seconds);
     }
 
-    /// Current value of a counter by topic (tests and summaries).
-    pub fn consumed_count(&self, topic: &str) -> u64 {
-        self.events_consumed.with_label_values(&[topic]).get()
-    }
 }
 
-/// Index of a band in `accounts_by_band`'s counts.
-pub fn band_slot(band: Option<Band>) -> usize {
-    match band {
-        Some(Band::Red) => 0,
-        Some(Band::Yellow) => 1,
-        Some(Band::Green) => 2,
-        None => 3,
-    }
-}
 
-/// Input topic label of an event kind.
-pub fn topic_of(topics: &[String; 3], kind: EventKind) -> &str {
-    &topics[kind as usize]
-}

@@ -18,14 +18,7 @@ const END_DAY: i32 = 20_400;
 const INPUTS: [&str; 3] = ["product-usage", "support-events", "accounts"];
 
 fn create_all(b: &Broker, input_partitions: [i32; 3]) {
-    b.create_topics(&[
-        (INPUTS[0], input_partitions[0]),
-        (INPUTS[1], input_partitions[1]),
-        (INPUTS[2], input_partitions[2]),
-        ("health-alerts", 1),
-        ("health-scores", 1),
-        ("kizashi-dead-letter", 1),
-    ]);
+    b.create_kizashi_topics(input_partitions);
 }
 
 struct Kizashi {

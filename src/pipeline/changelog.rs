@@ -40,11 +40,11 @@ use compact_str::CompactString;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::ClientContext;
 use rustc_hash::FxHashMap;
 
+use super::outbox::{send_record, Deliveries, DeliveryContext};
 use crate::store::codec::{Reader, Writer};
 
 /// Input offsets and stream time a partition's changelog covers.
@@ -68,11 +68,7 @@ impl Checkpoint {
     }
 
     /// Decodes a checkpoint record's value.
-    pub fn decode_bytes(buf: &[u8]) -> Result<Checkpoint> {
-        Self::decode(buf)
-    }
-
-    fn decode(buf: &[u8]) -> Result<Checkpoint> {
+    pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
         let mut r = Reader::new(buf);
         let v = r.u8()?;
         if v != 1 {
@@ -114,43 +110,11 @@ struct Pending {
     checkpoints: Vec<(u32, Checkpoint)>,
 }
 
-#[derive(Default)]
-pub struct Deliveries {
-    acked: Vec<u64>,
-    failed: Vec<(u64, String)>,
-}
-
-pub struct ChangelogContext {
-    deliveries: Arc<Mutex<Deliveries>>,
-}
-
-impl ClientContext for ChangelogContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::log_librdkafka("changelog", level, fac, log_message);
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        super::log_client_error("changelog", &error, reason);
-    }
-}
-
-impl ProducerContext for ChangelogContext {
-    type DeliveryOpaque = Box<u64>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, batch: Self::DeliveryOpaque) {
-        let mut d = self.deliveries.lock().expect("deliveries lock");
-        match result {
-            Ok(_) => d.acked.push(*batch),
-            Err((e, _)) => d.failed.push((*batch, e.to_string())),
-        }
-    }
-}
-
 /// Produces account states and checkpoints to the changelog in the order the argument above
 /// needs, and reports which pending marks can go.
 pub struct Changelog {
     topic: String,
-    producer: ThreadedProducer<ChangelogContext>,
+    producer: ThreadedProducer<DeliveryContext>,
     deliveries: Arc<Mutex<Deliveries>>,
     queue: VecDeque<Pending>,
     next_batch: u64,
@@ -172,7 +136,7 @@ impl Changelog {
             .set("acks", "all")
             .set("linger.ms", "20")
             .set("compression.type", "lz4")
-            .create_with_context(ChangelogContext { deliveries: deliveries.clone() })
+            .create_with_context(DeliveryContext { client: "changelog", deliveries: deliveries.clone() })
             .context("creating the changelog producer")?;
         Ok(Changelog {
             topic: topic.to_string(),
@@ -220,21 +184,8 @@ impl Changelog {
     }
 
     fn send(&self, batch: u64, partition: i32, key: &[u8], value: &[u8]) {
-        let mut record: BaseRecord<'_, [u8], [u8], Box<u64>> =
-            BaseRecord::with_opaque_to(&self.topic, Box::new(batch)).partition(partition).key(key).payload(value);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    self.deliveries.lock().expect("deliveries lock").failed.push((batch, e.to_string()));
-                    return;
-                }
-            }
-        }
+        let record = BaseRecord::with_opaque_to(&self.topic, Box::new(batch)).partition(partition).key(key).payload(value);
+        send_record(&self.producer, record, batch);
     }
 
     /// Collects acknowledgements. A failed changelog write is an error: the pending marks of its

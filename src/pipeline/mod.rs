@@ -37,7 +37,7 @@ use crate::engine::{Engine, Source};
 use crate::event::timestamp::now_ms;
 use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
 pub use outbox::{OutboxEntry, OutputKind};
-use outbox::{Deliveries, Outbox, OutboxContext};
+use outbox::{Deliveries, DeliveryContext, Outbox};
 
 /// Routes librdkafka's own log lines into `tracing`.
 pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
@@ -896,11 +896,11 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     tracing::info!(partitions, brokers = %settings.kafka.brokers, "input topics are co-partitioned");
 
     let deliveries = Arc::new(Mutex::new(Deliveries::default()));
-    let producer: ThreadedProducer<OutboxContext> = client_config(settings)
+    let producer: ThreadedProducer<DeliveryContext> = client_config(settings)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .create_with_context(OutboxContext { deliveries: deliveries.clone() })
+        .create_with_context(DeliveryContext { client: "producer", deliveries: deliveries.clone() })
         .context("creating the Kafka producer")?;
     let mut outbox = Outbox::new(producer, deliveries, t.clone());
     // What the outbox held at the last stop: without a changelog (one instance) it is all sent
@@ -1112,14 +1112,22 @@ enum Tail {
 fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> FxHashMap<(u32, usize), Tail> {
     let mut out = FxHashMap::default();
     for (&p, q) in &core.queues {
+        if core.restoring.contains_key(&p) {
+            continue; // paused: nothing is merged until it resumes
+        }
         for k in 0..3 {
             if !q.queues[k].is_empty() {
                 continue;
             }
-            // Not known from a fetch yet (just assigned or resumed): ask the broker, so the merge
-            // waits for records that exist instead of guessing with merge_wait.
-            let known = cached_watermarks(consumer, &core.topics[k], p as i32)
-                .or_else(|| consumer.fetch_watermarks(&core.topics[k], p as i32, Duration::from_millis(500)).ok());
+            // Not known from a fetch yet (nothing received since the partition was assigned or
+            // resumed): ask the broker, so the merge waits for records that exist instead of
+            // guessing with merge_wait. Once records arrive, librdkafka's cache has it.
+            let known = cached_watermarks(consumer, &core.topics[k], p as i32).or_else(|| {
+                q.last_arrival
+                    .is_none()
+                    .then(|| consumer.fetch_watermarks(&core.topics[k], p as i32, Duration::from_millis(500)).ok())
+                    .flatten()
+            });
             let Some((lo, hi)) = known else {
                 tracing::debug!(topic = %core.topics[k], partition = p, "high watermark not known yet");
                 continue;

@@ -109,21 +109,24 @@ pub struct Deliveries {
     pub failed: Vec<(u64, String)>,
 }
 
-pub struct OutboxContext {
+/// A producer context that collects delivery reports (the opaque is a sequence number) and
+/// routes the client's logs; `client` names it in the logs. Used by the outbox and the changelog.
+pub struct DeliveryContext {
+    pub client: &'static str,
     pub deliveries: Arc<Mutex<Deliveries>>,
 }
 
-impl ClientContext for OutboxContext {
+impl ClientContext for DeliveryContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::log_librdkafka("producer", level, fac, log_message);
+        super::log_librdkafka(self.client, level, fac, log_message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        super::log_client_error("producer", &error, reason);
+        super::log_client_error(self.client, &error, reason);
     }
 }
 
-impl ProducerContext for OutboxContext {
+impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<u64>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: Self::DeliveryOpaque) {
@@ -135,9 +138,27 @@ impl ProducerContext for OutboxContext {
     }
 }
 
+/// Sends a record; a full local queue is back-pressure, not an error: wait for deliveries and
+/// retry. Any other error is reported as a failed delivery of `seq`.
+pub fn send_record(producer: &ThreadedProducer<DeliveryContext>, mut record: BaseRecord<'_, [u8], [u8], Box<u64>>, seq: u64) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err((e, _)) => {
+                producer.context().deliveries.lock().expect("deliveries lock").failed.push((seq, e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
 /// Entries in flight (produced, not yet acknowledged), by sequence number.
 pub struct Outbox {
-    pub producer: ThreadedProducer<OutboxContext>,
+    pub producer: ThreadedProducer<DeliveryContext>,
     pub deliveries: Arc<Mutex<Deliveries>>,
     /// Sent, not yet acknowledged: the entry and, for an alert, the event time that raised it.
     pub in_flight: BTreeMap<u64, (OutboxEntry, Option<i64>)>,
@@ -145,7 +166,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(producer: ThreadedProducer<OutboxContext>, deliveries: Arc<Mutex<Deliveries>>, topics: TopicsConfig) -> Self {
+    pub fn new(producer: ThreadedProducer<DeliveryContext>, deliveries: Arc<Mutex<Deliveries>>, topics: TopicsConfig) -> Self {
         Self { producer, deliveries, in_flight: BTreeMap::new(), topics }
     }
 
@@ -168,21 +189,7 @@ impl Outbox {
         if let Some(k) = &entry.key {
             record = record.key(k.as_slice());
         }
-        let mut record = record;
-        // A full local queue is back-pressure, not an error: wait for deliveries and retry.
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-                Err((e, _)) => {
-                    self.deliveries.lock().expect("deliveries lock").failed.push((seq, e.to_string()));
-                    break;
-                }
-            }
-        }
+        send_record(&self.producer, record, seq);
         self.in_flight.insert(seq, (entry, event_time_ms));
     }
 

@@ -116,7 +116,7 @@ pub fn run(mut config: ClientConfig, topic: String, partitions: u32, store: Stor
         if let (Some(k), Some(v)) = (m.key(), m.payload()) {
             let mut b = store.batch();
             if k.len() == 5 && k[..4] == p.to_be_bytes() && k[4] == 0xFF {
-                let cp = super::changelog::Checkpoint::decode_bytes(v)?;
+                let cp = super::changelog::Checkpoint::decode(v)?;
                 for (source, next) in &cp.offsets {
                     b.put_offset(p, source, *next);
                 }

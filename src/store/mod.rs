@@ -258,36 +258,31 @@ impl StoreBatch<'_> {
         self.wb.delete_cf(self.store.cf(CF_CHANGELOG_PENDING), account_key(partition, id));
     }
 
-    /// Deletes a partition's input offsets and stream time.
-    pub fn delete_offsets(&mut self, partition: u32) {
+    /// Deletes every key of `partition` in one column family (keys start with the partition).
+    fn delete_partition_in(&mut self, cf: &str, partition: u32) {
+        // No key range ends after u32::MAX, and Kafka never numbers a partition so.
         if partition == u32::MAX {
             return;
         }
-        let from = partition.to_be_bytes().to_vec();
-        let to = (u64::from(partition) + 1).to_be_bytes()[4..].to_vec();
-        self.wb.delete_range_cf(self.store.cf(CF_OFFSETS), &from, &to);
+        let from = partition.to_be_bytes();
+        let to = (partition + 1).to_be_bytes();
+        self.wb.delete_range_cf(self.store.cf(cf), from, to);
+    }
+
+    /// Deletes a partition's input offsets and stream time.
+    pub fn delete_offsets(&mut self, partition: u32) {
+        self.delete_partition_in(CF_OFFSETS, partition);
     }
 
     /// Deletes a partition's due-time index.
     pub fn delete_due(&mut self, partition: u32) {
-        if partition == u32::MAX {
-            return;
-        }
-        let from = partition.to_be_bytes().to_vec();
-        let to = (u64::from(partition) + 1).to_be_bytes()[4..].to_vec();
-        self.wb.delete_range_cf(self.store.cf(CF_DUE), &from, &to);
+        self.delete_partition_in(CF_DUE, partition);
     }
 
     /// Deletes everything stored for a partition (before restoring it from the changelog).
     pub fn delete_partition(&mut self, partition: u32) {
-        let from = partition.to_be_bytes().to_vec();
-        let to = (u64::from(partition) + 1).to_be_bytes()[4..].to_vec();
         for cf in [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_CHANGELOG_PENDING] {
-            if partition == u32::MAX {
-                // No upper bound key exists; not a partition number Kafka uses.
-                continue;
-            }
-            self.wb.delete_range_cf(self.store.cf(cf), &from, &to);
+            self.delete_partition_in(cf, partition);
         }
     }
 

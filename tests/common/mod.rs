@@ -117,6 +117,19 @@ impl Broker {
         }
     }
 
+    /// kizashi's six default topics: the three inputs with these partition counts, the three
+    /// outputs with one partition each (the changelog kizashi creates itself).
+    pub fn create_kizashi_topics(&self, input_partitions: [i32; 3]) {
+        self.create_topics(&[
+            ("product-usage", input_partitions[0]),
+            ("support-events", input_partitions[1]),
+            ("accounts", input_partitions[2]),
+            ("health-alerts", 1),
+            ("health-scores", 1),
+            ("kizashi-dead-letter", 1),
+        ]);
+    }
+
     /// Produces `(key, payload)` records in order; keys placed with Kafka's murmur2 partitioner.
     pub fn produce(&self, topic: &str, records: &[(Option<Vec<u8>>, Vec<u8>)]) {
         let p: ThreadedProducer<DefaultProducerContext> = self
