@@ -107,6 +107,16 @@ fn wait_caught_up(b: &Broker, group: &str, k: &mut Kizashi, limit: Duration) {
     }
 }
 
+/// A test's directory; kept (logs, state dirs, data) when `KIZASHI_TEST_KEEP` is set.
+fn test_dir() -> tempfile::TempDir {
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("KIZASHI_TEST_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("keeping the test directory {}", dir.path().display());
+    }
+    dir
+}
+
 fn gen(dir: &Path, accounts: usize, days: u32) {
     let opts = GenOptions { accounts, days, end_day: END_DAY, seed: 5, activity: 0.3 };
     kizashi::cmd::generate::to_dir(&opts, dir).unwrap();
@@ -177,7 +187,7 @@ fn published(b: &Broker) -> (BTreeSet<String>, usize, BTreeMap<String, String>) 
 fn loaded(accounts: usize, days: u32, partitions: i32) -> (Broker, tempfile::TempDir, PathBuf) {
     let b = Broker::start();
     create_all(&b, [partitions; 3]);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let data = dir.path().join("data");
     gen(&data, accounts, days);
     produce_generated(&b, &data);
@@ -189,9 +199,30 @@ fn assert_matches_replay(b: &Broker, data: &Path, out: &Path, partitions: u32) {
     let (alerts, published_n, scores) = published(b);
     let (want_alerts, want_scores) = reference(data, out, partitions);
     assert!(!want_alerts.is_empty());
-    let extra = alerts.difference(&want_alerts).count();
-    let missing = want_alerts.difference(&alerts).count();
-    assert!(extra == 0 && missing == 0, "{extra} extra and {missing} missing alerts of {}", want_alerts.len());
+    let extra: Vec<&String> = alerts.difference(&want_alerts).collect();
+    let missing: Vec<&String> = want_alerts.difference(&alerts).collect();
+    if !extra.is_empty() || !missing.is_empty() {
+        // Account (input partition) of each differing alert.
+        let accounts = |set: &[&String]| -> BTreeSet<String> {
+            set.iter()
+                .map(|a| {
+                    let id = serde_json::from_str::<serde_json::Value>(a).unwrap()["account_id"].as_str().unwrap().to_string();
+                    let p = kizashi::partition::partition_for(id.as_bytes(), partitions);
+                    format!("{id} (p{p})")
+                })
+                .collect()
+        };
+        panic!(
+            "{} extra and {} missing alerts of {}; accounts with extra: {:?}; with missing: {:?}; first extra: {}; first missing: {}",
+            extra.len(),
+            missing.len(),
+            want_alerts.len(),
+            accounts(&extra),
+            accounts(&missing),
+            extra.first().map_or("-", |s| s.as_str()),
+            missing.first().map_or("-", |s| s.as_str()),
+        );
+    }
     assert!(published_n >= want_alerts.len());
     let differ: Vec<(&String, Option<&String>, Option<&String>)> = want_scores
         .keys()
@@ -294,7 +325,7 @@ fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
         (k("acme"), good(4, day + 1000).into_bytes()),
     ];
     b.produce(INPUTS[0], &records);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let mut kz = start_kizashi(&b, &dir.path().join("state"), "poison", &[]);
     wait_caught_up(&b, "poison", &mut kz, Duration::from_secs(60));
     assert!(kz.sigterm_and_wait().success());
@@ -323,7 +354,7 @@ fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
 fn refuses_input_topics_that_are_not_co_partitioned() {
     let b = Broker::start();
     create_all(&b, [3, 2, 3]);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let mut k = start_kizashi(&b, &dir.path().join("state"), "copart", &[]);
     let st = k.wait(Duration::from_secs(30));
     assert!(!st.success());
@@ -334,7 +365,7 @@ fn refuses_input_topics_that_are_not_co_partitioned() {
 #[test]
 fn broker_down_at_start_is_a_clear_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let log = dir.path().join("k.log");
     let out = Command::new(env!("CARGO_BIN_EXE_kizashi"))
         .arg("run")
@@ -394,7 +425,7 @@ fn a_rebalance_within_one_instance_neither_skips_nor_doubles() {
 fn a_broker_restart_mid_run_loses_nothing() {
     let mut b = Broker::start_persistent();
     create_all(&b, [2, 2, 2]);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let data = dir.path().join("data");
     gen(&data, 40, 60);
     produce_generated(&b, &data);
@@ -430,7 +461,7 @@ fn generate_to_kafka_fills_the_input_topics() {
 fn readiness_waits_for_kafka_and_metrics_match_what_was_published() {
     let mut b = Broker::start_persistent();
     create_all(&b, [2, 2, 2]);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let data = dir.path().join("data");
     gen(&data, 40, 45);
     produce_generated(&b, &data);
@@ -561,7 +592,7 @@ fn split_at(data: &Path, at: i64) -> (PathBuf, PathBuf) {
 fn a_lost_disk_is_restored_from_the_changelog() {
     let b = Broker::start();
     create_all(&b, [2, 2, 2]);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let data = dir.path().join("data");
     gen(&data, 40, 60);
     let (first, second) = split_at(&data, i64::from(END_DAY - 15) * DAY_MS);
