@@ -72,8 +72,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/kizashi");
-    assert!(exe.exists(), "build the release binary first: cargo build --release");
+    let exe = common::release_binary();
     let dir = tempfile::tempdir().unwrap();
 
     // (1) Restoration: process a population, stop, lose the disk, start again.

@@ -40,6 +40,16 @@ fn nisshi() -> PathBuf {
     panic!("the test broker `nisshi` is not installed: run `scripts/broker install` (or set KIZASHI_NISSHI)");
 }
 
+/// The release binary beside a bench's own executable (`target/release/deps/…` → `target/release/kizashi`),
+/// wherever the target directory is (`CARGO_TARGET_DIR` included).
+pub fn release_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/release/deps");
+    let bin = dir.join("kizashi");
+    assert!(bin.exists(), "{} is missing: build the release binary first (cargo build --release, or scripts/bench)", bin.display());
+    bin
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
