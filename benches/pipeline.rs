@@ -1,9 +1,11 @@
 //! Pipeline benchmark against a real Kafka-protocol broker (nisshi on loopback), in one run:
 //! (a) a plain consumer that only counts the pre-loaded messages, (b) `kizashi run` end to end on
-//! the same topics, and (c) event-to-alert latency while events arrive live at about half of (b)'s
-//! rate, and (d) (b) again while a client queries `/v1/accounts/{id}` at a fixed rate: the API's
-//! latency and what serving costs ingestion. `cargo bench --bench pipeline`
-//! (KIZASHI_BENCH_PIPELINE_ACCOUNTS, _DAYS to size it; KIZASHI_BENCH_API_RATE for (d)).
+//! the same topics, (c) event-to-alert latency while events arrive live at about half of (b)'s
+//! rate, beside the broker's own produce → consume latency for the same records under the same
+//! load, and (d) (b) again while a client queries `/v1/accounts/{id}` at a fixed rate: the API's
+//! latency and what serving costs ingestion. `scripts/bench pipeline`
+//! (KIZASHI_BENCH_PIPELINE_ACCOUNTS, _DAYS to size it; KIZASHI_BENCH_LIVE_RATE for (c);
+//! KIZASHI_BENCH_API_RATE for (d)).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -145,6 +147,12 @@ fn main() {
     // (c) live: usage at about half of (b)'s rate, plus support tickets that each complete a
     // ticket_spike (6 opened in 7 days) for one account; latency = produce → alert consumed.
     let rate = env("KIZASHI_BENCH_LIVE_RATE", (e2e / 2.0).max(1000.0));
+    let batch_stats = || {
+        let text = common::http_get(&http_b, "/metrics", None).map(|(_, t)| t).unwrap_or_default();
+        let m = |s: &str| common::metric(&text, s).unwrap_or(0.0);
+        [m("kizashi_batches_total"), m("kizashi_batch_records_sum"), m("kizashi_batch_duration_seconds_sum"), m("kizashi_event_to_alert_seconds_sum"), m("kizashi_event_to_alert_seconds_count")]
+    };
+    let before = batch_stats();
     let alerts: BaseConsumer = b.config().set("group.id", "bench-alerts").set("fetch.wait.max.ms", "5").create().unwrap();
     let mut atpl = TopicPartitionList::new();
     atpl.add_partition_offset("health-alerts", 0, Offset::End).unwrap();
@@ -163,7 +171,7 @@ fn main() {
     let mut ticket_sent_at = std::collections::HashMap::new();
     let mut latencies = Vec::new();
     let mut broker_latencies = Vec::new();
-    let live_secs = 10.0;
+    let live_secs = 15.0;
     let start = Instant::now();
     let mut sent = 0u64;
     let mut spikes = 0usize;
@@ -175,8 +183,8 @@ fn main() {
             let _ = producer.send(BaseRecord::to(INPUTS[0]).key(acct.as_bytes()).payload(line.as_bytes()));
             sent += 1;
         }
-        // Every 200 ms, one account gets six tickets: the sixth fires ticket_spike.
-        if (start.elapsed().as_millis() / 200) as usize >= spikes && spikes < accounts {
+        // Every 100 ms, one account gets six tickets: the sixth fires ticket_spike.
+        if (start.elapsed().as_millis() / 100) as usize >= spikes && spikes < accounts {
             let acct = format!("acct-{spikes:05}");
             for i in 0..6 {
                 let line = format!(
@@ -215,6 +223,15 @@ fn main() {
         }
     }
     let _ = producer.flush(Duration::from_secs(5));
+    let after = batch_stats();
+    let d: Vec<f64> = (0..5).map(|i| after[i] - before[i]).collect();
+    println!(
+        "    during (c): {:.0} batches of {:.0} records on average, {:.2} ms each to process and write; kizashi's own event-to-alert (event time → acknowledged) mean {:.1} ms",
+        d[0],
+        d[1] / d[0].max(1.0),
+        d[2] * 1000.0 / d[0].max(1.0),
+        d[3] * 1000.0 / d[4].max(1.0)
+    );
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let _ = child.wait();
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());

@@ -1,7 +1,7 @@
 //! Scale-out benchmark against nisshi on loopback: (1) restoring partitions from the changelog
 //! after the local state is lost (accounts/s, MB/s, time from assignment to processing), and
 //! (2) throughput of 1, 2 and 3 instances of one group on the same pre-loaded data.
-//! `cargo build --release && cargo bench --bench scaleout`
+//! `scripts/bench scaleout`
 //! (KIZASHI_BENCH_RESTORE_ACCOUNTS, default 100,000; KIZASHI_BENCH_SCALE_ACCOUNTS, _DAYS for (2)).
 
 #[path = "../tests/common/mod.rs"]
