@@ -382,6 +382,48 @@ fn broker_down_at_start_is_a_clear_error() {
 }
 
 #[test]
+fn an_idle_partition_follows_the_wall_clock_so_a_silent_account_goes_inactive() {
+    use kizashi::event::timestamp::{day_of, now_ms};
+    let b = Broker::start();
+    create_all(&b, [1, 1, 1]);
+    // Daily usage by three users from 60 to 20 days ago, then silence: the data's own stream time
+    // ends 20 days ago, when the account was active. Only the wall clock can make it inactive.
+    let today = day_of(now_ms());
+    let mut usage = Vec::new();
+    for day in (today - 60)..=(today - 20) {
+        for u in 0..3 {
+            let ts = i64::from(day) * DAY_MS + (10 + u) * 3_600_000;
+            let line = format!(r#"{{"account_id":"quiet","user_id":"u{u}","event":"login","ts":{ts}}}"#);
+            usage.push((Some(b"quiet".to_vec()), line.into_bytes()));
+        }
+    }
+    b.produce(INPUTS[0], &usage);
+    let dir = test_dir();
+    let mut k = start_kizashi(&b, &dir.path().join("state"), "idle", &[("KIZASHI__PIPELINE__IDLE_AFTER", "2s")]);
+    let start = Instant::now();
+    let inactive = loop {
+        let found = b.consume_all("health-alerts").into_iter().find_map(|a| {
+            let v: serde_json::Value = serde_json::from_str(&a.payload).unwrap();
+            let named = v["rule"] == "inactive" || v["also"].as_array().is_some_and(|r| r.iter().any(|x| x == "inactive"));
+            named.then_some(v)
+        });
+        if let Some(v) = found {
+            break v;
+        }
+        if let Some(st) = k.child.try_wait().unwrap() {
+            panic!("kizashi exited ({st}):\n{}", k.log());
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no inactive alert from the wall clock:\n{}", k.log());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(k.sigterm_and_wait().success());
+    assert_eq!(inactive["account_id"], "quiet");
+    // It fired at a stream time the wall clock set (the data's own ends 20 days ago).
+    let at = kizashi::event::timestamp::parse_rfc3339_ms(inactive["event_time"].as_str().unwrap()).unwrap();
+    assert!(day_of(at) >= today - 1, "fired at {} (day {}), not near today (day {today})", inactive["event_time"], day_of(at));
+}
+
+#[test]
 fn a_rebalance_within_one_instance_neither_skips_nor_doubles() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let (b, dir, data) = loaded(60, 90, 3);
