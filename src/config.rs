@@ -144,6 +144,13 @@ pub struct PipelineConfig {
     /// to acknowledge what is in flight.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Account states and checkpoints go to the changelog topic at most this often, each
+    /// account's newest state once (0s: after every batch). Longer means less changelog traffic
+    /// from hot accounts, and a changelog that lags the local state by up to this much (a
+    /// partition taken over after a crash reprocesses that much input; a clean revoke or
+    /// shutdown sends everything first).
+    #[serde(with = "humantime_serde")]
+    pub changelog_interval: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -189,6 +196,7 @@ impl Default for PipelineConfig {
             merge_wait: Duration::from_secs(1),
             idle_after: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(30),
+            changelog_interval: Duration::from_millis(500),
         }
     }
 }

@@ -22,7 +22,13 @@
 //!    last checkpoint; records an account already reflects are skipped, so nothing is applied
 //!    twice, and the rest is applied in the same order as before, so the same alerts come out
 //!    (repeats carry the same `alert_id`).
-//! 5. **Pending marks.** An account's mark is deleted only once its state is acknowledged on the
+//! 5. **Coalescing.** Batches ready to go (their outbox acknowledged) are sent together at most
+//!    once per `pipeline.changelog_interval`, as one batch holding each account's newest state and
+//!    each partition's newest checkpoint: exactly what compaction would keep of the batches sent
+//!    one by one, so 2–4 hold as they are. A hot account written by every small batch of a live
+//!    stream then costs one changelog record per interval, not one per batch. Revocation and
+//!    shutdown send what is queued at once.
+//! 6. **Pending marks.** An account's mark is deleted only once its state is acknowledged on the
 //!    changelog. At start, kizashi first gets the outbox it left acknowledged, then produces the
 //!    current state of every marked account and a checkpoint per partition, so a crash between
 //!    a local write and its changelog record never leaves the changelog missing a state.
@@ -125,10 +131,13 @@ pub struct Changelog {
     /// Accounts whose newest changelog state is acknowledged (their marks can be deleted).
     done: Vec<(u32, CompactString)>,
     pub records_acked: u64,
+    /// Ready batches are sent together at most this often (see the header, point 5).
+    interval: Duration,
+    last_send: Option<Instant>,
 }
 
 impl Changelog {
-    pub fn new(config: &ClientConfig, topic: &str) -> Result<Changelog> {
+    pub fn new(config: &ClientConfig, topic: &str, interval: Duration) -> Result<Changelog> {
         let deliveries = Arc::new(Mutex::new(Deliveries::default()));
         let producer = config
             .clone()
@@ -148,6 +157,8 @@ impl Changelog {
             newest: FxHashMap::default(),
             done: Vec::new(),
             records_acked: 0,
+            interval,
+            last_send: None,
         })
     }
 
@@ -161,26 +172,56 @@ impl Changelog {
     }
 
     /// Sends every queued batch whose outbox entries are all acknowledged (`outbox_unacked`:
-    /// the lowest outbox sequence number not yet acknowledged).
+    /// the lowest outbox sequence number not yet acknowledged), coalesced into one, unless the
+    /// last send was less than the interval ago.
     pub fn pump(&mut self, outbox_unacked: u64) {
+        if self.last_send.is_some_and(|t| t.elapsed() < self.interval) {
+            return;
+        }
+        self.send_ready(outbox_unacked);
+    }
+
+    /// [`Changelog::pump`] without the interval.
+    fn send_ready(&mut self, outbox_unacked: u64) {
+        let mut states: Vec<(u32, CompactString, Vec<u8>)> = Vec::new();
+        let mut at: FxHashMap<(u32, CompactString), usize> = FxHashMap::default();
+        let mut checkpoints: std::collections::BTreeMap<u32, Checkpoint> = std::collections::BTreeMap::new();
+        let mut any = false;
         while self.queue.front().is_some_and(|p| p.outbox_hi <= outbox_unacked) {
             let p = self.queue.pop_front().expect("non-empty");
-            let batch = self.next_batch;
-            self.next_batch += 1;
-            let mut accounts = Vec::with_capacity(p.states.len());
-            let mut n = 0;
+            any = true;
             for (partition, id, bytes) in p.states {
-                self.send(batch, partition as i32, &state_key(partition, &id), &bytes);
-                self.newest.insert((partition, id.clone()), batch);
-                accounts.push((partition, id));
-                n += 1;
+                match at.entry((partition, id)) {
+                    std::collections::hash_map::Entry::Occupied(e) => states[*e.get()].2 = bytes,
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let (partition, id) = e.key().clone();
+                        e.insert(states.len());
+                        states.push((partition, id, bytes));
+                    }
+                }
             }
-            for (partition, cp) in p.checkpoints {
-                self.send(batch, partition as i32, &checkpoint_key(partition), &cp.encode());
-                n += 1;
-            }
-            self.in_flight.insert(batch, (n, accounts));
+            checkpoints.extend(p.checkpoints);
         }
+        if !any {
+            return;
+        }
+        self.last_send = Some(Instant::now());
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let mut accounts = Vec::with_capacity(states.len());
+        let mut n = 0;
+        // States first, then the checkpoints that cover them (point 3).
+        for (partition, id, bytes) in states {
+            self.send(batch, partition as i32, &state_key(partition, &id), &bytes);
+            self.newest.insert((partition, id.clone()), batch);
+            accounts.push((partition, id));
+            n += 1;
+        }
+        for (partition, cp) in checkpoints {
+            self.send(batch, partition as i32, &checkpoint_key(partition), &cp.encode());
+            n += 1;
+        }
+        self.in_flight.insert(batch, (n, accounts));
     }
 
     fn send(&self, batch: u64, partition: i32, key: &[u8], value: &[u8]) {
@@ -232,7 +273,7 @@ impl Changelog {
     /// Sends everything queued regardless of the outbox, then waits up to `timeout` for every
     /// acknowledgement. For start-up catch-up, once the outbox is empty.
     pub fn drain(&mut self, timeout: Duration) -> Result<()> {
-        self.pump(u64::MAX);
+        self.send_ready(u64::MAX);
         let deadline = Instant::now() + timeout;
         loop {
             self.collect()?;

@@ -929,7 +929,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         c.outbox = Some(outbox);
         if changelog_on {
             let topic = settings.kafka.changelog_topic().unwrap_or_default();
-            c.changelog = Some(changelog::Changelog::new(&client_config(settings), &topic)?);
+            c.changelog = Some(changelog::Changelog::new(&client_config(settings), &topic, settings.pipeline.changelog_interval)?);
             let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));
             c.changelog_source = Some((client_config(settings), topic.clone(), timeout));
             if settings.state.standby_replicas > 0 {
