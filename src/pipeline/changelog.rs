@@ -377,4 +377,59 @@ mod tests {
         assert!(!cp.ahead_of(&[("usage".into(), 12), ("support".into(), 5)]), "local ahead");
         assert_ne!(checkpoint_key(1), state_key(1, "x"));
     }
+
+    /// Every record of changelog partition 0 in log order: (key after the partition, value).
+    fn log(config: &ClientConfig, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let consumer: BaseConsumer = config.clone().set("group.id", "t").create().unwrap();
+        let (_, hi) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)).unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (out.len() as i64) < hi && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                out.push((m.key().unwrap()[4..].to_vec(), m.payload().unwrap().to_vec()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ready_batches_go_out_together_with_each_accounts_newest_state_once() {
+        let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+        mock.create_topic("cl", 1, 1).unwrap();
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", mock.bootstrap_servers());
+        let mut cl = Changelog::new(&config, "cl", Duration::from_secs(3600)).unwrap();
+        let cp = |o: i64| Checkpoint { offsets: vec![("usage".into(), o)], stream_time: Some(o) };
+        let st = |id: &str, v: &str| (0u32, CompactString::from(id), v.as_bytes().to_vec());
+        cl.push(1, vec![st("a", "a1"), st("b", "b1")], vec![(0, cp(10))]);
+        cl.push(2, vec![st("a", "a2")], vec![(0, cp(20))]);
+        cl.push(5, vec![st("c", "c1"), st("a", "a3")], vec![(0, cp(30))]);
+        // Outbox acknowledged below 3: the first two batches go, as one.
+        cl.pump(3);
+        // Within the interval nothing more goes, though the third batch is ready now.
+        cl.pump(u64::MAX);
+        assert_eq!(cl.queue.len(), 1);
+        // A revoke or shutdown sends it at once.
+        cl.drain(Duration::from_secs(10)).unwrap();
+        let mut done: Vec<String> = cl.take_done().into_iter().map(|(_, id)| id.to_string()).collect();
+        done.sort();
+        assert_eq!(done, ["a", "b", "c"], "every account's newest state is acknowledged");
+        let cp_key = vec![0xFF];
+        let want: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"a".to_vec(), b"a2".to_vec()),
+            (b"b".to_vec(), b"b1".to_vec()),
+            (cp_key.clone(), cp(20).encode()),
+            (b"c".to_vec(), b"c1".to_vec()),
+            (b"a".to_vec(), b"a3".to_vec()),
+            (cp_key, cp(30).encode()),
+        ];
+        assert_eq!(log(&config, "cl"), want);
+        let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), |_, _| {}).unwrap();
+        assert_eq!(restored.checkpoint, Some(cp(30)));
+        let states: Vec<(String, Vec<u8>)> = restored.states;
+        assert_eq!(states, [("a".to_string(), b"a3".to_vec()), ("b".into(), b"b1".to_vec()), ("c".into(), b"c1".to_vec())]);
+    }
 }
