@@ -28,8 +28,8 @@
 //!    one by one, so 2–4 hold as they are. A hot account written by every small batch of a live
 //!    stream then costs one changelog record per interval, not one per batch. Revocation and
 //!    shutdown send what is queued at once.
-//! 6. **Pending marks.** An account's mark is deleted only once its state is acknowledged on the
-//!    changelog. At start, kizashi first gets the outbox it left acknowledged, then produces the
+//! 6. **Pending marks.** An account's mark is deleted only once its newest state is acknowledged
+//!    on the changelog (not when an older one is while a newer one still waits in the queue). At start, kizashi first gets the outbox it left acknowledged, then produces the
 //!    current state of every marked account and a checkpoint per partition, so a crash between
 //!    a local write and its changelog record never leaves the changelog missing a state.
 //!
@@ -128,6 +128,9 @@ pub struct Changelog {
     in_flight: FxHashMap<u64, (usize, Vec<(u32, CompactString)>)>,
     /// The newest batch that carries each account not yet acknowledged.
     newest: FxHashMap<(u32, CompactString), u64>,
+    /// Accounts with a newer state still queued (not sent): how many queued batches carry each.
+    /// Their marks stay when an older state of theirs is acknowledged.
+    queued: FxHashMap<(u32, CompactString), usize>,
     /// Accounts whose newest changelog state is acknowledged (their marks can be deleted).
     done: Vec<(u32, CompactString)>,
     pub records_acked: u64,
@@ -155,6 +158,7 @@ impl Changelog {
             next_batch: 0,
             in_flight: FxHashMap::default(),
             newest: FxHashMap::default(),
+            queued: FxHashMap::default(),
             done: Vec::new(),
             records_acked: 0,
             interval,
@@ -167,6 +171,9 @@ impl Changelog {
     pub fn push(&mut self, outbox_hi: u64, states: Vec<(u32, CompactString, Vec<u8>)>, checkpoints: Vec<(u32, Checkpoint)>) {
         if states.is_empty() && checkpoints.is_empty() {
             return;
+        }
+        for (partition, id, _) in &states {
+            *self.queued.entry((*partition, id.clone())).or_default() += 1;
         }
         self.queue.push_back(Pending { outbox_hi, states, checkpoints });
     }
@@ -191,7 +198,14 @@ impl Changelog {
             let p = self.queue.pop_front().expect("non-empty");
             any = true;
             for (partition, id, bytes) in p.states {
-                match at.entry((partition, id)) {
+                let key = (partition, id);
+                if let std::collections::hash_map::Entry::Occupied(mut q) = self.queued.entry(key.clone()) {
+                    *q.get_mut() -= 1;
+                    if *q.get() == 0 {
+                        q.remove();
+                    }
+                }
+                match at.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => states[*e.get()].2 = bytes,
                     std::collections::hash_map::Entry::Vacant(e) => {
                         let (partition, id) = e.key().clone();
@@ -246,9 +260,14 @@ impl Changelog {
             if entry.0 == 0 {
                 let (_, accounts) = self.in_flight.remove(&batch).expect("present");
                 for key in accounts {
+                    // Done only if this is the account's newest state: neither sent again since
+                    // nor waiting in the queue (its mark must outlive a crash until that one is
+                    // acknowledged too).
                     if self.newest.get(&key) == Some(&batch) {
                         self.newest.remove(&key);
-                        self.done.push(key);
+                        if !self.queued.contains_key(&key) {
+                            self.done.push(key);
+                        }
                     }
                 }
             }
@@ -393,6 +412,39 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Waits until every sent batch is acknowledged.
+    fn settle(cl: &mut Changelog) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cl.in_flight.is_empty() {
+            assert!(Instant::now() < deadline, "the mock cluster did not acknowledge");
+            cl.flush(Duration::from_millis(50));
+            cl.collect().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_mark_stays_while_a_newer_state_of_its_account_waits_in_the_queue() {
+        let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+        mock.create_topic("cl", 1, 1).unwrap();
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", mock.bootstrap_servers());
+        let mut cl = Changelog::new(&config, "cl", Duration::ZERO).unwrap();
+        let cp = |o: i64| Checkpoint { offsets: vec![("usage".into(), o)], stream_time: Some(o) };
+        let st = |id: &str, v: &str| (0u32, CompactString::from(id), v.as_bytes().to_vec());
+        cl.push(1, vec![st("a", "a1"), st("b", "b1")], vec![(0, cp(10))]);
+        cl.pump(1);
+        // A newer state of `a` is written, its outbox not acknowledged yet: it waits.
+        cl.push(9, vec![st("a", "a2")], vec![(0, cp(20))]);
+        cl.pump(1);
+        settle(&mut cl);
+        let done: Vec<String> = cl.take_done().into_iter().map(|(_, id)| id.to_string()).collect();
+        assert_eq!(done, ["b"], "a's first state is acknowledged, but its newest is only queued");
+        cl.pump(9);
+        settle(&mut cl);
+        let done: Vec<String> = cl.take_done().into_iter().map(|(_, id)| id.to_string()).collect();
+        assert_eq!(done, ["a"]);
     }
 
     #[test]
