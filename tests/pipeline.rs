@@ -107,6 +107,37 @@ fn wait_caught_up(b: &Broker, group: &str, k: &mut Kizashi, limit: Duration) {
     }
 }
 
+/// Starts kizashi with its HTTP port on a free loopback address (returned), to watch its metrics.
+fn start_watched(b: &Broker, state: &Path, group: &str, extra: &[(&str, &str)]) -> (Kizashi, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut env: Vec<(&str, &str)> = extra.to_vec();
+    env.push(("KIZASHI__HTTP__LISTEN", addr.as_str()));
+    (start_kizashi(b, state, group, &env), addr)
+}
+
+/// Records kizashi has processed and written, from its own metrics (0 before its port is up).
+fn records_written(addr: &str) -> f64 {
+    http_get(addr, "/metrics", None).and_then(|(_, t)| metric(&t, "kizashi_batch_records_sum")).unwrap_or(0.0)
+}
+
+/// Waits until kizashi has written its first batch (its metrics, polled every 10 ms: committed
+/// offsets move only once a second, too coarse to kill it early in its run).
+fn wait_first_batch(k: &mut Kizashi, addr: &str, what: &str) {
+    wait_metric(k, addr, "kizashi_batch_records_sum", what);
+}
+
+/// Waits until the counter `name` of kizashi's metrics is above 0.
+fn wait_metric(k: &mut Kizashi, addr: &str, name: &str, what: &str) {
+    let t0 = Instant::now();
+    while http_get(addr, "/metrics", None).and_then(|(_, t)| metric(&t, name)).unwrap_or(0.0) <= 0.0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{name} still 0 in {what}:\n{}", k.log());
+        if let Some(st) = k.child.try_wait().unwrap() {
+            panic!("kizashi exited ({st}):\n{}", k.log());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A test's directory; kept (logs, state dirs, data) when `KIZASHI_TEST_KEEP` is set.
 fn test_dir() -> tempfile::TempDir {
     let mut dir = tempfile::tempdir().unwrap();
@@ -272,25 +303,13 @@ fn survives_repeated_sigkill_without_losing_or_doubling_anything() {
     let (_, end) = b.group_progress("crash", &INPUTS);
     let mut written = 0i64;
     for round in 0..8 {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let mut k = start_kizashi(&b, &state, "crash", &[fast[0], fast[1], fast[2], ("KIZASHI__HTTP__LISTEN", addr.as_str())]);
+        let (mut k, addr) = start_watched(&b, &state, "crash", &fast);
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        // Once this instance has written its first batch (its own metric, polled every 10 ms:
-        // committed offsets move only once a second), kill it 0..400 ms later: mid-batch,
+        // Once this instance has written its first batch, kill it 0..400 ms later: mid-batch,
         // mid-write or mid-produce, wherever that falls.
-        let t0 = Instant::now();
-        loop {
-            let written = http_get(&addr, "/metrics", None).and_then(|(_, t)| metric(&t, "kizashi_batches_total"));
-            if written.is_some_and(|n| n > 0.0) || t0.elapsed() > Duration::from_secs(30) {
-                break;
-            }
-            if let Some(st) = k.child.try_wait().unwrap() {
-                panic!("kizashi exited ({st}):\n{}", k.log());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_first_batch(&mut k, &addr, &format!("round {round}"));
         std::thread::sleep(Duration::from_millis((rng >> 33) % 400));
-        let at_kill = http_get(&addr, "/metrics", None).and_then(|(_, t)| metric(&t, "kizashi_batch_records_sum")).unwrap_or(0.0);
+        let at_kill = records_written(&addr);
         k.kill9();
         // Records written by all runs so far, repeats included: while that is below the input,
         // some input was certainly not processed yet, so this kill was mid-stream.
@@ -674,20 +693,13 @@ fn sigkill_and_lost_disks_still_give_replays_results() {
     let (b, dir, data) = loaded(60, 90, 2);
     let state = dir.path().join("state");
     for round in 0..3 {
-        let mut k = start_kizashi(&b, &state, "lost", &QUICK);
-        let (start_done, end) = b.group_progress("lost", &INPUTS);
-        let t0 = Instant::now();
-        while b.group_progress("lost", &INPUTS).0 <= start_done {
-            assert!(t0.elapsed() < Duration::from_secs(60), "no progress in round {round}:\n{}", k.log());
-            if let Some(st) = k.child.try_wait().unwrap() {
-                panic!("kizashi exited ({st}):\n{}", k.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (mut k, addr) = start_watched(&b, &state, "lost", &QUICK);
+        // Once the changelog holds some of this run's work, kill it a moment later.
+        wait_metric(&mut k, &addr, "kizashi_changelog_records_total", &format!("round {round}"));
         std::thread::sleep(Duration::from_millis(150));
-        let (done, _) = b.group_progress("lost", &INPUTS);
-        eprintln!("round {round}: SIGKILL at {done}/{end}, then the state directory is deleted");
+        let at_kill = records_written(&addr);
         k.kill9();
+        eprintln!("round {round}: SIGKILL after {at_kill} records written by this run, then the state directory is deleted");
         std::fs::remove_dir_all(&state).unwrap();
     }
     let mut k = start_kizashi(&b, &state, "lost", &QUICK[1..]);
