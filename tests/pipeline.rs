@@ -115,9 +115,14 @@ fn start_watched(b: &Broker, state: &Path, group: &str, extra: &[(&str, &str)]) 
     (start_kizashi(b, state, group, &env), addr)
 }
 
-/// Records kizashi has processed and written, from its own metrics (0 before its port is up).
+/// One series of kizashi's metrics (0 before its port is up).
+fn scrape(addr: &str, series: &str) -> f64 {
+    http_get(addr, "/metrics", None).and_then(|(_, t)| metric(&t, series)).unwrap_or(0.0)
+}
+
+/// Records kizashi has processed and written, from its own metrics.
 fn records_written(addr: &str) -> f64 {
-    http_get(addr, "/metrics", None).and_then(|(_, t)| metric(&t, "kizashi_batch_records_sum")).unwrap_or(0.0)
+    scrape(addr, "kizashi_batch_records_sum")
 }
 
 /// Waits until kizashi has written its first batch (its metrics, polled every 10 ms: committed
@@ -129,7 +134,7 @@ fn wait_first_batch(k: &mut Kizashi, addr: &str, what: &str) {
 /// Waits until the counter `name` of kizashi's metrics is above 0.
 fn wait_metric(k: &mut Kizashi, addr: &str, name: &str, what: &str) {
     let t0 = Instant::now();
-    while http_get(addr, "/metrics", None).and_then(|(_, t)| metric(&t, name)).unwrap_or(0.0) <= 0.0 {
+    while scrape(addr, name) <= 0.0 {
         assert!(t0.elapsed() < Duration::from_secs(60), "{name} still 0 in {what}:\n{}", k.log());
         if let Some(st) = k.child.try_wait().unwrap() {
             panic!("kizashi exited ({st}):\n{}", k.log());

@@ -29,8 +29,8 @@
 //!    stream then costs one changelog record per interval, not one per batch. Revocation and
 //!    shutdown send what is queued at once.
 //! 6. **Pending marks.** An account's mark is deleted only once its newest state is acknowledged
-//!    on the changelog (not when an older one is while a newer one still waits in the queue). At start, kizashi first gets the outbox it left acknowledged, then produces the
-//!    current state of every marked account and a checkpoint per partition, so a crash between
+//!    on the changelog (not when an older one is while a newer one still waits in the queue). At
+//!    start, kizashi first gets the outbox it left acknowledged, then produces the current state of every marked account and a checkpoint per partition, so a crash between
 //!    a local write and its changelog record never leaves the changelog missing a state.
 //!
 //! On assignment, a partition whose local state is missing, or behind the changelog's checkpoint
@@ -110,10 +110,20 @@ fn checkpoint_key(partition: u32) -> Vec<u8> {
 
 /// One processing batch's share of the changelog, waiting for its outbox entries.
 struct Pending {
+    /// Its number among the batches pushed (they are sent in this order).
+    number: u64,
     /// Every outbox entry with a sequence number below this belongs to this batch or an earlier one.
     outbox_hi: u64,
     states: Vec<(u32, CompactString, Vec<u8>)>,
     checkpoints: Vec<(u32, Checkpoint)>,
+}
+
+/// A sent batch, until every one of its records is acknowledged.
+struct Sent {
+    unacked: usize,
+    accounts: Vec<(u32, CompactString)>,
+    /// The number of the last pushed batch it carries.
+    last: u64,
 }
 
 /// Produces account states and checkpoints to the changelog in the order the argument above
@@ -124,13 +134,13 @@ pub struct Changelog {
     deliveries: Arc<Mutex<Deliveries>>,
     queue: VecDeque<Pending>,
     next_batch: u64,
-    /// Per sent batch: records not yet acknowledged, and its accounts.
-    in_flight: FxHashMap<u64, (usize, Vec<(u32, CompactString)>)>,
-    /// The newest batch that carries each account not yet acknowledged.
+    /// Numbers the pushed batches.
+    next_pushed: u64,
+    /// Per sent batch, what is not acknowledged yet.
+    in_flight: FxHashMap<u64, Sent>,
+    /// The number of the newest pushed batch that carries each account not yet acknowledged
+    /// (sent or still queued: acknowledging an older state leaves the account's mark alone).
     newest: FxHashMap<(u32, CompactString), u64>,
-    /// Accounts with a newer state still queued (not sent): how many queued batches carry each.
-    /// Their marks stay when an older state of theirs is acknowledged.
-    queued: FxHashMap<(u32, CompactString), usize>,
     /// Accounts whose newest changelog state is acknowledged (their marks can be deleted).
     done: Vec<(u32, CompactString)>,
     pub records_acked: u64,
@@ -156,9 +166,9 @@ impl Changelog {
             deliveries,
             queue: VecDeque::new(),
             next_batch: 0,
+            next_pushed: 0,
             in_flight: FxHashMap::default(),
             newest: FxHashMap::default(),
-            queued: FxHashMap::default(),
             done: Vec::new(),
             records_acked: 0,
             interval,
@@ -172,10 +182,12 @@ impl Changelog {
         if states.is_empty() && checkpoints.is_empty() {
             return;
         }
+        let number = self.next_pushed;
+        self.next_pushed += 1;
         for (partition, id, _) in &states {
-            *self.queued.entry((*partition, id.clone())).or_default() += 1;
+            self.newest.insert((*partition, id.clone()), number);
         }
-        self.queue.push_back(Pending { outbox_hi, states, checkpoints });
+        self.queue.push_back(Pending { number, outbox_hi, states, checkpoints });
     }
 
     /// Sends every queued batch whose outbox entries are all acknowledged (`outbox_unacked`:
@@ -190,35 +202,24 @@ impl Changelog {
 
     /// [`Changelog::pump`] without the interval.
     fn send_ready(&mut self, outbox_unacked: u64) {
+        // Each account once, at its first place, with its newest state.
         let mut states: Vec<(u32, CompactString, Vec<u8>)> = Vec::new();
         let mut at: FxHashMap<(u32, CompactString), usize> = FxHashMap::default();
         let mut checkpoints: std::collections::BTreeMap<u32, Checkpoint> = std::collections::BTreeMap::new();
-        let mut any = false;
+        let mut last = None;
         while self.queue.front().is_some_and(|p| p.outbox_hi <= outbox_unacked) {
             let p = self.queue.pop_front().expect("non-empty");
-            any = true;
+            last = Some(p.number);
             for (partition, id, bytes) in p.states {
-                let key = (partition, id);
-                if let std::collections::hash_map::Entry::Occupied(mut q) = self.queued.entry(key.clone()) {
-                    *q.get_mut() -= 1;
-                    if *q.get() == 0 {
-                        q.remove();
-                    }
-                }
-                match at.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(e) => states[*e.get()].2 = bytes,
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        let (partition, id) = e.key().clone();
-                        e.insert(states.len());
-                        states.push((partition, id, bytes));
-                    }
-                }
+                let slot = *at.entry((partition, id.clone())).or_insert_with(|| {
+                    states.push((partition, id, Vec::new()));
+                    states.len() - 1
+                });
+                states[slot].2 = bytes;
             }
             checkpoints.extend(p.checkpoints);
         }
-        if !any {
-            return;
-        }
+        let Some(last) = last else { return };
         self.last_send = Some(Instant::now());
         let batch = self.next_batch;
         self.next_batch += 1;
@@ -227,7 +228,6 @@ impl Changelog {
         // States first, then the checkpoints that cover them (point 3).
         for (partition, id, bytes) in states {
             self.send(batch, partition as i32, &state_key(partition, &id), &bytes);
-            self.newest.insert((partition, id.clone()), batch);
             accounts.push((partition, id));
             n += 1;
         }
@@ -235,7 +235,7 @@ impl Changelog {
             self.send(batch, partition as i32, &checkpoint_key(partition), &cp.encode());
             n += 1;
         }
-        self.in_flight.insert(batch, (n, accounts));
+        self.in_flight.insert(batch, Sent { unacked: n, accounts, last });
     }
 
     fn send(&self, batch: u64, partition: i32, key: &[u8], value: &[u8]) {
@@ -256,18 +256,15 @@ impl Changelog {
         self.records_acked += acked.len() as u64;
         for batch in acked {
             let Some(entry) = self.in_flight.get_mut(&batch) else { continue };
-            entry.0 -= 1;
-            if entry.0 == 0 {
-                let (_, accounts) = self.in_flight.remove(&batch).expect("present");
+            entry.unacked -= 1;
+            if entry.unacked == 0 {
+                let Sent { accounts, last, .. } = self.in_flight.remove(&batch).expect("present");
                 for key in accounts {
-                    // Done only if this is the account's newest state: neither sent again since
-                    // nor waiting in the queue (its mark must outlive a crash until that one is
-                    // acknowledged too).
-                    if self.newest.get(&key) == Some(&batch) {
+                    // Done only if no later batch carries the account, sent or queued: its mark
+                    // must outlive a crash until that newer state is acknowledged too.
+                    if self.newest.get(&key).is_some_and(|n| *n <= last) {
                         self.newest.remove(&key);
-                        if !self.queued.contains_key(&key) {
-                            self.done.push(key);
-                        }
+                        self.done.push(key);
                     }
                 }
             }
@@ -424,15 +421,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_mark_stays_while_a_newer_state_of_its_account_waits_in_the_queue() {
+    /// A checkpoint at usage offset and stream time `o`.
+    fn cp(o: i64) -> Checkpoint {
+        Checkpoint { offsets: vec![("usage".into(), o)], stream_time: Some(o) }
+    }
+
+    /// Account `id`'s state `v` in partition 0.
+    fn st(id: &str, v: &str) -> (u32, CompactString, Vec<u8>) {
+        (0, CompactString::from(id), v.as_bytes().to_vec())
+    }
+
+    /// A changelog topic `cl` (one partition) on librdkafka's mock cluster, and its writer.
+    fn mock_changelog(interval: Duration) -> (rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>, ClientConfig, Changelog) {
         let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
         mock.create_topic("cl", 1, 1).unwrap();
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", mock.bootstrap_servers());
-        let mut cl = Changelog::new(&config, "cl", Duration::ZERO).unwrap();
-        let cp = |o: i64| Checkpoint { offsets: vec![("usage".into(), o)], stream_time: Some(o) };
-        let st = |id: &str, v: &str| (0u32, CompactString::from(id), v.as_bytes().to_vec());
+        let cl = Changelog::new(&config, "cl", interval).unwrap();
+        (mock, config, cl)
+    }
+
+    #[test]
+    fn a_mark_stays_while_a_newer_state_of_its_account_waits_in_the_queue() {
+        let (_mock, _, mut cl) = mock_changelog(Duration::ZERO);
         cl.push(1, vec![st("a", "a1"), st("b", "b1")], vec![(0, cp(10))]);
         cl.pump(1);
         // A newer state of `a` is written, its outbox not acknowledged yet: it waits.
@@ -449,13 +460,7 @@ mod tests {
 
     #[test]
     fn ready_batches_go_out_together_with_each_accounts_newest_state_once() {
-        let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
-        mock.create_topic("cl", 1, 1).unwrap();
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", mock.bootstrap_servers());
-        let mut cl = Changelog::new(&config, "cl", Duration::from_secs(3600)).unwrap();
-        let cp = |o: i64| Checkpoint { offsets: vec![("usage".into(), o)], stream_time: Some(o) };
-        let st = |id: &str, v: &str| (0u32, CompactString::from(id), v.as_bytes().to_vec());
+        let (_mock, config, mut cl) = mock_changelog(Duration::from_secs(3600));
         cl.push(1, vec![st("a", "a1"), st("b", "b1")], vec![(0, cp(10))]);
         cl.push(2, vec![st("a", "a2")], vec![(0, cp(20))]);
         cl.push(5, vec![st("c", "c1"), st("a", "a3")], vec![(0, cp(30))]);
@@ -481,7 +486,6 @@ mod tests {
         assert_eq!(log(&config, "cl"), want);
         let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), |_, _| {}).unwrap();
         assert_eq!(restored.checkpoint, Some(cp(30)));
-        let states: Vec<(String, Vec<u8>)> = restored.states;
-        assert_eq!(states, [("a".to_string(), b"a3".to_vec()), ("b".into(), b"b1".to_vec()), ("c".into(), b"c1".to_vec())]);
+        assert_eq!(restored.states, [("a".to_string(), b"a3".to_vec()), ("b".into(), b"b1".to_vec()), ("c".into(), b"c1".to_vec())]);
     }
 }
