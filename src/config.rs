@@ -223,6 +223,11 @@ pub struct StateConfig {
 pub struct EventsConfig {
     /// Longest accepted id (account_id, user_id, ticket_id, feature, event_id), in bytes.
     pub max_id_len: usize,
+    /// Longest accepted account `name`, in bytes (a longer one is rejected as `bad_value`).
+    pub max_name_len: usize,
+    /// Open tickets kept per account; a support event that would open one more is rejected
+    /// (`too_many_tickets`), so a ticketing integration gone wrong cannot grow one state without bound.
+    pub max_open_tickets: u32,
     /// Events whose time is further than this ahead of the wall clock are rejected (`ts_in_future`).
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
@@ -416,6 +421,8 @@ impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             max_id_len: 256,
+            max_name_len: 256,
+            max_open_tickets: 1_000,
             max_future: HOUR,
             grace: HOUR,
             retention_days: 90,
@@ -722,6 +729,18 @@ fn remove_path(tree: &mut serde_json::Value, path: &str) -> bool {
     }
 }
 
+impl EventsConfig {
+    /// The decoder's limits, with `now_ms` as the clock `ts_in_future` is judged against.
+    pub fn decode_limits(&self, now_ms: i64) -> crate::event::DecodeLimits {
+        crate::event::DecodeLimits {
+            max_id_len: self.max_id_len,
+            max_name_len: self.max_name_len,
+            max_future_ms: i64::try_from(self.max_future.as_millis()).unwrap_or(i64::MAX),
+            now_ms,
+        }
+    }
+}
+
 impl AlertsConfig {
     /// `(enabled, severity, cooldown)` of a rule.
     pub fn common(&self, rule: crate::core::alerts::Rule) -> (bool, &str, Duration) {
@@ -750,6 +769,10 @@ pub fn is_secret(key: &str) -> bool {
 
 const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
 
+/// Longest duration a rule or limit accepts (ten years), so no duration can overflow the
+/// millisecond arithmetic of the core.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
 impl Settings {
     /// Semantic checks (types are already right). Returns every problem found.
     pub fn problems(&self) -> Vec<String> {
@@ -758,13 +781,26 @@ impl Settings {
         if e.max_id_len == 0 || e.max_id_len > 4096 {
             p.push(format!("events.max_id_len: {} is outside 1..=4096", e.max_id_len));
         }
+        if e.max_name_len == 0 || e.max_name_len > 65_536 {
+            p.push(format!("events.max_name_len: {} is outside 1..=65536", e.max_name_len));
+        }
+        if e.max_open_tickets == 0 || e.max_open_tickets > 1_000_000 {
+            p.push(format!("events.max_open_tickets: {} is outside 1..=1000000", e.max_open_tickets));
+        }
+        if e.dedup_window.as_millis() > u128::from(e.retention_days) * 86_400_000 {
+            p.push(format!(
+                "events.dedup_window: {} is longer than events.retention_days ({} days); ids cannot be remembered longer than the state is kept",
+                humantime::format_duration(e.dedup_window),
+                e.retention_days
+            ));
+        }
         if !(36..=3650).contains(&e.retention_days) {
             p.push(format!(
                 "events.retention_days: {} is outside 36..=3650 (usage_trend needs 35 days of history)",
                 e.retention_days
             ));
         }
-        if e.grace.as_millis() as u64 >= u64::from(e.retention_days) * 86_400_000 {
+        if e.grace.as_millis() >= u128::from(e.retention_days) * 86_400_000 {
             p.push("events.grace: must be shorter than events.retention_days".into());
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -863,10 +899,19 @@ impl Settings {
         }
         let a = &self.alerts;
         for rule in crate::core::alerts::Rule::ALL {
-            let (_, severity, _) = a.common(rule);
+            let (_, severity, cooldown) = a.common(rule);
             if !SEVERITIES.contains(&severity) {
                 p.push(format!("alerts.{}.severity: `{severity}` is not one of low, medium, high", rule.name()));
             }
+            if cooldown > MAX_DURATION {
+                p.push(format!("alerts.{}.cooldown: must be at most 3650 days", rule.name()));
+            }
+        }
+        if a.urgent_ticket_aging.after > MAX_DURATION {
+            p.push("alerts.urgent_ticket_aging.after: must be at most 3650 days".into());
+        }
+        if e.max_future > MAX_DURATION {
+            p.push("events.max_future: must be at most 3650 days".into());
         }
         if !(a.score_drop.points > 0.0 && a.score_drop.points <= 100.0) {
             p.push(format!("alerts.score_drop.points: {} is outside (0, 100]", a.score_drop.points));

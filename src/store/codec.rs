@@ -237,7 +237,7 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     write_distinct(w, &s.users);
     write_distinct(w, &s.features);
     w.var(s.tickets.len() as u64);
-    for (id, t) in &s.tickets {
+    for (id, t) in s.tickets.iter() {
         w.str(id);
         w.u8(t.priority.code() | (u8::from(t.open) << 4));
         w.int(t.opened_ms);
@@ -330,14 +330,14 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let users = read_distinct(&mut r)?;
     let features = read_distinct(&mut r)?;
     let n = r.len()?;
-    let mut tickets = FxHashMap::default();
+    let mut tickets = crate::core::tickets::Tickets::default();
     for _ in 0..n {
         let id: compact_str::CompactString = r.str()?.into();
         let b = r.u8()?;
         let priority = Priority::from_code(b & 0x0f).ok_or(CodecError::Invalid("priority"))?;
         let opened_ms = r.int()?;
         let last_ms = r.int()?;
-        tickets.insert(id, Ticket { priority, opened_ms, last_ms, open: b & 0x10 != 0 });
+        tickets.insert(&id, Ticket { priority, opened_ms, last_ms, open: b & 0x10 != 0 });
     }
     let opened = r.days()?;
     let csat_sum = r.days()?;
