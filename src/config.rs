@@ -635,6 +635,7 @@ pub fn load(
             None => Some((k, v)),
         })
         .collect();
+    let env_raw: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     builder = builder.add_source(
         config::Environment::with_prefix("KIZASHI")
             .prefix_separator("__")
@@ -645,8 +646,9 @@ pub fn load(
             .source(Some(env)),
     );
     let merged = builder.build().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
-    let tree: serde_json::Value =
+    let mut tree: serde_json::Value =
         merged.try_deserialize().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
+    keep_env_strings(&mut tree, &env_raw);
     let (mut settings, mut problems) = deserialize_collecting(tree);
     settings.kafka.properties.extend(env_properties);
     problems.extend(settings.problems());
@@ -654,6 +656,30 @@ pub fn load(
         Ok(settings)
     } else {
         Err(ConfigProblems(problems))
+    }
+}
+
+/// The environment layer guesses types (`35` is a number, `true` a boolean), which keys that hold
+/// numbers need. A key whose default is a string (a token, a topic, a name) gets the variable's
+/// text exactly as given instead, so `KIZASHI__HTTP__TOKEN=123456789` is the string "123456789",
+/// never a type error that would print the secret. Lists of strings are split on `,`, unparsed.
+fn keep_env_strings(tree: &mut serde_json::Value, env: &[(String, String)]) {
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    for (key, raw) in env {
+        let Some(path) = key.strip_prefix("KIZASHI__") else { continue };
+        let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        let default = parts.iter().try_fold(&defaults, |node, p| node.get(p.as_str()));
+        let replacement = match default {
+            Some(serde_json::Value::String(_)) => serde_json::Value::String(raw.clone()),
+            Some(serde_json::Value::Array(_)) => {
+                serde_json::Value::Array(raw.split(',').map(|x| serde_json::Value::String(x.trim().to_string())).collect())
+            }
+            _ => continue,
+        };
+        let target = parts.iter().try_fold(&mut *tree, |node, p| node.get_mut(p.as_str()));
+        if let Some(slot) = target {
+            *slot = replacement;
+        }
     }
 }
 
@@ -764,7 +790,8 @@ impl AlertsConfig {
 
 /// librdkafka properties whose values must never be printed.
 pub fn is_secret(key: &str) -> bool {
-    ["password", "secret", "key.pem", "token", "jaas"].iter().any(|w| key.contains(w))
+    // `sasl.oauthbearer.config` holds client credentials (e.g. `clientSecret=…`).
+    ["password", "secret", "key.pem", "token", "jaas", "oauthbearer.config", "private.key"].iter().any(|w| key.contains(w))
 }
 
 const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
@@ -1093,6 +1120,49 @@ mod tests {
         assert_eq!(s.kafka.properties["security.protocol"], "SASL_SSL");
         let shown = s.to_toml();
         assert!(!shown.contains("hunter2") && shown.contains("***") && shown.contains("SASL_SSL"), "{shown}");
+    }
+
+    #[test]
+    fn environment_values_of_string_keys_stay_strings() {
+        for v in ["123456789", "true", "1.5e3", "0"] {
+            let s = load(None, env(&[("KIZASHI__HTTP__TOKEN", v), ("KIZASHI__KAFKA__GROUP_ID", v)]))
+                .unwrap_or_else(|e| panic!("{v}: {e}"));
+            assert_eq!((s.http.token.as_str(), s.kafka.group_id.as_str()), (v, v));
+            let shown = load(None, env(&[("KIZASHI__HTTP__TOKEN", v)])).unwrap().to_toml();
+            assert!(shown.contains("token = \"***\""), "the token is masked: {shown}");
+        }
+        let s = load(None, env(&[("KIZASHI__EVENTS__KEY_FEATURES", "42,reports.export")])).unwrap();
+        assert_eq!(s.events.key_features, vec!["42", "reports.export"]);
+        // Numeric keys still parse, and a bad one names the key without echoing secrets.
+        let s = load(None, env(&[("KIZASHI__SCORING__RED_BELOW", "35")])).unwrap();
+        assert_eq!(s.scoring.red_below, 35.0);
+    }
+
+    #[test]
+    fn oauthbearer_config_is_masked() {
+        let s = load(
+            None,
+            env(&[("KIZASHI__KAFKA__PROPERTIES__SASL_OAUTHBEARER_CONFIG", "principal=kz clientSecret=s3cr3t")]),
+        )
+        .unwrap();
+        assert!(!s.to_toml().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn oversized_durations_and_windows_are_problems() {
+        let err = load(
+            None,
+            env(&[
+                ("KIZASHI__EVENTS__DEDUP_WINDOW", "100000years"),
+                ("KIZASHI__ALERTS__INACTIVE__COOLDOWN", "20000days"),
+                ("KIZASHI__EVENTS__MAX_OPEN_TICKETS", "0"),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.0.join("\n");
+        for key in ["events.dedup_window", "alerts.inactive.cooldown", "events.max_open_tickets"] {
+            assert!(text.contains(key), "{key} missing in {text}");
+        }
     }
 
     #[test]
