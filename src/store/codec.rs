@@ -12,8 +12,13 @@ use crate::core::measures::N_MEASURES;
 use crate::core::state::{AccountState, AlertRef, Band, Facts, RuleMark, ScoreState, Snapshot, Ticket};
 use crate::event::Priority;
 
-/// Version 2 added the per-account applied offsets; version 1 is still read.
-pub const STATE_VERSION: u8 = 2;
+/// Version 2 added the per-account applied offsets, version 3 NPS answers, the rules added with
+/// it and their marks; versions 1 and 2 are still read.
+pub const STATE_VERSION: u8 = 3;
+
+/// Rule marks stored in place by versions 1 and 2 (the rules that existed then); later rules'
+/// marks follow at the end.
+const LEGACY_RULES: usize = 6;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -266,7 +271,7 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
         w.int(i64::from(*day));
         w.snapshot(snap);
     }
-    for m in &sc.rules {
+    for m in &sc.rules[..LEGACY_RULES] {
         w.u8(u8::from(m.armed));
         w.opt_int(m.last_fired_ms);
     }
@@ -287,6 +292,20 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     for a in s.applied {
         w.int(a);
     }
+    // Version 3.
+    w.days(&s.nps_count);
+    w.days(&s.nps_promoters);
+    w.days(&s.nps_detractors);
+    w.var(sc.rules.len() as u64 - LEGACY_RULES as u64);
+    for m in &sc.rules[LEGACY_RULES..] {
+        w.u8(u8::from(m.armed));
+        w.opt_int(m.last_fired_ms);
+    }
+    w.u8(u8::from(sc.alerts_live));
+    w.opt_int(sc.drop_since.map(i64::from));
+    w.opt_int(sc.expansion_since.map(i64::from));
+    w.opt_int(sc.renewal_alerted.map(i64::from));
+    w.opt_int(sc.score_drop_since.map(i64::from));
 }
 
 pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
@@ -298,7 +317,7 @@ pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
 pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let mut r = Reader::new(buf);
     let v = r.u8()?;
-    if v != STATE_VERSION && v != 1 {
+    if !(1..=STATE_VERSION).contains(&v) {
         return Err(CodecError::UnknownVersion(v));
     }
     let opt_str = |r: &mut Reader<'_>| -> Result<Option<String>, CodecError> {
@@ -364,7 +383,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         best.push_back((day, r.snapshot()?));
     }
     let mut rules = [RuleMark::default(); N_RULES];
-    for m in rules.iter_mut() {
+    for m in rules[..LEGACY_RULES].iter_mut() {
         m.armed = r.u8()? != 0;
         m.last_fired_ms = r.opt_int()?;
     }
@@ -389,6 +408,29 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
             *a = r.int()?;
         }
     }
+    let (mut nps_count, mut nps_promoters, mut nps_detractors) = Default::default();
+    // An account scored before version 3 had its alerts live once it had been scored.
+    let (mut alerts_live, mut drop_since, mut expansion_since, mut renewal_alerted) = (last.is_some(), None, None, None);
+    let mut score_drop_since = None;
+    if v >= 3 {
+        nps_count = r.days()?;
+        nps_promoters = r.days()?;
+        nps_detractors = r.days()?;
+        let n = r.len()?;
+        for i in 0..n {
+            let armed = r.u8()? != 0;
+            let last_fired_ms = r.opt_int()?;
+            // Marks of rules this build does not know are skipped (a newer state read back).
+            if let Some(m) = rules.get_mut(LEGACY_RULES + i) {
+                *m = RuleMark { armed, last_fired_ms };
+            }
+        }
+        alerts_live = r.u8()? != 0;
+        drop_since = r.opt_i32()?;
+        expansion_since = r.opt_i32()?;
+        renewal_alerted = r.opt_i32()?;
+        score_drop_since = r.opt_i32()?;
+    }
     if !r.done() {
         return Err(CodecError::Invalid("trailing bytes"));
     }
@@ -404,8 +446,25 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         opened,
         csat_sum,
         csat_count,
+        nps_count,
+        nps_promoters,
+        nps_detractors,
         seen_ids,
-        score: ScoreState { last, scorecard, band, best, rules, emitted, next_due_ms, recent_alerts },
+        score: ScoreState {
+            last,
+            scorecard,
+            band,
+            best,
+            rules,
+            emitted,
+            next_due_ms,
+            recent_alerts,
+            alerts_live,
+            drop_since,
+            expansion_since,
+            renewal_alerted,
+            score_drop_since,
+        },
         applied,
     })
 }
