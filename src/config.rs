@@ -48,6 +48,18 @@ pub struct HttpConfig {
     /// An input topic whose newest event is older than this is reported stale in `/readyz`.
     #[serde(with = "humantime_serde")]
     pub stale_after: Duration,
+    /// Time a client has to send a whole request head, counted from the connection's accept or
+    /// from its first byte after an idle wait; past it the connection is closed (slow-header
+    /// clients cannot hold a descriptor).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed: a kept-alive
+    /// connection between requests, or a client that stops reading its response.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at most (capped at half the process's open-file limit). At the limit a new
+    /// connection closes the one that has waited longest for a request, so probes still answer.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -56,13 +68,23 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("token", &if self.token.is_empty() { "" } else { "***" })
             .field("stale_after", &self.stale_after)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9460".into(), token: String::new(), stale_after: Duration::from_secs(3600) }
+        Self {
+            listen: "127.0.0.1:9460".into(),
+            token: String::new(),
+            stale_after: Duration::from_secs(3600),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
     }
 }
 
@@ -1046,6 +1068,17 @@ impl Settings {
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!("http.listen: `{}` is not an address such as 127.0.0.1:9460 (empty turns the port off)", self.http.listen));
+        }
+        for (key, d, max) in [
+            ("http.header_timeout", self.http.header_timeout, Duration::from_secs(3600)),
+            ("http.idle_timeout", self.http.idle_timeout, Duration::from_secs(24 * 3600)),
+        ] {
+            if d.is_zero() || d > max {
+                p.push(format!("{key}: {} is outside 1ms..={}", humantime::format_duration(d), humantime::format_duration(max)));
+            }
+        }
+        if !(1..=100_000).contains(&self.http.max_connections) {
+            p.push(format!("http.max_connections: {} is outside 1..=100000", self.http.max_connections));
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!("log.format: `{}` is neither text nor json", self.log.format));

@@ -198,11 +198,8 @@ fn run(cli: Cli) -> Result<()> {
             let (counts, out) = match (to_kafka, out) {
                 (Some(brokers), _) => {
                     let settings = load_config(config.as_ref())?;
-                    let mut c = rdkafka::ClientConfig::new();
+                    let mut c = kizashi::pipeline::client_config(&settings, kizashi::pipeline::Client::Producer);
                     c.set("bootstrap.servers", &brokers);
-                    for (k, v) in &settings.kafka.properties {
-                        c.set(k, v);
-                    }
                     let stop = std::sync::atomic::AtomicBool::new(false);
                     let counts = cmd::generate::to_kafka(&opts, &c, &settings.kafka.topics, day_seconds, &stop, |_, _| {})?;
                     (counts, format!("Kafka at {brokers}"))
