@@ -57,6 +57,8 @@ pub struct Truth {
     pub seats: u32,
     /// Day (YYYY-MM-DD) the account's usage stops (inactive) or starts to decline.
     pub change_from: Option<String>,
+    /// The account record's `renewal_date` (YYYY-MM-DD): where the generated outcome falls.
+    pub renewal_date: String,
 }
 
 const FEATURES: [&str; 24] = [
@@ -207,6 +209,7 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             segment,
             seats,
             change_from: (change_day != i32::MAX).then(|| format_day(change_day)),
+            renewal_date: record.renewal_date.clone(),
         });
         gens.push(Gen {
             id,
