@@ -28,7 +28,7 @@ fn lead(f: &Figures) -> String {
 
 fn cells(f: &Figures) -> String {
     format!(
-        "{:>6} {:>4} {:>4} {:>4} {:>9} {:>6}  {:<20}",
+        "{:>6} {:>4} {:>4} {:>4} {:>9} {:>6}  {:<21}",
         f.alerts,
         f.true_positives,
         f.false_positives,
@@ -57,7 +57,7 @@ fn section(out: &mut String, s: &Section, kind: &str) {
     }
     let _ = writeln!(out, "  {:<24}{CELLS_HEAD}", "rule");
     for f in std::iter::once(&s.any).chain(&s.rules) {
-        let _ = writeln!(out, "  {:<24}{}", label(f, kind), cells(f));
+        let _ = writeln!(out, "  {:<24}{}", label(f, kind), cells(f).trim_end());
     }
 }
 
@@ -135,13 +135,13 @@ fn pair_section(out: &mut String, a: &Section, b: &Section, kind: &str) {
         let _ = writeln!(out, "  no {kind} alert in either replay: every target outcome is a false negative");
         return;
     }
-    let _ = writeln!(out, "  {:<24}{CELLS_HEAD:<59}| {CELLS_HEAD:<59}| Δprecision Δrecall Δmedian", "rule");
+    let _ = writeln!(out, "  {:<24}{CELLS_HEAD} | {CELLS_HEAD} | Δprecision Δrecall Δmedian", "rule");
     for fa in std::iter::once(&a.any).chain(&a.rules) {
         let Some(fb) = std::iter::once(&b.any).chain(&b.rules).find(|f| f.rule == fa.rule) else { continue };
         let d = |x: Option<f64>, y: Option<f64>, n| signed(y.zip(x).map(|(y, x)| y - x), n);
         let _ = writeln!(
             out,
-            "  {:<24}{:<59}| {:<59}| {:>10} {:>7} {:>7}",
+            "  {:<24}{} | {} | {:>10} {:>7} {:>7}",
             label(fa, kind),
             cells(fa),
             cells(fb),
@@ -183,7 +183,7 @@ pub fn compare(r: &Report, b: &Evaluation) -> String {
             d(x.none, y.none)
         );
     }
-    let _ = writeln!(out, "  {:<24}{:<26}| {:<26}|", "churned or downgraded", share_cells(&a.bands), share_cells(&b.bands));
+    let _ = writeln!(out, "  {:<24}{:<26}| {}", "churned or downgraded", share_cells(&a.bands), share_cells(&b.bands));
     out.push_str(&after_note(&a.bands));
     out
 }
