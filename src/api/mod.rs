@@ -11,6 +11,7 @@
 pub mod account;
 pub mod board;
 pub mod server;
+pub mod evaluation;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -46,6 +47,8 @@ struct Readiness {
 pub struct Shared {
     pub metrics: Metrics,
     pub board: Arc<Board>,
+    /// The back-test figures `replay --serve --outcomes` serves at `/v1/evaluation`.
+    pub evaluation: evaluation::Slot,
     readiness: Mutex<Readiness>,
     store: OnceLock<Store>,
     params: Params,
@@ -71,6 +74,7 @@ impl Shared {
         Arc::new(Shared {
             metrics,
             board: Arc::new(Board::default()),
+            evaluation: evaluation::Slot::default(),
             readiness: Mutex::new(Readiness { ready: false, reason: "starting".into(), partitions: vec![] }),
             store: OnceLock::new(),
             params: Params::new(settings),
@@ -237,6 +241,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts", get(queue))
         .route("/v1/accounts/{id}", get(account))
+        .route("/v1/evaluation", get(evaluation::get))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/metrics", get(metrics))
@@ -258,6 +263,7 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().map_or("other", |m| match m.as_str() {
         "/v1/accounts/{id}" => "/v1/accounts/{id}",
         "/v1/accounts" => "/v1/accounts",
+        "/v1/evaluation" => "/v1/evaluation",
         "/metrics" => "/metrics",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",

@@ -24,8 +24,6 @@ struct Ctx<'a> {
     previous: Option<(f64, Band)>,
     /// No evaluation before this one had enough history for alerts.
     first_eligible: bool,
-    /// Best score of the earlier evaluations in the score-drop window.
-    baseline: Option<&'a Snapshot>,
     /// Fall of the score from the baseline, like for like (on the measures with data at both).
     drop: Option<f64>,
     tickets_7d: u64,
@@ -278,7 +276,6 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         band,
         previous: state.score.last.as_ref().map(|l| (l.score, state.score.band.unwrap_or(l.band))),
         first_eligible: history_ok && !state.score.alerts_live,
-        baseline: baseline.as_ref(),
         drop,
         score_drop_days,
         tickets_7d: state.opened.sum(now_day - 6, now_day),

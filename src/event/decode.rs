@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Limits applied while decoding.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     pub max_id_len: usize,
     /// Longest accepted account `name`, in bytes.
