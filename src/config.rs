@@ -586,7 +586,7 @@ impl Default for AlertsConfig {
 impl Default for UsageDropConfig {
     fn default() -> Self {
         let r = rule("high", 168);
-        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, share: 0.5, days: 3, release_above: 0.75 }
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, share: 0.5, days: 2, release_above: 0.75 }
     }
 }
 

@@ -40,6 +40,20 @@ fn account(account: &str, seats: Option<u32>, ts: i64) -> Event<'static> {
     })
 }
 
+/// An account record with a start date, a renewal date and ARR.
+fn signed(account: &str, seats: u32, start: i32, renewal: Option<i32>, ts: i64) -> Event<'static> {
+    Event::Account(AccountEvent {
+        account_id: Cow::Owned(account.into()),
+        name: Some(Cow::Owned(format!("{account} Inc"))),
+        seats: Some(seats),
+        segment: Some(Cow::Borrowed("smb")),
+        arr: Some(24_000.0),
+        renewal_day: renewal,
+        start_day: Some(start),
+        ts_ms: ts,
+    })
+}
+
 struct Harness {
     engine: Engine,
     offset: i64,
@@ -105,9 +119,15 @@ fn a_silent_account_gets_inactive_on_the_right_day_without_further_events() {
     assert_eq!(day_of(a.event_time_ms), last_day + 14, "fires the day the 14-day silence is reached");
     assert_eq!(a.account_id, "quiet");
     assert_eq!(a.band.name(), "red", "days_since_last_activity is critical in the default scorecard");
-    assert!(a.also.iter().any(|r| r.name() == "entered_red"), "entered_red is folded in: {:?}", a.also);
     assert!(a.summary.starts_with("No product usage for 14 days"), "{}", a.summary);
     assert!(h.alerts.iter().all(|x| day_of(x.event_time_ms) > last_day), "no alert while active: {:?}", h.alerts);
+    // Long before the 14 days, the leading measures said so: a silence without tickets.
+    let first = &h.alerts[0];
+    assert!(day_of(first.event_time_ms) <= last_day + 7, "the first alert leads: {first:?}");
+    assert_eq!(first.rule.name(), "silent_decline", "{:?}", h.alerts);
+    let names_drop = |x: &&Alert| x.rule.name() == "usage_drop" || x.also.iter().any(|r| r.name() == "usage_drop");
+    let drop = h.alerts.iter().find(names_drop).expect("usage_drop fires too");
+    assert!(day_of(drop.event_time_ms) <= last_day + 7, "{drop:?}");
 }
 
 #[test]
@@ -125,7 +145,10 @@ fn a_declining_account_alerts_with_the_measure_that_fell_first_in_its_explanatio
     assert!(top.points < 0.0, "the first explanation line lost points: {top:?}");
     assert!(a.explanation.iter().all(|e| e.value.is_none() || e.points >= top.points), "sorted by damage");
     assert!(
-        matches!(top.measure, "seat_utilization" | "stickiness" | "usage_trend" | "feature_breadth_30d"),
+        matches!(
+            top.measure,
+            "seat_utilization" | "seat_utilization_7d" | "stickiness" | "usage_trend" | "active_users_trend" | "feature_breadth_30d"
+        ),
         "an adoption measure explains it: {top:?}"
     );
     assert!(a.previous_score.unwrap() > a.score);
@@ -153,14 +176,19 @@ fn utilisation_only(hysteresis: f64) -> Settings {
 
 fn flap(settings: &Settings) -> usize {
     let mut h = Harness::new(settings);
-    // Seats unknown while users arrive (no score yet), then 20 seats: 10 users → 50, yellow.
-    h.feed(account("wobbly", None, ms(DAY0, 0)));
-    active_days(&mut h, "wobbly", DAY0..DAY0 + 2, 10, 3);
-    h.feed(account("wobbly", Some(20), ms(DAY0 + 2, 0)));
+    // A new customer (its windows have data once it is a week old), seats unknown while users
+    // arrive (no score yet), then 20 seats: 10 users → 50, yellow.
+    let mut record = signed("wobbly", 20, DAY0, None, ms(DAY0, 0));
+    if let Event::Account(a) = &mut record {
+        a.seats = None;
+    }
+    h.feed(record);
+    active_days(&mut h, "wobbly", DAY0..DAY0 + 8, 10, 3);
+    h.feed(signed("wobbly", 20, DAY0, None, ms(DAY0 + 8, 0)));
     // 10 active users: seats 20 → 50, 26 → 38.5 (red), 24 → 41.7 (just above the edge).
     for (i, seats) in [26, 24, 26, 24, 26, 24, 26].into_iter().enumerate() {
-        h.feed(account("wobbly", Some(seats), ms(DAY0 + 2, 1 + i as i64)));
-        h.feed(usage("wobbly", 0, 0, ms(DAY0 + 2, 1 + i as i64)));
+        h.feed(signed("wobbly", seats, DAY0, None, ms(DAY0 + 8, 1 + i as i64)));
+        h.feed(usage("wobbly", 0, 0, ms(DAY0 + 8, 1 + i as i64)));
     }
     h.alerts_of("entered_red").len()
 }
@@ -179,7 +207,8 @@ fn unknown_seats_leave_seat_utilization_out_and_renormalise() {
     active_days(&mut h, "noseats", DAY0..DAY0 + 3, 5, 5);
     let last = h.scores.last().expect("score updates were published");
     let seat = last.measures.iter().find(|m| m.measure == "seat_utilization").unwrap();
-    assert_eq!((seat.value, seat.points, seat.weight), (None, None, Some(25.0)));
+    let configured = Settings::default().scorecards["default"].measures.iter().find(|m| m.measure == "seat_utilization").unwrap().weight;
+    assert_eq!((seat.value, seat.points, seat.weight), (None, None, Some(configured)));
     let (sum, weights) = last
         .measures
         .iter()
