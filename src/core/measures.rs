@@ -160,8 +160,8 @@ pub struct MeasureParams {
 /// slow decline does not drag its own norm down with it.
 const TREND_MIN_BASE_WEEKS: i32 = 2;
 /// Pseudo-counts added to both sides of a trend (events a week, user-days a week).
-const TREND_PRIOR_EVENTS: f64 = 20.0;
-const TREND_PRIOR_USER_DAYS: f64 = 5.0;
+const TREND_PRIOR_EVENTS: f64 = 5.0;
+const TREND_PRIOR_USER_DAYS: f64 = 2.0;
 const TREND_MAX_BASE_WEEKS: i32 = 8;
 
 /// `(recent sum over the last 7 complete days, norm: mean weekly sum of the weeks before)`, or
