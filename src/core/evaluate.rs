@@ -202,16 +202,6 @@ fn no_usage_note(card: &Card, values: &MeasureValues) -> String {
     }
 }
 
-/// Whether kizashi knows the account used nothing in retention: no usage event within it, and a
-/// week watched without one (or a start date more than a week ago, within retention). A customer
-/// who signed today has not had the time to use anything yet.
-fn usage_known_absent(state: &AccountState, now_day: i32, horizon: i32) -> bool {
-    let used = state.last_usage_ms.is_some_and(|t| day_of(t) >= horizon);
-    let started_long_ago = state.facts.start_day.is_some_and(|s| s >= horizon && now_day - s >= 7);
-    let watched_a_week = state.first_day.is_some_and(|f| f <= now_day - 6);
-    !used && (watched_a_week || started_long_ago)
-}
-
 /// Usage against the account's own norm, events and people together: the geometric mean of
 /// `usage_trend` and `active_users_trend` (either alone if the other has no data). A fall in
 /// either shows; a chance dip of one with the other near normal does not read as a collapse.
@@ -242,7 +232,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     let card = p.card_for(state, now_ms);
     let mut out = Evaluation::default();
     let horizon = now_day - p.state.retention_days as i32 + 1;
-    let Some(scored) = card.score(&values, usage_known_absent(state, now_day, horizon)) else {
+    let Some(scored) = card.score(&values, measures::usage_known_absent(state, now_day, p.state.retention_days)) else {
         state.score.next_due_ms = next_due(state, now_ms, p);
         return out;
     };

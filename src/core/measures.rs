@@ -188,6 +188,17 @@ pub fn window_observed(s: &AccountState, from: i32, now: i32) -> bool {
     }
 }
 
+/// Whether kizashi knows the account used nothing in retention: no usage event within it, and a
+/// week watched without one (or a start date more than a week ago, within retention). A customer
+/// who signed today has not had the time to use anything yet.
+pub fn usage_known_absent(s: &AccountState, now: i32, retention_days: u32) -> bool {
+    let horizon = now - retention_days as i32 + 1;
+    let used = s.last_usage_ms.is_some_and(|t| day_of(t) >= horizon);
+    let watched_a_week = s.first_day.is_some_and(|f| f <= now - 6);
+    let started_long_ago = s.facts.start_day.is_some_and(|st| st >= horizon && now - st >= 7);
+    !used && (watched_a_week || started_long_ago)
+}
+
 /// Days without any usage of an account that never had any: since its start date when that is
 /// within retention (a customer signed recently who never started), else since kizashi first
 /// saw it (of an older customer it knows only what it watched).
@@ -245,7 +256,9 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
         Measure::DaysSinceLastActivity,
         match s.last_usage_ms {
             Some(t) => Some(f64::from((now - day_of(t)).max(0))),
-            None => days_without_any_usage(s, now, p.retention_days),
+            // A customer who signed today has not had the time to use anything: no data yet.
+            None if usage_known_absent(s, now, p.retention_days) => days_without_any_usage(s, now, p.retention_days),
+            None => None,
         },
     );
 
