@@ -14,7 +14,7 @@ use crate::core::ids::fnv64;
 use crate::event::timestamp::{format_day, format_ms, DAY_MS};
 use crate::event::EventKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     Healthy,
@@ -57,11 +57,11 @@ pub struct GenOptions {
 }
 
 /// Ground truth of one generated account.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Truth {
     pub account_id: String,
     pub profile: Profile,
-    pub segment: &'static str,
+    pub segment: String,
     pub seats: u32,
     /// Day (YYYY-MM-DD) the account's usage stops (inactive) or starts to decline.
     pub change_from: Option<String>,
@@ -254,7 +254,7 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
         truths.push(Truth {
             account_id: id.clone(),
             profile,
-            segment,
+            segment: segment.to_string(),
             seats,
             change_from: (change_day != i32::MAX).then(|| format_day(change_day)),
             below_half_from: below_half.map(format_day),
@@ -462,13 +462,13 @@ pub struct ProfileRow {
     /// Of those: a risk alert within 7 days after the fall.
     pub alerted_within_7d: usize,
     /// Risk alerts by rule (each alert counts under its name and every rule in `also`).
-    pub rules: std::collections::BTreeMap<&'static str, usize>,
+    pub rules: std::collections::BTreeMap<String, usize>,
 }
 
 /// One alert, as `profile_report` needs it.
 pub struct AlertSeen<'a> {
     pub account_id: &'a str,
-    pub rules: Vec<&'static str>,
+    pub rules: Vec<&'a str>,
     pub risk: bool,
     pub at_ms: i64,
 }
@@ -502,7 +502,7 @@ pub fn profile_report(truths: &[Truth], alerts: &[AlertSeen<'_>], bands: &[(&str
         row.alerted += usize::from(!mine.is_empty());
         for a in mine {
             for r in &a.rules {
-                *row.rules.entry(r).or_default() += 1;
+                *row.rules.entry(r.to_string()).or_default() += 1;
             }
         }
         row.ever_red += usize::from(updates.iter().any(|(_, b)| *b == "red"));

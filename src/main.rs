@@ -79,6 +79,10 @@ enum Command {
         /// side by side with the differences.
         #[arg(long, requires = "outcomes")]
         compare: Option<PathBuf>,
+        /// A generated population's truth.jsonl: print kizashi's verdicts per profile (share
+        /// alerted, ever red, final bands, flagged within 7 days of a fall).
+        #[arg(long)]
+        truth: Option<PathBuf>,
     },
     /// Zero set-up demo: an embedded Kafka, a synthetic population fed in accelerated time, the
     /// whole pipeline, alerts printed as they arrive.
@@ -185,10 +189,11 @@ fn run(cli: Cli) -> Result<()> {
             horizon,
             band_at,
             compare,
+            truth,
         } => {
             let settings = load_config(config.as_ref())?;
             anyhow::ensure!(partitions >= 1, "--partitions must be at least 1");
-            let backtest = if outcomes.is_empty() {
+            let backtest = if outcomes.is_empty() && truth.is_none() {
                 None
             } else {
                 let compare = match &compare {
@@ -201,6 +206,7 @@ fn run(cli: Cli) -> Result<()> {
                     band_at_days: parse_days(&band_at, "--band-at", 0..=3650)?,
                     config_label: config.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string()),
                     compare,
+                    truth,
                 })
             };
             let mut server = None;

@@ -47,6 +47,7 @@ fn backtest(outcomes: PathBuf, compare: Option<(&str, Settings)>) -> BacktestOpt
         band_at_days: 30,
         config_label: "built-in defaults".into(),
         compare: compare.map(|(l, s)| (l.to_string(), s)),
+        truth: None,
     }
 }
 

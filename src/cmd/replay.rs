@@ -64,6 +64,9 @@ pub struct BacktestOptions {
     /// A second configuration and its label, replayed with its own temporary state; its alerts,
     /// scores and rejects go to `<out>/compare/`.
     pub compare: Option<(String, Settings)>,
+    /// A generated population's `truth.jsonl`: the verdicts per profile are reported
+    /// (`profiles` in the summary).
+    pub truth: Option<PathBuf>,
 }
 
 /// The second configuration's counts (`--compare`).
@@ -97,6 +100,9 @@ pub struct ReplaySummary {
     /// With `--outcomes`: the figures written to `evaluation.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Report>,
+    /// With `--truth`: kizashi's verdicts per generated profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<crate::generate::ProfileRow>>,
 }
 
 struct Input {
@@ -334,8 +340,8 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         }
     }
     let outcomes = match backtest {
-        Some(b) => Some(read_outcomes(&b.outcomes, settings.events.max_id_len, &mut lanes[0].rejects_w)?),
-        None => None,
+        Some(b) if !b.outcomes.is_empty() => Some(read_outcomes(&b.outcomes, settings.events.max_id_len, &mut lanes[0].rejects_w)?),
+        _ => None,
     };
     let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
     let limits = lanes[0].limits;
@@ -459,6 +465,10 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         summary.evaluation = Some(report);
     }
 
+    if let (Some(path), Some(h)) = (backtest.and_then(|b| b.truth.as_ref()), lanes[0].history.as_ref()) {
+        summary.profiles = Some(profiles(path, h)?);
+    }
+
     summary.seconds = started.elapsed().as_secs_f64();
     summary.events_per_second = summary.events_read as f64 / summary.seconds.max(1e-9);
     summary.peak_rss_bytes = peak_rss_bytes();
@@ -472,6 +482,23 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         }
     }
     Ok(summary)
+}
+
+/// Verdicts per generated profile: the truth file against the replay's alerts and bands.
+fn profiles(path: &Path, h: &History) -> Result<Vec<crate::generate::ProfileRow>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let truths: Vec<crate::generate::Truth> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
+        .collect::<Result<_>>()?;
+    let (alerts, bands) = h.alerts_and_bands();
+    let seen: Vec<crate::generate::AlertSeen<'_>> = alerts
+        .into_iter()
+        .map(|(account_id, at_ms, risk, rules)| crate::generate::AlertSeen { account_id, rules, risk, at_ms })
+        .collect();
+    Ok(crate::generate::profile_report(&truths, &seen, &bands))
 }
 
 /// The evaluation of every lane, on the same rows (the union of the rules any of them fired).
@@ -540,6 +567,10 @@ impl ReplaySummary {
             s += &format!("compare ({}): applied {} rejected {} duplicates {}\n", c.config, c.events_applied, c.events_rejected, c.duplicates);
             s += &format!("compare alerts by rule: {}\n", kv(&c.alerts_by_rule));
             s += &format!("compare accounts by band: {}\n", kv(&c.accounts_by_band));
+        }
+        if let Some(rows) = &self.profiles {
+            s += "\nverdicts by generated profile (alerted: any risk alert; fell: usage below half its norm 7+ days before the end):\n";
+            s += &crate::generate::render_profile_report(rows);
         }
         if let Some(r) = &self.evaluation {
             s += "\n";

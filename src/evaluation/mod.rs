@@ -123,6 +123,18 @@ impl History {
         n.checked_sub(1).map(|i| v[i].1)
     }
 
+    /// Every alert as `(account, time, is risk, rules named)`, and every band change as
+    /// `(account, time, band)` (for `generate::profile_report`).
+    pub fn alerts_and_bands(&self) -> (Vec<(&str, i64, bool, Vec<&str>)>, Vec<(&str, i64, &'static str)>) {
+        let alerts = self
+            .alerts
+            .iter()
+            .flat_map(|(a, ms)| ms.iter().map(move |m| (a.as_str(), m.at_ms, m.kind == AlertKind::Risk, m.rules.iter().map(|r| r.as_str()).collect())))
+            .collect();
+        let bands = self.bands.iter().flat_map(|(a, v)| v.iter().map(move |&(t, b)| (a.as_str(), t, b.name()))).collect();
+        (alerts, bands)
+    }
+
     /// Every (kind, rule) named by an alert.
     pub fn rules(&self) -> BTreeSet<(AlertKind, String)> {
         self.alerts.values().flatten().flat_map(|m| m.rules.iter().map(|r| (m.kind, r.to_string()))).collect()
