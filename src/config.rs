@@ -668,8 +668,8 @@ impl Default for Settings {
                 vec![
                     wm("seat_utilization_7d", 20.0, 0.1, 0.5),
                     wm("seat_utilization", 12.5, 0.2, 0.6),
-                    wm("active_users_trend", 17.5, 0.5, 1.0),
-                    wm("usage_trend", 17.5, 0.5, 1.0),
+                    wm("active_users_trend", 17.5, 0.45, 0.95),
+                    wm("usage_trend", 17.5, 0.45, 0.95),
                     wm("feature_breadth_30d", 10.0, 2.0, 8.0),
                     critical(wm("days_since_last_activity", 7.5, 14.0, 2.0)),
                     wm("open_urgent_tickets", 5.0, 3.0, 0.0),
@@ -685,8 +685,8 @@ impl Default for Settings {
                 vec![
                     wm("seat_utilization_7d", 20.0, 0.15, 0.55),
                     wm("seat_utilization", 12.5, 0.25, 0.7),
-                    wm("active_users_trend", 17.5, 0.5, 1.0),
-                    wm("usage_trend", 10.0, 0.5, 1.0),
+                    wm("active_users_trend", 17.5, 0.45, 0.95),
+                    wm("usage_trend", 10.0, 0.45, 0.95),
                     wm("feature_breadth_30d", 10.0, 3.0, 10.0),
                     critical(wm("days_since_last_activity", 5.0, 10.0, 1.0)),
                     wm("open_urgent_tickets", 5.0, 2.0, 0.0),

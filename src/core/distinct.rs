@@ -7,7 +7,7 @@
 //! they are within 64 days of the key's last day; older ones can no longer fall in a 30-day window.
 
 use compact_str::CompactString;
-use rustc_hash::FxHashMap;
+use super::ids::KeyedMap;
 
 use super::days::DayCounts;
 
@@ -20,7 +20,7 @@ pub struct Seen {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Distinct {
-    pub(crate) seen: FxHashMap<CompactString, Seen>,
+    pub(crate) seen: KeyedMap<CompactString, Seen>,
     pub(crate) last_seen: DayCounts,
     pub(crate) per_day: DayCounts,
 }

@@ -1,6 +1,11 @@
 //! Stable hashes: FNV-1a, fixed by its published constants, so ids and de-duplication keys are
 //! the same across runs, machines and versions.
 
+/// A hash map for keys an attacker may choose (user ids, features, ticket ids, account ids):
+/// seeded at random per process, so nobody can prepare keys that all collide. Iteration order is
+/// not stable across runs; nothing kizashi outputs depends on it.
+pub type KeyedMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub fn fnv64(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use compact_str::CompactString;
-use rustc_hash::FxHashMap;
+use super::ids::KeyedMap;
 
 use crate::event::Priority;
 
@@ -31,7 +31,7 @@ impl Ticket {
 
 #[derive(Debug, Clone, Default)]
 pub struct Tickets {
-    all: FxHashMap<CompactString, Ticket>,
+    all: KeyedMap<CompactString, Ticket>,
     /// Open tickets by (opened_ms, id).
     open: BTreeSet<(i64, CompactString)>,
     /// Open urgent tickets by (opened_ms, id).

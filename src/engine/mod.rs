@@ -11,6 +11,7 @@ use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use crate::api::board::{Board, Entry};
+use crate::core::ids::KeyedMap;
 use crate::core::{evaluate, AccountState, Alert, Applied, Params, ScoreUpdate};
 use crate::event::timestamp::day_of;
 use crate::event::{Event, EventKind, Reject, RejectReason};
@@ -62,7 +63,7 @@ struct Slot {
 
 #[derive(Default)]
 struct PartitionState {
-    accounts: FxHashMap<CompactString, Slot>,
+    accounts: KeyedMap<CompactString, Slot>,
     due: BTreeSet<(i64, CompactString)>,
     stream_time: Option<i64>,
     stream_time_dirty: bool,
@@ -96,7 +97,7 @@ pub enum EngineError {
 
 fn load_slot<'a>(
     store: &Store,
-    accounts: &'a mut FxHashMap<CompactString, Slot>,
+    accounts: &'a mut KeyedMap<CompactString, Slot>,
     partition: u32,
     id: &str,
 ) -> Result<&'a mut Slot, StoreError> {
