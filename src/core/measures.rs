@@ -246,7 +246,10 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
     set(Measure::FeatureBreadth30d, full30.then_some(breadth as f64));
     // A few pseudo-counts on both sides keep a tiny account's chance swings (one user on holiday)
     // from reading as a collapse; for any account of some size they change nothing that shows.
-    let ratio = |parts: Option<(f64, f64)>, k: f64| parts.and_then(|(recent, base)| (base > 0.0).then(|| (recent + k) / (base + k)));
+    // A week with no usage at all reads 0, not a pseudo-count's share of the norm.
+    let ratio = |parts: Option<(f64, f64)>, k: f64| {
+        parts.and_then(|(recent, base)| (base > 0.0).then(|| if recent > 0.0 { (recent + k) / (base + k) } else { 0.0 }))
+    };
     set(Measure::UsageTrend, ratio(trend_parts(s.first_day, now, |a, b| s.usage.sum(a, b)), TREND_PRIOR_EVENTS));
     set(
         Measure::ActiveUsersTrend,
