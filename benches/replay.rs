@@ -70,9 +70,50 @@ fn run_case(name: &str, accounts: usize, days: u32, activity: f64) {
     println!("  peak RSS after replay: {rss:.0} MiB (process high-water mark)");
 }
 
+/// A ticketing integration gone wrong: `n` urgent tickets opened on one account, each followed by
+/// a usage event (so every ticket is followed by an evaluation reading the ticket measures).
+fn ticket_flood(n: u32) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t0: i64 = 20_400 * 86_400_000;
+    let mut s = std::io::BufWriter::new(std::fs::File::create(d.join("support.jsonl")).unwrap());
+    let mut u = std::io::BufWriter::new(std::fs::File::create(d.join("usage.jsonl")).unwrap());
+    for i in 0..n {
+        let ts = t0 + i64::from(i);
+        writeln!(s, r#"{{"account_id":"acme","ticket_id":"T{i}","kind":"opened","priority":"urgent","ts":{ts}}}"#).unwrap();
+        writeln!(u, r#"{{"account_id":"acme","user_id":"u{i}","event":"login","ts":{ts}}}"#).unwrap();
+    }
+    drop((s, u));
+    std::fs::write(d.join("accounts.jsonl"), "").unwrap();
+    let mut settings = Settings::default();
+    settings.events.max_open_tickets = 1_000_000;
+    let opts = ReplayOptions {
+        usage: vec![d.join("usage.jsonl")],
+        support: vec![d.join("support.jsonl")],
+        accounts: vec![d.join("accounts.jsonl")],
+        out: d.join("out"),
+        partitions: 1,
+        until_ms: None,
+        now_ms: t0 + 86_400_000,
+        state_dir: None,
+        batch: 50_000,
+        serve: None,
+    };
+    let s = run(&settings, &opts).unwrap();
+    println!(
+        "== ticket flood: {n} urgent tickets open on one account (+{n} usage events): {:.2} s, {:.1} µs per event",
+        s.seconds,
+        s.seconds * 1e6 / f64::from(2 * n)
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
+    }
+    for n in [10_000, 50_000, 100_000] {
+        ticket_flood(n);
     }
     // Dense: few accounts, realistic per-account activity (hot accounts stay in CPU caches).
     run_case("dense", env("KIZASHI_BENCH_DENSE_ACCOUNTS", 300), 90, 1.0);
