@@ -616,7 +616,7 @@ impl ConsumerContext for PipelineContext {
                                     return;
                                 }
                             }
-                            let r = changelog::read_partition(&config, &topic, p, timeout, |read, total| {
+                            let r = changelog::read_partition(&config, &topic, p, timeout, &shared.metrics, |read, total| {
                                 shared.progress(format!("restoring partition {p} from the changelog: {read} of {total} records read"));
                             });
                             let _ = tx.send(RestoreReport { partition: p, generation, started, standby_caught_up: false, restored: r });
@@ -936,9 +936,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                 let sb = Arc::new(standby::Shared::default());
                 c.standby = Some(sb.clone());
                 let (config, store, stop) = (client_config(settings), c.engine.store().clone(), standby_stop.clone());
-                let parts = partitions as u32;
+                let (parts, api) = (partitions as u32, shared.clone());
                 std::thread::Builder::new().name("kizashi-standby".into()).spawn(move || {
-                    if let Err(e) = standby::run(config, topic, parts, store, sb, stop) {
+                    if let Err(e) = standby::run(config, topic, parts, store, sb, &api.metrics, stop) {
                         tracing::error!(error = %format!("{e:#}"), "the standby replica stopped");
                     }
                 })?;
