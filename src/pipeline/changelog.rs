@@ -72,7 +72,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(1);
         w.var(self.offsets.len() as u64);

@@ -12,7 +12,7 @@
 
 pub mod changelog;
 mod standby;
-mod outbox;
+pub mod outbox;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
