@@ -223,6 +223,11 @@ pub struct StateConfig {
 pub struct EventsConfig {
     /// Longest accepted id (account_id, user_id, ticket_id, feature, event_id), in bytes.
     pub max_id_len: usize,
+    /// Longest accepted account `name`, in bytes (a longer one is rejected as `bad_value`).
+    pub max_name_len: usize,
+    /// Open tickets kept per account; a support event that would open one more is rejected
+    /// (`too_many_tickets`), so a ticketing integration gone wrong cannot grow one state without bound.
+    pub max_open_tickets: u32,
     /// Events whose time is further than this ahead of the wall clock are rejected (`ts_in_future`).
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
@@ -416,6 +421,8 @@ impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             max_id_len: 256,
+            max_name_len: 256,
+            max_open_tickets: 1_000,
             max_future: HOUR,
             grace: HOUR,
             retention_days: 90,
@@ -628,6 +635,7 @@ pub fn load(
             None => Some((k, v)),
         })
         .collect();
+    let env_raw: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     builder = builder.add_source(
         config::Environment::with_prefix("KIZASHI")
             .prefix_separator("__")
@@ -638,8 +646,9 @@ pub fn load(
             .source(Some(env)),
     );
     let merged = builder.build().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
-    let tree: serde_json::Value =
+    let mut tree: serde_json::Value =
         merged.try_deserialize().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
+    keep_env_strings(&mut tree, &env_raw);
     let (mut settings, mut problems) = deserialize_collecting(tree);
     settings.kafka.properties.extend(env_properties);
     problems.extend(settings.problems());
@@ -647,6 +656,30 @@ pub fn load(
         Ok(settings)
     } else {
         Err(ConfigProblems(problems))
+    }
+}
+
+/// The environment layer guesses types (`35` is a number, `true` a boolean), which keys that hold
+/// numbers need. A key whose default is a string (a token, a topic, a name) gets the variable's
+/// text exactly as given instead, so `KIZASHI__HTTP__TOKEN=123456789` is the string "123456789",
+/// never a type error that would print the secret. Lists of strings are split on `,`, unparsed.
+fn keep_env_strings(tree: &mut serde_json::Value, env: &[(String, String)]) {
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    for (key, raw) in env {
+        let Some(path) = key.strip_prefix("KIZASHI__") else { continue };
+        let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        let default = parts.iter().try_fold(&defaults, |node, p| node.get(p.as_str()));
+        let replacement = match default {
+            Some(serde_json::Value::String(_)) => serde_json::Value::String(raw.clone()),
+            Some(serde_json::Value::Array(_)) => {
+                serde_json::Value::Array(raw.split(',').map(|x| serde_json::Value::String(x.trim().to_string())).collect())
+            }
+            _ => continue,
+        };
+        let target = parts.iter().try_fold(&mut *tree, |node, p| node.get_mut(p.as_str()));
+        if let Some(slot) = target {
+            *slot = replacement;
+        }
     }
 }
 
@@ -722,6 +755,18 @@ fn remove_path(tree: &mut serde_json::Value, path: &str) -> bool {
     }
 }
 
+impl EventsConfig {
+    /// The decoder's limits, with `now_ms` as the clock `ts_in_future` is judged against.
+    pub fn decode_limits(&self, now_ms: i64) -> crate::event::DecodeLimits {
+        crate::event::DecodeLimits {
+            max_id_len: self.max_id_len,
+            max_name_len: self.max_name_len,
+            max_future_ms: i64::try_from(self.max_future.as_millis()).unwrap_or(i64::MAX),
+            now_ms,
+        }
+    }
+}
+
 impl AlertsConfig {
     /// `(enabled, severity, cooldown)` of a rule.
     pub fn common(&self, rule: crate::core::alerts::Rule) -> (bool, &str, Duration) {
@@ -745,10 +790,15 @@ impl AlertsConfig {
 
 /// librdkafka properties whose values must never be printed.
 pub fn is_secret(key: &str) -> bool {
-    ["password", "secret", "key.pem", "token", "jaas"].iter().any(|w| key.contains(w))
+    // `sasl.oauthbearer.config` holds client credentials (e.g. `clientSecret=…`).
+    ["password", "secret", "key.pem", "token", "jaas", "oauthbearer.config", "private.key"].iter().any(|w| key.contains(w))
 }
 
 const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
+
+/// Longest duration a rule or limit accepts (ten years), so no duration can overflow the
+/// millisecond arithmetic of the core.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
 impl Settings {
     /// Semantic checks (types are already right). Returns every problem found.
@@ -758,13 +808,26 @@ impl Settings {
         if e.max_id_len == 0 || e.max_id_len > 4096 {
             p.push(format!("events.max_id_len: {} is outside 1..=4096", e.max_id_len));
         }
+        if e.max_name_len == 0 || e.max_name_len > 65_536 {
+            p.push(format!("events.max_name_len: {} is outside 1..=65536", e.max_name_len));
+        }
+        if e.max_open_tickets == 0 || e.max_open_tickets > 1_000_000 {
+            p.push(format!("events.max_open_tickets: {} is outside 1..=1000000", e.max_open_tickets));
+        }
+        if e.dedup_window.as_millis() > u128::from(e.retention_days) * 86_400_000 {
+            p.push(format!(
+                "events.dedup_window: {} is longer than events.retention_days ({} days); ids cannot be remembered longer than the state is kept",
+                humantime::format_duration(e.dedup_window),
+                e.retention_days
+            ));
+        }
         if !(36..=3650).contains(&e.retention_days) {
             p.push(format!(
                 "events.retention_days: {} is outside 36..=3650 (usage_trend needs 35 days of history)",
                 e.retention_days
             ));
         }
-        if e.grace.as_millis() as u64 >= u64::from(e.retention_days) * 86_400_000 {
+        if e.grace.as_millis() >= u128::from(e.retention_days) * 86_400_000 {
             p.push("events.grace: must be shorter than events.retention_days".into());
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -863,10 +926,19 @@ impl Settings {
         }
         let a = &self.alerts;
         for rule in crate::core::alerts::Rule::ALL {
-            let (_, severity, _) = a.common(rule);
+            let (_, severity, cooldown) = a.common(rule);
             if !SEVERITIES.contains(&severity) {
                 p.push(format!("alerts.{}.severity: `{severity}` is not one of low, medium, high", rule.name()));
             }
+            if cooldown > MAX_DURATION {
+                p.push(format!("alerts.{}.cooldown: must be at most 3650 days", rule.name()));
+            }
+        }
+        if a.urgent_ticket_aging.after > MAX_DURATION {
+            p.push("alerts.urgent_ticket_aging.after: must be at most 3650 days".into());
+        }
+        if e.max_future > MAX_DURATION {
+            p.push("events.max_future: must be at most 3650 days".into());
         }
         if !(a.score_drop.points > 0.0 && a.score_drop.points <= 100.0) {
             p.push(format!("alerts.score_drop.points: {} is outside (0, 100]", a.score_drop.points));
@@ -1048,6 +1120,49 @@ mod tests {
         assert_eq!(s.kafka.properties["security.protocol"], "SASL_SSL");
         let shown = s.to_toml();
         assert!(!shown.contains("hunter2") && shown.contains("***") && shown.contains("SASL_SSL"), "{shown}");
+    }
+
+    #[test]
+    fn environment_values_of_string_keys_stay_strings() {
+        for v in ["123456789", "true", "1.5e3", "0"] {
+            let s = load(None, env(&[("KIZASHI__HTTP__TOKEN", v), ("KIZASHI__KAFKA__GROUP_ID", v)]))
+                .unwrap_or_else(|e| panic!("{v}: {e}"));
+            assert_eq!((s.http.token.as_str(), s.kafka.group_id.as_str()), (v, v));
+            let shown = load(None, env(&[("KIZASHI__HTTP__TOKEN", v)])).unwrap().to_toml();
+            assert!(shown.contains("token = \"***\""), "the token is masked: {shown}");
+        }
+        let s = load(None, env(&[("KIZASHI__EVENTS__KEY_FEATURES", "42,reports.export")])).unwrap();
+        assert_eq!(s.events.key_features, vec!["42", "reports.export"]);
+        // Numeric keys still parse, and a bad one names the key without echoing secrets.
+        let s = load(None, env(&[("KIZASHI__SCORING__RED_BELOW", "35")])).unwrap();
+        assert_eq!(s.scoring.red_below, 35.0);
+    }
+
+    #[test]
+    fn oauthbearer_config_is_masked() {
+        let s = load(
+            None,
+            env(&[("KIZASHI__KAFKA__PROPERTIES__SASL_OAUTHBEARER_CONFIG", "principal=kz clientSecret=s3cr3t")]),
+        )
+        .unwrap();
+        assert!(!s.to_toml().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn oversized_durations_and_windows_are_problems() {
+        let err = load(
+            None,
+            env(&[
+                ("KIZASHI__EVENTS__DEDUP_WINDOW", "100000years"),
+                ("KIZASHI__ALERTS__INACTIVE__COOLDOWN", "20000days"),
+                ("KIZASHI__EVENTS__MAX_OPEN_TICKETS", "0"),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.0.join("\n");
+        for key in ["events.dedup_window", "alerts.inactive.cooldown", "events.max_open_tickets"] {
+            assert!(text.contains(key), "{key} missing in {text}");
+        }
     }
 
     #[test]

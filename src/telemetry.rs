@@ -33,10 +33,32 @@ struct Collect {
     message: String,
 }
 
+/// Escapes control characters (newlines, carriage returns, terminal escapes...) so that no value,
+/// whatever input it came from, can start a forged log line or drive the terminal.
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl Visit for Collect {
     fn record_str(&mut self, field: &Field, value: &str) {
+        let value = escape_control(value);
         if field.name() == "message" {
-            self.message.push_str(value);
+            self.message.push_str(&value);
         } else if value.is_empty() || value.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') {
             let _ = write!(self.fields, "{}={:?} ", field.name(), value);
         } else {
@@ -45,10 +67,15 @@ impl Visit for Collect {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // `%x` fields arrive here too (as Display): render, then escape.
+        let text = format!("{value:?}");
+        let text = escape_control(&text);
         if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+            self.message.push_str(&text);
+        } else if text.contains(|c: char| c.is_whitespace() || c == '=') && !text.starts_with('"') {
+            let _ = write!(self.fields, "{}={:?} ", field.name(), text);
         } else {
-            let _ = write!(self.fields, "{}={:?} ", field.name(), value);
+            let _ = write!(self.fields, "{}={} ", field.name(), text);
         }
     }
 }
@@ -79,6 +106,27 @@ mod tests {
         });
         let line = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         assert!(line.contains("reason=not_json offset=12 detail=\"expected value\" record rejected"), "{line}");
+    }
+
+    #[test]
+    fn input_in_fields_cannot_forge_lines_or_escape_sequences() {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .fmt_fields(FieldsFirst)
+            .with_writer(move || WriteTo(sink.clone()))
+            .finish();
+        let hostile = "x\n2026-01-01T00:00:00Z ERROR kizashi: FORGED LINE\u{1b}[31m";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(detail = %hostile, account = hostile, other = ?hostile, "record rejected");
+            tracing::warn!("message with {hostile}");
+        });
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "one line per event, nothing forged: {text}");
+        assert!(!text.contains('\u{1b}'), "no raw terminal escape: {text:?}");
+        assert!(text.contains("FORGED LINE\\u{1b}[31m"), "the value is kept, escaped: {text}");
+        assert!(text.lines().all(|l| l.contains(" WARN ")), "{text}");
     }
 
     struct WriteTo(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

@@ -7,7 +7,7 @@ use kizashi::config::Settings;
 use kizashi::core::Params;
 use kizashi::engine::{Engine, Source};
 use kizashi::event::timestamp::DAY_MS;
-use kizashi::event::{decode, DecodeLimits, EventKind};
+use kizashi::event::{decode, EventKind};
 
 fn check_golden(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
@@ -23,7 +23,7 @@ fn check_golden(name: &str, actual: &str) {
 fn story() -> (Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), 100).unwrap();
-    let limits = DecodeLimits { max_id_len: 256, max_future_ms: 3_600_000, now_ms: i64::MAX / 2 };
+    let limits = Settings::default().events.decode_limits(i64::MAX / 2);
     let day0 = 20_400i64;
     let mut lines: Vec<(EventKind, String)> = vec![(
         EventKind::Account,

@@ -381,6 +381,48 @@ fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
 }
 
 #[test]
+fn hostile_timestamps_and_a_ticket_flood_are_dead_lettered_and_the_pipeline_goes_on() {
+    let b = Broker::start();
+    create_all(&b, [1, 1, 1]);
+    let day = i64::from(END_DAY) * DAY_MS;
+    let k = |s: &str| Some(s.as_bytes().to_vec());
+    let usage = |u: u32, t: i64| (k("acme"), format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#).into_bytes());
+    // Once a poison pill that aborted the process before its batch was written, so every restart
+    // read it again.
+    b.produce(INPUTS[0], &[usage(1, day), usage(2, i64::MIN), usage(3, -185_542_595_827_200_000), usage(4, day + 1000)]);
+    let ticket = |id: u32, kind: &str, t: i64| {
+        (k("acme"), format!(r#"{{"account_id":"acme","ticket_id":"T{id}","kind":"{kind}","priority":"urgent","ts":{t}}}"#).into_bytes())
+    };
+    let mut support = vec![ticket(0, "opened", day), ticket(0, "updated", i64::MIN)];
+    support.extend((1..=5).map(|i| ticket(i, "opened", day + i64::from(i))));
+    b.produce(INPUTS[1], &support);
+    let dir = test_dir();
+    let extra = [("KIZASHI__EVENTS__MAX_OPEN_TICKETS", "4")];
+    let mut kz = start_kizashi(&b, &dir.path().join("state"), "hostile", &extra);
+    wait_caught_up(&b, "hostile", &mut kz, Duration::from_secs(60));
+    assert!(kz.sigterm_and_wait().success(), "the process neither aborted nor looped");
+    let dlq = b.consume_all("kizashi-dead-letter");
+    let mut got: Vec<(&str, &str)> =
+        dlq.iter().map(|r| (r.header("kizashi.source.topic").unwrap(), r.header("kizashi.reason").unwrap())).collect();
+    got.sort_unstable();
+    let mut want = [(INPUTS[0], "bad_value"), (INPUTS[0], "bad_value"), (INPUTS[1], "bad_value"), (INPUTS[1], "too_many_tickets"), (INPUTS[1], "too_many_tickets")];
+    want.sort_unstable();
+    assert_eq!(
+        got,
+        want,
+        "{:?}",
+        dlq.iter().map(|r| r.header("kizashi.detail")).collect::<Vec<_>>()
+    );
+    let bad = dlq.iter().find(|r| r.header("kizashi.reason") == Some("bad_value")).unwrap();
+    assert!(bad.header("kizashi.detail").unwrap().contains("1970-01-01"), "the detail names the accepted range");
+    let scores = b.consume_all("health-scores");
+    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("good records were scored").payload).unwrap();
+    let value = |m: &str| last["measures"].as_array().unwrap().iter().find(|x| x["measure"] == m).unwrap()["value"].clone();
+    assert_eq!(value("active_users_7d"), 2.0, "the good usage records around the pills were applied");
+    assert_eq!(value("open_urgent_tickets"), 4.0, "the cap held; the far-past update changed nothing");
+}
+
+#[test]
 fn refuses_input_topics_that_are_not_co_partitioned() {
     let b = Broker::start();
     create_all(&b, [3, 2, 3]);

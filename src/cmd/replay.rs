@@ -126,11 +126,7 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
         engine.set_board(s.board.clone());
     }
     let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
-    let limits = DecodeLimits {
-        max_id_len: settings.events.max_id_len,
-        max_future_ms: settings.events.max_future.as_millis() as i64,
-        now_ms: opts.now_ms,
-    };
+    let limits = settings.events.decode_limits(opts.now_ms);
 
     let mut inputs = Vec::new();
     for (kind, paths) in [(EventKind::Usage, &opts.usage), (EventKind::Support, &opts.support), (EventKind::Account, &opts.accounts)] {

@@ -7,7 +7,6 @@ use super::measures::{self, Measure};
 use super::scorecard::Params;
 use super::state::{AccountState, AlertRef, Band, MeasureValues, Snapshot, RECENT_ALERTS};
 use crate::event::timestamp::{day_of, DAY_MS};
-use crate::event::Priority;
 
 /// What one evaluation produced.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -129,11 +128,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         baseline: baseline.as_ref(),
         tickets_7d: state.opened.sum(now_day - 6, now_day),
         tickets_quiet_window: state.opened.sum(now_day - quiet_days + 1, now_day),
-        oldest_urgent_ms: state
-            .open_tickets()
-            .filter(|(_, t)| t.priority == Priority::Urgent)
-            .map(|(_, t)| t.opened_ms)
-            .min(),
+        oldest_urgent_ms: state.tickets.oldest_urgent_ms(),
         now_ms,
     };
     let history_ok = state.first_day.is_some_and(|f| now_day - f >= p.alerts.min_history_days as i32);
@@ -219,12 +214,11 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
 pub fn next_due(state: &AccountState, now_ms: i64, p: &Params) -> Option<i64> {
     let now_day = day_of(now_ms);
     let mut due = state.has_live_data(now_day, &p.state).then(|| i64::from(now_day + 1) * DAY_MS);
+    // The next urgent ticket to cross the aging limit: the oldest one opened after now - after.
     let after = p.alerts.urgent_ticket_aging.after.as_millis() as i64;
-    for (_, t) in state.open_tickets() {
-        let at = t.opened_ms.saturating_add(after);
-        if t.priority == Priority::Urgent && at > now_ms {
-            due = Some(due.map_or(at, |d| d.min(at)));
-        }
+    if let Some(opened) = state.tickets.first_urgent_opened_after(now_ms.saturating_sub(after)) {
+        let at = opened.saturating_add(after);
+        due = Some(due.map_or(at, |d| d.min(at)));
     }
     due
 }

@@ -3,7 +3,6 @@
 
 use super::state::{AccountState, MeasureValues};
 use crate::event::timestamp::day_of;
-use crate::event::Priority;
 
 pub const N_MEASURES: usize = 12;
 
@@ -135,15 +134,8 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
     set(Measure::UsageTrend, (enough_history && base > 0.0).then(|| recent / base));
     set(Measure::DaysSinceLastActivity, s.last_usage_ms.map(|t| f64::from((now - day_of(t)).max(0))));
 
-    let mut urgent = 0u32;
-    let mut oldest: Option<i64> = None;
-    for (_, t) in s.open_tickets() {
-        if t.priority == Priority::Urgent {
-            urgent += 1;
-        }
-        oldest = Some(oldest.map_or(t.opened_ms, |o| o.min(t.opened_ms)));
-    }
-    set(Measure::OpenUrgentTickets, Some(f64::from(urgent)));
+    let oldest = s.tickets.oldest_open_ms();
+    set(Measure::OpenUrgentTickets, Some(s.tickets.open_urgent_count() as f64));
     set(Measure::TicketsOpened30d, Some(s.opened.sum(now - 29, now) as f64));
     set(Measure::OldestOpenTicketDays, Some(oldest.map_or(0.0, |o| f64::from((now - day_of(o)).max(0)))));
     let n = s.csat_count.sum(now - 89, now);

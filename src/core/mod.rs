@@ -10,6 +10,7 @@ pub mod ids;
 pub mod measures;
 pub mod scorecard;
 pub mod state;
+pub mod tickets;
 
 pub use alerts::{Alert, Rule, ScoreUpdate};
 pub use evaluate::{evaluate, Evaluation};

@@ -151,6 +151,7 @@ impl Params {
         Params {
             state: StateParams {
                 retention_days: s.events.retention_days,
+                max_open_tickets: s.events.max_open_tickets,
                 dedup_window_ms: s.events.dedup_window.as_millis() as i64,
             },
             measures: MeasureParams { key_features: s.events.key_features.clone() },

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 
-use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use super::days::DayCounts;
@@ -26,15 +25,7 @@ pub struct Facts {
     pub ts_ms: Option<i64>,
 }
 
-/// One support ticket as known from its events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket {
-    pub priority: Priority,
-    pub opened_ms: i64,
-    /// `ts` of the latest event applied to the ticket (older ones do not change its status).
-    pub last_ms: i64,
-    pub open: bool,
-}
+pub use super::tickets::{Ticket, Tickets};
 
 /// Band of a score, worst first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -126,7 +117,7 @@ pub struct AccountState {
     pub usage: DayCounts,
     pub users: Distinct,
     pub features: Distinct,
-    pub tickets: FxHashMap<CompactString, Ticket>,
+    pub tickets: Tickets,
     /// Tickets opened per day.
     pub opened: DayCounts,
     pub csat_sum: DayCounts,
@@ -144,6 +135,8 @@ pub struct AccountState {
 #[derive(Debug, Clone, Copy)]
 pub struct StateParams {
     pub retention_days: u32,
+    /// Open tickets kept per account; an event that would open one more is refused.
+    pub max_open_tickets: u32,
     /// 0 disables de-duplication.
     pub dedup_window_ms: i64,
 }
@@ -158,6 +151,9 @@ pub enum Applied {
     Unchanged,
     /// Same `event_id` seen within the de-duplication window: ignored.
     Duplicate,
+    /// Would open a ticket beyond `StateParams::max_open_tickets`: not applied (the caller
+    /// rejects the record as `too_many_tickets`).
+    TooManyTickets,
 }
 
 impl AccountState {
@@ -175,7 +171,7 @@ impl AccountState {
         self.csat_sum.prune_before(horizon);
         self.csat_count.prune_before(horizon);
         let horizon_ms = i64::from(horizon) * DAY_MS;
-        self.tickets.retain(|_, t| t.open || t.last_ms >= horizon_ms);
+        self.tickets.forget_closed_before(horizon_ms);
         if p.dedup_window_ms > 0 {
             let keep_from = i64::from(now_day) * DAY_MS - p.dedup_window_ms;
             self.seen_ids.retain(|_, ts| *ts >= keep_from);
@@ -184,6 +180,11 @@ impl AccountState {
 
     /// Applies one event. The caller has checked it is within retention and called `advance`.
     pub fn apply(&mut self, event: &Event<'_>, now_day: i32, p: &StateParams) -> Applied {
+        if let Event::Support(e) = event {
+            if self.would_open_ticket(e) && self.tickets.open_count() >= p.max_open_tickets as usize {
+                return Applied::TooManyTickets;
+            }
+        }
         let changed = self.apply_event(event, now_day, p);
         match changed {
             None => Applied::Duplicate,
@@ -218,7 +219,7 @@ impl AccountState {
             Event::Support(e) => {
                 let day = day_of(e.ts_ms);
                 self.note_first_day(day);
-                self.apply_support(e, day);
+                self.apply_support(e, day, p);
                 true
             }
             Event::Account(e) => {
@@ -246,7 +247,15 @@ impl AccountState {
         before != self.first_day
     }
 
-    fn apply_support(&mut self, e: &crate::event::SupportEvent<'_>, day: i32) {
+    /// Whether applying `e` can add an open ticket.
+    fn would_open_ticket(&self, e: &crate::event::SupportEvent<'_>) -> bool {
+        match self.tickets.get(&e.ticket_id) {
+            None => e.kind != TicketKind::Csat,
+            Some(t) => !t.open && e.kind != TicketKind::Closed && e.kind != TicketKind::Csat && e.ts_ms >= t.last_ms,
+        }
+    }
+
+    fn apply_support(&mut self, e: &crate::event::SupportEvent<'_>, day: i32, p: &StateParams) {
         if e.kind == TicketKind::Csat {
             if let Some(c) = e.csat {
                 self.csat_sum.add(day, u32::from(c));
@@ -255,11 +264,11 @@ impl AccountState {
             return;
         }
         let ts = e.ts_ms;
-        let known = self.tickets.contains_key(e.ticket_id.as_ref());
+        let known = self.tickets.get(&e.ticket_id).is_some();
         if !known {
             // A ticket first seen through a later event is taken as opened then.
             self.tickets.insert(
-                e.ticket_id.as_ref().into(),
+                &e.ticket_id,
                 Ticket {
                     priority: e.priority.unwrap_or(Priority::Normal),
                     opened_ms: ts,
@@ -271,28 +280,27 @@ impl AccountState {
                 self.opened.add(day, 1);
             }
         }
-        let Some(t) = self.tickets.get_mut(e.ticket_id.as_ref()) else { return };
-        if e.kind == TicketKind::Opened && known && ts < t.opened_ms {
-            t.opened_ms = ts;
+        self.tickets.update(&e.ticket_id, |t| {
+            if e.kind == TicketKind::Opened && known && ts < t.opened_ms {
+                t.opened_ms = ts;
+            }
+            if ts < t.last_ms {
+                // An older event arriving late: the ticket has moved on since.
+                return;
+            }
+            t.last_ms = ts;
+            if let Some(pr) = e.priority {
+                t.priority = pr;
+            }
+            match e.kind {
+                TicketKind::Opened | TicketKind::Reopened | TicketKind::Updated => t.open = true,
+                TicketKind::Closed => t.open = false,
+                TicketKind::Csat => {}
+            }
+        });
+        if e.kind == TicketKind::Closed {
+            self.tickets.trim_closed(p.max_open_tickets as usize);
         }
-        if ts < t.last_ms {
-            // An older event arriving late: the ticket has moved on since.
-            return;
-        }
-        t.last_ms = ts;
-        if let Some(pr) = e.priority {
-            t.priority = pr;
-        }
-        match e.kind {
-            TicketKind::Opened | TicketKind::Reopened | TicketKind::Updated => t.open = true,
-            TicketKind::Closed => t.open = false,
-            TicketKind::Csat => {}
-        }
-    }
-
-    /// Open tickets of at least `priority`.
-    pub fn open_tickets(&self) -> impl Iterator<Item = (&str, &Ticket)> {
-        self.tickets.iter().filter(|(_, t)| t.open).map(|(k, t)| (k.as_ref(), t))
     }
 
     /// Whether anything kept still moves as windows slide (so timers must keep re-scoring).
@@ -301,7 +309,7 @@ impl AccountState {
         self.last_usage_ms.is_some_and(|t| day_of(t) >= horizon)
             || !self.opened.is_empty()
             || !self.csat_count.is_empty()
-            || self.tickets.values().any(|t| t.open)
+            || self.tickets.open_count() > 0
     }
 }
 
@@ -311,7 +319,7 @@ mod tests {
     use crate::event::SupportEvent;
     use std::borrow::Cow;
 
-    const P: StateParams = StateParams { retention_days: 90, dedup_window_ms: 2 * DAY_MS };
+    const P: StateParams = StateParams { retention_days: 90, max_open_tickets: 3, dedup_window_ms: 2 * DAY_MS };
 
     fn support(ticket: &str, kind: TicketKind, prio: Option<Priority>, ts: i64) -> Event<'static> {
         Event::Support(SupportEvent {
@@ -330,11 +338,27 @@ mod tests {
         let mut s = AccountState::default();
         s.apply(&support("t1", TicketKind::Closed, None, 2000), 0, &P);
         s.apply(&support("t1", TicketKind::Opened, Some(Priority::Urgent), 1000), 0, &P);
-        let t = s.tickets["t1"];
+        let t = *s.tickets.get("t1").unwrap();
         assert!(!t.open, "the close is newer than the open");
         assert_eq!(t.opened_ms, 1000);
         s.apply(&support("t1", TicketKind::Reopened, None, 3000), 0, &P);
-        assert!(s.tickets["t1"].open);
+        assert!(s.tickets.get("t1").unwrap().open);
+    }
+
+    #[test]
+    fn open_tickets_are_capped() {
+        let mut s = AccountState::default();
+        for i in 0..3 {
+            assert_eq!(s.apply(&support(&format!("t{i}"), TicketKind::Opened, None, 1000 + i), 0, &P), Applied::Changed);
+        }
+        assert_eq!(s.apply(&support("t9", TicketKind::Opened, None, 2000), 0, &P), Applied::TooManyTickets);
+        assert_eq!(s.apply(&support("t9", TicketKind::Updated, None, 2000), 0, &P), Applied::TooManyTickets);
+        assert_eq!(s.apply(&support("t1", TicketKind::Updated, None, 2000), 0, &P), Applied::Changed, "a known open ticket");
+        assert_eq!(s.apply(&support("t1", TicketKind::Closed, None, 3000), 0, &P), Applied::Changed);
+        assert_eq!(s.apply(&support("t9", TicketKind::Opened, None, 4000), 0, &P), Applied::Changed, "room again");
+        assert_eq!(s.apply(&support("t1", TicketKind::Reopened, None, 5000), 0, &P), Applied::TooManyTickets);
+        assert_eq!(s.tickets.open_count(), 3);
+        assert_eq!(s.opened.sum(0, 0), 4, "refused events open nothing");
     }
 
     #[test]

@@ -249,6 +249,14 @@ impl Engine {
                 self.stats.duplicates += 1;
                 return Ok(());
             }
+            Applied::TooManyTickets => {
+                let detail = format!(
+                    "the account already has {} open tickets (events.max_open_tickets)",
+                    slot.state.tickets.open_count()
+                );
+                self.reject(partition, source, Reject::new(RejectReason::TooManyTickets, detail));
+                return Ok(());
+            }
             Applied::Unchanged => {
                 self.stats.applied[event.kind() as usize] += 1;
                 slot.last_used = self.tick;

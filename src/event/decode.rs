@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::timestamp::{parse_date_day, parse_rfc3339_ms};
+use super::timestamp::{parse_date_day, parse_rfc3339_ms, ts_in_range};
 use super::{
     AccountEvent, Event, EventKind, Priority, Reject, RejectReason, SupportEvent, TicketKind, UsageEvent,
 };
@@ -17,6 +17,8 @@ use super::{
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {
     pub max_id_len: usize,
+    /// Longest accepted account `name`, in bytes.
+    pub max_name_len: usize,
     /// Events with `ts > now_ms + max_future_ms` are rejected.
     pub max_future_ms: i64,
     /// The wall clock (or, in a back-test, the clock the user chose).
@@ -31,16 +33,20 @@ pub fn decode<'a>(
     key: Option<&[u8]>,
     limits: &DecodeLimits,
 ) -> Result<Event<'a>, Reject> {
+    // The whole record must be UTF-8, ignored fields included (serde skips over those unchecked).
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
+    })?;
     let event = match kind {
-        EventKind::Usage => match serde_json::from_slice::<UsageWire<'a>>(bytes) {
+        EventKind::Usage => match serde_json::from_str::<UsageWire<'a>>(text) {
             Ok(w) => validate_usage(w, limits)?,
             Err(e) => return Err(diagnose(kind, bytes, &e)),
         },
-        EventKind::Support => match serde_json::from_slice::<SupportWire<'a>>(bytes) {
+        EventKind::Support => match serde_json::from_str::<SupportWire<'a>>(text) {
             Ok(w) => validate_support(w, limits)?,
             Err(e) => return Err(diagnose(kind, bytes, &e)),
         },
-        EventKind::Account => match serde_json::from_slice::<AccountWire<'a>>(bytes) {
+        EventKind::Account => match serde_json::from_str::<AccountWire<'a>>(text) {
             Ok(w) => validate_account(w, limits)?,
             Err(e) => return Err(diagnose(kind, bytes, &e)),
         },
@@ -207,6 +213,12 @@ fn ts(v: Option<TsWire<'_>>, l: &DecodeLimits) -> Result<i64, Reject> {
             )
         })?,
     };
+    if !ts_in_range(ms) {
+        return Err(Reject::new(
+            RejectReason::BadValue,
+            format!("`ts` {ms} is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59.999Z (epoch ms 0..=253402300799999)"),
+        ));
+    }
     if ms > l.now_ms.saturating_add(l.max_future_ms) {
         return Err(Reject::new(
             RejectReason::TsInFuture,
@@ -280,6 +292,14 @@ fn validate_support<'a>(w: SupportWire<'a>, l: &DecodeLimits) -> Result<Event<'a
 fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
     let account_id = id("account_id", w.account_id, l)?;
     let name = w.name.map(|s| s.0);
+    if let Some(n) = &name {
+        if n.len() > l.max_name_len {
+            return Err(Reject::new(
+                RejectReason::BadValue,
+                format!("`name` is {} bytes, longer than events.max_name_len ({})", n.len(), l.max_name_len),
+            ));
+        }
+    }
     let segment = opt_id("segment", w.segment, l)?;
     if let Some(arr) = w.arr {
         if !(arr >= 0.0 && arr.is_finite()) {
@@ -415,7 +435,7 @@ mod tests {
     const NOW: i64 = 1_795_300_000_000; // 2026-11-21
 
     fn limits() -> DecodeLimits {
-        DecodeLimits { max_id_len: 16, max_future_ms: 3_600_000, now_ms: NOW }
+        DecodeLimits { max_id_len: 16, max_name_len: 32, max_future_ms: 3_600_000, now_ms: NOW }
     }
 
     fn dec(kind: EventKind, s: &str) -> Result<Event<'_>, Reject> {
@@ -497,6 +517,13 @@ mod tests {
             (a, r#"{"account_id":"a","seats":"many","ts":1}"#, BadType, "seats"),
             (a, r#"{"account_id":"a","renewal_date":"soon","ts":1}"#, BadValue, "renewal_date"),
             (a, r#"{"account_id":"a","arr":-1,"ts":1}"#, BadValue, "arr"),
+            (a, r#"{"account_id":"a","name":"a name much longer than thirty-two bytes","ts":1}"#, BadValue, "name"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":-9223372036854775808}"#, BadValue, "ts"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":-185542595827200000}"#, BadValue, "ts"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":-370219378464000000}"#, BadValue, "ts"),
+            (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":-1}"#, BadValue, "1970-01-01"),
+            (s, r#"{"account_id":"a","ticket_id":"t","kind":"updated","ts":-9223372036854775808}"#, BadValue, "ts"),
+            (a, r#"{"account_id":"a","ts":"1969-12-31T23:59:59Z"}"#, BadValue, "ts"),
             (u, r#"{"account_id":"a","account_id":"b","user_id":"u","event":"e","ts":1}"#, BadValue, "duplicate"),
         ];
         for (kind, input, want, field) in cases {
@@ -518,5 +545,9 @@ mod tests {
     fn invalid_utf8_is_not_json() {
         let r = decode(EventKind::Usage, b"{\"account_id\":\"\xff\"}", None, &limits()).unwrap_err();
         assert_eq!(r.reason, RejectReason::NotJson);
+        // Also inside a field the schema ignores.
+        let line = b"{\"account_id\":\"a\",\"user_id\":\"u\",\"event\":\"e\",\"ts\":1,\"x\":\"\xc3\x28\"}";
+        let r = decode(EventKind::Usage, line, None, &limits()).unwrap_err();
+        assert_eq!((r.reason, r.detail.as_str()), (RejectReason::NotJson, "not UTF-8: invalid byte at offset 56"));
     }
 }

@@ -24,10 +24,13 @@ pub enum RejectReason {
     TooLate,
     /// The message key is not the event's `account_id` (would break co-partitioning).
     KeyMismatch,
+    /// A support event would open a ticket while the account already has
+    /// `events.max_open_tickets` open.
+    TooManyTickets,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::NotJson,
         RejectReason::NotObject,
         RejectReason::MissingField,
@@ -37,6 +40,7 @@ impl RejectReason {
         RejectReason::TsInFuture,
         RejectReason::TooLate,
         RejectReason::KeyMismatch,
+        RejectReason::TooManyTickets,
     ];
 
     pub fn code(self) -> &'static str {
@@ -50,6 +54,7 @@ impl RejectReason {
             RejectReason::TsInFuture => "ts_in_future",
             RejectReason::TooLate => "too_late",
             RejectReason::KeyMismatch => "key_mismatch",
+            RejectReason::TooManyTickets => "too_many_tickets",
         }
     }
 }

@@ -5,9 +5,23 @@ use time::OffsetDateTime;
 
 pub const DAY_MS: i64 = 86_400_000;
 
-/// The UTC day (days since 1970-01-01) holding `ms`.
+/// Earliest accepted event time: 1970-01-01T00:00:00Z.
+pub const MIN_TS_MS: i64 = 0;
+/// Latest accepted event time: 9999-12-31T23:59:59.999Z (the last RFC 3339 instant).
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
+/// Days of `MIN_TS_MS` and `MAX_TS_MS`: every day kizashi keeps lies in this range.
+pub const MIN_DAY: i32 = 0;
+pub const MAX_DAY: i32 = 2_932_896;
+
+/// The UTC day (days since 1970-01-01) holding `ms`. Saturates instead of wrapping, so even a
+/// time outside the accepted range (which decoding rejects) can never turn into a far-off day.
 pub fn day_of(ms: i64) -> i32 {
-    ms.div_euclid(DAY_MS) as i32
+    ms.div_euclid(DAY_MS).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// Whether `ms` is an event time kizashi accepts (1970-01-01 to 9999-12-31, UTC).
+pub fn ts_in_range(ms: i64) -> bool {
+    (MIN_TS_MS..=MAX_TS_MS).contains(&ms)
 }
 
 /// Parses an RFC 3339 timestamp into epoch milliseconds.
@@ -71,6 +85,12 @@ mod tests {
         assert_eq!(format_ms(ms + 5), "2026-11-20T10:00:00.005Z");
         assert_eq!(day_of(ms), 20777);
         assert_eq!(day_of(-1), -1);
+        assert_eq!(day_of(i64::MIN), i32::MIN, "saturates, never wraps");
+        assert_eq!(day_of(i64::MAX), i32::MAX);
+        assert_eq!(day_of(-185_542_595_827_200_000), i32::MIN);
+        assert_eq!(day_of(MAX_TS_MS), MAX_DAY);
+        assert_eq!(format_ms(MAX_TS_MS), "9999-12-31T23:59:59.999Z");
+        assert!(ts_in_range(0) && ts_in_range(MAX_TS_MS) && !ts_in_range(-1) && !ts_in_range(MAX_TS_MS + 1));
         assert_eq!(parse_date_day("2026-11-20"), Some(20777));
         assert_eq!(format_day(20777), "2026-11-20");
         assert_eq!(parse_date_day("2026-13-01"), None);

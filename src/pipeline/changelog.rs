@@ -60,9 +60,9 @@ use rustc_hash::FxHashMap;
 
 use super::outbox::{send_record, Deliveries, DeliveryContext};
 use crate::core::AccountState;
-use crate::event::timestamp::DAY_MS;
+use crate::event::timestamp::{MAX_TS_MS, MIN_TS_MS};
 use crate::metrics::Metrics;
-use crate::store::codec::{self, CodecError, Reader, Writer, MAX_DAY, MIN_DAY};
+use crate::store::codec::{self, CodecError, Reader, Writer};
 
 /// Input offsets and stream time a partition's changelog covers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -85,7 +85,7 @@ impl Checkpoint {
     }
 
     /// Decodes a checkpoint record's value: offsets are never negative (librdkafka reads those
-    /// as "end" or "beginning"), the stream time lies within the days a state may hold.
+    /// as "end" or "beginning"), the stream time (an event time) lies within accepted event times.
     pub fn decode(buf: &[u8]) -> Result<Checkpoint, CodecError> {
         let mut r = Reader::new(buf);
         if r.u8()? != 1 {
@@ -103,8 +103,7 @@ impl Checkpoint {
             offsets.push((t, o));
         }
         let stream_time = r.opt_int()?;
-        let ms = i64::from(MIN_DAY) * DAY_MS..=i64::from(MAX_DAY) * DAY_MS + DAY_MS - 1;
-        if stream_time.is_some_and(|t| !ms.contains(&t)) {
+        if stream_time.is_some_and(|t| !(MIN_TS_MS..=MAX_TS_MS).contains(&t)) {
             return Err(CodecError::Invalid("checkpoint stream time"));
         }
         if !r.done() {

@@ -839,11 +839,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         engine,
         queues: FxHashMap::default(),
         topics: [t.usage.clone(), t.support.clone(), t.accounts.clone()],
-        limits: DecodeLimits {
-            max_id_len: settings.events.max_id_len,
-            max_future_ms: settings.events.max_future.as_millis() as i64,
-            now_ms: 0,
-        },
+        limits: settings.events.decode_limits(0),
         merge_wait: settings.pipeline.merge_wait,
         idle_after: settings.pipeline.idle_after,
         start_without_state: if settings.kafka.start_without_state == "latest" { Offset::End } else { Offset::Beginning },

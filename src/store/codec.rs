@@ -20,11 +20,14 @@ use crate::event::Priority;
 pub const STATE_VERSION: u8 = 2;
 
 /// Smallest day number (days since 1970-01-01) a state may hold: -9999-01-01, the first day of
-/// `time::Date`. The event decoder's dates and timestamps all fall in `MIN_DAY..=MAX_DAY`, and a
-/// day outside it is corruption (it would also overflow the day arithmetic of the core).
-pub const MIN_DAY: i32 = -4_371_587;
-/// Largest day number a state may hold: 9999-12-31, the last day of `time::Date`.
-pub const MAX_DAY: i32 = 2_932_896;
+/// `time::Date`. Below `timestamp::MIN_DAY` (1970-01-01, the first day of an accepted event
+/// time) because account records' dates (`renewal_date`, `start_date`) may lie before 1970. A
+/// day outside `MIN_STORED_DAY..=MAX_STORED_DAY` is corruption, and refusing it also keeps the
+/// core's day arithmetic far from overflow.
+pub const MIN_STORED_DAY: i32 = -4_371_587;
+/// Largest day number a state may hold: 9999-12-31 (`timestamp::MAX_DAY`, the last day of
+/// `time::Date` and of an accepted event time).
+pub const MAX_STORED_DAY: i32 = crate::event::timestamp::MAX_DAY;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -120,9 +123,9 @@ impl<'a> Reader<'a> {
         let v = self.var()?;
         Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
     }
-    /// A day number within `MIN_DAY..=MAX_DAY`.
+    /// A day number within `MIN_STORED_DAY..=MAX_STORED_DAY`.
     fn day(&mut self) -> Result<i32, CodecError> {
-        i32::try_from(self.int()?).ok().filter(|d| (MIN_DAY..=MAX_DAY).contains(d)).ok_or(CodecError::Invalid("day"))
+        i32::try_from(self.int()?).ok().filter(|d| (MIN_STORED_DAY..=MAX_STORED_DAY).contains(d)).ok_or(CodecError::Invalid("day"))
     }
     /// Bytes not read yet.
     fn remaining(&self) -> usize {
@@ -173,11 +176,11 @@ impl<'a> Reader<'a> {
             _ => Some(self.day()?),
         })
     }
-    /// A `DayCounts`: its first day, then at most `MAX_SPAN_DAYS` counts, ending by `MAX_DAY`.
+    /// A `DayCounts`: its first day, then at most `MAX_SPAN_DAYS` counts, ending by `MAX_STORED_DAY`.
     fn days(&mut self) -> Result<DayCounts, CodecError> {
         let start = self.day()?;
         let n = self.count(1)?;
-        if n > MAX_SPAN_DAYS || i64::from(start) + n as i64 - 1 > i64::from(MAX_DAY) {
+        if n > MAX_SPAN_DAYS || i64::from(start) + n as i64 - 1 > i64::from(MAX_STORED_DAY) {
             return Err(CodecError::Invalid("day span"));
         }
         let count = |r: &mut Self| u32::try_from(r.var()?).map_err(|_| CodecError::Invalid("day count"));
@@ -279,7 +282,7 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     write_distinct(w, &s.users);
     write_distinct(w, &s.features);
     w.var(s.tickets.len() as u64);
-    for (id, t) in &s.tickets {
+    for (id, t) in s.tickets.iter() {
         w.str(id);
         w.u8(t.priority.code() | (u8::from(t.open) << 4));
         w.int(t.opened_ms);
@@ -373,14 +376,14 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let features = read_distinct(&mut r)?;
     // Id length, flags, opened and last time: a byte each at least.
     let n = r.count(4)?;
-    let mut tickets = FxHashMap::default();
+    let mut tickets = crate::core::tickets::Tickets::default();
     for _ in 0..n {
         let id: compact_str::CompactString = r.str()?.into();
         let b = r.u8()?;
         let priority = Priority::from_code(b & 0x0f).ok_or(CodecError::Invalid("priority"))?;
         let opened_ms = r.int()?;
         let last_ms = r.int()?;
-        tickets.insert(id, Ticket { priority, opened_ms, last_ms, open: b & 0x10 != 0 });
+        tickets.insert(&id, Ticket { priority, opened_ms, last_ms, open: b & 0x10 != 0 });
     }
     let opened = r.days()?;
     let csat_sum = r.days()?;
@@ -468,8 +471,8 @@ mod tests {
                 seats: Some(40),
                 segment: Some("enterprise".into()),
                 arr: Some(125_000.5),
-                renewal_day: Some(MAX_DAY),
-                start_day: Some(MIN_DAY),
+                renewal_day: Some(MAX_STORED_DAY),
+                start_day: Some(MIN_STORED_DAY),
                 ts_ms: Some(-5),
             },
             first_day: Some(20_000),
@@ -487,8 +490,8 @@ mod tests {
             s.csat_count.add(day, 1);
             s.seen_ids.insert((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), i64::from(day) * 86_400_000);
         }
-        s.tickets.insert("t-1".into(), Ticket { priority: Priority::Urgent, opened_ms: 1, last_ms: 2, open: true });
-        s.tickets.insert("t-2".into(), Ticket { priority: Priority::Low, opened_ms: i64::MIN, last_ms: i64::MAX, open: false });
+        s.tickets.insert("t-1", Ticket { priority: Priority::Urgent, opened_ms: 1, last_ms: 2, open: true });
+        s.tickets.insert("t-2", Ticket { priority: Priority::Low, opened_ms: i64::MIN, last_ms: i64::MAX, open: false });
         let snap = |at_ms, score, band| Snapshot { at_ms, score, band, values: [Some(1.5), None, Some(-0.0), None, None, None, None, None, None, None, None, Some(f64::MAX)] };
         s.score = ScoreState {
             last: Some(snap(9, 42.5, Band::Yellow)),
@@ -526,17 +529,17 @@ mod tests {
         assert_eq!(bytes.len(), 63);
         assert_eq!(decode(&bytes), Err(CodecError::Invalid("day")));
         assert_eq!(decode(&users_last_seen_on(&[-2_000_000_000, 2_000_000_000])), Err(CodecError::Invalid("day")));
-        assert_eq!(decode(&users_last_seen_on(&[MIN_DAY - 1])), Err(CodecError::Invalid("day")));
-        assert_eq!(decode(&users_last_seen_on(&[MAX_DAY + 1])), Err(CodecError::Invalid("day")));
+        assert_eq!(decode(&users_last_seen_on(&[MIN_STORED_DAY - 1])), Err(CodecError::Invalid("day")));
+        assert_eq!(decode(&users_last_seen_on(&[MAX_STORED_DAY + 1])), Err(CodecError::Invalid("day")));
     }
 
     #[test]
     fn last_seen_days_far_apart_in_range_keep_one_span() {
-        let s = decode(&users_last_seen_on(&[MIN_DAY, 0, MAX_DAY - 10, MAX_DAY])).unwrap();
+        let s = decode(&users_last_seen_on(&[MIN_STORED_DAY, 0, MAX_STORED_DAY - 10, MAX_STORED_DAY])).unwrap();
         let mut kept: Vec<i32> = s.users.seen.values().map(|s| s.last_day).collect();
         kept.sort_unstable();
-        assert_eq!(kept, [MAX_DAY - 10, MAX_DAY], "keys more than a span before the newest are dropped");
-        assert_eq!(s.users.count_since(MIN_DAY), 2);
+        assert_eq!(kept, [MAX_STORED_DAY - 10, MAX_STORED_DAY], "keys more than a span before the newest are dropped");
+        assert_eq!(s.users.count_since(MIN_STORED_DAY), 2);
         assert!(s.users.last_seen.iter().count() <= MAX_SPAN_DAYS);
     }
 
@@ -561,7 +564,7 @@ mod tests {
         w.buf.extend(std::iter::repeat_n(1, MAX_SPAN_DAYS + 1));
         assert_eq!(decode(&w.buf), Err(CodecError::Invalid("day span")));
         let mut w = prefix(0);
-        w.int(i64::from(MAX_DAY));
+        w.int(i64::from(MAX_STORED_DAY));
         w.var(2);
         w.buf.extend([1, 1]);
         assert_eq!(decode(&w.buf), Err(CodecError::Invalid("day span")), "a span past the last day");
@@ -613,7 +616,7 @@ mod tests {
     #[test]
     fn the_day_range_is_that_of_time_dates() {
         let epoch = time::Date::from_calendar_date(1970, time::Month::January, 1).unwrap().to_julian_day();
-        assert_eq!(MIN_DAY, time::Date::MIN.to_julian_day() - epoch);
-        assert_eq!(MAX_DAY, time::Date::MAX.to_julian_day() - epoch);
+        assert_eq!(MIN_STORED_DAY, time::Date::MIN.to_julian_day() - epoch);
+        assert_eq!(MAX_STORED_DAY, time::Date::MAX.to_julian_day() - epoch);
     }
 }
