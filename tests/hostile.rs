@@ -133,7 +133,7 @@ fn valid_state_bytes() -> impl Strategy<Value = Vec<u8>> {
         let lines: Vec<(EventKind, String)> = evs
             .iter()
             .map(|(u, f, t, support)| {
-                let ts = 1_790_000_000_000 + t;
+                let ts = 1_780_000_000_000 + t;
                 if *support {
                     (EventKind::Support, format!(r#"{{"account_id":"a","ticket_id":"t{f}","kind":"opened","priority":"urgent","ts":{ts}}}"#))
                 } else {
