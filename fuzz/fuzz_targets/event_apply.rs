@@ -1,7 +1,8 @@
 //! Decoded events applied to one account's state and evaluated, as the engine does (stream time,
 //! the too-late check, `advance`, `apply`, re-scoring, due timers); then the state must encode and
 //! decode back to itself. Input: lines, each one kind byte (`u`, `s`, `a`, else by value) then a
-//! record.
+//! record. With `KIZASHI_FUZZ_DUMP_STATES=DIR` each final state's encoding is also written to DIR
+//! (seeds for `state_decode` and `records_decode`: run over a corpus with `-runs=0`).
 #![no_main]
 
 use std::sync::OnceLock;
@@ -62,4 +63,10 @@ fuzz_target!(|data: &[u8]| {
     let bytes = codec::encode_to_vec(&state);
     let back = codec::decode(&bytes).unwrap_or_else(|e| panic!("a state the core built does not decode: {e}"));
     assert_eq!(back, state);
+    if let Some(dir) = std::env::var_os("KIZASHI_FUZZ_DUMP_STATES") {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{:016x}", h.finish())), &bytes);
+    }
 });
