@@ -19,12 +19,14 @@ use tower::ServiceExt;
 struct Setup {
     rt: tokio::runtime::Runtime,
     app: Router,
+    /// Held for the process's life (a leaked one is what LeakSanitizer reports at exit).
+    _dir: tempfile::TempDir,
 }
 
 fn setup() -> &'static Setup {
     static S: OnceLock<Setup> = OnceLock::new();
     S.get_or_init(|| {
-        let dir = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
+        let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path(), false).expect("store");
         let mut b = store.batch();
         for (i, id) in ["acme", "a b", "ünï", "x%2Fy"].into_iter().enumerate() {
@@ -44,7 +46,7 @@ fn setup() -> &'static Setup {
         let shared: Arc<Shared> = Shared::new(&Settings::default());
         shared.attach_store(&store, true).expect("attach");
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        Setup { rt, app: router(shared) }
+        Setup { rt, app: router(shared), _dir: dir }
     })
 }
 
