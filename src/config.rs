@@ -48,6 +48,18 @@ pub struct HttpConfig {
     /// An input topic whose newest event is older than this is reported stale in `/readyz`.
     #[serde(with = "humantime_serde")]
     pub stale_after: Duration,
+    /// Time a client has to send a whole request head, counted from the connection's accept or
+    /// from its first byte after an idle wait; past it the connection is closed (slow-header
+    /// clients cannot hold a descriptor).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed: a kept-alive
+    /// connection between requests, or a client that stops reading its response.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Open connections at most (capped at half the process's open-file limit). At the limit a new
+    /// connection closes the one that has waited longest for a request, so probes still answer.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -56,13 +68,23 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("token", &if self.token.is_empty() { "" } else { "***" })
             .field("stale_after", &self.stale_after)
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9460".into(), token: String::new(), stale_after: Duration::from_secs(3600) }
+        Self {
+            listen: "127.0.0.1:9460".into(),
+            token: String::new(),
+            stale_after: Duration::from_secs(3600),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
     }
 }
 
@@ -314,6 +336,77 @@ pub struct AlertsConfig {
     pub ticket_spike: TicketSpikeConfig,
     /// An urgent ticket open for longer than `after`.
     pub urgent_ticket_aging: UrgentAgingConfig,
+    /// Usage (events or daily active users) below `share` of the account's own norm for `days`
+    /// days, whatever its tickets.
+    pub usage_drop: UsageDropConfig,
+    /// Nobody used the product `days` days after the account's start (or first sight).
+    pub not_activated: NotActivatedConfig,
+    /// The account is red or yellow and its renewal is `days` days away or less (once per renewal).
+    pub renewal_at_risk: RenewalAtRiskConfig,
+    /// An opportunity: a green account uses `seat_share` of its seats for `days` days.
+    pub expansion_candidate: ExpansionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageDropConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `info`, `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Fires when `usage_trend` or `active_users_trend` is below this ratio...
+    pub share: f64,
+    /// ...on this many days in a row.
+    pub days: u32,
+    /// Re-arms once both are back at or above this ratio.
+    pub release_above: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotActivatedConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `info`, `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Days after `start_date` (or first sight) with no usage at all that fire the rule.
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenewalAtRiskConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `info`, `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Fires when `renewal_date` is this many days away or less and the band is red or yellow.
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpansionConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `info`, `low`, `medium` or `high` (default `info`: an opportunity, not a risk).
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Fires when `seat_utilization` (30-day active users / seats) is at least this...
+    pub seat_share: f64,
+    /// ...on this many days in a row while the account is green.
+    pub days: u32,
 }
 
 /// Settings every rule has.
@@ -342,6 +435,9 @@ pub struct ScoreDropConfig {
     pub points: f64,
     /// Days over which the maximum is taken (also the baseline of every explanation).
     pub days: u32,
+    /// The drop must hold on this many days in a row (a leading score moves with every week; a
+    /// one-off dip is not a drop).
+    pub for_days: u32,
     /// The rule re-arms once the drop is back under `points - hysteresis`.
     pub hysteresis: f64,
 }
@@ -479,14 +575,46 @@ impl Default for AlertsConfig {
             silent_decline: SilentDeclineConfig::default(),
             ticket_spike: TicketSpikeConfig::default(),
             urgent_ticket_aging: UrgentAgingConfig::default(),
+            usage_drop: UsageDropConfig::default(),
+            not_activated: NotActivatedConfig::default(),
+            renewal_at_risk: RenewalAtRiskConfig::default(),
+            expansion_candidate: ExpansionConfig::default(),
         }
+    }
+}
+
+impl Default for UsageDropConfig {
+    fn default() -> Self {
+        let r = rule("high", 168);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, share: 0.5, days: 2, release_above: 0.75 }
+    }
+}
+
+impl Default for NotActivatedConfig {
+    fn default() -> Self {
+        let r = rule("high", 720);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, days: 14 }
+    }
+}
+
+impl Default for RenewalAtRiskConfig {
+    fn default() -> Self {
+        let r = rule("high", 24);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, days: 60 }
+    }
+}
+
+impl Default for ExpansionConfig {
+    fn default() -> Self {
+        let r = rule("info", 720);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, seat_share: 0.9, days: 7 }
     }
 }
 
 impl Default for ScoreDropConfig {
     fn default() -> Self {
         let r = rule("medium", 72);
-        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, points: 20.0, days: 14, hysteresis: 5.0 }
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, points: 20.0, days: 14, for_days: 3, hysteresis: 5.0 }
     }
 }
 
@@ -527,7 +655,7 @@ fn critical(m: WeightedMeasure) -> WeightedMeasure {
 }
 
 fn card(segments: &[&str], measures: Vec<WeightedMeasure>) -> ScorecardConfig {
-    ScorecardConfig { version: 1, segments: segments.iter().map(|s| s.to_string()).collect(), measures }
+    ScorecardConfig { version: 2, segments: segments.iter().map(|s| s.to_string()).collect(), measures }
 }
 
 impl Default for Settings {
@@ -538,13 +666,15 @@ impl Default for Settings {
             card(
                 &[],
                 vec![
-                    wm("seat_utilization", 25.0, 0.2, 0.6),
-                    wm("stickiness", 15.0, 0.1, 0.35),
-                    wm("feature_breadth_30d", 15.0, 2.0, 8.0),
-                    wm("usage_trend", 15.0, 0.5, 1.0),
-                    critical(wm("days_since_last_activity", 10.0, 14.0, 2.0)),
-                    wm("open_urgent_tickets", 10.0, 3.0, 0.0),
-                    wm("csat_90d", 10.0, 2.5, 4.5),
+                    wm("seat_utilization_7d", 20.0, 0.1, 0.5),
+                    wm("seat_utilization", 12.5, 0.2, 0.6),
+                    wm("active_users_trend", 17.5, 0.5, 1.0),
+                    wm("usage_trend", 17.5, 0.5, 1.0),
+                    wm("feature_breadth_30d", 10.0, 2.0, 8.0),
+                    critical(wm("days_since_last_activity", 7.5, 14.0, 2.0)),
+                    wm("open_urgent_tickets", 5.0, 3.0, 0.0),
+                    wm("csat_90d", 5.0, 2.5, 4.5),
+                    wm("nps_90d", 5.0, -30.0, 30.0),
                 ],
             ),
         );
@@ -553,14 +683,16 @@ impl Default for Settings {
             card(
                 &["enterprise"],
                 vec![
-                    wm("seat_utilization", 25.0, 0.25, 0.7),
-                    wm("stickiness", 10.0, 0.1, 0.35),
-                    wm("feature_breadth_30d", 15.0, 3.0, 10.0),
-                    wm("usage_trend", 15.0, 0.6, 1.0),
+                    wm("seat_utilization_7d", 20.0, 0.15, 0.55),
+                    wm("seat_utilization", 12.5, 0.25, 0.7),
+                    wm("active_users_trend", 17.5, 0.5, 1.0),
+                    wm("usage_trend", 10.0, 0.5, 1.0),
+                    wm("feature_breadth_30d", 10.0, 3.0, 10.0),
                     critical(wm("days_since_last_activity", 5.0, 10.0, 1.0)),
-                    wm("open_urgent_tickets", 10.0, 2.0, 0.0),
+                    wm("open_urgent_tickets", 5.0, 2.0, 0.0),
                     wm("oldest_open_ticket_days", 5.0, 14.0, 2.0),
-                    wm("csat_90d", 15.0, 3.0, 4.5),
+                    wm("csat_90d", 10.0, 3.0, 4.5),
+                    wm("nps_90d", 5.0, -20.0, 40.0),
                 ],
             ),
         );
@@ -569,9 +701,10 @@ impl Default for Settings {
             card(
                 &[],
                 vec![
-                    wm("active_users_7d", 30.0, 1.0, 5.0),
-                    wm("feature_breadth_30d", 30.0, 1.0, 5.0),
-                    critical(wm("days_since_last_activity", 30.0, 7.0, 1.0)),
+                    wm("seat_utilization_7d", 25.0, 0.05, 0.4),
+                    wm("active_users_7d", 15.0, 1.0, 5.0),
+                    wm("feature_breadth_30d", 25.0, 1.0, 5.0),
+                    critical(wm("days_since_last_activity", 25.0, 7.0, 1.0)),
                     wm("open_urgent_tickets", 10.0, 2.0, 0.0),
                 ],
             ),
@@ -771,19 +904,120 @@ impl AlertsConfig {
     /// `(enabled, severity, cooldown)` of a rule.
     pub fn common(&self, rule: crate::core::alerts::Rule) -> (bool, &str, Duration) {
         use crate::core::alerts::Rule;
+        macro_rules! c {
+            ($r:expr) => {
+                ($r.enabled, $r.severity.as_str(), $r.cooldown)
+            };
+        }
         match rule {
-            Rule::EnteredRed => (self.entered_red.enabled, &self.entered_red.severity, self.entered_red.cooldown),
-            Rule::ScoreDrop => (self.score_drop.enabled, &self.score_drop.severity, self.score_drop.cooldown),
-            Rule::Inactive => (self.inactive.enabled, &self.inactive.severity, self.inactive.cooldown),
-            Rule::SilentDecline => {
-                (self.silent_decline.enabled, &self.silent_decline.severity, self.silent_decline.cooldown)
+            Rule::EnteredRed => c!(self.entered_red),
+            Rule::ScoreDrop => c!(self.score_drop),
+            Rule::Inactive => c!(self.inactive),
+            Rule::SilentDecline => c!(self.silent_decline),
+            Rule::TicketSpike => c!(self.ticket_spike),
+            Rule::UrgentTicketAging => c!(self.urgent_ticket_aging),
+            Rule::UsageDrop => c!(self.usage_drop),
+            Rule::NotActivated => c!(self.not_activated),
+            Rule::RenewalAtRisk => c!(self.renewal_at_risk),
+            Rule::ExpansionCandidate => c!(self.expansion_candidate),
+        }
+    }
+
+    /// The core's rule parameters (validated settings only: `problems()` bounds every duration).
+    pub fn params(&self) -> crate::core::alerts::AlertParams {
+        use crate::core::alerts::*;
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        AlertParams {
+            min_history_days: self.min_history_days,
+            common: Rule::ALL.map(|r| {
+                let (enabled, severity, cooldown) = self.common(r);
+                RuleCommon { enabled, severity: severity.to_string(), cooldown_ms: ms(cooldown) }
+            }),
+            score_drop: ScoreDropParams {
+                points: self.score_drop.points,
+                days: self.score_drop.days,
+                for_days: self.score_drop.for_days,
+                hysteresis: self.score_drop.hysteresis,
+            },
+            inactive_days: self.inactive.days,
+            silent_decline: SilentDeclineParams {
+                trend_below: self.silent_decline.trend_below,
+                no_ticket_days: self.silent_decline.no_ticket_days,
+                release_above: self.silent_decline.release_above,
+            },
+            usage_drop: UsageDropParams {
+                share: self.usage_drop.share,
+                days: self.usage_drop.days,
+                release_above: self.usage_drop.release_above,
+            },
+            ticket_spike: TicketSpikeParams {
+                tickets_7d: self.ticket_spike.tickets_7d,
+                release_below: self.ticket_spike.release_below,
+            },
+            urgent_after_ms: ms(self.urgent_ticket_aging.after),
+            not_activated_days: self.not_activated.days,
+            renewal_days: self.renewal_at_risk.days,
+            expansion: ExpansionParams { seat_share: self.expansion_candidate.seat_share, days: self.expansion_candidate.days },
+        }
+    }
+}
+
+impl crate::core::Params {
+    /// Compiles validated settings into the core's parameters. Panics only on settings that
+    /// `Settings::problems` rejects.
+    pub fn new(s: &Settings) -> crate::core::Params {
+        use crate::core::scorecard::{Bands, Card, CardItem};
+        let mut cards = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let mut by_segment = Vec::new();
+        for (name, c) in &s.scorecards {
+            let items = c
+                .measures
+                .iter()
+                .filter_map(|m| {
+                    Some(CardItem {
+                        measure: Measure::from_name(&m.measure)?,
+                        weight: m.weight,
+                        red: m.red?,
+                        green: m.green?,
+                        critical: m.critical,
+                    })
+                })
+                .collect();
+            index.insert(name.clone(), cards.len());
+            for seg in &c.segments {
+                by_segment.push((seg.clone(), cards.len()));
             }
-            Rule::TicketSpike => (self.ticket_spike.enabled, &self.ticket_spike.severity, self.ticket_spike.cooldown),
-            Rule::UrgentTicketAging => (
-                self.urgent_ticket_aging.enabled,
-                &self.urgent_ticket_aging.severity,
-                self.urgent_ticket_aging.cooldown,
-            ),
+            cards.push(Card { id: format!("{name}@{}", c.version), items });
+        }
+        let default_card = index.get(&s.scoring.default_scorecard).copied().unwrap_or(0);
+        let onboarding = (s.scoring.onboarding_days > 0)
+            .then(|| index.get(&s.scoring.onboarding_scorecard).map(|&c| (c, s.scoring.onboarding_days)))
+            .flatten();
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        crate::core::Params {
+            state: crate::core::state::StateParams {
+                retention_days: s.events.retention_days,
+                max_open_tickets: s.events.max_open_tickets,
+                dedup_window_ms: ms(s.events.dedup_window),
+            },
+            measures: crate::core::measures::MeasureParams {
+                key_features: s.events.key_features.clone(),
+                retention_days: s.events.retention_days,
+            },
+            cards,
+            by_segment,
+            default_card,
+            onboarding,
+            bands: Bands {
+                red_below: s.scoring.red_below,
+                green_from: s.scoring.green_from,
+                hysteresis: s.scoring.band_hysteresis,
+                any_red_is_red: s.scoring.any_red_is_red,
+            },
+            score_step: s.scoring.score_step,
+            alerts: s.alerts.params(),
+            grace_ms: ms(s.events.grace),
         }
     }
 }
@@ -794,7 +1028,7 @@ pub fn is_secret(key: &str) -> bool {
     ["password", "secret", "key.pem", "token", "jaas", "oauthbearer.config", "private.key"].iter().any(|w| key.contains(w))
 }
 
-const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
+const SEVERITIES: [&str; 4] = ["info", "low", "medium", "high"];
 
 /// Longest duration a rule or limit accepts (ten years), so no duration can overflow the
 /// millisecond arithmetic of the core.
@@ -832,6 +1066,17 @@ impl Settings {
         }
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!("http.listen: `{}` is not an address such as 127.0.0.1:9460 (empty turns the port off)", self.http.listen));
+        }
+        for (key, d, max) in [
+            ("http.header_timeout", self.http.header_timeout, Duration::from_secs(3600)),
+            ("http.idle_timeout", self.http.idle_timeout, Duration::from_secs(24 * 3600)),
+        ] {
+            if d.is_zero() || d > max {
+                p.push(format!("{key}: {} is outside 1ms..={}", humantime::format_duration(d), humantime::format_duration(max)));
+            }
+        }
+        if !(1..=100_000).contains(&self.http.max_connections) {
+            p.push(format!("http.max_connections: {} is outside 1..=100000", self.http.max_connections));
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!("log.format: `{}` is neither text nor json", self.log.format));
@@ -928,7 +1173,7 @@ impl Settings {
         for rule in crate::core::alerts::Rule::ALL {
             let (_, severity, cooldown) = a.common(rule);
             if !SEVERITIES.contains(&severity) {
-                p.push(format!("alerts.{}.severity: `{severity}` is not one of low, medium, high", rule.name()));
+                p.push(format!("alerts.{}.severity: `{severity}` is not one of info, low, medium, high", rule.name()));
             }
             if cooldown > MAX_DURATION {
                 p.push(format!("alerts.{}.cooldown: must be at most 3650 days", rule.name()));
@@ -946,6 +1191,9 @@ impl Settings {
         if a.score_drop.days == 0 || a.score_drop.days > e.retention_days {
             p.push(format!("alerts.score_drop.days: {} is outside 1..=events.retention_days", a.score_drop.days));
         }
+        if a.score_drop.for_days == 0 || a.score_drop.for_days > a.score_drop.days {
+            p.push("alerts.score_drop.for_days: must be in 1..=alerts.score_drop.days".into());
+        }
         if !(a.score_drop.hysteresis >= 0.0 && a.score_drop.hysteresis < a.score_drop.points) {
             p.push("alerts.score_drop.hysteresis: must be at least 0 and below alerts.score_drop.points".into());
         }
@@ -961,6 +1209,29 @@ impl Settings {
         }
         if sd.no_ticket_days == 0 || sd.no_ticket_days > e.retention_days {
             p.push("alerts.silent_decline.no_ticket_days: must be in 1..=events.retention_days".into());
+        }
+        let ud = &a.usage_drop;
+        if !(ud.share > 0.0 && ud.share < 1.0) {
+            p.push(format!("alerts.usage_drop.share: {} is outside (0, 1)", ud.share));
+        }
+        if !(ud.release_above >= ud.share && ud.release_above.is_finite()) {
+            p.push("alerts.usage_drop.release_above: must be at least alerts.usage_drop.share".into());
+        }
+        if ud.days == 0 || ud.days > 28 {
+            p.push(format!("alerts.usage_drop.days: {} is outside 1..=28", ud.days));
+        }
+        if a.not_activated.days == 0 || a.not_activated.days > e.retention_days {
+            p.push(format!("alerts.not_activated.days: {} is outside 1..=events.retention_days", a.not_activated.days));
+        }
+        if a.renewal_at_risk.days == 0 || a.renewal_at_risk.days > 730 {
+            p.push(format!("alerts.renewal_at_risk.days: {} is outside 1..=730", a.renewal_at_risk.days));
+        }
+        let ex = &a.expansion_candidate;
+        if !(ex.seat_share > 0.0 && ex.seat_share <= 10.0) {
+            p.push(format!("alerts.expansion_candidate.seat_share: {} is outside (0, 10]", ex.seat_share));
+        }
+        if ex.days == 0 || ex.days > e.retention_days {
+            p.push(format!("alerts.expansion_candidate.days: {} is outside 1..=events.retention_days", ex.days));
         }
         let ts = &a.ticket_spike;
         if ts.tickets_7d == 0 || ts.release_below > ts.tickets_7d {

@@ -1,5 +1,7 @@
-//! Synthetic, realistic account populations: healthy, declining, inactive (goes silent),
-//! support-heavy, shelfware (few seats used) and onboarding accounts, with weekday/weekend rhythm.
+//! Synthetic, realistic account populations: healthy, declining (quietly, or while still filing
+//! tickets), inactive (goes silent), support-heavy, shelfware (few seats used), onboarding and
+//! never-activated accounts, with weekday/weekend rhythm, week-to-week noise, the odd quiet week
+//! of a healthy account and declines of varied speed and depth.
 //! Deterministic for a seed. Writes the three input streams plus `truth.jsonl` (each account's
 //! profile), which back-tests and our own tests compare kizashi's verdicts with.
 
@@ -12,7 +14,7 @@ use crate::core::ids::fnv64;
 use crate::event::timestamp::{format_day, format_ms, DAY_MS};
 use crate::event::EventKind;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     Healthy,
@@ -21,6 +23,10 @@ pub enum Profile {
     SupportHeavy,
     Shelfware,
     Onboarding,
+    /// Usage declines like `Declining`, but the customer keeps opening tickets (about one a week).
+    DecliningWithTickets,
+    /// Signed (an account record with a start date), but nobody ever uses the product.
+    NeverActivated,
 }
 
 impl Profile {
@@ -32,6 +38,8 @@ impl Profile {
             Profile::SupportHeavy => "support_heavy",
             Profile::Shelfware => "shelfware",
             Profile::Onboarding => "onboarding",
+            Profile::DecliningWithTickets => "declining_with_tickets",
+            Profile::NeverActivated => "never_activated",
         }
     }
 }
@@ -49,14 +57,25 @@ pub struct GenOptions {
 }
 
 /// Ground truth of one generated account.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Truth {
     pub account_id: String,
     pub profile: Profile,
-    pub segment: &'static str,
+    pub segment: String,
     pub seats: u32,
     /// Day (YYYY-MM-DD) the account's usage stops (inactive) or starts to decline.
     pub change_from: Option<String>,
+    /// First day (YYYY-MM-DD) on which the account's expected usage is below half its norm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub below_half_from: Option<String>,
+    /// The account's start date (YYYY-MM-DD) as its account record gives it.
+    pub start_date: String,
+    /// The renewal date (YYYY-MM-DD) its account record gives.
+    pub renewal_date: String,
+    /// Declining accounts: days the decline takes to reach its floor, and the floor (share of
+    /// normal activity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decline: Option<(i32, f64)>,
 }
 
 const FEATURES: [&str; 24] = [
@@ -80,7 +99,13 @@ struct Gen {
     features: Vec<&'static str>,
     first_day: i32,
     change_day: i32,
-    end_day: i32,
+    /// Days a decline takes to reach its floor, and the floor (share of normal activity).
+    decline_days: i32,
+    floor: f64,
+    /// A quiet week (holidays): its first day and its activity share.
+    quiet: Option<(i32, f64)>,
+    /// This week's activity multiplier (week-to-week noise) and the week it was drawn for.
+    week_noise: (i32, f64),
     open_tickets: Vec<(String, i32, bool)>,
     ticket_seq: u32,
     event_seq: u64,
@@ -147,12 +172,14 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ fnv64(&[&(i as u64).to_le_bytes()]));
         let roll: f64 = rng.gen();
         let profile = match roll {
-            r if r < 0.50 => Profile::Healthy,
-            r if r < 0.65 => Profile::Declining,
-            r if r < 0.75 => Profile::Inactive,
-            r if r < 0.85 => Profile::SupportHeavy,
-            r if r < 0.95 => Profile::Shelfware,
-            _ => Profile::Onboarding,
+            r if r < 0.46 => Profile::Healthy,
+            r if r < 0.56 => Profile::Declining,
+            r if r < 0.62 => Profile::DecliningWithTickets,
+            r if r < 0.71 => Profile::Inactive,
+            r if r < 0.80 => Profile::SupportHeavy,
+            r if r < 0.89 => Profile::Shelfware,
+            r if r < 0.95 => Profile::Onboarding,
+            _ => Profile::NeverActivated,
         };
         let seg_roll: f64 = rng.gen();
         let (segment, seats) = match seg_roll {
@@ -176,15 +203,27 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
         features.shuffle(&mut rng);
         features.truncate(n_features);
         let span = opts.days as i32;
+        let declining = matches!(profile, Profile::Declining | Profile::DecliningWithTickets);
         let (first_day, change_day) = match profile {
-            Profile::Declining => (start_day, start_day + span * 2 / 5 + rng.gen_range(0..(span / 5).max(1))),
+            _ if declining => (start_day, start_day + span * 2 / 5 + rng.gen_range(0..(span / 5).max(1))),
             Profile::Inactive => (start_day, opts.end_day - rng.gen_range(16..(30.min(span - 1).max(17)))),
             Profile::Onboarding => (opts.end_day - rng.gen_range(10..20.min(span).max(11)), i32::MAX),
+            // Signed 25–45 days before the end (or at the start of a shorter window).
+            Profile::NeverActivated => ((opts.end_day - rng.gen_range(25..46)).max(start_day), i32::MAX),
             _ => (start_day, i32::MAX),
         };
+        // Declines of varied speed (one to six weeks to the floor) and depth (a trickle of 2–15%).
+        let decline_days = rng.gen_range(7..43);
+        let floor = rng.gen_range(0.02..0.15);
+        // A quarter of the healthy accounts have one quiet week (each user 70–90% as active).
+        let quiet = (profile == Profile::Healthy && rng.gen_bool(0.25))
+            .then(|| (start_day + rng.gen_range(0..span.max(1)), rng.gen_range(0.7..0.9)));
         let id = format!("acct-{i:05}");
         let name = format!("{} {}", NAMES[i % NAMES.len()], ["Corp", "Labs", "Inc", "GmbH", "Ltd"][i / NAMES.len() % 5]);
-        let account_start = if profile == Profile::Onboarding { first_day } else { start_day - rng.gen_range(200..1500) };
+        let account_start = match profile {
+            Profile::Onboarding | Profile::NeverActivated => first_day,
+            _ => start_day - rng.gen_range(200..1500),
+        };
         let record = AccountOut {
             account_id: &id,
             name,
@@ -201,12 +240,27 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             account_id: id.clone(),
             line: serde_json::to_string(&record).expect("serialises"),
         });
+        let below_half = match profile {
+            Profile::Inactive => Some(change_day),
+            _ if declining => {
+                let norm = expected_usage(&users, 1.0, opts.activity);
+                (change_day..=opts.end_day).find(|&d| {
+                    expected_usage(&users, decline_level(d, change_day, decline_days, floor), opts.activity) < 0.5 * norm
+                })
+            }
+            Profile::NeverActivated => Some(first_day),
+            _ => None,
+        };
         truths.push(Truth {
             account_id: id.clone(),
             profile,
-            segment,
+            segment: segment.to_string(),
             seats,
             change_from: (change_day != i32::MAX).then(|| format_day(change_day)),
+            below_half_from: below_half.map(format_day),
+            start_date: format_day(account_start),
+            renewal_date: record.renewal_date.clone(),
+            decline: declining.then_some((decline_days, (floor * 100.0).round() / 100.0)),
         });
         gens.push(Gen {
             id,
@@ -216,7 +270,10 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             features,
             first_day,
             change_day,
-            end_day: opts.end_day,
+            decline_days,
+            floor,
+            quiet,
+            week_noise: (i32::MIN, 1.0),
             open_tickets: Vec::new(),
             ticket_seq: 0,
             event_seq: 0,
@@ -241,28 +298,59 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
     truths
 }
 
+/// Activity level of a declining account on `day`: 1 until the change, then falling linearly to
+/// `floor` over `days` days, and a trickle at the floor after that.
+fn decline_level(day: i32, change: i32, days: i32, floor: f64) -> f64 {
+    if day < change {
+        return 1.0;
+    }
+    let t = (f64::from(day - change) / f64::from(days.max(1))).min(1.0);
+    1.0 - (1.0 - floor) * t
+}
+
+/// Expected events of a weekday at an activity level, as `Gen::day` draws them: the first
+/// `0.3 + 0.7 × level` of the users can be active, each with probability `p × level × activity`
+/// (at most 1), and an active user has 3 events on average.
+fn expected_usage(users: &[(String, f64)], level: f64, activity: f64) -> f64 {
+    let pool = ((users.len() as f64) * (0.3 + 0.7 * level)).ceil() as usize;
+    users.iter().take(pool).map(|(_, p)| (p * level * activity).min(1.0) * 3.0).sum()
+}
+
 impl Gen {
-    /// Multiplier on activity for the day (decline, silence).
+    /// Multiplier on activity for the day (decline, silence, a quiet week).
     fn level(&self, day: i32) -> f64 {
         match self.profile {
-            Profile::Declining if day >= self.change_day => {
-                let total = (self.end_day - self.change_day).max(1) as f64;
-                1.0 - 0.9 * (f64::from(day - self.change_day) / total).min(1.0)
+            Profile::Declining | Profile::DecliningWithTickets => {
+                decline_level(day, self.change_day, self.decline_days, self.floor)
             }
             Profile::Inactive if day >= self.change_day => 0.0,
+            Profile::NeverActivated => 0.0,
+            _ => 1.0,
+        }
+    }
+
+    /// A quiet week's share of the usual activity (the same users, each less active), else 1.
+    fn quiet_share(&self, day: i32) -> f64 {
+        match self.quiet {
+            Some((from, share)) if (from..from + 7).contains(&day) => share,
             _ => 1.0,
         }
     }
 
     fn day(&mut self, day: i32, out: &mut Vec<Record>) {
         let level = self.level(day);
-        let week = if weekday(day) { 1.0 } else { 0.12 };
+        // Week-to-week noise: busy and slow weeks (±20%).
+        let week_no = day.div_euclid(7);
+        if self.week_noise.0 != week_no {
+            self.week_noise = (week_no, self.rng.gen_range(0.8..1.2));
+        }
+        let week = if weekday(day) { 1.0 } else { 0.12 } * self.week_noise.1 * self.quiet_share(day);
         let base = i64::from(day) * DAY_MS;
         // Usage: declining accounts also lose users and narrow to fewer features.
         let n_users = ((self.users.len() as f64) * (0.3 + 0.7 * level)).ceil() as usize;
         let n_features = ((self.features.len() as f64) * (0.3 + 0.7 * level)).ceil() as usize;
         for u in 0..n_users.min(self.users.len()) {
-            let p = (self.users[u].1 * week * level * self.activity).min(1.0);
+            let p = (self.users[u].1 * week * level * self.activity).clamp(0.0, 1.0);
             if level == 0.0 || !self.rng.gen_bool(p) {
                 continue;
             }
@@ -309,10 +397,14 @@ impl Gen {
         let (rate, urgent_share, close_days, csat_range) = match self.profile {
             Profile::SupportHeavy => (0.6, 0.4, 4..20, 1..4),
             Profile::Inactive | Profile::Shelfware => (0.01, 0.1, 1..4, 3..6),
+            Profile::NeverActivated => (0.0, 0.0, 1..4, 3..6),
+            // About one ticket a week (weekdays only), mostly about what is not working.
+            Profile::DecliningWithTickets if day >= self.change_day => (0.28, 0.1, 1..6, 2..5),
             _ => (0.06 * level.max(0.2), 0.05, 1..4, 4..6),
         };
         // Silent decline: declining accounts stop filing tickets.
         let rate = if self.profile == Profile::Declining && day >= self.change_day { 0.0 } else { rate };
+        let level = if self.profile == Profile::DecliningWithTickets { level.max(0.2) } else { level };
         if level > 0.0 && weekday(day) && self.rng.gen_bool(rate) {
             self.ticket_seq += 1;
             let ticket = format!("T-{}-{}", &self.id[5..], self.ticket_seq);
@@ -321,7 +413,9 @@ impl Gen {
             let ts = base + self.rng.gen_range(8 * 3_600_000..18 * 3_600_000);
             let rec = self.support_line(&ticket, "opened", Some(priority), None, ts);
             out.push(rec);
-            let close_day = day + self.rng.gen_range(close_days.clone());
+            // Urgent tickets are worked at once (closed the next day) except where support struggles.
+            let close_days = if urgent && self.profile != Profile::SupportHeavy { 1..2 } else { close_days.clone() };
+            let close_day = day + self.rng.gen_range(close_days);
             // Support-heavy accounts leave some urgent tickets open.
             let leave_open = self.profile == Profile::SupportHeavy && urgent && self.rng.gen_bool(0.5);
             self.open_tickets.push((ticket, if leave_open { i32::MAX } else { close_day }, urgent));
@@ -346,4 +440,117 @@ impl Gen {
             }
         }
     }
+}
+
+/// How kizashi's verdicts compare with a generated population's truth, per profile: what a data
+/// team checks before trusting a scorecard (and what `tests/replay.rs` asserts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProfileRow {
+    pub profile: &'static str,
+    pub accounts: usize,
+    /// Accounts with at least one risk alert.
+    pub alerted: usize,
+    /// Accounts that were red at any evaluation.
+    pub ever_red: usize,
+    /// Final band counts: red, yellow, green, unscored.
+    pub final_bands: [usize; 4],
+    /// Accounts whose usage fell below half its norm at least 7 days before the end (the ones the
+    /// two figures below are about).
+    pub fell: usize,
+    /// Of those: yellow or red at some evaluation within 7 days after the fall.
+    pub flagged_within_7d: usize,
+    /// Of those: a risk alert within 7 days after the fall.
+    pub alerted_within_7d: usize,
+    /// Risk alerts by rule (each alert counts under its name and every rule in `also`).
+    pub rules: std::collections::BTreeMap<String, usize>,
+}
+
+/// One alert, as `profile_report` needs it.
+pub struct AlertSeen<'a> {
+    pub account_id: &'a str,
+    pub rules: Vec<&'a str>,
+    pub risk: bool,
+    pub at_ms: i64,
+}
+
+/// Per-profile figures from the truth, the alerts and every score update (`(account, time, band)`,
+/// bands as `red`/`yellow`/`green`), in profile order.
+pub fn profile_report(truths: &[Truth], alerts: &[AlertSeen<'_>], bands: &[(&str, i64, &str)]) -> Vec<ProfileRow> {
+    use std::collections::HashMap;
+    let mut by_account: HashMap<&str, Vec<(i64, &str)>> = HashMap::new();
+    for (a, t, b) in bands {
+        by_account.entry(a).or_default().push((*t, b));
+    }
+    let mut alerts_of: HashMap<&str, Vec<&AlertSeen<'_>>> = HashMap::new();
+    for a in alerts.iter().filter(|a| a.risk) {
+        alerts_of.entry(a.account_id).or_default().push(a);
+    }
+    let mut rows: Vec<ProfileRow> = Vec::new();
+    for t in truths {
+        let name = t.profile.name();
+        let idx = match rows.iter().position(|r| r.profile == name) {
+            Some(i) => i,
+            None => {
+                rows.push(ProfileRow { profile: name, ..Default::default() });
+                rows.len() - 1
+            }
+        };
+        let row = &mut rows[idx];
+        row.accounts += 1;
+        let updates = by_account.get(t.account_id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let mine = alerts_of.get(t.account_id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        row.alerted += usize::from(!mine.is_empty());
+        for a in mine {
+            for r in &a.rules {
+                *row.rules.entry(r.to_string()).or_default() += 1;
+            }
+        }
+        row.ever_red += usize::from(updates.iter().any(|(_, b)| *b == "red"));
+        let last = updates.iter().max_by_key(|(t, _)| *t).map(|(_, b)| *b);
+        row.final_bands[match last {
+            Some("red") => 0,
+            Some("yellow") => 1,
+            Some("green") => 2,
+            _ => 3,
+        }] += 1;
+        let (Some(fell), Some(end)) = (t.below_half_from.as_deref(), updates.iter().map(|(t, _)| *t).max()) else {
+            continue;
+        };
+        let Some(fell_day) = crate::event::timestamp::parse_date_day(fell) else { continue };
+        let from = i64::from(fell_day) * DAY_MS;
+        let to = from + 7 * DAY_MS;
+        if to > end {
+            continue;
+        }
+        row.fell += 1;
+        // The band in force at the fall, or any band taken within the 7 days after it.
+        let at_fall = updates.iter().filter(|(u, _)| *u <= from).max_by_key(|(u, _)| *u).map(|(_, b)| *b);
+        let flagged = at_fall.is_some_and(|b| b != "green")
+            || updates.iter().any(|(u, b)| (from..=to).contains(u) && *b != "green");
+        row.flagged_within_7d += usize::from(flagged);
+        row.alerted_within_7d += usize::from(mine.iter().any(|a| (from..=to).contains(&a.at_ms)));
+    }
+    rows
+}
+
+/// The per-profile table, for people.
+pub fn render_profile_report(rows: &[ProfileRow]) -> String {
+    let mut s = String::from(
+        "profile                  accounts  alerted  ever red  final red/yellow/green/none  fell  flagged ≤7d  alerted ≤7d\n",
+    );
+    for r in rows {
+        let pct = |n: usize, of: usize| if of == 0 { "-".to_string() } else { format!("{:.0}%", 100.0 * n as f64 / of as f64) };
+        s.push_str(&format!(
+            "{:<24} {:>8}  {:>7}  {:>8}  {:>27}  {:>4}  {:>11}  {:>11}\n",
+            r.profile,
+            r.accounts,
+            pct(r.alerted, r.accounts),
+            pct(r.ever_red, r.accounts),
+            format!("{}/{}/{}/{}", r.final_bands[0], r.final_bands[1], r.final_bands[2], r.final_bands[3]),
+            r.fell,
+            pct(r.flagged_within_7d, r.fell),
+            pct(r.alerted_within_7d, r.fell),
+        ));
+    }
+    s
 }

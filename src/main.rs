@@ -65,6 +65,24 @@ enum Command {
         /// HTTP API address with --serve (overrides http.listen).
         #[arg(long, requires = "serve")]
         http: Option<String>,
+        /// Outcome labels (JSONL: account_id, outcome = churned | downgraded | renewed | expanded,
+        /// ts); repeatable. Scores the alerts and bands against them into evaluation.json.
+        #[arg(long)]
+        outcomes: Vec<PathBuf>,
+        /// An alert counts for an outcome at most this many days after it (e.g. 90 or 90d).
+        #[arg(long, default_value = "90d", requires = "outcomes")]
+        horizon: String,
+        /// Read each account's band this many days before its outcome (e.g. 30d).
+        #[arg(long, default_value = "30d", requires = "outcomes")]
+        band_at: String,
+        /// A second config file replayed on the same records (its own state): both evaluations
+        /// side by side with the differences.
+        #[arg(long, requires = "outcomes")]
+        compare: Option<PathBuf>,
+        /// A generated population's truth.jsonl: print kizashi's verdicts per profile (share
+        /// alerted, ever red, final bands, flagged within 7 days of a fall).
+        #[arg(long)]
+        truth: Option<PathBuf>,
     },
     /// Zero set-up demo: an embedded Kafka, a synthetic population fed in accelerated time, the
     /// whole pipeline, alerts printed as they arrive.
@@ -141,11 +159,56 @@ fn parse_time(s: &str, what: &str) -> Result<i64> {
         .with_context(|| format!("{what}: `{s}` is neither RFC 3339 nor YYYY-MM-DD"))
 }
 
+/// A number of days: `90`, `90d` or `90days`, within `range`.
+fn parse_days(s: &str, what: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
+    let t = s.trim();
+    let digits = t.strip_suffix("days").or_else(|| t.strip_suffix("day")).or_else(|| t.strip_suffix('d')).unwrap_or(t);
+    match digits.trim().parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => anyhow::bail!("{what}: `{s}` is not a number of days in {}..={} (e.g. 30d)", range.start(), range.end()),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay { usage, support, accounts, config, out, partitions, until, now, state_dir, batch, json, serve, http } => {
+        Command::Replay {
+            usage,
+            support,
+            accounts,
+            config,
+            out,
+            partitions,
+            until,
+            now,
+            state_dir,
+            batch,
+            json,
+            serve,
+            http,
+            outcomes,
+            horizon,
+            band_at,
+            compare,
+            truth,
+        } => {
             let settings = load_config(config.as_ref())?;
             anyhow::ensure!(partitions >= 1, "--partitions must be at least 1");
+            let backtest = if outcomes.is_empty() && truth.is_none() {
+                None
+            } else {
+                let compare = match &compare {
+                    Some(p) => Some((p.display().to_string(), load_config(Some(p)).context("--compare")?)),
+                    None => None,
+                };
+                Some(cmd::replay::BacktestOptions {
+                    outcomes,
+                    horizon_days: parse_days(&horizon, "--horizon", 1..=3650)?,
+                    band_at_days: parse_days(&band_at, "--band-at", 0..=3650)?,
+                    config_label: config.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string()),
+                    compare,
+                    truth,
+                })
+            };
             let mut server = None;
             let serve = if serve {
                 let stop = stop_on_signals()?;
@@ -171,13 +234,18 @@ fn run(cli: Cli) -> Result<()> {
                 batch: batch.max(1),
                 serve,
             };
-            let summary = cmd::replay::run(&settings, &opts)?;
+            let summary = cmd::replay::run_backtest(&settings, &opts, backtest.as_ref())?;
             drop(server);
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 print!("{}", summary.render());
-                println!("wrote {}/alerts.jsonl, scores.jsonl, rejects.jsonl", out.display());
+                let extra = match (&summary.evaluation, &summary.compare) {
+                    (Some(_), Some(_)) => ", evaluation.json and compare/",
+                    (Some(_), None) => ", evaluation.json",
+                    _ => "",
+                };
+                println!("wrote {}/alerts.jsonl, scores.jsonl, rejects.jsonl{extra}", out.display());
             }
             Ok(())
         }
@@ -195,14 +263,12 @@ fn run(cli: Cli) -> Result<()> {
                 None => day_of(now_ms()) - 1,
             };
             let opts = GenOptions { accounts, days, end_day, seed, activity };
+            let to_files = to_kafka.is_none();
             let (counts, out) = match (to_kafka, out) {
                 (Some(brokers), _) => {
                     let settings = load_config(config.as_ref())?;
-                    let mut c = rdkafka::ClientConfig::new();
+                    let mut c = kizashi::pipeline::client_config(&settings, kizashi::pipeline::Client::Producer);
                     c.set("bootstrap.servers", &brokers);
-                    for (k, v) in &settings.kafka.properties {
-                        c.set(k, v);
-                    }
                     let stop = std::sync::atomic::AtomicBool::new(false);
                     let counts = cmd::generate::to_kafka(&opts, &c, &settings.kafka.topics, day_seconds, &stop, |_, _| {})?;
                     (counts, format!("Kafka at {brokers}"))
@@ -211,10 +277,11 @@ fn run(cli: Cli) -> Result<()> {
                 (None, None) => anyhow::bail!("give --out DIR or --to-kafka BROKERS"),
             };
             println!(
-                "wrote {} usage, {} support and {} account events for {accounts} accounts over {days} days to {out}",
+                "wrote {} usage, {} support and {} account events for {accounts} accounts over {days} days to {out}{}",
                 counts[0],
                 counts[1],
                 counts[2],
+                if to_files { " (with truth.jsonl and outcomes.jsonl)" } else { "" },
             );
             Ok(())
         }

@@ -44,6 +44,8 @@ pub struct Metrics {
     changelog_corrupt: IntCounter,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    http_connections: IntGauge,
+    http_connections_closed: IntCounterVec,
 }
 
 /// The names exported, for documentation and the deploy/ consistency test.
@@ -76,6 +78,8 @@ pub const NAMES: &[&str] = &[
     "kizashi_changelog_corrupt_records_total",
     "kizashi_http_requests_total",
     "kizashi_http_request_duration_seconds",
+    "kizashi_http_connections",
+    "kizashi_http_connections_closed_total",
 ];
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -184,6 +188,12 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            http_connections: gauge("kizashi_http_connections", "Open HTTP connections"),
+            http_connections_closed: counter_vec(
+                "kizashi_http_connections_closed_total",
+                "HTTP connections the server closed or refused on its own, by reason (header_timeout, idle_timeout, evicted or refused at http.max_connections)",
+                &["reason"],
+            ),
             registry: r,
         };
         for band in ["red", "yellow", "green", "unscored"] {
@@ -197,6 +207,9 @@ impl Metrics {
         }
         for output in ["alert", "score", "dead_letter"] {
             m.produced.with_label_values(&[output]).reset();
+        }
+        for reason in crate::api::server::Closed::ALL {
+            m.http_connections_closed.with_label_values(&[reason.name()]).reset();
         }
         m
     }
@@ -345,6 +358,17 @@ impl Metrics {
     pub fn http(&self, route: &str, status: u16, seconds: f64) {
         self.http_requests.with_label_values(&[route, &status.to_string()]).inc();
         self.http_seconds.with_label_values(&[route]).observe(seconds);
+    }
+
+    pub fn http_connections(&self, open: usize) {
+        self.http_connections.set(open as i64);
+    }
+
+    /// A connection closed (or refused) by the server's own bounds. Logged at debug only: a
+    /// flood of slow clients must not become a flood of log lines; the counter is the signal.
+    pub fn http_connection_closed(&self, reason: crate::api::server::Closed, peer: std::net::SocketAddr) {
+        self.http_connections_closed.with_label_values(&[reason.name()]).inc();
+        tracing::debug!(%peer, reason = reason.name(), "HTTP connection closed by the server");
     }
 
 }

@@ -76,6 +76,11 @@ const BAD_USAGE: [&str; 4] = [
 
 /// Generates a population, adds bad lines, and starts `replay --serve` on it.
 fn serve(accounts: usize, env: &[(&str, &str)]) -> Served {
+    serve_limited(accounts, env, None)
+}
+
+/// [`serve`], with the open-file limit set to `open_files` if given (`ulimit -n`).
+fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = dir.path().join("out");
@@ -87,7 +92,14 @@ fn serve(accounts: usize, env: &[(&str, &str)]) -> Served {
     }
     let addr = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("kizashi.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kizashi"));
+    let mut cmd = match open_files {
+        None => Command::new(env!("CARGO_BIN_EXE_kizashi")),
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_kizashi")]);
+            c
+        }
+    };
     cmd.arg("replay")
         .args(["--usage", data.join("usage.jsonl").to_str().unwrap()])
         .args(["--support", data.join("support.jsonl").to_str().unwrap()])
@@ -243,12 +255,34 @@ fn the_token_guards_v1_and_never_reaches_the_logs() {
     assert_eq!(get_json(&s.addr, "/v1/accounts/acct-00000", Some("s3cret")).0, 401, "a prefix is not the token");
     assert_eq!(get_json(&s.addr, "/v1/accounts", Some(token)).0, 200);
     assert_eq!(get_json(&s.addr, "/v1/accounts/acct-00000", Some(token)).0, 200);
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        assert_eq!(raw_get(&s.addr, "/v1/accounts", &format!("Authorization: {scheme} {token}")).0, 200, "{scheme}");
+    }
+    assert_eq!(raw_get(&s.addr, "/v1/accounts", &format!("Authorization: Bearer {}", token.to_uppercase())).0, 401);
+    assert_eq!(raw_get(&s.addr, "/v1/accounts", &format!("Authorization: Basic {token}")).0, 401);
+    // A path that tries to end the log line's field and forge another.
+    assert_eq!(raw_get(&s.addr, "/v1/accounts/x\"%20level=ERROR", "Authorization: Bearer forged").0, 401);
     // Probes and metrics stay open.
     assert_eq!(http_get(&s.addr, "/metrics", None).unwrap().0, 200);
     assert_eq!(http_get(&s.addr, "/readyz", None).unwrap().0, 200);
     assert_eq!(http_get(&s.addr, "/healthz", None).unwrap().0, 200);
     let _ = s.child.kill();
-    assert!(!s.log().contains(token), "the token appears in the logs");
+    let _ = s.child.wait();
+    let log = s.log();
+    assert!(!log.contains(token) && !log.contains("forged"), "a presented token appears in the logs:\n{log}");
+    // Each 401 (6 above, within the log's burst) is a warning with its method and path.
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("request refused: 401 Unauthorized")).collect();
+    assert_eq!(refused.len(), 6, "{log}");
+    assert!(refused.iter().all(|l| l.contains("WARN") && l.contains("method=\"GET\"")), "{refused:?}");
+    assert!(refused[0].contains("path=\"/v1/accounts\"") && refused[0].contains("reason=\"no Authorization header\""), "{}", refused[0]);
+    assert!(refused[1].contains("reason=\"wrong token\""), "{}", refused[1]);
+    assert!(refused.iter().any(|l| l.contains("reason=\"not a Bearer credential\"")), "{refused:?}");
+    assert!(
+        refused.last().unwrap().contains(r#"path="/v1/accounts/x\"%20level=ERROR""#),
+        "the quote in the path is escaped: {}",
+        refused.last().unwrap()
+    );
     // check-config shows it masked.
     let out = Command::new(env!("CARGO_BIN_EXE_kizashi")).arg("check-config").env("KIZASHI__HTTP__TOKEN", token).output().unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
@@ -272,4 +306,59 @@ fn logs_are_json_lines_when_configured_with_fields_for_each_rejected_record() {
     assert_eq!(rejected.len(), BAD_USAGE.len(), "{log}");
     assert_eq!(rejected[0]["fields"]["reason"], "not_json");
     assert_eq!(rejected[0]["level"], "WARN");
+}
+
+/// A GET with one extra header line (`Connection: close`): status and body.
+fn raw_get(addr: &str, path: &str, header: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{header}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, raw)
+}
+
+#[test]
+fn a_half_sent_request_does_not_keep_the_process_from_exiting_on_sigterm() {
+    // Timeouts longer than the test: only shutdown can close the connection.
+    let mut s = serve(5, &[("KIZASHI__HTTP__HEADER_TIMEOUT", "5m"), ("KIZASHI__HTTP__IDLE_TIMEOUT", "5m")]);
+    s.wait_ready();
+    let mut half = std::net::TcpStream::connect(&s.addr).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: kizashi\r\n").unwrap();
+    assert_eq!(http_get(&s.addr, "/healthz", None).map(|r| r.0), Some(200));
+    let killed = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "still running 20 s after SIGTERM:\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}:\n{}", s.log());
+}
+
+#[test]
+fn with_a_low_open_file_limit_healthz_answers_past_hundreds_of_half_sent_requests() {
+    // 128 descriptors: the connection limit becomes 64, leaving the rest to RocksDB and the process.
+    let mut s = serve_limited(5, &[("KIZASHI__HTTP__HEADER_TIMEOUT", "5m")], Some(128));
+    s.wait_ready();
+    let held: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: kizashi\r\n").unwrap();
+            c
+        })
+        .collect();
+    for i in 0..10 {
+        assert_eq!(http_get(&s.addr, "/healthz", None).map(|r| r.0), Some(200), "probe {i}:\n{}", s.log());
+    }
+    let (_, text) = http_get(&s.addr, "/metrics", None).unwrap();
+    assert!(metric(&text, "kizashi_http_connections").unwrap() <= 64.0, "{text}");
+    assert!(metric(&text, "kizashi_http_connections_closed_total{reason=\"evicted\"}").unwrap() >= 136.0, "{text}");
+    assert!(s.log().contains("http.max_connections lowered to half the open-file limit"), "{}", s.log());
+    drop(held);
 }

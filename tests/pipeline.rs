@@ -342,6 +342,8 @@ fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
     let k = |s: &str| Some(s.as_bytes().to_vec());
     let long = "x".repeat(300);
     let records: Vec<(Option<Vec<u8>>, Vec<u8>)> = vec![
+        // A week before: windows have data once kizashi has watched the account a whole week.
+        (k("acme"), good(9, day - 8 * DAY_MS).into_bytes()),
         (k("acme"), good(1, day).into_bytes()),
         (k("acme"), b"{not json".to_vec()),
         (k("acme"), b"[1,2,3]".to_vec()),
@@ -389,7 +391,8 @@ fn hostile_timestamps_and_a_ticket_flood_are_dead_lettered_and_the_pipeline_goes
     let usage = |u: u32, t: i64| (k("acme"), format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#).into_bytes());
     // Once a poison pill that aborted the process before its batch was written, so every restart
     // read it again.
-    b.produce(INPUTS[0], &[usage(1, day), usage(2, i64::MIN), usage(3, -185_542_595_827_200_000), usage(4, day + 1000)]);
+    let week_before = usage(9, day - 8 * DAY_MS); // so the 7-day window has data
+    b.produce(INPUTS[0], &[week_before, usage(1, day), usage(2, i64::MIN), usage(3, -185_542_595_827_200_000), usage(4, day + 1000)]);
     let ticket = |id: u32, kind: &str, t: i64| {
         (k("acme"), format!(r#"{{"account_id":"acme","ticket_id":"T{id}","kind":"{kind}","priority":"urgent","ts":{t}}}"#).into_bytes())
     };

@@ -7,7 +7,7 @@ use kizashi::config::{Settings, WeightedMeasure};
 use kizashi::core::{Alert, Params, ScoreUpdate};
 use kizashi::engine::{Engine, Source};
 use kizashi::event::timestamp::{day_of, DAY_MS};
-use kizashi::event::{AccountEvent, Event, UsageEvent};
+use kizashi::event::{AccountEvent, Event, Priority, SupportEvent, TicketKind, UsageEvent};
 
 const DAY0: i32 = 20_400; // 2025-11-08
 const HOUR: i64 = 3_600_000;
@@ -36,6 +36,20 @@ fn account(account: &str, seats: Option<u32>, ts: i64) -> Event<'static> {
         arr: None,
         renewal_day: None,
         start_day: None,
+        ts_ms: ts,
+    })
+}
+
+/// An account record with a start date, a renewal date and ARR.
+fn signed(account: &str, seats: u32, start: i32, renewal: Option<i32>, ts: i64) -> Event<'static> {
+    Event::Account(AccountEvent {
+        account_id: Cow::Owned(account.into()),
+        name: Some(Cow::Owned(format!("{account} Inc"))),
+        seats: Some(seats),
+        segment: Some(Cow::Borrowed("smb")),
+        arr: Some(24_000.0),
+        renewal_day: renewal,
+        start_day: Some(start),
         ts_ms: ts,
     })
 }
@@ -105,9 +119,15 @@ fn a_silent_account_gets_inactive_on_the_right_day_without_further_events() {
     assert_eq!(day_of(a.event_time_ms), last_day + 14, "fires the day the 14-day silence is reached");
     assert_eq!(a.account_id, "quiet");
     assert_eq!(a.band.name(), "red", "days_since_last_activity is critical in the default scorecard");
-    assert!(a.also.iter().any(|r| r.name() == "entered_red"), "entered_red is folded in: {:?}", a.also);
     assert!(a.summary.starts_with("No product usage for 14 days"), "{}", a.summary);
     assert!(h.alerts.iter().all(|x| day_of(x.event_time_ms) > last_day), "no alert while active: {:?}", h.alerts);
+    // Long before the 14 days, the leading measures said so: a silence without tickets.
+    let first = &h.alerts[0];
+    assert!(day_of(first.event_time_ms) <= last_day + 7, "the first alert leads: {first:?}");
+    assert_eq!(first.rule.name(), "silent_decline", "{:?}", h.alerts);
+    let names_drop = |x: &&Alert| x.rule.name() == "usage_drop" || x.also.iter().any(|r| r.name() == "usage_drop");
+    let drop = h.alerts.iter().find(names_drop).expect("usage_drop fires too");
+    assert!(day_of(drop.event_time_ms) <= last_day + 7, "{drop:?}");
 }
 
 #[test]
@@ -125,7 +145,10 @@ fn a_declining_account_alerts_with_the_measure_that_fell_first_in_its_explanatio
     assert!(top.points < 0.0, "the first explanation line lost points: {top:?}");
     assert!(a.explanation.iter().all(|e| e.value.is_none() || e.points >= top.points), "sorted by damage");
     assert!(
-        matches!(top.measure, "seat_utilization" | "stickiness" | "usage_trend" | "feature_breadth_30d"),
+        matches!(
+            top.measure,
+            "seat_utilization" | "seat_utilization_7d" | "stickiness" | "usage_trend" | "active_users_trend" | "feature_breadth_30d"
+        ),
         "an adoption measure explains it: {top:?}"
     );
     assert!(a.previous_score.unwrap() > a.score);
@@ -153,14 +176,19 @@ fn utilisation_only(hysteresis: f64) -> Settings {
 
 fn flap(settings: &Settings) -> usize {
     let mut h = Harness::new(settings);
-    // Seats unknown while users arrive (no score yet), then 20 seats: 10 users → 50, yellow.
-    h.feed(account("wobbly", None, ms(DAY0, 0)));
-    active_days(&mut h, "wobbly", DAY0..DAY0 + 2, 10, 3);
-    h.feed(account("wobbly", Some(20), ms(DAY0 + 2, 0)));
+    // A new customer (its windows have data once it is a week old), seats unknown while users
+    // arrive (no score yet), then 20 seats: 10 users → 50, yellow.
+    let mut record = signed("wobbly", 20, DAY0, None, ms(DAY0, 0));
+    if let Event::Account(a) = &mut record {
+        a.seats = None;
+    }
+    h.feed(record);
+    active_days(&mut h, "wobbly", DAY0..DAY0 + 8, 10, 3);
+    h.feed(signed("wobbly", 20, DAY0, None, ms(DAY0 + 8, 0)));
     // 10 active users: seats 20 → 50, 26 → 38.5 (red), 24 → 41.7 (just above the edge).
     for (i, seats) in [26, 24, 26, 24, 26, 24, 26].into_iter().enumerate() {
-        h.feed(account("wobbly", Some(seats), ms(DAY0 + 2, 1 + i as i64)));
-        h.feed(usage("wobbly", 0, 0, ms(DAY0 + 2, 1 + i as i64)));
+        h.feed(signed("wobbly", seats, DAY0, None, ms(DAY0 + 8, 1 + i as i64)));
+        h.feed(usage("wobbly", 0, 0, ms(DAY0 + 8, 1 + i as i64)));
     }
     h.alerts_of("entered_red").len()
 }
@@ -179,7 +207,8 @@ fn unknown_seats_leave_seat_utilization_out_and_renormalise() {
     active_days(&mut h, "noseats", DAY0..DAY0 + 3, 5, 5);
     let last = h.scores.last().expect("score updates were published");
     let seat = last.measures.iter().find(|m| m.measure == "seat_utilization").unwrap();
-    assert_eq!((seat.value, seat.points, seat.weight), (None, None, Some(25.0)));
+    let configured = Settings::default().scorecards["default"].measures.iter().find(|m| m.measure == "seat_utilization").unwrap().weight;
+    assert_eq!((seat.value, seat.points, seat.weight), (None, None, Some(configured)));
     let (sum, weights) = last
         .measures
         .iter()
@@ -187,4 +216,237 @@ fn unknown_seats_leave_seat_utilization_out_and_renormalise() {
         .fold((0.0, 0.0), |(s, w), (p, wt)| (s + p * wt, w + wt));
     assert!((last.score - sum / weights).abs() < 0.15, "score {} is the weighted mean of the others {}", last.score, sum / weights);
     assert!(weights < 100.0, "seat_utilization's weight was left out");
+}
+
+fn support(account: &str, ticket: &str, kind: TicketKind, ts: i64) -> Event<'static> {
+    Event::Support(SupportEvent {
+        account_id: Cow::Owned(account.into()),
+        ticket_id: Cow::Owned(ticket.into()),
+        kind,
+        priority: Some(Priority::Normal),
+        csat: None,
+        nps: None,
+        ts_ms: ts,
+        event_id: None,
+    })
+}
+
+fn nps(account: &str, score: u8, ts: i64) -> Event<'static> {
+    Event::Support(SupportEvent {
+        account_id: Cow::Owned(account.into()),
+        ticket_id: Cow::Borrowed(""),
+        kind: TicketKind::Nps,
+        priority: None,
+        csat: None,
+        nps: Some(score),
+        ts_ms: ts,
+        event_id: None,
+    })
+}
+
+fn names(a: &Alert, rule: &str) -> bool {
+    a.rule.name() == rule || a.also.iter().any(|r| r.name() == rule)
+}
+
+/// The band of the last score update at or before `at`.
+fn band_at(h: &Harness, account: &str, at: i64) -> Option<&'static str> {
+    h.scores.iter().filter(|s| s.account_id == account && s.event_time_ms <= at).last().map(|s| s.band.name())
+}
+
+#[test]
+fn a_decline_that_keeps_filing_tickets_gets_usage_drop_within_a_week() {
+    let mut h = Harness::new(&Settings::default());
+    h.feed(signed("busy", 20, DAY0 - 400, None, ms(DAY0, 0)));
+    active_days(&mut h, "busy", DAY0..DAY0 + 42, 16, 8);
+    // From day 42 only 3 of the 16 users stay (under a fifth of the norm), and the customer
+    // files a ticket a week about it: silent_decline must not be the only way to see it.
+    let fell = DAY0 + 42;
+    for d in fell..fell + 21 {
+        if (d - fell) % 7 == 2 {
+            let t = format!("T{d}");
+            h.feed(support("busy", &t, TicketKind::Opened, ms(d, 10)));
+            h.feed(support("busy", &t, TicketKind::Closed, ms(d, 16)));
+        }
+        active_days(&mut h, "busy", d..d + 1, 3, 3);
+    }
+    let drop = h.alerts.iter().find(|a| names(a, "usage_drop")).unwrap_or_else(|| panic!("no usage_drop: {:?}", h.alerts));
+    let day = day_of(drop.event_time_ms);
+    assert!((fell..=fell + 7).contains(&day), "usage_drop on day {} of the fall", day - fell);
+    assert_ne!(drop.band.name(), "green", "{drop:?}");
+    assert!(!h.alerts.iter().any(|a| names(a, "silent_decline")), "tickets were filed: {:?}", h.alerts);
+    assert!(drop.summary.starts_with("Usage below 50% of its own norm"), "{}", drop.summary);
+    assert_ne!(band_at(&h, "busy", ms(fell + 7, 23)), Some("green"));
+}
+
+#[test]
+fn a_customer_who_never_activates_is_seen_on_the_account_record_alone() {
+    let mut h = Harness::new(&Settings::default());
+    // Signed on DAY0, renews 80 days later; nobody ever logs in. Only time passes (other
+    // accounts' events would move it), checked every hour.
+    h.feed(signed("ghost", 25, DAY0, Some(DAY0 + 80), ms(DAY0, 1)));
+    for hour in 2..(40 * 24) {
+        h.advance(ms(DAY0, hour));
+    }
+    let na = h.alerts_of("not_activated");
+    assert_eq!(na.len(), 1, "{:?}", h.alerts);
+    assert_eq!(day_of(na[0].event_time_ms), DAY0 + 14, "on exactly day 14 after the start");
+    assert!(na[0].summary.starts_with("Nobody has used the product in the 14 days since 2025-11-08"), "{}", na[0].summary);
+    assert_eq!(na[0].band.name(), "red", "no usage is not a healthy score: {:?}", na[0]);
+    let renewal = h.alerts_of("renewal_at_risk");
+    assert_eq!(renewal.len(), 1, "{:?}", h.alerts);
+    assert_eq!(day_of(renewal[0].event_time_ms), DAY0 + 20, "60 days before the renewal");
+    assert_eq!((renewal[0].days_to_renewal, renewal[0].arr), (Some(60), Some(24_000.0)));
+    assert!(renewal[0].summary.starts_with("Renewal in 60 days (2026-01-27, ARR 24000)"), "{}", renewal[0].summary);
+    // No score from "zero urgent tickets" alone: every score the account had was red.
+    assert!(!h.scores.is_empty() && h.scores.iter().all(|s| s.band.name() == "red"), "{:?}", h.scores.iter().map(|s| s.score).collect::<Vec<_>>());
+    // The onboarding scorecard ended by the clock, on day 30, with no event.
+    let last = h.scores.iter().filter(|s| s.account_id == "ghost").last().unwrap();
+    assert_eq!(last.scorecard, "default@2", "{last:?}");
+}
+
+#[test]
+fn a_customer_signed_weeks_ago_and_never_seen_is_not_activated_at_once() {
+    let mut h = Harness::new(&Settings::default());
+    h.feed(signed("late", 10, DAY0 - 30, None, ms(DAY0, 1)));
+    let na = h.alerts_of("not_activated");
+    assert_eq!(na.len(), 1, "{:?}", h.alerts);
+    assert_eq!(day_of(na[0].event_time_ms), DAY0);
+    assert_eq!(na[0].band.name(), "red");
+}
+
+#[test]
+fn an_account_red_from_the_start_raises_one_alert_that_says_so() {
+    let mut h = Harness::new(&Settings::default());
+    // 100 seats, 2 users: red from its first full week, long before alerts may fire.
+    h.feed(account("thin", Some(100), ms(DAY0, 0)));
+    active_days(&mut h, "thin", DAY0..DAY0 + 40, 2, 1);
+    assert!(h.scores.iter().any(|s| s.band.name() == "red" && day_of(s.event_time_ms) < DAY0 + 14));
+    let red = h.alerts_of("entered_red");
+    assert_eq!(red.len(), 1, "{:?}", h.alerts);
+    let a = red[0];
+    assert_eq!(day_of(a.event_time_ms), DAY0 + 14, "the first evaluation that may alert");
+    assert!(a.summary.starts_with("Health score is red at"), "{}", a.summary);
+    assert!(!a.summary.contains("entered") && !a.summary.contains("(was"), "{}", a.summary);
+    assert!(a.summary.contains("weekly seat utilisation is 2%"), "names what makes it red: {}", a.summary);
+}
+
+#[test]
+fn a_flapping_renewal_date_does_not_repeat_renewal_at_risk_and_a_new_term_rearms_it() {
+    let mut h = Harness::new(&Settings::default());
+    let renew = DAY0 + 100;
+    h.feed(signed("flappy", 100, DAY0 - 400, Some(renew), ms(DAY0, 0)));
+    for d in DAY0..DAY0 + 90 {
+        // The CRM sends the renewal date back and forth by ten days.
+        let r = if d % 2 == 0 { renew } else { renew + 10 };
+        h.feed(signed("flappy", 100, DAY0 - 400, Some(r), ms(d, 1)));
+        active_days(&mut h, "flappy", d..d + 1, 3, 1);
+    }
+    let alerts = h.alerts_of("renewal_at_risk");
+    assert_eq!(alerts.len(), 1, "{:?}", alerts);
+    assert_eq!(day_of(alerts[0].event_time_ms), renew - 60);
+    // Renewed: the next term's date re-arms the rule once it comes within 60 days.
+    let next = renew + 365;
+    for d in DAY0 + 90..next - 55 {
+        h.feed(signed("flappy", 100, DAY0 - 400, Some(next), ms(d, 1)));
+        active_days(&mut h, "flappy", d..d + 1, 3, 1);
+    }
+    let alerts = h.alerts_of("renewal_at_risk");
+    assert_eq!(alerts.len(), 2, "{:?}", alerts);
+    assert_eq!(day_of(alerts[1].event_time_ms), next - 60);
+}
+
+#[test]
+fn a_healthy_account_using_nearly_all_its_seats_is_an_expansion_candidate() {
+    let mut h = Harness::new(&Settings::default());
+    h.feed(account("full", Some(10), ms(DAY0, 0)));
+    active_days(&mut h, "full", DAY0..DAY0 + 45, 10, 8);
+    let ex = h.alerts_of("expansion_candidate");
+    assert_eq!(ex.len(), 1, "{:?}", h.alerts);
+    let a = ex[0];
+    // seat_utilization (30 days) has data from day 29, and must hold 7 days.
+    assert_eq!(day_of(a.event_time_ms), DAY0 + 35);
+    assert_eq!((a.band.name(), a.severity.as_str()), ("green", "info"));
+    let json: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+    assert_eq!(json["kind"], "opportunity");
+    assert!(h.alerts.iter().filter(|x| x.rule.kind().name() == "risk").count() == 0, "{:?}", h.alerts);
+}
+
+#[test]
+fn nps_answers_make_nps_90d() {
+    let mut settings = Settings::default();
+    settings.scoring.score_step = 0.0;
+    let mut h = Harness::new(&settings);
+    h.feed(account("voice", Some(10), ms(DAY0, 0)));
+    active_days(&mut h, "voice", DAY0..DAY0 + 10, 5, 5);
+    for (i, score) in [9u8, 10, 9, 8, 3].into_iter().enumerate() {
+        h.feed(nps("voice", score, ms(DAY0 + 10, 1 + i as i64)));
+    }
+    let last = h.scores.last().unwrap();
+    let v = last.measures.iter().find(|m| m.measure == "nps_90d").unwrap();
+    assert_eq!(v.value, Some(40.0), "3 promoters, 1 detractor of 5 answers");
+    assert!(v.points.is_some(), "the default scorecard uses it");
+}
+
+mod properties {
+    use super::*;
+    use kizashi::core::{evaluate, AccountState};
+    use proptest::prelude::*;
+
+    const NOW: i32 = DAY0 + 60;
+
+    fn history(events: &[(u8, i32, u8)], seats: Option<u32>) -> AccountState {
+        let params = Params::new(&Settings::default());
+        let mut s = AccountState::default();
+        s.apply(&account("p", seats, ms(DAY0, 0)), DAY0, &params.state);
+        // Events in time order (the engine guarantees stream time is the highest seen).
+        let mut evs: Vec<(i32, u8, u8)> = events.iter().map(|&(u, d, f)| (DAY0 + d, u, f)).collect();
+        evs.sort_unstable();
+        for (day, user, feature) in evs {
+            s.advance(day, &params.state);
+            s.apply(&usage("p", user as usize, feature as usize, ms(day, 10)), day, &params.state);
+        }
+        s
+    }
+
+    fn score(mut s: AccountState, at: i64) -> Option<f64> {
+        let params = Params::new(&Settings::default());
+        evaluate(&mut s, "p", at, &params);
+        s.score.last.map(|l| l.score)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever happened, the score is within 0..=100; and a declining account never scores
+        /// lower because a user it had never seen started using the product this week.
+        #[test]
+        fn more_users_never_lower_the_score(
+            events in prop::collection::vec((0u8..6, 0i32..61, 0u8..6), 0..200),
+            fade_from in 20i32..55,
+            newcomer in prop::collection::vec((54i32..61, 0u8..9), 1..6),
+            seats in prop::option::of(1u32..40),
+        ) {
+            // Users stop one by one after `fade_from`: a decline.
+            let kept: Vec<(u8, i32, u8)> = events.into_iter().filter(|&(u, d, _)| d < fade_from + 3 * i32::from(u)).collect();
+            let before = history(&kept, seats);
+            let at = ms(NOW, 23);
+            let base = score(before.clone(), at);
+            if let Some(b) = base {
+                prop_assert!((0.0..=100.0).contains(&b), "{b}");
+            }
+            let params = Params::new(&Settings::default());
+            let mut after = before;
+            let mut days: Vec<(i32, u8)> = newcomer;
+            days.sort_unstable();
+            for (d, f) in days {
+                after.apply(&usage("p", 99, f as usize, ms(DAY0 + d, 11)), NOW, &params.state);
+            }
+            let more = score(after, at);
+            if let (Some(b), Some(m)) = (base, more) {
+                prop_assert!((0.0..=100.0).contains(&m), "{m}");
+                prop_assert!(m >= b - 1e-9, "a new user lowered the score from {b} to {m}");
+            }
+            prop_assert!(!(base.is_some() && more.is_none()), "usage never unscores an account");
+        }
+    }
 }

@@ -5,10 +5,13 @@
 //! query never waits for a batch and never sees state that is not yet durable. Every answer is
 //! JSON (or the Prometheus text format); bad input gets a 400 with a message, never a panic.
 //! `/v1/*` needs `Authorization: Bearer <http.token>` when a token is configured; the probes
-//! and `/metrics` stay open (kubelet and Prometheus reach them without secrets).
+//! and `/metrics` stay open (kubelet and Prometheus reach them without secrets). Connections
+//! live under the timeouts and the limit of [`server`].
 
 pub mod account;
 pub mod board;
+pub mod server;
+pub mod evaluation;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -44,12 +47,16 @@ struct Readiness {
 pub struct Shared {
     pub metrics: Metrics,
     pub board: Arc<Board>,
+    /// The back-test figures `replay --serve --outcomes` serves at `/v1/evaluation`.
+    pub evaluation: evaluation::Slot,
     readiness: Mutex<Readiness>,
     store: OnceLock<Store>,
     params: Params,
     token: Option<String>,
     topics: [String; 3],
     stale_after: Option<Duration>,
+    limits: server::Limits,
+    unauthorized_log: Mutex<LogBudget>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -67,12 +74,15 @@ impl Shared {
         Arc::new(Shared {
             metrics,
             board: Arc::new(Board::default()),
+            evaluation: evaluation::Slot::default(),
             readiness: Mutex::new(Readiness { ready: false, reason: "starting".into(), partitions: vec![] }),
             store: OnceLock::new(),
             params: Params::new(settings),
             token: Some(settings.http.token.clone()).filter(|t| !t.is_empty()),
             topics,
             stale_after: Some(settings.http.stale_after).filter(|d| !d.is_zero()),
+            limits: server::Limits::of(&settings.http),
+            unauthorized_log: Mutex::new(LogBudget::new(Instant::now())),
         })
     }
 
@@ -195,33 +205,35 @@ impl Drop for Server {
     }
 }
 
-/// Binds `listen` (an error names `http.listen`) and serves on a thread of its own.
+/// Binds `listen` (an error names `http.listen`) and serves on a thread of its own, under the
+/// bounds of `http.header_timeout`, `http.idle_timeout` and `http.max_connections`.
 pub fn serve(listen: &str, shared: Arc<Shared>) -> Result<Server> {
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let limits = shared.limits.capped_by(server::open_file_limit());
+    if limits.max_connections < shared.limits.max_connections {
+        tracing::warn!(
+            configured = shared.limits.max_connections, max_connections = limits.max_connections,
+            "http.max_connections lowered to half the open-file limit (raise `ulimit -n` to allow more)"
+        );
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(shared);
+    let app = router(shared.clone());
     let thread = std::thread::Builder::new().name("kizashi-http".into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
         rt.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(error = %e, "HTTP listener failed");
-                    return;
-                }
-            };
-            let r = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = r.await {
-                tracing::error!(error = %e, "HTTP server failed");
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => server::run(listener, app, shared, limits, rx).await,
+                Err(e) => tracing::error!(error = %e, "HTTP listener failed"),
             }
         });
     })?;
-    tracing::info!(%addr, "HTTP port open (/metrics, /healthz, /readyz, /v1/accounts)");
+    tracing::info!(
+        %addr, header_timeout = ?limits.header_timeout, idle_timeout = ?limits.idle_timeout,
+        max_connections = limits.max_connections, "HTTP port open (/metrics, /healthz, /readyz, /v1/accounts)"
+    );
     Ok(Server { addr, shutdown: Some(tx), thread: Some(thread) })
 }
 
@@ -229,6 +241,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts", get(queue))
         .route("/v1/accounts/{id}", get(account))
+        .route("/v1/evaluation", get(evaluation::get))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/metrics", get(metrics))
@@ -250,6 +263,7 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().map_or("other", |m| match m.as_str() {
         "/v1/accounts/{id}" => "/v1/accounts/{id}",
         "/v1/accounts" => "/v1/accounts",
+        "/v1/evaluation" => "/v1/evaluation",
         "/metrics" => "/metrics",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
@@ -260,21 +274,99 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
     res
 }
 
-/// Checks the bearer token in constant time (when one is configured).
+/// Checks the bearer token in constant time (when one is configured); logs each refusal.
 async fn auth(State(shared): State<Arc<Shared>>, headers: HeaderMap, req: Request, next: Next) -> Response {
     if let Some(token) = &shared.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        let refused = match headers.get(header::AUTHORIZATION) {
+            None => Some("no Authorization header"),
+            Some(v) => match bearer_credentials(v.as_bytes()) {
+                None => Some("not a Bearer credential"),
+                Some(given) => (!constant_time_eq(given, token.as_bytes())).then_some("wrong token"),
+            },
+        };
+        if let Some(reason) = refused {
+            shared.unauthorized(&req, reason);
             let mut res = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)");
             res.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
             return res;
         }
     }
     next.run(req).await
+}
+
+/// The credentials of an `Authorization` value if its scheme is Bearer. The scheme is
+/// case-insensitive (RFC 7235: `bearer`, `BEARER`); the credentials are returned as sent.
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b' ')?;
+    let end = rest.iter().rposition(|&b| b != b' ' && b != b'\t')?;
+    Some(&rest[start..=end])
+}
+
+/// Longest method or path written into a log line (they come from the client).
+const LOGGED_INPUT_BYTES: usize = 200;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn bounded(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Log lines for refused requests: a burst of [`LogBudget::BURST`], then one a second. A client
+/// retrying a wrong token cannot flood the log; `kizashi_http_requests_total{status="401"}`
+/// counts every refusal.
+#[derive(Debug)]
+struct LogBudget {
+    tokens: f64,
+    at: Instant,
+    skipped: u64,
+}
+
+impl LogBudget {
+    const BURST: f64 = 10.0;
+
+    fn new(now: Instant) -> LogBudget {
+        LogBudget { tokens: Self::BURST, at: now, skipped: 0 }
+    }
+
+    /// `Some(lines skipped since the last one)` if a line may be written now.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.skipped))
+        } else {
+            self.skipped += 1;
+            None
+        }
+    }
+}
+
+impl Shared {
+    /// A request refused with 401: a warning with the method, the path and the peer (each
+    /// input-derived field bounded and `?`-escaped, so that it cannot forge a line), never the
+    /// credentials presented.
+    fn unauthorized(&self, req: &Request, reason: &'static str) {
+        let Some(not_logged) = self.unauthorized_log.lock().expect("log budget lock").take(Instant::now()) else { return };
+        let peer = req.extensions().get::<server::Peer>().map(|p| p.0.to_string()).unwrap_or_default();
+        tracing::warn!(
+            method = ?bounded(req.method().as_str(), LOGGED_INPUT_BYTES),
+            path = ?bounded(req.uri().path(), LOGGED_INPUT_BYTES),
+            %peer, reason, not_logged, "request refused: 401 Unauthorized"
+        );
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -372,4 +464,49 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
         })
         .collect();
     Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": items})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_is_taken_as_sent() {
+        for v in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k", "Bearer t0k "] {
+            assert_eq!(bearer_credentials(v.as_bytes()), Some(&b"t0k"[..]), "{v}");
+        }
+        assert_eq!(bearer_credentials(b"Bearer T0K"), Some(&b"T0K"[..]), "the token keeps its case");
+        for v in ["Basic dXNlcjpwdw==", "Bearert0k", "Bearer", "Bearer ", "t0k", "", "Bear t0k"] {
+            assert_eq!(bearer_credentials(v.as_bytes()), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        for given in [&b"s3cre"[..], b"s3cret!", b"S3CRET", b""] {
+            assert!(!constant_time_eq(given, b"s3cret"), "{given:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_logged_in_a_burst_then_one_a_second_with_the_count_skipped() {
+        let t0 = Instant::now();
+        let mut b = LogBudget::new(t0);
+        for _ in 0..10 {
+            assert_eq!(b.take(t0), Some(0));
+        }
+        assert_eq!(b.take(t0), None);
+        assert_eq!(b.take(t0 + Duration::from_millis(500)), None);
+        assert_eq!(b.take(t0 + Duration::from_millis(1100)), Some(2), "the line says how many were not logged");
+        assert_eq!(b.take(t0 + Duration::from_millis(1200)), None);
+        assert_eq!(b.take(t0 + Duration::from_secs(60)), Some(1));
+    }
+
+    #[test]
+    fn logged_input_is_bounded_at_a_character_boundary() {
+        assert_eq!(bounded("abc", 10), "abc");
+        assert_eq!(bounded("abcdef", 3), "abc");
+        assert_eq!(bounded("aé", 2), "a");
+    }
 }

@@ -13,7 +13,8 @@ use crate::generate::{generate, GenOptions, Truth};
 pub const FILES: [(EventKind, &str); 3] =
     [(EventKind::Usage, "usage.jsonl"), (EventKind::Support, "support.jsonl"), (EventKind::Account, "accounts.jsonl")];
 
-/// Writes `usage.jsonl`, `support.jsonl`, `accounts.jsonl` and `truth.jsonl` into `dir`.
+/// Writes `usage.jsonl`, `support.jsonl`, `accounts.jsonl`, `truth.jsonl` and `outcomes.jsonl`
+/// (what each account does at its renewal, for `replay --outcomes`) into `dir`.
 /// Returns the truth and the number of records per kind.
 pub fn to_dir(opts: &GenOptions, dir: &Path) -> Result<(Vec<Truth>, [u64; 3])> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -42,6 +43,11 @@ pub fn to_dir(opts: &GenOptions, dir: &Path) -> Result<(Vec<Truth>, [u64; 3])> {
         writeln!(t, "{}", serde_json::to_string(truth)?)?;
     }
     t.flush()?;
+    let mut o = BufWriter::new(File::create(dir.join("outcomes.jsonl"))?);
+    for outcome in crate::outcome::synthetic::outcomes(&truths, opts.seed) {
+        writeln!(o, "{}", outcome.to_json())?;
+    }
+    o.flush()?;
     Ok((truths, counts))
 }
 

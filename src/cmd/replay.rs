@@ -1,6 +1,8 @@
 //! `kizashi replay`: back-test a scorecard on history. Reads JSONL files (merged by event time),
 //! runs them through the same engine and core as the live pipeline, and writes alerts, final
 //! scores and rejects. Deterministic: two runs on the same input give byte-identical outputs.
+//! With outcome labels it also scores the alerts and bands against what customers did
+//! (`evaluation.json`), optionally for a second configuration fed the same records (`--compare`).
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
@@ -20,7 +22,9 @@ use crate::config::Settings;
 use crate::core::alerts::ScoreUpdate;
 use crate::core::Params;
 use crate::engine::{Engine, Source};
+use crate::evaluation::{self, History, Report};
 use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
+use crate::outcome::OutcomeSet;
 use crate::partition::partition_for;
 
 /// Options of a replay.
@@ -45,6 +49,38 @@ pub struct ReplayOptions {
     pub serve: Option<(Arc<Shared>, Arc<AtomicBool>)>,
 }
 
+/// Back-test options: outcome labels to score the replay's alerts and bands against, and
+/// optionally a second configuration replayed on the same records.
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    /// Outcome files (JSONL).
+    pub outcomes: Vec<PathBuf>,
+    /// An alert counts for a churned/downgraded (or expanded) outcome at most this many days after it.
+    pub horizon_days: u32,
+    /// Bands are read this many days before each outcome.
+    pub band_at_days: u32,
+    /// How the main configuration is named in the tables (its file, or "built-in defaults").
+    pub config_label: String,
+    /// A second configuration and its label, replayed with its own temporary state; its alerts,
+    /// scores and rejects go to `<out>/compare/`.
+    pub compare: Option<(String, Settings)>,
+    /// A generated population's `truth.jsonl`: the verdicts per profile are reported
+    /// (`profiles` in the summary).
+    pub truth: Option<PathBuf>,
+}
+
+/// The second configuration's counts (`--compare`).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CompareSummary {
+    pub config: String,
+    pub events_applied: u64,
+    pub events_rejected: u64,
+    pub duplicates: u64,
+    pub alerts_by_rule: BTreeMap<String, u64>,
+    pub accounts_by_band: BTreeMap<String, u64>,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+}
+
 /// Counts printed at the end and returned to callers.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ReplaySummary {
@@ -58,6 +94,15 @@ pub struct ReplaySummary {
     pub accounts_by_band: BTreeMap<String, u64>,
     pub rejects_by_reason: BTreeMap<String, u64>,
     pub peak_rss_bytes: Option<u64>,
+    /// With `--compare`: the second configuration's counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareSummary>,
+    /// With `--outcomes`: the figures written to `evaluation.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Report>,
+    /// With `--truth`: kizashi's verdicts per generated profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<crate::generate::ProfileRow>>,
 }
 
 struct Input {
@@ -105,28 +150,201 @@ struct RejectLine<'a> {
     raw: &'a str,
 }
 
-pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
-    let started = Instant::now();
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
-    let tmp;
-    let state_dir: &Path = match &opts.state_dir {
-        Some(d) => d,
-        None => {
-            tmp = tempfile::tempdir().context("creating a temporary state directory")?;
-            tmp.path()
+/// One configuration being replayed: its engine and state, its output files, and what the
+/// evaluation keeps of its alerts and score updates.
+struct Lane {
+    engine: Engine,
+    limits: DecodeLimits,
+    out_dir: PathBuf,
+    alerts_w: BufWriter<File>,
+    rejects_w: BufWriter<File>,
+    /// Raw lines of the rejects not yet written, in order.
+    raws: Vec<Vec<u8>>,
+    history: Option<History>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn create(dir: &Path, name: &str) -> Result<BufWriter<File>> {
+    let p = dir.join(name);
+    Ok(BufWriter::new(File::create(&p).with_context(|| format!("creating {}", p.display()))?))
+}
+
+impl Lane {
+    fn open(settings: &Settings, state_dir: Option<&Path>, out_dir: PathBuf, now_ms: i64, evaluate: bool) -> Result<Lane> {
+        std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        let (tmp, dir) = match state_dir {
+            Some(d) => (None, d.to_path_buf()),
+            None => {
+                let t = tempfile::tempdir().context("creating a temporary state directory")?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let engine = Engine::open(&dir, false, Params::new(settings), settings.state.cache_accounts)
+            .with_context(|| format!("opening state store at {}", dir.display()))?;
+        Ok(Lane {
+            engine,
+            limits: settings.events.decode_limits(now_ms),
+            alerts_w: create(&out_dir, "alerts.jsonl")?,
+            rejects_w: create(&out_dir, "rejects.jsonl")?,
+            out_dir,
+            raws: Vec::new(),
+            history: evaluate.then(History::default),
+            _tmp: tmp,
+        })
+    }
+
+    fn process(&mut self, partition: u32, source: Source<'_>, decoded: Result<Event<'_>, Reject>, line: &[u8]) -> Result<()> {
+        let rejected_before = self.engine.pending_rejects();
+        self.engine.process(partition, source, decoded)?;
+        if self.engine.pending_rejects() > rejected_before {
+            self.raws.push(line.to_vec());
         }
-    };
-    let params = Params::new(settings);
-    let mut engine = Engine::open(state_dir, false, params, settings.state.cache_accounts)
-        .with_context(|| format!("opening state store at {}", state_dir.display()))?;
+        Ok(())
+    }
+
+    fn drain(&mut self, shared: Option<&Shared>) -> Result<()> {
+        self.engine.flush(|_| {})?;
+        let out = self.engine.take_output();
+        if let Some(s) = shared {
+            for a in &out.alerts {
+                s.metrics.alert(a);
+            }
+            for r in &out.rejected {
+                s.metrics.rejected(r, "rejects file");
+            }
+            s.metrics.score_updates(out.scores.len() as u64);
+        }
+        if let Some(h) = &mut self.history {
+            for a in &out.alerts {
+                h.record_alert(a);
+            }
+            for s in &out.scores {
+                h.record_score(s);
+            }
+        }
+        for a in &out.alerts {
+            writeln!(self.alerts_w, "{}", a.to_json())?;
+        }
+        // One raw line was queued per reject, in the same order.
+        for (r, raw) in out.rejected.iter().zip(self.raws.drain(..)) {
+            let line = RejectLine {
+                file: &r.source,
+                line: r.offset,
+                reason: r.reject.reason.code(),
+                detail: &r.reject.detail,
+                raw: &String::from_utf8_lossy(&raw),
+            };
+            writeln!(self.rejects_w, "{}", serde_json::to_string(&line)?)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the outputs and writes `scores.jsonl`. Returns the accounts by final band and the
+    /// accounts the replay saw (those with stored state).
+    fn finish(&mut self) -> Result<(BTreeMap<String, u64>, rustc_hash::FxHashSet<String>)> {
+        self.alerts_w.flush()?;
+        self.rejects_w.flush()?;
+        let mut by_band = BTreeMap::new();
+        let mut known = rustc_hash::FxHashSet::default();
+        let mut finals: Vec<(String, String)> = Vec::new();
+        let params = self.engine.params().clone();
+        let keep_known = self.history.is_some();
+        self.engine.for_each_account(|_, id, state| {
+            if keep_known {
+                known.insert(id.to_string());
+            }
+            let Some(last) = &state.score.last else { return };
+            *by_band.entry(last.band.name().to_string()).or_default() += 1;
+            let card = params.cards.iter().find(|c| c.id == state.score.scorecard);
+            let update = ScoreUpdate {
+                account_id: id.to_string(),
+                score: crate::core::alerts::round1(last.score),
+                band: last.band,
+                segment: state.facts.segment.clone(),
+                scorecard: state.score.scorecard.clone(),
+                measures: card.map(|c| ScoreUpdate::measures(c, &last.values)).unwrap_or_default(),
+                event_time_ms: last.at_ms,
+                emitted_at_ms: last.at_ms,
+            };
+            finals.push((id.to_string(), update.to_json()));
+        })?;
+        finals.sort();
+        let mut scores_w = create(&self.out_dir, "scores.jsonl")?;
+        for (_, json) in &finals {
+            writeln!(scores_w, "{json}")?;
+        }
+        scores_w.flush()?;
+        if let Some(h) = &mut self.history {
+            let end = self.engine.partitions().into_iter().filter_map(|p| self.engine.stream_time(p)).max();
+            h.set_end(end);
+        }
+        Ok((by_band, known))
+    }
+}
+
+/// Reads the outcome files; every refused line goes to `rejects` with its file and line.
+fn read_outcomes(paths: &[PathBuf], max_id_len: usize, rejects: &mut impl Write) -> Result<OutcomeSet> {
+    let mut set = OutcomeSet::default();
+    for p in paths {
+        let name = p.display().to_string();
+        set.stats.files.push(name.clone());
+        let mut reader = BufReader::new(File::open(p).with_context(|| format!("opening {name}"))?);
+        let mut line = Vec::new();
+        let mut line_no = 0i64;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).with_context(|| format!("reading {name}"))? == 0 {
+                break;
+            }
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            line_no += 1;
+            if let Err(r) = set.add(&line, max_id_len, &format!("{name} line {line_no}")) {
+                let reject = RejectLine {
+                    file: &name,
+                    line: line_no,
+                    reason: r.reason.code(),
+                    detail: &r.detail,
+                    raw: &String::from_utf8_lossy(&line),
+                };
+                writeln!(rejects, "{}", serde_json::to_string(&reject)?)?;
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// Replays `opts` with `settings`.
+pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
+    run_backtest(settings, opts, None)
+}
+
+/// Replays `opts` with `settings` and, if `backtest`, evaluates against its outcomes (and replays
+/// the same records through its `compare` configuration too).
+pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<&BacktestOptions>) -> Result<ReplaySummary> {
+    let started = Instant::now();
+    let evaluate = backtest.is_some();
+    let mut lanes = vec![Lane::open(settings, opts.state_dir.as_deref(), opts.out.clone(), opts.now_ms, evaluate)?];
+    if let Some((_, other)) = backtest.and_then(|b| b.compare.as_ref()) {
+        lanes.push(Lane::open(other, None, opts.out.join("compare"), opts.now_ms, true)?);
+    }
     let shared = opts.serve.as_ref().map(|(s, _)| s.clone());
     if let Some(s) = &shared {
         s.not_ready("replaying");
-        s.attach_store(engine.store(), true)?;
-        engine.set_board(s.board.clone());
+        s.attach_store(lanes[0].engine.store(), true)?;
+        lanes[0].engine.set_board(s.board.clone());
+        if evaluate {
+            s.evaluation.pending();
+        }
     }
+    let outcomes = match backtest {
+        Some(b) if !b.outcomes.is_empty() => Some(read_outcomes(&b.outcomes, settings.events.max_id_len, &mut lanes[0].rejects_w)?),
+        _ => None,
+    };
     let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
-    let limits = settings.events.decode_limits(opts.now_ms);
+    let limits = lanes[0].limits;
 
     let mut inputs = Vec::new();
     for (kind, paths) in [(EventKind::Usage, &opts.usage), (EventKind::Support, &opts.support), (EventKind::Account, &opts.accounts)] {
@@ -157,15 +375,12 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
         }
     }
 
-    let out = |name: &str| -> Result<BufWriter<File>> {
-        let p = opts.out.join(name);
-        Ok(BufWriter::new(File::create(&p).with_context(|| format!("creating {}", p.display()))?))
-    };
-    let mut alerts_w = out("alerts.jsonl")?;
-    let mut rejects_w = out("rejects.jsonl")?;
     let mut summary = ReplaySummary::default();
-    let mut raws: Vec<Vec<u8>> = Vec::new();
     let mut in_batch = 0usize;
+    let place = |d: &Result<Event<'_>, Reject>| match d {
+        Ok(e) => partition_for(e.account_id().as_bytes(), opts.partitions),
+        Err(_) => 0,
+    };
 
     while let Some(Reverse((_, idx))) = heap.pop() {
         let input = &mut inputs[idx];
@@ -177,15 +392,18 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
                 s.metrics.source_event(topics[input.kind as usize], e.ts_ms());
             }
         }
-        let partition = match &item.decoded {
-            Ok(e) => partition_for(e.account_id().as_bytes(), opts.partitions),
-            Err(_) => 0,
-        };
-        let rejected_before = engine.pending_rejects();
-        engine.process(partition, Source { name: &input.path, offset: item.line_no }, item.decoded)?;
-        if engine.pending_rejects() > rejected_before {
-            raws.push(item.line);
+        let source = Source { name: &input.path, offset: item.line_no };
+        let (first, others) = lanes.split_first_mut().expect("a lane per configuration");
+        // The other configuration gets the same record, decoded again only if its limits differ.
+        for lane in others {
+            let decoded = if lane.limits == first.limits {
+                item.decoded.clone()
+            } else {
+                decode(input.kind, &item.line, None, &lane.limits).map(Event::into_owned)
+            };
+            lane.process(place(&decoded), source, decoded, &item.line)?;
         }
+        first.process(place(&item.decoded), source, item.decoded, &item.line)?;
         input.advance(&limits)?;
         if input.current.is_some() {
             heap.push(Reverse((key(input), idx)));
@@ -193,49 +411,64 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
         in_batch += 1;
         if in_batch >= opts.batch {
             in_batch = 0;
-            drain(&mut engine, &mut alerts_w, &mut rejects_w, &mut raws, shared.as_deref())?;
+            for (i, lane) in lanes.iter_mut().enumerate() {
+                lane.drain(shared.as_deref().filter(|_| i == 0))?;
+            }
         }
     }
-    if let Some(until) = opts.until_ms {
-        for p in 0..opts.partitions {
-            engine.advance_time(p, until)?;
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        if let Some(until) = opts.until_ms {
+            for p in 0..opts.partitions {
+                lane.engine.advance_time(p, until)?;
+            }
         }
+        lane.drain(shared.as_deref().filter(|_| i == 0))?;
     }
-    drain(&mut engine, &mut alerts_w, &mut rejects_w, &mut raws, shared.as_deref())?;
-    alerts_w.flush()?;
-    rejects_w.flush()?;
-
-    let mut finals: Vec<(String, String)> = Vec::new();
-    let params = engine.params().clone();
-    engine.for_each_account(|_, id, state| {
-        let Some(last) = &state.score.last else { return };
-        *summary.accounts_by_band.entry(last.band.name().to_string()).or_default() += 1;
-        let card = params.cards.iter().find(|c| c.id == state.score.scorecard);
-        let update = ScoreUpdate {
-            account_id: id.to_string(),
-            score: crate::core::alerts::round1(last.score),
-            band: last.band,
-            segment: state.facts.segment.clone(),
-            scorecard: state.score.scorecard.clone(),
-            measures: card.map(|c| ScoreUpdate::measures(c, &last.values)).unwrap_or_default(),
-            event_time_ms: last.at_ms,
-            emitted_at_ms: last.at_ms,
-        };
-        finals.push((id.to_string(), update.to_json()));
-    })?;
-    finals.sort();
-    let mut scores_w = out("scores.jsonl")?;
-    for (_, json) in &finals {
-        writeln!(scores_w, "{json}")?;
+    let mut finished = Vec::new();
+    for lane in &mut lanes {
+        finished.push(lane.finish()?);
     }
-    scores_w.flush()?;
 
-    let st = &engine.stats;
-    summary.events_applied = st.applied.iter().sum();
-    summary.duplicates = st.duplicates;
-    summary.events_rejected = st.rejected.values().sum();
-    summary.rejects_by_reason = st.rejected.iter().map(|(r, n)| (r.code().to_string(), *n)).collect();
-    summary.alerts_by_rule = st.alerts.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+    let counts = |e: &Engine| {
+        let st = &e.stats;
+        (
+            st.applied.iter().sum::<u64>(),
+            st.rejected.values().sum::<u64>(),
+            st.duplicates,
+            st.rejected.iter().map(|(r, n)| (r.code().to_string(), *n)).collect::<BTreeMap<_, _>>(),
+            st.alerts.iter().map(|(r, n)| (r.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+        )
+    };
+    (summary.events_applied, summary.events_rejected, summary.duplicates, summary.rejects_by_reason, summary.alerts_by_rule) =
+        counts(&lanes[0].engine);
+    summary.accounts_by_band = finished[0].0.clone();
+    if let (Some(lane), Some((label, _))) = (lanes.get(1), backtest.and_then(|b| b.compare.as_ref())) {
+        let (events_applied, events_rejected, duplicates, rejects_by_reason, alerts_by_rule) = counts(&lane.engine);
+        summary.compare = Some(CompareSummary {
+            config: label.clone(),
+            events_applied,
+            events_rejected,
+            duplicates,
+            alerts_by_rule,
+            accounts_by_band: finished[1].0.clone(),
+            rejects_by_reason,
+        });
+    }
+    if let (Some(b), Some(outcomes)) = (backtest, &outcomes) {
+        let report = evaluate_lanes(b, outcomes, &lanes, &finished);
+        let p = opts.out.join("evaluation.json");
+        let json = serde_json::to_string_pretty(&report)? + "\n";
+        std::fs::write(&p, &json).with_context(|| format!("writing {}", p.display()))?;
+        if let Some(s) = &shared {
+            s.evaluation.set(json);
+        }
+        summary.evaluation = Some(report);
+    }
+
+    if let (Some(path), Some(h)) = (backtest.and_then(|b| b.truth.as_ref()), lanes[0].history.as_ref()) {
+        summary.profiles = Some(profiles(path, h)?);
+    }
+
     summary.seconds = started.elapsed().as_secs_f64();
     summary.events_per_second = summary.events_read as f64 / summary.seconds.max(1e-9);
     summary.peak_rss_bytes = peak_rss_bytes();
@@ -251,39 +484,53 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
     Ok(summary)
 }
 
-fn drain(
-    engine: &mut Engine,
-    alerts_w: &mut impl Write,
-    rejects_w: &mut impl Write,
-    raws: &mut Vec<Vec<u8>>,
-    shared: Option<&Shared>,
-) -> Result<()> {
-    engine.flush(|_| {})?;
-    let out = engine.take_output();
-    if let Some(s) = shared {
-        for a in &out.alerts {
-            s.metrics.alert(a);
-        }
-        for r in &out.rejected {
-            s.metrics.rejected(r, "rejects file");
-        }
-        s.metrics.score_updates(out.scores.len() as u64);
+/// Verdicts per generated profile: the truth file against the replay's alerts and bands.
+fn profiles(path: &Path, h: &History) -> Result<Vec<crate::generate::ProfileRow>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let truths: Vec<crate::generate::Truth> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
+        .collect::<Result<_>>()?;
+    let (alerts, bands) = h.alerts_and_bands();
+    let seen: Vec<crate::generate::AlertSeen<'_>> = alerts
+        .into_iter()
+        .map(|(account_id, at_ms, risk, rules)| crate::generate::AlertSeen { account_id, rules, risk, at_ms })
+        .collect();
+    Ok(crate::generate::profile_report(&truths, &seen, &bands))
+}
+
+/// The evaluation of every lane, on the same rows (the union of the rules any of them fired).
+fn evaluate_lanes(
+    b: &BacktestOptions,
+    outcomes: &OutcomeSet,
+    lanes: &[Lane],
+    finished: &[(BTreeMap<String, u64>, rustc_hash::FxHashSet<String>)],
+) -> Report {
+    let histories: Vec<&History> = lanes.iter().filter_map(|l| l.history.as_ref()).collect();
+    let mut eo = evaluation::Options { horizon_days: b.horizon_days, band_at_days: b.band_at_days, rules: Default::default() };
+    for h in &histories {
+        eo.rules.extend(h.rules());
     }
-    for a in &out.alerts {
-        writeln!(alerts_w, "{}", a.to_json())?;
+    let mut evals = histories
+        .iter()
+        .zip(finished)
+        .map(|(h, (_, known))| evaluation::evaluate(h, &outcomes.outcomes, |a| known.contains(a), &eo));
+    let main = evals.next().expect("the main configuration is evaluated");
+    let compare = evals.next();
+    Report {
+        horizon_days: b.horizon_days,
+        band_at_days: b.band_at_days,
+        outcome_files: outcomes.stats.clone(),
+        configs: evaluation::Configs {
+            evaluation: b.config_label.clone(),
+            compare: b.compare.as_ref().map(|(l, _)| l.clone()),
+        },
+        differences: compare.as_ref().map(|c| evaluation::differences(&main, c)),
+        evaluation: main,
+        compare,
     }
-    // One raw line was queued per reject, in the same order.
-    for (r, raw) in out.rejected.iter().zip(raws.drain(..)) {
-        let line = RejectLine {
-            file: &r.source,
-            line: r.offset,
-            reason: r.reject.reason.code(),
-            detail: &r.reject.detail,
-            raw: &String::from_utf8_lossy(&raw),
-        };
-        writeln!(rejects_w, "{}", serde_json::to_string(&line)?)?;
-    }
-    Ok(())
 }
 
 /// Peak resident set size of this process (Linux), in bytes.
@@ -315,6 +562,19 @@ impl ReplaySummary {
         s += &format!("accounts by band: {}\n", kv(&self.accounts_by_band));
         if let Some(rss) = self.peak_rss_bytes {
             s += &format!("peak memory: {:.0} MiB\n", rss as f64 / 1048576.0);
+        }
+        if let Some(c) = &self.compare {
+            s += &format!("compare ({}): applied {} rejected {} duplicates {}\n", c.config, c.events_applied, c.events_rejected, c.duplicates);
+            s += &format!("compare alerts by rule: {}\n", kv(&c.alerts_by_rule));
+            s += &format!("compare accounts by band: {}\n", kv(&c.accounts_by_band));
+        }
+        if let Some(rows) = &self.profiles {
+            s += "\nverdicts by generated profile (alerted: any risk alert; fell: usage below half its norm 7+ days before the end):\n";
+            s += &crate::generate::render_profile_report(rows);
+        }
+        if let Some(r) = &self.evaluation {
+            s += "\n";
+            s += &crate::evaluation::render::report(r);
         }
         s
     }

@@ -7,8 +7,9 @@ use super::scorecard::Card;
 use super::state::{Band, MeasureValues};
 use crate::event::timestamp::format_ms;
 
-pub const N_RULES: usize = 6;
+pub const N_RULES: usize = 10;
 
+/// Alert rules. The discriminants are stored (alert history, rule marks): new rules go at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
     EnteredRed,
@@ -17,6 +18,26 @@ pub enum Rule {
     SilentDecline,
     TicketSpike,
     UrgentTicketAging,
+    UsageDrop,
+    NotActivated,
+    RenewalAtRisk,
+    ExpansionCandidate,
+}
+
+/// What an alert asks of a CS team: act on a risk, or pursue an opportunity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertKind {
+    Risk,
+    Opportunity,
+}
+
+impl AlertKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::Risk => "risk",
+            AlertKind::Opportunity => "opportunity",
+        }
+    }
 }
 
 impl Rule {
@@ -27,26 +48,45 @@ impl Rule {
         Rule::SilentDecline,
         Rule::TicketSpike,
         Rule::UrgentTicketAging,
+        Rule::UsageDrop,
+        Rule::NotActivated,
+        Rule::RenewalAtRisk,
+        Rule::ExpansionCandidate,
     ];
 
-    /// Most specific first: when several rules fire in one evaluation, the first names the alert
-    /// and the others are listed in its `also` field (one alert per real change).
+    /// Most specific first: when several risk rules fire in one evaluation, the first names the
+    /// alert and the others are listed in its `also` field (one alert per real change). An
+    /// opportunity is never folded into a risk alert: it is an alert of its own.
     pub const BY_PRIORITY: [Rule; N_RULES] = [
+        Rule::NotActivated,
         Rule::Inactive,
         Rule::SilentDecline,
+        Rule::UsageDrop,
         Rule::UrgentTicketAging,
         Rule::TicketSpike,
+        Rule::RenewalAtRisk,
         Rule::ScoreDrop,
         Rule::EnteredRed,
+        Rule::ExpansionCandidate,
     ];
+
+    pub fn kind(self) -> AlertKind {
+        match self {
+            Rule::ExpansionCandidate => AlertKind::Opportunity,
+            _ => AlertKind::Risk,
+        }
+    }
 
     /// Measures the rule's own words already describe (left out of its summary's movers).
     pub fn own_measures(self) -> &'static [Measure] {
         match self {
-            Rule::Inactive => &[Measure::DaysSinceLastActivity],
+            Rule::Inactive | Rule::NotActivated => &[Measure::DaysSinceLastActivity],
             Rule::SilentDecline => &[Measure::UsageTrend],
+            Rule::UsageDrop => &[Measure::UsageTrend, Measure::ActiveUsersTrend],
             Rule::UrgentTicketAging => &[Measure::OpenUrgentTickets, Measure::OldestOpenTicketDays],
             Rule::TicketSpike => &[Measure::TicketsOpened30d],
+            Rule::RenewalAtRisk => &[Measure::DaysToRenewal],
+            Rule::ExpansionCandidate => &[Measure::SeatUtilization],
             Rule::ScoreDrop | Rule::EnteredRed => &[],
         }
     }
@@ -59,11 +99,82 @@ impl Rule {
             Rule::SilentDecline => "silent_decline",
             Rule::TicketSpike => "ticket_spike",
             Rule::UrgentTicketAging => "urgent_ticket_aging",
+            Rule::UsageDrop => "usage_drop",
+            Rule::NotActivated => "not_activated",
+            Rule::RenewalAtRisk => "renewal_at_risk",
+            Rule::ExpansionCandidate => "expansion_candidate",
         }
     }
 
     pub fn from_code(c: u8) -> Option<Rule> {
         Rule::ALL.get(c as usize).copied()
+    }
+}
+
+/// What every rule has: on/off, the severity its alerts carry, the minimum time between two.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleCommon {
+    pub enabled: bool,
+    pub severity: String,
+    pub cooldown_ms: i64,
+}
+
+/// The rules' parameters, compiled from config by the config layer (the core never reads config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertParams {
+    /// No alert (but `not_activated`) for an account seen for fewer days than this.
+    pub min_history_days: u32,
+    /// Indexed by `Rule as usize`.
+    pub common: [RuleCommon; N_RULES],
+    pub score_drop: ScoreDropParams,
+    pub inactive_days: u32,
+    pub silent_decline: SilentDeclineParams,
+    pub usage_drop: UsageDropParams,
+    pub ticket_spike: TicketSpikeParams,
+    pub urgent_after_ms: i64,
+    pub not_activated_days: u32,
+    pub renewal_days: u32,
+    pub expansion: ExpansionParams,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreDropParams {
+    pub points: f64,
+    pub days: u32,
+    /// Days in a row the drop must hold.
+    pub for_days: u32,
+    pub hysteresis: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilentDeclineParams {
+    pub trend_below: f64,
+    pub no_ticket_days: u32,
+    pub release_above: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageDropParams {
+    pub share: f64,
+    pub days: u32,
+    pub release_above: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketSpikeParams {
+    pub tickets_7d: u32,
+    pub release_below: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpansionParams {
+    pub seat_share: f64,
+    pub days: u32,
+}
+
+impl AlertParams {
+    pub fn common(&self, rule: Rule) -> &RuleCommon {
+        &self.common[rule as usize]
     }
 }
 
@@ -93,6 +204,9 @@ pub struct Alert {
     pub band: Band,
     pub previous_band: Option<Band>,
     pub segment: Option<String>,
+    /// Days until the account's renewal date (negative once passed), if known.
+    pub days_to_renewal: Option<i64>,
+    pub arr: Option<f64>,
     pub scorecard: String,
     /// Stream time at which the rule fired.
     pub event_time_ms: i64,
@@ -107,6 +221,7 @@ struct AlertJson<'a> {
     alert_id: &'a str,
     account_id: &'a str,
     rule: &'static str,
+    kind: &'static str,
     also: Vec<&'static str>,
     severity: &'a str,
     score: f64,
@@ -114,6 +229,8 @@ struct AlertJson<'a> {
     band: &'static str,
     previous_band: Option<&'static str>,
     segment: Option<&'a str>,
+    days_to_renewal: Option<i64>,
+    arr: Option<f64>,
     scorecard: &'a str,
     event_time: String,
     emitted_at: String,
@@ -128,6 +245,7 @@ impl Alert {
             alert_id: &self.alert_id,
             account_id: &self.account_id,
             rule: self.rule.name(),
+            kind: self.rule.kind().name(),
             also: self.also.iter().map(|r| r.name()).collect(),
             severity: &self.severity,
             score: self.score,
@@ -135,6 +253,8 @@ impl Alert {
             band: self.band.name(),
             previous_band: self.previous_band.map(Band::name),
             segment: self.segment.as_deref(),
+            days_to_renewal: self.days_to_renewal,
+            arr: self.arr,
             scorecard: &self.scorecard,
             event_time: format_ms(self.event_time_ms),
             emitted_at: format_ms(self.emitted_at_ms),
@@ -228,7 +348,7 @@ pub fn round3(x: f64) -> f64 {
 /// baseline's average; an unchanged measure contributes 0.
 pub fn explain(card: &Card, now: &MeasureValues, baseline: Option<&MeasureValues>) -> Vec<ExplanationItem> {
     let weights_now: f64 = card.items.iter().filter(|i| now[i.measure as usize].is_some()).map(|i| i.weight).sum();
-    let base_score = baseline.and_then(|b| card.score(b)).map(|s| s.score);
+    let base_score = baseline.and_then(|b| card.score(b, false)).map(|s| s.score);
     let weights_base: f64 = baseline.map_or(0.0, |b| {
         card.items.iter().filter(|i| b[i.measure as usize].is_some()).map(|i| i.weight).sum()
     });
@@ -266,6 +386,7 @@ fn fmt_value(m: Measure, v: f64) -> String {
     match m.unit() {
         Unit::Ratio => format!("{:.0}%", v * 100.0),
         Unit::Csat => format!("{v:.1}"),
+        Unit::Nps => format!("{v:+.0}"),
         Unit::Days | Unit::Count => format!("{v:.0}"),
     }
 }
@@ -282,7 +403,8 @@ fn phrase(item: &ExplanationItem) -> Option<String> {
         }
         Measure::OldestOpenTicketDays => format!("the oldest open ticket is {} days old", fmt_value(m, v)),
         Measure::TicketsOpened30d => format!("{} tickets were opened in 30 days", fmt_value(m, v)),
-        Measure::UsageTrend => format!("usage last week was {} of the 4-week average", fmt_value(m, v)),
+        Measure::UsageTrend => format!("usage last week was {} of its norm", fmt_value(m, v)),
+        Measure::ActiveUsersTrend => format!("daily active users last week were {} of their norm", fmt_value(m, v)),
         Measure::DaysToRenewal => format!("renewal is {} days away", fmt_value(m, v)),
         _ => match item.previous {
             Some(p) if fmt_value(m, p) != fmt_value(m, v) => {
@@ -300,6 +422,24 @@ fn capitalise(s: &str) -> String {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
     }
+}
+
+/// Like `summary`, for an account with nothing to compare with (red from the start, never
+/// activated): the (at most two) measures of the card furthest from green, weighted, as they are.
+pub fn summary_of_weakest(lead: &str, rule: Option<Rule>, card: &Card, values: &MeasureValues) -> String {
+    let mut weak: Vec<(f64, ExplanationItem)> = card
+        .items
+        .iter()
+        .filter_map(|i| {
+            let v = values[i.measure as usize]?;
+            let lost = i.weight * (100.0 - i.points(v));
+            let item = ExplanationItem { measure: i.measure.name(), value: Some(v), previous: None, points: -lost, weight: i.weight };
+            (lost > 0.0).then_some((lost, item))
+        })
+        .collect();
+    weak.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.measure.cmp(b.1.measure)));
+    let items: Vec<ExplanationItem> = weak.into_iter().map(|(_, i)| i).collect();
+    summary(lead, rule, &items)
 }
 
 /// One sentence a CS manager can read: the rule's own words, then the (at most two) measures that

@@ -1,12 +1,12 @@
 //! `evaluate(state, now, params) -> (score update, alerts)`: measures → score → band → rules.
 //! Pure: the only inputs are the state, the stream time and the compiled config.
 
-use super::alerts::{explain, round1, summary, Alert, Rule, ScoreUpdate};
+use super::alerts::{explain, round1, summary, summary_of_weakest, Alert, AlertKind, Rule, ScoreUpdate};
 use super::ids::alert_id;
-use super::measures::{self, Measure};
-use super::scorecard::Params;
+use super::measures::{self, Category, Measure};
+use super::scorecard::{Card, Params};
 use super::state::{AccountState, AlertRef, Band, MeasureValues, Snapshot, RECENT_ALERTS};
-use crate::event::timestamp::{day_of, DAY_MS};
+use crate::event::timestamp::{day_of, format_day, DAY_MS};
 
 /// What one evaluation produced.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -20,34 +20,72 @@ struct Ctx<'a> {
     values: &'a MeasureValues,
     score: f64,
     band: Band,
-    /// Best score of the earlier evaluations in the score-drop window.
-    baseline: Option<&'a Snapshot>,
+    /// Band and score of the previous evaluation, if any.
+    previous: Option<(f64, Band)>,
+    /// No evaluation before this one had enough history for alerts.
+    first_eligible: bool,
+    /// Fall of the score from the baseline, like for like (on the measures with data at both).
+    drop: Option<f64>,
     tickets_7d: u64,
     tickets_quiet_window: u64,
     oldest_urgent_ms: Option<i64>,
     now_ms: i64,
+    now_day: i32,
+    /// Never any usage, and the day its clock started (start date, else first sight), if that is
+    /// recent enough (within retention) for "never used" to be known rather than assumed.
+    never_used_since: Option<i32>,
+    /// Days in a row (today included) with usage below `usage_drop.share` of its norm.
+    drop_days: i32,
+    /// Days in a row with the drop at or above `score_drop.points`.
+    score_drop_days: i32,
+    /// Days in a row at or above `expansion_candidate.seat_share` of seats.
+    expansion_days: i32,
+    renewal_day: Option<i32>,
+    renewal_alerted: Option<i32>,
+    seats: Option<u32>,
+    arr: Option<f64>,
 }
 
 impl Ctx<'_> {
     fn value(&self, m: Measure) -> Option<f64> {
         self.values[m as usize]
     }
+
+    fn days_to_renewal(&self) -> Option<i32> {
+        self.renewal_day.map(|r| r - self.now_day)
+    }
+}
+
+/// Whether a renewal at `day` was already alerted: the alerted date, or one within `window` days
+/// after it (a corrected or flapping date is the same renewal; a new term is later than that).
+fn renewal_already_alerted(alerted: Option<i32>, day: i32, window: u32) -> bool {
+    alerted.is_some_and(|a| day <= a.saturating_add(window as i32))
 }
 
 /// `(fires, re-arms)` of a rule: level conditions, with a release threshold for hysteresis.
 fn check(rule: Rule, c: &Ctx<'_>, p: &Params) -> (bool, bool) {
     let a = &p.alerts;
     match rule {
-        Rule::EnteredRed => (c.band == Band::Red, c.band != Band::Red),
-        Rule::ScoreDrop => match c.baseline {
-            Some(b) => {
-                let drop = b.score - c.score;
-                (drop >= a.score_drop.points, drop < a.score_drop.points - a.score_drop.hysteresis)
-            }
+        // A transition into red, or red at the first evaluation that may alert at all.
+        Rule::EnteredRed => {
+            let was_red = c.previous.is_some_and(|(_, b)| b == Band::Red);
+            (c.band == Band::Red && (!was_red || c.first_eligible), c.band != Band::Red)
+        }
+        // A drop that leaves the account green is not something to act on.
+        Rule::ScoreDrop => match c.drop {
+            Some(drop) => (
+                c.score_drop_days >= a.score_drop.for_days as i32 && c.band != Band::Green,
+                drop < a.score_drop.points - a.score_drop.hysteresis,
+            ),
             None => (false, true),
         },
-        Rule::Inactive => match c.value(Measure::DaysSinceLastActivity) {
-            Some(d) => (d >= f64::from(a.inactive.days), d < f64::from(a.inactive.days)),
+        Rule::Inactive => match (c.value(Measure::DaysSinceLastActivity), c.never_used_since) {
+            (Some(d), None) => (d >= f64::from(a.inactive_days), d < f64::from(a.inactive_days)),
+            // An account that never started is `not_activated`, not inactive.
+            _ => (false, true),
+        },
+        Rule::NotActivated => match c.never_used_since {
+            Some(since) => (c.now_day - since >= a.not_activated_days as i32, false),
             None => (false, true),
         },
         Rule::SilentDecline => match c.value(Measure::UsageTrend) {
@@ -57,45 +95,131 @@ fn check(rule: Rule, c: &Ctx<'_>, p: &Params) -> (bool, bool) {
             ),
             None => (false, false),
         },
+        Rule::UsageDrop => {
+            let released = usage_level(c.values).is_none_or(|v| v >= a.usage_drop.release_above);
+            (c.drop_days >= a.usage_drop.days as i32, released)
+        }
         Rule::TicketSpike => (
             c.tickets_7d >= u64::from(a.ticket_spike.tickets_7d),
             c.tickets_7d < u64::from(a.ticket_spike.release_below),
         ),
         Rule::UrgentTicketAging => {
-            let aged = c
-                .oldest_urgent_ms
-                .is_some_and(|t| c.now_ms - t >= a.urgent_ticket_aging.after.as_millis() as i64);
+            let aged = c.oldest_urgent_ms.is_some_and(|t| c.now_ms.saturating_sub(t) >= a.urgent_after_ms);
             (aged, !aged)
         }
+        Rule::RenewalAtRisk => {
+            let near = c.days_to_renewal().is_some_and(|d| (0..=a.renewal_days as i32).contains(&d));
+            let fresh = c.renewal_day.is_some_and(|r| !renewal_already_alerted(c.renewal_alerted, r, a.renewal_days));
+            (near && fresh && c.band != Band::Green, true)
+        }
+        Rule::ExpansionCandidate => {
+            let held = c.band == Band::Green && c.expansion_days >= a.expansion.days as i32;
+            (held, c.expansion_days == 0)
+        }
     }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
 }
 
 /// The rule's own words for the summary.
 fn lead(rule: Rule, c: &Ctx<'_>, p: &Params) -> String {
     match rule {
-        Rule::EnteredRed => match c.baseline {
-            Some(b) => format!("health score entered red at {:.1} (was {:.1}, {})", c.score, b.score, b.band.name()),
-            None => format!("health score entered red at {:.1}", c.score),
+        Rule::EnteredRed => match c.previous {
+            Some((score, band)) if band != Band::Red => {
+                format!("health score entered red at {:.1} (was {:.1}, {})", c.score, score, band.name())
+            }
+            _ => format!("health score is red at {:.1}", c.score),
         },
         Rule::ScoreDrop => format!(
             "health score dropped {:.1} points in {} days to {:.1}",
-            c.baseline.map_or(0.0, |b| b.score - c.score),
+            c.drop.unwrap_or(0.0),
             p.alerts.score_drop.days,
             c.score
         ),
         Rule::Inactive => {
             format!("no product usage for {:.0} days", c.value(Measure::DaysSinceLastActivity).unwrap_or(0.0))
         }
+        Rule::NotActivated => {
+            let since = c.never_used_since.unwrap_or(c.now_day);
+            format!("nobody has used the product in the {} days since {}", c.now_day - since, format_day(since))
+        }
         Rule::SilentDecline => format!(
-            "usage last week fell to {:.0}% of its 4-week average and no ticket was filed in {} days",
+            "usage last week fell to {:.0}% of its norm and no ticket was filed in {} days",
             c.value(Measure::UsageTrend).unwrap_or(0.0) * 100.0,
             p.alerts.silent_decline.no_ticket_days
         ),
+        Rule::UsageDrop => {
+            let users = c.value(Measure::ActiveUsersTrend).map(|v| format!("daily active users {} of their norm", pct(v)));
+            let events = c.value(Measure::UsageTrend).map(|v| format!("usage {} of its norm", pct(v)));
+            let parts: Vec<String> = [events, users].into_iter().flatten().collect();
+            format!(
+                "usage below {} of its own norm for {} days ({} last week)",
+                pct(p.alerts.usage_drop.share),
+                c.drop_days,
+                parts.join(", ")
+            )
+        }
         Rule::TicketSpike => format!("{} support tickets were opened in 7 days", c.tickets_7d),
         Rule::UrgentTicketAging => format!(
             "an urgent ticket has been open for {} hours",
-            c.oldest_urgent_ms.map_or(0, |t| (c.now_ms - t) / 3_600_000)
+            c.oldest_urgent_ms.map_or(0, |t| c.now_ms.saturating_sub(t) / 3_600_000)
         ),
+        Rule::RenewalAtRisk => {
+            let arr = c.arr.map(|a| format!(", ARR {a:.0}")).unwrap_or_default();
+            format!(
+                "renewal in {} days ({}{arr}) with the health score {} at {:.1}",
+                c.days_to_renewal().unwrap_or(0),
+                c.renewal_day.map(format_day).unwrap_or_default(),
+                c.band.name(),
+                c.score
+            )
+        }
+        Rule::ExpansionCandidate => {
+            let seats = c.seats.map(|s| format!(" of its {s} seats")).unwrap_or_default();
+            format!(
+                "{} of the seats{seats} were used in 30 days, for {} days: a candidate for more seats",
+                pct(c.value(Measure::SeatUtilization).unwrap_or(0.0)),
+                c.expansion_days
+            )
+        }
+    }
+}
+
+/// The usage measures of `card` that have no data, for the summary of an account never used.
+fn no_usage_note(card: &Card, values: &MeasureValues) -> String {
+    let missing: Vec<&str> = card
+        .items
+        .iter()
+        .filter(|i| i.measure.category() == Category::Usage && values[i.measure as usize].is_none())
+        .map(|i| i.measure.name())
+        .collect();
+    if missing.is_empty() {
+        " No product usage recorded.".to_string()
+    } else {
+        format!(" No product usage recorded ({} have no data and count 0 points).", missing.join(", "))
+    }
+}
+
+/// Usage against the account's own norm, events and people together: the geometric mean of
+/// `usage_trend` and `active_users_trend` (either alone if the other has no data). A fall in
+/// either shows; a chance dip of one with the other near normal does not read as a collapse.
+fn usage_level(values: &MeasureValues) -> Option<f64> {
+    match (values[Measure::UsageTrend as usize], values[Measure::ActiveUsersTrend as usize]) {
+        (Some(u), Some(a)) => Some((u * a).sqrt()),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Updates a "days in a row" mark: the first day of the current run while `holds`.
+fn run_since(mark: &mut Option<i32>, holds: bool, day: i32) -> i32 {
+    if holds {
+        let since = *mark.get_or_insert(day);
+        day - since + 1
+    } else {
+        *mark = None;
+        0
     }
 }
 
@@ -107,7 +231,8 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     let values = measures::compute(state, now_ms, &p.measures);
     let card = p.card_for(state, now_ms);
     let mut out = Evaluation::default();
-    let Some(scored) = card.score(&values) else {
+    let horizon = now_day - p.state.retention_days as i32 + 1;
+    let Some(scored) = card.score(&values, measures::usage_known_absent(state, now_day, p.state.retention_days)) else {
         state.score.next_due_ms = next_due(state, now_ms, p);
         return out;
     };
@@ -120,49 +245,99 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     }
     let baseline = state.score.best.front().map(|(_, s)| s.clone());
 
-    let quiet_days = p.alerts.silent_decline.no_ticket_days as i32;
+    let a = &p.alerts;
+    let drop_days =
+        run_since(&mut state.score.drop_since, usage_level(&snap.values).is_some_and(|v| v < a.usage_drop.share), now_day);
+    let drop = baseline.as_ref().and_then(|b| card.drop_like_for_like(&b.values, &snap.values));
+    let score_drop_days =
+        run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= a.score_drop.points), now_day);
+    let seat_use = snap.values[Measure::SeatUtilization as usize];
+    let expansion_days =
+        run_since(&mut state.score.expansion_since, seat_use.is_some_and(|v| v >= a.expansion.seat_share), now_day);
+    let quiet_days = a.silent_decline.no_ticket_days as i32;
+    let never_used_since = match (state.last_usage_ms, state.facts.start_day.or(state.first_day)) {
+        (None, Some(since)) if since >= horizon => Some(since),
+        _ => None,
+    };
+    let history_ok = state.first_day.is_some_and(|f| now_day - f >= a.min_history_days as i32);
     let ctx = Ctx {
         values: &snap.values,
         score: scored.score,
         band,
-        baseline: baseline.as_ref(),
+        previous: state.score.last.as_ref().map(|l| (l.score, state.score.band.unwrap_or(l.band))),
+        first_eligible: history_ok && !state.score.alerts_live,
+        drop,
+        score_drop_days,
         tickets_7d: state.opened.sum(now_day - 6, now_day),
         tickets_quiet_window: state.opened.sum(now_day - quiet_days + 1, now_day),
         oldest_urgent_ms: state.tickets.oldest_urgent_ms(),
         now_ms,
+        now_day,
+        never_used_since,
+        drop_days,
+        expansion_days,
+        renewal_day: state.facts.renewal_day,
+        renewal_alerted: state.score.renewal_alerted,
+        seats: state.facts.seats,
+        arr: state.facts.arr,
     };
-    let history_ok = state.first_day.is_some_and(|f| now_day - f >= p.alerts.min_history_days as i32);
     let mut fired: Vec<Rule> = Vec::new();
     for rule in Rule::BY_PRIORITY {
-        let (enabled, _, cooldown) = p.alerts.common(rule);
+        let common = a.common(rule);
         let (fires, rearms) = check(rule, &ctx, p);
         let mark = &mut state.score.rules[rule as usize];
-        let cooled = mark.last_fired_ms.is_none_or(|t| now_ms - t >= cooldown.as_millis() as i64);
-        if fires && mark.armed && enabled && history_ok && cooled {
+        let cooled = mark.last_fired_ms.is_none_or(|t| now_ms.saturating_sub(t) >= common.cooldown_ms);
+        // Warm-up: windows are still filling. A customer who never started needs no history.
+        let eligible = history_ok || rule == Rule::NotActivated;
+        if fires && mark.armed && common.enabled && eligible && cooled {
             mark.armed = false;
             mark.last_fired_ms = Some(now_ms);
             fired.push(rule);
+            if rule == Rule::RenewalAtRisk {
+                state.score.renewal_alerted = state.facts.renewal_day;
+            }
         } else if rearms && !fires {
             mark.armed = true;
         }
     }
-    if let Some((&rule, also)) = fired.split_first() {
+    if history_ok {
+        state.score.alerts_live = true;
+    }
+    let risks: Vec<Rule> = fired.iter().copied().filter(|r| r.kind() == AlertKind::Risk).collect();
+    let opportunities = fired.iter().copied().filter(|r| r.kind() == AlertKind::Opportunity);
+    let groups = risks.split_first().map(|(&r, also)| (r, also.to_vec())).into_iter().chain(opportunities.map(|r| (r, Vec::new())));
+    for (rule, also) in groups {
         let explanation = explain(card, &snap.values, baseline.as_ref().map(|b| &b.values));
+        let lead_text = lead(rule, &ctx, p);
+        // Red with nothing to compare (red at its first eligible evaluation, or not activated):
+        // name what makes it red, not what moved.
+        let absolute = matches!(ctx.previous, Some((_, Band::Red)) | None) && rule == Rule::EnteredRed
+            || rule == Rule::NotActivated;
+        let mut text = if absolute {
+            summary_of_weakest(&lead_text, Some(rule), card, &snap.values)
+        } else {
+            summary(&lead_text, Some(rule), &explanation)
+        };
+        if scored.no_usage && rule != Rule::NotActivated {
+            text.push_str(&no_usage_note(card, &snap.values));
+        }
         let alert = Alert {
             alert_id: alert_id(account_id, rule.name(), now_ms),
             account_id: account_id.to_string(),
             rule,
-            also: also.to_vec(),
-            severity: p.alerts.common(rule).1.to_string(),
+            also,
+            severity: a.common(rule).severity.clone(),
             score: round1(scored.score),
             previous_score: baseline.as_ref().map(|b| round1(b.score)),
             band,
             previous_band: baseline.as_ref().map(|b| b.band),
             segment: state.facts.segment.clone(),
+            days_to_renewal: ctx.days_to_renewal().map(i64::from),
+            arr: state.facts.arr,
             scorecard: card.id.clone(),
             event_time_ms: now_ms,
             emitted_at_ms: now_ms,
-            summary: summary(&lead(rule, &ctx, p), Some(rule), &explanation),
+            summary: text,
             explanation,
         };
         state.score.recent_alerts.push_back(AlertRef { rule: rule as u8, at_ms: now_ms, alert_id: alert.alert_id.clone() });
@@ -210,15 +385,34 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
 }
 
 /// When the account must next be re-scored though it sends nothing: the next day boundary while
-/// any of its windows can still move, or sooner when an urgent ticket will cross the aging limit.
+/// any of its windows can still move; sooner when an urgent ticket will cross the aging limit;
+/// and the lifecycle dates an account record alone sets (its onboarding ends, its renewal comes
+/// within the `renewal_at_risk` window).
 pub fn next_due(state: &AccountState, now_ms: i64, p: &Params) -> Option<i64> {
     let now_day = day_of(now_ms);
-    let mut due = state.has_live_data(now_day, &p.state).then(|| i64::from(now_day + 1) * DAY_MS);
+    let mut due: Option<i64> = None;
+    let mut at = |t: i64| {
+        if t > now_ms {
+            due = Some(due.map_or(t, |d| d.min(t)));
+        }
+    };
+    let day_start = |d: i32| i64::from(d) * DAY_MS;
+    if state.has_live_data(now_day, &p.state) {
+        at(day_start(now_day + 1));
+    }
     // The next urgent ticket to cross the aging limit: the oldest one opened after now - after.
-    let after = p.alerts.urgent_ticket_aging.after.as_millis() as i64;
+    let after = p.alerts.urgent_after_ms;
     if let Some(opened) = state.tickets.first_urgent_opened_after(now_ms.saturating_sub(after)) {
-        let at = opened.saturating_add(after);
-        due = Some(due.map_or(at, |d| d.min(at)));
+        at(opened.saturating_add(after));
+    }
+    if let Some(end) = p.onboarding_ends(state, now_day) {
+        at(day_start(end));
+    }
+    if let Some(r) = state.facts.renewal_day {
+        let from = r.saturating_sub(p.alerts.renewal_days as i32);
+        if from > now_day {
+            at(day_start(from));
+        }
     }
     due
 }

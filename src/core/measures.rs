@@ -4,7 +4,7 @@
 use super::state::{AccountState, MeasureValues};
 use crate::event::timestamp::day_of;
 
-pub const N_MEASURES: usize = 12;
+pub const N_MEASURES: usize = 15;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Measure {
@@ -20,6 +20,20 @@ pub enum Measure {
     OldestOpenTicketDays,
     Csat90d,
     DaysToRenewal,
+    SeatUtilization7d,
+    ActiveUsersTrend,
+    Nps90d,
+}
+
+/// What a measure is about. An account with no usage in its data earns no points on the usage
+/// measures of its scorecard that have no data (they count as 0, not as left out), so it is never
+/// scored healthy on support measures alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    Usage,
+    Support,
+    Voice,
+    Commercial,
 }
 
 /// How a value reads in a sentence.
@@ -29,10 +43,12 @@ pub enum Unit {
     Ratio,
     Days,
     Csat,
+    Nps,
 }
 
 impl Measure {
-    pub const ALL: [Measure; 12] = [
+    /// In discriminant order (`Measure::ALL[m as usize] == m`).
+    pub const ALL: [Measure; N_MEASURES] = [
         Measure::ActiveUsers30d,
         Measure::ActiveUsers7d,
         Measure::SeatUtilization,
@@ -45,7 +61,29 @@ impl Measure {
         Measure::OldestOpenTicketDays,
         Measure::Csat90d,
         Measure::DaysToRenewal,
+        Measure::SeatUtilization7d,
+        Measure::ActiveUsersTrend,
+        Measure::Nps90d,
     ];
+
+    pub fn category(self) -> Category {
+        match self {
+            Measure::ActiveUsers30d
+            | Measure::ActiveUsers7d
+            | Measure::SeatUtilization
+            | Measure::SeatUtilization7d
+            | Measure::Stickiness
+            | Measure::FeatureBreadth30d
+            | Measure::UsageTrend
+            | Measure::ActiveUsersTrend
+            | Measure::DaysSinceLastActivity => Category::Usage,
+            Measure::OpenUrgentTickets | Measure::TicketsOpened30d | Measure::OldestOpenTicketDays | Measure::Csat90d => {
+                Category::Support
+            }
+            Measure::Nps90d => Category::Voice,
+            Measure::DaysToRenewal => Category::Commercial,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -61,6 +99,9 @@ impl Measure {
             Measure::OldestOpenTicketDays => "oldest_open_ticket_days",
             Measure::Csat90d => "csat_90d",
             Measure::DaysToRenewal => "days_to_renewal",
+            Measure::SeatUtilization7d => "seat_utilization_7d",
+            Measure::ActiveUsersTrend => "active_users_trend",
+            Measure::Nps90d => "nps_90d",
         }
     }
 
@@ -83,12 +124,20 @@ impl Measure {
             Measure::OldestOpenTicketDays => "oldest open ticket age",
             Measure::Csat90d => "CSAT (90 d)",
             Measure::DaysToRenewal => "days to renewal",
+            Measure::SeatUtilization7d => "weekly seat utilisation",
+            Measure::ActiveUsersTrend => "daily active users against their norm",
+            Measure::Nps90d => "NPS (90 d)",
         }
     }
 
     pub fn unit(self) -> Unit {
         match self {
-            Measure::SeatUtilization | Measure::Stickiness | Measure::UsageTrend => Unit::Ratio,
+            Measure::SeatUtilization
+            | Measure::SeatUtilization7d
+            | Measure::Stickiness
+            | Measure::UsageTrend
+            | Measure::ActiveUsersTrend => Unit::Ratio,
+            Measure::Nps90d => Unit::Nps,
             Measure::DaysSinceLastActivity | Measure::OldestOpenTicketDays | Measure::DaysToRenewal => Unit::Days,
             Measure::Csat90d => Unit::Csat,
             _ => Unit::Count,
@@ -101,6 +150,70 @@ impl Measure {
 pub struct MeasureParams {
     /// If not empty, `feature_breadth_30d` counts only these.
     pub key_features: Vec<String>,
+    /// Days of history kept (bounds `days_since_last_activity` of an account never used).
+    pub retention_days: u32,
+}
+
+/// Trends compare the last 7 complete days with the account's own norm: the weekly mean of up to
+/// eight whole weeks before them (whole weeks, so weekday rhythm cancels out), at least two. Days
+/// before the account was first seen are not part of the norm. Eight weeks, not four, so that a
+/// slow decline does not drag its own norm down with it.
+const TREND_MIN_BASE_WEEKS: i32 = 2;
+/// Pseudo-counts added to both sides of a trend (events a week, user-days a week).
+const TREND_PRIOR_EVENTS: f64 = 5.0;
+const TREND_PRIOR_USER_DAYS: f64 = 2.0;
+const TREND_MAX_BASE_WEEKS: i32 = 8;
+
+/// `(recent sum over the last 7 complete days, norm: mean weekly sum of the weeks before)`, or
+/// `None` with less than two weeks of history before the last 7 days.
+fn trend_parts(first_day: Option<i32>, now: i32, sum: impl Fn(i32, i32) -> u64) -> Option<(f64, f64)> {
+    let first = first_day?;
+    let weeks = ((now - 7 - first) / 7).clamp(0, TREND_MAX_BASE_WEEKS);
+    if weeks < TREND_MIN_BASE_WEEKS {
+        return None;
+    }
+    let recent = sum(now - 7, now - 1) as f64;
+    let base = sum(now - 7 - 7 * weeks, now - 8) as f64 / f64::from(weeks);
+    Some((recent, base))
+}
+
+/// Whether a window starting on `from` has data: kizashi watched the account over all of it, or
+/// the account started while kizashi was watching and is a week old (its windows then count from
+/// its start: a young account's 30 days are the days it has lived).
+pub fn window_observed(s: &AccountState, from: i32, now: i32) -> bool {
+    let Some(first) = s.first_day else { return false };
+    match s.facts.start_day {
+        Some(start) if start >= first => now - 6 >= start,
+        _ => first <= from,
+    }
+}
+
+/// Whether kizashi knows the account used nothing in retention: no usage event within it, and a
+/// week watched without one (or a start date more than a week ago, within retention). A customer
+/// who signed today has not had the time to use anything yet.
+pub fn usage_known_absent(s: &AccountState, now: i32, retention_days: u32) -> bool {
+    let horizon = now - retention_days as i32 + 1;
+    let used = s.last_usage_ms.is_some_and(|t| day_of(t) >= horizon);
+    let watched_a_week = s.first_day.is_some_and(|f| f <= now - 6);
+    let started_long_ago = s.facts.start_day.is_some_and(|st| st >= horizon && now - st >= 7);
+    !used && (watched_a_week || started_long_ago)
+}
+
+/// Days without any usage of an account that never had any: since its start date when that is
+/// within retention (a customer signed recently who never started), else since kizashi first
+/// saw it (of an older customer it knows only what it watched).
+pub fn days_without_any_usage(s: &AccountState, now: i32, retention_days: u32) -> Option<f64> {
+    if s.last_usage_ms.is_some() {
+        return None;
+    }
+    let horizon = now - retention_days as i32 + 1;
+    let basis = match (s.facts.start_day, s.first_day) {
+        (Some(start), _) if start >= horizon => start,
+        (_, Some(first)) => first,
+        (Some(_), None) => return None,
+        (None, None) => return None,
+    };
+    Some(f64::from((now - basis).clamp(0, retention_days as i32)))
 }
 
 /// Computes every measure at `now_ms` (the partition's stream time). `None` means "no data".
@@ -110,29 +223,44 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
     let mut set = |m: Measure, x: Option<f64>| v[m as usize] = x;
 
     let au30 = s.users.count_since(now - 29);
-    set(Measure::ActiveUsers30d, Some(au30 as f64));
-    set(Measure::ActiveUsers7d, Some(s.users.count_since(now - 6) as f64));
-    set(
-        Measure::SeatUtilization,
-        s.facts.seats.filter(|&n| n > 0).map(|n| au30 as f64 / f64::from(n)),
-    );
-    let observed_days = s.first_day.map_or(30, |f| (now - f + 1).clamp(1, 30));
+    let au7 = s.users.count_since(now - 6);
+    // A window kizashi has not watched whole has no data yet: counting only the part it saw would
+    // make every account look half-adopted in its first days.
+    let (full7, full30) = (window_observed(s, now - 6, now), window_observed(s, now - 29, now));
+    set(Measure::ActiveUsers30d, full30.then_some(au30 as f64));
+    set(Measure::ActiveUsers7d, full7.then_some(au7 as f64));
+    let seats = s.facts.seats.filter(|&n| n > 0).map(f64::from);
+    set(Measure::SeatUtilization, seats.filter(|_| full30).map(|n| au30 as f64 / n));
+    set(Measure::SeatUtilization7d, seats.filter(|_| full7).map(|n| au7 as f64 / n));
+    // Days of the 30 the account existed (all 30 unless it started within them).
+    let lived_days = s.facts.start_day.map_or(30, |st| (now - st + 1).clamp(1, 30));
     set(
         Measure::Stickiness,
-        (au30 > 0).then(|| s.users.daily_sum(now - 29, now) as f64 / f64::from(observed_days) / au30 as f64),
+        (full30 && au30 > 0).then(|| s.users.daily_sum(now - 29, now) as f64 / f64::from(lived_days) / au30 as f64),
     );
     let breadth = if p.key_features.is_empty() {
         s.features.count_since(now - 29)
     } else {
         s.features.keys_since(now - 29).filter(|k| p.key_features.iter().any(|f| f == k)).count() as u64
     };
-    set(Measure::FeatureBreadth30d, Some(breadth as f64));
-    // Complete days only: the last 7 full days against the weekly mean of the 28 before them.
-    let recent = s.usage.sum(now - 7, now - 1) as f64;
-    let base = s.usage.sum(now - 35, now - 8) as f64 / 4.0;
-    let enough_history = s.first_day.is_some_and(|f| f <= now - 35);
-    set(Measure::UsageTrend, (enough_history && base > 0.0).then(|| recent / base));
-    set(Measure::DaysSinceLastActivity, s.last_usage_ms.map(|t| f64::from((now - day_of(t)).max(0))));
+    set(Measure::FeatureBreadth30d, full30.then_some(breadth as f64));
+    // A few pseudo-counts on both sides keep a tiny account's chance swings (one user on holiday)
+    // from reading as a collapse; for any account of some size they change nothing that shows.
+    let ratio = |parts: Option<(f64, f64)>, k: f64| parts.and_then(|(recent, base)| (base > 0.0).then(|| (recent + k) / (base + k)));
+    set(Measure::UsageTrend, ratio(trend_parts(s.first_day, now, |a, b| s.usage.sum(a, b)), TREND_PRIOR_EVENTS));
+    set(
+        Measure::ActiveUsersTrend,
+        ratio(trend_parts(s.first_day, now, |a, b| s.users.daily_sum(a, b)), TREND_PRIOR_USER_DAYS),
+    );
+    set(
+        Measure::DaysSinceLastActivity,
+        match s.last_usage_ms {
+            Some(t) => Some(f64::from((now - day_of(t)).max(0))),
+            // A customer who signed today has not had the time to use anything: no data yet.
+            None if usage_known_absent(s, now, p.retention_days) => days_without_any_usage(s, now, p.retention_days),
+            None => None,
+        },
+    );
 
     let oldest = s.tickets.oldest_open_ms();
     set(Measure::OpenUrgentTickets, Some(s.tickets.open_urgent_count() as f64));
@@ -140,6 +268,73 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
     set(Measure::OldestOpenTicketDays, Some(oldest.map_or(0.0, |o| f64::from((now - day_of(o)).max(0)))));
     let n = s.csat_count.sum(now - 89, now);
     set(Measure::Csat90d, (n > 0).then(|| s.csat_sum.sum(now - 89, now) as f64 / n as f64));
+    let responses = s.nps_count.sum(now - 89, now);
+    set(
+        Measure::Nps90d,
+        (responses > 0).then(|| {
+            let promoters = s.nps_promoters.sum(now - 89, now) as f64;
+            let detractors = s.nps_detractors.sum(now - 89, now) as f64;
+            (promoters - detractors) / responses as f64 * 100.0
+        }),
+    );
     set(Measure::DaysToRenewal, s.facts.renewal_day.map(|d| f64::from(d - now)));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::distinct::Distinct;
+
+    #[test]
+    fn all_is_in_discriminant_order() {
+        for (i, m) in Measure::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+            assert_eq!(Measure::from_name(m.name()), Some(*m));
+        }
+    }
+
+    #[test]
+    fn trends_compare_the_last_week_with_whole_weeks_before() {
+        // 3 weeks of history before the last 7 days: the norm is their weekly mean.
+        let s = |a: i32, b: i32| (a..=b).map(|d| if d >= 93 { 1 } else { 4 }).sum::<u64>();
+        let (recent, base) = trend_parts(Some(72), 100, s).unwrap();
+        assert_eq!((recent, base), (7.0, 28.0));
+        assert_eq!(trend_parts(Some(80), 100, s), None, "less than two weeks before the last 7 days");
+        let (_, base) = trend_parts(Some(0), 100, s).unwrap();
+        assert_eq!(base, 28.0, "at most eight weeks");
+        let (_, base) = trend_parts(Some(0), 100, |a, b| (a..=b).map(|d| if d < 37 { 100 } else { 1 }).sum()).unwrap();
+        assert_eq!(base, 7.0, "the norm covers days 37..=92, not earlier");
+    }
+
+    #[test]
+    fn windows_have_data_once_watched_whole() {
+        let mut s = AccountState::default();
+        assert!(!window_observed(&s, 0, 6), "never seen");
+        s.first_day = Some(100);
+        assert!(window_observed(&s, 100, 106) && window_observed(&s, 120, 149));
+        assert!(!window_observed(&s, 99, 105), "kizashi was not watching on day 99");
+        s.facts.start_day = Some(100);
+        assert!(!window_observed(&s, 80, 105), "started while watched, but not a week old");
+        assert!(window_observed(&s, 80, 106), "a week old: its windows count from its start");
+        s.facts.start_day = Some(50);
+        assert!(!window_observed(&s, 80, 109), "it existed before kizashi saw it");
+        let v = compute(&s, 105 * crate::event::timestamp::DAY_MS, &MeasureParams::default());
+        assert_eq!(v[Measure::ActiveUsers7d as usize], None);
+        assert_eq!(v[Measure::FeatureBreadth30d as usize], None);
+    }
+
+    #[test]
+    fn an_account_never_used_counts_days_since_its_start() {
+        let mut s = AccountState::default();
+        s.first_day = Some(90);
+        assert_eq!(days_without_any_usage(&s, 100, 90), Some(10.0));
+        s.facts.start_day = Some(70);
+        assert_eq!(days_without_any_usage(&s, 100, 90), Some(30.0));
+        s.facts.start_day = Some(-1000);
+        assert_eq!(days_without_any_usage(&s, 100, 90), Some(10.0), "an old customer: what kizashi watched");
+        s.users = Distinct::default();
+        s.last_usage_ms = Some(0);
+        assert_eq!(days_without_any_usage(&s, 100, 90), None);
+    }
 }

@@ -1,10 +1,8 @@
 //! Scorecards and bands: measures → 0–100 points each → weighted score → red/yellow/green.
 
-use rustc_hash::FxHashMap;
-
-use super::measures::{Measure, MeasureParams, N_MEASURES};
+use super::alerts::AlertParams;
+use super::measures::{Category, Measure, MeasureParams, N_MEASURES};
 use super::state::{AccountState, Band, MeasureValues, StateParams};
-use crate::config::{AlertsConfig, Settings};
 use crate::event::timestamp::{day_of, DAY_MS};
 
 /// One measure of a compiled scorecard.
@@ -42,24 +40,59 @@ pub struct Scored {
     pub any_red: bool,
     /// Some critical measure is at or beyond its red value.
     pub critical_red: bool,
+    /// The account has no usage in its data: its usage measures without data counted 0 points.
+    pub no_usage: bool,
 }
 
 impl Card {
-    /// Weighted mean of the points of the measures that have data; `None` if none has.
-    pub fn score(&self, values: &MeasureValues) -> Option<Scored> {
+    /// Weighted mean of the points of the measures that have data; `None` if none has. A measure
+    /// without data is left out and the weights renormalised, with one exception each way for
+    /// the usage measures: missing usage is never a reason to score an account on its support
+    /// measures alone. If `usage_absent` (kizashi knows the account has used nothing: it watched
+    /// long enough, or its start date is long enough ago), a usage measure without data counts 0
+    /// points; if not, and no usage measure of the card has data, the account is not scored yet.
+    pub fn score(&self, values: &MeasureValues, usage_absent: bool) -> Option<Scored> {
         let mut points = [None; N_MEASURES];
         let (mut sum, mut weights, mut any_red, mut critical_red) = (0.0, 0.0, false, false);
+        let (mut usage_items, mut usage_data) = (false, false);
         for item in &self.items {
-            if let Some(v) = values[item.measure as usize] {
-                let p = item.points(v);
-                points[item.measure as usize] = Some(p);
-                sum += p * item.weight;
-                weights += item.weight;
-                any_red |= p <= 0.0;
-                critical_red |= p <= 0.0 && item.critical;
+            let usage = item.measure.category() == Category::Usage;
+            usage_items |= usage;
+            match values[item.measure as usize] {
+                Some(v) => {
+                    usage_data |= usage;
+                    let p = item.points(v);
+                    points[item.measure as usize] = Some(p);
+                    sum += p * item.weight;
+                    weights += item.weight;
+                    any_red |= p <= 0.0;
+                    critical_red |= p <= 0.0 && item.critical;
+                }
+                None if usage_absent && usage => weights += item.weight,
+                None => {}
             }
         }
-        (weights > 0.0).then(|| Scored { score: sum / weights, points, any_red, critical_red })
+        if usage_items && !usage_data && !usage_absent {
+            return None;
+        }
+        let has_data = points.iter().any(Option::is_some);
+        (has_data && weights > 0.0).then(|| Scored { score: sum / weights, points, any_red, critical_red, no_usage: usage_absent })
+    }
+
+    /// How far the score fell from `before` to `now`, like for like: both scored on the measures
+    /// that have data at both ends (a measure that only now has data, as windows fill or seats
+    /// become known, moves the score without anything having got worse). `None` if no measure
+    /// has data at both ends.
+    pub fn drop_like_for_like(&self, before: &MeasureValues, now: &MeasureValues) -> Option<f64> {
+        let (mut b, mut n, mut w) = (0.0, 0.0, 0.0);
+        for item in &self.items {
+            if let (Some(x), Some(y)) = (before[item.measure as usize], now[item.measure as usize]) {
+                b += item.points(x) * item.weight;
+                n += item.points(y) * item.weight;
+                w += item.weight;
+            }
+        }
+        (w > 0.0).then(|| (b - n) / w)
     }
 
     pub fn item(&self, m: Measure) -> Option<&CardItem> {
@@ -101,7 +134,8 @@ impl Bands {
     }
 }
 
-/// Everything the pure core needs from config, compiled once at start.
+/// Everything the pure core needs from config, compiled once at start by the config layer
+/// (`Params::new` lives in `config.rs`: the arrow runs from config to core, never back).
 #[derive(Debug, Clone)]
 pub struct Params {
     pub state: StateParams,
@@ -114,71 +148,24 @@ pub struct Params {
     pub onboarding: Option<(usize, u32)>,
     pub bands: Bands,
     pub score_step: f64,
-    pub alerts: AlertsConfig,
+    pub alerts: AlertParams,
     pub grace_ms: i64,
 }
 
 impl Params {
-    /// Compiles validated settings. Panics only on settings that `Settings::problems` rejects.
-    pub fn new(s: &Settings) -> Params {
-        let mut cards = Vec::new();
-        let mut index = FxHashMap::default();
-        let mut by_segment = Vec::new();
-        for (name, c) in &s.scorecards {
-            let items = c
-                .measures
-                .iter()
-                .filter_map(|m| {
-                    Some(CardItem {
-                        measure: Measure::from_name(&m.measure)?,
-                        weight: m.weight,
-                        red: m.red?,
-                        green: m.green?,
-                        critical: m.critical,
-                    })
-                })
-                .collect();
-            index.insert(name.clone(), cards.len());
-            for seg in &c.segments {
-                by_segment.push((seg.clone(), cards.len()));
-            }
-            cards.push(Card { id: format!("{name}@{}", c.version), items });
-        }
-        let default_card = index.get(&s.scoring.default_scorecard).copied().unwrap_or(0);
-        let onboarding = (s.scoring.onboarding_days > 0)
-            .then(|| index.get(&s.scoring.onboarding_scorecard).map(|&c| (c, s.scoring.onboarding_days)))
-            .flatten();
-        Params {
-            state: StateParams {
-                retention_days: s.events.retention_days,
-                max_open_tickets: s.events.max_open_tickets,
-                dedup_window_ms: s.events.dedup_window.as_millis() as i64,
-            },
-            measures: MeasureParams { key_features: s.events.key_features.clone() },
-            cards,
-            by_segment,
-            default_card,
-            onboarding,
-            bands: Bands {
-                red_below: s.scoring.red_below,
-                green_from: s.scoring.green_from,
-                hysteresis: s.scoring.band_hysteresis,
-                any_red_is_red: s.scoring.any_red_is_red,
-            },
-            score_step: s.scoring.score_step,
-            alerts: s.alerts.clone(),
-            grace_ms: s.events.grace.as_millis() as i64,
-        }
+    /// Day the account's onboarding scorecard ends, while it is onboarding at `now_day`.
+    pub fn onboarding_ends(&self, state: &AccountState, now_day: i32) -> Option<i32> {
+        let (_, days) = self.onboarding?;
+        let start = state.facts.start_day?;
+        let end = start.saturating_add(days as i32);
+        (start..end).contains(&now_day).then_some(end)
     }
 
     /// The scorecard for an account at `now_ms`: onboarding while its start date is recent,
     /// else the one listing its segment, else the default.
     pub fn card_for(&self, state: &AccountState, now_ms: i64) -> &Card {
-        if let (Some((card, days)), Some(start)) = (self.onboarding, state.facts.start_day) {
-            let age = day_of(now_ms) - start;
-            if (0..days as i32).contains(&age) {
-                return &self.cards[card];
-            }
+        if let (Some((card, _)), Some(_)) = (self.onboarding, self.onboarding_ends(state, day_of(now_ms))) {
+            return &self.cards[card];
         }
         let idx = state
             .facts
@@ -232,19 +219,33 @@ mod tests {
     #[test]
     fn missing_measures_are_left_out_and_weights_renormalised() {
         let c = card();
-        let full = c.score(&values(Some(0.6), Some(14.0), Some(4.5))).unwrap();
+        let full = c.score(&values(Some(0.6), Some(14.0), Some(4.5)), false).unwrap();
         assert!((full.score - (25.0 * 100.0 + 0.0 + 10.0 * 100.0) / 45.0).abs() < 1e-9);
         // Seats unknown: seat_utilization has no data; the other two carry the whole weight.
-        let no_seats = c.score(&values(None, Some(2.0), Some(2.5))).unwrap();
+        let no_seats = c.score(&values(None, Some(2.0), Some(2.5)), false).unwrap();
         assert_eq!(no_seats.score, 50.0);
         assert_eq!(no_seats.points[Measure::SeatUtilization as usize], None);
-        assert_eq!(c.score(&values(None, None, None)), None);
+        assert_eq!(c.score(&values(None, None, None), false), None);
+    }
+
+    #[test]
+    fn an_account_without_usage_is_not_scored_on_support_alone() {
+        let c = card();
+        // Only CSAT has data: renormalised it would score 100.
+        let s = c.score(&values(None, None, Some(4.5)), true).unwrap();
+        assert!((s.score - 10.0 * 100.0 / 45.0).abs() < 1e-9, "usage measures without data count 0: {}", s.score);
+        assert!(s.no_usage);
+        assert_eq!(s.points[Measure::SeatUtilization as usize], None, "still shown as no data");
+        assert_eq!(c.score(&values(None, None, None), true), None, "nothing at all: not scored");
+        // Not known to be unused yet (just seen): support alone gives no score.
+        assert_eq!(c.score(&values(None, None, Some(4.5)), false), None);
+        assert!(c.score(&values(None, Some(3.0), Some(4.5)), false).is_some(), "some usage data");
     }
 
     #[test]
     fn bands_have_hysteresis() {
         let b = Bands { red_below: 40.0, green_from: 70.0, hysteresis: 5.0, any_red_is_red: false };
-        let s = |score: f64| Scored { score, points: [None; N_MEASURES], any_red: false, critical_red: false };
+        let s = |score: f64| Scored { score, points: [None; N_MEASURES], any_red: false, critical_red: false, no_usage: false };
         assert_eq!(b.next(None, &s(39.0)), Band::Red);
         assert_eq!(b.next(Some(Band::Red), &s(41.0)), Band::Red, "needs 45 to leave red");
         assert_eq!(b.next(Some(Band::Red), &s(45.0)), Band::Yellow);
@@ -264,7 +265,7 @@ mod tests {
             days in prop::option::of(0.0f64..1000.0),
             csat in prop::option::of(-5.0f64..50.0),
         ) {
-            if let Some(s) = card().score(&values(seat, days, csat)) {
+            if let Some(s) = card().score(&values(seat, days, csat), false) {
                 prop_assert!((0.0..=100.0).contains(&s.score), "{}", s.score);
             }
         }

@@ -100,6 +100,16 @@ pub struct ScoreState {
     pub next_due_ms: Option<i64>,
     /// The most recent alerts, newest last (at most `RECENT_ALERTS`).
     pub recent_alerts: VecDeque<AlertRef>,
+    /// Some evaluation already had enough history for alerts (so the next red is a transition).
+    pub alerts_live: bool,
+    /// First day of the current run of days with usage below `usage_drop.share` of its norm.
+    pub drop_since: Option<i32>,
+    /// First day of the current run of days with the score `score_drop.points` below its best.
+    pub score_drop_since: Option<i32>,
+    /// First day of the current run of days at or above `expansion_candidate.seat_share`.
+    pub expansion_since: Option<i32>,
+    /// Renewal day a `renewal_at_risk` alert was raised for.
+    pub renewal_alerted: Option<i32>,
 }
 
 pub const RECENT_ALERTS: usize = 5;
@@ -122,6 +132,10 @@ pub struct AccountState {
     pub opened: DayCounts,
     pub csat_sum: DayCounts,
     pub csat_count: DayCounts,
+    /// NPS answers per day: all, promoters (9–10), detractors (0–6).
+    pub nps_count: DayCounts,
+    pub nps_promoters: DayCounts,
+    pub nps_detractors: DayCounts,
     /// Hashes of recent `event_id`s with their event time, for de-duplication.
     pub seen_ids: FxHashMap<u64, i64>,
     pub score: ScoreState,
@@ -139,6 +153,10 @@ pub struct StateParams {
     pub max_open_tickets: u32,
     /// 0 disables de-duplication.
     pub dedup_window_ms: i64,
+}
+
+fn horizon_len(p: &StateParams) -> i32 {
+    p.retention_days as i32
 }
 
 /// What `apply` did with an event.
@@ -170,6 +188,9 @@ impl AccountState {
         self.opened.prune_before(horizon);
         self.csat_sum.prune_before(horizon);
         self.csat_count.prune_before(horizon);
+        self.nps_count.prune_before(horizon);
+        self.nps_promoters.prune_before(horizon);
+        self.nps_detractors.prune_before(horizon);
         let horizon_ms = i64::from(horizon) * DAY_MS;
         self.tickets.forget_closed_before(horizon_ms);
         if p.dedup_window_ms > 0 {
@@ -250,12 +271,20 @@ impl AccountState {
     /// Whether applying `e` can add an open ticket.
     fn would_open_ticket(&self, e: &crate::event::SupportEvent<'_>) -> bool {
         match self.tickets.get(&e.ticket_id) {
-            None => e.kind != TicketKind::Csat,
-            Some(t) => !t.open && e.kind != TicketKind::Closed && e.kind != TicketKind::Csat && e.ts_ms >= t.last_ms,
+            None => !matches!(e.kind, TicketKind::Csat | TicketKind::Nps),
+            Some(t) => !t.open && matches!(e.kind, TicketKind::Opened | TicketKind::Reopened | TicketKind::Updated) && e.ts_ms >= t.last_ms,
         }
     }
 
     fn apply_support(&mut self, e: &crate::event::SupportEvent<'_>, day: i32, p: &StateParams) {
+        if e.kind == TicketKind::Nps {
+            if let Some(score) = e.nps {
+                self.nps_count.add(day, 1);
+                self.nps_promoters.add(day, u32::from(score >= 9));
+                self.nps_detractors.add(day, u32::from(score <= 6));
+            }
+            return;
+        }
         if e.kind == TicketKind::Csat {
             if let Some(c) = e.csat {
                 self.csat_sum.add(day, u32::from(c));
@@ -295,7 +324,7 @@ impl AccountState {
             match e.kind {
                 TicketKind::Opened | TicketKind::Reopened | TicketKind::Updated => t.open = true,
                 TicketKind::Closed => t.open = false,
-                TicketKind::Csat => {}
+                TicketKind::Csat | TicketKind::Nps => {}
             }
         });
         if e.kind == TicketKind::Closed {
@@ -309,7 +338,10 @@ impl AccountState {
         self.last_usage_ms.is_some_and(|t| day_of(t) >= horizon)
             || !self.opened.is_empty()
             || !self.csat_count.is_empty()
+            || !self.nps_count.is_empty()
             || self.tickets.open_count() > 0
+            // Never used: the days without any usage keep counting (up to the retention).
+            || (self.last_usage_ms.is_none() && self.facts.start_day.or(self.first_day).is_some_and(|b| now_day - b < horizon_len(p)))
     }
 }
 
@@ -328,6 +360,7 @@ mod tests {
             kind,
             priority: prio,
             csat: None,
+            nps: None,
             ts_ms: ts,
             event_id: None,
         })

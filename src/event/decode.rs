@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Limits applied while decoding.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     pub max_id_len: usize,
     /// Longest accepted account `name`, in bytes.
@@ -150,6 +150,8 @@ struct SupportWire<'a> {
     priority: Option<Str<'a>>,
     #[serde(default)]
     csat: Option<u64>,
+    #[serde(default)]
+    score: Option<u64>,
     #[serde(borrow, default)]
     ts: Option<TsWire<'a>>,
     #[serde(borrow, default)]
@@ -248,7 +250,6 @@ fn validate_usage<'a>(w: UsageWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, R
 
 fn validate_support<'a>(w: SupportWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
     let account_id = id("account_id", w.account_id, l)?;
-    let ticket_id = id("ticket_id", w.ticket_id, l)?;
     let kind_s = w.kind.ok_or_else(|| missing("kind"))?.0;
     let kind = match kind_s.as_ref() {
         "opened" => TicketKind::Opened,
@@ -256,12 +257,18 @@ fn validate_support<'a>(w: SupportWire<'a>, l: &DecodeLimits) -> Result<Event<'a
         "closed" => TicketKind::Closed,
         "reopened" => TicketKind::Reopened,
         "csat" => TicketKind::Csat,
+        "nps" => TicketKind::Nps,
         other => {
             return Err(Reject::new(
                 RejectReason::BadValue,
-                format!("`kind` \"{}\" is not one of opened, updated, closed, reopened, csat", truncate(other, 64)),
+                format!("`kind` {:?} is not one of opened, updated, closed, reopened, csat, nps", truncate(other, 64)),
             ))
         }
+    };
+    // An NPS answer is about the account, not a ticket: `ticket_id` is optional there.
+    let ticket_id = match (kind, w.ticket_id) {
+        (TicketKind::Nps, None) => Cow::Borrowed(""),
+        (_, t) => id("ticket_id", t, l)?,
     };
     let priority = match w.priority.as_ref().map(|p| p.0.as_ref()) {
         None => None,
@@ -284,9 +291,17 @@ fn validate_support<'a>(w: SupportWire<'a>, l: &DecodeLimits) -> Result<Event<'a
         }
         _ => None,
     };
+    let nps = match (kind, w.score) {
+        (TicketKind::Nps, None) => return Err(missing("score")),
+        (TicketKind::Nps, Some(c @ 0..=10)) => Some(c as u8),
+        (TicketKind::Nps, Some(c)) => {
+            return Err(Reject::new(RejectReason::BadValue, format!("`score` {c} is not in 0..=10")))
+        }
+        _ => None,
+    };
     let event_id = opt_id("event_id", w.event_id, l)?;
     let ts_ms = ts(w.ts, l)?;
-    Ok(Event::Support(SupportEvent { account_id, ticket_id, kind, priority, csat, ts_ms, event_id }))
+    Ok(Event::Support(SupportEvent { account_id, ticket_id, kind, priority, csat, nps, ts_ms, event_id }))
 }
 
 fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
@@ -359,6 +374,7 @@ fn schema(kind: EventKind) -> &'static [(&'static str, Expect)] {
             ("kind", Str),
             ("priority", Str),
             ("csat", UInt(u64::MAX)),
+            ("score", UInt(u64::MAX)),
             ("ts", Ts),
             ("event_id", Str),
         ],
@@ -513,6 +529,12 @@ mod tests {
             (s, r#"{"account_id":"a","ticket_id":"t","kind":"csat","ts":1}"#, MissingField, "csat"),
             (s, r#"{"account_id":"a","ticket_id":"t","kind":"csat","csat":9,"ts":1}"#, BadValue, "csat"),
             (s, r#"{"account_id":"a","ticket_id":"t","kind":"csat","csat":4.5,"ts":1}"#, BadType, "csat"),
+            (s, r#"{"account_id":"a","kind":"nps","ts":1}"#, MissingField, "score"),
+            (s, r#"{"account_id":"a","kind":"nps","score":11,"ts":1}"#, BadValue, "score"),
+            (s, r#"{"account_id":"a","kind":"nps","score":-1,"ts":1}"#, BadValue, "score"),
+            (s, r#"{"account_id":"a","kind":"nps","score":7.5,"ts":1}"#, BadType, "score"),
+            (s, r#"{"account_id":"a","kind":"nps","score":"9","ts":1}"#, BadType, "score"),
+            (s, r#"{"account_id":"a","kind":"opened","ts":1}"#, MissingField, "ticket_id"),
             (a, r#"{"account_id":"a","seats":-3,"ts":1}"#, BadValue, "seats"),
             (a, r#"{"account_id":"a","seats":"many","ts":1}"#, BadType, "seats"),
             (a, r#"{"account_id":"a","renewal_date":"soon","ts":1}"#, BadValue, "renewal_date"),
@@ -530,6 +552,15 @@ mod tests {
             let (got, detail) = reason(kind, input);
             assert_eq!(got, want, "{input} -> {detail}");
             assert!(detail.contains(field), "detail {detail:?} should name {field:?} for {input}");
+        }
+    }
+
+    #[test]
+    fn nps_answers_need_no_ticket() {
+        for score in [0u8, 6, 7, 10] {
+            let line = format!(r#"{{"account_id":"a","kind":"nps","score":{score},"ts":1}}"#);
+            let Ok(Event::Support(e)) = dec(EventKind::Support, &line) else { panic!("{line}") };
+            assert_eq!((e.kind, e.nps, e.ticket_id.as_ref()), (TicketKind::Nps, Some(score), ""));
         }
     }
 

@@ -52,6 +52,8 @@ pub enum TicketKind {
     Closed,
     Reopened,
     Csat,
+    /// A Net Promoter Score answer (`score` 0–10); needs no ticket.
+    Nps,
 }
 
 /// Ticket priority, ordered from least to most pressing.
@@ -81,6 +83,8 @@ pub struct SupportEvent<'a> {
     pub priority: Option<Priority>,
     /// 1..=5, present exactly when `kind` is `Csat`.
     pub csat: Option<u8>,
+    /// 0..=10, present exactly when `kind` is `Nps`.
+    pub nps: Option<u8>,
     pub ts_ms: i64,
     pub event_id: Option<Cow<'a, str>>,
 }
@@ -157,6 +161,7 @@ impl<'a> Event<'a> {
                 kind: e.kind,
                 priority: e.priority,
                 csat: e.csat,
+                nps: e.nps,
                 ts_ms: e.ts_ms,
                 event_id: e.event_id.map(o),
             }),

@@ -11,6 +11,7 @@
 //! deterministic, so consumers drop repeats by `alert_id`. Kafka transactions are not used.
 
 pub mod changelog;
+mod client;
 mod standby;
 pub mod outbox;
 
@@ -36,6 +37,7 @@ use crate::core::Params;
 use crate::engine::{Engine, Source};
 use crate::event::timestamp::now_ms;
 use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
+pub use client::{client_config, Client};
 pub use outbox::{OutboxEntry, OutputKind};
 use outbox::{Deliveries, DeliveryContext, Outbox};
 
@@ -733,15 +735,6 @@ impl ConsumerContext for PipelineContext {
     }
 }
 
-fn client_config(settings: &Settings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &settings.kafka.brokers);
-    for (k, v) in &settings.kafka.properties {
-        c.set(k, v);
-    }
-    c
-}
-
 /// Checks that the input topics exist and are co-partitioned, and that the output topics exist.
 /// Returns the input partition count.
 pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerContext>) -> Result<i32> {
@@ -790,7 +783,7 @@ fn create_changelog(settings: &Settings, partitions: i32) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let name = &settings.kafka.changelog_topic().unwrap_or_default();
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        client_config(settings).create().context("creating the Kafka admin client")?;
+        client_config(settings, Client::Producer).create().context("creating the Kafka admin client")?;
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
     let opts = AdminOptions::new().operation_timeout(Some(settings.kafka.startup_timeout));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -863,7 +856,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     }));
 
     let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut consumer_config = client_config(settings);
+    let mut consumer_config = client_config(settings, Client::Consumer);
     // Low-latency fetching unless the user says otherwise (a caught-up fetch is parked by the
     // broker for up to fetch.wait.max.ms, 500 ms by default).
     if !settings.kafka.properties.contains_key("fetch.wait.max.ms") {
@@ -892,7 +885,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     tracing::info!(partitions, brokers = %settings.kafka.brokers, "input topics are co-partitioned");
 
     let deliveries = Arc::new(Mutex::new(Deliveries::default()));
-    let producer: ThreadedProducer<DeliveryContext> = client_config(settings)
+    let producer: ThreadedProducer<DeliveryContext> = client_config(settings, Client::Producer)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -925,13 +918,13 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         c.outbox = Some(outbox);
         if changelog_on {
             let topic = settings.kafka.changelog_topic().unwrap_or_default();
-            c.changelog = Some(changelog::Changelog::new(&client_config(settings), &topic, settings.pipeline.changelog_interval)?);
+            c.changelog = Some(changelog::Changelog::new(&client_config(settings, Client::Producer), &topic, settings.pipeline.changelog_interval)?);
             let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));
-            c.changelog_source = Some((client_config(settings), topic.clone(), timeout));
+            c.changelog_source = Some((client_config(settings, Client::Consumer), topic.clone(), timeout));
             if settings.state.standby_replicas > 0 {
                 let sb = Arc::new(standby::Shared::default());
                 c.standby = Some(sb.clone());
-                let (config, store, stop) = (client_config(settings), c.engine.store().clone(), standby_stop.clone());
+                let (config, store, stop) = (client_config(settings, Client::Consumer), c.engine.store().clone(), standby_stop.clone());
                 let (parts, api) = (partitions as u32, shared.clone());
                 std::thread::Builder::new().name("kizashi-standby".into()).spawn(move || {
                     if let Err(e) = standby::run(config, topic, parts, store, sb, &api.metrics, stop) {

@@ -16,8 +16,13 @@ use crate::core::measures::N_MEASURES;
 use crate::core::state::{AccountState, AlertRef, Band, Facts, RuleMark, ScoreState, Snapshot, Ticket};
 use crate::event::Priority;
 
-/// Version 2 added the per-account applied offsets; version 1 is still read.
-pub const STATE_VERSION: u8 = 2;
+/// Version 2 added the per-account applied offsets, version 3 NPS answers, the rules added with
+/// it and their marks; versions 1 and 2 are still read.
+pub const STATE_VERSION: u8 = 3;
+
+/// Rule marks stored in place by versions 1 and 2 (the rules that existed then); later rules'
+/// marks follow at the end.
+const LEGACY_RULES: usize = 6;
 
 /// Smallest day number (days since 1970-01-01) a state may hold: -9999-01-01, the first day of
 /// `time::Date`. Below `timestamp::MIN_DAY` (1970-01-01, the first day of an accepted event
@@ -311,7 +316,7 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
         w.int(i64::from(*day));
         w.snapshot(snap);
     }
-    for m in &sc.rules {
+    for m in &sc.rules[..LEGACY_RULES] {
         w.u8(u8::from(m.armed));
         w.opt_int(m.last_fired_ms);
     }
@@ -332,6 +337,20 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     for a in s.applied {
         w.int(a);
     }
+    // Version 3.
+    w.days(&s.nps_count);
+    w.days(&s.nps_promoters);
+    w.days(&s.nps_detractors);
+    w.var(sc.rules.len() as u64 - LEGACY_RULES as u64);
+    for m in &sc.rules[LEGACY_RULES..] {
+        w.u8(u8::from(m.armed));
+        w.opt_int(m.last_fired_ms);
+    }
+    w.u8(u8::from(sc.alerts_live));
+    w.opt_int(sc.drop_since.map(i64::from));
+    w.opt_int(sc.expansion_since.map(i64::from));
+    w.opt_int(sc.renewal_alerted.map(i64::from));
+    w.opt_int(sc.score_drop_since.map(i64::from));
 }
 
 pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
@@ -343,7 +362,7 @@ pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
 pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let mut r = Reader::new(buf);
     let v = r.u8()?;
-    if v != STATE_VERSION && v != 1 {
+    if !(1..=STATE_VERSION).contains(&v) {
         return Err(CodecError::UnknownVersion(v));
     }
     let opt_str = |r: &mut Reader<'_>| -> Result<Option<String>, CodecError> {
@@ -412,7 +431,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         best.push_back((day, r.snapshot()?));
     }
     let mut rules = [RuleMark::default(); N_RULES];
-    for m in rules.iter_mut() {
+    for m in rules[..LEGACY_RULES].iter_mut() {
         m.armed = r.u8()? != 0;
         m.last_fired_ms = r.opt_int()?;
     }
@@ -438,6 +457,30 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
             *a = r.int()?;
         }
     }
+    let (mut nps_count, mut nps_promoters, mut nps_detractors) = Default::default();
+    // An account scored before version 3 had its alerts live once it had been scored.
+    let (mut alerts_live, mut drop_since, mut expansion_since, mut renewal_alerted) = (last.is_some(), None, None, None);
+    let mut score_drop_since = None;
+    if v >= 3 {
+        nps_count = r.days()?;
+        nps_promoters = r.days()?;
+        nps_detractors = r.days()?;
+        // A mark: armed, and an option tag at least.
+        let n = r.count(2)?;
+        for i in 0..n {
+            let armed = r.u8()? != 0;
+            let last_fired_ms = r.opt_int()?;
+            // Marks of rules this build does not know are skipped (a newer state read back).
+            if let Some(m) = rules.get_mut(LEGACY_RULES + i) {
+                *m = RuleMark { armed, last_fired_ms };
+            }
+        }
+        alerts_live = r.u8()? != 0;
+        drop_since = r.opt_day()?;
+        expansion_since = r.opt_day()?;
+        renewal_alerted = r.opt_day()?;
+        score_drop_since = r.opt_day()?;
+    }
     if !r.done() {
         return Err(CodecError::Invalid("trailing bytes"));
     }
@@ -453,8 +496,25 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         opened,
         csat_sum,
         csat_count,
+        nps_count,
+        nps_promoters,
+        nps_detractors,
         seen_ids,
-        score: ScoreState { last, scorecard, band, best, rules, emitted, next_due_ms, recent_alerts },
+        score: ScoreState {
+            last,
+            scorecard,
+            band,
+            best,
+            rules,
+            emitted,
+            next_due_ms,
+            recent_alerts,
+            alerts_live,
+            drop_since,
+            expansion_since,
+            renewal_alerted,
+            score_drop_since,
+        },
         applied,
     })
 }
@@ -492,7 +552,13 @@ mod tests {
         }
         s.tickets.insert("t-1", Ticket { priority: Priority::Urgent, opened_ms: 1, last_ms: 2, open: true });
         s.tickets.insert("t-2", Ticket { priority: Priority::Low, opened_ms: i64::MIN, last_ms: i64::MAX, open: false });
-        let snap = |at_ms, score, band| Snapshot { at_ms, score, band, values: [Some(1.5), None, Some(-0.0), None, None, None, None, None, None, None, None, Some(f64::MAX)] };
+        let snap = |at_ms, score, band| Snapshot { at_ms, score, band, values: {
+            let mut v = [None; N_MEASURES];
+            v[0] = Some(1.5);
+            v[2] = Some(-0.0);
+            v[N_MEASURES - 1] = Some(f64::MAX);
+            v
+        } };
         s.score = ScoreState {
             last: Some(snap(9, 42.5, Band::Yellow)),
             scorecard: "default@1".into(),
@@ -502,7 +568,15 @@ mod tests {
             emitted: Some((42.5, Band::Yellow)),
             next_due_ms: Some(10),
             recent_alerts: [AlertRef { rule: 1, at_ms: 9, alert_id: "a1".into() }].into(),
+            alerts_live: true,
+            drop_since: Some(20_090),
+            score_drop_since: Some(MIN_STORED_DAY),
+            expansion_since: Some(MAX_STORED_DAY),
+            renewal_alerted: Some(20_400),
         };
+        s.nps_count.add(20_050, 2);
+        s.nps_promoters.add(20_050, 1);
+        s.nps_detractors.add(20_100, 1);
         s
     }
 
@@ -522,12 +596,24 @@ mod tests {
         encode_to_vec(&s)
     }
 
+    /// A version-3 encoding whose version-3 fields are all default, as version 2 (the fields are
+    /// the same but for that tail; a default state takes 49 bytes in version 2).
+    fn as_version_2(v3: &[u8]) -> Vec<u8> {
+        let tail = encode_to_vec(&AccountState::default()).len() - 49;
+        let mut v2 = v3[..v3.len() - tail].to_vec();
+        v2[0] = 2;
+        v2
+    }
+
     #[test]
     fn last_seen_days_2e9_apart_are_an_error_not_an_abort() {
-        // The corrupt value of the issue: before, decoding it sized a day array to the distance.
-        let bytes = users_last_seen_on(&[0, 2_000_000_000]);
+        // The corrupt value of the issue (version 2): before, decoding it sized a day array to
+        // the distance and aborted.
+        let bytes = as_version_2(&users_last_seen_on(&[0, 2_000_000_000]));
         assert_eq!(bytes.len(), 63);
         assert_eq!(decode(&bytes), Err(CodecError::Invalid("day")));
+        assert_eq!(decode(&as_version_2(&users_last_seen_on(&[0, 1]))).map(|s| s.users.len()), Ok(2), "the same value with sane days decodes");
+        assert_eq!(decode(&users_last_seen_on(&[0, 2_000_000_000])), Err(CodecError::Invalid("day")));
         assert_eq!(decode(&users_last_seen_on(&[-2_000_000_000, 2_000_000_000])), Err(CodecError::Invalid("day")));
         assert_eq!(decode(&users_last_seen_on(&[MIN_STORED_DAY - 1])), Err(CodecError::Invalid("day")));
         assert_eq!(decode(&users_last_seen_on(&[MAX_STORED_DAY + 1])), Err(CodecError::Invalid("day")));

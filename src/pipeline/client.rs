@@ -1,0 +1,90 @@
+//! librdkafka client configs built from `kafka.brokers` and `kafka.properties`: each kind of
+//! client gets only the properties that apply to it. librdkafka warns (`CONFWARN`) about a
+//! consumer property given to a producer and the reverse, so one shared property list (such as
+//! the demo's `fetch.wait.max.ms`) must never reach a client it is not for.
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::Settings;
+
+/// The kind of librdkafka client a config is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Consumers: the pipeline's, the changelog reader's, the standby's.
+    Consumer,
+    /// Producers, and admin clients (librdkafka makes those producer handles).
+    Producer,
+}
+
+/// Properties librdkafka documents as consumer-only ("C" in its CONFIGURATION.md, 2.12), global
+/// and topic-level.
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id", "group.instance.id", "partition.assignment.strategy", "session.timeout.ms",
+    "heartbeat.interval.ms", "group.protocol.type", "group.protocol", "group.remote.assignor",
+    "coordinator.query.interval.ms", "max.poll.interval.ms", "enable.auto.commit", "auto.commit.interval.ms",
+    "enable.auto.offset.store", "queued.min.messages", "queued.max.messages.kbytes", "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms", "fetch.message.max.bytes", "max.partition.fetch.bytes", "fetch.max.bytes",
+    "fetch.min.bytes", "fetch.error.backoff.ms", "offset.store.method", "isolation.level", "consume_cb",
+    "rebalance_cb", "offset_commit_cb", "enable.partition.eof", "check.crcs", "auto.commit.enable",
+    "auto.offset.reset", "offset.store.path", "offset.store.sync.interval.ms", "consume.callback.max.messages",
+];
+
+/// Properties librdkafka documents as producer-only ("P"), global and topic-level.
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id", "transaction.timeout.ms", "enable.idempotence", "enable.gapless.guarantee",
+    "queue.buffering.max.messages", "queue.buffering.max.kbytes", "queue.buffering.max.ms", "linger.ms",
+    "message.send.max.retries", "retries", "queue.buffering.backpressure.threshold", "compression.codec",
+    "compression.type", "batch.num.messages", "batch.size", "delivery.report.only.error", "dr_cb", "dr_msg_cb",
+    "sticky.partitioning.linger.ms", "request.required.acks", "acks", "request.timeout.ms", "message.timeout.ms",
+    "delivery.timeout.ms", "queuing.strategy", "produce.offset.report", "partitioner", "partitioner_cb",
+    "msg_order_cmp", "compression.level",
+];
+
+/// Whether `kafka.properties` key `key` applies to a `client`.
+pub fn applies_to(key: &str, client: Client) -> bool {
+    match client {
+        Client::Consumer => !PRODUCER_ONLY.contains(&key),
+        Client::Producer => !CONSUMER_ONLY.contains(&key),
+    }
+}
+
+/// `bootstrap.servers` and the `kafka.properties` that apply to `client`.
+pub fn client_config(settings: &Settings, client: Client) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers);
+    for (k, v) in settings.kafka.properties.iter().filter(|(k, _)| applies_to(k, client)) {
+        c.set(k, v);
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_gets_the_shared_properties_and_only_its_own_kind_of_the_rest() {
+        let mut s = Settings::default();
+        for (k, v) in [("fetch.wait.max.ms", "10"), ("linger.ms", "20"), ("security.protocol", "ssl"), ("client.id", "k")] {
+            s.kafka.properties.insert(k.into(), v.into());
+        }
+        let consumer = client_config(&s, Client::Consumer);
+        let producer = client_config(&s, Client::Producer);
+        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(consumer.get("linger.ms"), None);
+        assert_eq!(producer.get("fetch.wait.max.ms"), None);
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        for c in [&consumer, &producer] {
+            assert_eq!(c.get("security.protocol"), Some("ssl"));
+            assert_eq!(c.get("client.id"), Some("k"));
+            assert_eq!(c.get("bootstrap.servers"), Some(s.kafka.brokers.as_str()));
+        }
+    }
+
+    #[test]
+    fn no_property_is_listed_for_both_kinds() {
+        for k in CONSUMER_ONLY {
+            assert!(!PRODUCER_ONLY.contains(k), "{k}");
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! `replay --outcomes` end to end: a generated population with its outcomes, evaluated for one
+//! configuration and for two side by side (`--compare`); outcome rejects; the CLI and
+//! `/v1/evaluation`. No broker.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, get_json};
+use kizashi::cmd::replay::{run, run_backtest, BacktestOptions, ReplayOptions};
+use kizashi::config::Settings;
+use kizashi::evaluation::{Evaluation, Report};
+use kizashi::event::timestamp::DAY_MS;
+use kizashi::generate::GenOptions;
+use serde_json::Value;
+
+const END_DAY: i32 = 20_400; // 2025-11-08
+
+fn generate(dir: &Path, accounts: usize) {
+    let opts = GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.4 };
+    kizashi::cmd::generate::to_dir(&opts, dir).unwrap();
+}
+
+fn replay_opts(data: &Path, out: PathBuf, batch: usize) -> ReplayOptions {
+    ReplayOptions {
+        usage: vec![data.join("usage.jsonl")],
+        support: vec![data.join("support.jsonl")],
+        accounts: vec![data.join("accounts.jsonl")],
+        out,
+        partitions: 2,
+        until_ms: None,
+        now_ms: i64::from(END_DAY + 1) * DAY_MS,
+        state_dir: None,
+        batch,
+        serve: None,
+    }
+}
+
+fn backtest(outcomes: PathBuf, compare: Option<(&str, Settings)>) -> BacktestOptions {
+    BacktestOptions {
+        outcomes: vec![outcomes],
+        // The generated renewals fall 20–365 days after the last event.
+        horizon_days: 365,
+        band_at_days: 30,
+        config_label: "built-in defaults".into(),
+        compare: compare.map(|(l, s)| (l.to_string(), s)),
+        truth: None,
+    }
+}
+
+/// A deliberately poor configuration: every scorecard judges by CSAT alone.
+fn csat_only() -> Settings {
+    let toml = r#"
+[scorecards.default]
+version = 99
+measures = [{ measure = "csat_90d", weight = 100.0, red = 2.5, green = 4.5 }]
+[scorecards.enterprise]
+version = 99
+segments = ["enterprise"]
+measures = [{ measure = "csat_90d", weight = 100.0, red = 3.0, green = 4.5 }]
+[scorecards.onboarding]
+version = 99
+measures = [{ measure = "csat_90d", weight = 100.0, red = 2.5, green = 4.5 }]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("csat.toml");
+    std::fs::write(&p, toml).unwrap();
+    kizashi::config::load(Some(&p), Vec::new()).unwrap()
+}
+
+fn evaluation(r: &Option<Report>) -> &Report {
+    r.as_ref().expect("an evaluation with --outcomes")
+}
+
+fn json(e: &Evaluation) -> Value {
+    serde_json::to_value(e).unwrap()
+}
+
+#[test]
+fn a_csat_only_scorecard_catches_fewer_churns_and_identical_configs_evaluate_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 60);
+    let outcomes = data.join("outcomes.jsonl");
+
+    let worse = run_backtest(
+        &Settings::default(),
+        &replay_opts(&data, dir.path().join("worse"), 50_000),
+        Some(&backtest(outcomes.clone(), Some(("csat.toml", csat_only())))),
+    )
+    .unwrap();
+    let r = evaluation(&worse.evaluation);
+    let (a, b) = (&r.evaluation, r.compare.as_ref().unwrap());
+    assert_eq!(a.outcomes.values().sum::<u64>(), 60, "one outcome per generated account");
+    let (ra, rb) = (a.risk.any.recall.unwrap(), b.risk.any.recall.unwrap());
+    assert!(ra >= 0.6, "the default scorecards catch most churns a year ahead: {ra}");
+    assert!(rb < ra - 0.2, "CSAT alone must catch far fewer: {rb} vs {ra}");
+    let any = r.differences.as_ref().unwrap().groups.iter().find(|g| g.rule == "any").unwrap();
+    assert_eq!(any.recall, Some(((rb - ra) * 1000.0).round() / 1000.0));
+    // Red 30 days before churning: the default scorecards see more of them.
+    assert!(b.bands.by_outcome.churned.red < a.bands.by_outcome.churned.red);
+    assert!(worse.compare.as_ref().unwrap().alerts_by_rule.values().sum::<u64>() < worse.alerts_by_rule.values().sum::<u64>());
+    // Both sides have the same rows, whichever rules each fired.
+    let rules = |e: &Evaluation| e.risk.rules.iter().map(|f| f.rule.clone()).collect::<Vec<_>>();
+    assert_eq!(rules(a), rules(b));
+
+    let same = run_backtest(
+        &Settings::default(),
+        &replay_opts(&data, dir.path().join("same"), 50_000),
+        Some(&backtest(outcomes, Some(("copy of the defaults", Settings::default())))),
+    )
+    .unwrap();
+    let r2 = evaluation(&same.evaluation);
+    assert_eq!(json(&r2.evaluation), json(r2.compare.as_ref().unwrap()), "identical configs, identical evaluations");
+    assert_eq!(json(&r2.evaluation), json(a), "and the same as the first run's");
+    let d = r2.differences.as_ref().unwrap();
+    assert!(d.groups.iter().all(|g| g.true_positives == 0 && g.false_positives == 0 && g.false_negatives == 0));
+    assert!(d.groups.iter().all(|g| g.recall.is_none_or(|x| x == 0.0) && g.precision.is_none_or(|x| x == 0.0)));
+    for f in ["alerts.jsonl", "scores.jsonl"] {
+        let main = std::fs::read(dir.path().join("same").join(f)).unwrap();
+        assert!(main == std::fs::read(dir.path().join("same/compare").join(f)).unwrap(), "{f}: the second engine differs");
+    }
+}
+
+#[test]
+fn outcomes_are_labels_only_and_backtests_are_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 30);
+    let out = |n: &str| dir.path().join(n);
+    run(&Settings::default(), &replay_opts(&data, out("plain"), 100_000)).unwrap();
+    let bt = backtest(data.join("outcomes.jsonl"), Some(("csat.toml", csat_only())));
+    run_backtest(&Settings::default(), &replay_opts(&data, out("a"), 100_000), Some(&bt)).unwrap();
+    run_backtest(&Settings::default(), &replay_opts(&data, out("b"), 999), Some(&bt)).unwrap();
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    for f in ["alerts.jsonl", "scores.jsonl", "rejects.jsonl"] {
+        assert!(read(out("plain").join(f)) == read(out("a").join(f)), "{f} changed with outcomes given");
+        assert!(read(out("a").join(f)) == read(out("b").join(f)), "{f} differs between runs");
+        assert!(read(out("a/compare").join(f)) == read(out("b/compare").join(f)), "compare/{f} differs between runs");
+    }
+    assert!(read(out("a/evaluation.json")) == read(out("b/evaluation.json")), "evaluation.json differs between runs");
+    assert!(!read(out("a/alerts.jsonl")).is_empty());
+}
+
+#[test]
+fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = i64::from(END_DAY) * DAY_MS;
+    let usage = dir.path().join("usage.jsonl");
+    std::fs::write(&usage, format!(r#"{{"account_id":"a","user_id":"u","event":"login","ts":{day}}}"#)).unwrap();
+    let outcomes = dir.path().join("outcomes.jsonl");
+    let lines = [
+        r#"{"account_id":"a","outcome":"churned","ts":"2026-01-10T00:00:00Z"}"#.to_string(),
+        "not json".to_string(),
+        "[1,2]".to_string(),
+        r#"{"outcome":"churned","ts":"2026-01-10"}"#.to_string(),
+        r#"{"account_id":5,"outcome":"churned","ts":"2026-01-10"}"#.to_string(),
+        r#"{"account_id":"a","outcome":"lost","ts":"2026-01-10"}"#.to_string(),
+        format!(r#"{{"account_id":"{}","outcome":"churned","ts":"2026-01-10"}}"#, "x".repeat(300)),
+        r#"{"account_id":"a","outcome":"churned","ts":"2026-01-10"}"#.to_string(),
+        r#"{"account_id":"a","outcome":"renewed","ts":1768003200000}"#.to_string(),
+        r#"{"account_id":"nobody","outcome":"renewed","ts":"2026-01-10"}"#.to_string(),
+        "".to_string(),
+        r#"{"account_id":"a","outcome":"downgraded","ts":"2025-12-01"}"#.to_string(),
+    ];
+    let mut f = std::fs::File::create(&outcomes).unwrap();
+    for l in &lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    let mut o = replay_opts(dir.path(), dir.path().join("out"), 10);
+    o.usage = vec![usage];
+    o.support = vec![];
+    o.accounts = vec![];
+    let s = run_backtest(&Settings::default(), &o, Some(&backtest(outcomes.clone(), None))).unwrap();
+    assert_eq!((s.events_read, s.events_applied, s.events_rejected), (1, 1, 0), "outcome rejects are not event rejects");
+    let rejects: Vec<Value> = std::fs::read_to_string(dir.path().join("out/rejects.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(i64, &str)> = rejects.iter().map(|r| (r["line"].as_i64().unwrap(), r["reason"].as_str().unwrap())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (2, "not_json"),
+            (3, "not_object"),
+            (4, "missing_field"),
+            (5, "bad_type"),
+            (6, "bad_value"),
+            (7, "id_too_long"),
+            (8, "duplicate"),
+            (9, "conflict"),
+            (11, "not_json"),
+        ]
+    );
+    assert!(rejects.iter().all(|r| r["file"] == outcomes.display().to_string()), "each reject names its file");
+    assert_eq!(rejects[0]["raw"], "not json");
+    assert!(rejects[2]["detail"].as_str().unwrap().contains("account_id"));
+    assert!(rejects[3]["detail"].as_str().unwrap().contains("must be a string"));
+    assert!(rejects[6]["detail"].as_str().unwrap().contains("line 1"), "{}", rejects[6]);
+
+    let r = evaluation(&s.evaluation);
+    let st = &r.outcome_files;
+    assert_eq!((st.lines, st.accepted, st.rejected), (12, 3, 9));
+    assert_eq!(st.rejects_by_reason["not_json"], 2);
+    let e = &r.evaluation;
+    assert_eq!(e.unknown_accounts.outcomes, 1);
+    assert_eq!(e.unknown_accounts.accounts, vec!["nobody".to_string()]);
+    assert_eq!((e.outcomes["churned"], e.outcomes["downgraded"], e.outcomes["renewed"]), (1, 1, 0));
+    // `a` was never alerted: both of its bad outcomes are missed; its band was never scored
+    // before 2025-11-01 (the downgrade's cut-off), and was by 2025-12-11.
+    assert_eq!((e.risk.any.true_positives, e.risk.any.false_negatives), (0, 2));
+    assert_eq!(e.bands.by_outcome.downgraded.none, 1);
+}
+
+#[test]
+fn the_cli_prints_the_evaluation_and_serves_it_at_v1_evaluation() {
+    let exe = env!("CARGO_BIN_EXE_kizashi");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 20);
+    let base = |out: &Path| {
+        let mut c = Command::new(exe);
+        c.arg("replay")
+            .args(["--now", "2025-11-09", "--usage"])
+            .arg(data.join("usage.jsonl"))
+            .arg("--support")
+            .arg(data.join("support.jsonl"))
+            .arg("--accounts")
+            .arg(data.join("accounts.jsonl"))
+            .arg("--out")
+            .arg(out)
+            .arg("--outcomes")
+            .arg(data.join("outcomes.jsonl"));
+        c
+    };
+    let printed = base(&dir.path().join("text")).args(["--horizon", "365d", "--band-at", "14"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.status.success(), "{stdout}{}", String::from_utf8_lossy(&printed.stderr));
+    for needle in ["horizon 365 days", "any risk alert", "band 14 days before each outcome", "evaluation.json"] {
+        assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
+    }
+    let summary = base(&dir.path().join("json")).arg("--json").output().unwrap();
+    assert!(summary.status.success());
+    let v: Value = serde_json::from_slice(&summary.stdout).unwrap();
+    let file: Value = serde_json::from_slice(&std::fs::read(dir.path().join("json/evaluation.json")).unwrap()).unwrap();
+    assert_eq!(v["evaluation"], file, "--json carries the figures of evaluation.json");
+    assert_eq!(file["horizon_days"], 90);
+    let bad = base(&dir.path().join("bad")).args(["--horizon", "soon"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--horizon"));
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("serve.log");
+    let mut child = Killed(base(&dir.path().join("served"))
+        .args(["--serve", "--http", &addr])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap());
+    let started = Instant::now();
+    let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(120), "{what} not seen in 120 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("ready", Box::new(|| matches!(common::http_get(&addr, "/readyz", None), Some((200, _)))));
+    let (status, served) = get_json(&addr, "/v1/evaluation", None);
+    assert_eq!(status, 200, "{served}");
+    let written: Value = serde_json::from_slice(&std::fs::read(dir.path().join("served/evaluation.json")).unwrap()).unwrap();
+    assert_eq!(served, written);
+    wait("the tables on stderr", Box::new(|| std::fs::read_to_string(&log).unwrap_or_default().contains("any risk alert")));
+    assert!(child.0.try_wait().unwrap().is_none(), "still serving");
+}
+
+/// A child process killed when the test ends, whichever way it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn v1_evaluation_says_why_there_is_none_until_there_is_one() {
+    let shared = kizashi::api::Shared::new(&Settings::default());
+    let server = kizashi::api::serve("127.0.0.1:0", shared.clone()).unwrap();
+    let addr = server.addr.to_string();
+    let (status, v) = get_json(&addr, "/v1/evaluation", None);
+    assert_eq!(status, 404);
+    assert!(v["message"].as_str().unwrap().contains("--outcomes"));
+    shared.evaluation.pending();
+    assert_eq!(get_json(&addr, "/v1/evaluation", None).0, 503);
+    shared.evaluation.set(r#"{"horizon_days":90}"#.to_string());
+    let (status, v) = get_json(&addr, "/v1/evaluation", None);
+    assert_eq!((status, v["horizon_days"].as_u64()), (200, Some(90)));
+}
