@@ -41,6 +41,7 @@ pub struct Metrics {
     restored_accounts: IntCounter,
     partitions_restoring: IntGauge,
     restore_seconds: Histogram,
+    changelog_corrupt: IntCounter,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
     http_connections: IntGauge,
@@ -74,6 +75,7 @@ pub const NAMES: &[&str] = &[
     "kizashi_restored_accounts_total",
     "kizashi_partitions_restoring",
     "kizashi_restore_duration_seconds",
+    "kizashi_changelog_corrupt_records_total",
     "kizashi_http_requests_total",
     "kizashi_http_request_duration_seconds",
     "kizashi_http_connections",
@@ -171,6 +173,10 @@ impl Metrics {
                 "kizashi_restore_duration_seconds",
                 "Time to restore one partition from the changelog",
                 exponential_buckets(0.01, 2.0, 16).unwrap(),
+            ),
+            changelog_corrupt: counter(
+                "kizashi_changelog_corrupt_records_total",
+                "Changelog records that did not decode, skipped by a restore or a standby replica",
             ),
             http_requests: counter_vec("kizashi_http_requests_total", "HTTP requests, by route and status", &["route", "status"]),
             http_seconds: reg(
@@ -339,6 +345,14 @@ impl Metrics {
     pub fn restored(&self, accounts: usize, seconds: f64) {
         self.restored_accounts.inc_by(accounts as u64);
         self.restore_seconds.observe(seconds);
+    }
+
+    /// A changelog record that does not decode, skipped by `reader` (restore or standby). The key
+    /// is input: escaped and cut to 68 bytes (a partition and 64 bytes of account id).
+    pub fn changelog_corrupt(&self, reader: &'static str, partition: u32, offset: i64, key: &[u8], reason: &dyn std::fmt::Display) {
+        self.changelog_corrupt.inc();
+        let key = key[..key.len().min(68)].escape_ascii();
+        tracing::warn!(reader, partition, offset, %key, %reason, "corrupt changelog record skipped");
     }
 
     pub fn http(&self, route: &str, status: u16, seconds: f64) {

@@ -36,6 +36,14 @@
 //! On assignment, a partition whose local state is missing, or behind the changelog's checkpoint
 //! on any input topic, is restored from the changelog; local state at or ahead of the checkpoint
 //! is kept (it holds everything the changelog has, and its pending marks bring the changelog up).
+//!
+//! **Corrupt records.** Every record read back (by a restore or a standby) is decoded before it is
+//! used; one that does not decode is counted (`kizashi_changelog_corrupt_records_total`), logged
+//! and skipped, never a reason to stop. The account (or checkpoint) then keeps the newest earlier
+//! version that does decode, if compaction left one: for a checkpoint that is safe (states after
+//! it are a tail, point 4); for an account it means the events between that version's applied
+//! offsets and the checkpoint are missing from its windows (input resumes at the checkpoint),
+//! and with no earlier version the account starts empty there.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -51,7 +59,10 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
 use super::outbox::{send_record, Deliveries, DeliveryContext};
-use crate::store::codec::{Reader, Writer};
+use crate::core::AccountState;
+use crate::event::timestamp::{MAX_TS_MS, MIN_TS_MS};
+use crate::metrics::Metrics;
+use crate::store::codec::{self, CodecError, Reader, Writer};
 
 /// Input offsets and stream time a partition's changelog covers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -61,7 +72,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(1);
         w.var(self.offsets.len() as u64);
@@ -73,20 +84,32 @@ impl Checkpoint {
         w.buf
     }
 
-    /// Decodes a checkpoint record's value.
-    pub fn decode(buf: &[u8]) -> Result<Checkpoint> {
+    /// Decodes a checkpoint record's value: offsets are never negative (librdkafka reads those
+    /// as "end" or "beginning"), the stream time (an event time) lies within accepted event times.
+    pub fn decode(buf: &[u8]) -> Result<Checkpoint, CodecError> {
         let mut r = Reader::new(buf);
-        let v = r.u8()?;
-        if v != 1 {
-            bail!("changelog checkpoint of unknown version {v}");
+        if r.u8()? != 1 {
+            return Err(CodecError::Invalid("checkpoint version"));
         }
-        let n = r.var()? as usize;
+        // A topic name's length and an offset: a byte each at least.
+        let n = r.count(2)?;
         let mut offsets = Vec::with_capacity(n.min(16));
         for _ in 0..n {
             let t = r.str()?.to_string();
-            offsets.push((t, r.int()?));
+            let o = r.int()?;
+            if o < 0 {
+                return Err(CodecError::Invalid("checkpoint offset"));
+            }
+            offsets.push((t, o));
         }
-        Ok(Checkpoint { offsets, stream_time: r.opt_int()? })
+        let stream_time = r.opt_int()?;
+        if stream_time.is_some_and(|t| !(MIN_TS_MS..=MAX_TS_MS).contains(&t)) {
+            return Err(CodecError::Invalid("checkpoint stream time"));
+        }
+        if !r.done() {
+            return Err(CodecError::Invalid("trailing bytes"));
+        }
+        Ok(Checkpoint { offsets, stream_time })
     }
 
     /// True if this checkpoint covers records that `local` does not (local behind on a topic).
@@ -106,6 +129,25 @@ fn checkpoint_key(partition: u32) -> Vec<u8> {
     let mut k = partition.to_be_bytes().to_vec();
     k.push(0xFF);
     k
+}
+
+/// One changelog record of a partition, decoded.
+#[derive(Debug)]
+pub enum Record<'a> {
+    State { account: &'a str, state: Box<AccountState> },
+    Checkpoint(Checkpoint),
+}
+
+/// Decodes (so validates) a record read from changelog partition `partition`.
+pub fn decode_record<'a>(partition: u32, key: &'a [u8], value: &[u8]) -> Result<Record<'a>, CodecError> {
+    let Some(rest) = key.strip_prefix(&partition.to_be_bytes()) else {
+        return Err(CodecError::Invalid("changelog key (not of this partition)"));
+    };
+    if rest == [0xFF] {
+        return Ok(Record::Checkpoint(Checkpoint::decode(value)?));
+    }
+    let account = std::str::from_utf8(rest).ok().filter(|a| !a.is_empty()).ok_or(CodecError::Invalid("account id"))?;
+    Ok(Record::State { account, state: Box::new(codec::decode(value)?) })
 }
 
 /// One processing batch's share of the changelog, waiting for its outbox entries.
@@ -321,12 +363,14 @@ pub fn end_offset(config: &ClientConfig, topic: &str, partition: u32, timeout: D
 }
 
 /// Reads changelog partition `partition` from its start to its current end, calling
-/// `progress(read, total)` every few thousand records.
+/// `progress(read, total)` every few thousand records. A record that does not decode is counted
+/// in `metrics`, logged and skipped (see the header).
 pub fn read_partition(
     config: &ClientConfig,
     topic: &str,
     partition: u32,
     timeout: Duration,
+    metrics: &Metrics,
     mut progress: impl FnMut(i64, i64),
 ) -> Result<Restored> {
     let consumer: BaseConsumer = config
@@ -347,8 +391,7 @@ pub fn read_partition(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition as i32, Offset::Beginning)?;
     consumer.assign(&tpl)?;
-    let mut latest: FxHashMap<Vec<u8>, Vec<u8>> = FxHashMap::default();
-    let cp_key = checkpoint_key(partition);
+    let mut latest: FxHashMap<String, Vec<u8>> = FxHashMap::default();
     let deadline = Instant::now() + timeout;
     let mut next = lo;
     while next < hi {
@@ -364,17 +407,17 @@ pub fn read_partition(
         let (Some(k), Some(v)) = (m.key(), m.payload()) else { continue };
         out.records += 1;
         out.bytes += v.len() as u64;
-        latest.insert(k.to_vec(), v.to_vec());
-    }
-    drop(tpl);
-    for (k, v) in latest {
-        if k == cp_key {
-            out.checkpoint = Some(Checkpoint::decode(&v)?);
-        } else if k.len() > 4 && k[..4] == partition.to_be_bytes() {
-            let id = String::from_utf8(k[4..].to_vec()).context("changelog key is not an account id")?;
-            out.states.push((id, v));
+        // Decoded as read, so a corrupt record leaves the newest earlier version that decodes.
+        match decode_record(partition, k, v) {
+            Ok(Record::Checkpoint(cp)) => out.checkpoint = Some(cp),
+            Ok(Record::State { account, .. }) => {
+                latest.insert(account.to_string(), v.to_vec());
+            }
+            Err(e) => metrics.changelog_corrupt("restore", partition, m.offset(), k, &e),
         }
     }
+    drop(tpl);
+    out.states = latest.into_iter().collect();
     out.states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
@@ -426,9 +469,15 @@ mod tests {
         Checkpoint { offsets: vec![("usage".into(), o)], stream_time: Some(o) }
     }
 
+    /// A state told apart by its name `v` (a restore decodes what it reads).
+    fn enc(v: &str) -> Vec<u8> {
+        let s = AccountState { facts: crate::core::state::Facts { name: Some(v.into()), ..Default::default() }, ..Default::default() };
+        crate::store::codec::encode_to_vec(&s)
+    }
+
     /// Account `id`'s state `v` in partition 0.
     fn st(id: &str, v: &str) -> (u32, CompactString, Vec<u8>) {
-        (0, CompactString::from(id), v.as_bytes().to_vec())
+        (0, CompactString::from(id), enc(v))
     }
 
     /// A changelog topic `cl` (one partition) on librdkafka's mock cluster, and its writer.
@@ -439,6 +488,83 @@ mod tests {
         config.set("bootstrap.servers", mock.bootstrap_servers());
         let cl = Changelog::new(&config, "cl", interval).unwrap();
         (mock, config, cl)
+    }
+
+    /// The value of `kizashi_changelog_corrupt_records_total`.
+    fn corrupt_count(m: &Metrics) -> f64 {
+        let text = m.render();
+        let line = text.lines().find(|l| l.starts_with("kizashi_changelog_corrupt_records_total ")).expect("exported");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn checkpoints_out_of_bounds_are_errors() {
+        let mut bad = Checkpoint { offsets: vec![("usage".into(), -1)], stream_time: None };
+        assert_eq!(Checkpoint::decode(&bad.encode()), Err(CodecError::Invalid("checkpoint offset")));
+        bad.offsets[0].1 = 0;
+        bad.stream_time = Some(i64::MAX);
+        assert_eq!(Checkpoint::decode(&bad.encode()), Err(CodecError::Invalid("checkpoint stream time")));
+        let mut bytes = cp(5).encode();
+        bytes.push(0);
+        assert_eq!(Checkpoint::decode(&bytes), Err(CodecError::Invalid("trailing bytes")));
+        bytes[0] = 2;
+        assert_eq!(Checkpoint::decode(&bytes), Err(CodecError::Invalid("checkpoint version")));
+        // A topic count of 2^40 in a few bytes.
+        let mut w = Writer::default();
+        w.u8(1);
+        w.var(1 << 40);
+        w.str("usage");
+        assert_eq!(Checkpoint::decode(&w.buf), Err(CodecError::Truncated));
+        let good = cp(5).encode();
+        for n in 0..good.len() {
+            assert!(Checkpoint::decode(&good[..n]).is_err(), "truncated to {n}");
+        }
+    }
+
+    #[test]
+    fn records_decode_only_for_their_own_partition_and_with_an_account_id() {
+        let state = crate::store::codec::encode_to_vec(&AccountState::default());
+        assert!(matches!(decode_record(3, &state_key(3, "a"), &state), Ok(Record::State { account: "a", .. })));
+        assert!(matches!(decode_record(3, &checkpoint_key(3), &cp(1).encode()), Ok(Record::Checkpoint(c)) if c == cp(1)));
+        assert_eq!(decode_record(4, &state_key(3, "a"), &state).unwrap_err(), CodecError::Invalid("changelog key (not of this partition)"));
+        assert_eq!(decode_record(3, &[0, 0, 0], &state).unwrap_err(), CodecError::Invalid("changelog key (not of this partition)"));
+        assert_eq!(decode_record(3, &[0, 0, 0, 3], &state).unwrap_err(), CodecError::Invalid("account id"));
+        assert_eq!(decode_record(3, &[0, 0, 0, 3, 0xC3], &state).unwrap_err(), CodecError::Invalid("account id"));
+        assert!(decode_record(3, &checkpoint_key(3), &state).is_err(), "a state is not a checkpoint");
+        assert!(decode_record(3, &state_key(3, "a"), &cp(1).encode()).is_err(), "a checkpoint is not a state");
+    }
+
+    #[test]
+    fn a_restore_skips_and_counts_corrupt_records_keeping_the_newest_version_that_decodes() {
+        use rdkafka::producer::BaseProducer;
+        let (_mock, config, _cl) = mock_changelog(Duration::ZERO);
+        let producer: BaseProducer = config.create().unwrap();
+        let state = |day: i32| {
+            let s = AccountState { day, ..AccountState::default() };
+            crate::store::codec::encode_to_vec(&s)
+        };
+        let mut corrupt = state(5);
+        corrupt.truncate(corrupt.len() - 1);
+        let records: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (state_key(0, "a"), state(1)),
+            (checkpoint_key(0), cp(10).encode()),
+            (state_key(0, "b"), state(2)),
+            (state_key(0, "a"), corrupt.clone()),                   // a's newest: corrupt
+            (checkpoint_key(0), vec![1, 0x80]),                     // the newest checkpoint: corrupt
+            (state_key(0, "c"), b"not a state".to_vec()),           // c has nothing else
+            ([0, 0, 0, 0, 0xFF, 0xFE].to_vec(), state(3)),          // not an account id
+            (state_key(0, "b"), state(4)),                          // b's newest: fine
+        ];
+        for (k, v) in &records {
+            producer.send(BaseRecord::<Vec<u8>, Vec<u8>>::to("cl").partition(0).key(k).payload(v)).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let metrics = Metrics::new();
+        let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), &metrics, |_, _| {}).unwrap();
+        assert_eq!(restored.records, records.len() as u64);
+        assert_eq!(corrupt_count(&metrics), 4.0);
+        assert_eq!(restored.checkpoint, Some(cp(10)), "the newest checkpoint that decodes");
+        assert_eq!(restored.states, [("a".to_string(), state(1)), ("b".into(), state(4))], "a falls back to its older version; c is absent");
     }
 
     #[test]
@@ -476,16 +602,16 @@ mod tests {
         assert_eq!(done, ["a", "b", "c"], "every account's newest state is acknowledged");
         let cp_key = vec![0xFF];
         let want: Vec<(Vec<u8>, Vec<u8>)> = vec![
-            (b"a".to_vec(), b"a2".to_vec()),
-            (b"b".to_vec(), b"b1".to_vec()),
+            (b"a".to_vec(), enc("a2")),
+            (b"b".to_vec(), enc("b1")),
             (cp_key.clone(), cp(20).encode()),
-            (b"c".to_vec(), b"c1".to_vec()),
-            (b"a".to_vec(), b"a3".to_vec()),
+            (b"c".to_vec(), enc("c1")),
+            (b"a".to_vec(), enc("a3")),
             (cp_key, cp(30).encode()),
         ];
         assert_eq!(log(&config, "cl"), want);
-        let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), |_, _| {}).unwrap();
+        let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), &Metrics::new(), |_, _| {}).unwrap();
         assert_eq!(restored.checkpoint, Some(cp(30)));
-        assert_eq!(restored.states, [("a".to_string(), b"a3".to_vec()), ("b".into(), b"b1".to_vec()), ("c".into(), b"c1".to_vec())]);
+        assert_eq!(restored.states, [("a".to_string(), enc("a3")), ("b".into(), enc("b1")), ("c".into(), enc("c1"))]);
     }
 }

@@ -13,7 +13,7 @@
 pub mod changelog;
 mod client;
 mod standby;
-mod outbox;
+pub mod outbox;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -618,7 +618,7 @@ impl ConsumerContext for PipelineContext {
                                     return;
                                 }
                             }
-                            let r = changelog::read_partition(&config, &topic, p, timeout, |read, total| {
+                            let r = changelog::read_partition(&config, &topic, p, timeout, &shared.metrics, |read, total| {
                                 shared.progress(format!("restoring partition {p} from the changelog: {read} of {total} records read"));
                             });
                             let _ = tx.send(RestoreReport { partition: p, generation, started, standby_caught_up: false, restored: r });
@@ -925,9 +925,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                 let sb = Arc::new(standby::Shared::default());
                 c.standby = Some(sb.clone());
                 let (config, store, stop) = (client_config(settings, Client::Consumer), c.engine.store().clone(), standby_stop.clone());
-                let parts = partitions as u32;
+                let (parts, api) = (partitions as u32, shared.clone());
                 std::thread::Builder::new().name("kizashi-standby".into()).spawn(move || {
-                    if let Err(e) = standby::run(config, topic, parts, store, sb, stop) {
+                    if let Err(e) = standby::run(config, topic, parts, store, sb, &api.metrics, stop) {
                         tracing::error!(error = %format!("{e:#}"), "the standby replica stopped");
                     }
                 })?;

@@ -92,11 +92,15 @@ impl OutboxEntry {
             _ => Some(r.bytes()?.to_vec()),
         };
         let payload = r.bytes()?.to_vec();
-        let n = r.var()? as usize;
+        // A header's name and value lengths: a byte each at least.
+        let n = r.count(2)?;
         let mut headers = Vec::with_capacity(n.min(16));
         for _ in 0..n {
             let k = r.str()?.to_string();
             headers.push((k, r.bytes()?.to_vec()));
+        }
+        if !r.done() {
+            return Err(CodecError::Invalid("trailing bytes"));
         }
         Ok(OutboxEntry { kind, key, payload, headers })
     }
@@ -237,5 +241,36 @@ mod tests {
         assert_eq!(OutboxEntry::decode(&e.encode()).unwrap(), e);
         let e = OutboxEntry { kind: OutputKind::Alert, key: None, payload: vec![], headers: vec![] };
         assert_eq!(OutboxEntry::decode(&e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn corrupt_entries_are_errors() {
+        let e = OutboxEntry {
+            kind: OutputKind::Score,
+            key: Some(b"acme".to_vec()),
+            payload: b"{}".to_vec(),
+            headers: vec![("a".into(), b"1".to_vec()), ("b".into(), vec![])],
+        };
+        let bytes = e.encode();
+        for n in 0..bytes.len() {
+            assert!(OutboxEntry::decode(&bytes[..n]).is_err(), "truncated to {n}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(OutboxEntry::decode(&long), Err(CodecError::Invalid("trailing bytes")));
+        assert_eq!(OutboxEntry::decode(&[3, 0]), Err(CodecError::Invalid("outbox kind")));
+        // A payload of 2^60 bytes, and 2^60 headers, in a few bytes.
+        let mut w = Writer::default();
+        w.u8(0);
+        w.u8(0);
+        w.var(1 << 60);
+        assert_eq!(OutboxEntry::decode(&w.buf), Err(CodecError::Truncated));
+        let mut w = Writer::default();
+        w.u8(0);
+        w.u8(0);
+        w.var(0);
+        w.var(1 << 60);
+        w.str("k");
+        assert_eq!(OutboxEntry::decode(&w.buf), Err(CodecError::Truncated));
     }
 }

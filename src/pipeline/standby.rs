@@ -12,6 +12,9 @@
 //!   Halfway through a compacted log a state can be *older* than the checkpoint read so far
 //!   (compaction removed the version it covers; the newer one comes later), so a copy that is
 //!   not caught up is never trusted.
+//! - **Only what decodes is written.** Each record is decoded before it is written; one that does
+//!   not is counted, logged and skipped (the copy keeps the account's previous version, as a
+//!   restore would: see `changelog`'s header).
 //! - **Following starts from a clean slate.** When a partition starts being followed, its local
 //!   offsets and pending changelog marks are deleted (the copy is "unknown" until caught up), and
 //!   it is reported as touched: on takeover its due-time index is rebuilt from the states and the
@@ -32,6 +35,8 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rustc_hash::FxHashSet;
 
+use super::changelog::{decode_record, Record};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// What the standby shares with the pipeline.
@@ -56,7 +61,15 @@ impl Shared {
 }
 
 /// Follows the changelog partitions not in `shared.owned` until `stop`.
-pub fn run(mut config: ClientConfig, topic: String, partitions: u32, store: Store, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<()> {
+pub fn run(
+    mut config: ClientConfig,
+    topic: String,
+    partitions: u32,
+    store: Store,
+    shared: Arc<Shared>,
+    metrics: &Metrics,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
     let consumer: BaseConsumer = config
         .set("group.id", "kizashi-standby")
         .set("enable.auto.commit", "false")
@@ -115,20 +128,21 @@ pub fn run(mut config: ClientConfig, topic: String, partitions: u32, store: Stor
         }
         if let (Some(k), Some(v)) = (m.key(), m.payload()) {
             let mut b = store.batch();
-            if k.len() == 5 && k[..4] == p.to_be_bytes() && k[4] == 0xFF {
-                let cp = super::changelog::Checkpoint::decode(v)?;
-                for (source, next) in &cp.offsets {
-                    b.put_offset(p, source, *next);
+            match decode_record(p, k, v) {
+                Ok(Record::Checkpoint(cp)) => {
+                    for (source, next) in &cp.offsets {
+                        b.put_offset(p, source, *next);
+                    }
+                    if let Some(t) = cp.stream_time {
+                        b.put_stream_time(p, t);
+                    }
                 }
-                if let Some(t) = cp.stream_time {
-                    b.put_stream_time(p, t);
-                }
-            } else if k.len() > 4 && k[..4] == p.to_be_bytes() {
-                if let Ok(id) = std::str::from_utf8(&k[4..]) {
-                    b.put_account_encoded(p, id, v);
-                }
+                Ok(Record::State { account, .. }) => b.put_account_encoded(p, account, v),
+                Err(e) => metrics.changelog_corrupt("standby", p, m.offset(), k, &e),
             }
-            store.write(b)?;
+            if !b.is_empty() {
+                store.write(b)?;
+            }
         }
         shared.position.lock().expect("standby lock").insert(p, m.offset() + 1);
         drop(owned);

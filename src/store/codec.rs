@@ -1,12 +1,16 @@
 //! Compact, versioned binary encoding of `AccountState`: a version byte, then varints,
 //! zig-zag integers and length-prefixed strings. Decoding an unknown version is an error, not garbage.
+//!
+//! The bytes may be corrupt (a bad disk, a changelog record written by something else): decoding
+//! bounds every length, count and day before it allocates or computes with it, and returns a
+//! `CodecError` rather than panicking or allocating more than a small multiple of the input.
 
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
 use crate::core::alerts::N_RULES;
-use crate::core::days::DayCounts;
+use crate::core::days::{DayCounts, MAX_SPAN_DAYS};
 use crate::core::distinct::{Distinct, Seen};
 use crate::core::measures::N_MEASURES;
 use crate::core::state::{AccountState, AlertRef, Band, Facts, RuleMark, ScoreState, Snapshot, Ticket};
@@ -19,6 +23,16 @@ pub const STATE_VERSION: u8 = 3;
 /// Rule marks stored in place by versions 1 and 2 (the rules that existed then); later rules'
 /// marks follow at the end.
 const LEGACY_RULES: usize = 6;
+
+/// Smallest day number (days since 1970-01-01) a state may hold: -9999-01-01, the first day of
+/// `time::Date`. Below `timestamp::MIN_DAY` (1970-01-01, the first day of an accepted event
+/// time) because account records' dates (`renewal_date`, `start_date`) may lie before 1970. A
+/// day outside `MIN_STORED_DAY..=MAX_STORED_DAY` is corruption, and refusing it also keeps the
+/// core's day arithmetic far from overflow.
+pub const MIN_STORED_DAY: i32 = -4_371_587;
+/// Largest day number a state may hold: 9999-12-31 (`timestamp::MAX_DAY`, the last day of
+/// `time::Date` and of an accepted event time).
+pub const MAX_STORED_DAY: i32 = crate::event::timestamp::MAX_DAY;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -114,12 +128,23 @@ impl<'a> Reader<'a> {
         let v = self.var()?;
         Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
     }
-    fn i32(&mut self) -> Result<i32, CodecError> {
-        i32::try_from(self.int()?).map_err(|_| CodecError::Invalid("day"))
+    /// A day number within `MIN_STORED_DAY..=MAX_STORED_DAY`.
+    fn day(&mut self) -> Result<i32, CodecError> {
+        i32::try_from(self.int()?).ok().filter(|d| (MIN_STORED_DAY..=MAX_STORED_DAY).contains(d)).ok_or(CodecError::Invalid("day"))
     }
+    /// Bytes not read yet.
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// A byte length, at most the bytes that remain.
     fn len(&mut self) -> Result<usize, CodecError> {
-        let n = self.var()? as usize;
-        if n > self.buf.len() - self.pos {
+        self.count(1)
+    }
+    /// A number of items each encoded in at least `min_bytes`: at most what the remaining bytes
+    /// can hold, so whatever is allocated for them is bounded by the input's size.
+    pub fn count(&mut self, min_bytes: usize) -> Result<usize, CodecError> {
+        let n = usize::try_from(self.var()?).map_err(|_| CodecError::Truncated)?;
+        if n.checked_mul(min_bytes).is_none_or(|b| b > self.remaining()) {
             return Err(CodecError::Truncated);
         }
         Ok(n)
@@ -150,13 +175,21 @@ impl<'a> Reader<'a> {
             _ => Some(self.int()?),
         })
     }
-    fn opt_i32(&mut self) -> Result<Option<i32>, CodecError> {
-        self.opt_int()?.map(|v| i32::try_from(v).map_err(|_| CodecError::Invalid("day"))).transpose()
+    fn opt_day(&mut self) -> Result<Option<i32>, CodecError> {
+        Ok(match self.u8()? {
+            0 => None,
+            _ => Some(self.day()?),
+        })
     }
+    /// A `DayCounts`: its first day, then at most `MAX_SPAN_DAYS` counts, ending by `MAX_STORED_DAY`.
     fn days(&mut self) -> Result<DayCounts, CodecError> {
-        let start = self.i32()?;
-        let n = self.len()?;
-        let counts = (0..n).map(|_| self.var().map(|c| c as u32)).collect::<Result<Vec<_>, _>>()?;
+        let start = self.day()?;
+        let n = self.count(1)?;
+        if n > MAX_SPAN_DAYS || i64::from(start) + n as i64 - 1 > i64::from(MAX_STORED_DAY) {
+            return Err(CodecError::Invalid("day span"));
+        }
+        let count = |r: &mut Self| u32::try_from(r.var()?).map_err(|_| CodecError::Invalid("day count"));
+        let counts = (0..n).map(|_| count(self)).collect::<Result<Vec<_>, _>>()?;
         Ok(DayCounts::from_parts(start, counts))
     }
     fn band(&mut self) -> Result<Band, CodecError> {
@@ -191,16 +224,28 @@ fn write_distinct(w: &mut Writer, d: &Distinct) {
 }
 
 fn read_distinct(r: &mut Reader<'_>) -> Result<Distinct, CodecError> {
-    let n = r.len()?;
+    // A key's length, last day and bitmap take a byte each at least.
+    let n = r.count(3)?;
     let mut d = Distinct::default();
     d.seen.reserve(n);
+    let mut newest = None;
     for _ in 0..n {
         let k: compact_str::CompactString = r.str()?.into();
-        let last_day = r.i32()?;
+        let last_day = r.day()?;
         let days = r.var()?;
-        // "last seen on day" counts are derived, not stored.
-        d.last_seen.add(last_day, 1);
+        newest = newest.max(Some(last_day));
         d.seen.insert(k, Seen { last_day, days });
+    }
+    // Keys last seen more than `MAX_SPAN_DAYS` before the newest are past any retention horizon
+    // (the live `last_seen` would have pushed them out too): dropped, so the counts derived
+    // below fit one span whatever the input, and do not depend on the keys' order.
+    if let Some(newest) = newest {
+        let from = newest - (MAX_SPAN_DAYS as i32 - 1);
+        d.seen.retain(|_, s| s.last_day >= from);
+    }
+    // "last seen on day" counts are derived, not stored.
+    for s in d.seen.values() {
+        d.last_seen.add(s.last_day, 1);
     }
     d.per_day = r.days()?;
     Ok(d)
@@ -338,17 +383,18 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         seats,
         segment,
         arr,
-        renewal_day: r.opt_i32()?,
-        start_day: r.opt_i32()?,
+        renewal_day: r.opt_day()?,
+        start_day: r.opt_day()?,
         ts_ms: r.opt_int()?,
     };
-    let first_day = r.opt_i32()?;
+    let first_day = r.opt_day()?;
     let last_usage_ms = r.opt_int()?;
-    let day = r.i32()?;
+    let day = r.day()?;
     let usage = r.days()?;
     let users = read_distinct(&mut r)?;
     let features = read_distinct(&mut r)?;
-    let n = r.len()?;
+    // Id length, flags, opened and last time: a byte each at least.
+    let n = r.count(4)?;
     let mut tickets = crate::core::tickets::Tickets::default();
     for _ in 0..n {
         let id: compact_str::CompactString = r.str()?.into();
@@ -361,7 +407,8 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let opened = r.days()?;
     let csat_sum = r.days()?;
     let csat_count = r.days()?;
-    let n = r.len()?;
+    // An 8-byte hash and a time.
+    let n = r.count(9)?;
     let mut seen_ids = FxHashMap::default();
     for _ in 0..n {
         let h = r.fixed64()?;
@@ -376,10 +423,11 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         0xff => None,
         b => Some(Band::from_code(b).ok_or(CodecError::Invalid("band"))?),
     };
-    let n = r.len()?;
+    // A day, then a snapshot: its time, 8-byte score, band and mask.
+    let n = r.count(12)?;
     let mut best = VecDeque::with_capacity(n);
     for _ in 0..n {
-        let day = r.i32()?;
+        let day = r.day()?;
         best.push_back((day, r.snapshot()?));
     }
     let mut rules = [RuleMark::default(); N_RULES];
@@ -395,7 +443,8 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         }
     };
     let next_due_ms = r.opt_int()?;
-    let n = r.len()?;
+    // Rule, time and id length.
+    let n = r.count(3)?;
     let mut recent_alerts = VecDeque::with_capacity(n);
     for _ in 0..n {
         let rule = r.u8()?;
@@ -416,7 +465,8 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         nps_count = r.days()?;
         nps_promoters = r.days()?;
         nps_detractors = r.days()?;
-        let n = r.len()?;
+        // A mark: armed, and an option tag at least.
+        let n = r.count(2)?;
         for i in 0..n {
             let armed = r.u8()? != 0;
             let last_fired_ms = r.opt_int()?;
@@ -426,10 +476,10 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
             }
         }
         alerts_live = r.u8()? != 0;
-        drop_since = r.opt_i32()?;
-        expansion_since = r.opt_i32()?;
-        renewal_alerted = r.opt_i32()?;
-        score_drop_since = r.opt_i32()?;
+        drop_since = r.opt_day()?;
+        expansion_since = r.opt_day()?;
+        renewal_alerted = r.opt_day()?;
+        score_drop_since = r.opt_day()?;
     }
     if !r.done() {
         return Err(CodecError::Invalid("trailing bytes"));
@@ -467,4 +517,192 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         },
         applied,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state with every field set, some days at the ends of the range.
+    fn rich_state() -> AccountState {
+        let mut s = AccountState {
+            facts: Facts {
+                name: Some("Acme \"Corp\"".into()),
+                seats: Some(40),
+                segment: Some("enterprise".into()),
+                arr: Some(125_000.5),
+                renewal_day: Some(MAX_STORED_DAY),
+                start_day: Some(MIN_STORED_DAY),
+                ts_ms: Some(-5),
+            },
+            first_day: Some(20_000),
+            last_usage_ms: Some(20_100 * 86_400_000),
+            day: 20_100,
+            applied: [7, 0, 1 << 40],
+            ..AccountState::default()
+        };
+        for (i, day) in [20_011, 20_050, 20_100, 20_100].into_iter().enumerate() {
+            s.usage.add(day, 3);
+            s.users.observe(&format!("u{i}"), day);
+            s.features.observe("export", day - i as i32);
+            s.opened.add(day, 1);
+            s.csat_sum.add(day, 4);
+            s.csat_count.add(day, 1);
+            s.seen_ids.insert((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), i64::from(day) * 86_400_000);
+        }
+        s.tickets.insert("t-1", Ticket { priority: Priority::Urgent, opened_ms: 1, last_ms: 2, open: true });
+        s.tickets.insert("t-2", Ticket { priority: Priority::Low, opened_ms: i64::MIN, last_ms: i64::MAX, open: false });
+        let snap = |at_ms, score, band| Snapshot { at_ms, score, band, values: {
+            let mut v = [None; N_MEASURES];
+            v[0] = Some(1.5);
+            v[2] = Some(-0.0);
+            v[N_MEASURES - 1] = Some(f64::MAX);
+            v
+        } };
+        s.score = ScoreState {
+            last: Some(snap(9, 42.5, Band::Yellow)),
+            scorecard: "default@1".into(),
+            band: Some(Band::Yellow),
+            best: [(20_090, snap(8, 80.0, Band::Green)), (20_100, snap(9, 42.5, Band::Yellow))].into(),
+            rules: [RuleMark { armed: false, last_fired_ms: Some(3) }; N_RULES],
+            emitted: Some((42.5, Band::Yellow)),
+            next_due_ms: Some(10),
+            recent_alerts: [AlertRef { rule: 1, at_ms: 9, alert_id: "a1".into() }].into(),
+            alerts_live: true,
+            drop_since: Some(20_090),
+            score_drop_since: Some(MIN_STORED_DAY),
+            expansion_since: Some(MAX_STORED_DAY),
+            renewal_alerted: Some(20_400),
+        };
+        s.nps_count.add(20_050, 2);
+        s.nps_promoters.add(20_050, 1);
+        s.nps_detractors.add(20_100, 1);
+        s
+    }
+
+    #[test]
+    fn a_rich_state_round_trips_exactly() {
+        let s = rich_state();
+        assert_eq!(decode(&encode_to_vec(&s)).unwrap(), s);
+        assert_eq!(decode(&encode_to_vec(&AccountState::default())).unwrap(), AccountState::default());
+    }
+
+    /// A default state whose users were last seen on `days` (one user per day).
+    fn users_last_seen_on(days: &[i32]) -> Vec<u8> {
+        let mut s = AccountState::default();
+        for (i, d) in days.iter().enumerate() {
+            s.users.seen.insert(format!("u{i}").into(), Seen { last_day: *d, days: 1 });
+        }
+        encode_to_vec(&s)
+    }
+
+    /// A version-3 encoding whose version-3 fields are all default, as version 2 (the fields are
+    /// the same but for that tail; a default state takes 49 bytes in version 2).
+    fn as_version_2(v3: &[u8]) -> Vec<u8> {
+        let tail = encode_to_vec(&AccountState::default()).len() - 49;
+        let mut v2 = v3[..v3.len() - tail].to_vec();
+        v2[0] = 2;
+        v2
+    }
+
+    #[test]
+    fn last_seen_days_2e9_apart_are_an_error_not_an_abort() {
+        // The corrupt value of the issue (version 2): before, decoding it sized a day array to
+        // the distance and aborted.
+        let bytes = as_version_2(&users_last_seen_on(&[0, 2_000_000_000]));
+        assert_eq!(bytes.len(), 63);
+        assert_eq!(decode(&bytes), Err(CodecError::Invalid("day")));
+        assert_eq!(decode(&as_version_2(&users_last_seen_on(&[0, 1]))).map(|s| s.users.len()), Ok(2), "the same value with sane days decodes");
+        assert_eq!(decode(&users_last_seen_on(&[0, 2_000_000_000])), Err(CodecError::Invalid("day")));
+        assert_eq!(decode(&users_last_seen_on(&[-2_000_000_000, 2_000_000_000])), Err(CodecError::Invalid("day")));
+        assert_eq!(decode(&users_last_seen_on(&[MIN_STORED_DAY - 1])), Err(CodecError::Invalid("day")));
+        assert_eq!(decode(&users_last_seen_on(&[MAX_STORED_DAY + 1])), Err(CodecError::Invalid("day")));
+    }
+
+    #[test]
+    fn last_seen_days_far_apart_in_range_keep_one_span() {
+        let s = decode(&users_last_seen_on(&[MIN_STORED_DAY, 0, MAX_STORED_DAY - 10, MAX_STORED_DAY])).unwrap();
+        let mut kept: Vec<i32> = s.users.seen.values().map(|s| s.last_day).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [MAX_STORED_DAY - 10, MAX_STORED_DAY], "keys more than a span before the newest are dropped");
+        assert_eq!(s.users.count_since(MIN_STORED_DAY), 2);
+        assert!(s.users.last_seen.iter().count() <= MAX_SPAN_DAYS);
+    }
+
+    #[test]
+    fn days_out_of_range_or_spans_too_long_are_errors() {
+        // Version, no facts, no first day or last usage, day, then `usage` (start, count, counts).
+        let prefix = |day: i64| {
+            let mut w = Writer::default();
+            w.u8(STATE_VERSION);
+            for _ in 0..9 {
+                w.u8(0);
+            }
+            w.int(day);
+            w
+        };
+        for day in [-2_000_000_000, 2_000_000_000, i64::from(i32::MAX) + 1, i64::MIN] {
+            assert_eq!(decode(&prefix(day).buf), Err(CodecError::Invalid("day")), "{day}");
+        }
+        let mut w = prefix(0);
+        w.int(0);
+        w.var(MAX_SPAN_DAYS as u64 + 1);
+        w.buf.extend(std::iter::repeat_n(1, MAX_SPAN_DAYS + 1));
+        assert_eq!(decode(&w.buf), Err(CodecError::Invalid("day span")));
+        let mut w = prefix(0);
+        w.int(i64::from(MAX_STORED_DAY));
+        w.var(2);
+        w.buf.extend([1, 1]);
+        assert_eq!(decode(&w.buf), Err(CodecError::Invalid("day span")), "a span past the last day");
+        let mut w = prefix(0);
+        w.int(0);
+        w.var(1);
+        w.var(u64::from(u32::MAX) + 1);
+        assert_eq!(decode(&w.buf), Err(CodecError::Invalid("day count")));
+    }
+
+    #[test]
+    fn a_length_or_count_larger_than_the_buffer_is_an_error() {
+        // A name of a billion bytes.
+        let mut w = Writer::default();
+        w.u8(STATE_VERSION);
+        w.u8(1);
+        w.var(1_000_000_000);
+        w.buf.extend_from_slice(b"abc");
+        assert_eq!(decode(&w.buf), Err(CodecError::Truncated));
+        // A user count of 2^62 after a valid prefix, and one just beyond what the bytes can hold.
+        let s = encode_to_vec(&AccountState::default());
+        // After the version, nine absent options, the day and the empty usage (start, length).
+        let at = 13;
+        assert_eq!(s[at], 0, "the users' count");
+        for n in [1u64 << 62, u64::MAX, 1 + (s.len() as u64 - 14) / 3] {
+            let mut w = Writer { buf: s[..at].to_vec() };
+            w.var(n);
+            w.buf.extend_from_slice(&s[at + 1..]);
+            assert_eq!(decode(&w.buf), Err(CodecError::Truncated), "{n}");
+            assert_ne!(w.buf, s);
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_every_byte_flip_is_an_error_or_a_value() {
+        let bytes = encode_to_vec(&rich_state());
+        for n in 0..bytes.len() {
+            assert!(decode(&bytes[..n]).is_err(), "truncated to {n} bytes");
+        }
+        for i in 0..bytes.len() {
+            for x in [0x01, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= x;
+                let _ = decode(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_day_range_is_that_of_time_dates() {
+        let epoch = time::Date::from_calendar_date(1970, time::Month::January, 1).unwrap().to_julian_day();
+        assert_eq!(MIN_STORED_DAY, time::Date::MIN.to_julian_day() - epoch);
+        assert_eq!(MAX_STORED_DAY, time::Date::MAX.to_julian_day() - epoch);
+    }
 }
