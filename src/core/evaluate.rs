@@ -177,9 +177,9 @@ fn lead(rule: Rule, c: &Ctx<'_>, p: &Params) -> String {
             )
         }
         Rule::ExpansionCandidate => {
-            let seats = c.seats.map(|s| format!(" of its {s} seats")).unwrap_or_default();
+            let seats = c.seats.map(|s| format!("its {s} seats")).unwrap_or_else(|| "its seats".into());
             format!(
-                "{} of the seats{seats} were used in 30 days, for {} days: a candidate for more seats",
+                "{} of {seats} used in 30 days, {} days running: a candidate for more seats",
                 pct(c.value(Measure::SeatUtilization).unwrap_or(0.0)),
                 c.expansion_days
             )
