@@ -115,3 +115,26 @@ fn a_ticket_flood_beyond_the_cap_is_rejected_with_its_own_reason() {
     assert_eq!(s.rejects_by_reason.get("too_many_tickets"), Some(&200), "{s:?}");
     assert_eq!(s.events_applied, 1_000);
 }
+
+/// A corrupt byte in a locally stored state must not stop the partition for good (every restart
+/// would read it again): the account is logged, counted and starts afresh.
+#[test]
+fn a_corrupt_local_state_starts_the_account_afresh() {
+    use kizashi::core::Params;
+    use kizashi::engine::{Engine, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::default();
+    let mut engine = Engine::open(dir.path(), false, Params::new(&settings), 100).unwrap();
+    let mut batch = engine.store().batch();
+    batch.put_account_encoded(0, "acme", &[3, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
+    engine.store().write(batch).unwrap();
+    let limits = settings.events.decode_limits(i64::MAX / 2);
+    let line = usage("u1", DAY * DAY_MS);
+    let decoded = kizashi::event::decode(kizashi::event::EventKind::Usage, line.as_bytes(), None, &limits);
+    engine.process(0, Source { name: "t", offset: 0 }, decoded).expect("a corrupt state is no error");
+    engine.flush(|_| {}).unwrap();
+    assert_eq!(engine.stats.corrupt_states, 1);
+    assert_eq!(engine.stats.applied[0], 1, "the event was applied to a fresh state");
+    let state = engine.store().get_account(0, "acme").unwrap().expect("rewritten, readable");
+    assert!(state.last_usage_ms.is_some());
+}

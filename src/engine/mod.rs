@@ -51,6 +51,8 @@ pub struct Stats {
     pub timer_evaluations: u64,
     /// Records skipped because the account's restored state already reflected them.
     pub already_applied: u64,
+    /// Stored account states that did not decode: logged, and the account started afresh.
+    pub corrupt_states: u64,
 }
 
 struct Slot {
@@ -95,14 +97,26 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// Loads an account into the cache. A stored state that does not decode (a corrupt byte on disk)
+/// must not stop the partition for good, as every restart would read it again: it is logged,
+/// counted, and the account starts afresh from the records that follow.
 fn load_slot<'a>(
     store: &Store,
     accounts: &'a mut KeyedMap<CompactString, Slot>,
     partition: u32,
     id: &str,
+    corrupt: &mut u64,
 ) -> Result<&'a mut Slot, StoreError> {
     if !accounts.contains_key(id) {
-        let state = store.get_account(partition, id)?.unwrap_or_default();
+        let state = match store.get_account(partition, id) {
+            Ok(s) => s.unwrap_or_default(),
+            Err(StoreError::Codec { source, .. }) => {
+                *corrupt += 1;
+                tracing::warn!(partition, account = ?id, error = %source, "stored account state does not decode: the account starts afresh");
+                AccountState::default()
+            }
+            Err(e) => return Err(e),
+        };
         let stored_due = state.score.next_due_ms;
         accounts.insert(id.into(), Slot { state, stored_due, dirty: false, last_used: 0 });
     }
@@ -229,7 +243,7 @@ impl Engine {
         self.tick += 1;
         let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();
-        let slot = load_slot(&self.store, accounts, partition, id)?;
+        let slot = load_slot(&self.store, accounts, partition, id, &mut self.stats.corrupt_states)?;
         if self.track_applied {
             let k = event.kind() as usize;
             if source.offset < slot.state.applied[k] {
@@ -306,7 +320,7 @@ impl Engine {
             }
             let (_, id) = due.pop_first().expect("non-empty");
             self.tick += 1;
-            let slot = load_slot(&self.store, accounts, partition, &id)?;
+            let slot = load_slot(&self.store, accounts, partition, &id, &mut self.stats.corrupt_states)?;
             // The index entry is gone; make the slot agree before re-evaluating.
             slot.state.score.next_due_ms = None;
             self.stats.timer_evaluations += 1;
