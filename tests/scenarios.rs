@@ -250,7 +250,7 @@ fn names(a: &Alert, rule: &str) -> bool {
 
 /// The band of the last score update at or before `at`.
 fn band_at(h: &Harness, account: &str, at: i64) -> Option<&'static str> {
-    h.scores.iter().filter(|s| s.account_id == account && s.event_time_ms <= at).last().map(|s| s.band.name())
+    h.scores.iter().rev().find(|s| s.account_id == account && s.event_time_ms <= at).map(|s| s.band.name())
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn a_customer_who_never_activates_is_seen_on_the_account_record_alone() {
     // No score from "zero urgent tickets" alone: every score the account had was red.
     assert!(!h.scores.is_empty() && h.scores.iter().all(|s| s.band.name() == "red"), "{:?}", h.scores.iter().map(|s| s.score).collect::<Vec<_>>());
     // The onboarding scorecard ended by the clock, on day 30, with no event.
-    let last = h.scores.iter().filter(|s| s.account_id == "ghost").last().unwrap();
+    let last = h.scores.iter().rev().find(|s| s.account_id == "ghost").unwrap();
     assert_eq!(last.scorecard, "default@2", "{last:?}");
 }
 

@@ -329,8 +329,7 @@ mod tests {
 
     #[test]
     fn an_account_never_used_counts_days_since_its_start() {
-        let mut s = AccountState::default();
-        s.first_day = Some(90);
+        let mut s = AccountState { first_day: Some(90), ..AccountState::default() };
         assert_eq!(days_without_any_usage(&s, 100, 90), Some(10.0));
         s.facts.start_day = Some(70);
         assert_eq!(days_without_any_usage(&s, 100, 90), Some(30.0));

@@ -155,10 +155,6 @@ pub struct StateParams {
     pub dedup_window_ms: i64,
 }
 
-fn horizon_len(p: &StateParams) -> i32 {
-    p.retention_days as i32
-}
-
 /// What `apply` did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -341,7 +337,7 @@ impl AccountState {
             || !self.nps_count.is_empty()
             || self.tickets.open_count() > 0
             // Never used: the days without any usage keep counting (up to the retention).
-            || (self.last_usage_ms.is_none() && self.facts.start_day.or(self.first_day).is_some_and(|b| now_day - b < horizon_len(p)))
+            || (self.last_usage_ms.is_none() && self.facts.start_day.or(self.first_day).is_some_and(|b| b >= horizon))
     }
 }
 

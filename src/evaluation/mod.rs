@@ -66,6 +66,11 @@ struct Mark {
     rules: Vec<CompactString>,
 }
 
+/// An alert as `(account, time, is risk, rules named)`.
+pub type AlertRow<'a> = (&'a str, i64, bool, Vec<&'a str>);
+/// A band change as `(account, time, band)`.
+pub type BandRow<'a> = (&'a str, i64, &'static str);
+
 /// What the evaluation needs of a replay's output, kept as it streams by: every alert, and each
 /// account's band changes (from its score updates).
 #[derive(Debug, Default)]
@@ -125,7 +130,7 @@ impl History {
 
     /// Every alert as `(account, time, is risk, rules named)`, and every band change as
     /// `(account, time, band)` (for `generate::profile_report`).
-    pub fn alerts_and_bands(&self) -> (Vec<(&str, i64, bool, Vec<&str>)>, Vec<(&str, i64, &'static str)>) {
+    pub fn alerts_and_bands(&self) -> (Vec<AlertRow<'_>>, Vec<BandRow<'_>>) {
         let alerts = self
             .alerts
             .iter()
