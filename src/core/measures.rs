@@ -203,16 +203,7 @@ pub fn usage_known_absent(s: &AccountState, now: i32, retention_days: u32) -> bo
 /// within retention (a customer signed recently who never started), else since kizashi first
 /// saw it (of an older customer it knows only what it watched).
 pub fn days_without_any_usage(s: &AccountState, now: i32, retention_days: u32) -> Option<f64> {
-    if s.last_usage_ms.is_some() {
-        return None;
-    }
-    let horizon = now - retention_days as i32 + 1;
-    let basis = match (s.facts.start_day, s.first_day) {
-        (Some(start), _) if start >= horizon => start,
-        (_, Some(first)) => first,
-        (Some(_), None) => return None,
-        (None, None) => return None,
-    };
+    let basis = s.never_used_since(now - retention_days as i32 + 1)?;
     Some(f64::from((now - basis).clamp(0, retention_days as i32)))
 }
 

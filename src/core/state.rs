@@ -328,6 +328,18 @@ impl AccountState {
         }
     }
 
+    /// For an account never used: the day its days without usage count from — its start date if
+    /// within retention (`horizon` is retention's first day), else the day kizashi first saw it.
+    pub fn never_used_since(&self, horizon: i32) -> Option<i32> {
+        if self.last_usage_ms.is_some() {
+            return None;
+        }
+        match self.facts.start_day {
+            Some(start) if start >= horizon => Some(start),
+            _ => self.first_day,
+        }
+    }
+
     /// Whether anything kept still moves as windows slide (so timers must keep re-scoring).
     pub fn has_live_data(&self, now_day: i32, p: &StateParams) -> bool {
         let horizon = now_day - p.retention_days as i32 + 1;
@@ -337,7 +349,7 @@ impl AccountState {
             || !self.nps_count.is_empty()
             || self.tickets.open_count() > 0
             // Never used: the days without any usage keep counting (up to the retention).
-            || (self.last_usage_ms.is_none() && self.facts.start_day.or(self.first_day).is_some_and(|b| b >= horizon))
+            || (self.last_usage_ms.is_none() && self.never_used_since(horizon).is_some_and(|b| b >= horizon))
     }
 }
 
