@@ -86,6 +86,9 @@ const FEATURES: [&str; 24] = [
     "calendar.sync", "mobile.open", "admin.settings", "audit.view",
 ];
 
+/// The CS managers accounts are assigned to (by account number, so no random draw changes).
+const OWNERS: [&str; 6] = ["Ana Souza", "Ben Okafor", "Chen Wei", "Dana Levi", "Eli Moreau", "Farah Khan"];
+
 const NAMES: [&str; 16] = [
     "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent", "Tyrell",
     "Wonka", "Stark", "Wayne", "Cyberdyne", "Gringotts", "Oscorp", "Aperture", "Monarch",
@@ -149,6 +152,7 @@ struct AccountOut<'a> {
     name: String,
     seats: u32,
     segment: &'a str,
+    owner: &'static str,
     arr: u64,
     renewal_date: String,
     start_date: String,
@@ -229,6 +233,7 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             name,
             seats,
             segment,
+            owner: OWNERS[i % OWNERS.len()],
             arr: u64::from(seats) * rng.gen_range(300..900),
             renewal_date: format_day(opts.end_day + rng.gen_range(20..365)),
             start_date: format_day(account_start),

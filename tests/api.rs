@@ -362,3 +362,81 @@ fn with_a_low_open_file_limit_healthz_answers_past_hundreds_of_half_sent_request
     assert!(s.log().contains("http.max_connections lowered to half the open-file limit"), "{}", s.log());
     drop(held);
 }
+
+/// The queue behind the workspace page: per-measure values and points, the owner and rule
+/// filters, the ARR-at-risk and renewal orders, CSV, and the portfolio summary agreeing with it.
+#[test]
+fn the_queue_filters_sorts_exports_and_sums_up() {
+    let mut s = serve(80, &[]);
+    s.wait_ready();
+    let all = |q: &str| {
+        let (st, v) = get_json(&s.addr, &format!("/v1/accounts?limit=1000{q}"), None);
+        assert_eq!(st, 200, "{q}: {v}");
+        v
+    };
+    let risk = all("");
+    let rows = risk["accounts"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    // Every row carries its scorecard's measures with value and points, for the heatmap.
+    for r in rows {
+        let ms = r["measures"].as_array().unwrap();
+        assert!(!ms.is_empty(), "{r}");
+        for m in ms {
+            assert!(m["measure"].is_string());
+            if let Some(p) = m["points"].as_f64() {
+                assert!((0.0..=100.0).contains(&p), "{m}");
+            }
+        }
+    }
+    // Owner: generated accounts have one of six; the filter narrows to exactly that owner's.
+    let owner = rows[0]["owner"].as_str().expect("generated accounts have an owner").to_string();
+    let mine = all(&format!("&owner={}", owner.replace(' ', "%20")));
+    let mine_rows = mine["accounts"].as_array().unwrap();
+    assert!(!mine_rows.is_empty() && mine_rows.len() < rows.len());
+    assert!(mine_rows.iter().all(|r| r["owner"] == owner.as_str()));
+    assert_eq!(mine_rows.len(), rows.iter().filter(|r| r["owner"] == owner.as_str()).count());
+    // ARR at risk: red and yellow only, the most ARR first.
+    let arr = all("&sort=arr_at_risk");
+    let arr_rows = arr["accounts"].as_array().unwrap();
+    assert!(arr_rows.iter().all(|r| r["band"] == "red" || r["band"] == "yellow"));
+    let arrs: Vec<f64> = arr_rows.iter().map(|r| r["arr"].as_f64().unwrap_or(0.0)).collect();
+    assert!(arrs.windows(2).all(|w| w[0] >= w[1]), "{arrs:?}");
+    assert_eq!(arr_rows.len(), rows.iter().filter(|r| r["band"] != "green").count());
+    // Renewal: soonest first.
+    let ren = all("&sort=renewal");
+    let dates: Vec<&str> = ren["accounts"].as_array().unwrap().iter().filter_map(|r| r["renewal_date"].as_str()).collect();
+    assert!(dates.windows(2).all(|w| w[0] <= w[1]), "{dates:?}");
+    // Rule: accounts whose recent alerts include one.
+    let inactive = all("&rule=inactive");
+    let ids: Vec<&str> = inactive["accounts"].as_array().unwrap().iter().map(|r| r["account_id"].as_str().unwrap()).collect();
+    let alerts = s.lines("alerts.jsonl");
+    assert!(!ids.is_empty());
+    for id in &ids {
+        assert!(alerts.iter().any(|a| a["account_id"] == *id && a["rule"] == "inactive"), "{id}");
+    }
+    // Bad values: 400 naming the parameter.
+    for (q, name) in [("sort=worst", "sort"), ("rule=nope", "rule"), ("format=xml", "format"), ("band=blue", "band")] {
+        let (st, v) = get_json(&s.addr, &format!("/v1/accounts?{q}"), None);
+        assert_eq!(st, 400, "{q}");
+        assert!(v["message"].as_str().unwrap().starts_with(name), "{q}: {v}");
+    }
+    // CSV: the same rows.
+    let (st, csv) = http_get(&s.addr, "/v1/accounts?limit=1000&format=csv", None).unwrap();
+    assert_eq!(st, 200);
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].starts_with("rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,"), "{}", lines[0]);
+    assert_eq!(lines.len() - 1, rows.len());
+    assert!(lines[1].starts_with(&format!("1,{},", rows[0]["account_id"].as_str().unwrap())));
+    // Summary: its band counts are the queue's.
+    let (st, sum) = get_json(&s.addr, "/v1/summary", None);
+    assert_eq!(st, 200, "{sum}");
+    for band in ["red", "yellow", "green"] {
+        let n = rows.iter().filter(|r| r["band"] == band).count() as f64;
+        assert_eq!(sum["accounts"][band].as_f64(), Some(n), "{band}: {sum}");
+        let arr: f64 = rows.iter().filter(|r| r["band"] == band).map(|r| r["arr"].as_f64().unwrap_or(0.0)).sum();
+        assert!((sum["arr"][band].as_f64().unwrap() - arr).abs() < 1e-6, "{band}: {sum}");
+    }
+    assert!(sum["day"].is_string() && sum["alerts_by_rule"].is_object(), "{sum}");
+    let (st, _) = get_json(&s.addr, "/v1/summary?day=someday", None);
+    assert_eq!(st, 400);
+}

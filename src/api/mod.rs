@@ -9,7 +9,6 @@
 //! live under the timeouts and the limit of [`server`].
 
 pub mod account;
-pub mod board;
 pub mod server;
 pub mod evaluation;
 
@@ -27,11 +26,12 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::config::Settings;
-use crate::core::{Band, Params};
+use crate::core::{Band, Params, Rule};
 use crate::event::timestamp::now_ms;
 use crate::metrics::Metrics;
 use crate::store::Store;
-pub use board::Board;
+pub use crate::engine::board::{self, Board};
+use crate::engine::board::{Filter, Sort};
 
 /// Largest page of the at-risk queue.
 pub const MAX_LIMIT: usize = 1000;
@@ -241,6 +241,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts", get(queue))
         .route("/v1/accounts/{id}", get(account))
+        .route("/v1/summary", get(summary))
         .route("/v1/evaluation", get(evaluation::get))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
@@ -420,50 +421,172 @@ type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection:
 
 async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
-    let (mut band, mut segment, mut limit, mut offset) = (None, None, 50usize, 0usize);
+    let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Sort::Risk, false, 50usize, 0usize);
     let mut problems = Vec::new();
     for (k, v) in &pairs {
         match k.as_str() {
             "band" => match v.as_str() {
-                "red" => band = Some(Band::Red),
-                "yellow" => band = Some(Band::Yellow),
-                "green" => band = Some(Band::Green),
-                _ => problems.push(format!("band: `{v}` is not one of red, yellow, green")),
+                "red" => filter.band = Some(Band::Red),
+                "yellow" => filter.band = Some(Band::Yellow),
+                "green" => filter.band = Some(Band::Green),
+                _ => problems.push(format!("band: `{}` is not one of red, yellow, green", bounded(v, 64))),
             },
-            "segment" => segment = Some(v.clone()),
+            "segment" => filter.segment = Some(v.as_str()),
+            "owner" => filter.owner = Some(v.as_str()),
+            "rule" => match Rule::ALL.iter().find(|r| r.name() == v) {
+                Some(r) => filter.rule = Some(*r as u8),
+                None => problems.push(format!("rule: `{}` is not a rule", bounded(v, 64))),
+            },
+            "sort" => match v.as_str() {
+                "risk" => sort = Sort::Risk,
+                "arr_at_risk" => sort = Sort::ArrAtRisk,
+                "renewal" => sort = Sort::Renewal,
+                _ => problems.push(format!("sort: `{}` is not one of risk, arr_at_risk, renewal", bounded(v, 64))),
+            },
+            "format" => match v.as_str() {
+                "json" => csv = false,
+                "csv" => csv = true,
+                _ => problems.push(format!("format: `{}` is not json or csv", bounded(v, 64))),
+            },
             "limit" => match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
-                _ => problems.push(format!("limit: `{v}` is not an integer in 1..={MAX_LIMIT}")),
+                _ => problems.push(format!("limit: `{}` is not an integer in 1..={MAX_LIMIT}", bounded(v, 64))),
             },
             "offset" => match v.parse::<usize>() {
                 Ok(n) => offset = n,
-                _ => problems.push(format!("offset: `{v}` is not a non-negative integer")),
+                _ => problems.push(format!("offset: `{}` is not a non-negative integer", bounded(v, 64))),
             },
-            other => problems.push(format!("{other}: unknown parameter (known: band, segment, limit, offset)")),
+            other => problems.push(format!(
+                "{}: unknown parameter (known: band, segment, owner, rule, sort, format, limit, offset)",
+                bounded(other, 64)
+            )),
         }
     }
     if !problems.is_empty() {
         return error(StatusCode::BAD_REQUEST, problems.join("; "));
     }
-    let page = shared.board.queue(band, segment.as_deref(), offset, limit);
+    let page = shared.board.select(&filter, sort, offset, limit);
     let next = (offset + page.items.len() < page.total).then_some(offset + page.items.len());
-    let items: Vec<Value> = page
+    // Per-measure values and points (the heatmap) come from each row's stored state.
+    let store = shared.store.get();
+    let rows: Vec<Value> = page
         .items
         .iter()
         .enumerate()
         .map(|(i, (id, e))| {
+            let measures = store
+                .and_then(|st| st.get_account(e.partition, id).ok().flatten())
+                .and_then(|s| {
+                    let last = s.score.last.as_ref()?;
+                    let card = shared.params.cards.iter().find(|c| c.id == s.score.scorecard)?;
+                    Some(
+                        card.items
+                            .iter()
+                            .map(|it| {
+                                let v = last.values[it.measure as usize];
+                                json!({"measure": it.measure.name(), "value": v.map(crate::core::alerts::round3), "points": v.map(|x| crate::core::alerts::round1(it.points(x)))})
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .unwrap_or_default();
             json!({
                 "rank": offset + i + 1,
                 "account_id": id,
+                "name": e.name,
                 "score": e.score.map(crate::core::alerts::round1),
                 "band": e.band.map(Band::name),
                 "segment": e.segment,
+                "owner": e.owner,
                 "arr": e.arr,
                 "seats": e.seats,
+                "renewal_date": e.renewal_day.map(crate::event::timestamp::format_day),
+                "last_alert": e.alerts.last().and_then(|a| Rule::from_code(a.0)).map(Rule::name),
+                "measures": measures,
             })
         })
         .collect();
-    Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": items})).into_response()
+    if csv {
+        return ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], queue_csv(&rows)).into_response();
+    }
+    Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": rows})).into_response()
+}
+
+/// One CSV field: quoted when it holds a comma, a quote or a line break (quotes doubled, RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The queue's rows as CSV: the account columns, then `<measure>` and `<measure>_points` for every
+/// measure any row's scorecard has, in the order first seen.
+fn queue_csv(rows: &[Value]) -> String {
+    let cols = ["rank", "account_id", "name", "score", "band", "segment", "owner", "arr", "seats", "renewal_date", "last_alert"];
+    let mut measures: Vec<String> = Vec::new();
+    for r in rows {
+        for m in r["measures"].as_array().into_iter().flatten() {
+            let name = m["measure"].as_str().unwrap_or_default().to_string();
+            if !measures.contains(&name) {
+                measures.push(name);
+            }
+        }
+    }
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = cols.join(",");
+    for m in &measures {
+        out.push_str(&format!(",{m},{m}_points"));
+    }
+    out.push_str("\r\n");
+    for r in rows {
+        let mut fields: Vec<String> = cols.iter().map(|c| csv_field(&text(&r[*c]))).collect();
+        for m in &measures {
+            let cell = r["measures"].as_array().and_then(|ms| ms.iter().find(|x| x["measure"] == m.as_str()));
+            fields.push(cell.map(|c| text(&c["value"])).unwrap_or_default());
+            fields.push(cell.map(|c| text(&c["points"])).unwrap_or_default());
+        }
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// The portfolio strip: accounts and ARR by band, and alerts today (the day of the newest alert,
+/// or `?day=YYYY-MM-DD`) by rule.
+async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
+    let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
+    let mut day = shared.board.newest_alert_ms().map(crate::event::timestamp::day_of);
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "day" => match crate::event::timestamp::parse_date_day(v) {
+                Some(d) => day = Some(d),
+                None => return error(StatusCode::BAD_REQUEST, format!("day: `{}` is not a YYYY-MM-DD date", bounded(v, 64))),
+            },
+            other => return error(StatusCode::BAD_REQUEST, format!("{}: unknown parameter (known: day)", bounded(other, 64))),
+        }
+    }
+    let s = shared.board.summary(day.unwrap_or(i32::MIN));
+    let names = ["red", "yellow", "green", "unscored"];
+    let by = |xs: &[f64; 4]| names.iter().zip(xs).map(|(n, x)| ((*n).to_string(), json!(x))).collect::<serde_json::Map<_, _>>();
+    let counts: [f64; 4] = s.accounts.map(|n| n as f64);
+    let alerts: serde_json::Map<String, Value> = s
+        .alerts_by_rule
+        .iter()
+        .filter_map(|(code, n)| Some((Rule::from_code(*code)?.name().to_string(), json!(n))))
+        .collect();
+    Json(json!({
+        "accounts": by(&counts),
+        "arr": by(&s.arr),
+        "day": day.map(crate::event::timestamp::format_day),
+        "alerts_by_rule": alerts,
+    }))
+    .into_response()
 }
 
 #[cfg(test)]
@@ -479,6 +602,26 @@ mod tests {
         for v in ["Basic dXNlcjpwdw==", "Bearert0k", "Bearer", "Bearer ", "t0k", "", "Bear t0k"] {
             assert_eq!(bearer_credentials(v.as_bytes()), None, "{v}");
         }
+    }
+
+    #[test]
+    fn csv_fields_with_commas_quotes_and_line_breaks_are_quoted() {
+        assert_eq!(csv_field("Acme"), "Acme");
+        assert_eq!(csv_field("Acme, Inc"), "\"Acme, Inc\"");
+        assert_eq!(csv_field("The \"Best\" Co"), "\"The \"\"Best\"\" Co\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        let rows = vec![json!({"rank": 1, "account_id": "a,1", "name": "Q \"x\"\r\ny", "score": 12.5, "band": "red",
+            "segment": null, "owner": "Ana", "arr": 10.0, "seats": 3, "renewal_date": null, "last_alert": "inactive",
+            "measures": [{"measure": "usage_trend", "value": 0.5, "points": 10.0}]})];
+        let text = queue_csv(&rows);
+        let mut lines = text.split("\r\n");
+        assert_eq!(
+            lines.next().unwrap(),
+            "rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,usage_trend,usage_trend_points"
+        );
+        assert_eq!(text.matches("\"a,1\"").count(), 1);
+        assert!(text.contains("\"Q \"\"x\"\"\r\ny\""), "{text}");
+        assert!(text.ends_with(",Ana,10.0,3,,inactive,0.5,10.0\r\n"), "{text}");
     }
 
     #[test]

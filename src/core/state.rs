@@ -18,6 +18,8 @@ pub struct Facts {
     pub name: Option<String>,
     pub seats: Option<u32>,
     pub segment: Option<String>,
+    /// The CSM responsible for the account.
+    pub owner: Option<String>,
     pub arr: Option<f64>,
     pub renewal_day: Option<i32>,
     pub start_day: Option<i32>,
@@ -246,6 +248,7 @@ impl AccountState {
                         name: e.name.as_deref().map(str::to_owned),
                         seats: e.seats,
                         segment: e.segment.as_deref().map(str::to_owned),
+                        owner: e.owner.as_deref().map(str::to_owned),
                         arr: e.arr,
                         renewal_day: e.renewal_day,
                         start_day: e.start_day,

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
-use crate::api::board::{Board, Entry};
+pub mod board;
+
+use board::{Board, Entry};
 use crate::core::ids::KeyedMap;
 use crate::core::{evaluate, AccountState, Alert, Applied, Params, ScoreUpdate};
 use crate::event::timestamp::day_of;

@@ -168,6 +168,8 @@ struct AccountWire<'a> {
     seats: Option<u32>,
     #[serde(borrow, default)]
     segment: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    owner: Option<Str<'a>>,
     #[serde(default)]
     arr: Option<f64>,
     #[serde(borrow, default)]
@@ -316,6 +318,15 @@ fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a
         }
     }
     let segment = opt_id("segment", w.segment, l)?;
+    let owner = w.owner.map(|s| s.0);
+    if let Some(o) = &owner {
+        if o.len() > l.max_name_len {
+            return Err(Reject::new(
+                RejectReason::BadValue,
+                format!("`owner` is {} bytes, longer than events.max_name_len ({})", o.len(), l.max_name_len),
+            ));
+        }
+    }
     if let Some(arr) = w.arr {
         if !(arr >= 0.0 && arr.is_finite()) {
             return Err(Reject::new(RejectReason::BadValue, format!("`arr` {arr} must be a number ≥ 0")));
@@ -340,6 +351,7 @@ fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a
         name,
         seats: w.seats,
         segment,
+        owner,
         arr: w.arr,
         renewal_day,
         start_day,
@@ -383,6 +395,7 @@ fn schema(kind: EventKind) -> &'static [(&'static str, Expect)] {
             ("name", Str),
             ("seats", UInt(u32::MAX as u64)),
             ("segment", Str),
+            ("owner", Str),
             ("arr", Number),
             ("renewal_date", Str),
             ("start_date", Str),

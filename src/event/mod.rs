@@ -96,6 +96,8 @@ pub struct AccountEvent<'a> {
     pub name: Option<Cow<'a, str>>,
     pub seats: Option<u32>,
     pub segment: Option<Cow<'a, str>>,
+    /// The CSM responsible for the account.
+    pub owner: Option<Cow<'a, str>>,
     pub arr: Option<f64>,
     /// Days since 1970-01-01.
     pub renewal_day: Option<i32>,
@@ -170,6 +172,7 @@ impl<'a> Event<'a> {
                 name: e.name.map(o),
                 seats: e.seats,
                 segment: e.segment.map(o),
+                owner: e.owner.map(o),
                 arr: e.arr,
                 renewal_day: e.renewal_day,
                 start_day: e.start_day,

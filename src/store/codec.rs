@@ -17,8 +17,8 @@ use crate::core::state::{AccountState, AlertRef, Band, Facts, RuleMark, ScoreSta
 use crate::event::Priority;
 
 /// Version 2 added the per-account applied offsets, version 3 NPS answers, the rules added with
-/// it and their marks; versions 1 and 2 are still read.
-pub const STATE_VERSION: u8 = 3;
+/// it and their marks, version 4 the account's owner; versions 1 to 3 are still read.
+pub const STATE_VERSION: u8 = 4;
 
 /// Rule marks stored in place by versions 1 and 2 (the rules that existed then); later rules'
 /// marks follow at the end.
@@ -351,6 +351,14 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     w.opt_int(sc.expansion_since.map(i64::from));
     w.opt_int(sc.renewal_alerted.map(i64::from));
     w.opt_int(sc.score_drop_since.map(i64::from));
+    // Version 4.
+    match &f.owner {
+        None => w.u8(0),
+        Some(o) => {
+            w.u8(1);
+            w.str(o);
+        }
+    }
 }
 
 pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
@@ -382,6 +390,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         name,
         seats,
         segment,
+        owner: None,
         arr,
         renewal_day: r.opt_day()?,
         start_day: r.opt_day()?,
@@ -481,6 +490,10 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         renewal_alerted = r.opt_day()?;
         score_drop_since = r.opt_day()?;
     }
+    let mut facts = facts;
+    if v >= 4 {
+        facts.owner = opt_str(&mut r)?;
+    }
     if !r.done() {
         return Err(CodecError::Invalid("trailing bytes"));
     }
@@ -530,6 +543,7 @@ mod tests {
                 name: Some("Acme \"Corp\"".into()),
                 seats: Some(40),
                 segment: Some("enterprise".into()),
+                owner: Some("Ana Souza".into()),
                 arr: Some(125_000.5),
                 renewal_day: Some(MAX_STORED_DAY),
                 start_day: Some(MIN_STORED_DAY),

@@ -1,7 +1,7 @@
-//! The board: a small in-memory index of every stored account (partition, score, band, segment,
-//! ARR, seats) that the HTTP API ranks and pages without touching RocksDB. The engine updates it
-//! after each batch is written, so it never shows state that is not durable; at start it is
-//! loaded from the store.
+//! The board: the at-risk index, a read model the engine maintains beside its store: every stored
+//! account's partition, score, band, segment, ARR and seats, which the HTTP API ranks and pages
+//! without touching RocksDB (the API only reads it). The engine updates it after each batch is
+//! written, so it never shows state that is not durable; at start it is loaded from the store.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -21,6 +21,11 @@ pub struct Entry {
     pub segment: Option<String>,
     pub arr: Option<f64>,
     pub seats: Option<u32>,
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub renewal_day: Option<i32>,
+    /// Rules of the account's most recent alerts (at most `RECENT_ALERTS`), with their times.
+    pub alerts: Vec<(u8, i64)>,
 }
 
 impl Entry {
@@ -32,6 +37,10 @@ impl Entry {
             segment: s.facts.segment.clone(),
             arr: s.facts.arr,
             seats: s.facts.seats,
+            name: s.facts.name.clone(),
+            owner: s.facts.owner.clone(),
+            renewal_day: s.facts.renewal_day,
+            alerts: s.score.recent_alerts.iter().map(|a| (a.rule, a.at_ms)).collect(),
         }
     }
 
@@ -122,6 +131,44 @@ impl Inner {
     }
 }
 
+/// Which accounts a queue shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter<'a> {
+    pub band: Option<Band>,
+    pub segment: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    /// Rule code: accounts among whose recent alerts one is of this rule.
+    pub rule: Option<u8>,
+}
+
+impl Filter<'_> {
+    fn matches(&self, e: &Entry) -> bool {
+        self.segment.is_none_or(|s| e.segment.as_deref() == Some(s))
+            && self.owner.is_none_or(|o| e.owner.as_deref() == Some(o))
+            && self.rule.is_none_or(|r| e.alerts.iter().any(|a| a.0 == r))
+    }
+}
+
+/// Queue orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// Lowest score first (ties: more ARR, more seats, id).
+    Risk,
+    /// Red and yellow accounts only, the most ARR first.
+    ArrAtRisk,
+    /// Soonest renewal first.
+    Renewal,
+}
+
+/// The portfolio strip.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Red, yellow, green, unscored.
+    pub accounts: [usize; 4],
+    pub arr: [f64; 4],
+    pub alerts_by_rule: std::collections::BTreeMap<u8, usize>,
+}
+
 /// A page of the at-risk queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -176,6 +223,60 @@ impl Board {
         self.len() == 0
     }
 
+    /// Scored accounts matching `filter`, in the order `sort` asks, `offset` skipped, at most
+    /// `limit`. Risk order walks the ranked sets; the other orders sort the matching accounts.
+    pub fn select(&self, filter: &Filter<'_>, sort: Sort, offset: usize, limit: usize) -> Page {
+        let inner = self.inner.read().expect("board lock");
+        let set = match filter.band {
+            Some(b) => &inner.bands[band_index(b)],
+            None => &inner.all,
+        };
+        let mut hits: Vec<&Rank> = set.iter().filter(|r| filter.matches(&inner.by_id[&r.id])).collect();
+        match sort {
+            Sort::Risk => {}
+            // ARR at risk: red and yellow accounts only, the most ARR first (then risk order).
+            Sort::ArrAtRisk => {
+                hits.retain(|r| matches!(inner.by_id[&r.id].band, Some(Band::Red | Band::Yellow)));
+                hits.sort_by(|a, b| {
+                    let arr = |r: &Rank| inner.by_id[&r.id].arr.unwrap_or(0.0);
+                    arr(b).total_cmp(&arr(a)).then_with(|| a.cmp(b))
+                });
+            }
+            // Soonest renewal first; accounts without a renewal date last.
+            Sort::Renewal => hits.sort_by_key(|r| (inner.by_id[&r.id].renewal_day.unwrap_or(i32::MAX), (*r).clone())),
+        }
+        let total = hits.len();
+        let items = hits.into_iter().skip(offset).take(limit).map(|r| (r.id.to_string(), inner.by_id[&r.id].clone())).collect();
+        Page { items, total }
+    }
+
+    /// Totals for the portfolio strip: accounts and ARR by band (red, yellow, green, unscored),
+    /// and alerts on `day` (days since epoch) by rule code.
+    pub fn summary(&self, day: i32) -> Summary {
+        let inner = self.inner.read().expect("board lock");
+        let mut s = Summary::default();
+        for e in inner.by_id.values() {
+            let i = match e.band {
+                Some(b) if e.score.is_some() => band_index(b),
+                _ => 3,
+            };
+            s.accounts[i] += 1;
+            s.arr[i] += e.arr.unwrap_or(0.0);
+            for &(rule, at) in &e.alerts {
+                if crate::event::timestamp::day_of(at) == day {
+                    *s.alerts_by_rule.entry(rule).or_default() += 1;
+                }
+            }
+        }
+        s
+    }
+
+    /// The newest alert time of any account (the board's "today" when no clock is given).
+    pub fn newest_alert_ms(&self) -> Option<i64> {
+        let inner = self.inner.read().expect("board lock");
+        inner.by_id.values().flat_map(|e| e.alerts.iter().map(|a| a.1)).max()
+    }
+
     /// Scored accounts in risk order, optionally of one band and one segment, `offset` skipped,
     /// at most `limit`.
     pub fn queue(&self, band: Option<Band>, segment: Option<&str>, offset: usize, limit: usize) -> Page {
@@ -201,7 +302,7 @@ mod tests {
     use super::*;
 
     fn e(score: Option<f64>, band: Option<Band>, arr: Option<f64>, segment: &str) -> Entry {
-        Entry { partition: 0, score, band, segment: Some(segment.into()), arr, seats: None }
+        Entry { partition: 0, score, band, segment: Some(segment.into()), arr, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new() }
     }
 
     #[test]
