@@ -440,3 +440,33 @@ fn the_queue_filters_sorts_exports_and_sums_up() {
     let (st, _) = get_json(&s.addr, "/v1/summary?day=someday", None);
     assert_eq!(st, 400);
 }
+
+/// An account's story: its daily score and band, and the alerts on the days they fired.
+#[test]
+fn history_holds_the_daily_scores_and_the_alerts() {
+    let mut s = serve(80, &[]);
+    s.wait_ready();
+    let alerts = s.lines("alerts.jsonl");
+    let finals = s.lines("scores.jsonl");
+    let a = alerts.iter().find(|a| a["kind"] == "risk").expect("a risk alert");
+    let id = a["account_id"].as_str().unwrap();
+    let (st, h) = get_json(&s.addr, &format!("/v1/accounts/{id}/history"), None);
+    assert_eq!(st, 200, "{h}");
+    let days = h["days"].as_array().unwrap();
+    assert!(!days.is_empty() && days.len() <= 90, "{}", days.len());
+    let dates: Vec<&str> = days.iter().map(|d| d["day"].as_str().unwrap()).collect();
+    assert!(dates.windows(2).all(|w| w[0] < w[1]), "one entry a day, in order");
+    let last = days.last().unwrap();
+    let fin = finals.iter().find(|f| f["account_id"] == id).unwrap();
+    assert_eq!(last["score"], fin["score"], "the last day's score is the final score");
+    assert_eq!(last["band"], fin["band"]);
+    // Every alert of the account in the 90 days is on its day.
+    let marks = h["alerts"].as_array().unwrap();
+    let first_day = dates[0];
+    for x in alerts.iter().filter(|x| x["account_id"] == id && x["event_time"].as_str().unwrap()[..10] >= *first_day) {
+        let day = &x["event_time"].as_str().unwrap()[..10];
+        assert!(marks.iter().any(|m| m["day"] == *day && m["rule"] == x["rule"]), "{x} not in {marks:?}");
+    }
+    let (st, _) = get_json(&s.addr, "/v1/accounts/nobody/history", None);
+    assert_eq!(st, 404);
+}

@@ -241,6 +241,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts", get(queue))
         .route("/v1/accounts/{id}", get(account))
+        .route("/v1/accounts/{id}/history", get(history))
         .route("/v1/summary", get(summary))
         .route("/v1/evaluation", get(evaluation::get))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
@@ -510,6 +511,46 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
         return ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], queue_csv(&rows)).into_response();
     }
     Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": rows})).into_response()
+}
+
+/// `/v1/accounts/{id}/history`: the account's daily score and band over the last 90 days, and
+/// the alerts of each day (rule names; the most recent ones also with their ids).
+async fn history(State(shared): State<Arc<Shared>>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Response {
+    let Ok(Path(id)) = path else { return error(StatusCode::BAD_REQUEST, "the account id in the path is not valid UTF-8") };
+    let Some(entry) = shared.board.get(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64)));
+    };
+    let Some(store) = shared.store.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is not open yet");
+    };
+    let state = match store.get_account(entry.partition, &id) {
+        Ok(Some(s)) => s,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64))),
+        Err(e) => {
+            tracing::error!(account = ?id, error = %e, "reading account state for the API failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "reading the account's state failed; see the logs");
+        }
+    };
+    let fmt = crate::event::timestamp::format_day;
+    let days: Vec<Value> = state
+        .score
+        .history
+        .iter()
+        .map(|h| json!({"day": fmt(h.day), "score": f64::from(h.tenths) / 10.0, "band": h.band.name()}))
+        .collect();
+    let mut alerts: Vec<Value> = Vec::new();
+    for h in &state.score.history {
+        for rule in Rule::ALL.iter().filter(|r| h.alerts & (1 << **r as u16) != 0) {
+            let known = state.score.recent_alerts.iter().find(|a| a.rule == *rule as u8 && crate::event::timestamp::day_of(a.at_ms) == h.day);
+            alerts.push(json!({
+                "day": fmt(h.day),
+                "rule": rule.name(),
+                "alert_id": known.map(|a| a.alert_id.clone()),
+                "event_time": known.map(|a| crate::event::timestamp::format_ms(a.at_ms)),
+            }));
+        }
+    }
+    Json(json!({"account_id": id, "days": days, "alerts": alerts})).into_response()
 }
 
 /// One CSV field: quoted when it holds a comma, a quote or a line break (quotes doubled, RFC 4180).

@@ -377,6 +377,8 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         }
         state.score.best.push_back((now_day, snap.clone()));
     }
+    let fired_mask = fired.iter().fold(0u16, |m, r| m | (1 << *r as u16));
+    state.score.note_history(now_day, scored.score, band, fired_mask);
     state.score.band = Some(band);
     state.score.scorecard.clone_from(&card.id);
     state.score.last = Some(snap);

@@ -106,6 +106,9 @@ pub struct ScoreState {
     pub alerts_live: bool,
     /// First day of the current run of days with usage below `usage_drop.share` of its norm.
     pub drop_since: Option<i32>,
+    /// The last evaluation of each of the last `HISTORY_DAYS` days with one, oldest first, for
+    /// the account's score history.
+    pub history: VecDeque<HistoryDay>,
     /// First day of the current run of days with the score `score_drop.points` below its best.
     pub score_drop_since: Option<i32>,
     /// First day of the current run of days at or above `expansion_candidate.seat_share`.
@@ -115,6 +118,36 @@ pub struct ScoreState {
 }
 
 pub const RECENT_ALERTS: usize = 5;
+
+/// Days of score history kept per account.
+pub const HISTORY_DAYS: i32 = 90;
+
+/// One day of an account's score history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryDay {
+    pub day: i32,
+    /// The day's last score, in tenths (0..=1000).
+    pub tenths: u16,
+    pub band: Band,
+    /// Bit `Rule as usize` set: an alert of that rule fired that day.
+    pub alerts: u16,
+}
+
+impl ScoreState {
+    /// Records the day's evaluation in the history (the day's last one wins; the day's alerts
+    /// accumulate) and forgets days older than `HISTORY_DAYS`.
+    pub fn note_history(&mut self, day: i32, score: f64, band: Band, alerts: u16) {
+        let tenths = (score.clamp(0.0, 100.0) * 10.0).round() as u16;
+        match self.history.back_mut() {
+            Some(last) if last.day == day => *last = HistoryDay { day, tenths, band, alerts: last.alerts | alerts },
+            Some(last) if last.day > day => {}
+            _ => self.history.push_back(HistoryDay { day, tenths, band, alerts }),
+        }
+        while self.history.front().is_some_and(|h| h.day <= day - HISTORY_DAYS) {
+            self.history.pop_front();
+        }
+    }
+}
 
 /// Everything kizashi keeps about one account.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -387,6 +420,24 @@ mod tests {
         assert_eq!(t.opened_ms, 1000);
         s.apply(&support("t1", TicketKind::Reopened, None, 3000), 0, &P);
         assert!(s.tickets.get("t1").unwrap().open);
+    }
+
+    #[test]
+    fn history_keeps_the_last_evaluation_of_each_of_the_last_90_days() {
+        let mut sc = ScoreState::default();
+        sc.note_history(10, 50.0, Band::Yellow, 0b10);
+        sc.note_history(10, 80.04, Band::Green, 0b1);
+        sc.note_history(9, 1.0, Band::Red, 0);
+        assert_eq!(
+            sc.history,
+            [HistoryDay { day: 10, tenths: 800, band: Band::Green, alerts: 0b11 }],
+            "the day's last evaluation and all its alerts; an older day is ignored"
+        );
+        for d in 11..200 {
+            sc.note_history(d, 30.0, Band::Red, 0);
+        }
+        assert_eq!(sc.history.len(), 90);
+        assert_eq!(sc.history.front().unwrap().day, 110);
     }
 
     #[test]

@@ -359,6 +359,18 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
             w.str(o);
         }
     }
+    // Score history: count, first day, then per day the gap from the previous one, the score in
+    // tenths, the band and the alerts' rule bits (about 4 bytes a day).
+    w.var(sc.history.len() as u64);
+    w.int(i64::from(sc.history.front().map_or(0, |h| h.day)));
+    let mut prev = sc.history.front().map_or(0, |h| h.day);
+    for h in &sc.history {
+        w.var(u64::try_from(h.day - prev).unwrap_or(0));
+        w.var(u64::from(h.tenths));
+        w.u8(h.band as u8);
+        w.var(u64::from(h.alerts));
+        prev = h.day;
+    }
 }
 
 pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
@@ -491,8 +503,23 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         score_drop_since = r.opt_day()?;
     }
     let mut facts = facts;
+    let mut history = VecDeque::new();
     if v >= 4 {
         facts.owner = opt_str(&mut r)?;
+        let n = r.count(4)?;
+        let mut day = r.day()?;
+        for i in 0..n {
+            let gap = r.var()?;
+            if i > 0 {
+                // Days only go forward, and a history spans at most HISTORY_DAYS.
+                let gap = i32::try_from(gap).ok().filter(|g| (1..crate::core::state::HISTORY_DAYS).contains(g));
+                day = day.checked_add(gap.ok_or(CodecError::Invalid("history"))?).ok_or(CodecError::Invalid("history"))?;
+            }
+            let tenths = u16::try_from(r.var()?).ok().filter(|t| *t <= 1000).ok_or(CodecError::Invalid("history"))?;
+            let band = r.band()?;
+            let alerts = u16::try_from(r.var()?).map_err(|_| CodecError::Invalid("history"))?;
+            history.push_back(crate::core::state::HistoryDay { day, tenths, band, alerts });
+        }
     }
     if !r.done() {
         return Err(CodecError::Invalid("trailing bytes"));
@@ -527,6 +554,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
             expansion_since,
             renewal_alerted,
             score_drop_since,
+            history,
         },
         applied,
     })
@@ -587,11 +615,24 @@ mod tests {
             score_drop_since: Some(MIN_STORED_DAY),
             expansion_since: Some(MAX_STORED_DAY),
             renewal_alerted: Some(20_400),
+            history: [(20_010, 1000, Band::Green, 0), (20_011, 0, Band::Red, 0b11), (20_099, 425, Band::Yellow, 1 << 9)]
+                .map(|(day, tenths, band, alerts)| crate::core::state::HistoryDay { day, tenths, band, alerts })
+                .into(),
         };
         s.nps_count.add(20_050, 2);
         s.nps_promoters.add(20_050, 1);
         s.nps_detractors.add(20_100, 1);
         s
+    }
+
+    #[test]
+    fn a_history_that_goes_back_or_spans_too_long_is_refused() {
+        let mut s = rich_state();
+        let h = |day, tenths| crate::core::state::HistoryDay { day, tenths, band: Band::Red, alerts: 0 };
+        s.score.history = [h(20_010, 10), h(20_200, 20)].into();
+        assert_eq!(decode(&encode_to_vec(&s)), Err(CodecError::Invalid("history")), "a gap of 190 days");
+        s.score.history = [h(20_010, 1001)].into();
+        assert_eq!(decode(&encode_to_vec(&s)), Err(CodecError::Invalid("history")), "a score above 100");
     }
 
     #[test]
