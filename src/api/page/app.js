@@ -155,7 +155,7 @@ async function renderQueue(params) {
       el("td", { class: "name" }, r.name || r.account_id),
       el("td", {}, r.segment || "—"),
       el("td", { class: "owner" }, r.owner || "—"),
-      el("td", { class: "num" }, money(r.arr)),
+      el("td", { class: "num arr" }, money(r.arr)),
       el("td", {}, r.renewal_date || "—"),
       el("td", { class: "num score" }, num(r.score)),
       el("td", { class: "band band-" + (r.band || "none") }, r.band || "unscored"),
