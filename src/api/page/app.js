@@ -217,8 +217,6 @@ function historyChart(days, alerts) {
   const svg = s("svg", { class: "history", viewBox: "0 0 " + W + " " + H, role: "img",
     "aria-label": "Health score over the last 90 days with alerts marked" });
   svg.append(s("title", {}, "Health score, last 90 days"));
-  svg.append(s("rect", { class: "zone-red", x: L, y: y(40), width: W - L - R, height: y(0) - y(40) }));
-  svg.append(s("rect", { class: "zone-yellow", x: L, y: y(70), width: W - L - R, height: y(40) - y(70) }));
   for (const g of [0, 25, 50, 75, 100]) {
     svg.append(s("line", { class: "grid", x1: L, x2: W - R, y1: y(g), y2: y(g) }));
     svg.append(s("text", { class: "axis", x: L - 4, y: y(g) + 3, "text-anchor": "end" }, g));
@@ -226,6 +224,11 @@ function historyChart(days, alerts) {
   const pts = days.filter((d) => d.score !== null && d.score !== undefined && dayNum(d.day) >= first)
     .map((d) => x(dayNum(d.day)).toFixed(1) + "," + y(d.score).toFixed(1));
   if (pts.length) svg.append(s("polyline", { class: "line", points: pts.join(" ") }));
+  for (const d of days) {
+    if (d.score === null || d.score === undefined || dayNum(d.day) < first) continue;
+    svg.append(s("circle", { class: "day band-" + (d.band || "none"), cx: x(dayNum(d.day)).toFixed(1), cy: y(d.score).toFixed(1), r: 2 },
+      s("title", {}, d.day + ": " + num(d.score) + " (" + (d.band || "unscored") + ")")));
+  }
   const fmt = (n) => new Date(n * 86400000).toISOString().slice(0, 10);
   svg.append(s("text", { class: "axis", x: L, y: H - 6 }, fmt(first)));
   svg.append(s("text", { class: "axis", x: W - R, y: H - 6, "text-anchor": "end" }, fmt(last)));
