@@ -11,6 +11,7 @@
 pub mod account;
 pub mod server;
 pub mod evaluation;
+pub mod page;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -249,6 +250,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .merge(page::routes())
         .merge(v1)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/accounts, /v1/accounts/{id}, /metrics, /healthz, /readyz") })
         .layer(middleware::from_fn_with_state(shared.clone(), observe))

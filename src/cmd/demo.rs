@@ -73,6 +73,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     let server = crate::api::serve(&opts.http, shared.clone())
         .or_else(|_| crate::api::serve("127.0.0.1:0", shared.clone()))?;
     let url = server.url();
+    println!("The page (queue, heatmap, accounts) while the demo runs: {url}/");
     println!("HTTP API while the demo runs: {url}/v1/accounts?band=red  {url}/metrics  {url}/readyz\n");
 
     let pipeline_stop = Arc::new(AtomicBool::new(false));

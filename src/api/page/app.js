@@ -1,0 +1,378 @@
+// kizashi's workspace page: the portfolio strip, the at-risk queue as a heatmap, and one
+// account's story. Plain JavaScript; every number comes from /v1 (the page holds no data).
+"use strict";
+
+const TOKEN_KEY = "kizashi.token";
+const REFRESH_MS = 5000;
+const $ = (id) => document.getElementById(id);
+let timer = null;
+let loginPending = null;
+let lastQueueHash = "#/";
+
+// ---- API access (bearer token from sessionStorage; a 401 asks for it again) ----
+
+class Unauthorized extends Error {}
+
+async function api(path) {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const res = await fetch(path, { headers });
+  if (res.status === 401) throw new Unauthorized();
+  let body = null;
+  try { body = await res.json(); } catch (_) { body = null; }
+  return { status: res.status, body };
+}
+
+function askToken(message) {
+  if (!loginPending) {
+    loginPending = new Promise((resolve) => {
+      const form = $("login");
+      $("app").hidden = true;
+      form.hidden = false;
+      const err = $("login-error");
+      err.hidden = !message;
+      err.textContent = message || "";
+      $("token").focus();
+      form.onsubmit = (e) => {
+        e.preventDefault();
+        sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+        form.hidden = true;
+        $("app").hidden = false;
+        loginPending = null;
+        resolve();
+      };
+    });
+  }
+  return loginPending;
+}
+
+// ---- formatting ----
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") e.className = v; else e.setAttribute(k, v);
+  }
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+const money = (x) => (x === null || x === undefined) ? "—"
+  : "$" + Number(x).toLocaleString("en-US", { maximumFractionDigits: 0 });
+const num = (x, d) => (x === null || x === undefined) ? "—"
+  : Number(x).toLocaleString("en-US", { maximumFractionDigits: d === undefined ? 1 : d });
+const label = (m) => m.replace(/_/g, " ");
+
+function measureClass(value, points) {
+  if (value === null || value === undefined || points === null || points === undefined) return "m-nodata";
+  if (points <= 20) return "m-red";
+  if (points < 70) return "m-yellow";
+  return "m-green";
+}
+
+// From red (0 points) to green (100 points), light enough for dark text.
+function measureColour(points) {
+  const p = Math.max(0, Math.min(100, points));
+  return "hsl(" + Math.round(p * 1.2) + ", 65%, 80%)";
+}
+
+// ---- routing: #/account/<id>, or the queue's state as #sort=..&owner=..&offset=.. ----
+
+function route() {
+  const h = location.hash || "#/";
+  const m = h.match(/^#\/account\/(.+)$/);
+  if (m) return { view: "account", id: decodeURIComponent(m[1]) };
+  return { view: "queue", params: new URLSearchParams(h.replace(/^#\/?\??/, "")) };
+}
+
+const FILTERS = ["sort", "band", "segment", "owner", "rule", "limit"];
+
+function queueHash(params) {
+  const p = new URLSearchParams();
+  for (const [k, v] of params) if (v !== "" && !(k === "sort" && v === "risk") && !(k === "offset" && v === "0")) p.set(k, v);
+  const s = p.toString();
+  return s ? "#" + s : "#/";
+}
+
+function controlsToHash(offset) {
+  const p = new URLSearchParams();
+  for (const k of FILTERS) p.set(k, $(k).value.trim());
+  p.set("offset", String(offset || 0));
+  location.hash = queueHash(p);
+}
+
+// ---- the portfolio strip ----
+
+async function renderStrip() {
+  const { status, body } = await api("/v1/summary");
+  const strip = $("strip");
+  if (status !== 200 || !body) { strip.replaceChildren(el("p", { class: "error" }, "summary unavailable")); return; }
+  const cards = ["red", "yellow", "green", "unscored"].map((b) =>
+    el("div", { class: "card " + b },
+      el("h2", {}, b),
+      el("div", { class: "n" }, num(body.accounts[b], 0), " ", el("span", { class: "arr" }, "accounts")),
+      el("div", { class: "arr" }, money(body.arr[b]), " ARR")));
+  const rules = Object.entries(body.alerts_by_rule || {}).sort((a, b) => b[1] - a[1]);
+  const ruleCard = el("div", { class: "card rules" },
+    el("h2", {}, "alerts by rule" + (body.day ? " on " + body.day : "")),
+    rules.length ? el("ul", {}, rules.map(([r, n]) => el("li", {}, label(r) + ": ", el("strong", {}, n))))
+                 : el("p", {}, "no alerts"));
+  strip.replaceChildren(...cards, ruleCard);
+}
+
+// ---- the queue / heatmap ----
+
+async function renderQueue(params) {
+  for (const k of FILTERS) $(k).value = params.get(k) || (k === "sort" ? "risk" : k === "limit" ? "50" : "");
+  const offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
+  const q = new URLSearchParams();
+  for (const k of FILTERS) { const v = $(k).value.trim(); if (v) q.set(k, v); }
+  q.set("offset", String(offset));
+  const { status, body } = await api("/v1/accounts?" + q.toString());
+  const table = $("table");
+  if (status !== 200 || !body) {
+    table.replaceChildren(el("caption", { class: "error" }, (body && body.message) || ("error " + status)));
+    $("pageinfo").textContent = "";
+    return;
+  }
+  const rows = body.accounts;
+  const measures = [];
+  for (const r of rows) for (const m of r.measures || []) if (!measures.includes(m.measure)) measures.push(m.measure);
+
+  const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.id : null;
+  const head = el("thead", {}, el("tr", {},
+    el("th", { class: "num", scope: "col" }, "#"), el("th", { scope: "col" }, "Account"),
+    el("th", { scope: "col" }, "Segment"), el("th", { scope: "col" }, "Owner"),
+    el("th", { class: "num", scope: "col" }, "ARR"), el("th", { scope: "col" }, "Renewal"),
+    el("th", { class: "num", scope: "col" }, "Score"), el("th", { scope: "col" }, "Band"),
+    measures.map((m) => el("th", { class: "num", scope: "col" }, label(m)))));
+  const body_ = el("tbody", {}, rows.map((r) => {
+    const byName = Object.fromEntries((r.measures || []).map((m) => [m.measure, m]));
+    const tr = el("tr", { tabindex: "0", "data-id": r.account_id, "aria-label": "Open account " + (r.name || r.account_id) },
+      el("td", { class: "num" }, r.rank),
+      el("td", { class: "name" }, r.name || r.account_id),
+      el("td", {}, r.segment || "—"),
+      el("td", { class: "owner" }, r.owner || "—"),
+      el("td", { class: "num arr" }, money(r.arr)),
+      el("td", {}, r.renewal_date || "—"),
+      el("td", { class: "num score" }, num(r.score)),
+      el("td", { class: "band band-" + (r.band || "none") }, r.band || "unscored"),
+      measures.map((name) => {
+        const m = byName[name];
+        if (!m) return el("td", { class: "m m-nodata", title: label(name) + ": not on this scorecard" }, "—");
+        const cls = measureClass(m.value, m.points);
+        const td = el("td", { class: "m " + cls, "data-points": m.points,
+          title: label(name) + ": " + (m.value === null ? "no data" : num(m.value, 3) + " → " + num(m.points) + " points") },
+          m.value === null ? "no data" : num(m.value, 3));
+        if (cls !== "m-nodata") td.style.background = measureColour(m.points);
+        return td;
+      }));
+    return tr;
+  }));
+  table.replaceChildren(
+    el("caption", { class: "legend" }, body.total + " accounts" + (rows.length ? ", showing " + (offset + 1) + "–" + (offset + rows.length) : "")),
+    head, body_);
+  if (focused) { const again = table.querySelector('tr[data-id="' + CSS.escape(focused) + '"]'); if (again) again.focus(); }
+
+  $("prev").disabled = offset === 0;
+  $("next").disabled = body.next_offset === null || body.next_offset === undefined;
+  $("prev").dataset.offset = String(Math.max(0, offset - body.limit));
+  $("next").dataset.offset = String(body.next_offset || 0);
+  const pages = Math.max(1, Math.ceil(body.total / body.limit));
+  $("pageinfo").textContent = "page " + (Math.floor(offset / body.limit) + 1) + " of " + pages;
+
+  // Suggestions for the text filters, from what this page shows.
+  const fill = (id, key) => {
+    const list = $(id);
+    const seen = new Set(Array.from(list.options).map((o) => o.value));
+    for (const r of rows) if (r[key] && !seen.has(r[key])) { seen.add(r[key]); list.append(el("option", { value: r[key] })); }
+  };
+  fill("segments", "segment");
+  fill("owners", "owner");
+}
+
+function openRow(tr) {
+  lastQueueHash = location.hash || "#/";
+  location.hash = "#/account/" + encodeURIComponent(tr.dataset.id);
+}
+
+// ---- the account page ----
+
+function historyChart(days, alerts) {
+  const W = 640, H = 220, L = 34, R = 10, T = 10, B = 24;
+  const NS = "http://www.w3.org/2000/svg";
+  const s = (tag, attrs, ...kids) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+    return e;
+  };
+  const dayNum = (d) => Math.round(Date.parse(d + "T00:00:00Z") / 86400000);
+  const last = days.length ? dayNum(days[days.length - 1].day) : Math.round(Date.now() / 86400000);
+  const first = last - 89;
+  const x = (d) => L + (W - L - R) * (d - first) / 89;
+  const y = (score) => T + (H - T - B) * (1 - score / 100);
+  const svg = s("svg", { class: "history", viewBox: "0 0 " + W + " " + H, role: "img",
+    "aria-label": "Health score over the last 90 days with alerts marked" });
+  svg.append(s("title", {}, "Health score, last 90 days"));
+  for (const g of [0, 25, 50, 75, 100]) {
+    svg.append(s("line", { class: "grid", x1: L, x2: W - R, y1: y(g), y2: y(g) }));
+    svg.append(s("text", { class: "axis", x: L - 4, y: y(g) + 3, "text-anchor": "end" }, g));
+  }
+  const pts = days.filter((d) => d.score !== null && d.score !== undefined && dayNum(d.day) >= first)
+    .map((d) => x(dayNum(d.day)).toFixed(1) + "," + y(d.score).toFixed(1));
+  if (pts.length) svg.append(s("polyline", { class: "line", points: pts.join(" ") }));
+  for (const d of days) {
+    if (d.score === null || d.score === undefined || dayNum(d.day) < first) continue;
+    svg.append(s("circle", { class: "day band-" + (d.band || "none"), cx: x(dayNum(d.day)).toFixed(1), cy: y(d.score).toFixed(1), r: 2 },
+      s("title", {}, d.day + ": " + num(d.score) + " (" + (d.band || "unscored") + ")")));
+  }
+  const fmt = (n) => new Date(n * 86400000).toISOString().slice(0, 10);
+  svg.append(s("text", { class: "axis", x: L, y: H - 6 }, fmt(first)));
+  svg.append(s("text", { class: "axis", x: W - R, y: H - 6, "text-anchor": "end" }, fmt(last)));
+  const scoreOn = new Map(days.map((d) => [d.day, d.score]));
+  for (const a of alerts) {
+    const day = String(a.event_time || "").slice(0, 10);
+    const n = dayNum(day);
+    if (!(n >= first && n <= last)) continue;
+    const sc = scoreOn.get(day);
+    svg.append(s("circle", { class: "alert-marker", cx: x(n).toFixed(1), cy: y(sc === undefined || sc === null ? 100 : sc).toFixed(1), r: 5 },
+      s("title", {}, label(a.rule || "alert") + " on " + day)));
+  }
+  return svg;
+}
+
+async function renderAccount(id) {
+  const view = $("account");
+  const [{ status, body: a }, hist] = await Promise.all([
+    api("/v1/accounts/" + encodeURIComponent(id)),
+    api("/v1/accounts/" + encodeURIComponent(id) + "/history"),
+  ]);
+  const back = el("a", { href: lastQueueHash, id: "back" }, "← Back to the queue");
+  if (status !== 200 || !a) {
+    view.replaceChildren(back, el("p", { class: "error" }, (a && a.message) || ("error " + status)));
+    return;
+  }
+  const f = a.facts || {};
+  const facts = el("dl", { class: "facts" },
+    [["Account id", a.account_id], ["Segment", f.segment || "—"], ["Seats", num(f.seats, 0)], ["ARR", money(f.arr)],
+     ["Renewal", f.renewal_date || "—"], ["Customer since", f.start_date || "—"], ["Scorecard", a.scorecard || "—"],
+     ["Scored at", a.scored_at || "—"]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  const scorePanel = el("div", { class: "panel" }, el("h3", {}, "Health"),
+    el("div", { class: "bigscore band-" + (a.band || "none") }, num(a.score), " ", el("span", { class: "band" }, a.band || "unscored")),
+    el("p", { class: "summary" }, a.summary || ""));
+
+  const expl = a.explanation || [];
+  const maxAbs = Math.max(1, ...expl.map((e) => Math.abs(e.points || 0)));
+  const bars = expl.length ? el("div", { class: "bars", role: "list" }, expl.map((e) => {
+    const w = (50 * Math.abs(e.points) / maxAbs).toFixed(1) + "%";
+    const bar = el("div", { class: "bar " + (e.points < 0 ? "loss" : "gain") });
+    bar.style.width = e.points === 0 ? "0" : w;
+    const desc = e.value === null ? "no data" : num(e.value, 3) + (e.previous === null || e.previous === undefined ? "" : " (was " + num(e.previous, 3) + ")");
+    return [el("div", { role: "listitem" }, label(e.measure), el("br"), el("small", {}, desc)),
+            el("div", { class: "bar-track", "aria-hidden": "true" }, bar),
+            el("div", { class: "pts" }, (e.points > 0 ? "+" : "") + num(e.points))];
+  })) : el("p", {}, "no explanation: the account is not scored yet");
+
+  let chart;
+  if (hist.status === 200 && hist.body && Array.isArray(hist.body.days) && hist.body.days.length) {
+    chart = historyChart(hist.body.days, hist.body.alerts || []);
+  } else {
+    chart = el("p", { class: "nohistory" }, "no history yet");
+  }
+
+  const alerts = a.last_alerts || [];
+  const alertList = alerts.length
+    ? el("ul", { class: "alerts" }, alerts.map((x) => el("li", {}, el("strong", {}, label(x.rule || "alert")), " — ", x.event_time,
+        x.alert_id ? el("small", {}, " (" + x.alert_id + ")") : null)))
+    : el("p", {}, "no recent alerts");
+
+  view.replaceChildren(back,
+    el("h2", {}, f.name || a.account_id),
+    el("div", { class: "panels" },
+      scorePanel,
+      el("div", { class: "panel" }, el("h3", {}, "Facts"), facts),
+      el("div", { class: "panel wide" }, el("h3", {}, "Score history (last 90 days, alerts marked)"), chart),
+      el("div", { class: "panel" }, el("h3", {}, "Points won and lost since the baseline"), bars),
+      el("div", { class: "panel" }, el("h3", {}, "Recent alerts"), alertList)));
+  document.title = (f.name || a.account_id) + " — kizashi";
+}
+
+// ---- the loop ----
+
+let rendering = false;
+let again = false;
+// One render at a time; a render asked for meanwhile (a hash change during a refresh) runs next.
+async function render() {
+  if (rendering) { again = true; return; }
+  rendering = true;
+  try {
+    do {
+      again = false;
+      await renderOnce();
+    } while (again);
+  } finally {
+    rendering = false;
+  }
+}
+
+async function renderOnce() {
+  for (;;) {
+    const r = route();
+    try {
+      $("queue").hidden = r.view !== "queue";
+      $("account").hidden = r.view !== "account";
+      if (r.view === "queue") {
+        document.title = "kizashi — account health";
+        await Promise.all([renderStrip(), renderQueue(r.params)]);
+      } else {
+        await Promise.all([renderStrip(), renderAccount(r.id)]);
+      }
+      $("status").textContent = "updated " + new Date().toLocaleTimeString();
+      return;
+    } catch (e) {
+      if (!(e instanceof Unauthorized)) {
+        $("status").textContent = "cannot reach kizashi: " + e.message;
+        return;
+      }
+      await askToken(sessionStorage.getItem(TOKEN_KEY) ? "That token was refused; try again." : "");
+    }
+  }
+}
+
+function schedule() {
+  if (timer) clearInterval(timer);
+  timer = $("auto").checked ? setInterval(render, REFRESH_MS) : null;
+}
+
+function init() {
+  $("controls").addEventListener("submit", (e) => { e.preventDefault(); controlsToHash(0); });
+  for (const k of ["sort", "band", "rule", "limit"]) $(k).addEventListener("change", () => controlsToHash(0));
+  for (const k of ["segment", "owner"]) $(k).addEventListener("change", () => controlsToHash(0));
+  $("reset").addEventListener("click", () => { location.hash = "#/"; });
+  $("prev").addEventListener("click", () => controlsToHash(parseInt($("prev").dataset.offset, 10)));
+  $("next").addEventListener("click", () => controlsToHash(parseInt($("next").dataset.offset, 10)));
+  const table = $("table");
+  table.addEventListener("click", (e) => { const tr = e.target.closest("tbody tr"); if (tr) openRow(tr); });
+  table.addEventListener("keydown", (e) => {
+    const tr = e.target.closest("tbody tr");
+    if (!tr) return;
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openRow(tr); }
+    else if (e.key === "ArrowDown" && tr.nextElementSibling) { e.preventDefault(); tr.nextElementSibling.focus(); }
+    else if (e.key === "ArrowUp" && tr.previousElementSibling) { e.preventDefault(); tr.previousElementSibling.focus(); }
+  });
+  $("auto").addEventListener("change", schedule);
+  window.addEventListener("hashchange", () => {
+    const r = route();
+    if (r.view === "queue") lastQueueHash = location.hash || "#/";
+    render();
+  });
+  const r = route();
+  if (r.view === "queue") lastQueueHash = location.hash || "#/";
+  render();
+  schedule();
+}
+
+init();
