@@ -469,4 +469,16 @@ fn history_holds_the_daily_scores_and_the_alerts() {
     }
     let (st, _) = get_json(&s.addr, "/v1/accounts/nobody/history", None);
     assert_eq!(st, 404);
+    // The account page's other panels: recent alerts with their summaries, open tickets.
+    let (st, d) = get_json(&s.addr, &format!("/v1/accounts/{id}"), None);
+    assert_eq!(st, 200);
+    let recent = d["last_alerts"].as_array().unwrap();
+    assert!(!recent.is_empty());
+    for r in recent {
+        let full = alerts.iter().find(|x| x["alert_id"] == r["alert_id"]).expect("a replayed alert");
+        let sum = r["summary"].as_str().unwrap();
+        assert!(!sum.is_empty() && full["summary"].as_str().unwrap().starts_with(sum), "{r}");
+    }
+    let tickets = d["open_tickets"].as_array().unwrap();
+    assert_eq!(tickets.len() as u64, d["open_ticket_count"].as_u64().unwrap().min(20));
 }

@@ -263,6 +263,8 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     let chart = view.contains("<svg") && view.contains("class=\"alert-marker\"") && view.contains("<title>");
     assert!(chart, "the history chart with alert markers:\n{view}");
     assert!(!view.contains(">no history yet<"), "{view}");
+    assert!(view.contains("class=\"alert-summary\""), "recent alerts with their summaries:\n{view}");
+    assert!(view.contains("Open tickets"), "the open tickets panel");
     screenshot(&base, &hash, &shots.join("account.png"));
 
     // Hand-made copies (docs/screenshots) come from the same run when asked for.

@@ -17,7 +17,23 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
         "arr": f.arr,
         "renewal_date": f.renewal_day.map(format_day),
         "start_date": f.start_day.map(format_day),
+        "owner": f.owner,
     });
+    // The oldest open tickets (at most 20), with their age at the account's last evaluation.
+    let at = s.score.last.as_ref().map_or(0, |l| l.at_ms);
+    let open_tickets: Vec<Value> = s
+        .tickets
+        .oldest_open(20)
+        .map(|(id, t)| {
+            let priority = ["low", "normal", "high", "urgent"].get(t.priority.code() as usize).copied();
+            json!({
+                "ticket_id": id,
+                "priority": priority,
+                "opened_at": format_ms(t.opened_ms),
+                "age_days": (at.saturating_sub(t.opened_ms) / 86_400_000).max(0),
+            })
+        })
+        .collect();
     let alerts: Vec<Value> = s
         .score
         .recent_alerts
@@ -28,6 +44,7 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
                 "alert_id": a.alert_id,
                 "rule": Rule::from_code(a.rule).map(Rule::name),
                 "event_time": format_ms(a.at_ms),
+                "summary": a.summary,
             })
         })
         .collect();
@@ -44,6 +61,8 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
             "explanation": [],
             "summary": "not scored yet: no measure has data",
             "last_alerts": alerts,
+        "open_tickets": open_tickets,
+        "open_ticket_count": s.tickets.open_count(),
         });
     };
     // The scorecard it was scored with; if the configuration changed since, the one it would get now.
@@ -74,5 +93,7 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
         "explanation": explanation,
         "summary": summary(&lead, None, &explanation),
         "last_alerts": alerts,
+        "open_tickets": open_tickets,
+        "open_ticket_count": s.tickets.open_count(),
     })
 }

@@ -340,7 +340,16 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             summary: text,
             explanation,
         };
-        state.score.recent_alerts.push_back(AlertRef { rule: rule as u8, at_ms: now_ms, alert_id: alert.alert_id.clone() });
+        let mut cut = alert.summary.len().min(super::state::ALERT_SUMMARY_BYTES);
+        while !alert.summary.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        state.score.recent_alerts.push_back(AlertRef {
+            rule: rule as u8,
+            at_ms: now_ms,
+            alert_id: alert.alert_id.clone(),
+            summary: alert.summary[..cut].to_string(),
+        });
         if state.score.recent_alerts.len() > RECENT_ALERTS {
             state.score.recent_alerts.pop_front();
         }

@@ -83,7 +83,12 @@ pub struct AlertRef {
     pub rule: u8,
     pub at_ms: i64,
     pub alert_id: String,
+    /// The alert's summary, cut to `ALERT_SUMMARY_BYTES`.
+    pub summary: String,
 }
+
+/// Bytes of an alert's summary kept with the account's recent alerts.
+pub const ALERT_SUMMARY_BYTES: usize = 240;
 
 /// What the scorer remembers between evaluations.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -102,6 +102,11 @@ impl Tickets {
         self.urgent.remove(&k);
     }
 
+    /// The `n` oldest open tickets, oldest first.
+    pub fn oldest_open(&self, n: usize) -> impl Iterator<Item = (&str, &Ticket)> {
+        self.open.iter().take(n).filter_map(|(_, id)| self.all.get(id).map(|t| (id.as_str(), t)))
+    }
+
     pub fn open_count(&self) -> usize {
         self.open.len()
     }

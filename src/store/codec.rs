@@ -371,6 +371,10 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
         w.var(u64::from(h.alerts));
         prev = h.day;
     }
+    // The recent alerts' summaries, in their order.
+    for a in &sc.recent_alerts {
+        w.str(&a.summary);
+    }
 }
 
 pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
@@ -470,7 +474,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     for _ in 0..n {
         let rule = r.u8()?;
         let at_ms = r.int()?;
-        recent_alerts.push_back(AlertRef { rule, at_ms, alert_id: r.str()?.to_owned() });
+        recent_alerts.push_back(AlertRef { rule, at_ms, alert_id: r.str()?.to_owned(), summary: String::new() });
     }
     let mut applied = [0i64; 3];
     if v >= 2 {
@@ -519,6 +523,9 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
             let band = r.band()?;
             let alerts = u16::try_from(r.var()?).map_err(|_| CodecError::Invalid("history"))?;
             history.push_back(crate::core::state::HistoryDay { day, tenths, band, alerts });
+        }
+        for a in recent_alerts.iter_mut() {
+            a.summary = r.str()?.to_owned();
         }
     }
     if !r.done() {
@@ -609,7 +616,7 @@ mod tests {
             rules: [RuleMark { armed: false, last_fired_ms: Some(3) }; N_RULES],
             emitted: Some((42.5, Band::Yellow)),
             next_due_ms: Some(10),
-            recent_alerts: [AlertRef { rule: 1, at_ms: 9, alert_id: "a1".into() }].into(),
+            recent_alerts: [AlertRef { rule: 1, at_ms: 9, alert_id: "a1".into(), summary: "No product usage for 14 days.".into() }].into(),
             alerts_live: true,
             drop_since: Some(20_090),
             score_drop_since: Some(MIN_STORED_DAY),

@@ -286,8 +286,19 @@ async function renderAccount(id) {
   const alerts = a.last_alerts || [];
   const alertList = alerts.length
     ? el("ul", { class: "alerts" }, alerts.map((x) => el("li", {}, el("strong", {}, label(x.rule || "alert")), " — ", x.event_time,
-        x.alert_id ? el("small", {}, " (" + x.alert_id + ")") : null)))
+        x.alert_id ? el("small", {}, " (" + x.alert_id + ")") : null,
+        x.summary ? el("p", { class: "alert-summary" }, x.summary) : null)))
     : el("p", {}, "no recent alerts");
+
+  const tickets = a.open_tickets || [];
+  const ticketList = tickets.length
+    ? el("table", { class: "tickets" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Ticket"), el("th", { scope: "col" }, "Priority"),
+          el("th", { scope: "col" }, "Opened"), el("th", { scope: "col" }, "Age (days)"))),
+        el("tbody", {}, tickets.map((t) => el("tr", {}, el("td", {}, t.ticket_id), el("td", {}, t.priority || ""),
+          el("td", {}, t.opened_at), el("td", {}, String(t.age_days))))))
+    : el("p", {}, "no open tickets");
+  const ticketTitle = "Open tickets" + (a.open_ticket_count > tickets.length ? " (oldest " + tickets.length + " of " + a.open_ticket_count + ")" : "");
 
   view.replaceChildren(back,
     el("h2", {}, f.name || a.account_id),
@@ -296,7 +307,8 @@ async function renderAccount(id) {
       el("div", { class: "panel" }, el("h3", {}, "Facts"), facts),
       el("div", { class: "panel wide" }, el("h3", {}, "Score history (last 90 days, alerts marked)"), chart),
       el("div", { class: "panel" }, el("h3", {}, "Points won and lost since the baseline"), bars),
-      el("div", { class: "panel" }, el("h3", {}, "Recent alerts"), alertList)));
+      el("div", { class: "panel" }, el("h3", {}, "Recent alerts"), alertList),
+      el("div", { class: "panel" }, el("h3", {}, ticketTitle), ticketList)));
   document.title = (f.name || a.account_id) + " — kizashi";
 }
 
