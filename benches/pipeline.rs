@@ -129,9 +129,17 @@ fn main() {
         let (addr, stop) = (http_d.clone(), stop_load.clone());
         std::thread::spawn(move || query_load(&addr, accounts, api_rate, &stop))
     };
+    // And the workspace page open, refreshing once a second (five times as often as the page
+    // does): the page itself, the summary, a queue page of 50 with its heatmap, one account's
+    // view and history.
+    let page = {
+        let (addr, stop) = (http_d.clone(), stop_load.clone());
+        std::thread::spawn(move || page_load(&addr, accounts, &stop))
+    };
     let e2e_d = caught_up(&http_d);
     stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut found, mut all) = load.join().unwrap();
+    let page_refreshes = page.join().unwrap();
     Command::new("kill").args(["-TERM", &child_d.id().to_string()]).status().unwrap();
     let _ = child_d.wait();
     found.sort_by(f64::total_cmp);
@@ -240,7 +248,7 @@ fn main() {
     println!("(a) plain counting consumer: {plain:>9.0} events/s");
     println!("(b) kizashi end to end:      {e2e:>9.0} events/s  (ratio {:.2})", e2e / plain);
     println!(
-        "(d) with {api_rate:.0} queries/s:     {e2e_d:>9.0} events/s  ({:+.1}% vs {no_queries:.0}, the mean of (b) and a second run without queries, {e2e_b2:.0})\n    /v1/accounts/{{id}} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} answers ({} found the account)",
+        "(d) with {api_rate:.0} queries/s and the page refreshing every second ({page_refreshes} refreshes): {e2e_d:>9.0} events/s  ({:+.1}% vs {no_queries:.0}, the mean of (b) and a second run without queries, {e2e_b2:.0})\n    /v1/accounts/{{id}} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} answers ({} found the account)",
         (e2e_d / no_queries - 1.0) * 100.0,
         percentile(&found, 0.5),
         percentile(&found, 0.99),
@@ -265,6 +273,20 @@ fn main() {
         percentile(&broker_latencies, 0.99),
         broker_latencies.len()
     );
+}
+
+/// What an open workspace page asks for, once a second, until `stop`; returns the refreshes done.
+fn page_load(addr: &str, accounts: usize, stop: &std::sync::atomic::AtomicBool) -> usize {
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let id = format!("acct-{:05}", n % accounts.max(1));
+        for path in ["/", "/app.js", "/v1/summary", "/v1/accounts?limit=50&sort=risk", &format!("/v1/accounts/{id}"), &format!("/v1/accounts/{id}/history")] {
+            let _ = common::http_get(addr, path, None);
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    n
 }
 
 /// Queries `/v1/accounts/{id}` for random accounts at `rate` per second over one keep-alive

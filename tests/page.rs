@@ -52,6 +52,10 @@ impl Served {
 
 /// Generates a population and starts `replay --serve` on it (as tests/api.rs does).
 fn serve(accounts: usize) -> Served {
+    serve_with(accounts, &[])
+}
+
+fn serve_with(accounts: usize, env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = dir.path().join("out");
@@ -68,6 +72,7 @@ fn serve(accounts: usize) -> Served {
         .args(["--now", "2025-11-09"]) // day END_DAY + 1
         .args(["--serve", "--http", &addr])
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -274,4 +279,23 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
         }
     }
     eprintln!("page test: screenshots in {}; {:.1} s", shots.display(), started.elapsed().as_secs_f64());
+}
+
+/// With `http.token` set the page holds nothing without it: it asks for the token, shows no
+/// account, and the API it would call refuses it without the token.
+#[test]
+fn with_a_token_the_page_asks_for_it_and_shows_nothing_before() {
+    require_chromium();
+    let mut s = serve_with(30, &[("KIZASHI__HTTP__TOKEN", "s3cret-token")]);
+    let base = format!("http://{}", s.addr);
+    s.wait_ready();
+    let page = dom(&base, "");
+    let login = between(&page, "<form id=\"login\"", "</form>").expect("the token form");
+    assert!(!login.starts_with(" hidden"), "the form is shown: {login}");
+    assert!(login.contains("type=\"password\"") || login.contains("id=\"token\""), "{login}");
+    assert!(!page.contains("acct-000"), "no account data without the token");
+    let (st, _) = common::http_get(&s.addr, "/v1/accounts", None).unwrap();
+    assert_eq!(st, 401);
+    let (st, _) = common::http_get(&s.addr, "/", None).unwrap();
+    assert_eq!(st, 200, "the page itself needs no token");
 }
