@@ -299,3 +299,301 @@ fn with_a_token_the_page_asks_for_it_and_shows_nothing_before() {
     let (st, _) = common::http_get(&s.addr, "/", None).unwrap();
     assert_eq!(st, 200, "the page itself needs no token");
 }
+
+/// A headless chromium driven over the DevTools protocol (CDP, JSON over a WebSocket), for what a
+/// DOM dump cannot do: type into a form, submit it, reload the page.
+struct Browser {
+    child: Child,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    next_id: u64,
+    /// Uncaught exceptions the page threw (`Runtime.exceptionThrown`).
+    exceptions: Vec<String>,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    fn start() -> Browser {
+        use std::io::BufRead;
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(CHROMIUM)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-port=0",
+                "--window-size=1280,800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        // Chromium prints `DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID`.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(i) = line.find("ws://") {
+                    let _ = tx.send(line[i..].trim().to_string());
+                }
+            }
+        });
+        let browser_ws = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromium printed no DevTools address in 30 s");
+        // The page chromium opened is at ws://HOST/devtools/page/TARGET; its id from the browser.
+        let (mut bws, _) = tungstenite::connect(browser_ws.as_str())
+            .expect("connect to chromium's DevTools socket");
+        let req = serde_json::json!({"id": 1, "method": "Target.getTargets", "params": {}});
+        bws.send(tungstenite::Message::text(req.to_string()))
+            .unwrap();
+        let targets = loop {
+            if let tungstenite::Message::Text(t) = bws.read().expect("chromium's target list") {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == 1 {
+                    break v;
+                }
+            }
+        };
+        let page = targets["result"]["targetInfos"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["type"] == "page"))
+            .unwrap_or_else(|| panic!("no page target in {targets}"));
+        let host = between(&browser_ws, "ws://", "/").unwrap();
+        let url = format!(
+            "ws://{host}/devtools/page/{}",
+            page["targetId"].as_str().unwrap()
+        );
+        let url = url.as_str();
+        let (ws, _) = tungstenite::connect(url).expect("connect to the page's DevTools socket");
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        drop(bws);
+        let mut b = Browser {
+            child,
+            ws,
+            next_id: 0,
+            exceptions: Vec::new(),
+            _profile: profile,
+        };
+        b.call("Runtime.enable", serde_json::json!({}));
+        b.call("Page.enable", serde_json::json!({}));
+        b
+    }
+
+    /// Sends one command and returns its `result`, noting the events that arrive meanwhile.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .expect("send to chromium");
+        loop {
+            let m = self
+                .ws
+                .read()
+                .unwrap_or_else(|e| panic!("no answer from chromium to {method}: {e}"));
+            let tungstenite::Message::Text(t) = m else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["method"] == "Runtime.exceptionThrown" {
+                self.exceptions
+                    .push(v["params"]["exceptionDetails"].to_string());
+            }
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method} failed: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluates `js` in the page (awaiting a promise) and returns its value.
+    fn eval(&mut self, js: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(r.get("exceptionDetails").is_none(), "{js} threw: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `js` until it is true (10 s at most); panics with `what` and the page's text if not.
+    /// Until the page has loaded (a navigation is under way) `js` may throw: that counts as false.
+    fn wait_for(&mut self, js: &str, what: &str) {
+        let start = Instant::now();
+        let guarded = format!(
+            "(() => {{ try {{ return ({js}) === true; }} catch (_) {{ return false; }} }})()"
+        );
+        while self.eval(&guarded) != serde_json::Value::Bool(true) {
+            if start.elapsed() > Duration::from_secs(10) {
+                let body = self.eval("document.body.innerText");
+                panic!("{what}: not so after 10 s ({js}); the page reads:\n{body}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn navigate(&mut self, url: &str) {
+        self.call("Page.navigate", serde_json::json!({"url": url}));
+    }
+}
+
+/// The whole round trip: the page asks for the token, a wrong one is refused with a message, the
+/// right one shows the queue (so the API calls carried it: the API refuses them without it), and
+/// a reload does not ask again (the token is kept for the tab).
+#[test]
+fn with_a_token_the_page_takes_it_once_and_sends_it_on_every_call() {
+    require_chromium();
+    let mut s = serve_with(30, &[("KIZASHI__HTTP__TOKEN", "s3cret-token")]);
+    let base = format!("http://{}", s.addr);
+    s.wait_ready();
+    let mut b = Browser::start();
+    b.navigate(&format!("{base}/"));
+    let login_shown =
+        "!document.getElementById('login').hidden && document.getElementById('app').hidden";
+    b.wait_for(login_shown, "the page asks for the token");
+    assert_eq!(
+        b.eval("document.querySelectorAll('#table tbody tr').length"),
+        0,
+        "no rows before the token"
+    );
+    let submit = |b: &mut Browser, token: &str| {
+        b.eval(&format!(
+            "document.getElementById('token').value = {}; document.getElementById('login').requestSubmit(); true",
+            serde_json::Value::from(token)
+        ));
+    };
+
+    submit(&mut b, "wrong-token");
+    b.wait_for(
+        &format!("{login_shown} && !document.getElementById('login-error').hidden"),
+        "a refused token asks again, saying so",
+    );
+    let err = b.eval("document.getElementById('login-error').textContent");
+    assert!(err.as_str().unwrap().contains("refused"), "{err}");
+    assert_eq!(
+        b.eval("document.querySelectorAll('#table tbody tr').length"),
+        0,
+        "no rows with a wrong token"
+    );
+
+    submit(&mut b, "s3cret-token");
+    let queue_shown = "document.getElementById('login').hidden && \
+        [...document.querySelectorAll('#table tbody tr')].some(tr => (tr.dataset.id || '').startsWith('acct-'))";
+    b.wait_for(queue_shown, "the right token shows the queue");
+    b.wait_for(
+        "/\\d/.test(document.getElementById('strip').innerText)",
+        "the portfolio strip is filled",
+    );
+
+    // An account view is one more set of API calls with the token.
+    let id = b
+        .eval("document.querySelector('#table tbody tr').dataset.id")
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.navigate(&format!("{base}/#/account/{id}"));
+    b.wait_for(
+        &format!("!document.getElementById('account').hidden && document.getElementById('account').innerText.includes({})", serde_json::Value::from(id.as_str())),
+        "the account view renders with the token",
+    );
+
+    // Asked once: a reload of the tab keeps the token and goes straight to the queue.
+    b.call("Page.reload", serde_json::json!({}));
+    std::thread::sleep(Duration::from_millis(300));
+    b.navigate(&format!("{base}/#/"));
+    b.wait_for(
+        queue_shown,
+        "after a reload the queue shows without asking again",
+    );
+    assert_eq!(b.eval("document.getElementById('login').hidden"), true);
+    assert!(
+        b.exceptions.is_empty(),
+        "uncaught exceptions on the page: {:?}",
+        b.exceptions
+    );
+    // And the token really is needed: the same API call without it is refused.
+    assert_eq!(http_get(&s.addr, "/v1/accounts", None).unwrap().0, 401);
+    assert_eq!(
+        http_get(&s.addr, "/v1/accounts", Some("s3cret-token"))
+            .unwrap()
+            .0,
+        200
+    );
+}
+
+/// Keyboard and phone width, in the browser: Tab reaches the queue's rows, Enter on a row opens
+/// its account, and at 390 px wide the page does not overflow sideways (the heatmap scrolls in
+/// its own box).
+#[test]
+fn the_page_works_by_keyboard_and_at_phone_width() {
+    require_chromium();
+    let mut s = serve(40);
+    let base = format!("http://{}", s.addr);
+    s.wait_ready();
+    let mut b = Browser::start();
+    let rows_shown = "[...document.querySelectorAll('#table tbody tr')].some(tr => (tr.dataset.id || '').startsWith('acct-'))";
+    for width in [1280, 390] {
+        b.call(
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": width < 700}),
+        );
+        b.navigate(&format!("{base}/#/"));
+        b.wait_for(rows_shown, "the queue renders");
+        let overflow =
+            b.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth");
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "at {width} px the page is {overflow} px too wide"
+        );
+        let table_box = b.eval("document.querySelector('.scroll').getBoundingClientRect().right <= document.documentElement.clientWidth + 1");
+        assert_eq!(
+            table_box, true,
+            "at {width} px the heatmap's box fits the screen"
+        );
+    }
+    // (clientWidth is the screen's width; a mobile browser widens innerWidth to fit the content.)
+    // Tab from the top until a queue row has the focus (bounded), then Enter opens that account.
+    let mut focused = String::new();
+    for _ in 0..200 {
+        b.call("Input.dispatchKeyEvent", serde_json::json!({"type": "keyDown", "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9}));
+        b.call("Input.dispatchKeyEvent", serde_json::json!({"type": "keyUp", "key": "Tab", "code": "Tab", "windowsVirtualKeyCode": 9}));
+        let id = b.eval(
+            "(document.activeElement.closest('#table tbody tr') || {dataset: {}}).dataset.id || ''",
+        );
+        if !id.as_str().unwrap().is_empty() {
+            focused = id.as_str().unwrap().to_string();
+            break;
+        }
+    }
+    assert!(
+        focused.starts_with("acct-"),
+        "Tab never reached a queue row"
+    );
+    let enter = |t: &str| serde_json::json!({"type": t, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13});
+    b.call("Input.dispatchKeyEvent", enter("keyDown"));
+    b.call("Input.dispatchKeyEvent", enter("keyUp"));
+    b.wait_for(
+        &format!("location.hash === '#/account/' + encodeURIComponent({0}) && !document.getElementById('account').hidden && document.getElementById('account').innerText.includes({0})", serde_json::Value::from(focused.as_str())),
+        "Enter on the focused row opens its account",
+    );
+    assert!(
+        b.exceptions.is_empty(),
+        "uncaught exceptions on the page: {:?}",
+        b.exceptions
+    );
+}
