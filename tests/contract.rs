@@ -22,7 +22,7 @@ fn check_golden(name: &str, actual: &str) {
 /// updates it produces are the golden outputs.
 fn story() -> (Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), 100).unwrap();
+    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), kizashi::store::Budget { total: 256 << 20 }).unwrap();
     let limits = Settings::default().events.decode_limits(i64::MAX / 2);
     let day0 = 20_400i64;
     let mut lines: Vec<(EventKind, String)> = vec![(

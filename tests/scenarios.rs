@@ -68,7 +68,7 @@ impl Harness {
     fn new(settings: &Settings) -> Harness {
         assert_eq!(settings.problems(), Vec::<String>::new());
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path(), false, Params::new(settings), 1000).unwrap();
+        let engine = Engine::open(dir.path(), false, Params::new(settings), kizashi::store::Budget { total: 256 << 20 }).unwrap();
         Harness { engine, offset: 0, alerts: Vec::new(), scores: Vec::new(), _dir: dir }
     }
 

@@ -94,6 +94,8 @@ pub struct ReplaySummary {
     pub accounts_by_band: BTreeMap<String, u64>,
     pub rejects_by_reason: BTreeMap<String, u64>,
     pub peak_rss_bytes: Option<u64>,
+    /// What the state store wrote, and the cache (the first configuration's).
+    pub store: StoreSummary,
     /// With `--compare`: the second configuration's counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compare: Option<CompareSummary>,
@@ -103,6 +105,22 @@ pub struct ReplaySummary {
     /// With `--truth`: kizashi's verdicts per generated profile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profiles: Option<Vec<crate::generate::ProfileRow>>,
+}
+
+/// The state store's side of a replay: bytes in, bytes RocksDB wrote, the account cache.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StoreSummary {
+    /// Bytes of the input files read.
+    pub input_bytes: u64,
+    #[serde(flatten)]
+    pub writes: crate::store::WriteStats,
+    /// RocksDB's bytes written to disk (flushes, compactions, log) per input byte.
+    pub disk_bytes_per_input_byte: f64,
+    /// Bytes kizashi handed RocksDB per input byte.
+    pub user_bytes_per_input_byte: f64,
+    /// Times the account cache filled and was written out before the end.
+    pub spills: u64,
+    pub cache_budget_bytes: u64,
 }
 
 struct Input {
@@ -161,6 +179,8 @@ struct Lane {
     /// Raw lines of the rejects not yet written, in order.
     raws: Vec<Vec<u8>>,
     history: Option<History>,
+    /// `Stats::score_updates` at the last drain.
+    score_updates_drained: u64,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -180,8 +200,13 @@ impl Lane {
                 (Some(t), p)
             }
         };
-        let engine = Engine::open(&dir, false, Params::new(settings), settings.state.cache_accounts)
+        let mut engine = Engine::open(&dir, false, Params::new(settings), settings.state.budget())
             .with_context(|| format!("opening state store at {}", dir.display()))?;
+        engine.write_back();
+        if !evaluate {
+            // Only a back-test reads the score updates; the rest needs their number.
+            engine.discard_score_updates();
+        }
         Ok(Lane {
             engine,
             limits: settings.events.decode_limits(now_ms),
@@ -190,6 +215,7 @@ impl Lane {
             out_dir,
             raws: Vec::new(),
             history: evaluate.then(History::default),
+            score_updates_drained: 0,
             _tmp: tmp,
         })
     }
@@ -197,6 +223,7 @@ impl Lane {
     fn process(&mut self, partition: u32, source: Source<'_>, decoded: Result<Event<'_>, Reject>, line: &[u8]) -> Result<()> {
         let rejected_before = self.engine.pending_rejects();
         self.engine.process(partition, source, decoded)?;
+        self.engine.spill_if_full()?;
         if self.engine.pending_rejects() > rejected_before {
             self.raws.push(line.to_vec());
         }
@@ -205,6 +232,8 @@ impl Lane {
 
     fn drain(&mut self, shared: Option<&Shared>) -> Result<()> {
         self.engine.flush(|_| {})?;
+        let updates_before = self.score_updates_drained;
+        self.score_updates_drained = self.engine.stats.score_updates;
         let out = self.engine.take_output();
         if let Some(s) = shared {
             for a in &out.alerts {
@@ -213,7 +242,7 @@ impl Lane {
             for r in &out.rejected {
                 s.metrics.rejected(r, "rejects file");
             }
-            s.metrics.score_updates(out.scores.len() as u64);
+            s.metrics.score_updates(self.score_updates_drained - updates_before);
         }
         if let Some(h) = &mut self.history {
             for a in &out.alerts {
@@ -247,10 +276,13 @@ impl Lane {
         self.rejects_w.flush()?;
         let mut by_band = BTreeMap::new();
         let mut known = rustc_hash::FxHashSet::default();
-        let mut finals: Vec<(String, String)> = Vec::new();
+        self.engine.finish()?;
+        // Streamed in account id order, never all held at once (a million accounts).
+        let mut scores_w = create(&self.out_dir, "scores.jsonl")?;
+        let mut write_err = None;
         let params = self.engine.params().clone();
         let keep_known = self.history.is_some();
-        self.engine.for_each_account(|_, id, state| {
+        self.engine.for_each_account_by_id(|_, id, state| {
             if keep_known {
                 known.insert(id.to_string());
             }
@@ -267,12 +299,12 @@ impl Lane {
                 event_time_ms: last.at_ms,
                 emitted_at_ms: last.at_ms,
             };
-            finals.push((id.to_string(), update.to_json()));
+            if write_err.is_none() {
+                write_err = writeln!(scores_w, "{}", update.to_json()).err();
+            }
         })?;
-        finals.sort();
-        let mut scores_w = create(&self.out_dir, "scores.jsonl")?;
-        for (_, json) in &finals {
-            writeln!(scores_w, "{json}")?;
+        if let Some(e) = write_err {
+            return Err(e.into());
         }
         scores_w.flush()?;
         if let Some(h) = &mut self.history {
@@ -442,6 +474,22 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     (summary.events_applied, summary.events_rejected, summary.duplicates, summary.rejects_by_reason, summary.alerts_by_rule) =
         counts(&lanes[0].engine);
     summary.accounts_by_band = finished[0].0.clone();
+    let input_bytes: u64 = [&opts.usage, &opts.support, &opts.accounts]
+        .iter()
+        .flat_map(|v| v.iter())
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let writes = lanes[0].engine.store().write_stats();
+    let per_input = |b: u64| b as f64 / (input_bytes.max(1)) as f64;
+    summary.store = StoreSummary {
+        input_bytes,
+        writes,
+        disk_bytes_per_input_byte: per_input(writes.disk_bytes()),
+        user_bytes_per_input_byte: per_input(writes.user_bytes),
+        spills: lanes[0].engine.stats.spills,
+        cache_budget_bytes: lanes[0].engine.cache_usage().1 as u64,
+    };
     if let (Some(lane), Some((label, _))) = (lanes.get(1), backtest.and_then(|b| b.compare.as_ref())) {
         let (events_applied, events_rejected, duplicates, rejects_by_reason, alerts_by_rule) = counts(&lane.engine);
         summary.compare = Some(CompareSummary {
@@ -563,6 +611,15 @@ impl ReplaySummary {
         if let Some(rss) = self.peak_rss_bytes {
             s += &format!("peak memory: {:.0} MiB\n", rss as f64 / 1048576.0);
         }
+        let st = &self.store;
+        s += &format!(
+            "state store: wrote {:.1} MiB ({:.2} per input byte), {:.1} MiB to disk ({:.2} per input byte); cache filled {} times\n",
+            st.writes.user_bytes as f64 / 1048576.0,
+            st.user_bytes_per_input_byte,
+            st.writes.disk_bytes() as f64 / 1048576.0,
+            st.disk_bytes_per_input_byte,
+            st.spills
+        );
         if let Some(c) = &self.compare {
             s += &format!("compare ({}): applied {} rejected {} duplicates {}\n", c.config, c.events_applied, c.events_rejected, c.duplicates);
             s += &format!("compare alerts by rule: {}\n", kv(&c.alerts_by_rule));

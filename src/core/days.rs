@@ -27,6 +27,11 @@ impl PartialEq for DayCounts {
 impl Eq for DayCounts {}
 
 impl DayCounts {
+    /// Heap bytes held (for the cache's memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        super::ids::alloc_bytes(self.counts.capacity() * std::mem::size_of::<u32>())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
     }

@@ -26,6 +26,14 @@ pub struct Distinct {
 }
 
 impl Distinct {
+    /// Heap bytes held, estimated in O(1) (for the cache's memory budget; keys longer than 24
+    /// bytes, kept on the heap, are not counted).
+    pub fn heap_bytes(&self) -> usize {
+        super::ids::map_heap_bytes::<CompactString, Seen>(self.seen.capacity())
+            + self.last_seen.heap_bytes()
+            + self.per_day.heap_bytes()
+    }
+
     /// Records `key` seen on `day`. O(1). Returns whether any count changed (a key already seen
     /// that day changes nothing).
     pub fn observe(&mut self, key: &str, day: i32) -> bool {

@@ -6,6 +6,25 @@
 /// not stable across runs; nothing kizashi outputs depends on it.
 pub type KeyedMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Heap bytes of a hash map (hashbrown layout) that can hold `capacity` entries: its buckets
+/// (capacity is 7/8 of them) of one entry and one control byte each.
+pub fn map_heap_bytes<K, V>(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    alloc_bytes((capacity * 8 / 7 + 1) * (std::mem::size_of::<(K, V)>() + 1))
+}
+
+/// What an allocation of `n` bytes costs the allocator: none for 0, else rounded up to 16 bytes
+/// plus a 16-byte header (glibc's chunks).
+pub fn alloc_bytes(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        n.div_ceil(16) * 16 + 16
+    }
+}
+
 pub fn fnv64(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {

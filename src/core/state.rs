@@ -211,6 +211,33 @@ pub enum Applied {
 }
 
 impl AccountState {
+    /// Bytes the state holds in memory, estimated from its parts' capacities (the cache's
+    /// memory budget counts these). The inline part is `size_of::<AccountState>()`.
+    pub fn mem_bytes(&self) -> usize {
+        use super::ids::{alloc_bytes, map_heap_bytes};
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, |s| alloc_bytes(s.capacity()));
+        let f = &self.facts;
+        let facts = opt(&f.name) + opt(&f.segment) + opt(&f.owner);
+        let days = [&self.usage, &self.opened, &self.csat_sum, &self.csat_count, &self.nps_count, &self.nps_promoters, &self.nps_detractors]
+            .iter()
+            .map(|d| d.heap_bytes())
+            .sum::<usize>();
+        let sc = &self.score;
+        let score = alloc_bytes(sc.scorecard.capacity())
+            + alloc_bytes(sc.best.capacity() * std::mem::size_of::<(i32, Snapshot)>())
+            + alloc_bytes(sc.history.capacity() * std::mem::size_of::<HistoryDay>())
+            + alloc_bytes(sc.recent_alerts.capacity() * std::mem::size_of::<AlertRef>())
+            + sc.recent_alerts.iter().map(|a| alloc_bytes(a.alert_id.capacity()) + alloc_bytes(a.summary.capacity())).sum::<usize>();
+        std::mem::size_of::<AccountState>()
+            + facts
+            + days
+            + self.users.heap_bytes()
+            + self.features.heap_bytes()
+            + self.tickets.heap_bytes()
+            + map_heap_bytes::<u64, i64>(self.seen_ids.capacity())
+            + score
+    }
+
     /// Forgets what fell out of retention as of `now_day`. Cheap when called again on the same day.
     pub fn advance(&mut self, now_day: i32, p: &StateParams) {
         if now_day <= self.day {

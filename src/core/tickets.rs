@@ -46,6 +46,15 @@ impl PartialEq for Tickets {
 }
 
 impl Tickets {
+    /// Heap bytes held, estimated in O(1) (for the cache's memory budget): the map, and the two
+    /// ordered indexes at ~1.5× their elements (B-tree nodes are rarely full). Ticket ids longer
+    /// than 24 bytes, kept on the heap, are not counted.
+    pub fn heap_bytes(&self) -> usize {
+        let elem = std::mem::size_of::<(i64, CompactString)>();
+        super::ids::map_heap_bytes::<CompactString, Ticket>(self.all.capacity())
+            + (self.open.len() + self.urgent.len()) * elem * 3 / 2
+    }
+
     pub fn len(&self) -> usize {
         self.all.len()
     }

@@ -17,7 +17,7 @@ use crate::core::ids::KeyedMap;
 use crate::core::{evaluate, AccountState, Alert, Applied, Params, ScoreUpdate};
 use crate::event::timestamp::day_of;
 use crate::event::{Event, EventKind, Reject, RejectReason};
-use crate::store::{Store, StoreBatch, StoreError};
+use crate::store::{Budget, Store, StoreBatch, StoreError};
 
 /// Where a record came from: its source (topic, or file in `replay`) and offset (or line).
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +41,8 @@ pub struct Output {
     pub alerts: Vec<Alert>,
     pub scores: Vec<ScoreUpdate>,
     pub rejected: Vec<Rejected>,
+    /// Score updates are counted (`Stats::score_updates`) but not kept (`discard_score_updates`).
+    discard_scores: bool,
 }
 
 /// Counters since start.
@@ -55,6 +57,10 @@ pub struct Stats {
     pub already_applied: u64,
     /// Stored account states that did not decode: logged, and the account started afresh.
     pub corrupt_states: u64,
+    /// Score updates produced (kept in the output or not).
+    pub score_updates: u64,
+    /// Write-back replays: times the cache filled and its dirty accounts were written early.
+    pub spills: u64,
 }
 
 struct Slot {
@@ -63,11 +69,15 @@ struct Slot {
     stored_due: Option<i64>,
     dirty: bool,
     last_used: u64,
+    /// `AccountState::mem_bytes` when last measured (on load and on each write), as counted in
+    /// `Engine::cache_bytes`.
+    bytes: usize,
 }
 
 #[derive(Default)]
 struct PartitionState {
-    accounts: KeyedMap<CompactString, Slot>,
+    /// Boxed: a state is ~1.4 KB inline, and a map of them would reserve that per empty bucket.
+    accounts: KeyedMap<CompactString, Box<Slot>>,
     due: BTreeSet<(i64, CompactString)>,
     stream_time: Option<i64>,
     stream_time_dirty: bool,
@@ -80,7 +90,13 @@ pub struct Engine {
     params: Params,
     store: Store,
     partitions: FxHashMap<u32, PartitionState>,
-    cache_capacity: usize,
+    /// Bytes of decoded accounts the cache may hold (the budget's share for accounts).
+    cache_limit: usize,
+    /// Bytes of the decoded accounts held, as last measured per account.
+    cache_bytes: usize,
+    /// Write dirty accounts only when the cache is full or on `finish` (`replay`), instead of at
+    /// every `flush` (the pipeline, whose offsets and outbox must land with the states).
+    write_back: bool,
     tick: u64,
     out: Output,
     pub stats: Stats,
@@ -104,10 +120,11 @@ pub enum EngineError {
 /// counted, and the account starts afresh from the records that follow.
 fn load_slot<'a>(
     store: &Store,
-    accounts: &'a mut KeyedMap<CompactString, Slot>,
+    accounts: &'a mut KeyedMap<CompactString, Box<Slot>>,
     partition: u32,
     id: &str,
     corrupt: &mut u64,
+    cache_bytes: &mut usize,
 ) -> Result<&'a mut Slot, StoreError> {
     if !accounts.contains_key(id) {
         let state = match store.get_account(partition, id) {
@@ -120,18 +137,43 @@ fn load_slot<'a>(
             Err(e) => return Err(e),
         };
         let stored_due = state.score.next_due_ms;
-        accounts.insert(id.into(), Slot { state, stored_due, dirty: false, last_used: 0 });
+        let bytes = slot_bytes(id, &state);
+        *cache_bytes += bytes;
+        accounts.insert(id.into(), Box::new(Slot { state, stored_due, dirty: false, last_used: 0, bytes }));
     }
     Ok(accounts.get_mut(id).expect("just inserted"))
 }
 
+/// Measures a slot again after its state changed, keeping the cache's total right.
+fn remeasure(slot: &mut Slot, id: &str, cache_bytes: &mut usize) {
+    let now = slot_bytes(id, &slot.state);
+    *cache_bytes = *cache_bytes + now - slot.bytes;
+    slot.bytes = now;
+}
+
+/// Bytes per RocksDB write when write-back spills the cache.
+const WRITE_BACK_SLICE: usize = 4 << 20;
+
+/// Memory of one cached account: its state, its key and its map entry.
+fn slot_bytes(id: &str, state: &AccountState) -> usize {
+    let key = if id.len() > 24 { id.len() } else { 0 };
+    // The box, the map's entry (at the 7/8 load a full map has), the key if on the heap.
+    state.mem_bytes() + crate::core::ids::alloc_bytes(std::mem::size_of::<Slot>()) - std::mem::size_of::<AccountState>()
+        + std::mem::size_of::<(CompactString, Box<Slot>)>() * 8 / 7
+        + key
+}
+
 impl Engine {
-    pub fn open(dir: &Path, durable: bool, params: Params, cache_capacity: usize) -> Result<Engine, EngineError> {
+    /// Opens the engine on the store at `dir`, its memory held within `budget` (decoded accounts,
+    /// RocksDB's block cache and memtables).
+    pub fn open(dir: &Path, durable: bool, params: Params, budget: Budget) -> Result<Engine, EngineError> {
         Ok(Engine {
             params,
-            store: Store::open(dir, durable)?,
+            store: Store::open(dir, durable, budget)?,
             partitions: FxHashMap::default(),
-            cache_capacity: cache_capacity.max(1),
+            cache_limit: budget.accounts() as usize,
+            cache_bytes: 0,
+            write_back: false,
             tick: 0,
             out: Output::default(),
             stats: Stats::default(),
@@ -139,6 +181,13 @@ impl Engine {
             track_applied: false,
             capture: None,
         })
+    }
+
+    /// Writes dirty accounts only when the cache is over its budget and at `finish`, not at every
+    /// `flush` (for `replay`: its store is thrown away and its offsets are not resumed, so only
+    /// the states must be right, and an account touched in many batches is written once).
+    pub fn write_back(&mut self) {
+        self.write_back = true;
     }
 
     /// Turns on per-account applied offsets (see `track_applied`).
@@ -183,7 +232,7 @@ impl Engine {
 
     /// Forgets a partition's in-memory state (after a flush; its state stays in the store).
     pub fn close_partition(&mut self, partition: u32) {
-        if let Some(ps) = self.partitions.remove(&partition) {
+        if let Some(ps) = self.remove_partition(partition) {
             debug_assert!(ps.dirty.is_empty(), "closing a partition with unflushed state");
         }
     }
@@ -245,7 +294,7 @@ impl Engine {
         self.tick += 1;
         let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();
-        let slot = load_slot(&self.store, accounts, partition, id, &mut self.stats.corrupt_states)?;
+        let slot = load_slot(&self.store, accounts, partition, id, &mut self.stats.corrupt_states, &mut self.cache_bytes)?;
         if self.track_applied {
             let k = event.kind() as usize;
             if source.offset < slot.state.applied[k] {
@@ -276,6 +325,7 @@ impl Engine {
             }
             Applied::Unchanged => {
                 self.stats.applied[event.kind() as usize] += 1;
+                remeasure(slot, id, &mut self.cache_bytes);
                 slot.last_used = self.tick;
                 if !slot.dirty {
                     slot.dirty = true;
@@ -285,7 +335,7 @@ impl Engine {
             }
             Applied::Changed => self.stats.applied[event.kind() as usize] += 1,
         }
-        Self::evaluate_slot(&self.params, slot, due, dirty, id, stream_time, self.tick, &mut self.out, &mut self.stats);
+        Self::evaluate_slot(&self.params, slot, due, dirty, id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache_bytes);
         Ok(())
     }
 
@@ -315,18 +365,21 @@ impl Engine {
     /// Re-scores every account of the partition due at or before `stream_time - grace`.
     fn fire_due(&mut self, partition: u32, stream_time: i64) -> Result<(), EngineError> {
         let watermark = stream_time - self.params.grace_ms;
-        let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
-        while let Some((at, _)) = due.first() {
+        loop {
+            let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
+            let Some((at, _)) = due.first() else { break };
             if *at > watermark {
                 break;
             }
             let (_, id) = due.pop_first().expect("non-empty");
             self.tick += 1;
-            let slot = load_slot(&self.store, accounts, partition, &id, &mut self.stats.corrupt_states)?;
+            let slot = load_slot(&self.store, accounts, partition, &id, &mut self.stats.corrupt_states, &mut self.cache_bytes)?;
             // The index entry is gone; make the slot agree before re-evaluating.
             slot.state.score.next_due_ms = None;
             self.stats.timer_evaluations += 1;
-            Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats);
+            Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache_bytes);
+            // A day's timers can reach every account: the cache must not hold them all at once.
+            self.spill_if_full()?;
         }
         Ok(())
     }
@@ -343,6 +396,7 @@ impl Engine {
         tick: u64,
         out: &mut Output,
         stats: &mut Stats,
+        cache_bytes: &mut usize,
     ) {
         let old_due = slot.state.score.next_due_ms;
         let ev = evaluate(&mut slot.state, id, now_ms, params);
@@ -364,7 +418,13 @@ impl Engine {
             *stats.alerts.entry(a.rule.name()).or_default() += 1;
         }
         out.alerts.extend(ev.alerts);
-        out.scores.extend(ev.score_update);
+        if let Some(u) = ev.score_update {
+            stats.score_updates += 1;
+            if !out.discard_scores {
+                out.scores.push(u);
+            }
+        }
+        remeasure(slot, id, cache_bytes);
     }
 
     /// Rejects produced since the last `take_output`.
@@ -374,18 +434,81 @@ impl Engine {
 
     /// Alerts, score updates and rejects produced since the last call.
     pub fn take_output(&mut self) -> Output {
-        std::mem::take(&mut self.out)
+        let discard_scores = self.out.discard_scores;
+        let out = std::mem::take(&mut self.out);
+        self.out.discard_scores = discard_scores;
+        out
+    }
+
+    /// From now on score updates are only counted (`Stats::score_updates`), not kept in the
+    /// output: for a replay that uses nothing of them but their number.
+    pub fn discard_score_updates(&mut self) {
+        self.out.discard_scores = true;
     }
 
     /// Writes the batch: every touched account once, due-index moves, offsets and stream time,
     /// plus whatever `extra` adds (the outbox), in one atomic RocksDB write. Then trims the cache.
+    /// In write-back mode (`write_back`) the accounts are written only if the cache is over its
+    /// budget; the board still learns of every touched account.
     pub fn flush(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
+        if self.write_back && self.cache_bytes <= self.cache_limit {
+            if let Some(b) = &self.board {
+                let mut entries = Vec::new();
+                for (&partition, ps) in &self.partitions {
+                    for id in &ps.dirty {
+                        if let Some(slot) = ps.accounts.get(id) {
+                            entries.push((id.clone(), Entry::of(partition, &slot.state)));
+                        }
+                    }
+                }
+                b.update(entries);
+            }
+            return Ok(0);
+        }
+        self.write_dirty(extra)
+    }
+
+    /// In write-back mode, writes every dirty account (the end of a replay).
+    pub fn finish(&mut self) -> Result<usize, EngineError> {
+        tracing::debug!(accounts = self.cached_accounts(), bytes = self.cache_bytes, rocksdb_bytes = self.store.memory_bytes(), "account cache at the end");
+        self.write_dirty(|_| {})
+    }
+
+    /// Bytes of decoded accounts held, and the budget for them.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        (self.cache_bytes, self.cache_limit)
+    }
+
+    /// In write-back mode, writes and trims the cache once it is over budget (between batches
+    /// of a replay that touches more accounts than the cache holds).
+    pub fn spill_if_full(&mut self) -> Result<(), EngineError> {
+        if self.write_back && self.cache_bytes > self.cache_limit {
+            self.stats.spills += 1;
+            let before = (self.cached_accounts(), self.cache_bytes);
+            self.write_dirty(|_| {})?;
+            tracing::debug!(
+                accounts = before.0,
+                bytes = before.1,
+                kept = self.cached_accounts(),
+                kept_bytes = self.cache_bytes,
+                rocksdb_bytes = self.store.memory_bytes(),
+                pending_scores = self.out.scores.len(),
+                pending_alerts = self.out.alerts.len(),
+                due = self.partitions.values().map(|p| p.due.len()).sum::<usize>(),
+                "account cache full: dirty accounts written, least recently used dropped"
+            );
+        }
+        Ok(())
+    }
+
+    fn write_dirty(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
         let mut batch = self.store.batch();
         let mut written = 0;
         let mut entries = Vec::new();
         for (&partition, ps) in self.partitions.iter_mut() {
             for id in ps.dirty.drain(..) {
                 let Some(slot) = ps.accounts.get_mut(&id) else { continue };
+                remeasure(slot, &id, &mut self.cache_bytes);
                 let bytes = batch.put_account(partition, &id, &slot.state);
                 if let Some(c) = &mut self.capture {
                     c.push((partition, id.clone(), bytes.to_vec()));
@@ -398,6 +521,12 @@ impl Engine {
                 slot.stored_due = slot.state.score.next_due_ms;
                 slot.dirty = false;
                 written += 1;
+                // Write-back has no batch to keep atomic: write in slices, so a spill of the
+                // whole cache does not also build a second copy of it as one write batch.
+                if self.write_back && batch.size_in_bytes() > WRITE_BACK_SLICE {
+                    let full = std::mem::replace(&mut batch, self.store.batch());
+                    self.store.write(full)?;
+                }
             }
             for (source, next) in ps.offsets.drain() {
                 batch.put_offset(partition, &source, next);
@@ -428,7 +557,7 @@ impl Engine {
         offsets: &[(String, i64)],
         stream_time: Option<i64>,
     ) -> Result<Vec<(String, AccountState)>, EngineError> {
-        if let Some(ps) = self.partitions.remove(&partition) {
+        if let Some(ps) = self.remove_partition(partition) {
             debug_assert!(ps.dirty.is_empty(), "restoring over unflushed state");
         }
         let mut batch = self.store.batch();
@@ -459,7 +588,7 @@ impl Engine {
     /// Rebuilds a partition's due-time index from its stored states (after a standby copy was
     /// written without one) and reloads the partition.
     pub fn rebuild_due(&mut self, partition: u32) -> Result<(), EngineError> {
-        if let Some(ps) = self.partitions.remove(&partition) {
+        if let Some(ps) = self.remove_partition(partition) {
             debug_assert!(ps.dirty.is_empty(), "rebuilding over unflushed state");
         }
         let mut due = Vec::new();
@@ -477,30 +606,65 @@ impl Engine {
         self.open_partition(partition)
     }
 
+    /// Takes a partition's in-memory state out, its accounts no longer counted in the cache.
+    fn remove_partition(&mut self, partition: u32) -> Option<PartitionState> {
+        let ps = self.partitions.remove(&partition)?;
+        self.cache_bytes -= ps.accounts.values().map(|s| s.bytes).sum::<usize>();
+        Some(ps)
+    }
+
     /// Accounts held decoded in memory.
     pub fn cached_accounts(&self) -> usize {
         self.partitions.values().map(|p| p.accounts.len()).sum()
     }
 
-    /// Drops the least recently used clean accounts down to 90% of capacity.
+    /// Once the cache is over its budget in bytes, drops the least recently used clean accounts
+    /// until it holds 80% of it (so the next trim is some batches away).
     fn evict(&mut self) {
-        let total = self.cached_accounts();
-        if total <= self.cache_capacity {
+        if self.cache_bytes <= self.cache_limit {
             return;
         }
-        let keep = self.cache_capacity * 9 / 10;
-        let mut ticks: Vec<u64> = self.partitions.values().flat_map(|p| p.accounts.values().map(|s| s.last_used)).collect();
-        let cut = total - keep;
-        let (_, cutoff, _) = ticks.select_nth_unstable(cut - 1);
-        let cutoff = *cutoff;
-        for ps in self.partitions.values_mut() {
-            ps.accounts.retain(|_, s| s.dirty || s.last_used > cutoff);
+        let target = self.cache_limit / 10 * 8;
+        let mut clean: Vec<(u64, usize)> = self
+            .partitions
+            .values()
+            .flat_map(|p| p.accounts.values().filter(|s| !s.dirty).map(|s| (s.last_used, s.bytes)))
+            .collect();
+        clean.sort_unstable_by_key(|&(t, _)| t);
+        let mut held = self.cache_bytes;
+        let mut cutoff = None;
+        for &(t, b) in &clean {
+            if held <= target {
+                break;
+            }
+            held -= b;
+            cutoff = Some(t);
         }
+        let Some(cutoff) = cutoff else { return };
+        let mut freed = 0;
+        for ps in self.partitions.values_mut() {
+            ps.accounts.retain(|_, s| {
+                let keep = s.dirty || s.last_used > cutoff;
+                if !keep {
+                    freed += s.bytes;
+                }
+                keep
+            });
+            if ps.accounts.capacity() > 4 * ps.accounts.len().max(1024) {
+                ps.accounts.shrink_to_fit();
+            }
+        }
+        self.cache_bytes -= freed;
     }
 
     /// Flushed state of every stored account (for final scores and the API).
     pub fn for_each_account(&self, f: impl FnMut(u32, &str, AccountState)) -> Result<(), EngineError> {
         Ok(self.store.for_each_account(f)?)
+    }
+
+    /// Flushed state of every stored account in account id order, streamed.
+    pub fn for_each_account_by_id(&self, f: impl FnMut(u32, &str, AccountState)) -> Result<(), EngineError> {
+        Ok(self.store.for_each_account_by_id(f)?)
     }
 
     /// Partitions seen so far.

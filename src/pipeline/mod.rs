@@ -815,7 +815,7 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
 pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Result<()> {
     let t = &settings.kafka.topics;
     shared.not_ready("opening the state store");
-    let mut engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.cache_accounts)
+    let mut engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.budget())
         .with_context(|| format!("opening state store at {}", settings.state.dir.display()))?;
     // The account index is loaded per partition as partitions are assigned.
     shared.attach_store(engine.store(), false)?;

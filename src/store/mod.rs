@@ -10,7 +10,10 @@ pub mod codec;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options, WriteBatch, WriteOptions,
+    DB,
+};
 
 use crate::core::AccountState;
 use codec::CodecError;
@@ -36,10 +39,74 @@ pub enum StoreError {
     BadKey(&'static str),
 }
 
+/// How `state.memory_budget` is shared: RocksDB's block cache (data, index and filter blocks)
+/// and its memtables take fixed shares; the rest is the engine's cache of decoded accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub total: u64,
+}
+
+impl Budget {
+    /// RocksDB's block cache, shared by every column family: a quarter.
+    pub fn block_cache(&self) -> u64 {
+        self.total / 4
+    }
+
+    /// All memtables together (RocksDB's write buffer manager flushes beyond it): an eighth.
+    pub fn memtables(&self) -> u64 {
+        self.total / 8
+    }
+
+    /// Decoded accounts held by the engine: the rest.
+    pub fn accounts(&self) -> u64 {
+        self.total - self.block_cache() - self.memtables()
+    }
+}
+
+/// Bytes RocksDB wrote, from its statistics: what kizashi handed it (`user`), its write-ahead
+/// log, and what flushes and compactions wrote to SST files. `flush + compaction + wal` is what
+/// reached the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteStats {
+    pub user_bytes: u64,
+    pub wal_bytes: u64,
+    pub flush_bytes: u64,
+    pub compaction_bytes: u64,
+}
+
+impl WriteStats {
+    pub fn disk_bytes(&self) -> u64 {
+        self.wal_bytes + self.flush_bytes + self.compaction_bytes
+    }
+
+    /// Parses the tickers of `Options::get_statistics`' text (`rocksdb.NAME COUNT : N`).
+    fn parse(text: &str) -> WriteStats {
+        let mut w = WriteStats::default();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(name), Some("COUNT"), Some(":"), Some(n)) = (it.next(), it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match name {
+                "rocksdb.bytes.written" => w.user_bytes = n,
+                "rocksdb.wal.bytes" => w.wal_bytes = n,
+                "rocksdb.flush.write.bytes" => w.flush_bytes = n,
+                "rocksdb.compact.write.bytes" => w.compaction_bytes = n,
+                _ => {}
+            }
+        }
+        w
+    }
+}
+
 /// A handle on the store; clones share one open database (the HTTP API reads through a clone
 /// while the pipeline writes).
 pub struct Store {
     db: Arc<DB>,
+    /// The options the database was opened with: their statistics object counts its writes.
+    opts: Arc<Options>,
+    cache: Cache,
     write_opts: WriteOptions,
     durable: bool,
 }
@@ -48,7 +115,7 @@ impl Clone for Store {
     fn clone(&self) -> Self {
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(!self.durable);
-        Store { db: self.db.clone(), write_opts, durable: self.durable }
+        Store { db: self.db.clone(), opts: self.opts.clone(), cache: self.cache.clone(), write_opts, durable: self.durable }
     }
 }
 
@@ -57,6 +124,13 @@ pub struct StoreBatch<'s> {
     store: &'s Store,
     wb: WriteBatch,
     scratch: codec::Writer,
+}
+
+fn it_status(iters: &[(u32, rocksdb::DBRawIterator<'_>)]) -> Result<(), StoreError> {
+    for (_, it) in iters {
+        it.status()?;
+    }
+    Ok(())
 }
 
 fn account_key(partition: u32, id: &str) -> Vec<u8> {
@@ -80,18 +154,59 @@ fn due_key(partition: u32, due_ms: i64, id: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `dir`. `durable = false` skips the write-ahead log
+    /// Opens (creating if needed) the store at `dir`, with RocksDB's memory held within
+    /// `budget`'s block-cache and memtable shares. `durable = false` skips the write-ahead log
     /// (for throwaway stores such as `replay`'s).
-    pub fn open(dir: &Path, durable: bool) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, durable: bool, budget: Budget) -> Result<Store, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
-        let cfs = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, Options::default()));
+        opts.enable_statistics();
+        // Every memtable of every column family together; RocksDB flushes the largest beyond it.
+        opts.set_db_write_buffer_size(budget.memtables() as usize);
+        // Index and filter blocks live in the block cache too, so they count in the budget.
+        let cache = Cache::new_lru_cache(budget.block_cache() as usize)?;
+        let cf_opts = |name: &str| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table.set_format_version(5);
+            let mut o = Options::default();
+            if name == CF_ACCOUNTS {
+                // Point lookups of accounts (most miss on a new account): a bloom filter spares
+                // the data-block read.
+                table.set_bloom_filter(10.0, false);
+                o.set_write_buffer_size((budget.memtables() / 2) as usize);
+            } else {
+                o.set_write_buffer_size(((budget.memtables() / 16) as usize).max(1 << 20));
+            }
+            o.set_block_based_table_factory(&table);
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            o.set_level_compaction_dynamic_level_bytes(true);
+            o
+        };
+        let cfs: Vec<ColumnFamilyDescriptor> = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_opts(n))).collect();
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(!durable);
-        Ok(Store { db: Arc::new(db), write_opts, durable })
+        Ok(Store { db: Arc::new(db), opts: Arc::new(opts), cache, write_opts, durable })
+    }
+
+    /// What RocksDB has written since the store was opened.
+    pub fn write_stats(&self) -> WriteStats {
+        self.opts.get_statistics().map(|t| WriteStats::parse(&t)).unwrap_or_default()
+    }
+
+    /// Bytes held now by RocksDB's block cache and memtables (both within the budget).
+    pub fn memory_bytes(&self) -> u64 {
+        let mem: u64 = CFS
+            .iter()
+            .map(|n| self.db.property_int_value_cf(self.cf(n), "rocksdb.cur-size-all-mem-tables").ok().flatten().unwrap_or(0))
+            .sum();
+        self.cache.get_usage() as u64 + mem
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -122,6 +237,46 @@ impl Store {
             let state = codec::decode(&v)
                 .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
             f(partition, id, state);
+        }
+        Ok(())
+    }
+
+    /// Every stored account in account id order across partitions (ids are unique: an account
+    /// lives in one partition), streaming: one iterator per partition, merged.
+    pub fn for_each_account_by_id(&self, mut f: impl FnMut(u32, &str, AccountState)) -> Result<(), StoreError> {
+        let cf = self.cf(CF_ACCOUNTS);
+        // The partitions present: seek to each next prefix.
+        let mut iters = Vec::new();
+        let mut next: Option<u32> = Some(0);
+        while let Some(from) = next {
+            let mut it = self.db.raw_iterator_cf(cf);
+            it.seek(from.to_be_bytes());
+            let Some(k) = it.key() else { break };
+            if k.len() < 4 {
+                return Err(StoreError::BadKey("account"));
+            }
+            let p = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+            next = p.checked_add(1);
+            iters.push((p, it));
+        }
+        it_status(&iters)?;
+        let mut heap = std::collections::BinaryHeap::new();
+        let id_of = |k: &[u8]| k[4..].to_vec();
+        for (i, (_, it)) in iters.iter().enumerate() {
+            heap.push(std::cmp::Reverse((id_of(it.key().expect("valid")), i)));
+        }
+        while let Some(std::cmp::Reverse((id, i))) = heap.pop() {
+            let (partition, it) = &mut iters[i];
+            let partition = *partition;
+            let id = std::str::from_utf8(&id).map_err(|_| StoreError::BadKey("account"))?;
+            let state = codec::decode(it.value().expect("valid"))
+                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
+            f(partition, id, state);
+            it.next();
+            it.status()?;
+            if let Some(k) = it.key().filter(|k| k.starts_with(&partition.to_be_bytes())) {
+                heap.push(std::cmp::Reverse((id_of(k), i)));
+            }
         }
         Ok(())
     }
@@ -317,6 +472,11 @@ impl StoreBatch<'_> {
     pub fn is_empty(&self) -> bool {
         self.wb.is_empty()
     }
+
+    /// Bytes of the batch so far.
+    pub fn size_in_bytes(&self) -> usize {
+        self.wb.size_in_bytes()
+    }
 }
 
 #[cfg(test)]
@@ -371,7 +531,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = state_from(&[(1, 1, 1_000), (2, 3, 90_000_000), (1, 2, 200_000_000)]);
         {
-            let store = Store::open(dir.path(), true).unwrap();
+            let store = Store::open(dir.path(), true, Budget { total: 64 << 20 }).unwrap();
             let mut b = store.batch();
             b.put_account(3, "acme", &s);
             b.move_due(3, "acme", None, Some(-5));
@@ -380,7 +540,7 @@ mod tests {
             b.put_outbox(1, b"x");
             store.write(b).unwrap();
         }
-        let store = Store::open(dir.path(), true).unwrap();
+        let store = Store::open(dir.path(), true, Budget { total: 64 << 20 }).unwrap();
         assert_eq!(store.get_account(3, "acme").unwrap(), Some(s));
         assert_eq!(store.get_account(2, "acme").unwrap(), None);
         assert_eq!(store.due_entries(3).unwrap(), vec![(-5, "acme".into())]);
