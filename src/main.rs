@@ -52,7 +52,8 @@ enum Command {
         /// Keep RocksDB state here instead of a temporary directory.
         #[arg(long)]
         state_dir: Option<PathBuf>,
-        /// Records per state-store batch (each touched account is written once per batch).
+        /// Records between writes of the outputs (alerts, rejects). Account states are written when
+        /// the cache (state.memory_budget) is full and at the end, not per batch.
         #[arg(long, default_value_t = 200_000)]
         batch: usize,
         /// Print the summary as JSON.

@@ -43,7 +43,7 @@ pub struct ReplayOptions {
     pub now_ms: i64,
     /// RocksDB directory; a temporary one if `None`.
     pub state_dir: Option<PathBuf>,
-    /// Records per RocksDB batch.
+    /// Records between writes of the outputs (account states are written back when the cache is full).
     pub batch: usize,
     /// Serve the HTTP API on the replayed state (not ready while replaying), until `stop`.
     pub serve: Option<(Arc<Shared>, Arc<AtomicBool>)>,

@@ -482,23 +482,81 @@ impl Engine {
     /// In write-back mode, writes and trims the cache once it is over budget (between batches
     /// of a replay that touches more accounts than the cache holds).
     pub fn spill_if_full(&mut self) -> Result<(), EngineError> {
-        if self.write_back && self.cache_bytes > self.cache_limit {
-            self.stats.spills += 1;
-            let before = (self.cached_accounts(), self.cache_bytes);
-            self.write_dirty(|_| {})?;
-            tracing::debug!(
-                accounts = before.0,
-                bytes = before.1,
-                kept = self.cached_accounts(),
-                kept_bytes = self.cache_bytes,
-                rocksdb_bytes = self.store.memory_bytes(),
-                pending_scores = self.out.scores.len(),
-                pending_alerts = self.out.alerts.len(),
-                due = self.partitions.values().map(|p| p.due.len()).sum::<usize>(),
-                "account cache full: dirty accounts written, least recently used dropped"
-            );
+        if !(self.write_back && self.cache_bytes > self.cache_limit) {
+            return Ok(());
         }
+        self.stats.spills += 1;
+        let before = (self.cached_accounts(), self.cache_bytes);
+        // The least recently used accounts, dirty or not, down to 80% of the budget; only the
+        // dirty among them are written (an account is written once per stay in the cache).
+        let Some(cutoff) = self.lru_cutoff(false) else { return Ok(()) };
+        let mut batch = self.store.batch();
+        let mut freed = 0;
+        let mut written = 0u64;
+        let mut entries = Vec::new();
+        for (&partition, ps) in self.partitions.iter_mut() {
+            let mut victims: Vec<(CompactString, Box<Slot>)> = ps.accounts.extract_if(|_, s| s.last_used <= cutoff).collect();
+            freed += victims.iter().map(|(_, s)| s.bytes).sum::<usize>();
+            victims.retain(|(_, s)| s.dirty);
+            // In key order: RocksDB's memtable inserts a sorted run far faster than scattered keys.
+            victims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (id, slot) in victims {
+                batch.put_account(partition, &id, &slot.state);
+                batch.move_due(partition, &id, slot.stored_due, slot.state.score.next_due_ms);
+                if self.board.is_some() {
+                    entries.push((id.clone(), Entry::of(partition, &slot.state)));
+                }
+                written += 1;
+                if batch.size_in_bytes() > WRITE_BACK_SLICE {
+                    let full = std::mem::replace(&mut batch, self.store.batch());
+                    self.store.write(full)?;
+                }
+            }
+            let accounts = &ps.accounts;
+            ps.dirty.retain(|id| accounts.contains_key(id));
+            if ps.accounts.capacity() > 4 * ps.accounts.len().max(1024) {
+                ps.accounts.shrink_to_fit();
+            }
+        }
+        if !batch.is_empty() {
+            self.store.write(batch)?;
+        }
+        if let Some(b) = &self.board {
+            b.update(entries);
+        }
+        self.cache_bytes -= freed;
+        tracing::debug!(
+            accounts = before.0,
+            bytes = before.1,
+            written,
+            kept = self.cached_accounts(),
+            kept_bytes = self.cache_bytes,
+            rocksdb_bytes = self.store.memory_bytes(),
+            "account cache full: least recently used accounts dropped, the changed ones written"
+        );
         Ok(())
+    }
+
+    /// The `last_used` tick at or below which accounts go to bring the cache to 80% of its
+    /// budget, oldest first; only clean accounts when `clean_only`. `None`: nothing to drop.
+    fn lru_cutoff(&self, clean_only: bool) -> Option<u64> {
+        let target = self.cache_limit / 10 * 8;
+        let mut slots: Vec<(u64, usize)> = self
+            .partitions
+            .values()
+            .flat_map(|p| p.accounts.values().filter(|s| !(clean_only && s.dirty)).map(|s| (s.last_used, s.bytes)))
+            .collect();
+        slots.sort_unstable_by_key(|&(t, _)| t);
+        let mut held = self.cache_bytes;
+        let mut cutoff = None;
+        for &(t, b) in &slots {
+            if held <= target {
+                break;
+            }
+            held -= b;
+            cutoff = Some(t);
+        }
+        cutoff
     }
 
     fn write_dirty(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
@@ -624,23 +682,7 @@ impl Engine {
         if self.cache_bytes <= self.cache_limit {
             return;
         }
-        let target = self.cache_limit / 10 * 8;
-        let mut clean: Vec<(u64, usize)> = self
-            .partitions
-            .values()
-            .flat_map(|p| p.accounts.values().filter(|s| !s.dirty).map(|s| (s.last_used, s.bytes)))
-            .collect();
-        clean.sort_unstable_by_key(|&(t, _)| t);
-        let mut held = self.cache_bytes;
-        let mut cutoff = None;
-        for &(t, b) in &clean {
-            if held <= target {
-                break;
-            }
-            held -= b;
-            cutoff = Some(t);
-        }
-        let Some(cutoff) = cutoff else { return };
+        let Some(cutoff) = self.lru_cutoff(true) else { return };
         let mut freed = 0;
         for ps in self.partitions.values_mut() {
             ps.accounts.retain(|_, s| {

@@ -47,7 +47,10 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// RocksDB's block cache, shared by every column family: a quarter.
+    /// RocksDB's block cache, shared by every column family: a quarter. (Measured on a
+    /// population several times what the cache holds: a tenth, a fifth, a half and 70% ran at
+    /// 0.95, 1, 0.85 and 0.79 of the rate, none at 0.14: a decoded account saves more than its
+    /// blocks, but index and filter blocks must stay cached.)
     pub fn block_cache(&self) -> u64 {
         self.total / 4
     }
@@ -183,6 +186,8 @@ impl Store {
                 o.set_write_buffer_size(((budget.memtables() / 16) as usize).max(1 << 20));
             }
             o.set_block_based_table_factory(&table);
+            // LZ4 (ZSTD at the bottom level): a third of the bytes to disk of no compression, for
+            // ~10% of the rate when the population is far larger than the cache.
             o.set_compression_type(DBCompressionType::Lz4);
             o.set_bottommost_compression_type(DBCompressionType::Zstd);
             o.set_level_compaction_dynamic_level_bytes(true);

@@ -1,0 +1,298 @@
+//! Scale benchmark (issue "a million accounts"): generates three populations once (kept under
+//! KIZASHI_BENCH_DIR, default /var/tmp/kizashi-bench-scale), replays each with the release binary
+//! at the default settings (peak RSS from `/usr/bin/time -v`, RocksDB's write statistics from the
+//! replay's JSON summary), runs a loop that only parses the dense population's lines into borrowed
+//! structs, measures `kizashi run`'s restart to ready on the million accounts' state (against
+//! nisshi), and prints each goal's figure beside its target.
+//!
+//! `scripts/bench scale`. KIZASHI_BENCH_SCALE picks populations (default `quick,100k,1m`);
+//! KIZASHI_BENCH_BUDGET sets `state.memory_budget` (default: kizashi's default);
+//! KIZASHI_BENCH_RESTART_STATE=DIR measures only the restart, on DIR (a `replay --state-dir`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+struct Population {
+    name: &'static str,
+    accounts: usize,
+    days: u32,
+    activity: f64,
+}
+
+const POPULATIONS: [Population; 3] = [
+    Population { name: "quick", accounts: 200, days: 90, activity: 1.0 },
+    Population { name: "100k", accounts: 100_000, days: 40, activity: 0.15 },
+    Population { name: "1m", accounts: 1_000_000, days: 30, activity: 0.01 },
+];
+const END: &str = "2025-11-08";
+const NOW: &str = "2025-11-09T00:00:00Z";
+
+fn files(dir: &Path) -> [PathBuf; 3] {
+    ["usage.jsonl", "support.jsonl", "accounts.jsonl"].map(|f| dir.join(f))
+}
+
+/// Generates a population unless a finished one is there.
+fn population(bin: &Path, root: &Path, p: &Population) -> PathBuf {
+    let dir = root.join(p.name);
+    let stamp = dir.join(".done");
+    if stamp.exists() {
+        return dir;
+    }
+    eprintln!("scale: generating {} ({} accounts × {} days, activity {})", p.name, p.accounts, p.days, p.activity);
+    let st = Command::new(bin)
+        .args(["generate", "--out"])
+        .arg(&dir)
+        .args(["--accounts", &p.accounts.to_string(), "--days", &p.days.to_string()])
+        .args(["--activity", &p.activity.to_string(), "--end", END])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "generate failed");
+    std::fs::write(stamp, "").unwrap();
+    dir
+}
+
+struct Replayed {
+    summary: serde_json::Value,
+    peak_rss: u64,
+    secs: f64,
+}
+
+/// `kizashi replay` under `/usr/bin/time -v`, its state kept in `state`.
+fn replay(bin: &Path, data: &Path, out: &Path, state: &Path) -> Replayed {
+    let _ = std::fs::remove_dir_all(state);
+    let [u, s, a] = files(data);
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-v").arg(bin).arg("replay");
+    cmd.arg("--usage").arg(u).arg("--support").arg(s).arg("--accounts").arg(a);
+    cmd.arg("--now").arg(NOW).arg("--out").arg(out).arg("--state-dir").arg(state).arg("--json");
+    if let Ok(b) = std::env::var("KIZASHI_BENCH_BUDGET") {
+        cmd.env("KIZASHI__STATE__MEMORY_BUDGET", b);
+    }
+    let started = Instant::now();
+    let o = cmd.output().expect("/usr/bin/time (Debian's `time` package)");
+    let secs = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "replay failed:\n{stderr}");
+    let peak_kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes): "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("peak RSS in /usr/bin/time -v's output");
+    let summary = serde_json::from_slice(&o.stdout).expect("replay's JSON summary");
+    Replayed { summary, peak_rss: peak_kb * 1024, secs }
+}
+
+/// A `ts` as either form the inputs use, borrowed.
+#[allow(dead_code)]
+enum Ts<'a> {
+    Ms(i64),
+    Text(&'a str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Ts<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ts<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a timestamp")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Ts<'de>, E> {
+                Ok(Ts::Ms(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Ts<'de>, E> {
+                Ok(Ts::Ms(v as i64))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Ts<'de>, E> {
+                Ok(Ts::Text(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Every field of the three input kinds, borrowed (`&str`, no `Value`): what a loop that only
+/// parses must do, the floor replay is compared with.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Line<'a> {
+    #[serde(borrow)]
+    account_id: &'a str,
+    user_id: Option<&'a str>,
+    event: Option<&'a str>,
+    feature: Option<&'a str>,
+    ticket_id: Option<&'a str>,
+    kind: Option<&'a str>,
+    priority: Option<&'a str>,
+    csat: Option<f64>,
+    nps: Option<f64>,
+    name: Option<&'a str>,
+    seats: Option<u32>,
+    segment: Option<&'a str>,
+    owner: Option<&'a str>,
+    arr: Option<f64>,
+    renewal_date: Option<&'a str>,
+    start_date: Option<&'a str>,
+    #[serde(borrow)]
+    ts: Ts<'a>,
+    event_id: Option<&'a str>,
+}
+
+/// Lines per second of the parse-only loop over `data`'s lines held in memory (best of 3).
+fn parse_floor(data: &Path) -> f64 {
+    let lines: Vec<String> = files(data)
+        .iter()
+        .flat_map(|f| std::io::BufReader::new(std::fs::File::open(f).unwrap()).lines().map(Result::unwrap))
+        .collect();
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for l in &lines {
+            let v: Line<'_> = serde_json::from_str(l).unwrap();
+            std::hint::black_box(&v);
+        }
+        best = best.max(lines.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// `kizashi run` on a copy of a replayed state (one partition per topic): seconds from start to
+/// `/readyz` answering 200, the accounts its index then holds, and its peak RSS until then.
+fn restart_to_ready(bin: &Path, state: &Path, root: &Path) -> (f64, u64, u64) {
+    let b = common::Broker::start();
+    b.create_kizashi_topics([1, 1, 1]);
+    let dir = root.join("run-state");
+    let _ = std::fs::remove_dir_all(&dir);
+    let st = Command::new("cp").arg("-r").arg(state).arg(&dir).status().unwrap();
+    assert!(st.success());
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let log = root.join("run.log");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("run")
+        .env("KIZASHI__KAFKA__BROKERS", &b.addr)
+        .env("KIZASHI__STATE__DIR", &dir)
+        .env("KIZASHI__HTTP__LISTEN", &addr)
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = loop {
+        if let Some((200, _)) = common::http_get(&addr, "/readyz", None) {
+            break started.elapsed().as_secs_f64();
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("kizashi run exited ({st}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "not ready in 600 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (_, summary) = common::get_json(&addr, "/v1/summary", None);
+    let accounts = summary["accounts"].as_object().map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum::<f64>()) as u64;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    (ready, accounts, rss_kb * 1024)
+}
+
+fn main() {
+    let bin = common::release_binary();
+    let root = PathBuf::from(std::env::var("KIZASHI_BENCH_DIR").unwrap_or_else(|_| "/var/tmp/kizashi-bench-scale".into()));
+    std::fs::create_dir_all(&root).unwrap();
+    if let Ok(state) = std::env::var("KIZASHI_BENCH_RESTART_STATE") {
+        // Only the restart, on a state directory of a replay (one partition).
+        let (secs, accounts, rss) = restart_to_ready(&bin, Path::new(&state), &root);
+        println!("restart to ready: {secs:.2} s, {accounts} accounts indexed, peak RSS {:.0} MiB", rss as f64 / 1048576.0);
+        return;
+    }
+    let wanted = std::env::var("KIZASHI_BENCH_SCALE").unwrap_or_else(|_| "quick,100k,1m".into());
+    let mut rates = std::collections::BTreeMap::new();
+    let mut rows = Vec::new();
+    for p in POPULATIONS.iter().filter(|p| wanted.split(',').any(|w| w == p.name)) {
+        let data = population(&bin, &root, p);
+        let r = replay(&bin, &data, &root.join(format!("{}-out", p.name)), &root.join(format!("{}-state", p.name)));
+        let s = &r.summary;
+        let rate = s["events_per_second"].as_f64().unwrap();
+        let st = &s["store"];
+        eprintln!(
+            "scale: {} replayed: {} events, {rate:.0} events/s, peak RSS {:.0} MiB, RocksDB wrote {:.2} (disk {:.2}) bytes per input byte, cache filled {} times, {:.0} s",
+            p.name,
+            s["events_read"],
+            r.peak_rss as f64 / 1048576.0,
+            st["user_bytes_per_input_byte"].as_f64().unwrap(),
+            st["disk_bytes_per_input_byte"].as_f64().unwrap(),
+            st["spills"],
+            r.secs
+        );
+        rates.insert(p.name, rate);
+        rows.push((p.name, r));
+    }
+
+    println!("\n| population | events | events/s (one core) | peak RSS | RocksDB bytes per input byte (written / to disk) | cache filled |");
+    println!("|---|---|---|---|---|---|");
+    for (name, r) in &rows {
+        let s = &r.summary;
+        println!(
+            "| {name} | {} | {:.0} | {:.0} MiB | {:.2} / {:.2} | {} |",
+            s["events_read"],
+            s["events_per_second"].as_f64().unwrap(),
+            r.peak_rss as f64 / 1048576.0,
+            s["store"]["user_bytes_per_input_byte"].as_f64().unwrap(),
+            s["store"]["disk_bytes_per_input_byte"].as_f64().unwrap(),
+            s["store"]["spills"]
+        );
+    }
+    println!("\n| goal | figure | target | met |");
+    println!("|---|---|---|---|");
+    let row = |goal: &str, figure: String, target: &str, met: bool| {
+        println!("| {goal} | {figure} | {target} | {} |", if met { "yes" } else { "**no**" });
+    };
+    if let Some((_, r)) = rows.iter().find(|(n, _)| *n == "1m") {
+        let mib = r.peak_rss as f64 / 1048576.0;
+        row("peak RSS, replay of 1,000,000 accounts (default budget)", format!("{mib:.0} MiB"), "≤ 1,024 MiB", mib <= 1024.0);
+    }
+    if let (Some(q), Some(m)) = (rates.get("quick"), rates.get("1m")) {
+        let ratio = m / q;
+        row("events/s on 1,000,000 sparse accounts ÷ quick-start", format!("{m:.0} / {q:.0} = {ratio:.2}"), "≥ 0.50", ratio >= 0.5);
+    }
+    if let Some((_, r)) = rows.iter().find(|(n, _)| *n == "100k") {
+        let wa = r.summary["store"]["disk_bytes_per_input_byte"].as_f64().unwrap();
+        let user = r.summary["store"]["user_bytes_per_input_byte"].as_f64().unwrap();
+        row(
+            "RocksDB bytes to disk per input byte, 100,000 accounts",
+            format!("{wa:.2} (handed to RocksDB: {user:.2})"),
+            "≤ 1.0",
+            wa <= 1.0,
+        );
+    }
+    if rates.contains_key("quick") {
+        let floor = parse_floor(&root.join("quick"));
+        let q = rates["quick"];
+        let ratio = q / floor;
+        row("replay ÷ parse-only loop (borrowed structs), quick-start", format!("{q:.0} / {floor:.0} = {ratio:.2}"), "≥ 0.50", ratio >= 0.5);
+    }
+    if rows.iter().any(|(n, _)| *n == "1m") && std::env::var("KIZASHI_BENCH_SKIP_RESTART").is_err() {
+        let (secs, accounts, rss) = restart_to_ready(&bin, &root.join("1m-state"), &root);
+        row(
+            "restart to ready, 1,000,000 accounts in local state",
+            format!("{secs:.1} s ({accounts} accounts indexed, peak RSS {:.0} MiB)", rss as f64 / 1048576.0),
+            "< 5 s",
+            secs < 5.0,
+        );
+    }
+    println!("\nchangelog bytes per input byte: not measured here (replay writes no changelog; see the pipeline and scale-out benches)");
+}
