@@ -174,7 +174,10 @@ struct Lane {
     engine: Engine,
     limits: DecodeLimits,
     out_dir: PathBuf,
-    alerts_w: BufWriter<File>,
+    /// Shared with the engine's alert sink when alerts are written as they come (no back-test).
+    alerts_w: Arc<std::sync::Mutex<BufWriter<File>>>,
+    /// The first error writing an alert from the sink.
+    sink_error: Arc<std::sync::Mutex<Option<std::io::Error>>>,
     rejects_w: BufWriter<File>,
     /// Raw lines of the rejects not yet written, in order.
     raws: Vec<Vec<u8>>,
@@ -210,7 +213,8 @@ impl Lane {
         Ok(Lane {
             engine,
             limits: settings.events.decode_limits(now_ms),
-            alerts_w: create(&out_dir, "alerts.jsonl")?,
+            alerts_w: Arc::new(std::sync::Mutex::new(create(&out_dir, "alerts.jsonl")?)),
+            sink_error: Arc::default(),
             rejects_w: create(&out_dir, "rejects.jsonl")?,
             out_dir,
             raws: Vec::new(),
@@ -228,6 +232,22 @@ impl Lane {
             self.raws.push(line.to_vec());
         }
         Ok(())
+    }
+
+    /// Has the engine write each alert to `alerts.jsonl` (and count it) as it is produced, so a
+    /// day's timers over a million accounts never hold their alerts in memory. Not with a
+    /// back-test, which keeps its alerts for the evaluation anyway.
+    fn stream_alerts(&mut self, shared: Option<Arc<Shared>>) {
+        let (w, err) = (self.alerts_w.clone(), self.sink_error.clone());
+        self.engine.send_alerts_to(crate::engine::AlertSink(Box::new(move |a| {
+            if let Some(s) = &shared {
+                s.metrics.alert(&a);
+            }
+            let mut w = w.lock().expect("not poisoned");
+            if let Err(e) = writeln!(w, "{}", a.to_json()) {
+                err.lock().expect("not poisoned").get_or_insert(e);
+            }
+        })));
     }
 
     fn drain(&mut self, shared: Option<&Shared>) -> Result<()> {
@@ -252,9 +272,14 @@ impl Lane {
                 h.record_score(s);
             }
         }
-        for a in &out.alerts {
-            writeln!(self.alerts_w, "{}", a.to_json())?;
+        if let Some(e) = self.sink_error.lock().expect("not poisoned").take() {
+            return Err(e).context("writing alerts.jsonl");
         }
+        let mut w = self.alerts_w.lock().expect("not poisoned");
+        for a in &out.alerts {
+            writeln!(w, "{}", a.to_json())?;
+        }
+        drop(w);
         // One raw line was queued per reject, in the same order.
         for (r, raw) in out.rejected.iter().zip(self.raws.drain(..)) {
             let line = RejectLine {
@@ -272,7 +297,10 @@ impl Lane {
     /// Flushes the outputs and writes `scores.jsonl`. Returns the accounts by final band and the
     /// accounts the replay saw (those with stored state).
     fn finish(&mut self) -> Result<(BTreeMap<String, u64>, rustc_hash::FxHashSet<String>)> {
-        self.alerts_w.flush()?;
+        if let Some(e) = self.sink_error.lock().expect("not poisoned").take() {
+            return Err(e).context("writing alerts.jsonl");
+        }
+        self.alerts_w.lock().expect("not poisoned").flush()?;
         self.rejects_w.flush()?;
         let mut by_band = BTreeMap::new();
         let mut known = rustc_hash::FxHashSet::default();
@@ -363,6 +391,9 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         lanes.push(Lane::open(other, None, opts.out.join("compare"), opts.now_ms, true)?);
     }
     let shared = opts.serve.as_ref().map(|(s, _)| s.clone());
+    if !evaluate {
+        lanes[0].stream_alerts(shared.clone());
+    }
     if let Some(s) = &shared {
         s.not_ready("replaying");
         s.attach_store(lanes[0].engine.store(), true)?;

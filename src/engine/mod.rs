@@ -35,6 +35,15 @@ pub struct Rejected {
     pub reject: Reject,
 }
 
+/// Takes each alert as it is produced (`Engine::send_alerts_to`).
+pub struct AlertSink(pub Box<dyn FnMut(Alert) + Send>);
+
+impl std::fmt::Debug for AlertSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlertSink")
+    }
+}
+
 /// What processing produced since the last `take_output`.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -43,6 +52,8 @@ pub struct Output {
     pub rejected: Vec<Rejected>,
     /// Score updates are counted (`Stats::score_updates`) but not kept (`discard_score_updates`).
     discard_scores: bool,
+    /// Alerts go here instead of `alerts` (`send_alerts_to`).
+    sink: Option<AlertSink>,
 }
 
 /// Counters since start.
@@ -417,7 +428,10 @@ impl Engine {
         for a in &ev.alerts {
             *stats.alerts.entry(a.rule.name()).or_default() += 1;
         }
-        out.alerts.extend(ev.alerts);
+        match &mut out.sink {
+            Some(sink) => ev.alerts.into_iter().for_each(&mut sink.0),
+            None => out.alerts.extend(ev.alerts),
+        }
         if let Some(u) = ev.score_update {
             stats.score_updates += 1;
             if !out.discard_scores {
@@ -435,9 +449,18 @@ impl Engine {
     /// Alerts, score updates and rejects produced since the last call.
     pub fn take_output(&mut self) -> Output {
         let discard_scores = self.out.discard_scores;
+        let sink = self.out.sink.take();
         let out = std::mem::take(&mut self.out);
         self.out.discard_scores = discard_scores;
+        self.out.sink = sink;
         out
+    }
+
+    /// From now on alerts go to `sink` as they are produced, in the same order, instead of the
+    /// output: a timer sweep over a million accounts can raise hundreds of thousands of alerts
+    /// within one record, which the output would hold all at once.
+    pub fn send_alerts_to(&mut self, sink: AlertSink) {
+        self.out.sink = Some(sink);
     }
 
     /// From now on score updates are only counted (`Stats::score_updates`), not kept in the
