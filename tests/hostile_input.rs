@@ -126,7 +126,7 @@ fn a_corrupt_local_state_starts_the_account_afresh() {
     let settings = Settings::default();
     let mut engine = Engine::open(dir.path(), false, Params::new(&settings), kizashi::store::Budget { total: 256 << 20 }).unwrap();
     let mut batch = engine.store().batch();
-    batch.put_account_encoded(0, "acme", &[3, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
+    batch.put_account_encoded(0, "acme", &[3, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3], &[]);
     engine.store().write(batch).unwrap();
     let limits = settings.events.decode_limits(i64::MAX / 2);
     let line = usage("u1", DAY * DAY_MS);

@@ -130,3 +130,46 @@ fn a_small_budget_holds_the_cache_within_its_share_and_changes_no_output() {
     assert_eq!(scores.iter().map(key).collect::<Vec<_>>(), scores_big.iter().map(key).collect::<Vec<_>>());
     assert!(!alerts.is_empty() && !scores.is_empty());
 }
+
+/// Write-back (`replay`): once the budget is full, decoded accounts are encoded into the warm tier
+/// and, when that is full too, the oldest encoded ones go to the store. The accounts held stay
+/// within the budget after every flush, both tiers are used, and the output and the final stored
+/// states equal those of an engine that holds everything decoded.
+#[test]
+fn write_back_keeps_accounts_encoded_then_stored_within_the_budget_and_changes_no_output() {
+    let gen = GenOptions { accounts: 300, days: 30, end_day: END_DAY, seed: 11, activity: 0.5 };
+    let final_states = |e: &Engine| {
+        let mut v = Vec::new();
+        e.for_each_account_by_id(|p, id, s| v.push((p, id.to_string(), s))).unwrap();
+        v
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut big = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
+    big.write_back();
+    let (alerts_big, scores_big) = feed(&mut big, &gen, 2_000, |_| {});
+    big.finish().unwrap();
+    assert_eq!((big.stats.spills, big.stats.demoted), (0, 0), "a large budget holds everything decoded");
+    let states_big = final_states(&big);
+    assert_eq!(states_big.len(), 300);
+
+    // 1 MiB holds about a third of the population encoded; 4 MiB all of it.
+    for (total, spills_to_store) in [(1 << 20, true), (4 << 20, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut small = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total }).unwrap();
+        small.write_back();
+        let (alerts, scores) = feed(&mut small, &gen, 2_000, |e| {
+            let (held, limit) = e.cache_usage();
+            assert!(held <= limit, "after a flush the accounts held take {held} bytes, over their {limit}");
+        });
+        assert!(small.stats.demoted > 300, "accounts went to the warm tier: {:?}", small.stats);
+        assert!(small.warm_accounts() > 0);
+        assert_eq!(small.stats.written_early > 0, spills_to_store, "budget {total}: {:?}", small.stats);
+        small.finish().unwrap();
+        assert_eq!(small.warm_accounts(), 0, "finish writes the warm tier");
+        let key = |a: &Alert| a.to_json();
+        assert_eq!(alerts.iter().map(key).collect::<Vec<_>>(), alerts_big.iter().map(key).collect::<Vec<_>>());
+        let key = |s: &ScoreUpdate| s.to_json();
+        assert_eq!(scores.iter().map(key).collect::<Vec<_>>(), scores_big.iter().map(key).collect::<Vec<_>>());
+        assert!(final_states(&small) == states_big, "budget {total}: the stored states differ");
+    }
+}

@@ -95,20 +95,17 @@ impl Shared {
             return Ok(());
         }
         let started = Instant::now();
-        let mut entries = Vec::new();
-        store.for_each_account(|p, id, s| entries.push((id.into(), board::Entry::of(p, &s))))?;
-        let n = entries.len();
-        self.board.update(entries);
+        let n = load_entries(&self.board, |f| store.for_each_board_entry(f), None)?;
         tracing::info!(accounts = n, seconds = started.elapsed().as_secs_f64(), "account index loaded from the state store");
         Ok(())
     }
 
     /// Loads the board with the stored accounts of one (newly assigned) partition.
     pub fn load_partition(&self, store: &Store, partition: u32) -> Result<()> {
-        let mut entries = Vec::new();
-        store.for_each_account_in(partition, |id, s| entries.push((id.into(), board::Entry::of(partition, &s))))?;
+        let started = Instant::now();
         self.board.drop_partition(partition);
-        self.board.update(entries);
+        let n = load_entries(&self.board, |f| store.for_each_board_entry_in(partition, |id, bytes| f(partition, id, bytes)), Some(partition))?;
+        tracing::info!(partition, accounts = n, seconds = started.elapsed().as_secs_f64(), "account index of the partition loaded");
         Ok(())
     }
 
@@ -496,11 +493,11 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
             json!({
                 "rank": offset + i + 1,
                 "account_id": id,
-                "name": e.name,
+                "name": e.name.as_deref(),
                 "score": e.score.map(crate::core::alerts::round1),
                 "band": e.band.map(Band::name),
-                "segment": e.segment,
-                "owner": e.owner,
+                "segment": e.segment.as_deref(),
+                "owner": e.owner.as_deref(),
                 "arr": e.arr,
                 "seats": e.seats,
                 "renewal_date": e.renewal_day.map(crate::event::timestamp::format_day),
@@ -630,6 +627,34 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
         "alerts_by_rule": alerts,
     }))
     .into_response()
+}
+
+/// Loads stored board entries (`each` walks them) into `board` in slices, so a million accounts
+/// are never held twice. Entries that do not decode are counted and logged; those accounts are
+/// missing from the index until next written. Returns the entries loaded.
+fn load_entries(
+    board: &Board,
+    each: impl FnOnce(&mut dyn FnMut(u32, &str, &[u8])) -> Result<(), crate::store::StoreError>,
+    partition: Option<u32>,
+) -> Result<usize> {
+    const SLICE: usize = 65_536;
+    let (mut n, mut bad) = (0usize, 0u64);
+    let mut entries = Vec::with_capacity(SLICE);
+    each(&mut |p, id, bytes| match board::Entry::decode(p, bytes) {
+        Ok(e) => {
+            entries.push((id.into(), e));
+            n += 1;
+            if entries.len() == SLICE {
+                board.update(entries.drain(..));
+            }
+        }
+        Err(_) => bad += 1,
+    })?;
+    board.update(entries);
+    if bad > 0 {
+        tracing::warn!(?partition, entries = bad, "board entries in the state store do not decode: those accounts are missing from the index until next written");
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! the pure core, and writes one RocksDB batch per processing batch (each touched account once,
 //! with the input offsets and stream time of the batch). It never talks to Kafka or files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -70,8 +70,12 @@ pub struct Stats {
     pub corrupt_states: u64,
     /// Score updates produced (kept in the output or not).
     pub score_updates: u64,
-    /// Write-back replays: times the cache filled and its dirty accounts were written early.
+    /// Write-back replays: times the accounts held filled the budget.
     pub spills: u64,
+    /// Write-back: changed accounts encoded into the warm tier, and warm accounts written to the
+    /// store before the end (the budget needed their room).
+    pub demoted: u64,
+    pub written_early: u64,
 }
 
 struct Slot {
@@ -85,10 +89,37 @@ struct Slot {
     bytes: usize,
 }
 
+/// An account moved out of the decoded cache in write-back mode, kept encoded in memory (a
+/// quarter to a third of its decoded size) until the budget needs its room; its stored copy, if
+/// any, is older.
+struct WarmEntry {
+    /// Position in `Engine::warm_order` (an older position there is a stale one).
+    seq: u64,
+    encoded: Box<[u8]>,
+    /// Its board entry as the store keeps it (`board::entry_bytes`).
+    board: Box<[u8]>,
+    /// Due time as persisted in the store's index, and as the state has it.
+    stored_due: Option<i64>,
+    due: Option<i64>,
+}
+
+/// Memory of one warm entry: its bytes, its map entry, its key if on the heap and its place in
+/// the order queue.
+fn warm_bytes(id: &str, w: &WarmEntry) -> usize {
+    let key = if id.len() > 24 { id.len() } else { 0 };
+    crate::core::ids::alloc_bytes(w.encoded.len())
+        + crate::core::ids::alloc_bytes(w.board.len())
+        + std::mem::size_of::<(CompactString, WarmEntry)>() * 8 / 7
+        + std::mem::size_of::<(u64, u32, CompactString)>()
+        + key
+}
+
 #[derive(Default)]
 struct PartitionState {
     /// Boxed: a state is ~1.4 KB inline, and a map of them would reserve that per empty bucket.
     accounts: KeyedMap<CompactString, Box<Slot>>,
+    /// Write-back only: accounts out of `accounts` whose changes are not in the store yet.
+    warm: KeyedMap<CompactString, WarmEntry>,
     due: BTreeSet<(i64, CompactString)>,
     stream_time: Option<i64>,
     stream_time_dirty: bool,
@@ -105,6 +136,12 @@ pub struct Engine {
     cache_limit: usize,
     /// Bytes of the decoded accounts held, as last measured per account.
     cache_bytes: usize,
+    /// Write-back: bytes of the warm (encoded) accounts, within `cache_limit` with `cache_bytes`.
+    warm_bytes: usize,
+    /// Write-back: warm accounts oldest first, as (seq, partition, id); entries whose seq is not
+    /// the account's current one were taken back into the cache.
+    warm_order: VecDeque<(u64, u32, CompactString)>,
+    warm_seq: u64,
     /// Write dirty accounts only when the cache is full or on `finish` (`replay`), instead of at
     /// every `flush` (the pipeline, whose offsets and outbox must land with the states).
     write_back: bool,
@@ -129,28 +166,50 @@ pub enum EngineError {
 /// Loads an account into the cache. A stored state that does not decode (a corrupt byte on disk)
 /// must not stop the partition for good, as every restart would read it again: it is logged,
 /// counted, and the account starts afresh from the records that follow.
+#[allow(clippy::too_many_arguments)]
 fn load_slot<'a>(
     store: &Store,
     accounts: &'a mut KeyedMap<CompactString, Box<Slot>>,
+    warm: &mut KeyedMap<CompactString, WarmEntry>,
+    dirty: &mut Vec<CompactString>,
     partition: u32,
     id: &str,
     corrupt: &mut u64,
     cache_bytes: &mut usize,
+    warm_total: &mut usize,
 ) -> Result<&'a mut Slot, StoreError> {
     if !accounts.contains_key(id) {
-        let state = match store.get_account(partition, id) {
-            Ok(s) => s.unwrap_or_default(),
-            Err(StoreError::Codec { source, .. }) => {
-                *corrupt += 1;
-                tracing::warn!(partition, account = ?id, error = %source, "stored account state does not decode: the account starts afresh");
-                AccountState::default()
+        let (state, stored_due, changed) = match warm.remove(id) {
+            // Taken back from the warm tier: its changes are still not in the store.
+            Some(w) => {
+                *warm_total -= warm_bytes(id, &w);
+                let state = crate::store::codec::decode(&w.encoded).unwrap_or_else(|e| {
+                    *corrupt += 1;
+                    tracing::warn!(partition, account = ?id, error = %e, "a warm account state does not decode: the account starts afresh");
+                    AccountState::default()
+                });
+                (state, w.stored_due, true)
             }
-            Err(e) => return Err(e),
+            None => {
+                let state = match store.get_account(partition, id) {
+                    Ok(s) => s.unwrap_or_default(),
+                    Err(StoreError::Codec { source, .. }) => {
+                        *corrupt += 1;
+                        tracing::warn!(partition, account = ?id, error = %source, "stored account state does not decode: the account starts afresh");
+                        AccountState::default()
+                    }
+                    Err(e) => return Err(e),
+                };
+                let due = state.score.next_due_ms;
+                (state, due, false)
+            }
         };
-        let stored_due = state.score.next_due_ms;
         let bytes = slot_bytes(id, &state);
         *cache_bytes += bytes;
-        accounts.insert(id.into(), Box::new(Slot { state, stored_due, dirty: false, last_used: 0, bytes }));
+        if changed {
+            dirty.push(id.into());
+        }
+        accounts.insert(id.into(), Box::new(Slot { state, stored_due, dirty: changed, last_used: 0, bytes }));
     }
     Ok(accounts.get_mut(id).expect("just inserted"))
 }
@@ -164,6 +223,11 @@ fn remeasure(slot: &mut Slot, id: &str, cache_bytes: &mut usize) {
 
 /// Bytes per RocksDB write when write-back spills the cache.
 const WRITE_BACK_SLICE: usize = 4 << 20;
+
+/// Write-back: once the accounts' budget is full, decoded accounts are encoded into the warm tier
+/// (several times as many per byte) until the decoded ones are down to 1/`HOT_FLOOR` of it; only
+/// then are the oldest warm accounts written to the store.
+const HOT_FLOOR: usize = 8;
 
 /// Memory of one cached account: its state, its key and its map entry.
 fn slot_bytes(id: &str, state: &AccountState) -> usize {
@@ -184,6 +248,9 @@ impl Engine {
             partitions: FxHashMap::default(),
             cache_limit: budget.accounts() as usize,
             cache_bytes: 0,
+            warm_bytes: 0,
+            warm_order: VecDeque::new(),
+            warm_seq: 0,
             write_back: false,
             tick: 0,
             out: Output::default(),
@@ -303,9 +370,9 @@ impl Engine {
         }
         self.fire_due(partition, stream_time)?;
         self.tick += 1;
-        let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
+        let PartitionState { accounts, warm, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();
-        let slot = load_slot(&self.store, accounts, partition, id, &mut self.stats.corrupt_states, &mut self.cache_bytes)?;
+        let slot = load_slot(&self.store, accounts, warm, dirty, partition, id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
         if self.track_applied {
             let k = event.kind() as usize;
             if source.offset < slot.state.applied[k] {
@@ -377,14 +444,14 @@ impl Engine {
     fn fire_due(&mut self, partition: u32, stream_time: i64) -> Result<(), EngineError> {
         let watermark = stream_time - self.params.grace_ms;
         loop {
-            let PartitionState { accounts, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
+            let PartitionState { accounts, warm, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
             let Some((at, _)) = due.first() else { break };
             if *at > watermark {
                 break;
             }
             let (_, id) = due.pop_first().expect("non-empty");
             self.tick += 1;
-            let slot = load_slot(&self.store, accounts, partition, &id, &mut self.stats.corrupt_states, &mut self.cache_bytes)?;
+            let slot = load_slot(&self.store, accounts, warm, dirty, partition, &id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
             // The index entry is gone; make the slot agree before re-evaluating.
             slot.state.score.next_due_ms = None;
             self.stats.timer_evaluations += 1;
@@ -471,99 +538,177 @@ impl Engine {
 
     /// Writes the batch: every touched account once, due-index moves, offsets and stream time,
     /// plus whatever `extra` adds (the outbox), in one atomic RocksDB write. Then trims the cache.
-    /// In write-back mode (`write_back`) the accounts are written only if the cache is over its
-    /// budget; the board still learns of every touched account.
+    /// In write-back mode (`write_back`) the accounts are not written here (see `spill_if_full`
+    /// and `finish`), only what `extra` adds; the board still learns of every touched account.
     pub fn flush(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
-        if self.write_back && self.cache_bytes <= self.cache_limit {
-            if let Some(b) = &self.board {
-                let mut entries = Vec::new();
-                for (&partition, ps) in &self.partitions {
-                    for id in &ps.dirty {
-                        if let Some(slot) = ps.accounts.get(id) {
-                            entries.push((id.clone(), Entry::of(partition, &slot.state)));
-                        }
+        if !self.write_back {
+            return self.write_dirty(extra);
+        }
+        if let Some(b) = &self.board {
+            let mut entries = Vec::new();
+            for (&partition, ps) in &self.partitions {
+                for id in &ps.dirty {
+                    if let Some(slot) = ps.accounts.get(id) {
+                        entries.push((id.clone(), Entry::of(partition, &slot.state)));
                     }
                 }
-                b.update(entries);
             }
-            return Ok(0);
+            b.update(entries);
         }
-        self.write_dirty(extra)
+        let mut batch = self.store.batch();
+        extra(&mut batch);
+        if !batch.is_empty() {
+            self.store.write(batch)?;
+        }
+        self.spill_if_full()?;
+        Ok(0)
     }
 
-    /// In write-back mode, writes every dirty account (the end of a replay).
+    /// In write-back mode, writes every changed account, warm or decoded (the end of a replay).
     pub fn finish(&mut self) -> Result<usize, EngineError> {
-        tracing::debug!(accounts = self.cached_accounts(), bytes = self.cache_bytes, rocksdb_bytes = self.store.memory_bytes(), "account cache at the end");
-        self.write_dirty(|_| {})
+        tracing::debug!(
+            accounts = self.cached_accounts(),
+            bytes = self.cache_bytes,
+            warm_accounts = self.warm_accounts(),
+            warm_bytes = self.warm_bytes,
+            rocksdb_bytes = self.store.memory_bytes(),
+            "account cache at the end"
+        );
+        let warm = self.write_warm(0)?;
+        Ok(warm + self.write_dirty(|_| {})?)
     }
 
-    /// Bytes of decoded accounts held, and the budget for them.
+    /// Bytes of accounts held in memory (decoded, and in write-back mode encoded), and the
+    /// budget for them.
     pub fn cache_usage(&self) -> (usize, usize) {
-        (self.cache_bytes, self.cache_limit)
+        (self.cache_bytes + self.warm_bytes, self.cache_limit)
     }
 
-    /// In write-back mode, writes and trims the cache once it is over budget (between batches
-    /// of a replay that touches more accounts than the cache holds).
+    /// Write-back accounts held encoded in memory.
+    pub fn warm_accounts(&self) -> usize {
+        self.partitions.values().map(|p| p.warm.len()).sum()
+    }
+
+    /// In write-back mode, once the accounts held are over budget: the least recently used
+    /// decoded accounts are encoded into the warm tier (or
+    /// dropped if unchanged), and if that is not room enough, the oldest warm accounts are
+    /// written to the store, down to 80% of the budget. An account is written to the store at
+    /// most once per stay in memory, and only if it changed.
     pub fn spill_if_full(&mut self) -> Result<(), EngineError> {
-        if !(self.write_back && self.cache_bytes > self.cache_limit) {
+        if !(self.write_back && self.cache_bytes + self.warm_bytes > self.cache_limit) {
             return Ok(());
         }
         self.stats.spills += 1;
-        let before = (self.cached_accounts(), self.cache_bytes);
-        // The least recently used accounts, dirty or not, down to 80% of the budget; only the
-        // dirty among them are written (an account is written once per stay in the cache).
-        let Some(cutoff) = self.lru_cutoff(false) else { return Ok(()) };
-        let mut batch = self.store.batch();
-        let mut freed = 0;
-        let mut written = 0u64;
-        let mut entries = Vec::new();
-        for (&partition, ps) in self.partitions.iter_mut() {
-            let mut victims: Vec<(CompactString, Box<Slot>)> = ps.accounts.extract_if(|_, s| s.last_used <= cutoff).collect();
-            freed += victims.iter().map(|(_, s)| s.bytes).sum::<usize>();
-            victims.retain(|(_, s)| s.dirty);
-            // In key order: RocksDB's memtable inserts a sorted run far faster than scattered keys.
-            victims.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (id, slot) in victims {
-                batch.put_account(partition, &id, &slot.state);
-                batch.move_due(partition, &id, slot.stored_due, slot.state.score.next_due_ms);
-                if self.board.is_some() {
-                    entries.push((id.clone(), Entry::of(partition, &slot.state)));
+        let before = (self.cached_accounts(), self.cache_bytes, self.warm_bytes);
+        // Decoded accounts are encoded (several times smaller) until the total is at 90% of the
+        // budget, as long as the decoded ones keep their floor.
+        let floor = self.cache_limit / HOT_FLOOR;
+        let mut demoted = 0u64;
+        if self.cache_bytes > floor {
+            let over = (self.cache_bytes + self.warm_bytes).saturating_sub(self.cache_limit / 10 * 9);
+            // Encoding keeps about a third of the bytes, so free half again as much.
+            let target = self.cache_bytes.saturating_sub(over * 3 / 2).max(floor);
+            if let Some(cutoff) = self.lru_cutoff(target, false) {
+                let mut entries = Vec::new();
+                let mut w = crate::store::codec::Writer::default();
+                for (&partition, ps) in self.partitions.iter_mut() {
+                    let victims: Vec<(CompactString, Box<Slot>)> = ps.accounts.extract_if(|_, s| s.last_used <= cutoff).collect();
+                    for (id, slot) in victims {
+                        self.cache_bytes -= slot.bytes;
+                        if !slot.dirty {
+                            continue;
+                        }
+                        if self.board.is_some() {
+                            entries.push((id.clone(), Entry::of(partition, &slot.state)));
+                        }
+                        w.buf.clear();
+                        crate::store::codec::encode(&slot.state, &mut w);
+                        let encoded: Box<[u8]> = w.buf.as_slice().into();
+                        let board = board::entry_bytes(partition, &slot.state).into_boxed_slice();
+                        self.warm_seq += 1;
+                        self.warm_order.push_back((self.warm_seq, partition, id.clone()));
+                        let entry = WarmEntry { seq: self.warm_seq, encoded, board, stored_due: slot.stored_due, due: slot.state.score.next_due_ms };
+                        self.warm_bytes += warm_bytes(&id, &entry);
+                        ps.warm.insert(id, entry);
+                        demoted += 1;
+                    }
+                    let accounts = &ps.accounts;
+                    ps.dirty.retain(|id| accounts.contains_key(id));
+                    if ps.accounts.capacity() > 4 * ps.accounts.len().max(1024) {
+                        ps.accounts.shrink_to_fit();
+                    }
                 }
-                written += 1;
-                if batch.size_in_bytes() > WRITE_BACK_SLICE {
-                    let full = std::mem::replace(&mut batch, self.store.batch());
-                    self.store.write(full)?;
+                if let Some(b) = &self.board {
+                    b.update(entries);
                 }
             }
-            let accounts = &ps.accounts;
-            ps.dirty.retain(|id| accounts.contains_key(id));
-            if ps.accounts.capacity() > 4 * ps.accounts.len().max(1024) {
-                ps.accounts.shrink_to_fit();
+        }
+        // Taken-back accounts leave stale places in the order queue: compact it now and then.
+        let live = self.warm_accounts();
+        if self.warm_order.len() > 2 * live + 4096 {
+            let partitions = &self.partitions;
+            self.warm_order.retain(|(seq, p, id)| partitions.get(p).and_then(|ps| ps.warm.get(id)).is_some_and(|w| w.seq == *seq));
+            self.warm_order.shrink_to_fit();
+        }
+        let mut written = 0;
+        if self.cache_bytes + self.warm_bytes > self.cache_limit {
+            let target = (self.cache_limit / 10 * 8).saturating_sub(self.cache_bytes);
+            written = self.write_warm(target)?;
+        }
+        self.stats.demoted += demoted;
+        self.stats.written_early += written as u64;
+        tracing::debug!(
+            accounts = before.0,
+            bytes = before.1,
+            warm_bytes = before.2,
+            demoted,
+            written,
+            kept = self.cached_accounts(),
+            kept_bytes = self.cache_bytes,
+            warm_kept = self.warm_bytes,
+            rocksdb_bytes = self.store.memory_bytes(),
+            "account cache full: least recently used accounts encoded, the oldest encoded ones written"
+        );
+        Ok(())
+    }
+
+    /// Writes the oldest warm accounts to the store, in key order and in slices, until the warm
+    /// tier holds at most `target` bytes. Returns the accounts written.
+    fn write_warm(&mut self, target: usize) -> Result<usize, EngineError> {
+        let mut out: Vec<(u32, CompactString, WarmEntry)> = Vec::new();
+        while self.warm_bytes > target {
+            let Some((seq, partition, id)) = self.warm_order.pop_front() else { break };
+            let Some(ps) = self.partitions.get_mut(&partition) else { continue };
+            if ps.warm.get(&id).is_none_or(|w| w.seq != seq) {
+                continue;
+            }
+            let w = ps.warm.remove(&id).expect("just found");
+            self.warm_bytes -= warm_bytes(&id, &w);
+            out.push((partition, id, w));
+        }
+        if self.warm_bytes == 0 {
+            self.warm_order.clear();
+        }
+        out.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let n = out.len();
+        let mut batch = self.store.batch();
+        for (partition, id, w) in out {
+            batch.put_account_encoded(partition, &id, &w.encoded, &w.board);
+            batch.move_due(partition, &id, w.stored_due, w.due);
+            if batch.size_in_bytes() > WRITE_BACK_SLICE {
+                let full = std::mem::replace(&mut batch, self.store.batch());
+                self.store.write(full)?;
             }
         }
         if !batch.is_empty() {
             self.store.write(batch)?;
         }
-        if let Some(b) = &self.board {
-            b.update(entries);
-        }
-        self.cache_bytes -= freed;
-        tracing::debug!(
-            accounts = before.0,
-            bytes = before.1,
-            written,
-            kept = self.cached_accounts(),
-            kept_bytes = self.cache_bytes,
-            rocksdb_bytes = self.store.memory_bytes(),
-            "account cache full: least recently used accounts dropped, the changed ones written"
-        );
-        Ok(())
+        Ok(n)
     }
 
-    /// The `last_used` tick at or below which accounts go to bring the cache to 80% of its
-    /// budget, oldest first; only clean accounts when `clean_only`. `None`: nothing to drop.
-    fn lru_cutoff(&self, clean_only: bool) -> Option<u64> {
-        let target = self.cache_limit / 10 * 8;
+    /// The `last_used` tick at or below which accounts go to bring the decoded cache to `target`
+    /// bytes, oldest first; only clean accounts when `clean_only`. `None`: nothing to drop.
+    fn lru_cutoff(&self, target: usize, clean_only: bool) -> Option<u64> {
         let mut slots: Vec<(u64, usize)> = self
             .partitions
             .values()
@@ -647,7 +792,7 @@ impl Engine {
         for (id, bytes) in states {
             let state = crate::store::codec::decode(bytes)
                 .map_err(|source| StoreError::Codec { partition, account: id.clone(), source })?;
-            batch.put_account_encoded(partition, id, bytes);
+            batch.put_account_encoded(partition, id, bytes, &board::entry_bytes(partition, &state));
             batch.move_due(partition, id, None, state.score.next_due_ms);
             decoded.push((id.clone(), state));
         }
@@ -690,6 +835,7 @@ impl Engine {
     /// Takes a partition's in-memory state out, its accounts no longer counted in the cache.
     fn remove_partition(&mut self, partition: u32) -> Option<PartitionState> {
         let ps = self.partitions.remove(&partition)?;
+        debug_assert!(ps.warm.is_empty(), "write-back partitions are never removed");
         self.cache_bytes -= ps.accounts.values().map(|s| s.bytes).sum::<usize>();
         Some(ps)
     }
@@ -705,7 +851,7 @@ impl Engine {
         if self.cache_bytes <= self.cache_limit {
             return;
         }
-        let Some(cutoff) = self.lru_cutoff(true) else { return };
+        let Some(cutoff) = self.lru_cutoff(self.cache_limit / 10 * 8, true) else { return };
         let mut freed = 0;
         for ps in self.partitions.values_mut() {
             ps.accounts.retain(|_, s| {

@@ -137,7 +137,9 @@ pub fn run(
                         b.put_stream_time(p, t);
                     }
                 }
-                Ok(Record::State { account, .. }) => b.put_account_encoded(p, account, v),
+                Ok(Record::State { account, state }) => {
+                    b.put_account_encoded(p, account, v, &crate::engine::board::entry_bytes(p, &state))
+                }
                 Err(e) => metrics.changelog_corrupt("standby", p, m.offset(), k, &e),
             }
             if !b.is_empty() {

@@ -243,9 +243,15 @@ fn read_distinct(r: &mut Reader<'_>) -> Result<Distinct, CodecError> {
         let from = newest - (MAX_SPAN_DAYS as i32 - 1);
         d.seen.retain(|_, s| s.last_day >= from);
     }
-    // "last seen on day" counts are derived, not stored.
-    for s in d.seen.values() {
-        d.last_seen.add(s.last_day, 1);
+    // "last seen on day" counts are derived, not stored: counted over the keys' span at once
+    // (adding them one by one in map order would grow the span at its front again and again).
+    let (lo, hi) = d.seen.values().fold((i32::MAX, i32::MIN), |(lo, hi), s| (lo.min(s.last_day), hi.max(s.last_day)));
+    if lo <= hi {
+        let mut counts = vec![0u32; (i64::from(hi) - i64::from(lo) + 1) as usize];
+        for s in d.seen.values() {
+            counts[(i64::from(s.last_day) - i64::from(lo)) as usize] += 1;
+        }
+        d.last_seen = DayCounts::from_parts(lo, counts);
     }
     d.per_day = r.days()?;
     Ok(d)

@@ -24,7 +24,10 @@ const CF_OFFSETS: &str = "offsets";
 const CF_OUTBOX: &str = "outbox";
 /// Accounts written locally whose state has not yet been acknowledged on the changelog topic.
 const CF_CHANGELOG_PENDING: &str = "changelog_pending";
-const CFS: [&str; 5] = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX, CF_CHANGELOG_PENDING];
+/// Each account's board entry (score, band, segment, ARR, ...; `engine::board::Entry`), written
+/// with its state: a restart loads the API's account index from these, not by decoding states.
+const CF_BOARD: &str = "board";
+const CFS: [&str; 6] = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX, CF_CHANGELOG_PENDING, CF_BOARD];
 
 /// Name under which a partition's stream time is kept beside its offsets.
 const STREAM_TIME: &str = "\0stream_time";
@@ -194,10 +197,48 @@ impl Store {
             o
         };
         let cfs: Vec<ColumnFamilyDescriptor> = CFS.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_opts(n))).collect();
+        // A store written before the board entries were kept gets them once, from its states.
+        let without_board = DB::list_cf(&Options::default(), dir).is_ok_and(|cfs| !cfs.iter().any(|c| c == CF_BOARD));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(!durable);
-        Ok(Store { db: Arc::new(db), opts: Arc::new(opts), cache, write_opts, durable })
+        let store = Store { db: Arc::new(db), opts: Arc::new(opts), cache, write_opts, durable };
+        if without_board {
+            store.build_board()?;
+        }
+        Ok(store)
+    }
+
+    /// Writes every stored account's board entry (a store from before they were kept).
+    fn build_board(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut batch = self.batch();
+        let mut n = 0u64;
+        let mut corrupt = 0u64;
+        for item in self.db.iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::Start) {
+            let (k, v) = item?;
+            if k.len() < 4 {
+                return Err(StoreError::BadKey("account"));
+            }
+            let partition = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("account"))?;
+            // A state that does not decode gets no entry: the engine starts that account afresh
+            // when it next sees it, and writes both then.
+            let Ok(state) = codec::decode(&v) else {
+                corrupt += 1;
+                continue;
+            };
+            batch.put_board(partition, id, &state);
+            n += 1;
+            if batch.size_in_bytes() > 4 << 20 {
+                let full = std::mem::replace(&mut batch, self.batch());
+                self.write(full)?;
+            }
+        }
+        self.write(batch)?;
+        self.db.flush_cf(self.cf(CF_BOARD))?;
+        tracing::info!(accounts = n, undecodable = corrupt, seconds = started.elapsed().as_secs_f64(), "state store from an earlier release: wrote each account's board entry (once)");
+        Ok(())
     }
 
     /// What RocksDB has written since the store was opened.
@@ -303,6 +344,35 @@ impl Store {
         Ok(())
     }
 
+    /// Every stored board entry, in key order (partition, then account id), undecoded.
+    pub fn for_each_board_entry(&self, mut f: impl FnMut(u32, &str, &[u8])) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(CF_BOARD), IteratorMode::Start) {
+            let (k, v) = item?;
+            if k.len() < 4 {
+                return Err(StoreError::BadKey("board"));
+            }
+            let partition = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("board"))?;
+            f(partition, id, &v);
+        }
+        Ok(())
+    }
+
+    /// The board entries of one partition, in account id order, undecoded.
+    pub fn for_each_board_entry_in(&self, partition: u32, mut f: impl FnMut(&str, &[u8])) -> Result<(), StoreError> {
+        let prefix = partition.to_be_bytes();
+        let iter = self.db.iterator_cf(self.cf(CF_BOARD), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("board"))?;
+            f(id, &v);
+        }
+        Ok(())
+    }
+
     /// The due-time index of a partition: `(due_ms, account_id)`.
     pub fn due_entries(&self, partition: u32) -> Result<Vec<(i64, compact_str::CompactString)>, StoreError> {
         let prefix = partition.to_be_bytes();
@@ -396,17 +466,27 @@ impl Store {
 }
 
 impl StoreBatch<'_> {
-    /// Writes an account's state; returns its encoding.
+    /// Writes an account's state and its board entry; returns the state's encoding.
     pub fn put_account(&mut self, partition: u32, id: &str, state: &AccountState) -> &[u8] {
+        self.put_board(partition, id, state);
         self.scratch.buf.clear();
         codec::encode(state, &mut self.scratch);
         self.wb.put_cf(self.store.cf(CF_ACCOUNTS), account_key(partition, id), &self.scratch.buf);
         &self.scratch.buf
     }
 
-    /// Writes an already encoded account state (restoration from the changelog).
-    pub fn put_account_encoded(&mut self, partition: u32, id: &str, encoded: &[u8]) {
-        self.wb.put_cf(self.store.cf(CF_ACCOUNTS), account_key(partition, id), encoded);
+    /// Writes an already encoded account state with its encoded board entry
+    /// (`board_entry`).
+    pub fn put_account_encoded(&mut self, partition: u32, id: &str, encoded: &[u8], board_entry: &[u8]) {
+        let key = account_key(partition, id);
+        self.wb.put_cf(self.store.cf(CF_BOARD), &key, board_entry);
+        self.wb.put_cf(self.store.cf(CF_ACCOUNTS), key, encoded);
+    }
+
+    fn put_board(&mut self, partition: u32, id: &str, state: &AccountState) {
+        self.scratch.buf.clear();
+        crate::engine::board::Entry::of(partition, state).encode(&mut self.scratch);
+        self.wb.put_cf(self.store.cf(CF_BOARD), account_key(partition, id), &self.scratch.buf);
     }
 
     /// Marks an account as written locally but not yet in the changelog.
@@ -441,7 +521,7 @@ impl StoreBatch<'_> {
 
     /// Deletes everything stored for a partition (before restoring it from the changelog).
     pub fn delete_partition(&mut self, partition: u32) {
-        for cf in [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_CHANGELOG_PENDING] {
+        for cf in [CF_ACCOUNTS, CF_BOARD, CF_DUE, CF_OFFSETS, CF_CHANGELOG_PENDING] {
             self.delete_partition_in(cf, partition);
         }
     }
@@ -546,10 +626,48 @@ mod tests {
             store.write(b).unwrap();
         }
         let store = Store::open(dir.path(), true, Budget { total: 64 << 20 }).unwrap();
-        assert_eq!(store.get_account(3, "acme").unwrap(), Some(s));
+        assert_eq!(store.get_account(3, "acme").unwrap(), Some(s.clone()));
         assert_eq!(store.get_account(2, "acme").unwrap(), None);
         assert_eq!(store.due_entries(3).unwrap(), vec![(-5, "acme".into())]);
         assert_eq!(store.offsets(3).unwrap(), (vec![("product-usage".to_string(), 17)], Some(99)));
         assert_eq!(store.outbox().unwrap(), vec![(1, b"x".to_vec())]);
+        let mut board = Vec::new();
+        store.for_each_board_entry(|p, id, bytes| board.push((p, id.to_string(), bytes.to_vec()))).unwrap();
+        assert_eq!(board, vec![(3, "acme".to_string(), crate::engine::board::entry_bytes(3, &s))]);
+    }
+
+    /// A state directory written before board entries were kept (no `board` column family) gets
+    /// one per decodable account when it is first opened, and keeps its states.
+    #[test]
+    fn a_store_without_board_entries_gets_them_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = state_from(&[(1, 1, 1_000), (2, 3, 90_000_000)]);
+        let b = state_from(&[(4, 2, 5_000)]);
+        {
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let old = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX, CF_CHANGELOG_PENDING];
+            let db = DB::open_cf(&opts, dir.path(), old).unwrap();
+            let cf = db.cf_handle(CF_ACCOUNTS).unwrap();
+            db.put_cf(cf, account_key(0, "a"), codec::encode_to_vec(&a)).unwrap();
+            db.put_cf(cf, account_key(2, "b"), codec::encode_to_vec(&b)).unwrap();
+            db.put_cf(cf, account_key(2, "broken"), [200u8, 1, 2]).unwrap();
+        }
+        let store = Store::open(dir.path(), true, Budget { total: 64 << 20 }).unwrap();
+        let mut board = Vec::new();
+        store.for_each_board_entry(|p, id, bytes| board.push((p, id.to_string(), bytes.to_vec()))).unwrap();
+        let want = vec![
+            (0, "a".to_string(), crate::engine::board::entry_bytes(0, &a)),
+            (2, "b".to_string(), crate::engine::board::entry_bytes(2, &b)),
+        ];
+        assert_eq!(board, want);
+        assert_eq!(store.get_account(2, "b").unwrap(), Some(b));
+        drop(store);
+        // Built once: a second open finds the column family and leaves it as it is.
+        let store = Store::open(dir.path(), true, Budget { total: 64 << 20 }).unwrap();
+        let mut n = 0;
+        store.for_each_board_entry_in(2, |_, _| n += 1).unwrap();
+        assert_eq!(n, 1);
     }
 }
