@@ -629,28 +629,21 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
     .into_response()
 }
 
-/// Loads stored board entries (`each` walks them) into `board` in slices, so a million accounts
-/// are never held twice. Entries that do not decode are counted and logged; those accounts are
-/// missing from the index until next written. Returns the entries loaded.
+/// Loads stored board entries (`each` walks them) into `board` in bulk (`Board::load`). Entries
+/// that do not decode are counted and logged; those accounts are missing from the index until
+/// next written. Returns the entries loaded.
 fn load_entries(
     board: &Board,
     each: impl FnOnce(&mut dyn FnMut(u32, &str, &[u8])) -> Result<(), crate::store::StoreError>,
     partition: Option<u32>,
 ) -> Result<usize> {
-    const SLICE: usize = 65_536;
-    let (mut n, mut bad) = (0usize, 0u64);
-    let mut entries = Vec::with_capacity(SLICE);
-    each(&mut |p, id, bytes| match board::Entry::decode(p, bytes) {
-        Ok(e) => {
-            entries.push((id.into(), e));
-            n += 1;
-            if entries.len() == SLICE {
-                board.update(entries.drain(..));
-            }
-        }
-        Err(_) => bad += 1,
+    let mut bad = 0u64;
+    let n = board.load(|push| {
+        each(&mut |p, id, bytes| match board::Entry::decode(p, bytes) {
+            Ok(e) => push(id.into(), e),
+            Err(_) => bad += 1,
+        })
     })?;
-    board.update(entries);
     if bad > 0 {
         tracing::warn!(?partition, entries = bad, "board entries in the state store do not decode: those accounts are missing from the index until next written");
     }

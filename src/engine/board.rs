@@ -280,6 +280,41 @@ impl Board {
         }
     }
 
+    /// Adds many accounts at once (a partition's stored entries when it is assigned, after
+    /// `drop_partition`): `fill` gives each entry, under one lock, and the ranked sets are built
+    /// from sorted runs and merged in, instead of one insert each (a million accounts: ~4 s one by
+    /// one). An account already on the board is updated the ordinary way. Returns the entries given.
+    pub fn load<E>(&self, fill: impl FnOnce(&mut dyn FnMut(CompactString, Entry)) -> Result<(), E>) -> Result<usize, E> {
+        let mut inner = self.inner.write().expect("board lock");
+        let mut all = Vec::new();
+        let mut bands: [Vec<Rank>; 3] = Default::default();
+        let mut n = 0;
+        let filled = fill(&mut |id, e| {
+            n += 1;
+            if inner.by_id.contains_key(&id) {
+                inner.remove(&id);
+                inner.insert(id, e);
+                return;
+            }
+            match e.rank(&id) {
+                Some(r) => {
+                    if let Some(b) = e.band {
+                        bands[band_index(b)].push(r.clone());
+                    }
+                    all.push(r);
+                }
+                None => inner.unscored += 1,
+            }
+            inner.by_id.insert(id, e);
+        });
+        // What was given is on the board, even if `fill` stopped early.
+        inner.all.append(&mut all.into_iter().collect());
+        for (i, b) in bands.into_iter().enumerate() {
+            inner.bands[i].append(&mut b.into_iter().collect());
+        }
+        filled.map(|_| n)
+    }
+
     /// Forgets every account of a partition (its state left this instance).
     pub fn drop_partition(&self, partition: u32) {
         let mut inner = self.inner.write().expect("board lock");
@@ -417,6 +452,34 @@ mod tests {
             other[0] = ENTRY_VERSION + 1;
             assert!(Entry::decode(e.partition, &other).is_err(), "unknown version");
         }
+    }
+
+    /// A bulk load gives the same board as updates one by one, also over accounts already there.
+    #[test]
+    fn a_bulk_load_equals_updates_one_by_one() {
+        let bands = [Some(Band::Red), Some(Band::Yellow), Some(Band::Green), None];
+        let entry = |i: u32| e(Some(f64::from(i % 37)).filter(|_| i % 11 != 0), bands[(i % 4) as usize], Some(f64::from(i % 5) * 100.0), ["smb", "enterprise"][(i % 2) as usize]);
+        let one = Board::default();
+        let bulk = Board::default();
+        let first: Vec<(CompactString, Entry)> = (0..300).map(|i| (format!("a{i}").into(), entry(i))).collect();
+        one.update(first.clone());
+        bulk.update(first);
+        // Some of the loaded ids are on the board already, with other entries.
+        let more: Vec<(CompactString, Entry)> = (250..1000).map(|i| (format!("a{i}").into(), entry(i * 7))).collect();
+        one.update(more.clone());
+        let n = bulk.load(|push| {
+            more.into_iter().for_each(|(id, e)| push(id, e));
+            Ok::<_, ()>(())
+        });
+        assert_eq!(n, Ok(750));
+        assert_eq!(bulk.counts(), one.counts());
+        assert_eq!(bulk.len(), 1000);
+        for band in [None, Some(Band::Red), Some(Band::Green)] {
+            for segment in [None, Some("smb")] {
+                assert_eq!(bulk.queue(band, segment, 3, 500), one.queue(band, segment, 3, 500));
+            }
+        }
+        assert_eq!(bulk.summary(0), one.summary(0));
     }
 
     #[test]
