@@ -7,7 +7,10 @@
 //!
 //! `scripts/bench scale`. KIZASHI_BENCH_SCALE picks populations (default `quick,100k,1m`);
 //! KIZASHI_BENCH_BUDGET sets `state.memory_budget` (default: kizashi's default);
-//! KIZASHI_BENCH_RESTART_STATE=DIR measures only the restart, on DIR (a `replay --state-dir`).
+//! KIZASHI_BENCH_RESTART_STATE=DIR measures only the restart, on DIR (a `replay --state-dir`);
+//! KIZASHI_BENCH_SOAK=SECONDS runs only the soak: `kizashi run` over the million accounts produced
+//! live for that long (KIZASHI_BENCH_SOAK_DAY_SECONDS per simulated day, default 300), RSS
+//! sampled, and the changelog's bytes per input byte.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -164,6 +167,21 @@ fn parse_floor(data: &Path) -> f64 {
     best
 }
 
+/// `kizashi run` at the default settings against `brokers`, its state in `dir`, its API on
+/// `addr`, logging to `log`.
+fn spawn_run(bin: &Path, brokers: &str, dir: &Path, addr: &str, log: &Path) -> std::process::Child {
+    Command::new(bin)
+        .arg("run")
+        .env("KIZASHI__KAFKA__BROKERS", brokers)
+        .env("KIZASHI__STATE__DIR", dir)
+        .env("KIZASHI__HTTP__LISTEN", addr)
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// One start of `kizashi run`.
 struct Start {
     /// Seconds from start to `/readyz` answering 200.
@@ -190,16 +208,7 @@ fn restart_to_ready(bin: &Path, state: &Path, root: &Path) -> [Start; 2] {
         let addr = format!("127.0.0.1:{}", common::free_port());
         let log = root.join(format!("run-{n}.log"));
         let started = Instant::now();
-        let mut child = Command::new(bin)
-            .arg("run")
-            .env("KIZASHI__KAFKA__BROKERS", &b.addr)
-            .env("KIZASHI__STATE__DIR", &dir)
-            .env("KIZASHI__HTTP__LISTEN", &addr)
-            .env("RUST_LOG", "info,librdkafka=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(bin, &b.addr, &dir, &addr, &log);
         let ready = loop {
             if let Some((200, _)) = common::http_get(&addr, "/readyz", None) {
                 break started.elapsed().as_secs_f64();
@@ -212,12 +221,7 @@ fn restart_to_ready(bin: &Path, state: &Path, root: &Path) -> [Start; 2] {
         };
         let (_, summary) = common::get_json(&addr, "/v1/summary", None);
         let accounts = summary["accounts"].as_object().map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum::<f64>()) as u64;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-        let rss_kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
+        let (_, peak) = rss_of(child.id());
         // A clean stop, so the next start finds no member of the old group to wait for.
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let _ = child.wait();
@@ -227,7 +231,7 @@ fn restart_to_ready(bin: &Path, state: &Path, root: &Path) -> [Start; 2] {
             .filter(|l| l.contains("account index of the partition loaded"))
             .filter_map(|l| l.split("seconds=").nth(1)?.split_whitespace().next()?.parse::<f64>().ok())
             .reduce(|a, b| a + b);
-        Start { ready, accounts, rss: rss_kb * 1024, index_seconds }
+        Start { ready, accounts, rss: peak, index_seconds }
     })
 }
 
@@ -236,10 +240,99 @@ fn describe(s: &Start) -> String {
     format!("{:.1} s ({} accounts indexed{index}, peak RSS {:.0} MiB)", s.ready, s.accounts, s.rss as f64 / 1048576.0)
 }
 
+/// VmRSS (now) and VmHWM (peak) of a process, in bytes.
+fn rss_of(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A soak of `kizashi run` at the default settings over a live stream of the million-account
+/// population: `kizashi generate --to-kafka` produces it paced (KIZASHI_BENCH_SOAK_DAY_SECONDS
+/// per simulated day, default 300) while `run` consumes; RSS is sampled every 5 s. Prints RSS over time, what was consumed, and
+/// the changelog's bytes per input byte (from kizashi's own counters).
+fn soak(bin: &Path, root: &Path, secs: u64) {
+    let p = POPULATIONS.iter().find(|p| p.name == "1m").expect("1m population");
+    let b = common::Broker::start();
+    b.create_kizashi_topics([1, 1, 1]);
+    let dir = root.join("soak-state");
+    let _ = std::fs::remove_dir_all(&dir);
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let log = root.join("soak.log");
+    let mut run = spawn_run(bin, &b.addr, &dir, &addr, &log);
+    // A simulated day per 5 minutes by default (~3,000 events/s): the broker keeps every record,
+    // the changelog's too, in memory, and each changelog record is a whole account state.
+    let day_seconds: f64 = std::env::var("KIZASHI_BENCH_SOAK_DAY_SECONDS").map_or(300.0, |v| v.parse().expect("seconds"));
+    let mut gen = Command::new(bin)
+        .args(["generate", "--to-kafka", &b.addr])
+        .args(["--accounts", &p.accounts.to_string(), "--days", &p.days.to_string()])
+        .args(["--activity", &p.activity.to_string(), "--day-seconds", &format!("{day_seconds}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(root.join("soak-generate.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut peak = 0u64;
+    let mut samples = Vec::new();
+    let metrics = |addr: &str| common::http_get(addr, "/metrics", None).map(|(_, t)| t).unwrap_or_default();
+    let sum = |text: &str, name: &str| -> f64 {
+        text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum()
+    };
+    while started.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(5));
+        if let Some(st) = run.try_wait().unwrap() {
+            panic!("kizashi run exited ({st}) during the soak:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        let (now, hwm) = rss_of(run.id());
+        peak = peak.max(hwm);
+        let t = metrics(&addr);
+        samples.push((started.elapsed().as_secs(), now, sum(&t, "kizashi_events_consumed_total")));
+    }
+    let t = metrics(&addr);
+    let consumed = sum(&t, "kizashi_events_consumed_total");
+    let input_bytes = sum(&t, "kizashi_consumed_bytes_total");
+    let changelog_bytes = sum(&t, "kizashi_changelog_bytes_total");
+    let lag = sum(&t, "kizashi_consumer_lag_records");
+    let accounts = sum(&t, "kizashi_state_accounts");
+    let _ = gen.kill();
+    let _ = gen.wait();
+    let _ = Command::new("kill").arg("-TERM").arg(run.id().to_string()).status();
+    let _ = run.wait();
+    println!("\nsoak of `kizashi run` (default settings), {secs} s, the 1m population produced live ({day_seconds:.0} s per day):");
+    println!("| seconds | RSS | events consumed |\n|---|---|---|");
+    let every = (samples.len() / 12).max(1);
+    for (i, (t, rss, n)) in samples.iter().enumerate() {
+        if i % every == 0 || i + 1 == samples.len() {
+            println!("| {t} | {:.0} MiB | {n:.0} |", *rss as f64 / 1048576.0);
+        }
+    }
+    println!(
+        "peak RSS {:.0} MiB; {consumed:.0} events consumed ({:.0}/s), lag at the end {lag:.0}; {accounts:.0} accounts in the state store",
+        peak as f64 / 1048576.0,
+        consumed / secs as f64
+    );
+    println!(
+        "changelog bytes per input byte: {changelog_bytes:.0} / {input_bytes:.0} = {:.2}",
+        changelog_bytes / input_bytes.max(1.0)
+    );
+}
+
 fn main() {
     let bin = common::release_binary();
     let root = PathBuf::from(std::env::var("KIZASHI_BENCH_DIR").unwrap_or_else(|_| "/var/tmp/kizashi-bench-scale".into()));
     std::fs::create_dir_all(&root).unwrap();
+    if let Ok(secs) = std::env::var("KIZASHI_BENCH_SOAK") {
+        // Only the soak, for this many seconds.
+        soak(&bin, &root, secs.parse().expect("KIZASHI_BENCH_SOAK: seconds"));
+        return;
+    }
     if let Ok(state) = std::env::var("KIZASHI_BENCH_RESTART_STATE") {
         // Only the restart, on a state directory of a replay (one partition).
         let [first, second] = restart_to_ready(&bin, Path::new(&state), &root);
@@ -318,5 +411,5 @@ fn main() {
         println!("| (first start on the replayed state) | {} | | |", describe(&first));
         row("restart to ready, 1,000,000 accounts in local state", describe(&second), "< 5 s", second.ready < 5.0);
     }
-    println!("\nchangelog bytes per input byte: not measured here (replay writes no changelog; see the pipeline and scale-out benches)");
+    println!("\nchangelog bytes per input byte: from the soak (KIZASHI_BENCH_SOAK=1800), replay writes no changelog");
 }

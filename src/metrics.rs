@@ -18,6 +18,7 @@ use crate::event::RejectReason;
 pub struct Metrics {
     registry: Registry,
     events_consumed: IntCounterVec,
+    bytes_consumed: IntCounterVec,
     events_rejected: IntCounterVec,
     events_duplicate: IntCounter,
     batches: IntCounter,
@@ -37,6 +38,7 @@ pub struct Metrics {
     partitions_assigned: IntGauge,
     source_last_event: GaugeVec,
     changelog_records: IntCounter,
+    changelog_bytes: IntCounter,
     changelog_pending: IntGauge,
     restored_accounts: IntCounter,
     partitions_restoring: IntGauge,
@@ -52,6 +54,7 @@ pub struct Metrics {
 pub const NAMES: &[&str] = &[
     "kizashi_build_info",
     "kizashi_events_consumed_total",
+    "kizashi_consumed_bytes_total",
     "kizashi_events_rejected_total",
     "kizashi_events_duplicate_total",
     "kizashi_batches_total",
@@ -71,6 +74,7 @@ pub const NAMES: &[&str] = &[
     "kizashi_partitions_assigned",
     "kizashi_source_last_event_timestamp_seconds",
     "kizashi_changelog_records_total",
+    "kizashi_changelog_bytes_total",
     "kizashi_changelog_pending_batches",
     "kizashi_restored_accounts_total",
     "kizashi_partitions_restoring",
@@ -106,6 +110,7 @@ impl Metrics {
         };
         let m = Metrics {
             events_consumed: counter_vec("kizashi_events_consumed_total", "Input records consumed, by topic", &["topic"]),
+            bytes_consumed: counter_vec("kizashi_consumed_bytes_total", "Bytes of input records consumed (key and value), by topic", &["topic"]),
             events_rejected: counter_vec(
                 "kizashi_events_rejected_total",
                 "Input records rejected (sent to the dead-letter topic, or the rejects file in replay), by reason",
@@ -163,6 +168,7 @@ impl Metrics {
                 .unwrap(),
             ),
             changelog_records: counter("kizashi_changelog_records_total", "Changelog records (account states, checkpoints) acknowledged by Kafka"),
+            changelog_bytes: counter("kizashi_changelog_bytes_total", "Bytes of changelog records (key and value) sent to Kafka"),
             changelog_pending: gauge("kizashi_changelog_pending_batches", "Batches whose states are queued for, or in flight to, the changelog"),
             partitions_restoring: gauge(
                 "kizashi_partitions_restoring",
@@ -225,12 +231,14 @@ impl Metrics {
     pub fn declare_topics(&self, topics: &[String; 3]) {
         for t in topics {
             self.events_consumed.with_label_values(&[t]).reset();
+            self.bytes_consumed.with_label_values(&[t]).reset();
         }
     }
 
-    pub fn consumed(&self, topic: &str, n: u64) {
+    pub fn consumed(&self, topic: &str, n: u64, bytes: u64) {
         if n > 0 {
             self.events_consumed.with_label_values(&[topic]).inc_by(n);
+            self.bytes_consumed.with_label_values(&[topic]).inc_by(bytes);
         }
     }
 
@@ -329,11 +337,16 @@ impl Metrics {
         self.state_bytes.set(bytes as i64);
     }
 
-    /// Changelog progress: records acknowledged so far (a running total) and batches waiting.
-    pub fn changelog(&self, records_acked: u64, pending_batches: usize) {
+    /// Changelog progress: records acknowledged and bytes sent so far (running totals) and
+    /// batches waiting.
+    pub fn changelog(&self, records_acked: u64, bytes_sent: u64, pending_batches: usize) {
         let seen = self.changelog_records.get();
         if records_acked > seen {
             self.changelog_records.inc_by(records_acked - seen);
+        }
+        let seen = self.changelog_bytes.get();
+        if bytes_sent > seen {
+            self.changelog_bytes.inc_by(bytes_sent - seen);
         }
         self.changelog_pending.set(pending_batches as i64);
     }

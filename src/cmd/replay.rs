@@ -450,7 +450,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         let item = input.current.take().expect("queued inputs have an item");
         summary.events_read += 1;
         if let Some(s) = &shared {
-            s.metrics.consumed(topics[input.kind as usize], 1);
+            s.metrics.consumed(topics[input.kind as usize], 1, item.line.len() as u64);
             if let Ok(e) = &item.decoded {
                 s.metrics.source_event(topics[input.kind as usize], e.ts_ms());
             }

@@ -186,6 +186,8 @@ pub struct Changelog {
     /// Accounts whose newest changelog state is acknowledged (their marks can be deleted).
     done: Vec<(u32, CompactString)>,
     pub records_acked: u64,
+    /// Bytes (keys and values) of the records sent so far.
+    pub bytes_sent: u64,
     /// Ready batches are sent together at most this often (see the header, point 5).
     interval: Duration,
     last_send: Option<Instant>,
@@ -213,6 +215,7 @@ impl Changelog {
             newest: FxHashMap::default(),
             done: Vec::new(),
             records_acked: 0,
+            bytes_sent: 0,
             interval,
             last_send: None,
         })
@@ -280,7 +283,8 @@ impl Changelog {
         self.in_flight.insert(batch, Sent { unacked: n, accounts, last });
     }
 
-    fn send(&self, batch: u64, partition: i32, key: &[u8], value: &[u8]) {
+    fn send(&mut self, batch: u64, partition: i32, key: &[u8], value: &[u8]) {
+        self.bytes_sent += (key.len() + value.len()) as u64;
         let record = BaseRecord::with_opaque_to(&self.topic, Box::new(batch)).partition(partition).key(key).payload(value);
         send_record(&self.producer, record, batch);
     }

@@ -393,7 +393,7 @@ impl Core {
             cl.pump(unacked);
             cl.collect()?;
             self.changelog_done.extend(cl.take_done());
-            self.shared.metrics.changelog(cl.records_acked, cl.depth());
+            self.shared.metrics.changelog(cl.records_acked, cl.bytes_sent, cl.depth());
         }
         Ok(())
     }
@@ -956,6 +956,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits })
         };
         let mut consumed = [0u64; 3];
+        let mut consumed_bytes = [0u64; 3];
         let mut newest = [i64::MIN; 3];
         let mut batch_generation = generation.load(Ordering::SeqCst);
         while polled.len() < settings.pipeline.batch_records {
@@ -984,6 +985,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                     if g != batch_generation {
                         polled.clear();
                         consumed = [0; 3];
+                        consumed_bytes = [0; 3];
                         newest = [i64::MIN; 3];
                         batch_generation = g;
                     }
@@ -992,6 +994,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                     let decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
                     let ts = decoded.as_ref().map_or(i64::MIN, Event::ts_ms);
                     consumed[kind as usize] += 1;
+                    consumed_bytes[kind as usize] += (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
                     newest[kind as usize] = newest[kind as usize].max(ts);
                     // The raw record is kept only for the dead-letter topic.
                     let (key, payload) = match decoded {
@@ -1006,12 +1009,13 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             // The last poll ran a rebalance and returned nothing after it.
             polled.clear();
             consumed = [0; 3];
+            consumed_bytes = [0; 3];
             newest = [i64::MIN; 3];
         }
         records += polled.len() as u64;
         let batch_records = polled.len();
         for k in 0..3 {
-            metrics.consumed(&kinds[k], consumed[k]);
+            metrics.consumed(&kinds[k], consumed[k], consumed_bytes[k]);
             if newest[k] != i64::MIN {
                 metrics.source_event(&kinds[k], newest[k]);
             }

@@ -215,18 +215,12 @@ impl Store {
         let mut batch = self.batch();
         let mut n = 0u64;
         let mut corrupt = 0u64;
-        for item in self.db.iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::Start) {
-            let (k, v) = item?;
-            if k.len() < 4 {
-                return Err(StoreError::BadKey("account"));
-            }
-            let partition = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
-            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("account"))?;
+        self.each(CF_ACCOUNTS, "account", None, |partition, id, v| {
             // A state that does not decode gets no entry: the engine starts that account afresh
             // when it next sees it, and writes both then.
-            let Ok(state) = codec::decode(&v) else {
+            let Ok(state) = codec::decode(v) else {
                 corrupt += 1;
-                continue;
+                return Ok(());
             };
             batch.put_board(partition, id, &state);
             n += 1;
@@ -234,7 +228,8 @@ impl Store {
                 let full = std::mem::replace(&mut batch, self.batch());
                 self.write(full)?;
             }
-        }
+            Ok(())
+        })?;
         self.write(batch)?;
         self.db.flush_cf(self.cf(CF_BOARD))?;
         tracing::info!(accounts = n, undecodable = corrupt, seconds = started.elapsed().as_secs_f64(), "state store from an earlier release: wrote each account's board entry (once)");
@@ -269,20 +264,39 @@ impl Store {
     }
 
     /// Every stored account, in key order (partition, then account id).
-    pub fn for_each_account(
-        &self,
-        mut f: impl FnMut(u32, &str, AccountState),
-    ) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::Start) {
-            let (k, v) = item?;
-            if k.len() < 4 {
-                return Err(StoreError::BadKey("account"));
-            }
-            let partition = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
-            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("account"))?;
-            let state = codec::decode(&v)
-                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
+    pub fn for_each_account(&self, mut f: impl FnMut(u32, &str, AccountState)) -> Result<(), StoreError> {
+        self.each(CF_ACCOUNTS, "account", None, |partition, id, v| {
+            let state = codec::decode(v).map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
             f(partition, id, state);
+            Ok(())
+        })
+    }
+
+    /// Each key and value of a column family keyed by (partition, account id), in key order; of
+    /// one partition only if `partition`.
+    fn each(
+        &self,
+        cf: &str,
+        what: &'static str,
+        partition: Option<u32>,
+        mut f: impl FnMut(u32, &str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = partition.map(u32::to_be_bytes);
+        let mode = match &prefix {
+            Some(p) => IteratorMode::From(p, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (k, v) = item?;
+            if prefix.is_some_and(|p| !k.starts_with(&p)) {
+                break;
+            }
+            if k.len() < 4 {
+                return Err(StoreError::BadKey(what));
+            }
+            let p = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey(what))?;
+            f(p, id, &v)?;
         }
         Ok(())
     }
@@ -329,48 +343,27 @@ impl Store {
 
     /// Every stored account of one partition, in account id order.
     pub fn for_each_account_in(&self, partition: u32, mut f: impl FnMut(&str, AccountState)) -> Result<(), StoreError> {
-        let prefix = partition.to_be_bytes();
-        let iter = self.db.iterator_cf(self.cf(CF_ACCOUNTS), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("account"))?;
-            let state = codec::decode(&v)
-                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
+        self.each(CF_ACCOUNTS, "account", Some(partition), |partition, id, v| {
+            let state = codec::decode(v).map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
             f(id, state);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Every stored board entry, in key order (partition, then account id), undecoded.
     pub fn for_each_board_entry(&self, mut f: impl FnMut(u32, &str, &[u8])) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(self.cf(CF_BOARD), IteratorMode::Start) {
-            let (k, v) = item?;
-            if k.len() < 4 {
-                return Err(StoreError::BadKey("board"));
-            }
-            let partition = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
-            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("board"))?;
-            f(partition, id, &v);
-        }
-        Ok(())
+        self.each(CF_BOARD, "board", None, |p, id, v| {
+            f(p, id, v);
+            Ok(())
+        })
     }
 
     /// The board entries of one partition, in account id order, undecoded.
     pub fn for_each_board_entry_in(&self, partition: u32, mut f: impl FnMut(&str, &[u8])) -> Result<(), StoreError> {
-        let prefix = partition.to_be_bytes();
-        let iter = self.db.iterator_cf(self.cf(CF_BOARD), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let id = std::str::from_utf8(&k[4..]).map_err(|_| StoreError::BadKey("board"))?;
-            f(id, &v);
-        }
-        Ok(())
+        self.each(CF_BOARD, "board", Some(partition), |_, id, v| {
+            f(id, v);
+            Ok(())
+        })
     }
 
     /// The due-time index of a partition: `(due_ms, account_id)`.
