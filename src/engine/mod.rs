@@ -590,9 +590,9 @@ impl Engine {
     }
 
     /// In write-back mode, once the accounts held are over budget: the least recently used
-    /// decoded accounts are encoded into the warm tier (or
-    /// dropped if unchanged), and if that is not room enough, the oldest warm accounts are
-    /// written to the store, down to 80% of the budget. An account is written to the store at
+    /// decoded accounts are encoded into the warm tier (or dropped if unchanged), and if that is
+    /// not room enough, the oldest warm accounts are written to the store, down to 80% of the
+    /// budget. An account is written to the store at
     /// most once per stay in memory, and only if it changed.
     pub fn spill_if_full(&mut self) -> Result<(), EngineError> {
         if !(self.write_back && self.cache_bytes + self.warm_bytes > self.cache_limit) {
@@ -618,13 +618,16 @@ impl Engine {
                         if !slot.dirty {
                             continue;
                         }
+                        let e = Entry::of(partition, &slot.state);
+                        w.buf.clear();
+                        e.encode(&mut w);
+                        let board: Box<[u8]> = w.buf.as_slice().into();
                         if self.board.is_some() {
-                            entries.push((id.clone(), Entry::of(partition, &slot.state)));
+                            entries.push((id.clone(), e));
                         }
                         w.buf.clear();
                         crate::store::codec::encode(&slot.state, &mut w);
                         let encoded: Box<[u8]> = w.buf.as_slice().into();
-                        let board = board::entry_bytes(partition, &slot.state).into_boxed_slice();
                         self.warm_seq += 1;
                         self.warm_order.push_back((self.warm_seq, partition, id.clone()));
                         let entry = WarmEntry { seq: self.warm_seq, encoded, board, stored_due: slot.stored_due, due: slot.state.score.next_due_ms };
