@@ -293,7 +293,9 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
         let (now, hwm) = rss_of(run.id());
         peak = peak.max(hwm);
         let t = metrics(&addr);
-        samples.push((started.elapsed().as_secs(), now, sum(&t, "kizashi_events_consumed_total")));
+        let part = |p: &str| sum(&t, &format!("kizashi_memory_bytes{{part=\"{p}\"}}")) / 1048576.0;
+        let parts = ["allocated", "resident", "accounts", "board", "store"].map(part);
+        samples.push((started.elapsed().as_secs(), now, sum(&t, "kizashi_events_consumed_total"), parts));
     }
     let t = metrics(&addr);
     let consumed = sum(&t, "kizashi_events_consumed_total");
@@ -305,12 +307,18 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
     let _ = gen.wait();
     let _ = Command::new("kill").arg("-TERM").arg(run.id().to_string()).status();
     let _ = run.wait();
+    let restore = restore_from_changelog(bin, &b.addr, &dir, root);
     println!("\nsoak of `kizashi run` (default settings), {secs} s, the 1m population produced live ({day_seconds:.0} s per day):");
-    println!("| seconds | RSS | events consumed |\n|---|---|---|");
+    // kizashi_memory_bytes by part, MiB: the allocator's allocated and resident bytes, and the
+    // parts it counts itself.
+    println!("| seconds | RSS | allocated | resident | accounts | board | store | events consumed |\n|---|---|---|---|---|---|---|---|");
     let every = (samples.len() / 12).max(1);
-    for (i, (t, rss, n)) in samples.iter().enumerate() {
+    for (i, (t, rss, n, [a, r, acc, board, store])) in samples.iter().enumerate() {
         if i % every == 0 || i + 1 == samples.len() {
-            println!("| {t} | {:.0} MiB | {n:.0} |", *rss as f64 / 1048576.0);
+            println!(
+                "| {t} | {:.0} MiB | {a:.0} | {r:.0} | {acc:.0} | {board:.0} | {store:.0} | {n:.0} |",
+                *rss as f64 / 1048576.0
+            );
         }
     }
     println!(
@@ -322,6 +330,58 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
         "changelog bytes per input byte: {changelog_bytes:.0} / {input_bytes:.0} = {:.2}",
         changelog_bytes / input_bytes.max(1.0)
     );
+    println!(
+        "restoration from the changelog (local state deleted): {:.0} accounts and {:.0} MiB read in {:.1} s ({:.0} accounts/s, {:.1} MiB/s); ready after {:.1} s, peak RSS {:.0} MiB",
+        restore.accounts,
+        restore.bytes / 1048576.0,
+        restore.seconds,
+        restore.accounts / restore.seconds.max(1e-9),
+        restore.bytes / 1048576.0 / restore.seconds.max(1e-9),
+        restore.ready,
+        restore.rss as f64 / 1048576.0
+    );
+}
+
+struct Restore {
+    accounts: f64,
+    bytes: f64,
+    /// The restore itself, as kizashi logs it.
+    seconds: f64,
+    /// From start to `/readyz` answering 200.
+    ready: f64,
+    rss: u64,
+}
+
+/// Starts `run` again on the soak's broker with its local state deleted: the partition is
+/// restored from the changelog. Figures from kizashi's log line of the restore.
+fn restore_from_changelog(bin: &Path, brokers: &str, dir: &Path, root: &Path) -> Restore {
+    let _ = std::fs::remove_dir_all(dir);
+    let addr = format!("127.0.0.1:{}", common::free_port());
+    let log = root.join("restore.log");
+    let started = Instant::now();
+    let mut child = spawn_run(bin, brokers, dir, &addr, &log);
+    let ready = loop {
+        if let Some((200, _)) = common::http_get(&addr, "/readyz", None) {
+            break started.elapsed().as_secs_f64();
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("kizashi run exited ({st}) while restoring:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        assert!(started.elapsed() < Duration::from_secs(1800), "not restored in 1800 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (_, rss) = rss_of(child.id());
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("restored the partition from the changelog"))
+        .unwrap_or_else(|| panic!("no restore in the log:\n{text}"));
+    let field = |name: &str| -> f64 {
+        line.split(&format!("{name}=")).nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+    };
+    Restore { accounts: field("accounts"), bytes: field("bytes"), seconds: field("seconds"), ready, rss }
 }
 
 fn main() {

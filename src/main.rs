@@ -7,6 +7,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use kizashi::cmd;
+
+/// jemalloc, for the C libraries too (see Cargo.toml): it hands freed memory back to the system
+/// (background threads purge pages unused for ten seconds).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use kizashi::config::{self, Settings};
 use kizashi::event::timestamp::{day_of, now_ms, parse_date_day, parse_rfc3339_ms, DAY_MS};
 use kizashi::generate::GenOptions;

@@ -29,6 +29,7 @@ pub struct Metrics {
     alerts: IntCounterVec,
     score_updates: IntCounter,
     accounts: IntGaugeVec,
+    memory: IntGaugeVec,
     state_bytes: IntGauge,
     state_accounts: IntGauge,
     outbox_entries: IntGauge,
@@ -66,6 +67,7 @@ pub const NAMES: &[&str] = &[
     "kizashi_score_updates_total",
     "kizashi_accounts",
     "kizashi_state_size_bytes",
+    "kizashi_memory_bytes",
     "kizashi_state_accounts",
     "kizashi_outbox_entries",
     "kizashi_produced_total",
@@ -147,6 +149,17 @@ impl Metrics {
                 &r,
                 IntGaugeVec::new(Opts::new("kizashi_accounts", "Accounts in the state store, by band (unscored: no score yet)"), &["band"])
                     .unwrap(),
+            ),
+            memory: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kizashi_memory_bytes",
+                        "Memory by part: allocated and resident (the allocator's, C libraries included), store (RocksDB block cache and memtables), accounts (the engine's decoded and encoded accounts), board (the account index, estimated)",
+                    ),
+                    &["part"],
+                )
+                .unwrap(),
             ),
             state_bytes: gauge("kizashi_state_size_bytes", "Estimated size of the state store (SST files and memtables)"),
             state_accounts: gauge("kizashi_state_accounts", "Accounts in the state store (this instance's partitions)"),
@@ -330,6 +343,22 @@ impl Metrics {
         self.state_accounts.set(counts.iter().sum::<usize>() as i64);
         for (band, n) in ["red", "yellow", "green", "unscored"].into_iter().zip(counts) {
             self.accounts.with_label_values(&[band]).set(n as i64);
+        }
+    }
+
+    /// One part of `kizashi_memory_bytes`.
+    pub fn memory(&self, part: &'static str, bytes: u64) {
+        self.memory.with_label_values(&[part]).set(bytes as i64);
+    }
+
+    /// The allocator's totals (`allocated`, `resident`).
+    pub fn allocator(&self) {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        if epoch::advance().is_ok() {
+            if let (Ok(a), Ok(r)) = (stats::allocated::read(), stats::resident::read()) {
+                self.memory("allocated", a as u64);
+                self.memory("resident", r as u64);
+            }
         }
     }
 

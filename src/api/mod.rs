@@ -172,8 +172,11 @@ impl Shared {
     /// Refreshes the gauges that are read rather than pushed.
     fn refresh_gauges(&self) {
         self.metrics.accounts_by_band(self.board.counts());
+        self.metrics.memory("board", self.board.approx_bytes() as u64);
+        self.metrics.allocator();
         if let Some(s) = self.store.get() {
             self.metrics.state_size(s.size_bytes());
+            self.metrics.memory("store", s.memory_bytes());
         }
     }
 }

@@ -172,7 +172,8 @@ impl Eq for Rank {}
 
 #[derive(Default)]
 struct Inner {
-    by_id: FxHashMap<CompactString, Entry>,
+    /// Boxed: the map keeps room for up to twice its entries, and an entry is ~150 bytes.
+    by_id: FxHashMap<CompactString, Box<Entry>>,
     /// Scored accounts in risk order: all, then per band (red, yellow, green).
     all: BTreeSet<Rank>,
     bands: [BTreeSet<Rank>; 3],
@@ -189,7 +190,7 @@ fn band_index(b: Band) -> usize {
 
 impl Inner {
     fn remove(&mut self, id: &CompactString) -> Option<Entry> {
-        let old = self.by_id.remove(id)?;
+        let old = *self.by_id.remove(id)?;
         match (old.rank(id), old.band) {
             (Some(r), band) => {
                 if let Some(b) = band {
@@ -212,7 +213,7 @@ impl Inner {
             }
             None => self.unscored += 1,
         }
-        self.by_id.insert(id, e);
+        self.by_id.insert(id, Box::new(e));
     }
 }
 
@@ -272,7 +273,7 @@ impl Board {
     pub fn update(&self, entries: impl IntoIterator<Item = (CompactString, Entry)>) {
         let mut inner = self.inner.write().expect("board lock");
         for (id, e) in entries {
-            if inner.by_id.get(&id) == Some(&e) {
+            if inner.by_id.get(&id).is_some_and(|old| **old == e) {
                 continue;
             }
             inner.remove(&id);
@@ -305,7 +306,7 @@ impl Board {
                 }
                 None => inner.unscored += 1,
             }
-            inner.by_id.insert(id, e);
+            inner.by_id.insert(id, Box::new(e));
         });
         // What was given is on the board, even if `fill` stopped early.
         inner.all.append(&mut all.into_iter().collect());
@@ -326,7 +327,7 @@ impl Board {
     }
 
     pub fn get(&self, id: &str) -> Option<Entry> {
-        self.inner.read().expect("board lock").by_id.get(id).cloned()
+        self.inner.read().expect("board lock").by_id.get(id).map(|e| (**e).clone())
     }
 
     /// Accounts by band: red, yellow, green, unscored.
@@ -337,6 +338,18 @@ impl Board {
 
     pub fn len(&self) -> usize {
         self.inner.read().expect("board lock").by_id.len()
+    }
+
+    /// Estimated heap bytes: the id map (its capacity, at hashbrown's one control byte per
+    /// slot) and the ranked sets (B-tree nodes taken as two-thirds full); strings longer than
+    /// CompactString keeps inline and alert lists are left out (a few percent).
+    pub fn approx_bytes(&self) -> usize {
+        let inner = self.inner.read().expect("board lock");
+        let slot = std::mem::size_of::<(CompactString, Box<Entry>)>() + 1;
+        let ranks = inner.all.len() + inner.bands.iter().map(|b| b.len()).sum::<usize>();
+        inner.by_id.capacity() * slot
+            + inner.by_id.len() * crate::core::ids::alloc_bytes(std::mem::size_of::<Entry>())
+            + ranks * std::mem::size_of::<Rank>() * 3 / 2
     }
 
     pub fn is_empty(&self) -> bool {
@@ -366,7 +379,7 @@ impl Board {
             Sort::Renewal => hits.sort_by_key(|r| (inner.by_id[&r.id].renewal_day.unwrap_or(i32::MAX), (*r).clone())),
         }
         let total = hits.len();
-        let items = hits.into_iter().skip(offset).take(limit).map(|r| (r.id.to_string(), inner.by_id[&r.id].clone())).collect();
+        let items = hits.into_iter().skip(offset).take(limit).map(|r| (r.id.to_string(), (*inner.by_id[&r.id]).clone())).collect();
         Page { items, total }
     }
 
@@ -413,7 +426,7 @@ impl Board {
                 (all.len(), all.into_iter().skip(offset).take(limit).collect())
             }
         };
-        Page { items: items.into_iter().map(|r| (r.id.to_string(), inner.by_id[&r.id].clone())).collect(), total }
+        Page { items: items.into_iter().map(|r| (r.id.to_string(), (*inner.by_id[&r.id]).clone())).collect(), total }
     }
 }
 

@@ -442,6 +442,57 @@ impl Engine {
 
     /// Re-scores every account of the partition due at or before `stream_time - grace`.
     fn fire_due(&mut self, partition: u32, stream_time: i64) -> Result<(), EngineError> {
+        self.fire_due_bounded(partition, stream_time, false).map(|_| ())
+    }
+
+    /// Write-through only: the decoded accounts held are over the budget's share. Accounts a
+    /// batch changed cannot be dropped before the batch is written, so the caller writes it
+    /// (which leaves every account clean, and the cache is trimmed) before going on.
+    pub fn over_budget(&self) -> bool {
+        !self.write_back && self.cache_bytes > self.cache_limit
+    }
+
+    /// What [`Engine::process`] does first for an event of `kind` at `ts_ms`, but in slices: moves
+    /// the partition's stream time as that event will and re-scores the accounts that become
+    /// due, stopping once [`Engine::over_budget`] (at least one account each call). Returns
+    /// whether accounts are still due: the caller writes its batch and calls again, and the
+    /// event, processed after, finds none left. The outcome is the same as `process` alone: the
+    /// same accounts re-scored at the same stream time, in the same order, before the event.
+    /// (A day's timers reach every account, and the pipeline writes a batch whole: without
+    /// slices, a million accounts would be decoded at once.)
+    pub fn fire_due_before(&mut self, partition: u32, kind: EventKind, ts_ms: i64) -> Result<bool, EngineError> {
+        self.open_partition(partition)?;
+        let ps = self.partitions.get_mut(&partition).expect("opened");
+        let stream_time = match (ps.stream_time, kind) {
+            (Some(s), EventKind::Account) => s,
+            (Some(s), _) => s.max(ts_ms),
+            (None, _) => ts_ms,
+        };
+        if ps.stream_time != Some(stream_time) {
+            ps.stream_time = Some(stream_time);
+            ps.stream_time_dirty = true;
+        }
+        self.fire_due_bounded(partition, stream_time, true)
+    }
+
+    /// [`Engine::advance_time`] in slices, as [`Engine::fire_due_before`]: returns whether
+    /// accounts are still due (write the batch, then call again).
+    pub fn advance_time_bounded(&mut self, partition: u32, to_ms: i64) -> Result<bool, EngineError> {
+        self.open_partition(partition)?;
+        let ps = self.partitions.get_mut(&partition).expect("opened");
+        if ps.stream_time.is_some_and(|s| s > to_ms) {
+            return Ok(false);
+        }
+        if ps.stream_time != Some(to_ms) {
+            ps.stream_time = Some(to_ms);
+            ps.stream_time_dirty = true;
+        }
+        self.fire_due_bounded(partition, to_ms, true)
+    }
+
+    /// Re-scores the partition's accounts due at or before `stream_time - grace`; if `bounded`,
+    /// stops once over budget with accounts still due, and says so.
+    fn fire_due_bounded(&mut self, partition: u32, stream_time: i64, bounded: bool) -> Result<bool, EngineError> {
         let watermark = stream_time - self.params.grace_ms;
         loop {
             let PartitionState { accounts, warm, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
@@ -458,8 +509,12 @@ impl Engine {
             Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache_bytes);
             // A day's timers can reach every account: the cache must not hold them all at once.
             self.spill_if_full()?;
+            if bounded && self.over_budget() {
+                let ps = self.partitions.get(&partition).expect("opened");
+                return Ok(ps.due.first().is_some_and(|(at, _)| *at <= watermark));
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Re-scores one loaded account and keeps the due index and the batch's dirty list right.
@@ -844,6 +899,12 @@ impl Engine {
     }
 
     /// Accounts held decoded in memory.
+    /// Estimated bytes of the accounts held, decoded and encoded (what the budget's account share
+    /// bounds).
+    pub fn accounts_bytes(&self) -> usize {
+        self.cache_bytes + self.warm_bytes
+    }
+
     pub fn cached_accounts(&self) -> usize {
         self.partitions.values().map(|p| p.accounts.len()).sum()
     }

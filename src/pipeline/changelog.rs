@@ -191,10 +191,14 @@ pub struct Changelog {
     /// Ready batches are sent together at most this often (see the header, point 5).
     interval: Duration,
     last_send: Option<Instant>,
+    /// Bytes of the states queued (not yet handed to the producer), and how many may wait for
+    /// the interval: beyond that the ready batches go at once.
+    queued_bytes: usize,
+    max_queued: usize,
 }
 
 impl Changelog {
-    pub fn new(config: &ClientConfig, topic: &str, interval: Duration) -> Result<Changelog> {
+    pub fn new(config: &ClientConfig, topic: &str, interval: Duration, max_queued: usize) -> Result<Changelog> {
         let deliveries = Arc::new(Mutex::new(Deliveries::default()));
         let producer = config
             .clone()
@@ -218,6 +222,8 @@ impl Changelog {
             bytes_sent: 0,
             interval,
             last_send: None,
+            queued_bytes: 0,
+            max_queued,
         })
     }
 
@@ -229,8 +235,9 @@ impl Changelog {
         }
         let number = self.next_pushed;
         self.next_pushed += 1;
-        for (partition, id, _) in &states {
+        for (partition, id, bytes) in &states {
             self.newest.insert((*partition, id.clone()), number);
+            self.queued_bytes += bytes.len();
         }
         self.queue.push_back(Pending { number, outbox_hi, states, checkpoints });
     }
@@ -239,7 +246,7 @@ impl Changelog {
     /// the lowest outbox sequence number not yet acknowledged), coalesced into one, unless the
     /// last send was less than the interval ago.
     pub fn pump(&mut self, outbox_unacked: u64) {
-        if self.last_send.is_some_and(|t| t.elapsed() < self.interval) {
+        if self.last_send.is_some_and(|t| t.elapsed() < self.interval) && self.queued_bytes <= self.max_queued {
             return;
         }
         self.send_ready(outbox_unacked);
@@ -256,6 +263,7 @@ impl Changelog {
             let p = self.queue.pop_front().expect("non-empty");
             last = Some(p.number);
             for (partition, id, bytes) in p.states {
+                self.queued_bytes -= bytes.len();
                 let slot = *at.entry((partition, id.clone())).or_insert_with(|| {
                     states.push((partition, id, Vec::new()));
                     states.len() - 1
@@ -490,7 +498,7 @@ mod tests {
         mock.create_topic("cl", 1, 1).unwrap();
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", mock.bootstrap_servers());
-        let cl = Changelog::new(&config, "cl", interval).unwrap();
+        let cl = Changelog::new(&config, "cl", interval, usize::MAX).unwrap();
         (mock, config, cl)
     }
 

@@ -52,6 +52,14 @@ pub fn applies_to(key: &str, client: Client) -> bool {
 pub fn client_config(settings: &Settings, client: Client) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &settings.kafka.brokers);
+    // librdkafka's own queues are sized from the memory budget unless set: its defaults (a 64 MiB
+    // prefetch queue per consumer, 1 GiB of queued records per producer) are each more than a
+    // default budget, and what a burst fills there stays with the process.
+    let (key, kbytes) = match client {
+        Client::Consumer => ("queued.max.messages.kbytes", settings.state.budget().kafka_queue()),
+        Client::Producer => ("queue.buffering.max.kbytes", settings.state.budget().kafka_queue()),
+    };
+    c.set(key, (kbytes >> 10).to_string());
     for (k, v) in settings.kafka.properties.iter().filter(|(k, _)| applies_to(k, client)) {
         c.set(k, v);
     }
@@ -61,6 +69,17 @@ pub fn client_config(settings: &Settings, client: Client) -> ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn librdkafka_queues_are_sized_from_the_budget_unless_set() {
+        let mut s = Settings::default();
+        s.state.memory_budget = crate::config::ByteSize(256 << 20);
+        assert_eq!(client_config(&s, Client::Consumer).get("queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(client_config(&s, Client::Producer).get("queue.buffering.max.kbytes"), Some("16384"));
+        assert_eq!(client_config(&s, Client::Consumer).get("queue.buffering.max.kbytes"), None);
+        s.kafka.properties.insert("queue.buffering.max.kbytes".into(), "1024".into());
+        assert_eq!(client_config(&s, Client::Producer).get("queue.buffering.max.kbytes"), Some("1024"));
+    }
 
     #[test]
     fn each_client_gets_the_shared_properties_and_only_its_own_kind_of_the_rest() {

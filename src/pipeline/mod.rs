@@ -128,6 +128,8 @@ struct Core {
     drop_on_revoke: bool,
     /// How long a revocation or shutdown waits for acknowledgements.
     grace: Duration,
+    /// Batches written early because the accounts they changed went over budget.
+    cuts: u64,
 }
 
 impl Core {
@@ -193,6 +195,14 @@ impl Core {
                 if q.queues[k].is_empty() {
                     q.empty_since[k] = Some(now);
                 }
+                if let Ok(e) = &r.decoded {
+                    while self.engine.fire_due_before(p, e.kind(), e.ts_ms())? {
+                        self.cut()?;
+                    }
+                }
+                if self.engine.over_budget() {
+                    self.cut()?;
+                }
                 let topic = &self.topics[k];
                 let before = self.engine.pending_rejects();
                 self.engine.process(p, Source { name: topic, offset: r.offset }, r.decoded)?;
@@ -220,9 +230,22 @@ impl Core {
             .collect();
         for p in idle {
             if self.engine.stream_time(p).is_some_and(|s| s < wall) {
-                self.engine.advance_time(p, wall)?;
+                while self.engine.advance_time_bounded(p, wall)? {
+                    self.cut()?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Writes the batch so far, mid-batch: the accounts it changed went over the budget's
+    /// share (a day's timers reach every account). Each write is a batch like any other (its
+    /// states with the offsets of the records applied so far), so the guarantees hold.
+    fn cut(&mut self) -> Result<()> {
+        self.collect()?;
+        self.commit_batch()?;
+        self.send_pending();
+        self.cuts += 1;
         Ok(())
     }
 
@@ -289,6 +312,7 @@ impl Core {
         }
         metrics.duplicates(self.engine.stats.duplicates - self.duplicates_counted);
         self.duplicates_counted = self.engine.stats.duplicates;
+        metrics.memory("accounts", self.engine.accounts_bytes() as u64);
         let first = self.next_seq;
         self.next_seq += entries.len() as u64;
         // Marks of accounts acknowledged on the changelog go in a write of their own before this
@@ -853,6 +877,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         standby: None,
         drop_on_revoke: settings.state.on_revoke == "drop",
         grace: settings.pipeline.shutdown_grace,
+        cuts: 0,
     }));
 
     let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -918,7 +943,12 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         c.outbox = Some(outbox);
         if changelog_on {
             let topic = settings.kafka.changelog_topic().unwrap_or_default();
-            c.changelog = Some(changelog::Changelog::new(&client_config(settings, Client::Producer), &topic, settings.pipeline.changelog_interval)?);
+            c.changelog = Some(changelog::Changelog::new(
+                &client_config(settings, Client::Producer),
+                &topic,
+                settings.pipeline.changelog_interval,
+                settings.state.budget().kafka_queue() as usize,
+            )?);
             let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));
             c.changelog_source = Some((client_config(settings, Client::Consumer), topic.clone(), timeout));
             if settings.state.standby_replicas > 0 {
@@ -1064,8 +1094,10 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     }
 
     shared.not_ready("stopping");
+    let cuts = core.lock().expect("core lock").cuts;
     tracing::info!(
         records,
+        batches_written_early = cuts,
         poll_s = t_poll.as_secs_f64(),
         process_s = t_process.as_secs_f64(),
         write_and_produce_s = t_commit.as_secs_f64(),

@@ -63,6 +63,13 @@ impl Budget {
         self.total / 8
     }
 
+    /// Each librdkafka client's queue (a consumer's prefetched records, a producer's records not
+    /// yet acknowledged), unless `kafka.properties` sets it: a sixteenth, outside the three parts
+    /// above (`run` has a consumer, an output producer and, with a changelog, a changelog producer).
+    pub fn kafka_queue(&self) -> u64 {
+        self.total / 16
+    }
+
     /// Decoded accounts held by the engine: the rest.
     pub fn accounts(&self) -> u64 {
         self.total - self.block_cache() - self.memtables()
