@@ -8,10 +8,15 @@ use clap::{Parser, Subcommand};
 
 use kizashi::cmd;
 
-/// jemalloc, for the C libraries too (see Cargo.toml): it hands freed memory back to the system
-/// (background threads purge pages unused for ten seconds).
+/// jemalloc, for the C libraries too (see Cargo.toml): it hands freed memory back to the system.
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options (the `MALLOC_CONF` environment variable overrides them): background
+/// threads give pages unused for a second back to the system (the default is ten seconds,
+/// which a burst of a day's timers turns into a few hundred MiB of RSS above what is live).
+#[export_name = "malloc_conf"]
+static MALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 use kizashi::config::{self, Settings};
 use kizashi::event::timestamp::{day_of, now_ms, parse_date_day, parse_rfc3339_ms, DAY_MS};
 use kizashi::generate::GenOptions;

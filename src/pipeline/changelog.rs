@@ -326,8 +326,12 @@ impl Changelog {
         Ok(())
     }
 
-    /// Accounts whose pending marks can be deleted.
+    /// Accounts whose pending marks can be deleted. (The map of accounts in flight is given
+    /// back its room once mostly empty: a day's timers put every account in it.)
     pub fn take_done(&mut self) -> Vec<(u32, CompactString)> {
+        if self.newest.capacity() > 4 * self.newest.len().max(4096) {
+            self.newest.shrink_to_fit();
+        }
         std::mem::take(&mut self.done)
     }
 
@@ -625,5 +629,22 @@ mod tests {
         let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), &Metrics::new(), |_, _| {}).unwrap();
         assert_eq!(restored.checkpoint, Some(cp(30)));
         assert_eq!(restored.states, [("a".to_string(), enc("a3")), ("b".into(), enc("b1")), ("c".into(), enc("c1"))]);
+    }
+
+    /// Queued states past `max_queued` bytes go without waiting for the interval (a day's timers
+    /// would otherwise queue every account's state for it).
+    #[test]
+    fn queued_states_past_their_bytes_go_before_the_interval() {
+        let (_mock, _config, mut cl) = mock_changelog(Duration::from_secs(3600));
+        cl.max_queued = enc("a1").len() * 2;
+        cl.push(1, vec![st("a", "a1")], vec![(0, cp(10))]);
+        cl.pump(u64::MAX);
+        cl.push(2, vec![st("b", "b1")], vec![(0, cp(20))]);
+        cl.pump(u64::MAX);
+        assert_eq!(cl.queue.len(), 1, "within the interval and the bytes, the second batch waits");
+        cl.push(3, vec![st("c", "c1"), st("d", "d1")], vec![(0, cp(30))]);
+        cl.pump(u64::MAX);
+        assert!(cl.queue.is_empty(), "past the bytes, the ready batches go");
+        assert_eq!(cl.queued_bytes, 0);
     }
 }
