@@ -230,3 +230,45 @@ fn a_day_of_timers_is_fired_in_slices_within_the_budget_and_changes_no_output() 
     assert!(!alerts.is_empty() && !scores.is_empty());
     eprintln!("{slices} slices; peak {peak} of {limit} bytes");
 }
+
+/// Under `run` (and `replay --serve`) the API's account index is counted in the accounts' share:
+/// the cache gets what the index leaves, down to a quarter of the share.
+#[test]
+fn the_account_index_counts_in_the_accounts_share() {
+    use kizashi::engine::board::{Board, Entry};
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Budget { total: 64 << 20 };
+    let share = budget.accounts() as usize;
+    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), budget).unwrap();
+    let board = std::sync::Arc::new(Board::default());
+    engine.set_board(board.clone());
+    let gen = GenOptions { accounts: 100, days: 10, end_day: END_DAY, seed: 3, activity: 0.5 };
+    let b = board.clone();
+    feed(&mut engine, &gen, 1_000, |e| {
+        let (held, limit) = e.cache_usage();
+        assert_eq!(limit, share - b.approx_bytes(), "a small index leaves the share less its bytes");
+        assert!(held <= limit);
+    });
+    assert_eq!(board.len(), 100);
+    // An index larger than the share (200,000 accounts here) leaves the cache a quarter of it.
+    let entry = |i: u32| Entry {
+        partition: 0,
+        score: Some(f64::from(i % 100)),
+        band: None,
+        segment: Some("smb".into()),
+        arr: Some(1000.0),
+        seats: Some(5),
+        name: None,
+        owner: None,
+        renewal_day: None,
+        alerts: Vec::new(),
+    };
+    board.update((0..200_000u32).map(|i| (format!("x{i}").into(), entry(i))));
+    assert!(board.approx_bytes() > share, "the index must outgrow the share for this test");
+    let gen = GenOptions { seed: 4, ..gen };
+    feed(&mut engine, &gen, 1_000, |e| {
+        let (held, limit) = e.cache_usage();
+        assert_eq!(limit, share / 4);
+        assert!(held <= limit);
+    });
+}

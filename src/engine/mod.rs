@@ -132,8 +132,10 @@ pub struct Engine {
     params: Params,
     store: Store,
     partitions: FxHashMap<u32, PartitionState>,
-    /// Bytes of decoded accounts the cache may hold (the budget's share for accounts).
+    /// Bytes of accounts the cache may hold: the budget's share for accounts (`share`) less the
+    /// API's account index, if there is one, down to a quarter of the share (see `fit_board`).
     cache_limit: usize,
+    share: usize,
     /// Bytes of the decoded accounts held, as last measured per account.
     cache_bytes: usize,
     /// Write-back: bytes of the warm (encoded) accounts, within `cache_limit` with `cache_bytes`.
@@ -247,6 +249,7 @@ impl Engine {
             store: Store::open(dir, durable, budget)?,
             partitions: FxHashMap::default(),
             cache_limit: budget.accounts() as usize,
+            share: budget.accounts() as usize,
             cache_bytes: 0,
             warm_bytes: 0,
             warm_order: VecDeque::new(),
@@ -286,6 +289,7 @@ impl Engine {
     /// Keeps `board` up to date with every account written from now on.
     pub fn set_board(&mut self, board: Arc<Board>) {
         self.board = Some(board);
+        self.fit_board();
     }
 
     pub fn params(&self) -> &Params {
@@ -443,6 +447,14 @@ impl Engine {
     /// Re-scores every account of the partition due at or before `stream_time - grace`.
     fn fire_due(&mut self, partition: u32, stream_time: i64) -> Result<(), EngineError> {
         self.fire_due_bounded(partition, stream_time, false).map(|_| ())
+    }
+
+    /// The account index counts in the accounts' share (a million accounts' index is ~270 MB,
+    /// most of the default share): the cache gets what it leaves, but at least a quarter of the
+    /// share. Called whenever the index changes size (each write, and when it is set).
+    fn fit_board(&mut self) {
+        let board = self.board.as_ref().map_or(0, |b| b.approx_bytes());
+        self.cache_limit = self.share.saturating_sub(board).max(self.share / 4);
     }
 
     /// Write-through only: the decoded accounts held are over the budget's share. Accounts a
@@ -609,6 +621,7 @@ impl Engine {
                 }
             }
             b.update(entries);
+            self.fit_board();
         }
         let mut batch = self.store.batch();
         extra(&mut batch);
@@ -827,6 +840,7 @@ impl Engine {
         if let Some(b) = &self.board {
             b.update(entries);
         }
+        self.fit_board();
         self.evict();
         Ok(written)
     }
