@@ -182,6 +182,21 @@ fn spawn_run(bin: &Path, brokers: &str, dir: &Path, addr: &str, log: &Path) -> s
         .unwrap()
 }
 
+/// Seconds from `started` until `run` answers `/readyz` with 200; panics (with its log) if it
+/// exits first or takes longer than `limit`.
+fn wait_ready(child: &mut std::process::Child, addr: &str, log: &Path, started: Instant, limit: Duration) -> f64 {
+    loop {
+        if let Some((200, _)) = common::http_get(addr, "/readyz", None) {
+            return started.elapsed().as_secs_f64();
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("kizashi run exited ({st}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        }
+        assert!(started.elapsed() < limit, "not ready in {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One start of `kizashi run`.
 struct Start {
     /// Seconds from start to `/readyz` answering 200.
@@ -209,16 +224,7 @@ fn restart_to_ready(bin: &Path, state: &Path, root: &Path) -> [Start; 2] {
         let log = root.join(format!("run-{n}.log"));
         let started = Instant::now();
         let mut child = spawn_run(bin, &b.addr, &dir, &addr, &log);
-        let ready = loop {
-            if let Some((200, _)) = common::http_get(&addr, "/readyz", None) {
-                break started.elapsed().as_secs_f64();
-            }
-            if let Some(st) = child.try_wait().unwrap() {
-                panic!("kizashi run exited ({st}):\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-            }
-            assert!(started.elapsed() < Duration::from_secs(600), "not ready in 600 s");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let ready = wait_ready(&mut child, &addr, &log, started, Duration::from_secs(600));
         let (_, summary) = common::get_json(&addr, "/v1/summary", None);
         let accounts = summary["accounts"].as_object().map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum::<f64>()) as u64;
         let (_, peak) = rss_of(child.id());
@@ -360,16 +366,7 @@ fn restore_from_changelog(bin: &Path, brokers: &str, dir: &Path, root: &Path) ->
     let log = root.join("restore.log");
     let started = Instant::now();
     let mut child = spawn_run(bin, brokers, dir, &addr, &log);
-    let ready = loop {
-        if let Some((200, _)) = common::http_get(&addr, "/readyz", None) {
-            break started.elapsed().as_secs_f64();
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("kizashi run exited ({st}) while restoring:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        assert!(started.elapsed() < Duration::from_secs(1800), "not restored in 1800 s");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let ready = wait_ready(&mut child, &addr, &log, started, Duration::from_secs(1800));
     let (_, rss) = rss_of(child.id());
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();

@@ -100,8 +100,8 @@ fn the_cache_estimate_of_an_account_is_close_to_what_the_allocator_holds() {
         live / 1048576.0
     );
     assert!(engine.cached_accounts() >= 400, "every account is cached");
-    // The estimate counts glibc's per-allocation header and rounding, which the allocator's
-    // requested sizes do not.
+    // The estimate counts the allocator's rounding up to its size classes, which the requested
+    // sizes do not.
     assert!((0.8..=1.4).contains(&ratio), "estimate {estimated} vs live {live}: ratio {ratio:.2}");
 }
 

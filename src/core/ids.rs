@@ -15,13 +15,27 @@ pub fn map_heap_bytes<K, V>(capacity: usize) -> usize {
     alloc_bytes((capacity * 8 / 7 + 1) * (std::mem::size_of::<(K, V)>() + 1))
 }
 
-/// What an allocation of `n` bytes costs the allocator: none for 0, else rounded up to 16 bytes
-/// plus a 16-byte header (glibc's chunks).
+/// What an allocation of `n` bytes costs the allocator: its jemalloc size class (no header):
+/// 8, then multiples of 16 up to 128, then four classes per doubling (160, 192, 224, 256, 320, …).
 pub fn alloc_bytes(n: usize) -> usize {
-    if n == 0 {
-        0
-    } else {
-        n.div_ceil(16) * 16 + 16
+    match n {
+        0 => 0,
+        1..=8 => 8,
+        9..=128 => n.div_ceil(16) * 16,
+        _ => {
+            let spacing = 1usize << ((usize::BITS - (n - 1).leading_zeros() - 1) - 2);
+            n.div_ceil(spacing) * spacing
+        }
+    }
+}
+
+#[cfg(test)]
+mod alloc_tests {
+    #[test]
+    fn size_classes_are_jemallocs() {
+        let classes: Vec<usize> = [1, 8, 9, 16, 17, 128, 129, 160, 161, 256, 257, 320, 4097, 5000, 1 << 20].map(super::alloc_bytes).to_vec();
+        assert_eq!(classes, [8, 8, 16, 16, 32, 128, 160, 160, 192, 256, 320, 320, 5120, 5120, 1 << 20]);
+        assert_eq!(super::alloc_bytes(0), 0);
     }
 }
 
