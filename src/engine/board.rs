@@ -371,8 +371,9 @@ impl Board {
     }
 
     /// Estimated heap bytes: the id map (its capacity, at hashbrown's one control byte per
-    /// slot) and the ranked sets (B-tree nodes taken as two-thirds full); strings longer than
-    /// CompactString keeps inline and alert lists are left out (a few percent).
+    /// slot), its boxed entries (at their size class) and the ranked sets (B-tree nodes taken as
+    /// two-thirds full); strings longer than CompactString keeps inline and alert lists are left
+    /// out (a few percent).
     pub fn approx_bytes(&self) -> usize {
         let inner = self.inner.read().expect("board lock");
         let slot = std::mem::size_of::<(CompactString, Box<Entry>)>() + 1;

@@ -912,13 +912,13 @@ impl Engine {
         Some(ps)
     }
 
-    /// Accounts held decoded in memory.
     /// Estimated bytes of the accounts held, decoded and encoded (what the budget's account share
     /// bounds).
     pub fn accounts_bytes(&self) -> usize {
         self.cache_bytes + self.warm_bytes
     }
 
+    /// Accounts held decoded in memory.
     pub fn cached_accounts(&self) -> usize {
         self.partitions.values().map(|p| p.accounts.len()).sum()
     }
