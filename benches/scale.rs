@@ -402,7 +402,13 @@ fn main() {
     let mut rows = Vec::new();
     for p in POPULATIONS.iter().filter(|p| wanted.split(',').any(|w| w == p.name)) {
         let data = population(&bin, &root, p);
-        let r = replay(&bin, &data, &root.join(format!("{}-out", p.name)), &root.join(format!("{}-state", p.name)));
+        // A population replayed in seconds is timed best of 3, as the parse-only loop is (one
+        // run of ~2 s varied from 560,000 to 990,000 events/s on this machine).
+        let runs = if p.accounts <= 1_000 { 3 } else { 1 };
+        let r = (0..runs)
+            .map(|_| replay(&bin, &data, &root.join(format!("{}-out", p.name)), &root.join(format!("{}-state", p.name))))
+            .max_by(|a, b| a.summary["events_per_second"].as_f64().unwrap().total_cmp(&b.summary["events_per_second"].as_f64().unwrap()))
+            .expect("at least one run");
         let s = &r.summary;
         let rate = s["events_per_second"].as_f64().unwrap();
         let st = &s["store"];
