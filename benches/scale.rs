@@ -197,6 +197,17 @@ fn wait_ready(child: &mut std::process::Child, addr: &str, log: &Path, started: 
     }
 }
 
+/// Stops `run` with SIGTERM (a clean stop) and waits for it.
+fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+/// The number logged as `name=N` in a line of kizashi's text log.
+fn log_number(line: &str, name: &str) -> Option<f64> {
+    line.split(&format!("{name}=")).nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
 /// One start of `kizashi run`.
 struct Start {
     /// Seconds from start to `/readyz` answering 200.
@@ -229,13 +240,12 @@ fn restart_to_ready(bin: &Path, state: &Path, root: &Path) -> [Start; 2] {
         let accounts = summary["accounts"].as_object().map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum::<f64>()) as u64;
         let (_, peak) = rss_of(child.id());
         // A clean stop, so the next start finds no member of the old group to wait for.
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let _ = child.wait();
+        stop(&mut child);
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let index_seconds = text
             .lines()
             .filter(|l| l.contains("account index of the partition loaded"))
-            .filter_map(|l| l.split("seconds=").nth(1)?.split_whitespace().next()?.parse::<f64>().ok())
+            .filter_map(|l| log_number(l, "seconds"))
             .reduce(|a, b| a + b);
         Start { ready, accounts, rss: peak, index_seconds }
     })
@@ -311,8 +321,7 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
     let accounts = sum(&t, "kizashi_state_accounts");
     let _ = gen.kill();
     let _ = gen.wait();
-    let _ = Command::new("kill").arg("-TERM").arg(run.id().to_string()).status();
-    let _ = run.wait();
+    stop(&mut run);
     let restore = restore_from_changelog(bin, &b.addr, &dir, root);
     println!("\nsoak of `kizashi run` (default settings), {secs} s, the 1m population produced live ({day_seconds:.0} s per day):");
     // kizashi_memory_bytes by part, MiB: the allocator's allocated and resident bytes, and the
@@ -368,16 +377,13 @@ fn restore_from_changelog(bin: &Path, brokers: &str, dir: &Path, root: &Path) ->
     let mut child = spawn_run(bin, brokers, dir, &addr, &log);
     let ready = wait_ready(&mut child, &addr, &log, started, Duration::from_secs(1800));
     let (_, rss) = rss_of(child.id());
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    stop(&mut child);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let line = text
         .lines()
         .find(|l| l.contains("restored the partition from the changelog"))
         .unwrap_or_else(|| panic!("no restore in the log:\n{text}"));
-    let field = |name: &str| -> f64 {
-        line.split(&format!("{name}=")).nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
-    };
+    let field = |name: &str| log_number(line, name).unwrap_or(0.0);
     Restore { accounts: field("accounts"), bytes: field("bytes"), seconds: field("seconds"), ready, rss }
 }
 
