@@ -226,6 +226,9 @@ fn remeasure(slot: &mut Slot, id: &str, cache_bytes: &mut usize) {
 /// Bytes per RocksDB write when write-back spills the cache.
 const WRITE_BACK_SLICE: usize = 4 << 20;
 
+/// Bytes per RocksDB write of a restore.
+const RESTORE_SLICE: usize = 4 << 20;
+
 /// Write-back: once the accounts' budget is full, decoded accounts are encoded into the warm tier
 /// (several times as many per byte) until the decoded ones are down to 1/`HOT_FLOOR` of it; only
 /// then are the oldest warm accounts written to the store.
@@ -845,29 +848,56 @@ impl Engine {
         Ok(written)
     }
 
-    /// Replaces everything stored for `partition` with restored state: encoded account states,
-    /// the input offsets and stream time they cover. The due-time index is rebuilt from the
-    /// states. Returns the accounts restored.
+    /// Replaces everything stored for `partition` with the states a changelog reading staged
+    /// (`Store::stage`, under `generation`) and the input offsets and stream time they cover;
+    /// rebuilds the due-time index and the board's entries from the states. Returns the
+    /// accounts restored.
+    ///
+    /// Written in slices, so memory holds one slice at a time. What the partition had goes
+    /// first, its offsets with it, and the offsets come back last: a crash part way leaves the
+    /// partition without offsets, so the next start restores it again.
     pub fn restore_partition(
         &mut self,
         partition: u32,
-        states: &[(String, Vec<u8>)],
+        generation: u64,
         offsets: &[(String, i64)],
         stream_time: Option<i64>,
-    ) -> Result<Vec<(String, AccountState)>, EngineError> {
+    ) -> Result<usize, EngineError> {
         if let Some(ps) = self.remove_partition(partition) {
             debug_assert!(ps.dirty.is_empty(), "restoring over unflushed state");
         }
         let mut batch = self.store.batch();
         batch.delete_partition(partition);
-        let mut decoded = Vec::with_capacity(states.len());
-        for (id, bytes) in states {
-            let state = crate::store::codec::decode(bytes)
-                .map_err(|source| StoreError::Codec { partition, account: id.clone(), source })?;
-            batch.put_account_encoded(partition, id, bytes, &board::entry_bytes(partition, &state));
-            batch.move_due(partition, id, None, state.score.next_due_ms);
-            decoded.push((id.clone(), state));
+        self.store.write(batch)?;
+        let board = self.board.as_deref();
+        if let Some(b) = board {
+            b.drop_partition(partition);
         }
+        let store = &self.store;
+        let mut batch = store.batch();
+        let mut entries = Vec::new();
+        let mut restored = 0usize;
+        let mut scratch = crate::store::codec::Writer::default();
+        store.for_each_staged(partition, generation, |id, bytes| {
+            let state = crate::store::codec::decode(bytes)
+                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
+            let entry = Entry::of(partition, &state);
+            scratch.buf.clear();
+            entry.encode(&mut scratch);
+            batch.put_account_encoded(partition, id, bytes, &scratch.buf);
+            batch.move_due(partition, id, None, state.score.next_due_ms);
+            if board.is_some() {
+                entries.push((CompactString::from(id), entry));
+            }
+            restored += 1;
+            if batch.size_in_bytes() >= RESTORE_SLICE {
+                store.write(std::mem::replace(&mut batch, store.batch()))?;
+                if let Some(b) = board {
+                    b.update(entries.drain(..));
+                }
+            }
+            Ok(())
+        })?;
         for (source, next) in offsets {
             batch.put_offset(partition, source, *next);
         }
@@ -875,12 +905,13 @@ impl Engine {
             batch.put_stream_time(partition, t);
         }
         self.store.write(batch)?;
-        self.open_partition(partition)?;
-        if let Some(b) = &self.board {
-            b.drop_partition(partition);
-            b.update(decoded.iter().map(|(id, s)| (CompactString::from(id.as_str()), Entry::of(partition, s))));
+        if let Some(b) = board {
+            b.update(entries);
         }
-        Ok(decoded)
+        self.store.clear_staged(partition, generation)?;
+        self.open_partition(partition)?;
+        self.fit_board();
+        Ok(restored)
     }
 
     /// Rebuilds a partition's due-time index from its stored states (after a standby copy was

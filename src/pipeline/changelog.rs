@@ -62,6 +62,7 @@ use super::outbox::{send_record, Deliveries, DeliveryContext};
 use crate::core::AccountState;
 use crate::event::timestamp::{MAX_TS_MS, MIN_TS_MS};
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::store::codec::{self, CodecError, Reader, Writer};
 
 /// Input offsets and stream time a partition's changelog covers.
@@ -362,15 +363,18 @@ impl Changelog {
     }
 }
 
-/// What the changelog holds for one partition.
+/// What a reading of one changelog partition found. The account states themselves are staged
+/// in the store as they are read (`Store::stage`, under the reading's generation), so a restore
+/// holds a slice of them in memory at a time, not the partition.
 #[derive(Debug, Default)]
 pub struct Restored {
-    /// Latest state per account.
-    pub states: Vec<(String, Vec<u8>)>,
     pub checkpoint: Option<Checkpoint>,
     pub records: u64,
     pub bytes: u64,
 }
+
+/// Bytes of staged states written to the store at a time.
+const STAGE_SLICE: usize = 4 << 20;
 
 /// The current end (high watermark) of a changelog partition.
 pub fn end_offset(config: &ClientConfig, topic: &str, partition: u32, timeout: Duration) -> Result<i64> {
@@ -378,13 +382,18 @@ pub fn end_offset(config: &ClientConfig, topic: &str, partition: u32, timeout: D
     Ok(consumer.fetch_watermarks(topic, partition as i32, timeout)?.1)
 }
 
-/// Reads changelog partition `partition` from its start to its current end, calling
+/// Reads changelog partition `partition` from its start to its current end, staging each
+/// account's newest state in `store` under `generation` (see `Restored`), and calling
 /// `progress(read, total)` every few thousand records. A record that does not decode is counted
-/// in `metrics`, logged and skipped (see the header).
+/// in `metrics`, logged and skipped (see the header): it stages nothing, so the account keeps
+/// the newest earlier version that decodes.
+#[allow(clippy::too_many_arguments)]
 pub fn read_partition(
     config: &ClientConfig,
     topic: &str,
     partition: u32,
+    store: &Store,
+    generation: u64,
     timeout: Duration,
     metrics: &Metrics,
     mut progress: impl FnMut(i64, i64),
@@ -407,7 +416,7 @@ pub fn read_partition(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition as i32, Offset::Beginning)?;
     consumer.assign(&tpl)?;
-    let mut latest: FxHashMap<String, Vec<u8>> = FxHashMap::default();
+    let mut batch = store.batch();
     let deadline = Instant::now() + timeout;
     let mut next = lo;
     while next < hi {
@@ -427,14 +436,16 @@ pub fn read_partition(
         match decode_record(partition, k, v) {
             Ok(Record::Checkpoint(cp)) => out.checkpoint = Some(cp),
             Ok(Record::State { account, .. }) => {
-                latest.insert(account.to_string(), v.to_vec());
+                batch.stage(partition, generation, account, v);
+                if batch.size_in_bytes() >= STAGE_SLICE {
+                    store.write_unlogged(std::mem::replace(&mut batch, store.batch()))?;
+                }
             }
             Err(e) => metrics.changelog_corrupt("restore", partition, m.offset(), k, &e),
         }
     }
     drop(tpl);
-    out.states = latest.into_iter().collect();
-    out.states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    store.write_unlogged(batch)?;
     Ok(out)
 }
 
@@ -504,6 +515,25 @@ mod tests {
         config.set("bootstrap.servers", mock.bootstrap_servers());
         let cl = Changelog::new(&config, "cl", interval, usize::MAX).unwrap();
         (mock, config, cl)
+    }
+
+    /// A throwaway store to stage restored states in.
+    fn staging() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false, crate::store::Budget { total: 64 << 20 }).unwrap();
+        (dir, store)
+    }
+
+    /// What a reading staged for partition 0 under `generation`.
+    fn staged(store: &Store, generation: u64) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        store
+            .for_each_staged(0, generation, |id, v| {
+                out.push((id.to_string(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        out
     }
 
     /// The value of `kizashi_changelog_corrupt_records_total`.
@@ -576,11 +606,13 @@ mod tests {
         }
         producer.flush(Duration::from_secs(10)).unwrap();
         let metrics = Metrics::new();
-        let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), &metrics, |_, _| {}).unwrap();
+        let (_dir, store) = staging();
+        let restored = read_partition(&config, "cl", 0, &store, 7, Duration::from_secs(10), &metrics, |_, _| {}).unwrap();
         assert_eq!(restored.records, records.len() as u64);
         assert_eq!(corrupt_count(&metrics), 4.0);
         assert_eq!(restored.checkpoint, Some(cp(10)), "the newest checkpoint that decodes");
-        assert_eq!(restored.states, [("a".to_string(), state(1)), ("b".into(), state(4))], "a falls back to its older version; c is absent");
+        assert_eq!(staged(&store, 7), [("a".to_string(), state(1)), ("b".into(), state(4))], "a falls back to its older version; c is absent");
+        assert!(staged(&store, 6).is_empty(), "staged under the reading's generation only");
     }
 
     #[test]
@@ -626,9 +658,10 @@ mod tests {
             (cp_key, cp(30).encode()),
         ];
         assert_eq!(log(&config, "cl"), want);
-        let restored = read_partition(&config, "cl", 0, Duration::from_secs(10), &Metrics::new(), |_, _| {}).unwrap();
+        let (_dir, store) = staging();
+        let restored = read_partition(&config, "cl", 0, &store, 1, Duration::from_secs(10), &Metrics::new(), |_, _| {}).unwrap();
         assert_eq!(restored.checkpoint, Some(cp(30)));
-        assert_eq!(restored.states, [("a".to_string(), enc("a3")), ("b".into(), enc("b1")), ("c".into(), enc("c1"))]);
+        assert_eq!(staged(&store, 1), [("a".to_string(), enc("a3")), ("b".into(), enc("b1")), ("c".into(), enc("c1"))]);
     }
 
     /// Queued states past `max_queued` bytes go without waiting for the interval (a day's timers

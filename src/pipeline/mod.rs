@@ -468,7 +468,7 @@ impl Core {
 
     /// On assignment: restores a partition from the changelog if its local state is missing or
     /// behind the changelog's checkpoint (see `changelog`'s header).
-    fn apply_restore(&mut self, partition: u32, restored: changelog::Restored, started: Instant) -> Result<()> {
+    fn apply_restore(&mut self, partition: u32, generation: u64, restored: changelog::Restored, started: Instant) -> Result<()> {
         let touched = self.standby.as_ref().is_some_and(|s| s.touched.lock().expect("standby lock").contains(&partition));
         if touched {
             // A standby copy that was not caught up is never trusted: restore in full.
@@ -480,23 +480,25 @@ impl Core {
             }
             let accounts = self.engine.restore_partition(
                 partition,
-                &restored.states,
+                generation,
                 &restored.checkpoint.as_ref().map(|c| c.offsets.clone()).unwrap_or_default(),
                 restored.checkpoint.as_ref().and_then(|c| c.stream_time),
             )?;
             let seconds = started.elapsed().as_secs_f64();
-            self.shared.metrics.restored(accounts.len(), seconds);
-            tracing::info!(partition, accounts = accounts.len(), records = restored.records, seconds, "the standby copy was behind: restored the partition from the changelog");
+            self.shared.metrics.restored(accounts, seconds);
+            tracing::info!(partition, accounts, records = restored.records, seconds, "the standby copy was behind: restored the partition from the changelog");
             return Ok(());
         }
         let (local, _) = self.engine.store().offsets(partition)?;
         let Some(cp) = restored.checkpoint else {
             tracing::info!(partition, records = restored.records, "changelog has no checkpoint for this partition: using local state");
+            self.engine.store().clear_staged(partition, generation)?;
             self.resend_leftover(partition);
             return self.requeue_pending(partition);
         };
         if !cp.ahead_of(&local) {
             tracing::info!(partition, ?local, changelog = ?cp.offsets, "local state is at or ahead of the changelog: keeping it");
+            self.engine.store().clear_staged(partition, generation)?;
             self.resend_leftover(partition);
             return self.requeue_pending(partition);
         }
@@ -504,12 +506,12 @@ impl Core {
             tracing::info!(partition, entries = stale.len(), "dropping outbox entries left from an older ownership of this partition");
             self.acked.extend(stale.into_iter().map(|(seq, _)| seq));
         }
-        let accounts = self.engine.restore_partition(partition, &restored.states, &cp.offsets, cp.stream_time)?;
+        let accounts = self.engine.restore_partition(partition, generation, &cp.offsets, cp.stream_time)?;
         let seconds = started.elapsed().as_secs_f64();
-        self.shared.metrics.restored(accounts.len(), seconds);
+        self.shared.metrics.restored(accounts, seconds);
         tracing::info!(
             partition,
-            accounts = accounts.len(),
+            accounts,
             records = restored.records,
             bytes = restored.bytes,
             seconds,
@@ -543,7 +545,9 @@ impl Core {
     fn finish_restore(&mut self, consumer: &BaseConsumer<PipelineContext>, report: RestoreReport) -> Result<()> {
         let p = report.partition;
         if self.restoring.get(&p) != Some(&report.generation) {
-            return Ok(()); // revoked or reassigned since: a newer check is under way or not needed
+            // Revoked or reassigned since: a newer check is under way or not needed.
+            self.engine.store().clear_staged(p, report.generation)?;
+            return Ok(());
         }
         let restored = match report.restored {
             Ok(r) => r,
@@ -555,7 +559,7 @@ impl Core {
             tracing::info!(partition = p, "the standby copy is caught up with the changelog: taken over without a restore");
             self.take_over_standby_copy(p)?;
         } else {
-            self.apply_restore(p, restored, report.started)?;
+            self.apply_restore(p, report.generation, restored, report.started)?;
         }
         self.restoring.remove(&p);
         let mut tpl = TopicPartitionList::new();
@@ -627,6 +631,7 @@ impl ConsumerContext for PipelineContext {
                             s.touched.lock().expect("standby lock").contains(&p).then(|| s.position(p)).flatten()
                         });
                         let (tx, shared) = (core.restore_tx.clone(), core.shared.clone());
+                        let store = core.engine.store().clone();
                         let spawned = std::thread::Builder::new().name(format!("kizashi-restore-{p}")).spawn(move || {
                             let started = Instant::now();
                             if let Some(at) = standby_at {
@@ -642,7 +647,7 @@ impl ConsumerContext for PipelineContext {
                                     return;
                                 }
                             }
-                            let r = changelog::read_partition(&config, &topic, p, timeout, &shared.metrics, |read, total| {
+                            let r = changelog::read_partition(&config, &topic, p, &store, generation, timeout, &shared.metrics, |read, total| {
                                 shared.progress(format!("restoring partition {p} from the changelog: {read} of {total} records read"));
                             });
                             let _ = tx.send(RestoreReport { partition: p, generation, started, standby_caught_up: false, restored: r });

@@ -27,7 +27,12 @@ const CF_CHANGELOG_PENDING: &str = "changelog_pending";
 /// Each account's board entry (score, band, segment, ARR, ...; `engine::board::Entry`), written
 /// with its state: a restart loads the API's account index from these, not by decoding states.
 const CF_BOARD: &str = "board";
-const CFS: [&str; 6] = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX, CF_CHANGELOG_PENDING, CF_BOARD];
+/// Account states read back from the changelog, staged until the restore that read them is
+/// applied (`Engine::restore_partition`) or dropped: key = partition + the reading's generation
+/// (8 bytes, big-endian) + account id. Written without the write-ahead log and emptied at open:
+/// a restore cut short by a crash is read again.
+const CF_STAGED: &str = "staged";
+const CFS: [&str; 7] = [CF_ACCOUNTS, CF_DUE, CF_OFFSETS, CF_OUTBOX, CF_CHANGELOG_PENDING, CF_BOARD, CF_STAGED];
 
 /// Name under which a partition's stream time is kept beside its offsets.
 const STREAM_TIME: &str = "\0stream_time";
@@ -158,6 +163,13 @@ fn time_bytes(ms: i64) -> [u8; 8] {
     ((ms as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+fn staged_prefix(partition: u32, generation: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&partition.to_be_bytes());
+    k[4..].copy_from_slice(&generation.to_be_bytes());
+    k
+}
+
 fn due_key(partition: u32, due_ms: i64, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(12 + id.len());
     k.extend_from_slice(&partition.to_be_bytes());
@@ -213,6 +225,10 @@ impl Store {
         if without_board {
             store.build_board()?;
         }
+        // Whatever a restore staged before a crash or a shutdown is read again if needed.
+        let mut clear = store.batch();
+        clear.wb.delete_range_cf(store.cf(CF_STAGED), &[0u8; 0][..], &[0xFFu8; 13][..]);
+        store.write_unlogged(clear)?;
         Ok(store)
     }
 
@@ -463,6 +479,44 @@ impl Store {
         self.db.write_opt(batch.wb, &self.write_opts)?;
         Ok(())
     }
+
+    /// Writes without the write-ahead log: for staged states only (a crash loses them, and the
+    /// restore that staged them is read again).
+    pub fn write_unlogged(&self, batch: StoreBatch<'_>) -> Result<(), StoreError> {
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        self.db.write_opt(batch.wb, &opts)?;
+        Ok(())
+    }
+
+    /// Each state staged for `partition` by the reading numbered `generation`, in account id
+    /// order: `f(id, encoded)`.
+    pub fn for_each_staged(
+        &self,
+        partition: u32,
+        generation: u64,
+        mut f: impl FnMut(&str, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = staged_prefix(partition, generation);
+        let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_STAGED), mode) {
+            let (k, v) = item?;
+            let Some(id) = k.strip_prefix(&prefix) else { break };
+            let id = std::str::from_utf8(id).map_err(|_| StoreError::BadKey("staged"))?;
+            f(id, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Drops what the reading numbered `generation` staged for `partition`.
+    pub fn clear_staged(&self, partition: u32, generation: u64) -> Result<(), StoreError> {
+        let mut batch = self.batch();
+        let from = staged_prefix(partition, generation);
+        let mut to = from.to_vec();
+        to.push(0xFF); // no account id is 0xFF or starts so (UTF-8)
+        batch.wb.delete_range_cf(self.cf(CF_STAGED), &from[..], &to[..]);
+        self.write_unlogged(batch)
+    }
 }
 
 impl StoreBatch<'_> {
@@ -487,6 +541,14 @@ impl StoreBatch<'_> {
         self.scratch.buf.clear();
         crate::engine::board::Entry::of(partition, state).encode(&mut self.scratch);
         self.wb.put_cf(self.store.cf(CF_BOARD), account_key(partition, id), &self.scratch.buf);
+    }
+
+    /// Stages an account state read back from the changelog (see `CF_STAGED`); a later one of
+    /// the same account replaces it.
+    pub fn stage(&mut self, partition: u32, generation: u64, id: &str, encoded: &[u8]) {
+        let mut key = staged_prefix(partition, generation).to_vec();
+        key.extend_from_slice(id.as_bytes());
+        self.wb.put_cf(self.store.cf(CF_STAGED), key, encoded);
     }
 
     /// Marks an account as written locally but not yet in the changelog.
