@@ -382,7 +382,8 @@ pub fn end_offset(config: &ClientConfig, topic: &str, partition: u32, timeout: D
     Ok(consumer.fetch_watermarks(topic, partition as i32, timeout)?.1)
 }
 
-/// Reads changelog partition `partition` from its start to its current end, staging each
+/// Reads changelog partition `partition` from its start to its current end (failing if no record
+/// comes for `timeout`), staging each
 /// account's newest state in `store` under `generation` (see `Restored`), and calling
 /// `progress(read, total)` every few thousand records. A record that does not decode is counted
 /// in `metrics`, logged and skipped (see the header): it stages nothing, so the account keeps
@@ -417,13 +418,16 @@ pub fn read_partition(
     tpl.add_partition_offset(topic, partition as i32, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     let mut batch = store.batch();
-    let deadline = Instant::now() + timeout;
+    // A reading fails only when no record comes for `timeout`: a large partition takes as long
+    // as it takes.
+    let mut deadline = Instant::now() + timeout;
     let mut next = lo;
     while next < hi {
         if Instant::now() >= deadline {
-            bail!("reading changelog `{topic}` partition {partition} took longer than {timeout:?} ({next} of {hi})");
+            bail!("reading changelog `{topic}` partition {partition}: no record for {timeout:?} (at {next} of {hi})");
         }
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        deadline = Instant::now() + timeout;
         let m = m.with_context(|| format!("reading changelog `{topic}` partition {partition}"))?;
         next = m.offset() + 1;
         if (next - lo) % 5000 == 0 {

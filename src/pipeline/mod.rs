@@ -578,6 +578,7 @@ impl Core {
         consumer.resume(&tpl).with_context(|| format!("resuming partition {p}"))?;
         self.shared.metrics.restoring(self.restoring.len());
         if self.restoring.is_empty() {
+            self.engine.store().drop_staged_files()?;
             self.shared.ready(self.engine.partitions());
         }
         Ok(())

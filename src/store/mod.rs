@@ -199,6 +199,18 @@ impl Store {
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             table.set_format_version(5);
             let mut o = Options::default();
+            if name == CF_STAGED {
+                // Written once, read once in key order, then dropped whole: never compacted (a
+                // restore would spend its time compacting versions it is about to drop), and so
+                // never stalled for its count of level-0 files.
+                let mut o = Options::default();
+                table.set_bloom_filter(10.0, false);
+                o.set_block_based_table_factory(&table);
+                o.set_disable_auto_compactions(true);
+                o.set_write_buffer_size((budget.memtables() / 4) as usize);
+                o.set_compression_type(DBCompressionType::None);
+                return o;
+            }
             if name == CF_ACCOUNTS {
                 // Point lookups of accounts (most miss on a new account): a bloom filter spares
                 // the data-block read.
@@ -229,6 +241,7 @@ impl Store {
         let mut clear = store.batch();
         clear.wb.delete_range_cf(store.cf(CF_STAGED), &[0u8; 0][..], &[0xFFu8; 13][..]);
         store.write_unlogged(clear)?;
+        store.drop_staged_files()?;
         Ok(store)
     }
 
@@ -505,6 +518,15 @@ impl Store {
             let id = std::str::from_utf8(id).map_err(|_| StoreError::BadKey("staged"))?;
             f(id, &v)?;
         }
+        Ok(())
+    }
+
+    /// Gives back the disk of staged states already dropped (`clear_staged`): their files go
+    /// whole, the rest is compacted. For when no restore is under way.
+    pub fn drop_staged_files(&self) -> Result<(), StoreError> {
+        let cf = self.cf(CF_STAGED);
+        self.db.delete_file_in_range_cf(cf, &[0u8; 0][..], &[0xFFu8; 13][..])?;
+        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         Ok(())
     }
 
