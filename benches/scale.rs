@@ -8,6 +8,8 @@
 //! `scripts/bench scale`. KIZASHI_BENCH_SCALE picks populations (default `quick,100k,1m`);
 //! KIZASHI_BENCH_BUDGET sets `state.memory_budget` (default: kizashi's default);
 //! KIZASHI_BENCH_RESTART_STATE=DIR measures only the restart, on DIR (a `replay --state-dir`);
+//! KIZASHI_BENCH_RESTORE=ADDR runs only the restore from the changelog on the broker at ADDR
+//! (one a soak left up with KIZASHI_BENCH_SOAK_KEEP=1).
 //! KIZASHI_BENCH_SOAK=SECONDS runs only the soak: `kizashi run` over the million accounts produced
 //! live for that long (KIZASHI_BENCH_SOAK_DAY_SECONDS per simulated day, default 300), RSS
 //! sampled, and the changelog's bytes per input byte.
@@ -323,6 +325,11 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
     let _ = gen.wait();
     stop(&mut run);
     let restore = restore_from_changelog(bin, &b.addr, &dir, root);
+    if std::env::var_os("KIZASHI_BENCH_SOAK_KEEP").is_some() {
+        // The broker stays up with the soak's topics, for KIZASHI_BENCH_RESTORE=ADDR.
+        eprintln!("soak: the broker stays up at {}", b.addr);
+        std::mem::forget(b);
+    }
     println!("\nsoak of `kizashi run` (default settings), {secs} s, the 1m population produced live ({day_seconds:.0} s per day):");
     // kizashi_memory_bytes by part, MiB: the allocator's allocated and resident bytes, and the
     // parts it counts itself.
@@ -394,6 +401,21 @@ fn main() {
     if let Ok(secs) = std::env::var("KIZASHI_BENCH_SOAK") {
         // Only the soak, for this many seconds.
         soak(&bin, &root, secs.parse().expect("KIZASHI_BENCH_SOAK: seconds"));
+        return;
+    }
+    if let Ok(addr) = std::env::var("KIZASHI_BENCH_RESTORE") {
+        // Only the restore, from the changelog on a broker a soak left up (KIZASHI_BENCH_SOAK_KEEP).
+        let r = restore_from_changelog(&bin, &addr, &root.join("soak-state"), &root);
+        println!(
+            "restoration from the changelog (local state deleted): {:.0} accounts and {:.0} MiB read in {:.1} s ({:.0} accounts/s, {:.1} MiB/s); ready after {:.1} s, peak RSS {:.0} MiB",
+            r.accounts,
+            r.bytes / 1048576.0,
+            r.seconds,
+            r.accounts / r.seconds.max(1e-9),
+            r.bytes / 1048576.0 / r.seconds.max(1e-9),
+            r.ready,
+            r.rss as f64 / 1048576.0
+        );
         return;
     }
     if let Ok(state) = std::env::var("KIZASHI_BENCH_RESTART_STATE") {

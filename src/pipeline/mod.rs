@@ -578,7 +578,16 @@ impl Core {
         consumer.resume(&tpl).with_context(|| format!("resuming partition {p}"))?;
         self.shared.metrics.restoring(self.restoring.len());
         if self.restoring.is_empty() {
-            self.engine.store().drop_staged_files()?;
+            // The staged files' disk back, off the main loop: a million accounts' take ~12 s.
+            let store = self.engine.store().clone();
+            let spawned = std::thread::Builder::new().name("kizashi-staged".into()).spawn(move || {
+                if let Err(e) = store.drop_staged_files() {
+                    tracing::warn!(error = %e, "dropping the files of restored states failed; they go at the next start");
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "starting the thread that drops restored states' files failed; they go at the next start");
+            }
             self.shared.ready(self.engine.partitions());
         }
         Ok(())

@@ -207,6 +207,11 @@ impl Store {
                 table.set_bloom_filter(10.0, false);
                 o.set_block_based_table_factory(&table);
                 o.set_disable_auto_compactions(true);
+                // So each level-0 file holds every version it was given: reading in key order
+                // steps over an account's older versions rather than seek past them (a seek in
+                // hundreds of overlapping files per account, with ~15 versions each, took a
+                // million accounts' restore from 75 s to 285 s).
+                o.set_max_sequential_skip_in_iterations(1 << 12);
                 o.set_write_buffer_size((budget.memtables() / 4) as usize);
                 o.set_compression_type(DBCompressionType::None);
                 return o;
@@ -512,7 +517,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let prefix = staged_prefix(partition, generation);
         let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(CF_STAGED), mode) {
+        // Read once: kept out of the block cache the accounts use.
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.fill_cache(false);
+        for item in self.db.iterator_cf_opt(self.cf(CF_STAGED), opts, mode) {
             let (k, v) = item?;
             let Some(id) = k.strip_prefix(&prefix) else { break };
             let id = std::str::from_utf8(id).map_err(|_| StoreError::BadKey("staged"))?;
@@ -521,8 +529,10 @@ impl Store {
         Ok(())
     }
 
-    /// Gives back the disk of staged states already dropped (`clear_staged`): their files go
-    /// whole, the rest is compacted. For when no restore is under way.
+    /// Gives back the disk of staged states already dropped (`clear_staged`): files wholly
+    /// dropped go, the rest is compacted (the column family is never compacted otherwise, so
+    /// its files are all in level 0, which RocksDB compacts rather than deletes). For when no
+    /// restore is under way; it takes a while (a million accounts' ~5 GB, ~12 s).
     pub fn drop_staged_files(&self) -> Result<(), StoreError> {
         let cf = self.cf(CF_STAGED);
         self.db.delete_file_in_range_cf(cf, &[0u8; 0][..], &[0xFFu8; 13][..])?;
