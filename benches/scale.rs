@@ -352,16 +352,7 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
         "changelog bytes per input byte: {changelog_bytes:.0} / {input_bytes:.0} = {:.2}",
         changelog_bytes / input_bytes.max(1.0)
     );
-    println!(
-        "restoration from the changelog (local state deleted): {:.0} accounts and {:.0} MiB read in {:.1} s ({:.0} accounts/s, {:.1} MiB/s); ready after {:.1} s, peak RSS {:.0} MiB",
-        restore.accounts,
-        restore.bytes / 1048576.0,
-        restore.seconds,
-        restore.accounts / restore.seconds.max(1e-9),
-        restore.bytes / 1048576.0 / restore.seconds.max(1e-9),
-        restore.ready,
-        restore.rss as f64 / 1048576.0
-    );
+    println!("{}", describe_restore(&restore));
 }
 
 struct Restore {
@@ -372,6 +363,19 @@ struct Restore {
     /// From start to `/readyz` answering 200.
     ready: f64,
     rss: u64,
+}
+
+fn describe_restore(r: &Restore) -> String {
+    format!(
+        "restoration from the changelog (local state deleted): {:.0} accounts and {:.0} MiB read in {:.1} s ({:.0} accounts/s, {:.1} MiB/s); ready after {:.1} s, peak RSS {:.0} MiB",
+        r.accounts,
+        r.bytes / 1048576.0,
+        r.seconds,
+        r.accounts / r.seconds.max(1e-9),
+        r.bytes / 1048576.0 / r.seconds.max(1e-9),
+        r.ready,
+        r.rss as f64 / 1048576.0
+    )
 }
 
 /// Starts `run` again on the soak's broker with its local state deleted: the partition is
@@ -406,16 +410,7 @@ fn main() {
     if let Ok(addr) = std::env::var("KIZASHI_BENCH_RESTORE") {
         // Only the restore, from the changelog on a broker a soak left up (KIZASHI_BENCH_SOAK_KEEP).
         let r = restore_from_changelog(&bin, &addr, &root.join("soak-state"), &root);
-        println!(
-            "restoration from the changelog (local state deleted): {:.0} accounts and {:.0} MiB read in {:.1} s ({:.0} accounts/s, {:.1} MiB/s); ready after {:.1} s, peak RSS {:.0} MiB",
-            r.accounts,
-            r.bytes / 1048576.0,
-            r.seconds,
-            r.accounts / r.seconds.max(1e-9),
-            r.bytes / 1048576.0 / r.seconds.max(1e-9),
-            r.ready,
-            r.rss as f64 / 1048576.0
-        );
+        println!("{}", describe_restore(&r));
         return;
     }
     if let Ok(state) = std::env::var("KIZASHI_BENCH_RESTART_STATE") {

@@ -3,8 +3,7 @@
 //! the engine keeps the cache within its share of the budget while giving the same output as one
 //! that holds every account.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod counting;
 
 use kizashi::config::Settings;
 use kizashi::core::{Alert, Params, ScoreUpdate};
@@ -12,34 +11,8 @@ use kizashi::engine::{Engine, Source};
 use kizashi::generate::GenOptions;
 use kizashi::store::Budget;
 
-/// System's allocator, counting the bytes live.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
 
 const END_DAY: i32 = 20_400;
 
@@ -83,13 +56,13 @@ fn the_cache_estimate_of_an_account_is_close_to_what_the_allocator_holds() {
     let gen = GenOptions { accounts: 400, days: 40, end_day: END_DAY, seed: 5, activity: 0.6 };
     // Warm up RocksDB's own allocations (a first write and flush) before measuring.
     feed(&mut engine, &GenOptions { accounts: 1, days: 2, ..gen }, 1_000_000, |_| {});
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let (cached_before, _) = engine.cache_usage();
     // Never flushed during the feed: the states are all in memory, RocksDB's memtable stays small.
     let (alerts, scores) = feed(&mut engine, &gen, i64::MAX, |_| {});
     drop((alerts, scores));
     // RocksDB (C++) allocates through its own operator new: the count is kizashi's alone.
-    let live = (LIVE.load(Ordering::Relaxed) - before) as f64;
+    let live = (counting::live() - before) as f64;
     let (cached, _) = engine.cache_usage();
     let estimated = (cached - cached_before) as f64;
     let ratio = estimated / live;

@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod counting;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,40 +22,8 @@ use kizashi::metrics::Metrics;
 use kizashi::pipeline::changelog::{read_partition, Checkpoint};
 use kizashi::store::Budget;
 
-/// System's allocator, counting the bytes live and their peak.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-fn grew(by: isize) {
-    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            grew(l.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() {
-            grew(new as isize - l.size() as isize);
-        }
-        q
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
 
 const END_DAY: i32 = 20_400;
 
@@ -123,12 +91,11 @@ fn a_restore_writes_the_partition_in_slices_holding_a_slice_in_memory() {
     let board = Arc::new(Board::default());
     engine.set_board(board.clone());
     let metrics = Metrics::new();
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    let before = counting::reset_peak();
     let read =
         read_partition(&config, "cl", 0, engine.store(), 9, Duration::from_secs(120), &metrics, |_, _| {}).unwrap();
     let restored = engine.restore_partition(0, 9, &read.checkpoint.as_ref().unwrap().offsets, checkpoint.stream_time).unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let peak = counting::peak() - before;
     let board_bytes = board.approx_bytes() as isize;
     eprintln!(
         "{} accounts, {:.1} MiB of newest states, {:.1} MiB read: kizashi's heap peaked {:.1} MiB above the start (board {:.1} MiB)",
