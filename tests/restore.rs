@@ -128,7 +128,12 @@ fn a_restore_writes_the_partition_in_slices_holding_a_slice_in_memory() {
     assert!(want_due > 0);
     assert_eq!(store.due_entries(0).unwrap().len(), want_due, "the due index rebuilt from the states");
     let mut left = 0;
-    store.for_each_staged(0, 9, |_, _| Ok(left += 1)).unwrap();
+    store
+        .for_each_staged(0, 9, |_, _| {
+            left += 1;
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(left, 0, "the staged states are gone once restored");
 }
 
@@ -139,7 +144,12 @@ fn staged_states_are_kept_apart_by_reading_and_dropped_at_open() {
     let b = kizashi::store::codec::encode_to_vec(&kizashi::core::AccountState { day: 2, ..Default::default() });
     let count = |store: &kizashi::store::Store, p: u32, g: u64| {
         let mut n = Vec::new();
-        store.for_each_staged(p, g, |id, v| Ok(n.push((id.to_string(), v.to_vec())))).unwrap();
+        store
+            .for_each_staged(p, g, |id, v| {
+                n.push((id.to_string(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
         n
     };
     {
