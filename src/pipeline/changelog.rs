@@ -619,6 +619,36 @@ mod tests {
         assert!(staged(&store, 6).is_empty(), "staged under the reading's generation only");
     }
 
+    /// A reading fails only when no record comes for its timeout: one that takes longer than
+    /// that in all goes on (a million accounts' changelog takes minutes); a broker that stops
+    /// answering is an error.
+    #[test]
+    fn a_reading_fails_only_when_records_stop_coming() {
+        use rdkafka::producer::BaseProducer;
+        let (mock, config, _cl) = mock_changelog(Duration::ZERO);
+        // One record per batch, one batch per fetch, a tenth of a second per request.
+        let producer: BaseProducer = config.clone().set("batch.num.messages", "1").set("linger.ms", "0").create().unwrap();
+        let n = 30;
+        for i in 0..n {
+            let key = state_key(0, &format!("a{i:02}"));
+            producer.send(BaseRecord::<Vec<u8>, Vec<u8>>::to("cl").partition(0).key(&key).payload(&enc("x"))).unwrap();
+            producer.flush(Duration::from_secs(10)).unwrap();
+        }
+        mock.broker_round_trip_time(1, Duration::from_millis(100)).unwrap();
+        let mut slow = config.clone();
+        slow.set("max.partition.fetch.bytes", "1");
+        let (_dir, store) = staging();
+        let started = Instant::now();
+        let timeout = Duration::from_millis(1500);
+        let read = read_partition(&slow, "cl", 0, &store, 1, timeout, &Metrics::new(), |_, _| {}).unwrap();
+        let took = started.elapsed();
+        assert_eq!(read.records, n as u64);
+        assert_eq!(staged(&store, 1).len(), n);
+        assert!(took > timeout, "the reading took {took:?}: longer than its timeout in all, or this shows nothing");
+        mock.broker_round_trip_time(1, Duration::from_secs(3)).unwrap();
+        assert!(read_partition(&slow, "cl", 0, &store, 2, timeout, &Metrics::new(), |_, _| {}).is_err());
+    }
+
     #[test]
     fn a_mark_stays_while_a_newer_state_of_its_account_waits_in_the_queue() {
         let (_mock, _, mut cl) = mock_changelog(Duration::ZERO);
