@@ -580,11 +580,7 @@ impl Core {
         if self.restoring.is_empty() {
             // The staged files' disk back, off the main loop: a million accounts' take ~12 s.
             let store = self.engine.store().clone();
-            let spawned = std::thread::Builder::new().name("kizashi-staged".into()).spawn(move || {
-                if let Err(e) = store.drop_staged_files() {
-                    tracing::warn!(error = %e, "dropping the files of restored states failed; they go at the next start");
-                }
-            });
+            let spawned = std::thread::Builder::new().name("kizashi-staged".into()).spawn(move || store.drop_staged_files());
             if let Err(e) = spawned {
                 tracing::warn!(error = %e, "starting the thread that drops restored states' files failed; they go at the next start");
             }

@@ -246,7 +246,9 @@ impl Store {
         let mut clear = store.batch();
         clear.wb.delete_range_cf(store.cf(CF_STAGED), &[0u8; 0][..], &[0xFFu8; 13][..]);
         store.write_unlogged(clear)?;
-        store.drop_staged_files()?;
+        // No reading runs yet, so whole files can go without a look inside.
+        store.db.delete_file_in_range_cf(store.cf(CF_STAGED), &[0u8; 0][..], &[0xFFu8; 13][..])?;
+        store.drop_staged_files();
         Ok(store)
     }
 
@@ -529,15 +531,12 @@ impl Store {
         Ok(())
     }
 
-    /// Gives back the disk of staged states already dropped (`clear_staged`): files wholly
-    /// dropped go, the rest is compacted (the column family is never compacted otherwise, so
-    /// its files are all in level 0, which RocksDB compacts rather than deletes). For when no
-    /// restore is under way; it takes a while (a million accounts' ~5 GB, ~12 s).
-    pub fn drop_staged_files(&self) -> Result<(), StoreError> {
-        let cf = self.cf(CF_STAGED);
-        self.db.delete_file_in_range_cf(cf, &[0u8; 0][..], &[0xFFu8; 13][..])?;
-        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-        Ok(())
+    /// Gives back the disk of staged states already dropped (`clear_staged`), by compacting the
+    /// column family (never compacted otherwise). Safe while a reading stages: compaction drops
+    /// only what a deletion covers. It takes a while (a million accounts' ~5 GB: ~12 s), so
+    /// `run` calls it off its main loop.
+    pub fn drop_staged_files(&self) {
+        self.db.compact_range_cf(self.cf(CF_STAGED), None::<&[u8]>, None::<&[u8]>);
     }
 
     /// Drops what the reading numbered `generation` staged for `partition`.
