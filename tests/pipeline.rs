@@ -24,10 +24,13 @@ fn create_all(b: &Broker, input_partitions: [i32; 3]) {
 struct Kizashi {
     child: Child,
     log: PathBuf,
+    /// Where this run's lines begin in `log` (a restart on the same state appends to it).
+    log_from: usize,
 }
 
 fn start_kizashi(b: &Broker, state: &Path, group: &str, extra: &[(&str, &str)]) -> Kizashi {
     let log = state.with_extension("log");
+    let log_from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kizashi"));
     cmd.arg("run")
         .env("KIZASHI__KAFKA__BROKERS", &b.addr)
@@ -43,7 +46,7 @@ fn start_kizashi(b: &Broker, state: &Path, group: &str, extra: &[(&str, &str)]) 
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    Kizashi { child: cmd.spawn().unwrap(), log }
+    Kizashi { child: cmd.spawn().unwrap(), log, log_from }
 }
 
 /// A test that fails must not leave kizashi running.
@@ -81,6 +84,24 @@ impl Kizashi {
                 let _ = self.child.kill();
                 panic!("kizashi did not exit within {limit:?}:\n{}", self.log());
             }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until this run has been assigned partitions. A member that has not joined yet takes
+    /// no part in the rebalance under test, and a SIGTERM before its signal handlers are in place
+    /// ends it by the signal's default action instead of a clean stop.
+    fn wait_assigned(&mut self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.get(self.log_from..).is_some_and(|own| own.contains("partition assigned")) {
+                return;
+            }
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("kizashi exited before it was assigned partitions ({st}):\n{log}");
+            }
+            assert!(start.elapsed() < limit, "no partition assigned after {limit:?}:\n{log}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -782,10 +803,13 @@ fn state_follows_its_partitions_as_instances_join_and_leave() {
     let (b, dir, data) = loaded(160, 90, 6);
     let state = |n: u32| dir.path().join(format!("state-{n}"));
     let mut k1 = start_kizashi(&b, &state(1), "scale", &QUICK);
+    k1.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "scale", 0.05, &mut [&mut k1], Duration::from_secs(60));
     let mut k2 = start_kizashi(&b, &state(2), "scale", &QUICK);
+    k2.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "scale", 0.2, &mut [&mut k1, &mut k2], Duration::from_secs(60));
     let mut k3 = start_kizashi(&b, &state(3), "scale", &QUICK);
+    k3.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "scale", 0.35, &mut [&mut k1, &mut k2, &mut k3], Duration::from_secs(60));
     // One dies (its partitions move once its session times out), one leaves cleanly.
     k1.kill9();
@@ -809,18 +833,24 @@ fn a_rebalance_storm_neither_skips_nor_doubles() {
     let (b, dir, data) = loaded(140, 90, 4);
     let state = |n: &str| dir.path().join(format!("state-{n}"));
     let mut a = start_kizashi(&b, &state("a"), "storm", &QUICK);
+    a.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "storm", 0.05, &mut [&mut a], Duration::from_secs(60));
     let mut bb = start_kizashi(&b, &state("b"), "storm", &QUICK);
+    bb.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "storm", 0.15, &mut [&mut a, &mut bb], Duration::from_secs(60));
     a.kill9();
     let mut c = start_kizashi(&b, &state("c"), "storm", &QUICK);
+    c.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "storm", 0.3, &mut [&mut bb, &mut c], Duration::from_secs(90));
     assert!(bb.sigterm_and_wait().success());
     let mut d = start_kizashi(&b, &state("d"), "storm", &QUICK);
+    d.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "storm", 0.45, &mut [&mut c, &mut d], Duration::from_secs(90));
     // b comes back on its kept local state, a on its (behind) local state.
     let mut b2 = start_kizashi(&b, &state("b"), "storm", &QUICK);
     let mut a2 = start_kizashi(&b, &state("a"), "storm", &QUICK);
+    b2.wait_assigned(Duration::from_secs(60));
+    a2.wait_assigned(Duration::from_secs(60));
     wait_progress(&b, "storm", 0.6, &mut [&mut c, &mut d, &mut b2, &mut a2], Duration::from_secs(90));
     assert!(d.sigterm_and_wait().success());
     wait_caught_up(&b, "storm", &mut c, Duration::from_secs(240));
