@@ -44,7 +44,7 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
                 "alert_id": a.alert_id,
                 "rule": Rule::from_code(a.rule).map(Rule::name),
                 "event_time": format_ms(a.at_ms),
-                "summary": a.summary,
+                "summary": a.summary.text(),
             })
         })
         .collect();

@@ -348,7 +348,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             rule: rule as u8,
             at_ms: now_ms,
             alert_id: alert.alert_id.clone(),
-            summary: alert.summary[..cut].to_string(),
+            summary: super::phrases::Packed::new(&alert.summary[..cut]),
         });
         if state.score.recent_alerts.len() > RECENT_ALERTS {
             state.score.recent_alerts.pop_front();

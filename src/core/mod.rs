@@ -8,6 +8,7 @@ pub mod distinct;
 pub mod evaluate;
 pub mod ids;
 pub mod measures;
+pub mod phrases;
 pub mod scorecard;
 pub mod state;
 pub mod tickets;

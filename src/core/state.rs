@@ -83,8 +83,8 @@ pub struct AlertRef {
     pub rule: u8,
     pub at_ms: i64,
     pub alert_id: String,
-    /// The alert's summary, cut to `ALERT_SUMMARY_BYTES`.
-    pub summary: String,
+    /// The alert's summary, cut to `ALERT_SUMMARY_BYTES`, packed.
+    pub summary: super::phrases::Packed,
 }
 
 /// Bytes of an alert's summary kept with the account's recent alerts.
@@ -227,7 +227,7 @@ impl AccountState {
             + alloc_bytes(sc.best.capacity() * std::mem::size_of::<(i32, Snapshot)>())
             + alloc_bytes(sc.history.capacity() * std::mem::size_of::<HistoryDay>())
             + alloc_bytes(sc.recent_alerts.capacity() * std::mem::size_of::<AlertRef>())
-            + sc.recent_alerts.iter().map(|a| alloc_bytes(a.alert_id.capacity()) + alloc_bytes(a.summary.capacity())).sum::<usize>();
+            + sc.recent_alerts.iter().map(|a| alloc_bytes(a.alert_id.capacity()) + alloc_bytes(a.summary.as_bytes().len())).sum::<usize>();
         std::mem::size_of::<AccountState>()
             + facts
             + days

@@ -17,8 +17,26 @@ use crate::core::state::{AccountState, AlertRef, Band, Facts, RuleMark, ScoreSta
 use crate::event::Priority;
 
 /// Version 2 added the per-account applied offsets, version 3 NPS answers, the rules added with
-/// it and their marks, version 4 the account's owner; versions 1 to 3 are still read.
-pub const STATE_VERSION: u8 = 4;
+/// it and their marks, version 4 the account's owner and score history, version 5 the compact
+/// snapshots and alert ids (see `Writer::snapshot`); versions 1 to 4 are still read.
+pub const STATE_VERSION: u8 = 5;
+
+/// A snapshot's score and measure values, as the previous snapshot of a state left them (its
+/// slots are what a version-5 snapshot's "same as before" refers to).
+type Slots = [Option<f64>; N_MEASURES + 1];
+
+// Two bits per slot in a `u32`: the score and each measure.
+const _: () = assert!(N_MEASURES < 16);
+
+/// How a version-5 snapshot slot is written.
+const SLOT_ABSENT: u32 = 0;
+const SLOT_SAME: u32 = 1;
+const SLOT_INT: u32 = 2;
+const SLOT_F64: u32 = 3;
+
+/// Largest magnitude an integral value may have to be written as an integer: every integer up to
+/// it is an exact `f64`, so the round trip is exact.
+const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 /// Rule marks stored in place by versions 1 and 2 (the rules that existed then); later rules'
 /// marks follow at the end.
@@ -87,14 +105,47 @@ impl Writer {
             self.var(u64::from(c));
         }
     }
-    fn snapshot(&mut self, s: &Snapshot) {
+    /// A snapshot (version 5): its time, band, then two bits per slot (the score, then each
+    /// measure) in four bytes, then the slots' values. A slot is absent, the same bits as in the
+    /// state's previous snapshot (`prev`: the last one, then each daily best in order), an
+    /// integer (a varint: most measures count users, days or tickets), or the 8 bytes of an
+    /// `f64`. Exact: a value decodes to the same bits.
+    fn snapshot(&mut self, s: &Snapshot, prev: &mut Slots) {
         self.int(s.at_ms);
-        self.f64(s.score);
         self.u8(s.band as u8);
-        let mask = s.values.iter().enumerate().fold(0u64, |m, (i, v)| m | (u64::from(v.is_some()) << i));
-        self.var(mask);
-        for v in s.values.iter().flatten() {
-            self.f64(*v);
+        let mut slots: Slots = [None; N_MEASURES + 1];
+        slots[0] = Some(s.score);
+        slots[1..].copy_from_slice(&s.values);
+        let code = |i: usize, v: Option<f64>| match v {
+            None => SLOT_ABSENT,
+            Some(v) if prev[i].is_some_and(|p| p.to_bits() == v.to_bits()) => SLOT_SAME,
+            Some(v) if v.fract() == 0.0 && v.abs() <= MAX_EXACT_INT && !(v == 0.0 && v.is_sign_negative()) => SLOT_INT,
+            Some(_) => SLOT_F64,
+        };
+        let codes = slots.iter().enumerate().fold(0u32, |c, (i, v)| c | code(i, *v) << (2 * i));
+        self.buf.extend_from_slice(&codes.to_le_bytes());
+        for (i, v) in slots.iter().enumerate() {
+            match (codes >> (2 * i) & 3, v) {
+                (SLOT_INT, Some(v)) => self.int(*v as i64),
+                (SLOT_F64, Some(v)) => self.f64(*v),
+                _ => {}
+            }
+        }
+        *prev = slots;
+    }
+    /// An alert id (version 5): one made by `ids::alert_id` (32 lowercase hex digits) as a 0 and
+    /// its 16 bytes, any other as its length plus one and its bytes.
+    fn alert_id(&mut self, id: &str) {
+        let hex = id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match u128::from_str_radix(id, 16) {
+            Ok(v) if hex => {
+                self.var(0);
+                self.buf.extend_from_slice(&v.to_be_bytes());
+            }
+            _ => {
+                self.var(id.len() as u64 + 1);
+                self.buf.extend_from_slice(id.as_bytes());
+            }
         }
     }
 }
@@ -195,7 +246,48 @@ impl<'a> Reader<'a> {
     fn band(&mut self) -> Result<Band, CodecError> {
         Band::from_code(self.u8()?).ok_or(CodecError::Invalid("band"))
     }
-    fn snapshot(&mut self) -> Result<Snapshot, CodecError> {
+    /// A snapshot as `Writer::snapshot` writes it (version 5), `prev` the state's previous one.
+    fn snapshot(&mut self, prev: &mut Slots) -> Result<Snapshot, CodecError> {
+        let at_ms = self.int()?;
+        let band = self.band()?;
+        let bytes = self.buf.get(self.pos..self.pos + 4).ok_or(CodecError::Truncated)?;
+        self.pos += 4;
+        let codes = u32::from_le_bytes(bytes.try_into().expect("4 bytes"));
+        if codes.checked_shr(2 * (N_MEASURES as u32 + 1)).unwrap_or(0) != 0 {
+            return Err(CodecError::Invalid("snapshot"));
+        }
+        let mut slots: Slots = [None; N_MEASURES + 1];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            *slot = match codes >> (2 * i) & 3 {
+                SLOT_ABSENT => None,
+                SLOT_SAME => Some(prev[i].ok_or(CodecError::Invalid("snapshot"))?),
+                SLOT_INT => Some(self.int()? as f64),
+                _ => Some(self.f64()?),
+            };
+        }
+        *prev = slots;
+        let score = slots[0].ok_or(CodecError::Invalid("snapshot"))?;
+        let mut values = [None; N_MEASURES];
+        values.copy_from_slice(&slots[1..]);
+        Ok(Snapshot { at_ms, score, band, values })
+    }
+    fn alert_id(&mut self) -> Result<String, CodecError> {
+        match self.var()? {
+            0 => {
+                let bytes = self.buf.get(self.pos..self.pos + 16).ok_or(CodecError::Truncated)?;
+                self.pos += 16;
+                Ok(format!("{:032x}", u128::from_be_bytes(bytes.try_into().expect("16 bytes"))))
+            }
+            n => {
+                let n = usize::try_from(n - 1).ok().filter(|n| *n <= self.remaining()).ok_or(CodecError::Truncated)?;
+                let s = std::str::from_utf8(&self.buf[self.pos..self.pos + n]).map_err(|_| CodecError::Invalid("string"))?;
+                self.pos += n;
+                Ok(s.to_owned())
+            }
+        }
+    }
+    /// A snapshot of versions 1 to 4: time, score, band, the measures' mask and their `f64`s.
+    fn snapshot_v4(&mut self) -> Result<Snapshot, CodecError> {
         let at_ms = self.int()?;
         let score = self.f64()?;
         let band = self.band()?;
@@ -213,17 +305,20 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn write_distinct(w: &mut Writer, d: &Distinct) {
+/// Keys with their last day (version 5: as days before `day`, the state's, a byte for any key
+/// seen in the last two months) and bitmap, then the per-day counts.
+fn write_distinct(w: &mut Writer, d: &Distinct, day: i32) {
     w.var(d.seen.len() as u64);
     for (k, s) in &d.seen {
         w.str(k);
-        w.int(i64::from(s.last_day));
+        w.int(i64::from(day) - i64::from(s.last_day));
         w.var(s.days);
     }
     w.days(&d.per_day);
 }
 
-fn read_distinct(r: &mut Reader<'_>) -> Result<Distinct, CodecError> {
+/// `day` is the state's (version 5), `None` before (last days written as they are).
+fn read_distinct(r: &mut Reader<'_>, day: Option<i32>) -> Result<Distinct, CodecError> {
     // A key's length, last day and bitmap take a byte each at least.
     let n = r.count(3)?;
     let mut d = Distinct::default();
@@ -231,7 +326,13 @@ fn read_distinct(r: &mut Reader<'_>) -> Result<Distinct, CodecError> {
     let mut newest = None;
     for _ in 0..n {
         let k: compact_str::CompactString = r.str()?.into();
-        let last_day = r.day()?;
+        let last_day = match day {
+            Some(day) => i32::try_from(i64::from(day) - r.int()?)
+                .ok()
+                .filter(|d| (MIN_STORED_DAY..=MAX_STORED_DAY).contains(d))
+                .ok_or(CodecError::Invalid("day"))?,
+            None => r.day()?,
+        };
         let days = r.var()?;
         newest = newest.max(Some(last_day));
         d.seen.insert(k, Seen { last_day, days });
@@ -290,8 +391,8 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     w.opt_int(s.last_usage_ms);
     w.int(i64::from(s.day));
     w.days(&s.usage);
-    write_distinct(w, &s.users);
-    write_distinct(w, &s.features);
+    write_distinct(w, &s.users, s.day);
+    write_distinct(w, &s.features, s.day);
     w.var(s.tickets.len() as u64);
     for (id, t) in s.tickets.iter() {
         w.str(id);
@@ -308,11 +409,12 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
         w.int(*ts);
     }
     let sc = &s.score;
+    let mut prev: Slots = [None; N_MEASURES + 1];
     match &sc.last {
         None => w.u8(0),
         Some(snap) => {
             w.u8(1);
-            w.snapshot(snap);
+            w.snapshot(snap, &mut prev);
         }
     }
     w.str(&sc.scorecard);
@@ -320,7 +422,7 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     w.var(sc.best.len() as u64);
     for (day, snap) in &sc.best {
         w.int(i64::from(*day));
-        w.snapshot(snap);
+        w.snapshot(snap, &mut prev);
     }
     for m in &sc.rules[..LEGACY_RULES] {
         w.u8(u8::from(m.armed));
@@ -338,7 +440,7 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     for a in &sc.recent_alerts {
         w.u8(a.rule);
         w.int(a.at_ms);
-        w.str(&a.alert_id);
+        w.alert_id(&a.alert_id);
     }
     for a in s.applied {
         w.int(a);
@@ -365,21 +467,26 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
             w.str(o);
         }
     }
-    // Score history: count, first day, then per day the gap from the previous one, the score in
-    // tenths, the band and the alerts' rule bits (about 4 bytes a day).
+    // Score history: count, first day, then per day the score in tenths and the band as one
+    // varint (two bytes) whose low bit says whether the gap from the previous day and the alerts'
+    // rule bits follow; a day after the previous one without alerts takes only those two bytes.
     w.var(sc.history.len() as u64);
     w.int(i64::from(sc.history.front().map_or(0, |h| h.day)));
     let mut prev = sc.history.front().map_or(0, |h| h.day);
-    for h in &sc.history {
-        w.var(u64::try_from(h.day - prev).unwrap_or(0));
-        w.var(u64::from(h.tenths));
-        w.u8(h.band as u8);
-        w.var(u64::from(h.alerts));
+    for (i, h) in sc.history.iter().enumerate() {
+        let gap = u64::try_from(h.day - prev).unwrap_or(0);
+        let plain = gap == u64::from(i > 0) && h.alerts == 0;
+        w.var((u64::from(h.tenths) * 3 + h.band as u64) << 1 | u64::from(!plain));
+        if !plain {
+            w.var(gap);
+            w.var(u64::from(h.alerts));
+        }
         prev = h.day;
     }
-    // The recent alerts' summaries, in their order.
+    // The recent alerts' summaries, in their order (version 5: packed, see `core::phrases`).
     for a in &sc.recent_alerts {
-        w.str(&a.summary);
+        w.var(a.summary.as_bytes().len() as u64);
+        w.buf.extend_from_slice(a.summary.as_bytes());
     }
 }
 
@@ -422,8 +529,9 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let last_usage_ms = r.opt_int()?;
     let day = r.day()?;
     let usage = r.days()?;
-    let users = read_distinct(&mut r)?;
-    let features = read_distinct(&mut r)?;
+    let base = (v >= 5).then_some(day);
+    let users = read_distinct(&mut r, base)?;
+    let features = read_distinct(&mut r, base)?;
     // Id length, flags, opened and last time: a byte each at least.
     let n = r.count(4)?;
     let mut tickets = crate::core::tickets::Tickets::default();
@@ -445,21 +553,24 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         let h = r.fixed64()?;
         seen_ids.insert(h, r.int()?);
     }
+    let mut prev: Slots = [None; N_MEASURES + 1];
+    let mut snapshot = |r: &mut Reader<'_>| if v >= 5 { r.snapshot(&mut prev) } else { r.snapshot_v4() };
     let last = match r.u8()? {
         0 => None,
-        _ => Some(r.snapshot()?),
+        _ => Some(snapshot(&mut r)?),
     };
     let scorecard = r.str()?.to_owned();
     let band = match r.u8()? {
         0xff => None,
         b => Some(Band::from_code(b).ok_or(CodecError::Invalid("band"))?),
     };
-    // A day, then a snapshot: its time, 8-byte score, band and mask.
-    let n = r.count(12)?;
+    // A day, then a snapshot: its time, band and slot codes (version 5), or its time, 8-byte
+    // score, band and mask.
+    let n = r.count(if v >= 5 { 7 } else { 12 })?;
     let mut best = VecDeque::with_capacity(n);
     for _ in 0..n {
         let day = r.day()?;
-        best.push_back((day, r.snapshot()?));
+        best.push_back((day, snapshot(&mut r)?));
     }
     let mut rules = [RuleMark::default(); N_RULES];
     for m in rules[..LEGACY_RULES].iter_mut() {
@@ -480,7 +591,8 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     for _ in 0..n {
         let rule = r.u8()?;
         let at_ms = r.int()?;
-        recent_alerts.push_back(AlertRef { rule, at_ms, alert_id: r.str()?.to_owned(), summary: String::new() });
+        let alert_id = if v >= 5 { r.alert_id()? } else { r.str()?.to_owned() };
+        recent_alerts.push_back(AlertRef { rule, at_ms, alert_id, summary: Default::default() });
     }
     let mut applied = [0i64; 3];
     if v >= 2 {
@@ -516,22 +628,34 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let mut history = VecDeque::new();
     if v >= 4 {
         facts.owner = opt_str(&mut r)?;
-        let n = r.count(4)?;
+        let n = r.count(if v >= 5 { 1 } else { 4 })?;
         let mut day = r.day()?;
         for i in 0..n {
-            let gap = r.var()?;
+            let (gap, tenths, band, alerts) = if v >= 5 {
+                let code = r.var()?;
+                let (tenths, band) = ((code >> 1) / 3, Band::from_code(((code >> 1) % 3) as u8).expect("a band code below 3"));
+                match code & 1 {
+                    0 => (u64::from(i > 0), tenths, band, 0),
+                    _ => (r.var()?, tenths, band, r.var()?),
+                }
+            } else {
+                (r.var()?, r.var()?, r.band()?, r.var()?)
+            };
             if i > 0 {
                 // Days only go forward, and a history spans at most HISTORY_DAYS.
                 let gap = i32::try_from(gap).ok().filter(|g| (1..crate::core::state::HISTORY_DAYS).contains(g));
                 day = day.checked_add(gap.ok_or(CodecError::Invalid("history"))?).ok_or(CodecError::Invalid("history"))?;
             }
-            let tenths = u16::try_from(r.var()?).ok().filter(|t| *t <= 1000).ok_or(CodecError::Invalid("history"))?;
-            let band = r.band()?;
-            let alerts = u16::try_from(r.var()?).map_err(|_| CodecError::Invalid("history"))?;
+            let tenths = u16::try_from(tenths).ok().filter(|t| *t <= 1000).ok_or(CodecError::Invalid("history"))?;
+            let alerts = u16::try_from(alerts).map_err(|_| CodecError::Invalid("history"))?;
             history.push_back(crate::core::state::HistoryDay { day, tenths, band, alerts });
         }
         for a in recent_alerts.iter_mut() {
-            a.summary = r.str()?.to_owned();
+            a.summary = if v >= 5 {
+                crate::core::phrases::Packed::from_bytes(r.bytes()?).ok_or(CodecError::Invalid("summary"))?
+            } else {
+                crate::core::phrases::Packed::new(r.str()?)
+            };
         }
     }
     if !r.done() {
@@ -646,6 +770,84 @@ mod tests {
         assert_eq!(decode(&encode_to_vec(&s)), Err(CodecError::Invalid("history")), "a gap of 190 days");
         s.score.history = [h(20_010, 1001)].into();
         assert_eq!(decode(&encode_to_vec(&s)), Err(CodecError::Invalid("history")), "a score above 100");
+    }
+
+    /// `rich_state` with one more alert, whose id `ids::alert_id` made.
+    fn rich_state_with_a_made_alert_id() -> AccountState {
+        let mut s = rich_state();
+        let at_ms = 20_100 * 86_400_000;
+        let alert_id = crate::core::ids::alert_id("acct-1", "entered_red", at_ms);
+        s.score.recent_alerts.push_back(AlertRef { rule: 2, at_ms, alert_id, summary: "Health score 31.0 (red).".into() });
+        s
+    }
+
+    #[test]
+    fn a_state_written_by_version_4_reads_the_same_and_is_written_smaller() {
+        // `rich_state_with_a_made_alert_id` as the release before version 5 encoded it.
+        let hex = include_str!("testdata/state-v4.hex").trim();
+        let v4: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        assert_eq!(v4[0], 4);
+        let s = decode(&v4).unwrap();
+        assert_eq!(s, rich_state_with_a_made_alert_id());
+        let v5 = encode_to_vec(&s);
+        assert_eq!(v5[0], 5);
+        assert_eq!(decode(&v5).unwrap(), s);
+        // Three snapshots of a score and three values, 35 bytes each before: the daily bests
+        // repeat the last one's values, so they take their code word (4 bytes) and at most an
+        // integer score. The made id takes 17 bytes, not 33; the summaries 24 fewer (their
+        // phrases a byte each: "No product usage for ", " days"); the history's days 5 fewer
+        // (each has a gap or an alert here, so only band and score share bytes); the eight
+        // user and feature keys' last days 9 fewer (days before the state's day).
+        assert_eq!(v4.len() - v5.len(), 1108 - 1003, "{} bytes, version 4 took {}", v5.len(), v4.len());
+    }
+
+    #[test]
+    fn snapshot_values_round_trip_to_the_same_bits() {
+        let mut s = rich_state();
+        let odd = [f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 0.0, -7.0, 2f64.powi(53), 2f64.powi(53) + 2.0, -(2f64.powi(53)), 1e300, 5e-324, 0.1];
+        let mut prev = s.score.last.clone().unwrap();
+        s.score.best.clear();
+        for (day, chunk) in odd.chunks(4).enumerate() {
+            let mut snap = prev.clone();
+            for (i, v) in chunk.iter().enumerate() {
+                snap.values[i * 3] = Some(*v);
+            }
+            snap.score = chunk[0];
+            s.score.best.push_back((20_090 + day as i32, snap.clone()));
+            prev = snap;
+        }
+        let back = decode(&encode_to_vec(&s)).unwrap();
+        let bits = |s: &AccountState| -> Vec<Option<u64>> {
+            s.score.best.iter().flat_map(|(_, b)| std::iter::once(Some(b.score.to_bits())).chain(b.values.iter().map(|v| v.map(f64::to_bits)))).collect()
+        };
+        assert_eq!(bits(&back), bits(&s));
+    }
+
+    #[test]
+    fn a_snapshot_slot_the_same_as_a_previous_one_that_is_absent_is_refused() {
+        let mut s = AccountState::default();
+        let snap = Snapshot { at_ms: 1, score: 50.0, band: Band::Yellow, values: [None; N_MEASURES] };
+        s.score.last = Some(snap);
+        let bytes = encode_to_vec(&s);
+        // The code word follows the time (1 byte) and band of the only snapshot: score as an
+        // integer (code 2), the rest absent. Set the first measure's code to "same".
+        let at = bytes.windows(4).position(|w| w == 2u32.to_le_bytes()).unwrap();
+        let mut bad = bytes.clone();
+        bad[at] |= (SLOT_SAME << 2) as u8;
+        assert_eq!(decode(&bad), Err(CodecError::Invalid("snapshot")));
+        let mut bad = bytes.clone();
+        bad[at] = SLOT_SAME as u8;
+        assert_eq!(decode(&bad), Err(CodecError::Invalid("snapshot")), "the first snapshot's score the same as none");
+        assert!(decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn alert_ids_of_any_form_round_trip() {
+        let mut s = rich_state();
+        for id in ["", "a1", "ABCDEF0123456789abcdef0123456789", "0123456789abcdef0123456789abcdeg", "00000000000000000000000000000000", "ffffffffffffffffffffffffffffffff", "+123456789abcdef0123456789abcdef"] {
+            s.score.recent_alerts[0].alert_id = id.into();
+            assert_eq!(decode(&encode_to_vec(&s)).unwrap(), s, "{id:?}");
+        }
     }
 
     #[test]
