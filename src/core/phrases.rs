@@ -88,9 +88,27 @@ impl Packed {
     }
 
     /// Bytes as `as_bytes` gave them; `None` if they do not unpack to text (a corrupt state).
+    /// Checked without unpacking: the phrases and escaped bytes are ASCII, so the text is UTF-8
+    /// exactly when each run of bytes between them is.
     pub fn from_bytes(bytes: &[u8]) -> Option<Packed> {
-        let p = Packed(bytes.into());
-        p.unpack().map(|_| p)
+        let mut run = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if c < 0x20 {
+                std::str::from_utf8(&bytes[run..i]).ok()?;
+                if c == ESCAPE {
+                    i += 1;
+                    if *bytes.get(i)? >= 0x20 {
+                        return None;
+                    }
+                }
+                run = i + 1;
+            }
+            i += 1;
+        }
+        std::str::from_utf8(&bytes[run..]).ok()?;
+        Some(Packed(bytes.into()))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -159,6 +177,9 @@ mod tests {
     fn bytes_that_do_not_unpack_to_text_are_refused() {
         assert_eq!(Packed::from_bytes(&[ESCAPE]), None, "an escape with nothing after it");
         assert_eq!(Packed::from_bytes(&[0xff, 0x20]), None, "not UTF-8");
+        assert_eq!(Packed::from_bytes(&[0xe6, 0x03, 0x97, 0xa5]), None, "a character cut by a phrase");
+        assert_eq!(Packed::from_bytes(&[ESCAPE, b'a']), None, "an escape of a byte that needs none");
+        assert!(Packed::from_bytes("日本".as_bytes()).is_some());
         assert!(Packed::from_bytes(&[0x03, b'x']).is_some());
     }
 
@@ -175,6 +196,14 @@ mod tests {
             prop_assert_eq!(p.text(), text.clone());
             prop_assert!(p.as_bytes().len() <= 2 * text.len());
             prop_assert_eq!(Packed::from_bytes(p.as_bytes()), Some(p));
+        }
+
+        /// Bytes accepted unpack to text; bytes refused do not.
+        #[test]
+        fn any_bytes_are_accepted_exactly_when_they_unpack(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
+            let unpacked = Packed(bytes.clone().into_boxed_slice()).unpack();
+            let strict = unpacked.is_some() && bytes.windows(2).all(|w| w[0] != ESCAPE || w[1] < 0x20);
+            prop_assert_eq!(Packed::from_bytes(&bytes).is_some(), strict);
         }
     }
 }
