@@ -41,7 +41,7 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
         .rev()
         .map(|a| {
             json!({
-                "alert_id": a.alert_id,
+                "alert_id": a.alert_id(id),
                 "rule": Rule::from_code(a.rule).map(Rule::name),
                 "event_time": format_ms(a.at_ms),
                 "summary": a.summary.text(),

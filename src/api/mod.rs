@@ -547,7 +547,7 @@ async fn history(State(shared): State<Arc<Shared>>, path: Result<Path<String>, a
             alerts.push(json!({
                 "day": fmt(h.day),
                 "rule": rule.name(),
-                "alert_id": known.map(|a| a.alert_id.clone()),
+                "alert_id": known.and_then(|a| a.alert_id(&id)),
                 "event_time": known.map(|a| crate::event::timestamp::format_ms(a.at_ms)),
             }));
         }

@@ -347,7 +347,6 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         state.score.recent_alerts.push_back(AlertRef {
             rule: rule as u8,
             at_ms: now_ms,
-            alert_id: alert.alert_id.clone(),
             summary: super::phrases::Packed::new(&alert.summary[..cut]),
         });
         if state.score.recent_alerts.len() > RECENT_ALERTS {

@@ -82,9 +82,16 @@ impl Default for RuleMark {
 pub struct AlertRef {
     pub rule: u8,
     pub at_ms: i64,
-    pub alert_id: String,
     /// The alert's summary, cut to `ALERT_SUMMARY_BYTES`, packed.
     pub summary: super::phrases::Packed,
+}
+
+impl AlertRef {
+    /// The alert's id (`ids::alert_id` of the account, the rule and the time: not kept, made
+    /// again); `None` for a rule this build does not know.
+    pub fn alert_id(&self, account_id: &str) -> Option<String> {
+        super::alerts::Rule::from_code(self.rule).map(|r| super::ids::alert_id(account_id, r.name(), self.at_ms))
+    }
 }
 
 /// Bytes of an alert's summary kept with the account's recent alerts.
@@ -227,7 +234,7 @@ impl AccountState {
             + alloc_bytes(sc.best.capacity() * std::mem::size_of::<(i32, Snapshot)>())
             + alloc_bytes(sc.history.capacity() * std::mem::size_of::<HistoryDay>())
             + alloc_bytes(sc.recent_alerts.capacity() * std::mem::size_of::<AlertRef>())
-            + sc.recent_alerts.iter().map(|a| alloc_bytes(a.alert_id.capacity()) + alloc_bytes(a.summary.as_bytes().len())).sum::<usize>();
+            + sc.recent_alerts.iter().map(|a| alloc_bytes(a.summary.as_bytes().len())).sum::<usize>();
         std::mem::size_of::<AccountState>()
             + facts
             + days

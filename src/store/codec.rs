@@ -133,21 +133,6 @@ impl Writer {
         }
         *prev = slots;
     }
-    /// An alert id (version 5): one made by `ids::alert_id` (32 lowercase hex digits) as a 0 and
-    /// its 16 bytes, any other as its length plus one and its bytes.
-    fn alert_id(&mut self, id: &str) {
-        let hex = id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        match u128::from_str_radix(id, 16) {
-            Ok(v) if hex => {
-                self.var(0);
-                self.buf.extend_from_slice(&v.to_be_bytes());
-            }
-            _ => {
-                self.var(id.len() as u64 + 1);
-                self.buf.extend_from_slice(id.as_bytes());
-            }
-        }
-    }
 }
 
 pub struct Reader<'a> {
@@ -270,21 +255,6 @@ impl<'a> Reader<'a> {
         let mut values = [None; N_MEASURES];
         values.copy_from_slice(&slots[1..]);
         Ok(Snapshot { at_ms, score, band, values })
-    }
-    fn alert_id(&mut self) -> Result<String, CodecError> {
-        match self.var()? {
-            0 => {
-                let bytes = self.buf.get(self.pos..self.pos + 16).ok_or(CodecError::Truncated)?;
-                self.pos += 16;
-                Ok(format!("{:032x}", u128::from_be_bytes(bytes.try_into().expect("16 bytes"))))
-            }
-            n => {
-                let n = usize::try_from(n - 1).ok().filter(|n| *n <= self.remaining()).ok_or(CodecError::Truncated)?;
-                let s = std::str::from_utf8(&self.buf[self.pos..self.pos + n]).map_err(|_| CodecError::Invalid("string"))?;
-                self.pos += n;
-                Ok(s.to_owned())
-            }
-        }
     }
     /// A snapshot of versions 1 to 4: time, score, band, the measures' mask and their `f64`s.
     fn snapshot_v4(&mut self) -> Result<Snapshot, CodecError> {
@@ -440,7 +410,6 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     for a in &sc.recent_alerts {
         w.u8(a.rule);
         w.int(a.at_ms);
-        w.alert_id(&a.alert_id);
     }
     for a in s.applied {
         w.int(a);
@@ -585,14 +554,17 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
         }
     };
     let next_due_ms = r.opt_int()?;
-    // Rule, time and id length.
-    let n = r.count(3)?;
+    // Rule and time (version 5: the id is made again from them), and id length before.
+    let n = r.count(if v >= 5 { 2 } else { 3 })?;
     let mut recent_alerts = VecDeque::with_capacity(n);
     for _ in 0..n {
         let rule = r.u8()?;
         let at_ms = r.int()?;
-        let alert_id = if v >= 5 { r.alert_id()? } else { r.str()?.to_owned() };
-        recent_alerts.push_back(AlertRef { rule, at_ms, alert_id, summary: Default::default() });
+        if v < 5 {
+            // The id `ids::alert_id` made of the account, rule and time.
+            r.str()?;
+        }
+        recent_alerts.push_back(AlertRef { rule, at_ms, summary: Default::default() });
     }
     let mut applied = [0i64; 3];
     if v >= 2 {
@@ -746,7 +718,7 @@ mod tests {
             rules: [RuleMark { armed: false, last_fired_ms: Some(3) }; N_RULES],
             emitted: Some((42.5, Band::Yellow)),
             next_due_ms: Some(10),
-            recent_alerts: [AlertRef { rule: 1, at_ms: 9, alert_id: "a1".into(), summary: "No product usage for 14 days.".into() }].into(),
+            recent_alerts: [AlertRef { rule: 1, at_ms: 9, summary: "No product usage for 14 days.".into() }].into(),
             alerts_live: true,
             drop_since: Some(20_090),
             score_drop_since: Some(MIN_STORED_DAY),
@@ -772,18 +744,18 @@ mod tests {
         assert_eq!(decode(&encode_to_vec(&s)), Err(CodecError::Invalid("history")), "a score above 100");
     }
 
-    /// `rich_state` with one more alert, whose id `ids::alert_id` made.
+    /// `rich_state` with one more alert.
     fn rich_state_with_a_made_alert_id() -> AccountState {
         let mut s = rich_state();
         let at_ms = 20_100 * 86_400_000;
-        let alert_id = crate::core::ids::alert_id("acct-1", "entered_red", at_ms);
-        s.score.recent_alerts.push_back(AlertRef { rule: 2, at_ms, alert_id, summary: "Health score 31.0 (red).".into() });
+        s.score.recent_alerts.push_back(AlertRef { rule: 2, at_ms, summary: "Health score 31.0 (red).".into() });
         s
     }
 
     #[test]
     fn a_state_written_by_version_4_reads_the_same_and_is_written_smaller() {
-        // `rich_state_with_a_made_alert_id` as the release before version 5 encoded it.
+        // `rich_state_with_a_made_alert_id` as the release before version 5 encoded it (with
+        // alert ids "a1" and the one `ids::alert_id` made; version 5 makes them again instead).
         let hex = include_str!("testdata/state-v4.hex").trim();
         let v4: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
         assert_eq!(v4[0], 4);
@@ -794,11 +766,11 @@ mod tests {
         assert_eq!(decode(&v5).unwrap(), s);
         // Three snapshots of a score and three values, 35 bytes each before: the daily bests
         // repeat the last one's values, so they take their code word (4 bytes) and at most an
-        // integer score. The made id takes 17 bytes, not 33; the summaries 24 fewer (their
+        // integer score. The alert ids take none, not 3 and 33; the summaries 24 fewer (their
         // phrases a byte each: "No product usage for ", " days"); the history's days 5 fewer
         // (each has a gap or an alert here, so only band and score share bytes); the eight
         // user and feature keys' last days 9 fewer (days before the state's day).
-        assert_eq!(v4.len() - v5.len(), 1108 - 1003, "{} bytes, version 4 took {}", v5.len(), v4.len());
+        assert_eq!(v4.len() - v5.len(), 1108 - 983, "{} bytes, version 4 took {}", v5.len(), v4.len());
     }
 
     #[test]
@@ -839,15 +811,6 @@ mod tests {
         bad[at] = SLOT_SAME as u8;
         assert_eq!(decode(&bad), Err(CodecError::Invalid("snapshot")), "the first snapshot's score the same as none");
         assert!(decode(&bytes).is_ok());
-    }
-
-    #[test]
-    fn alert_ids_of_any_form_round_trip() {
-        let mut s = rich_state();
-        for id in ["", "a1", "ABCDEF0123456789abcdef0123456789", "0123456789abcdef0123456789abcdeg", "00000000000000000000000000000000", "ffffffffffffffffffffffffffffffff", "+123456789abcdef0123456789abcdef"] {
-            s.score.recent_alerts[0].alert_id = id.into();
-            assert_eq!(decode(&encode_to_vec(&s)).unwrap(), s, "{id:?}");
-        }
     }
 
     #[test]
