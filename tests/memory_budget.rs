@@ -125,8 +125,9 @@ fn write_back_keeps_accounts_encoded_then_stored_within_the_budget_and_changes_n
     let states_big = final_states(&big);
     assert_eq!(states_big.len(), 300);
 
-    // At 1 MiB the warm tier fills and its oldest accounts go to the store; at 4 MiB it never fills.
-    for (total, spills_to_store) in [(1 << 20, true), (4 << 20, false)] {
+    // At 512 KiB the warm tier fills and its oldest accounts go to the store; at 4 MiB it never
+    // fills.
+    for (total, spills_to_store) in [(1 << 19, true), (4 << 20, false)] {
         let dir = tempfile::tempdir().unwrap();
         let mut small = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total }).unwrap();
         small.write_back();
