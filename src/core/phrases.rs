@@ -46,10 +46,12 @@ const PHRASES: [&str; 31] = [
 const ESCAPE: u8 = 0;
 
 /// Per first byte, the phrases that start with it, as (bytes, code), longest first.
-fn by_first_byte() -> &'static [Vec<(&'static [u8], u8)>; 256] {
-    static TABLE: OnceLock<[Vec<(&'static [u8], u8)>; 256]> = OnceLock::new();
+type ByFirstByte = [Vec<(&'static [u8], u8)>; 256];
+
+fn by_first_byte() -> &'static ByFirstByte {
+    static TABLE: OnceLock<ByFirstByte> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut t: [Vec<(&'static [u8], u8)>; 256] = std::array::from_fn(|_| Vec::new());
+        let mut t: ByFirstByte = std::array::from_fn(|_| Vec::new());
         for (i, p) in PHRASES.iter().enumerate() {
             t[p.as_bytes()[0] as usize].push((p.as_bytes(), i as u8 + 1));
         }
