@@ -297,8 +297,9 @@ fn read_distinct(r: &mut Reader<'_>, day: Option<i32>) -> Result<Distinct, Codec
     for _ in 0..n {
         let k: compact_str::CompactString = r.str()?.into();
         let last_day = match day {
-            Some(day) => i32::try_from(i64::from(day) - r.int()?)
-                .ok()
+            Some(day) => i64::from(day)
+                .checked_sub(r.int()?)
+                .and_then(|d| i32::try_from(d).ok())
                 .filter(|d| (MIN_STORED_DAY..=MAX_STORED_DAY).contains(d))
                 .ok_or(CodecError::Invalid("day"))?,
             None => r.day()?,
@@ -850,6 +851,19 @@ mod tests {
         assert_eq!(decode(&users_last_seen_on(&[-2_000_000_000, 2_000_000_000])), Err(CodecError::Invalid("day")));
         assert_eq!(decode(&users_last_seen_on(&[MIN_STORED_DAY - 1])), Err(CodecError::Invalid("day")));
         assert_eq!(decode(&users_last_seen_on(&[MAX_STORED_DAY + 1])), Err(CodecError::Invalid("day")));
+        // Version 5 writes a last day as days before the state's: any i64 there is refused, none
+        // overflows.
+        let s = encode_to_vec(&AccountState::default());
+        let at = 13;
+        for before in [i64::MIN, i64::MAX, i64::from(i32::MIN), -i64::from(MAX_STORED_DAY) - 1] {
+            let mut w = Writer { buf: s[..at].to_vec() };
+            w.var(1);
+            w.str("u");
+            w.int(before);
+            w.var(1);
+            w.buf.extend_from_slice(&s[at + 1..]);
+            assert_eq!(decode(&w.buf), Err(CodecError::Invalid("day")), "{before}");
+        }
     }
 
     #[test]
