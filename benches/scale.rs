@@ -200,9 +200,11 @@ fn wait_ready(child: &mut std::process::Child, addr: &str, log: &Path, started: 
 }
 
 /// Stops `run` with SIGTERM (a clean stop) and waits for it.
+/// SIGTERM, then the exit, which must be clean (a stop during RocksDB work once aborted).
 fn stop(child: &mut std::process::Child) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    let status = child.wait().expect("waiting for kizashi");
+    assert!(status.success(), "kizashi did not stop cleanly on SIGTERM: {status}");
 }
 
 /// The number logged as `name=N` in a line of kizashi's text log.

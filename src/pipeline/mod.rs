@@ -130,6 +130,9 @@ struct Core {
     grace: Duration,
     /// Batches written early because the accounts they changed went over budget.
     cuts: u64,
+    /// Threads giving back restored states' files (`Store::drop_staged_files`), joined at
+    /// shutdown: a process that exits while one is inside RocksDB aborts.
+    staged_drops: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Core {
@@ -581,8 +584,14 @@ impl Core {
             // The staged files' disk back, off the main loop: a million accounts' take ~12 s.
             let store = self.engine.store().clone();
             let spawned = std::thread::Builder::new().name("kizashi-staged".into()).spawn(move || store.drop_staged_files());
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "starting the thread that drops restored states' files failed; they go at the next start");
+            match spawned {
+                Ok(handle) => {
+                    self.staged_drops.retain(|h| !h.is_finished());
+                    self.staged_drops.push(handle);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "starting the thread that drops restored states' files failed; they go at the next start")
+                }
             }
             self.shared.ready(self.engine.partitions());
         }
@@ -889,6 +898,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         drop_on_revoke: settings.state.on_revoke == "drop",
         grace: settings.pipeline.shutdown_grace,
         cuts: 0,
+        staged_drops: Vec::new(),
     }));
 
     let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -1130,6 +1140,19 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         let _ = consumer.commit(&tpl, CommitMode::Sync);
     }
     standby_stop.store(true, Ordering::Relaxed);
+    {
+        let mut c = core.lock().expect("core lock");
+        let drops = std::mem::take(&mut c.staged_drops);
+        if drops.iter().any(|h| !h.is_finished()) {
+            // What the compaction has not dropped yet goes at the next start, in moments (no
+            // reading runs then, so whole files go without a look inside).
+            tracing::info!("stopping the compaction that gives back restored states' files; the rest goes at the next start");
+            c.engine.store().stop_background_work();
+        }
+        for h in drops {
+            let _ = h.join();
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -241,8 +241,9 @@ impl Store {
         if without_board {
             store.build_board()?;
         }
-        // Whatever a restore staged before a crash or a shutdown is read again if needed.
-        if store.db.iterator_cf(store.cf(CF_STAGED), IteratorMode::Start).next().is_some() {
+        // Whatever a restore staged before a crash or a shutdown is read again if needed; files
+        // a stop left behind (their states already deleted) go too.
+        if store.db.iterator_cf(store.cf(CF_STAGED), IteratorMode::Start).next().is_some() || store.staged_file_bytes() > 0 {
             let mut clear = store.batch();
             clear.wb.delete_range_cf(store.cf(CF_STAGED), &[0u8; 0][..], &[0xFFu8; 13][..]);
             store.write_unlogged(clear)?;
@@ -540,6 +541,18 @@ impl Store {
         self.db.compact_range_cf(self.cf(CF_STAGED), None::<&[u8]>, None::<&[u8]>);
     }
 
+    /// Stops RocksDB's background work for good (shutdown only): a running compaction, manual
+    /// ones included (`drop_staged_files`), ends early and returns; memtables written without the
+    /// log are flushed first. The store takes no writes after this.
+    pub fn stop_background_work(&self) {
+        self.db.cancel_all_background_work(true);
+    }
+
+    /// Bytes of the staged column family's files on disk (restored states not given back yet).
+    pub fn staged_file_bytes(&self) -> u64 {
+        self.db.property_int_value_cf(self.cf(CF_STAGED), "rocksdb.live-sst-files-size").ok().flatten().unwrap_or(0)
+    }
+
     /// Drops what the reading numbered `generation` staged for `partition`.
     pub fn clear_staged(&self, partition: u32, generation: u64) -> Result<(), StoreError> {
         let mut batch = self.batch();
@@ -728,6 +741,62 @@ mod tests {
         let mut board = Vec::new();
         store.for_each_board_entry(|p, id, bytes| board.push((p, id.to_string(), bytes.to_vec()))).unwrap();
         assert_eq!(board, vec![(3, "acme".to_string(), crate::engine::board::entry_bytes(3, &s))]);
+    }
+
+    /// Stages three flushed files of states for `(partition 0, generation)` and deletes them,
+    /// leaving the files (no compaction runs on the staged column family by itself).
+    fn stage_and_clear(store: &Store, generation: u64, encoded: &[u8]) {
+        for round in 0..3 {
+            let mut b = store.batch();
+            for i in 0..5_000 {
+                b.stage(0, generation, &format!("acct-{round}-{i:05}"), encoded);
+            }
+            store.write_unlogged(b).unwrap();
+            store.db.flush_cf(store.cf(CF_STAGED)).unwrap();
+        }
+        store.clear_staged(0, generation).unwrap();
+        let mut n = 0;
+        store
+            .for_each_staged(0, generation, |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(store.staged_file_bytes() > 0);
+    }
+
+    /// A stop during the compaction that gives back a restore's staged files (see `run`'s
+    /// shutdown) ends it early and its thread returns; files a stop left, their states deleted,
+    /// go at the next open.
+    #[test]
+    fn staged_files_a_stop_left_go_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = state_from(&[(1, 1, 1_000), (2, 3, 90_000_000)]);
+        let encoded = codec::encode_to_vec(&s);
+        let budget = Budget { total: 64 << 20 };
+        {
+            let store = Store::open(dir.path(), true, budget).unwrap();
+            let mut b = store.batch();
+            b.put_account(0, "kept", &s);
+            store.write(b).unwrap();
+            stage_and_clear(&store, 7, &encoded);
+        }
+        {
+            let store = Store::open(dir.path(), true, budget).unwrap();
+            assert_eq!(store.staged_file_bytes(), 0, "the files of deleted states are gone at open");
+            stage_and_clear(&store, 8, &encoded);
+            let store = Arc::new(store);
+            let dropping = {
+                let store = store.clone();
+                std::thread::spawn(move || store.drop_staged_files())
+            };
+            store.stop_background_work();
+            dropping.join().expect("the compaction's thread returns");
+        }
+        let store = Store::open(dir.path(), true, budget).unwrap();
+        assert_eq!(store.staged_file_bytes(), 0);
+        assert_eq!(store.get_account(0, "kept").unwrap(), Some(s));
     }
 
     /// A state directory written before board entries were kept (no `board` column family) gets
