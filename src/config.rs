@@ -242,6 +242,12 @@ pub struct StateConfig {
     /// 0: off. 1 or more: this instance follows the changelog of every partition it does not own
     /// and keeps a warm copy, so taking one over needs no restore.
     pub standby_replicas: u32,
+    /// For a rolling upgrade from the release before (whose state encoding, version 4, cannot
+    /// read this one's, version 5): `4` writes states, local and on the changelog, in version 4,
+    /// so old and new instances can hand partitions to each other. Once every instance runs this
+    /// release, remove it and restart them again (one by one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade_from: Option<u8>,
 }
 
 /// Input decoding, validation and event-time handling.
@@ -607,6 +613,7 @@ impl Default for StateConfig {
             cache_accounts: None,
             on_revoke: "keep".into(),
             standby_replicas: 0,
+            upgrade_from: None,
         }
     }
 }
@@ -1188,6 +1195,12 @@ impl Settings {
         if self.state.cache_accounts.is_some() {
             p.push("state.cache_accounts: no longer used; the cache is sized in bytes by state.memory_budget (e.g. \"512MiB\")".into());
         }
+        if let Some(v) = self.state.upgrade_from.filter(|v| *v != crate::store::codec::PREVIOUS_VERSION) {
+            p.push(format!(
+                "state.upgrade_from: {v} is not a state version this release can write for an older one (only {})",
+                crate::store::codec::PREVIOUS_VERSION
+            ));
+        }
         if self.state.memory_budget.0 < MIN_MEMORY_BUDGET {
             p.push(format!("state.memory_budget: {} is below the smallest budget, 64MiB", self.state.memory_budget));
         }
@@ -1458,6 +1471,8 @@ mod tests {
             measures = [{ measure = "happiness", weight = -1, red = 1, green = 2 }, { measure = "csat_90d" }]
             [alerts.inactive]
             severity = "urgent"
+            [state]
+            upgrade_from = 3
             "#,
         )
         .unwrap();
@@ -1473,6 +1488,7 @@ mod tests {
             "scorecards.x.measures[0].weight",
             "scorecards.x.measures[1].red: missing",
             "alerts.inactive.severity: `urgent`",
+            "state.upgrade_from: 3 is not a state version",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
@@ -1508,6 +1524,8 @@ mod tests {
         // Numeric keys still parse, and a bad one names the key without echoing secrets.
         let s = load(None, env(&[("KIZASHI__SCORING__RED_BELOW", "35")])).unwrap();
         assert_eq!(s.scoring.red_below, 35.0);
+        let s = load(None, env(&[("KIZASHI__STATE__UPGRADE_FROM", "4")])).unwrap();
+        assert_eq!(s.state.upgrade_from, Some(4));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, http_get, metric, Broker};
+use common::{free_port, get_json, http_get, metric, Broker, Record};
 use kizashi::cmd::replay::{run as replay, ReplayOptions};
 use kizashi::config::Settings;
 use kizashi::event::timestamp::DAY_MS;
@@ -726,8 +726,10 @@ fn split_at(data: &Path, at: i64) -> (PathBuf, PathBuf) {
     (a, b)
 }
 
-#[test]
-fn a_lost_disk_is_restored_from_the_changelog() {
+/// The first half of a generated population, then the disk is lost, then the second half on
+/// an empty disk (`first` and `second`: settings of each run): the state comes back from the
+/// changelog and the outputs are replay's. Returns the changelog's records after each run.
+fn restore_after_a_lost_disk(group: &str, first_run: &[(&str, &str)], second_run: &[(&str, &str)]) -> (Vec<Record>, Vec<Record>) {
     let b = Broker::start();
     create_all(&b, [2, 2, 2]);
     let dir = test_dir();
@@ -738,25 +740,62 @@ fn a_lost_disk_is_restored_from_the_changelog() {
 
     // First half, then the disk is lost.
     produce_generated(&b, &first);
-    let mut k = start_kizashi(&b, &state, "restore", &[]);
-    wait_caught_up(&b, "restore", &mut k, Duration::from_secs(120));
+    let mut k = start_kizashi(&b, &state, group, first_run);
+    wait_caught_up(&b, group, &mut k, Duration::from_secs(120));
     assert!(k.sigterm_and_wait().success());
-    let changelog = b.consume_all("restore-changelog");
-    assert!(changelog.len() >= 40, "the changelog holds the account states ({} records)", changelog.len());
+    let changelog_first = b.consume_all(&format!("{group}-changelog"));
+    assert!(changelog_first.len() >= 40, "the changelog holds the account states ({} records)", changelog_first.len());
     std::fs::remove_dir_all(&state).unwrap();
 
     // Second half on an empty disk: the state comes back from the changelog, then goes on.
     produce_generated(&b, &second);
-    let mut k = start_kizashi(&b, &state, "restore", &[]);
-    wait_caught_up(&b, "restore", &mut k, Duration::from_secs(120));
+    let mut k = start_kizashi(&b, &state, group, second_run);
+    wait_caught_up(&b, group, &mut k, Duration::from_secs(120));
     let log = k.log();
     assert!(k.sigterm_and_wait().success());
     assert_eq!(log.matches("restored the partition from the changelog").count(), 2, "{log}");
+    assert_eq!(log.matches("does not decode").count(), 0, "{log}");
     // Same alerts as replay on all the data (none lost, none raised again) and the same scores;
     // and the first half was not read again (that would publish its alerts twice).
     assert_matches_replay(&b, &data, &dir.path().join("replay"), 2);
     let (distinct, published_n, _) = published(&b);
     assert_eq!(published_n, distinct.len(), "no alert was published twice");
+    (changelog_first, b.consume_all(&format!("{group}-changelog")))
+}
+
+/// The changelog's account states (not the partitions' checkpoints, whose key ends in 0xFF).
+fn states(records: &[Record]) -> Vec<&Record> {
+    records.iter().filter(|r| !r.key.as_deref().unwrap_or_default().ends_with(char::REPLACEMENT_CHARACTER)).collect()
+}
+
+/// The encoding version of each changelog record's state (its first byte), counted.
+fn versions(records: &[Record]) -> BTreeMap<u8, usize> {
+    let mut n = BTreeMap::new();
+    for r in states(records) {
+        *n.entry(r.payload.as_bytes()[0]).or_default() += 1;
+    }
+    n
+}
+
+#[test]
+fn a_lost_disk_is_restored_from_the_changelog() {
+    let (first, _) = restore_after_a_lost_disk("restore", &[], &[]);
+    assert_eq!(versions(&first).into_keys().collect::<Vec<_>>(), vec![kizashi::store::codec::STATE_VERSION]);
+}
+
+/// A rolling upgrade's two steps: instances with `state.upgrade_from = 4` write every state in
+/// the release before's encoding (which that release reads), and once the setting is gone the
+/// same states are restored, read and written in this release's.
+#[test]
+fn upgrade_from_writes_the_release_befores_encoding_and_this_one_reads_it() {
+    let (first_records, all_records) = restore_after_a_lost_disk("upgrade", &[("KIZASHI__STATE__UPGRADE_FROM", "4")], &[]);
+    let (first, all) = (states(&first_records).len(), states(&all_records).len());
+    assert_eq!(versions(&first_records), BTreeMap::from([(4, first)]), "every state of the first run in version 4");
+    // The second run's records come after (the broker does not compact within the test).
+    let v = versions(&all_records);
+    assert_eq!(v.get(&4), Some(&first), "{v:?}");
+    assert_eq!(v.get(&5), Some(&(all - first)), "the second run writes version 5: {v:?}");
+    assert!(all > first);
 }
 
 #[test]

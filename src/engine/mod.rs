@@ -303,6 +303,11 @@ impl Engine {
         &self.store
     }
 
+    /// The encoding version the engine writes states in (see `Store::set_write_version`).
+    pub fn set_state_write_version(&mut self, version: u8) {
+        self.store.set_write_version(version);
+    }
+
     /// Loads a partition's due index and stream time (idempotent).
     pub fn open_partition(&mut self, partition: u32) -> Result<(), EngineError> {
         if self.partitions.contains_key(&partition) {

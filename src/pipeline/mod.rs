@@ -861,6 +861,10 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     shared.not_ready("opening the state store");
     let mut engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.budget())
         .with_context(|| format!("opening state store at {}", settings.state.dir.display()))?;
+    if let Some(v) = settings.state.upgrade_from {
+        engine.set_state_write_version(v);
+        tracing::info!(version = v, "state.upgrade_from: account states are written in the release before's encoding (a rolling upgrade); remove it once every instance runs this release");
+    }
     // The account index is loaded per partition as partitions are assigned.
     shared.attach_store(engine.store(), false)?;
     engine.set_board(shared.board.clone());

@@ -133,6 +133,18 @@ impl Writer {
         }
         *prev = slots;
     }
+    /// A snapshot as versions 1 to 4 wrote it: time, score, band, the measures' mask and their
+    /// `f64`s (see `state.upgrade_from`).
+    fn snapshot_v4(&mut self, s: &Snapshot) {
+        self.int(s.at_ms);
+        self.f64(s.score);
+        self.u8(s.band as u8);
+        let mask = s.values.iter().enumerate().fold(0u64, |m, (i, v)| m | u64::from(v.is_some()) << i);
+        self.var(mask);
+        for v in s.values.iter().flatten() {
+            self.f64(*v);
+        }
+    }
 }
 
 pub struct Reader<'a> {
@@ -276,12 +288,16 @@ impl<'a> Reader<'a> {
 }
 
 /// Keys with their last day (version 5: as days before `day`, the state's, a byte for any key
-/// seen in the last two months) and bitmap, then the per-day counts.
-fn write_distinct(w: &mut Writer, d: &Distinct, day: i32) {
+/// seen in the last two months; `None`: as they are, version 4) and bitmap, then the per-day
+/// counts.
+fn write_distinct(w: &mut Writer, d: &Distinct, day: Option<i32>) {
     w.var(d.seen.len() as u64);
     for (k, s) in &d.seen {
         w.str(k);
-        w.int(i64::from(day) - i64::from(s.last_day));
+        match day {
+            Some(day) => w.int(i64::from(day) - i64::from(s.last_day)),
+            None => w.int(i64::from(s.last_day)),
+        }
         w.var(s.days);
     }
     w.days(&d.per_day);
@@ -329,9 +345,27 @@ fn read_distinct(r: &mut Reader<'_>, day: Option<i32>) -> Result<Distinct, Codec
     Ok(d)
 }
 
-/// Encodes a state (version byte first).
+/// Encodes a state in this build's version, `STATE_VERSION` (version byte first).
 pub fn encode(s: &AccountState, w: &mut Writer) {
-    w.u8(STATE_VERSION);
+    encode_in(s, None, w);
+}
+
+/// The version `encode_version` writes besides `STATE_VERSION`: the release before's, which
+/// cannot read this one's (`state.upgrade_from`, for a rolling upgrade).
+pub const PREVIOUS_VERSION: u8 = 4;
+
+/// Encodes a state in `version`: `STATE_VERSION`, or `PREVIOUS_VERSION` for instances of the
+/// release before to read, its recent alerts' ids (which that version keeps) made again from
+/// `account_id`, as the alerts were given them.
+pub fn encode_version(s: &AccountState, account_id: &str, version: u8, w: &mut Writer) {
+    debug_assert!(version == STATE_VERSION || version == PREVIOUS_VERSION);
+    encode_in(s, (version == PREVIOUS_VERSION).then_some(account_id), w);
+}
+
+/// `v4`: the account's id to write version 4 with, `None` for this build's version.
+fn encode_in(s: &AccountState, v4: Option<&str>, w: &mut Writer) {
+    w.u8(if v4.is_some() { PREVIOUS_VERSION } else { STATE_VERSION });
+    let base = v4.is_none().then_some(s.day);
     let f = &s.facts;
     match &f.name {
         None => w.u8(0),
@@ -362,8 +396,8 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     w.opt_int(s.last_usage_ms);
     w.int(i64::from(s.day));
     w.days(&s.usage);
-    write_distinct(w, &s.users, s.day);
-    write_distinct(w, &s.features, s.day);
+    write_distinct(w, &s.users, base);
+    write_distinct(w, &s.features, base);
     w.var(s.tickets.len() as u64);
     for (id, t) in s.tickets.iter() {
         w.str(id);
@@ -381,11 +415,15 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     }
     let sc = &s.score;
     let mut prev: Slots = [None; N_MEASURES + 1];
+    let mut snapshot = |w: &mut Writer, snap: &Snapshot| match v4 {
+        None => w.snapshot(snap, &mut prev),
+        Some(_) => w.snapshot_v4(snap),
+    };
     match &sc.last {
         None => w.u8(0),
         Some(snap) => {
             w.u8(1);
-            w.snapshot(snap, &mut prev);
+            snapshot(w, snap);
         }
     }
     w.str(&sc.scorecard);
@@ -393,7 +431,7 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     w.var(sc.best.len() as u64);
     for (day, snap) in &sc.best {
         w.int(i64::from(*day));
-        w.snapshot(snap, &mut prev);
+        snapshot(w, snap);
     }
     for m in &sc.rules[..LEGACY_RULES] {
         w.u8(u8::from(m.armed));
@@ -411,6 +449,9 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     for a in &sc.recent_alerts {
         w.u8(a.rule);
         w.int(a.at_ms);
+        if let Some(account_id) = v4 {
+            w.str(&a.alert_id(account_id).unwrap_or_default());
+        }
     }
     for a in s.applied {
         w.int(a);
@@ -445,6 +486,15 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     let mut prev = sc.history.front().map_or(0, |h| h.day);
     for (i, h) in sc.history.iter().enumerate() {
         let gap = u64::try_from(h.day - prev).unwrap_or(0);
+        if v4.is_some() {
+            // Version 4: the gap, the score in tenths, the band and the alerts' bits, each day.
+            w.var(gap);
+            w.var(u64::from(h.tenths));
+            w.u8(h.band as u8);
+            w.var(u64::from(h.alerts));
+            prev = h.day;
+            continue;
+        }
         let plain = gap == u64::from(i > 0) && h.alerts == 0;
         w.var((u64::from(h.tenths) * 3 + h.band as u64) << 1 | u64::from(!plain));
         if !plain {
@@ -455,8 +505,13 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
     }
     // The recent alerts' summaries, in their order (version 5: packed, see `core::phrases`).
     for a in &sc.recent_alerts {
-        w.var(a.summary.as_bytes().len() as u64);
-        w.buf.extend_from_slice(a.summary.as_bytes());
+        match v4 {
+            None => {
+                w.var(a.summary.as_bytes().len() as u64);
+                w.buf.extend_from_slice(a.summary.as_bytes());
+            }
+            Some(_) => w.str(&a.summary.text()),
+        }
     }
 }
 
@@ -673,6 +728,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// A state with every field set, some days at the ends of the range.
     fn rich_state() -> AccountState {
@@ -772,6 +828,63 @@ mod tests {
         // (each has a gap or an alert here, so only band and score share bytes); the eight
         // user and feature keys' last days 9 fewer (days before the state's day).
         assert_eq!(v4.len() - v5.len(), 1108 - 983, "{} bytes, version 4 took {}", v5.len(), v4.len());
+    }
+
+    /// `state.upgrade_from = 4` writes what the release before wrote: the fixture it wrote reads
+    /// the same and has the same length, but for the first alert's id ("a1", which that release
+    /// was handed; ids are now made from the account, rule and time, as the alert was given
+    /// it). (Not byte for byte: user and feature maps are written in their hash order, which
+    /// is seeded per process.)
+    #[test]
+    fn version_4_is_written_as_the_release_before_wrote_it() {
+        let hex = include_str!("testdata/state-v4.hex").trim();
+        let old: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+        let s = rich_state_with_a_made_alert_id();
+        let mut w = Writer::default();
+        encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+        assert_eq!(w.buf[0], 4);
+        assert_eq!(decode(&w.buf).unwrap(), s);
+        assert_eq!(w.buf.len(), old.len() - 3 + 33);
+        for a in &s.score.recent_alerts {
+            let id = a.alert_id("acct-1").unwrap();
+            let mut field = vec![id.len() as u8];
+            field.extend_from_slice(id.as_bytes());
+            assert!(w.buf.windows(field.len()).any(|x| x == field), "alert id {id} written");
+        }
+        // And this build's version by the same call.
+        let mut w = Writer::default();
+        encode_version(&s, "acct-1", STATE_VERSION, &mut w);
+        assert_eq!(decode(&w.buf).unwrap(), s);
+        assert_eq!(w.buf.len(), encode_to_vec(&s).len());
+    }
+
+    proptest! {
+        /// A state written in version 4 reads back as itself: any score history, snapshot values
+        /// and summary text.
+        #[test]
+        fn version_4_round_trips(
+            history in prop::collection::vec((1i32..30, 0u16..=1000, 0u8..3, any::<u16>()), 0..40),
+            values in prop::collection::vec(prop::option::of(prop_oneof![-1e6f64..1e6, (-1000i64..1000).prop_map(|v| v as f64)]), N_MEASURES),
+            summary in "\\PC{0,80}",
+        ) {
+            let mut s = rich_state();
+            let mut day = 20_000;
+            s.score.history = history
+                .iter()
+                .map(|&(gap, tenths, band, alerts)| {
+                    day += gap;
+                    crate::core::state::HistoryDay { day, tenths, band: Band::from_code(band).unwrap(), alerts }
+                })
+                .collect();
+            let last = s.score.last.as_mut().unwrap();
+            last.values.copy_from_slice(&values);
+            s.score.best.push_back((20_101, last.clone()));
+            s.score.recent_alerts[0].summary = summary.as_str().into();
+            let mut w = Writer::default();
+            encode_version(&s, "acct-7", PREVIOUS_VERSION, &mut w);
+            prop_assert_eq!(w.buf[0], 4);
+            prop_assert_eq!(decode(&w.buf).unwrap(), s);
+        }
     }
 
     #[test]

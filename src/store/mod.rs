@@ -127,13 +127,23 @@ pub struct Store {
     cache: Cache,
     write_opts: WriteOptions,
     durable: bool,
+    /// The encoding version states are written in (`put_account`): `codec::STATE_VERSION`, or
+    /// the one before during a rolling upgrade (`state.upgrade_from`).
+    write_version: u8,
 }
 
 impl Clone for Store {
     fn clone(&self) -> Self {
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(!self.durable);
-        Store { db: self.db.clone(), opts: self.opts.clone(), cache: self.cache.clone(), write_opts, durable: self.durable }
+        Store {
+            db: self.db.clone(),
+            opts: self.opts.clone(),
+            cache: self.cache.clone(),
+            write_opts,
+            durable: self.durable,
+            write_version: self.write_version,
+        }
     }
 }
 
@@ -237,7 +247,7 @@ impl Store {
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let mut write_opts = WriteOptions::default();
         write_opts.disable_wal(!durable);
-        let store = Store { db: Arc::new(db), opts: Arc::new(opts), cache, write_opts, durable };
+        let store = Store { db: Arc::new(db), opts: Arc::new(opts), cache, write_opts, durable, write_version: codec::STATE_VERSION };
         if without_board {
             store.build_board()?;
         }
@@ -279,6 +289,12 @@ impl Store {
         self.db.flush_cf(self.cf(CF_BOARD))?;
         tracing::info!(accounts = n, undecodable = corrupt, seconds = started.elapsed().as_secs_f64(), "state store from an earlier release: wrote each account's board entry (once)");
         Ok(())
+    }
+
+    /// Writes states in `version` from now on: `codec::STATE_VERSION` or, for instances of the
+    /// release before to read them, `codec::PREVIOUS_VERSION`.
+    pub fn set_write_version(&mut self, version: u8) {
+        self.write_version = version;
     }
 
     /// What RocksDB has written since the store was opened.
@@ -569,7 +585,7 @@ impl StoreBatch<'_> {
     pub fn put_account(&mut self, partition: u32, id: &str, state: &AccountState) -> &[u8] {
         self.put_board(partition, id, state);
         self.scratch.buf.clear();
-        codec::encode(state, &mut self.scratch);
+        codec::encode_version(state, id, self.store.write_version, &mut self.scratch);
         self.wb.put_cf(self.store.cf(CF_ACCOUNTS), account_key(partition, id), &self.scratch.buf);
         &self.scratch.buf
     }
