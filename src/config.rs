@@ -158,6 +158,13 @@ pub struct PipelineConfig {
     /// if that is not known yet, it is waited for at most this long.
     #[serde(with = "humantime_serde")]
     pub merge_wait: Duration,
+    /// Records polled and waiting for their turn in that merge, at most, over all partitions
+    /// (as Kafka Streams' `buffered.records.per.partition` / `input.buffer.max.bytes`): past it,
+    /// fetching pauses for every topic-partition that has records waiting, until half of them
+    /// are processed. Without it, one topic running ahead of another (a day's usage arriving
+    /// before its support events) is held in memory whole. A poll batch can go past it by up to
+    /// `batch_records`.
+    pub max_buffered_records: usize,
     /// A partition that received nothing for this long has its stream time driven by the wall
     /// clock, so silent accounts are still re-scored.
     #[serde(with = "humantime_serde")]
@@ -216,6 +223,7 @@ impl Default for PipelineConfig {
             batch_records: 50_000,
             batch_wait: Duration::from_millis(50),
             merge_wait: Duration::from_secs(1),
+            max_buffered_records: 100_000,
             idle_after: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(30),
             changelog_interval: Duration::from_millis(500),
@@ -1384,6 +1392,9 @@ impl Settings {
             }
         }
         let pl = &self.pipeline;
+        if pl.max_buffered_records == 0 {
+            p.push("pipeline.max_buffered_records: must be at least 1".into());
+        }
         if pl.batch_records == 0 {
             p.push("pipeline.batch_records: must be at least 1".into());
         }

@@ -43,6 +43,8 @@ pub struct Metrics {
     changelog_pending: IntGauge,
     restored_accounts: IntCounter,
     partitions_restoring: IntGauge,
+    buffered_records: IntGauge,
+    input_pauses: IntCounter,
     restore_seconds: Histogram,
     changelog_corrupt: IntCounter,
     http_requests: IntCounterVec,
@@ -80,6 +82,8 @@ pub const NAMES: &[&str] = &[
     "kizashi_changelog_pending_batches",
     "kizashi_restored_accounts_total",
     "kizashi_partitions_restoring",
+    "kizashi_buffered_records",
+    "kizashi_input_pauses_total",
     "kizashi_restore_duration_seconds",
     "kizashi_changelog_corrupt_records_total",
     "kizashi_http_requests_total",
@@ -186,6 +190,14 @@ impl Metrics {
             partitions_restoring: gauge(
                 "kizashi_partitions_restoring",
                 "Assigned partitions paused while checked against (or restored from) the changelog",
+            ),
+            buffered_records: gauge(
+                "kizashi_buffered_records",
+                "Input records polled and waiting for their turn in the event-time merge (at most pipeline.max_buffered_records, plus one poll batch)",
+            ),
+            input_pauses: counter(
+                "kizashi_input_pauses_total",
+                "Times fetching paused because pipeline.max_buffered_records were waiting",
             ),
             restored_accounts: counter("kizashi_restored_accounts_total", "Account states restored from the changelog"),
             restore_seconds: histogram(
@@ -382,6 +394,14 @@ impl Metrics {
 
     pub fn restoring(&self, partitions: usize) {
         self.partitions_restoring.set(partitions as i64);
+    }
+
+    /// Records waiting in the event-time merge; `paused`: fetching was paused for them now.
+    pub fn buffered(&self, records: usize, paused: bool) {
+        self.buffered_records.set(records as i64);
+        if paused {
+            self.input_pauses.inc();
+        }
     }
 
     pub fn restored(&self, accounts: usize, seconds: f64) {

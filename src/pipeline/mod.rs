@@ -133,6 +133,11 @@ struct Core {
     /// Threads giving back restored states' files (`Store::drop_staged_files`), joined at
     /// shutdown: a process that exits while one is inside RocksDB aborts.
     staged_drops: Vec<std::thread::JoinHandle<()>>,
+    /// `pipeline.max_buffered_records`.
+    max_buffered: usize,
+    /// (partition, input topic) whose fetching is paused because too many records wait in the
+    /// merge (`Core::bound_buffer`); what arrives for them meanwhile is dropped and read again.
+    paused: Vec<(u32, usize)>,
 }
 
 impl Core {
@@ -141,12 +146,13 @@ impl Core {
     }
 
     fn enqueue(&mut self, partition: u32, mut p: Pending, now: Instant) {
-        if self.restoring.contains_key(&partition) {
-            // Paused for restoration: read again from the right offset once it resumes.
+        let k = p.kind as usize;
+        if self.restoring.contains_key(&partition) || self.paused.contains(&(partition, k)) {
+            // Paused for restoration, or because the merge holds enough: read again from the
+            // right offset once it resumes.
             return;
         }
         let q = self.queues.entry(partition).or_default();
-        let k = p.kind as usize;
         if p.decoded.is_err() {
             p.ts = q.queues[k].back().map_or(q.last_ts[k], |b| b.ts);
         }
@@ -154,6 +160,58 @@ impl Core {
         q.queues[k].push_back(p);
         q.empty_since[k] = None;
         q.last_arrival = Some(now);
+    }
+
+    /// Holds the records waiting in the merge to `max_buffered` (Kafka Streams pauses a partition
+    /// whose buffer is full the same way). Past it, every topic-partition with records waiting is
+    /// paused; one with none is never paused, and one paused that has run empty is resumed at
+    /// once (the merge may be waiting for it), so the merge always goes on. At half of it, all
+    /// are resumed. A resumed one is sought back to the record after the last one buffered.
+    fn bound_buffer(&mut self, consumer: &BaseConsumer<PipelineContext>) -> Result<()> {
+        let waiting: usize = self.queues.values().flat_map(|q| q.queues.iter()).map(VecDeque::len).sum();
+        // A queue keeps its capacity: one a burst grew gives it back once empty.
+        for q in self.queues.values_mut().flat_map(|q| q.queues.iter_mut()) {
+            if q.is_empty() && q.capacity() > 4096 {
+                q.shrink_to_fit();
+            }
+        }
+        let len = |c: &Core, p: u32, k: usize| c.queues.get(&p).map_or(0, |q| q.queues[k].len());
+        let all = waiting <= self.max_buffered / 2;
+        let (resume, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.paused).into_iter().partition(|&(p, k)| all || len(self, p, k) == 0);
+        self.paused = keep;
+        if !resume.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for (p, k) in resume {
+                let topic = self.topics[k].clone();
+                if let Some(next) = self.queues.get(&p).and_then(|q| q.next_offset[k]) {
+                    consumer
+                        .seek(&topic, p as i32, Offset::Offset(next), Duration::from_secs(10))
+                        .with_context(|| format!("seeking {topic} partition {p} to resume it"))?;
+                }
+                tpl.add_partition(&topic, p as i32);
+            }
+            consumer.resume(&tpl).context("resuming input partitions")?;
+        }
+        let mut paused_now = false;
+        if waiting > self.max_buffered {
+            let mut tpl = TopicPartitionList::new();
+            let mut parts: Vec<u32> = self.queues.keys().copied().collect();
+            parts.sort_unstable();
+            for p in parts {
+                for k in 0..3 {
+                    if len(self, p, k) > 0 && !self.paused.contains(&(p, k)) && !self.restoring.contains_key(&p) {
+                        tpl.add_partition(&self.topics[k], p as i32);
+                        self.paused.push((p, k));
+                    }
+                }
+            }
+            if tpl.count() > 0 {
+                consumer.pause(&tpl).context("pausing input partitions (pipeline.max_buffered_records)")?;
+                paused_now = true;
+            }
+        }
+        self.shared.metrics.buffered(waiting, paused_now);
+        Ok(())
     }
 
     /// Processes, per partition, the buffered records in event-time order across the three input
@@ -739,6 +797,20 @@ impl ConsumerContext for PipelineContext {
                     .filter_map(|(t, p)| core.kind_of(t).map(|k| (k as usize, *p)))
                     .collect();
                 core.positions.retain(|k, _| !revoked_kinds.contains(k));
+                // Paused for the merge's bound: resumed before they go, so a later assignment
+                // of them fetches.
+                let mut resume = TopicPartitionList::new();
+                for (k, p) in &revoked_kinds {
+                    if let Some(i) = core.paused.iter().position(|x| *x == (*p as u32, *k)) {
+                        core.paused.swap_remove(i);
+                        resume.add_partition(&core.topics[*k], *p);
+                    }
+                }
+                if resume.count() > 0 {
+                    if let Err(e) = consumer.resume(&resume) {
+                        tracing::warn!(error = %e, "resuming revoked partitions failed");
+                    }
+                }
                 let mut parts: Vec<u32> = revoked.iter().map(|(_, p)| *p as u32).collect();
                 parts.dedup();
                 for p in parts {
@@ -903,6 +975,8 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         grace: settings.pipeline.shutdown_grace,
         cuts: 0,
         staged_drops: Vec::new(),
+        max_buffered: settings.pipeline.max_buffered_records,
+        paused: Vec::new(),
     }));
 
     let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -1006,9 +1080,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         let t0 = Instant::now();
         let deadline = Instant::now() + batch_wait;
         let wall = now_ms();
-        let (kinds, limits) = {
+        let (kinds, limits, paused) = {
             let c = core.lock().expect("core lock");
-            (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits })
+            (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits }, c.paused.clone())
         };
         let mut consumed = [0u64; 3];
         let mut consumed_bytes = [0u64; 3];
@@ -1045,6 +1119,10 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                         batch_generation = g;
                     }
                     let Some(kind) = EventKind::ALL.into_iter().find(|k| kinds[*k as usize] == m.topic()) else { continue };
+                    if paused.contains(&(m.partition() as u32, kind as usize)) {
+                        // Fetched before its pause: read again after the resume's seek.
+                        continue;
+                    }
                     let payload = m.payload().unwrap_or_default();
                     let decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
                     let ts = decoded.as_ref().map_or(i64::MIN, Event::ts_ms);
@@ -1089,6 +1167,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
             }
             let tails = tails(&consumer, &c);
             c.drain(&tails)?;
+            c.bound_buffer(&consumer)?;
             c.drive_idle()?;
             t2 = Instant::now();
             t_process += t2 - t1;
