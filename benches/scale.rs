@@ -315,7 +315,7 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
         let t = metrics(&addr);
         let part = |p: &str| sum(&t, &format!("kizashi_memory_bytes{{part=\"{p}\"}}")) / 1048576.0;
         let parts = ["allocated", "resident", "accounts", "board", "store"].map(part);
-        samples.push((started.elapsed().as_secs(), now, sum(&t, "kizashi_events_consumed_total"), parts));
+        samples.push((started.elapsed().as_secs(), now, sum(&t, "kizashi_events_consumed_total"), parts, sum(&t, "kizashi_buffered_records")));
     }
     let t = metrics(&addr);
     let consumed = sum(&t, "kizashi_events_consumed_total");
@@ -335,12 +335,12 @@ fn soak(bin: &Path, root: &Path, secs: u64) {
     println!("\nsoak of `kizashi run` (default settings), {secs} s, the 1m population produced live ({day_seconds:.0} s per day):");
     // kizashi_memory_bytes by part, MiB: the allocator's allocated and resident bytes, and the
     // parts it counts itself.
-    println!("| seconds | RSS | allocated | resident | accounts | board | store | events consumed |\n|---|---|---|---|---|---|---|---|");
+    println!("| seconds | RSS | allocated | resident | accounts | board | store | events consumed | records waiting in the merge |\n|---|---|---|---|---|---|---|---|---|");
     let every = (samples.len() / 12).max(1);
-    for (i, (t, rss, n, [a, r, acc, board, store])) in samples.iter().enumerate() {
+    for (i, (t, rss, n, [a, r, acc, board, store], waiting)) in samples.iter().enumerate() {
         if i % every == 0 || i + 1 == samples.len() {
             println!(
-                "| {t} | {:.0} MiB | {a:.0} | {r:.0} | {acc:.0} | {board:.0} | {store:.0} | {n:.0} |",
+                "| {t} | {:.0} MiB | {a:.0} | {r:.0} | {acc:.0} | {board:.0} | {store:.0} | {n:.0} | {waiting:.0} |",
                 *rss as f64 / 1048576.0
             );
         }
