@@ -2,4 +2,5 @@
 
 pub mod demo;
 pub mod generate;
+pub mod lines;
 pub mod replay;

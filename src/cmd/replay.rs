@@ -21,6 +21,7 @@ use crate::api::Shared;
 use crate::config::Settings;
 use crate::core::alerts::ScoreUpdate;
 use crate::core::Params;
+use super::lines::Lines;
 use crate::engine::{Engine, Source};
 use crate::evaluation::{self, History, Report};
 use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
@@ -126,7 +127,7 @@ pub struct StoreSummary {
 struct Input {
     path: String,
     kind: EventKind,
-    reader: BufReader<File>,
+    reader: Lines<File>,
     line_no: i64,
     last_ts: i64,
     current: Option<Item>,
@@ -135,21 +136,17 @@ struct Input {
 struct Item {
     line_no: i64,
     decoded: Result<Event<'static>, Reject>,
-    /// The raw line, written to `rejects.jsonl` if the record is rejected.
-    line: Vec<u8>,
+    /// Where the raw line is in the reader's buffer (valid until the next `advance`), written to
+    /// `rejects.jsonl` if the record is rejected.
+    line: std::ops::Range<usize>,
 }
 
 impl Input {
     fn advance(&mut self, limits: &DecodeLimits) -> Result<()> {
         self.current = None;
-        let mut line = Vec::with_capacity(256);
-        let n = self.reader.read_until(b'\n', &mut line).with_context(|| format!("reading {}", self.path))?;
-        if n > 0 {
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                line.pop();
-            }
+        if let Some(line) = self.reader.next_line().with_context(|| format!("reading {}", self.path))? {
             self.line_no += 1;
-            let decoded = decode(self.kind, &line, None, limits).map(Event::into_owned);
+            let decoded = decode(self.kind, &self.reader.buf()[line.clone()], None, limits).map(Event::into_owned);
             if let Ok(e) = &decoded {
                 self.last_ts = e.ts_ms();
             }
@@ -416,7 +413,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             let mut input = Input {
                 path: p.display().to_string(),
                 kind,
-                reader: BufReader::with_capacity(1 << 20, f),
+                reader: Lines::new(f, 1 << 20),
                 line_no: 0,
                 last_ts: i64::MIN,
                 current: None,
@@ -448,9 +445,10 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     while let Some(Reverse((_, idx))) = heap.pop() {
         let input = &mut inputs[idx];
         let item = input.current.take().expect("queued inputs have an item");
+        let line = &input.reader.buf()[item.line.clone()];
         summary.events_read += 1;
         if let Some(s) = &shared {
-            s.metrics.consumed(topics[input.kind as usize], 1, item.line.len() as u64);
+            s.metrics.consumed(topics[input.kind as usize], 1, line.len() as u64);
             if let Ok(e) = &item.decoded {
                 s.metrics.source_event(topics[input.kind as usize], e.ts_ms());
             }
@@ -462,11 +460,11 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             let decoded = if lane.limits == first.limits {
                 item.decoded.clone()
             } else {
-                decode(input.kind, &item.line, None, &lane.limits).map(Event::into_owned)
+                decode(input.kind, line, None, &lane.limits).map(Event::into_owned)
             };
-            lane.process(place(&decoded), source, decoded, &item.line)?;
+            lane.process(place(&decoded), source, decoded, line)?;
         }
-        first.process(place(&item.decoded), source, item.decoded, &item.line)?;
+        first.process(place(&item.decoded), source, item.decoded, line)?;
         input.advance(&limits)?;
         if input.current.is_some() {
             heap.push(Reverse((key(input), idx)));
