@@ -141,18 +141,23 @@ struct Item {
     line: std::ops::Range<usize>,
 }
 
+/// Decodes `line`, a good record's time becoming `last_ts`.
+fn decode_line<'b>(kind: EventKind, line: &'b [u8], last_ts: &mut i64, limits: &DecodeLimits) -> Result<Event<'b>, Reject> {
+    let decoded = decode(kind, line, None, limits);
+    if let Ok(e) = &decoded {
+        *last_ts = e.ts_ms();
+    }
+    decoded
+}
+
 impl Input {
-    fn advance(&mut self, limits: &DecodeLimits) -> Result<()> {
-        self.current = None;
-        if let Some(line) = self.reader.next_line().with_context(|| format!("reading {}", self.path))? {
-            self.line_no += 1;
-            let decoded = decode(self.kind, &self.reader.buf()[line.clone()], None, limits).map(Event::into_owned);
-            if let Ok(e) = &decoded {
-                self.last_ts = e.ts_ms();
-            }
-            self.current = Some(Item { line_no: self.line_no, decoded, line });
+    /// Where the merge places the input's current record: its time, or for a reject its file's
+    /// last good time (so it stays in place).
+    fn key(&self, decoded: &Result<Event<'_>, Reject>) -> i64 {
+        match decoded {
+            Ok(e) => e.ts_ms(),
+            Err(_) => self.last_ts,
         }
-        Ok(())
     }
 }
 
@@ -373,6 +378,49 @@ fn read_outcomes(paths: &[PathBuf], max_id_len: usize, rejects: &mut impl Write)
     Ok(set)
 }
 
+/// Where replay's records go, in merge order: every lane (configuration), the metrics, and a
+/// drain of the lanes' outputs every `batch` records.
+struct Feed<'l> {
+    lanes: &'l mut [Lane],
+    shared: Option<&'l Shared>,
+    topics: [&'l String; 3],
+    partitions: u32,
+    batch: usize,
+    in_batch: usize,
+}
+
+impl Feed<'_> {
+    fn record(&mut self, kind: EventKind, source: Source<'_>, decoded: Result<Event<'_>, Reject>, line: &[u8]) -> Result<()> {
+        let topic = self.topics[kind as usize];
+        if let Some(s) = self.shared {
+            s.metrics.consumed(topic, 1, line.len() as u64);
+            if let Ok(e) = &decoded {
+                s.metrics.source_event(topic, e.ts_ms());
+            }
+        }
+        let partitions = self.partitions;
+        let place = |d: &Result<Event<'_>, Reject>| match d {
+            Ok(e) => partition_for(e.account_id().as_bytes(), partitions),
+            Err(_) => 0,
+        };
+        let (first, others) = self.lanes.split_first_mut().expect("a lane per configuration");
+        // The other configuration gets the same record, decoded again only if its limits differ.
+        for lane in others {
+            let decoded = if lane.limits == first.limits { decoded.clone() } else { decode(kind, line, None, &lane.limits) };
+            lane.process(place(&decoded), source, decoded, line)?;
+        }
+        first.process(place(&decoded), source, decoded, line)?;
+        self.in_batch += 1;
+        if self.in_batch >= self.batch {
+            self.in_batch = 0;
+            for (i, lane) in self.lanes.iter_mut().enumerate() {
+                lane.drain(self.shared.filter(|_| i == 0))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Replays `opts` with `settings`.
 pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
     run_backtest(settings, opts, None)
@@ -418,63 +466,49 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
                 last_ts: i64::MIN,
                 current: None,
             };
-            input.advance(&limits)?;
+            if let Some(line) = input.reader.next_line().with_context(|| format!("reading {}", input.path))? {
+                input.line_no = 1;
+                let decoded = decode_line(kind, &input.reader.buf()[line.clone()], &mut input.last_ts, &limits);
+                input.current = Some(Item { line_no: 1, decoded: decoded.map(Event::into_owned), line });
+            }
             inputs.push(input);
         }
     }
     // Merge by event time; a reject sorts at its file's last good time so it stays in place;
     // ties go to the earlier file, so the order is total and repeatable.
-    let key = |i: &Input| match &i.current.as_ref().map(|c| &c.decoded) {
-        Some(Ok(e)) => e.ts_ms(),
-        _ => i.last_ts,
-    };
     let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
     for (idx, i) in inputs.iter().enumerate() {
-        if i.current.is_some() {
-            heap.push(Reverse((key(i), idx)));
+        if let Some(c) = &i.current {
+            heap.push(Reverse((i.key(&c.decoded), idx)));
         }
     }
 
     let mut summary = ReplaySummary::default();
-    let mut in_batch = 0usize;
-    let place = |d: &Result<Event<'_>, Reject>| match d {
-        Ok(e) => partition_for(e.account_id().as_bytes(), opts.partitions),
-        Err(_) => 0,
-    };
-
+    let mut feed = Feed { lanes: &mut lanes, shared: shared.as_deref(), topics, partitions: opts.partitions, batch: opts.batch, in_batch: 0 };
     while let Some(Reverse((_, idx))) = heap.pop() {
         let input = &mut inputs[idx];
         let item = input.current.take().expect("queued inputs have an item");
-        let line = &input.reader.buf()[item.line.clone()];
         summary.events_read += 1;
-        if let Some(s) = &shared {
-            s.metrics.consumed(topics[input.kind as usize], 1, line.len() as u64);
-            if let Ok(e) = &item.decoded {
-                s.metrics.source_event(topics[input.kind as usize], e.ts_ms());
-            }
-        }
-        let source = Source { name: &input.path, offset: item.line_no };
-        let (first, others) = lanes.split_first_mut().expect("a lane per configuration");
-        // The other configuration gets the same record, decoded again only if its limits differ.
-        for lane in others {
-            let decoded = if lane.limits == first.limits {
-                item.decoded.clone()
-            } else {
-                decode(input.kind, line, None, &lane.limits).map(Event::into_owned)
+        feed.record(input.kind, Source { name: &input.path, offset: item.line_no }, item.decoded, &input.reader.buf()[item.line])?;
+        // The input's next records, as long as each comes before every other input's: applied
+        // as they are decoded, borrowed from the reader's buffer (the order is the heap's).
+        loop {
+            let Input { reader, path, kind, line_no, last_ts, current } = &mut *input;
+            let Some(line) = reader.next_line().with_context(|| format!("reading {path}"))? else { break };
+            *line_no += 1;
+            let decoded = decode_line(*kind, &reader.buf()[line.clone()], last_ts, &limits);
+            let key = match &decoded {
+                Ok(e) => e.ts_ms(),
+                Err(_) => *last_ts,
             };
-            lane.process(place(&decoded), source, decoded, line)?;
-        }
-        first.process(place(&item.decoded), source, item.decoded, line)?;
-        input.advance(&limits)?;
-        if input.current.is_some() {
-            heap.push(Reverse((key(input), idx)));
-        }
-        in_batch += 1;
-        if in_batch >= opts.batch {
-            in_batch = 0;
-            for (i, lane) in lanes.iter_mut().enumerate() {
-                lane.drain(shared.as_deref().filter(|_| i == 0))?;
+            if heap.peek().is_none_or(|Reverse(next)| (key, idx) < *next) {
+                summary.events_read += 1;
+                feed.record(*kind, Source { name: path, offset: *line_no }, decoded, &reader.buf()[line])?;
+                continue;
             }
+            *current = Some(Item { line_no: *line_no, decoded: decoded.map(Event::into_owned), line });
+            heap.push(Reverse((key, idx)));
+            break;
         }
     }
     for (i, lane) in lanes.iter_mut().enumerate() {
