@@ -1,9 +1,9 @@
 //! Event decoder: arbitrary bytes as a record of each kind, with and without a message key.
 //! Input: one byte choosing the kind (`u`, `s`, `a`, else by value) and whether a key is given,
-//! then the record.
+//! then the record. The flat reading of usage records must agree with serde's on every input.
 #![no_main]
 
-use kizashi::event::{decode, DecodeLimits, Event, EventKind};
+use kizashi::event::{decode, decode_with_serde_only, DecodeLimits, Event, EventKind};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: DecodeLimits = DecodeLimits { max_id_len: 256, max_name_len: 256, max_future_ms: 3_600_000, now_ms: 1_800_000_000_000 };
@@ -20,7 +20,8 @@ fn kind(b: u8) -> EventKind {
 fuzz_target!(|data: &[u8]| {
     let Some((&head, record)) = data.split_first() else { return };
     for k in EventKind::ALL {
-        let _ = decode(k, record, None, &LIMITS);
+        // Usage records of the common shape are read without serde: the same event or rejection.
+        assert_eq!(decode(k, record, None, &LIMITS), decode_with_serde_only(k, record, &LIMITS));
     }
     let k = kind(head);
     if let Ok(e) = decode(k, record, None, &LIMITS) {

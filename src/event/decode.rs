@@ -1,6 +1,8 @@
 //! Fast path: a borrowed, typed parse (`serde` derive over wrapper types that borrow strings from
-//! the input). Slow path, only for records the fast path refuses: a generic parse that finds which
-//! field is wrong, so the rejection names it.
+//! the input); before it, for usage records (most of the input), a flat reading without serde of
+//! the common shape (a flat object of plain strings, nulls and integers), which gives way to serde
+//! for anything else. Slow path, only for records the fast path refuses: a generic parse that
+//! finds which field is wrong, so the rejection names it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,9 +40,12 @@ pub fn decode<'a>(
         Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
     })?;
     let event = match kind {
-        EventKind::Usage => match serde_json::from_str::<UsageWire<'a>>(text) {
-            Ok(w) => validate_usage(w, limits)?,
-            Err(e) => return Err(diagnose(kind, bytes, &e)),
+        EventKind::Usage => match flat_usage(text) {
+            Some(w) => validate_usage(w, limits)?,
+            None => match serde_json::from_str::<UsageWire<'a>>(text) {
+                Ok(w) => validate_usage(w, limits)?,
+                Err(e) => return Err(diagnose(kind, bytes, &e)),
+            },
         },
         EventKind::Support => match serde_json::from_str::<SupportWire<'a>>(text) {
             Ok(w) => validate_support(w, limits)?,
@@ -66,7 +71,137 @@ pub fn decode<'a>(
     Ok(event)
 }
 
+/// [`decode`] without the flat reading of usage records: serde for every record. What `decode`
+/// returns must equal it for every input (the decoder's fuzz target checks).
+#[doc(hidden)]
+pub fn decode_with_serde_only<'a>(kind: EventKind, bytes: &'a [u8], limits: &DecodeLimits) -> Result<Event<'a>, Reject> {
+    if kind != EventKind::Usage {
+        return decode(kind, bytes, None, limits);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
+    })?;
+    match serde_json::from_str::<UsageWire<'a>>(text) {
+        Ok(w) => validate_usage(w, limits),
+        Err(e) => Err(diagnose(kind, bytes, &e)),
+    }
+}
+
+/// A JSON value as the flat reading takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flat<'a> {
+    /// A string with no escape (its bytes are its value).
+    Str(&'a str),
+    Null,
+    /// A non-negative integer of at most 18 digits.
+    Int(i64),
+}
+
+/// JSON's whitespace from `i` on.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The string starting at `b[i] == '"'` and the index after its closing quote; `None` for one
+/// with an escape or a control character (serde reads those) or for anything else.
+fn flat_str(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let end = start + len;
+    // `text` is UTF-8 and `"` is ASCII: `start..end` is on character boundaries.
+    (b[end] == b'"').then(|| (&text[start..end], end + 1))
+}
+
+/// The value at `b[i]` and the index after it, if it is one the flat reading takes.
+fn flat_value(text: &str, i: usize) -> Option<(Flat<'_>, usize)> {
+    let b = text.as_bytes();
+    match *b.get(i)? {
+        b'"' => flat_str(text, i).map(|(s, j)| (Flat::Str(s), j)),
+        b'n' => (b.get(i..i + 4) == Some(b"null")).then_some((Flat::Null, i + 4)),
+        b'0'..=b'9' => {
+            let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            // A leading zero, a fraction, an exponent or a long number: serde's to read.
+            let leading_zero = b[i] == b'0' && digits > 1;
+            if leading_zero || digits > 18 || matches!(b.get(i + digits), Some(b'.' | b'e' | b'E')) {
+                return None;
+            }
+            let n = text[i..i + digits].parse::<i64>().ok()?;
+            Some((Flat::Int(n), i + digits))
+        }
+        _ => None,
+    }
+}
+
+/// A usage record of the common shape, read without serde: one flat object whose values are
+/// strings without escapes, `null`s and non-negative integers. Anything else (nesting, escapes,
+/// a repeated field, a fraction…) is `None`, and serde reads it, so the result and every
+/// rejection are the same (tested against serde on generated records, and fuzzed).
+fn flat_usage(text: &str) -> Option<UsageWire<'_>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut w = UsageWire { account_id: None, user_id: None, event: None, feature: None, ts: None, event_id: None };
+    let mut seen = 0u8;
+    loop {
+        let (key, j) = flat_str(text, i)?;
+        i = skip_ws(b, j);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let (value, j) = flat_value(text, skip_ws(b, i + 1))?;
+        i = skip_ws(b, j);
+        let field = match key {
+            "account_id" => 0,
+            "user_id" => 1,
+            "event" => 2,
+            "feature" => 3,
+            "event_id" => 4,
+            "ts" => 5,
+            _ => u8::MAX,
+        };
+        if field != u8::MAX {
+            if seen & (1 << field) != 0 {
+                return None;
+            }
+            seen |= 1 << field;
+        }
+        match (field, value) {
+            (u8::MAX, _) | (_, Flat::Null) => {}
+            (5, Flat::Str(s)) => w.ts = Some(TsWire::Text(Cow::Borrowed(s))),
+            (5, Flat::Int(n)) => w.ts = Some(TsWire::Ms(n)),
+            (_, Flat::Int(_)) => return None,
+            (f, Flat::Str(s)) => {
+                let slot = match f {
+                    0 => &mut w.account_id,
+                    1 => &mut w.user_id,
+                    2 => &mut w.event,
+                    3 => &mut w.feature,
+                    _ => &mut w.event_id,
+                };
+                *slot = Some(Str(Cow::Borrowed(s)));
+            }
+        }
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => break,
+            _ => return None,
+        }
+    }
+    (skip_ws(b, i + 1) == b.len()).then_some(w)
+}
+
 /// A string borrowed from the input when it holds no escapes.
+#[derive(Debug, PartialEq)]
 struct Str<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
@@ -92,6 +227,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 }
 
 /// `ts`: epoch milliseconds or an RFC 3339 string.
+#[derive(Debug, PartialEq)]
 enum TsWire<'a> {
     Ms(i64),
     Text(Cow<'a, str>),
@@ -122,7 +258,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for TsWire<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug, PartialEq)]
 struct UsageWire<'a> {
     #[serde(borrow, default)]
     account_id: Option<Str<'a>>,
@@ -460,6 +596,7 @@ fn diagnose(kind: EventKind, bytes: &[u8], fast_err: &serde_json::Error) -> Reje
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const NOW: i64 = 1_795_300_000_000; // 2026-11-21
 
@@ -505,6 +642,119 @@ mod tests {
         let Event::Account(a) = a else { panic!() };
         assert_eq!(a.seats, Some(250));
         assert_eq!(a.renewal_day, Some(parse_date_day("2027-03-31").unwrap()));
+    }
+
+    #[test]
+    fn common_usage_records_are_read_flat() {
+        for line in [
+            r#"{"account_id":"acme","user_id":"u-17","event":"feature_used","feature":"reports.export","ts":"2026-11-20T10:00:00Z"}"#,
+            r#"{"account_id":"acct-00072","user_id":"u-8","event":"login","ts":"2025-08-11T07:00:05.599Z"}"#,
+            r#" { "account_id" : "acme" , "user_id":"u", "event":"e", "ts": 1763632800000, "event_id": null, "n": 3 } "#,
+        ] {
+            let w = flat_usage(line).unwrap_or_else(|| panic!("not read flat: {line}"));
+            assert_eq!(Some(w), serde_json::from_str::<UsageWire<'_>>(line).ok(), "{line}");
+        }
+        // Left to serde: an escape, nesting, a repeated field, a fraction, a negative number.
+        for line in [
+            r#"{"account_id":"a\"b","user_id":"u","event":"e","ts":1}"#,
+            r#"{"account_id":"a","user_id":"u","event":"e","ts":1,"extra":{"x":[1]}}"#,
+            r#"{"account_id":"a","account_id":"b","user_id":"u","event":"e","ts":1}"#,
+            r#"{"account_id":"a","user_id":"u","event":"e","ts":1.5}"#,
+            r#"{"account_id":"a","user_id":"u","event":"e","ts":-1}"#,
+            r#"["a","u","e",null,1,null]"#,
+            r#"{"account_id":"a","user_id":"u","event":"e","ts":1}x"#,
+        ] {
+            assert!(flat_usage(line).is_none(), "read flat: {line}");
+        }
+    }
+
+    /// A usage-like record from pieces that reach every branch of the flat reading and of serde's:
+    /// mostly a whole record (each field present or not, in any order, some repeated), its values
+    /// mostly plain strings but also strings with escapes, quotes and control bytes, nulls,
+    /// numbers of every JSON form and nesting; unknown fields; whitespace; cut or extended endings.
+    fn usage_like() -> impl Strategy<Value = String> {
+        let odd_value = || {
+            prop::sample::select(vec![
+                r#""""#, r#""a\"b""#, r#""a\\b""#, r#""\u0041""#, r#""é✓""#, "\"a\u{1}b\"", r#""2026-11-20T10:00:00.5+09:00""#,
+                r#""not a time""#, "null", "nul", "nullx", "0", "00", "01", "1763632800000", "1795168800000", "-1", "-0",
+                "1.5", "1e3", "1E3", "99999999999999999999", "123456789012345678", "1234567890123456789", "true", "false",
+                r#"{"a":[1,{"b":null}]}"#, "[]", "[1,2]", "{}", r#""a""b""#, r#""acme-corporation""#,
+            ])
+        };
+        let id = || prop_oneof![8 => prop::sample::select(vec![r#""acme""#, r#""u-17""#, r#""login""#, r#""e-1""#]), 1 => odd_value()];
+        let time = prop_oneof![8 => prop::sample::select(vec![r#""2026-11-20T10:00:00Z""#, "1795168800000"]), 1 => odd_value()];
+        let extra_key = prop::sample::select(vec!["account_id", "user_id", "ts", "feature", "extra", "x", "account\\u005fid", "ts ", ""]);
+        let fields = (
+            (id(), id(), id(), time),
+            (prop::option::weighted(0.5, id()), prop::option::weighted(0.3, id())),
+            prop::collection::vec((extra_key, prop_oneof![id(), odd_value()]), 0..3),
+            prop::option::weighted(0.1, 0usize..4),
+        )
+            .prop_map(|((account, user, event, ts), (feature, event_id), extras, dropped)| {
+                let mut f = vec![("account_id", account), ("user_id", user), ("event", event), ("ts", ts)];
+                if let Some(i) = dropped {
+                    f.remove(i);
+                }
+                f.extend(feature.map(|v| ("feature", v)));
+                f.extend(event_id.map(|v| ("event_id", v)));
+                f.extend(extras);
+                f
+            })
+            .prop_shuffle();
+        let ws = || prop_oneof![8 => Just(""), 1 => Just(" "), 1 => Just("\t"), 1 => Just("\r\n")];
+        let end = prop_oneof![12 => Just("}"), 1 => Just(""), 1 => Just("},"), 1 => Just("} x"), 1 => Just("]"), 1 => Just(",}")];
+        (fields, prop::collection::vec(ws(), 40), end, prop::bool::weighted(0.03)).prop_map(|(fields, ws, end, array)| {
+            if array {
+                return format!("[{}]", fields.iter().map(|f| f.1).collect::<Vec<_>>().join(","));
+            }
+            // Whitespace around every token, from the drawn pieces in turn.
+            let mut w = ws.iter().cycle();
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}\"{k}\"{}:{}{v}{}", w.next().unwrap(), w.next().unwrap(), w.next().unwrap(), w.next().unwrap()))
+                .collect();
+            format!("{}{{{}{end}{}", w.next().unwrap(), body.join(","), w.next().unwrap())
+        })
+    }
+
+    /// The records `usage_like` makes reach both readings, and both accept and reject some.
+    #[test]
+    fn generated_records_reach_both_readings() {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = usage_like();
+        let l = DecodeLimits { max_id_len: 8, ..limits() };
+        let (mut flat_ok, mut flat_rejected, mut serde_ok, mut serde_rejected) = (0, 0, 0, 0);
+        for _ in 0..4096 {
+            let line = proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).unwrap());
+            let ok = decode(EventKind::Usage, line.as_bytes(), None, &l).is_ok();
+            match (flat_usage(&line).is_some(), ok) {
+                (true, true) => flat_ok += 1,
+                (true, false) => flat_rejected += 1,
+                (false, true) => serde_ok += 1,
+                (false, false) => serde_rejected += 1,
+            }
+        }
+        for (what, n) in [("flat, accepted", flat_ok), ("flat, rejected", flat_rejected), ("serde, accepted", serde_ok), ("serde, rejected", serde_rejected)] {
+            assert!(n >= 100, "{what}: {n} of 4096");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        /// The flat reading is serde's on whatever it takes, and `decode` (which tries it first)
+        /// gives every record the same event or the same rejection as serde alone.
+        #[test]
+        fn the_flat_reading_agrees_with_serde(line in usage_like()) {
+            if let Some(w) = flat_usage(&line) {
+                proptest::prop_assert_eq!(Some(w), serde_json::from_str::<UsageWire<'_>>(&line).ok(), "{}", line);
+            }
+            let l = DecodeLimits { max_id_len: 8, ..limits() };
+            proptest::prop_assert_eq!(
+                decode(EventKind::Usage, line.as_bytes(), None, &l),
+                decode_with_serde_only(EventKind::Usage, line.as_bytes(), &l),
+                "{}", line
+            );
+        }
     }
 
     #[test]
