@@ -40,13 +40,17 @@ pub fn decode<'a>(
         Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
     })?;
     let event = match kind {
-        EventKind::Usage => match flat_usage(text) {
-            Some(w) => validate_usage(w, limits)?,
-            None => match serde_json::from_str::<UsageWire<'a>>(text) {
-                Ok(w) => validate_usage(w, limits)?,
-                Err(e) => return Err(diagnose(kind, bytes, &e)),
-            },
-        },
+        EventKind::Usage => {
+            let mut w = UsageWire::default();
+            if flat_usage(text, &mut w) {
+                validate_usage(w, limits)?
+            } else {
+                match serde_json::from_str::<UsageWire<'a>>(text) {
+                    Ok(w) => validate_usage(w, limits)?,
+                    Err(e) => return Err(diagnose(kind, bytes, &e)),
+                }
+            }
+        }
         EventKind::Support => match serde_json::from_str::<SupportWire<'a>>(text) {
             Ok(w) => validate_support(w, limits)?,
             Err(e) => return Err(diagnose(kind, bytes, &e)),
@@ -113,10 +117,28 @@ fn flat_str(text: &str, i: usize) -> Option<(&str, usize)> {
         return None;
     }
     let start = i + 1;
-    let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-    let end = start + len;
+    let end = start + str_end(&b[start..])?;
     // `text` is UTF-8 and `"` is ASCII: `start..end` is on character boundaries.
     (b[end] == b'"').then(|| (&text[start..end], end + 1))
+}
+
+/// Where the first `"`, `\\` or control byte (< 0x20) of `b` is: eight bytes at a time.
+fn str_end(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte that is zero, or below `n`; exact for the lowest such byte (the
+    // only one read), where no borrow from a lower byte can reach.
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let mut at = 0;
+    while let Some(chunk) = b.get(at..at + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let hits = below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1) | below(w, 0x20);
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    b[at..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| at + p)
 }
 
 /// The value at `b[i]` and the index after it, if it is one the flat reading takes.
@@ -142,15 +164,19 @@ fn flat_value(text: &str, i: usize) -> Option<(Flat<'_>, usize)> {
 /// A usage record of the common shape, read without serde: one flat object whose values are
 /// strings without escapes, `null`s and non-negative integers. Anything else (nesting, escapes,
 /// a repeated field, a fraction…) is `None`, and serde reads it, so the result and every
-/// rejection are the same (tested against serde on generated records, and fuzzed).
-fn flat_usage(text: &str) -> Option<UsageWire<'_>> {
+/// rejection are the same (tested against serde on generated records, and fuzzed). Fills `w`
+/// (given empty) and says whether it could; `w` is then what serde would have made.
+fn flat_usage<'a>(text: &'a str, w: &mut UsageWire<'a>) -> bool {
+    flat_usage_into(text, w).is_some()
+}
+
+fn flat_usage_into<'a>(text: &'a str, w: &mut UsageWire<'a>) -> Option<()> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
-    let mut w = UsageWire { account_id: None, user_id: None, event: None, feature: None, ts: None, event_id: None };
     let mut seen = 0u8;
     loop {
         let (key, j) = flat_str(text, i)?;
@@ -197,7 +223,7 @@ fn flat_usage(text: &str) -> Option<UsageWire<'_>> {
             _ => return None,
         }
     }
-    (skip_ws(b, i + 1) == b.len()).then_some(w)
+    (skip_ws(b, i + 1) == b.len()).then_some(())
 }
 
 /// A string borrowed from the input when it holds no escapes.
@@ -258,7 +284,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for TsWire<'a> {
     }
 }
 
-#[derive(Deserialize, Debug, PartialEq)]
+#[derive(Deserialize, Debug, Default, PartialEq)]
 struct UsageWire<'a> {
     #[serde(borrow, default)]
     account_id: Option<Str<'a>>,
@@ -598,6 +624,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn flat_usage(text: &str) -> Option<UsageWire<'_>> {
+        let mut w = UsageWire::default();
+        super::flat_usage(text, &mut w).then_some(w)
+    }
+
     const NOW: i64 = 1_795_300_000_000; // 2026-11-21
 
     fn limits() -> DecodeLimits {
@@ -715,6 +746,16 @@ mod tests {
                 .collect();
             format!("{}{{{}{end}{}", w.next().unwrap(), body.join(","), w.next().unwrap())
         })
+    }
+
+    proptest::proptest! {
+        /// The word-at-a-time search finds what a byte-at-a-time one does.
+        #[test]
+        fn str_end_finds_the_first_quote_backslash_or_control_byte(
+            b in prop::collection::vec(prop_oneof![8 => 0x20u8..=0xff, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20], 0..40),
+        ) {
+            proptest::prop_assert_eq!(str_end(&b), b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20));
+        }
     }
 
     /// The records `usage_like` makes reach both readings, and both accept and reject some.
