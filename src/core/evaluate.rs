@@ -243,12 +243,12 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     while state.score.best.front().is_some_and(|(d, _)| *d < window_from) {
         state.score.best.pop_front();
     }
-    let baseline = state.score.best.front().map(|(_, s)| s.clone());
+    let baseline = state.score.best.front().map(|(_, s)| s);
 
     let a = &p.alerts;
     let drop_days =
         run_since(&mut state.score.drop_since, usage_level(&snap.values).is_some_and(|v| v < a.usage_drop.share), now_day);
-    let drop = baseline.as_ref().and_then(|b| card.drop_like_for_like(&b.values, &snap.values));
+    let drop = baseline.and_then(|b| card.drop_like_for_like(&b.values, &snap.values));
     let score_drop_days =
         run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= a.score_drop.points), now_day);
     let seat_use = snap.values[Measure::SeatUtilization as usize];
@@ -307,7 +307,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     let opportunities = fired.iter().copied().filter(|r| r.kind() == AlertKind::Opportunity);
     let groups = risks.split_first().map(|(&r, also)| (r, also.to_vec())).into_iter().chain(opportunities.map(|r| (r, Vec::new())));
     for (rule, also) in groups {
-        let explanation = explain(card, &snap.values, baseline.as_ref().map(|b| &b.values));
+        let explanation = explain(card, &snap.values, baseline.map(|b| &b.values));
         let lead_text = lead(rule, &ctx, p);
         // Red with nothing to compare (red at its first eligible evaluation, or not activated):
         // name what makes it red, not what moved.
@@ -328,9 +328,9 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             also,
             severity: a.common(rule).severity.clone(),
             score: round1(scored.score),
-            previous_score: baseline.as_ref().map(|b| round1(b.score)),
+            previous_score: baseline.map(|b| round1(b.score)),
             band,
-            previous_band: baseline.as_ref().map(|b| b.band),
+            previous_band: baseline.map(|b| b.band),
             segment: state.facts.segment.clone(),
             days_to_renewal: ctx.days_to_renewal().map(i64::from),
             arr: state.facts.arr,
