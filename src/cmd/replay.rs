@@ -136,7 +136,7 @@ struct Input {
 struct Item {
     line_no: i64,
     decoded: Result<Event<'static>, Reject>,
-    /// Where the raw line is in the reader's buffer (valid until the next `advance`), written to
+    /// Where the raw line is in the reader's buffer (valid until the reader reads on), written to
     /// `rejects.jsonl` if the record is rejected.
     line: std::ops::Range<usize>,
 }
@@ -150,14 +150,12 @@ fn decode_line<'b>(kind: EventKind, line: &'b [u8], last_ts: &mut i64, limits: &
     decoded
 }
 
-impl Input {
-    /// Where the merge places the input's current record: its time, or for a reject its file's
-    /// last good time (so it stays in place).
-    fn key(&self, decoded: &Result<Event<'_>, Reject>) -> i64 {
-        match decoded {
-            Ok(e) => e.ts_ms(),
-            Err(_) => self.last_ts,
-        }
+/// Where the merge places an input's record: its time, or for a reject its file's last good time
+/// `last_ts` (so it stays in place).
+fn merge_key(decoded: &Result<Event<'_>, Reject>, last_ts: i64) -> i64 {
+    match decoded {
+        Ok(e) => e.ts_ms(),
+        Err(_) => last_ts,
     }
 }
 
@@ -479,7 +477,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
     for (idx, i) in inputs.iter().enumerate() {
         if let Some(c) = &i.current {
-            heap.push(Reverse((i.key(&c.decoded), idx)));
+            heap.push(Reverse((merge_key(&c.decoded, i.last_ts), idx)));
         }
     }
 
@@ -497,10 +495,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             let Some(line) = reader.next_line().with_context(|| format!("reading {path}"))? else { break };
             *line_no += 1;
             let decoded = decode_line(*kind, &reader.buf()[line.clone()], last_ts, &limits);
-            let key = match &decoded {
-                Ok(e) => e.ts_ms(),
-                Err(_) => *last_ts,
-            };
+            let key = merge_key(&decoded, *last_ts);
             if heap.peek().is_none_or(|Reverse(next)| (key, idx) < *next) {
                 summary.events_read += 1;
                 feed.record(*kind, Source { name: path, offset: *line_no }, decoded, &reader.buf()[line])?;
