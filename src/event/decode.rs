@@ -35,6 +35,24 @@ pub fn decode<'a>(
     key: Option<&[u8]>,
     limits: &DecodeLimits,
 ) -> Result<Event<'a>, Reject> {
+    decode_reading(kind, bytes, key, limits, true)
+}
+
+/// [`decode`] without the flat reading of usage records: serde for every record. What `decode`
+/// returns must equal it for every input (the decoder's fuzz target checks).
+#[doc(hidden)]
+pub fn decode_with_serde_only<'a>(kind: EventKind, bytes: &'a [u8], limits: &DecodeLimits) -> Result<Event<'a>, Reject> {
+    decode_reading(kind, bytes, None, limits, false)
+}
+
+/// [`decode`], the flat reading of usage records tried first if `flat`.
+fn decode_reading<'a>(
+    kind: EventKind,
+    bytes: &'a [u8],
+    key: Option<&[u8]>,
+    limits: &DecodeLimits,
+    flat: bool,
+) -> Result<Event<'a>, Reject> {
     // The whole record must be UTF-8, ignored fields included (serde skips over those unchecked).
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
@@ -42,7 +60,7 @@ pub fn decode<'a>(
     let event = match kind {
         EventKind::Usage => {
             let mut w = UsageWire::default();
-            if flat_usage(text, &mut w) {
+            if flat && flat_usage(text, &mut w) {
                 validate_usage(w, limits)?
             } else {
                 match serde_json::from_str::<UsageWire<'a>>(text) {
@@ -73,22 +91,6 @@ pub fn decode<'a>(
         }
     }
     Ok(event)
-}
-
-/// [`decode`] without the flat reading of usage records: serde for every record. What `decode`
-/// returns must equal it for every input (the decoder's fuzz target checks).
-#[doc(hidden)]
-pub fn decode_with_serde_only<'a>(kind: EventKind, bytes: &'a [u8], limits: &DecodeLimits) -> Result<Event<'a>, Reject> {
-    if kind != EventKind::Usage {
-        return decode(kind, bytes, None, limits);
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
-    })?;
-    match serde_json::from_str::<UsageWire<'a>>(text) {
-        Ok(w) => validate_usage(w, limits),
-        Err(e) => Err(diagnose(kind, bytes, &e)),
-    }
 }
 
 /// A JSON value as the flat reading takes it.
