@@ -399,6 +399,8 @@ impl Engine {
                 dirty.push(id.into());
             }
         }
+        // What an event that changes no measure input can still resize (see `Applied::Unchanged`).
+        let sizes = (slot.state.day, slot.state.seen_ids.capacity(), slot.state.usage.heap_bytes());
         slot.state.advance(day_of(stream_time), &self.params.state);
         match slot.state.apply(&event, day_of(stream_time), &self.params.state) {
             Applied::Duplicate => {
@@ -415,7 +417,13 @@ impl Engine {
             }
             Applied::Unchanged => {
                 self.stats.applied[event.kind() as usize] += 1;
-                remeasure(slot, id, &mut self.cache_bytes);
+                // Most events of a busy account are this one: a user and feature already seen
+                // today. Such an event only adds to a day count already held, so unless the day
+                // moved or the de-duplication map grew, the state's size is what it was.
+                if sizes != (slot.state.day, slot.state.seen_ids.capacity(), slot.state.usage.heap_bytes()) {
+                    remeasure(slot, id, &mut self.cache_bytes);
+                }
+                debug_assert_eq!(slot.bytes, slot_bytes(id, &slot.state), "an unchanged event resized the state");
                 slot.last_used = self.tick;
                 if !slot.dirty {
                     slot.dirty = true;
