@@ -53,22 +53,24 @@ fn decode_reading<'a>(
     limits: &DecodeLimits,
     flat: bool,
 ) -> Result<Event<'a>, Reject> {
+    let mut w = UsageWire::default();
+    // A record the flat reading takes is UTF-8 whole (it checks each string, and takes nothing
+    // but ASCII between them), so it needs no check of its own.
+    let flat = flat && kind == EventKind::Usage && flat_usage(bytes, &mut w);
     // The whole record must be UTF-8, ignored fields included (serde skips over those unchecked).
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
-    })?;
+    let text = if flat {
+        ""
+    } else {
+        std::str::from_utf8(bytes).map_err(|e| {
+            Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
+        })?
+    };
     let event = match kind {
-        EventKind::Usage => {
-            let mut w = UsageWire::default();
-            if flat && flat_usage(text, &mut w) {
-                validate_usage(w, limits)?
-            } else {
-                match serde_json::from_str::<UsageWire<'a>>(text) {
-                    Ok(w) => validate_usage(w, limits)?,
-                    Err(e) => return Err(diagnose(kind, bytes, &e)),
-                }
-            }
-        }
+        EventKind::Usage if flat => validate_usage(w, limits)?,
+        EventKind::Usage => match serde_json::from_str::<UsageWire<'a>>(text) {
+            Ok(w) => validate_usage(w, limits)?,
+            Err(e) => return Err(diagnose(kind, bytes, &e)),
+        },
         EventKind::Support => match serde_json::from_str::<SupportWire<'a>>(text) {
             Ok(w) => validate_support(w, limits)?,
             Err(e) => return Err(diagnose(kind, bytes, &e)),
@@ -112,42 +114,60 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// The string starting at `b[i] == '"'` and the index after its closing quote; `None` for one
-/// with an escape or a control character (serde reads those) or for anything else.
-fn flat_str(text: &str, i: usize) -> Option<(&str, usize)> {
-    let b = text.as_bytes();
+/// with an escape or a control character (serde reads those), for one that is not UTF-8 (the
+/// check of the whole record rejects it), or for anything else.
+fn flat_str(b: &[u8], i: usize) -> Option<(&str, usize)> {
     if b.get(i) != Some(&b'"') {
         return None;
     }
     let start = i + 1;
-    let end = start + str_end(&b[start..])?;
-    // `text` is UTF-8 and `"` is ASCII: `start..end` is on character boundaries.
-    (b[end] == b'"').then(|| (&text[start..end], end + 1))
+    let (len, ascii) = str_end(&b[start..])?;
+    let end = start + len;
+    if b[end] != b'"' {
+        return None;
+    }
+    let s = if ascii {
+        debug_assert!(b[start..end].is_ascii());
+        // SAFETY: every byte of it is ASCII (`str_end` saw no high bit), and ASCII is UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&b[start..end]) }
+    } else {
+        std::str::from_utf8(&b[start..end]).ok()?
+    };
+    Some((s, end + 1))
 }
 
-/// Where the first `"`, `\\` or control byte (< 0x20) of `b` is: eight bytes at a time.
-fn str_end(b: &[u8]) -> Option<usize> {
+/// Where the first `"`, `\\` or control byte (< 0x20) of `b` is, eight bytes at a time, and
+/// whether every byte before it is ASCII.
+fn str_end(b: &[u8]) -> Option<(usize, bool)> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // The high bit of each byte that is zero, or below `n`; exact for the lowest such byte (the
-    // only one read), where no borrow from a lower byte can reach.
+    // only one read), where no borrow from a lower byte can reach. A byte of 0x80 or more is
+    // never one: its own high bit is set.
     let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
     let mut at = 0;
+    // The high bits of the bytes before the end.
+    let mut high = 0;
     while let Some(chunk) = b.get(at..at + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let hits = below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1) | below(w, 0x20);
         if hits != 0 {
-            return Some(at + hits.trailing_zeros() as usize / 8);
+            let bit = hits.trailing_zeros();
+            // The bytes below the hit: bits 0..8k of the word for the hit at byte k.
+            high |= w & HIGH & ((1u64 << (bit & !7)) - 1);
+            return Some((at + bit as usize / 8, high == 0));
         }
+        high |= w & HIGH;
         at += 8;
     }
-    b[at..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|p| at + p)
+    let p = b[at..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    Some((at + p, high == 0 && b[at..at + p].is_ascii()))
 }
 
 /// The value at `b[i]` and the index after it, if it is one the flat reading takes.
-fn flat_value(text: &str, i: usize) -> Option<(Flat<'_>, usize)> {
-    let b = text.as_bytes();
+fn flat_value(b: &[u8], i: usize) -> Option<(Flat<'_>, usize)> {
     match *b.get(i)? {
-        b'"' => flat_str(text, i).map(|(s, j)| (Flat::Str(s), j)),
+        b'"' => flat_str(b, i).map(|(s, j)| (Flat::Str(s), j)),
         b'n' => (b.get(i..i + 4) == Some(b"null")).then_some((Flat::Null, i + 4)),
         b'0'..=b'9' => {
             let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -156,7 +176,8 @@ fn flat_value(text: &str, i: usize) -> Option<(Flat<'_>, usize)> {
             if leading_zero || digits > 18 || matches!(b.get(i + digits), Some(b'.' | b'e' | b'E')) {
                 return None;
             }
-            let n = text[i..i + digits].parse::<i64>().ok()?;
+            // At most 18 digits: below i64::MAX.
+            let n = b[i..i + digits].iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
             Some((Flat::Int(n), i + digits))
         }
         _ => None,
@@ -168,12 +189,11 @@ fn flat_value(text: &str, i: usize) -> Option<(Flat<'_>, usize)> {
 /// a repeated field, a fraction…) is `None`, and serde reads it, so the result and every
 /// rejection are the same (tested against serde on generated records, and fuzzed). Fills `w`
 /// (given empty) and says whether it could; `w` is then what serde would have made.
-fn flat_usage<'a>(text: &'a str, w: &mut UsageWire<'a>) -> bool {
-    flat_usage_into(text, w).is_some()
+fn flat_usage<'a>(b: &'a [u8], w: &mut UsageWire<'a>) -> bool {
+    flat_usage_into(b, w).is_some()
 }
 
-fn flat_usage_into<'a>(text: &'a str, w: &mut UsageWire<'a>) -> Option<()> {
-    let b = text.as_bytes();
+fn flat_usage_into<'a>(b: &'a [u8], w: &mut UsageWire<'a>) -> Option<()> {
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -181,12 +201,12 @@ fn flat_usage_into<'a>(text: &'a str, w: &mut UsageWire<'a>) -> Option<()> {
     i = skip_ws(b, i + 1);
     let mut seen = 0u8;
     loop {
-        let (key, j) = flat_str(text, i)?;
+        let (key, j) = flat_str(b, i)?;
         i = skip_ws(b, j);
         if b.get(i) != Some(&b':') {
             return None;
         }
-        let (value, j) = flat_value(text, skip_ws(b, i + 1))?;
+        let (value, j) = flat_value(b, skip_ws(b, i + 1))?;
         i = skip_ws(b, j);
         let field = match key {
             "account_id" => 0,
@@ -628,7 +648,7 @@ mod tests {
 
     fn flat_usage(text: &str) -> Option<UsageWire<'_>> {
         let mut w = UsageWire::default();
-        super::flat_usage(text, &mut w).then_some(w)
+        super::flat_usage(text.as_bytes(), &mut w).then_some(w)
     }
 
     const NOW: i64 = 1_795_300_000_000; // 2026-11-21
@@ -701,6 +721,31 @@ mod tests {
         }
     }
 
+    /// The flat reading checks UTF-8 itself: non-ASCII strings are read flat when they are UTF-8,
+    /// and a record with a byte that is not (in a string, a key, an ignored field or between
+    /// tokens) gets serde's path, and so the same rejection as before, naming the offset.
+    #[test]
+    fn the_flat_reading_checks_utf8() {
+        let ok = "{\"account_id\":\"café\",\"user_id\":\"ü✓\",\"event\":\"e\",\"ts\":1763632800000,\"ключ\":\"日本\"}";
+        let w = flat_usage(ok).expect("UTF-8 read flat");
+        assert_eq!(Some(w), serde_json::from_str::<UsageWire<'_>>(ok).ok());
+        let l = limits();
+        assert!(decode(EventKind::Usage, ok.as_bytes(), None, &l).is_ok());
+        let good = br#"{"account_id":"acme-corporation","user_id":"u","event":"e","ts":1763632800000,"x":"abcdefghij"}"#;
+        for at in 1..good.len() - 1 {
+            for bad in [0xff_u8, 0xc3, 0x80, 0xe2] {
+                let mut line = good.to_vec();
+                line[at] = bad;
+                let mut w = UsageWire::default();
+                assert!(!super::flat_usage(&line, &mut w), "read flat with {bad:#x} at {at}");
+                let got = decode(EventKind::Usage, &line, None, &l);
+                assert_eq!(got, decode_with_serde_only(EventKind::Usage, &line, &l), "{bad:#x} at {at}");
+                let Err(r) = got else { panic!("{bad:#x} at {at}: accepted") };
+                assert_eq!(r.reason, RejectReason::NotJson, "{bad:#x} at {at}");
+            }
+        }
+    }
+
     /// A usage-like record from pieces that reach every branch of the flat reading and of serde's:
     /// mostly a whole record (each field present or not, in any order, some repeated), its values
     /// mostly plain strings but also strings with escapes, quotes and control bytes, nulls,
@@ -756,7 +801,8 @@ mod tests {
         fn str_end_finds_the_first_quote_backslash_or_control_byte(
             b in prop::collection::vec(prop_oneof![8 => 0x20u8..=0xff, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20], 0..40),
         ) {
-            proptest::prop_assert_eq!(str_end(&b), b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20));
+            let end = b.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            proptest::prop_assert_eq!(str_end(&b), end.map(|e| (e, b[..e].is_ascii())));
         }
     }
 
