@@ -26,8 +26,57 @@ pub fn ts_in_range(ms: i64) -> bool {
 
 /// Parses an RFC 3339 timestamp into epoch milliseconds.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    if let Some(ms) = utc_ms(s.as_bytes()) {
+        return Some(ms);
+    }
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// The common form, `YYYY-MM-DDTHH:MM:SSZ` with an optional fraction of 1 to 9 digits, read
+/// directly (most event times are this); `None` for anything else, which the `time` crate reads
+/// (other offsets, a leap second, lower-case letters, more digits, and every invalid time). Where
+/// it gives a time, it is the one `time` gives (a property test compares them).
+fn utc_ms(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut nanos = 0i64;
+    match (b[19], b.len()) {
+        (b'Z', 20) => {}
+        (b'.', n @ 22..=30) if b[n - 1] == b'Z' => {
+            let digits = num(20..n - 1)?;
+            nanos = i64::from(digits) * 10i64.pow(9 - (n - 21) as u32);
+        }
+        _ => return None,
+    }
+    // Days from 1970-01-01 of a proleptic Gregorian date (the era algorithm: 400-year cycles
+    // from March 1st, year 0).
+    let (y, m, d) = (i64::from(year) - i64::from(month <= 2), i64::from(month), i64::from(day));
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    // As `time` does: nanoseconds since the epoch, divided (toward zero) by a million.
+    i64::try_from((i128::from(secs) * 1_000_000_000 + i128::from(nanos)) / 1_000_000).ok()
 }
 
 /// Parses `YYYY-MM-DD` (or a full RFC 3339 timestamp) into days since epoch.
@@ -94,5 +143,59 @@ mod tests {
         assert_eq!(parse_date_day("2026-11-20"), Some(20777));
         assert_eq!(format_day(20777), "2026-11-20");
         assert_eq!(parse_date_day("2026-13-01"), None);
+    }
+
+    /// A time in the common form, or one near it: each field in or just out of its range,
+    /// another separator, offset or letter case, a fraction of 0 to 11 digits.
+    fn near_utc() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let two = |hi: u32| prop_oneof![4 => 0..hi, 1 => hi..100];
+        (
+            (prop_oneof![4 => 1960u32..2100, 1 => 0u32..10_000], two(13), two(32)),
+            (two(24), two(60), two(61)),
+            prop::collection::vec(0u8..10, 0..12),
+            prop::sample::select(vec!["Z", "Z", "Z", "z", "+00:00", "-05:30", "", "ZZ"]),
+            prop::sample::select(vec!["T", "T", "T", "t", " ", "_"]),
+        )
+            .prop_map(|((y, mo, d), (h, mi, s), frac, end, t)| {
+                let frac: String = frac.iter().map(|c| char::from(b'0' + c)).collect();
+                let dot = if frac.is_empty() { String::new() } else { format!(".{frac}") };
+                format!("{y:04}-{mo:02}-{d:02}{t}{h:02}:{mi:02}:{s:02}{dot}{end}")
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// The direct reading of the common form gives what `time` gives, wherever it gives one.
+        #[test]
+        fn the_common_form_is_read_as_time_reads_it(s in near_utc()) {
+            let by_time = OffsetDateTime::parse(&s, &Rfc3339).ok().and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok());
+            if let Some(ms) = utc_ms(s.as_bytes()) {
+                proptest::prop_assert_eq!(Some(ms), by_time, "{}", s);
+            }
+            proptest::prop_assert_eq!(parse_rfc3339_ms(&s), by_time, "{}", s);
+        }
+    }
+
+    #[test]
+    fn the_common_form_is_read_directly() {
+        for (s, ms) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2026-11-20T10:00:00Z", 1_795_168_800_000),
+            ("2026-11-20T10:00:00.25Z", 1_795_168_800_250),
+            ("2026-11-20T10:00:00.123456789Z", 1_795_168_800_123),
+            ("2024-02-29T23:59:59.999Z", 1_709_251_199_999),
+            // Before the epoch, a part of a millisecond goes toward zero (as `time`'s nanoseconds do).
+            ("1969-12-31T23:59:59.9995Z", 0),
+            ("1969-12-31T23:59:59.998Z", -2),
+            ("9999-12-31T23:59:59.999Z", MAX_TS_MS),
+        ] {
+            assert_eq!(utc_ms(s.as_bytes()), Some(ms), "{s}");
+            let t = OffsetDateTime::parse(s, &Rfc3339).unwrap();
+            assert_eq!(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok(), Some(ms), "{s}");
+        }
+        for s in ["2025-02-29T00:00:00Z", "2026-11-20T10:00:60Z", "2026-11-20t10:00:00Z", "2026-11-20T10:00:00+00:00", "2026-11-20T10:00:00.Z", "2026-11-20T10:00:00.1234567890Z"] {
+            assert_eq!(utc_ms(s.as_bytes()), None, "{s}");
+        }
     }
 }
