@@ -33,7 +33,11 @@ pub fn murmur2(data: &[u8]) -> i32 {
 
 /// The partition of `key` among `partitions`.
 pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
-    ((murmur2(key) & 0x7fff_ffff) as u32) % partitions.max(1)
+    if partitions <= 1 {
+        // One partition (a replay's default) holds every key: no hash needed.
+        return 0;
+    }
+    ((murmur2(key) & 0x7fff_ffff) as u32) % partitions
 }
 
 #[cfg(test)]

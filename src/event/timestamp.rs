@@ -41,11 +41,24 @@ fn utc_ms(b: &[u8]) -> Option<i64> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return None;
     }
+    let digit = |i: usize| b[i].wrapping_sub(b'0');
     let num = |r: std::ops::Range<usize>| {
-        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+        let mut n = 0u32;
+        for i in r {
+            let d = digit(i);
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + u32::from(d);
+        }
+        Some(n)
     };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let two = |i: usize| {
+        let (hi, lo) = (digit(i), digit(i + 1));
+        (hi <= 9 && lo <= 9).then(|| u32::from(hi) * 10 + u32::from(lo))
+    };
+    let (year, month, day) = (num(0..4)?, two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let month_days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
