@@ -88,8 +88,10 @@ fn utc_ms(b: &[u8]) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    // As `time` does: nanoseconds since the epoch, divided (toward zero) by a million.
-    i64::try_from((i128::from(secs) * 1_000_000_000 + i128::from(nanos)) / 1_000_000).ok()
+    // As `time` does: nanoseconds since the epoch divided by a million, toward zero. Before the
+    // epoch (`secs` < 0, so the whole is negative) a part of a millisecond goes up, not down.
+    let part = secs < 0 && nanos % 1_000_000 != 0;
+    Some(secs * 1000 + nanos / 1_000_000 + i64::from(part))
 }
 
 /// Parses `YYYY-MM-DD` (or a full RFC 3339 timestamp) into days since epoch.
