@@ -151,6 +151,9 @@ struct Line<'a> {
     event_id: Option<&'a str>,
 }
 
+/// Pairs of (replay, parse-only loop) the replay's ratio to the loop is the median of.
+const RATIO_PAIRS: usize = 5;
+
 /// Lines per second of the parse-only loop over `data`'s lines held in memory (best of 3).
 fn parse_floor(data: &Path) -> f64 {
     let lines: Vec<String> = files(data)
@@ -489,10 +492,29 @@ fn main() {
         );
     }
     if rates.contains_key("quick") {
-        let floor = parse_floor(&root.join("quick"));
-        let q = rates["quick"];
+        // Each figure alone moves by ±25% from minute to minute on a shared machine, and the
+        // two were timed a minute apart: the ratio is taken over pairs timed back to back
+        // (a replay, then the loop), and the median pair is reported with the range.
+        let data = root.join("quick");
+        let mut pairs: Vec<(f64, f64)> = (0..RATIO_PAIRS)
+            .map(|i| {
+                let r = replay(&bin, &data, &root.join("quick-out"), &root.join("quick-state"));
+                let q = r.summary["events_per_second"].as_f64().unwrap();
+                let floor = parse_floor(&data);
+                eprintln!("scale: pair {}: replay {q:.0} events/s, parse-only loop {floor:.0} lines/s, {:.2}", i + 1, q / floor);
+                (q, floor)
+            })
+            .collect();
+        pairs.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+        let (q, floor) = pairs[pairs.len() / 2];
         let ratio = q / floor;
-        row("replay ÷ parse-only loop (borrowed structs), quick-start", format!("{q:.0} / {floor:.0} = {ratio:.2}"), "≥ 0.50", ratio >= 0.5);
+        let (lo, hi) = (pairs[0].0 / pairs[0].1, pairs[pairs.len() - 1].0 / pairs[pairs.len() - 1].1);
+        row(
+            "replay ÷ parse-only loop (borrowed structs), quick-start",
+            format!("{q:.0} / {floor:.0} = {ratio:.2} (median of {RATIO_PAIRS} pairs timed back to back; {lo:.2}–{hi:.2})"),
+            "≥ 0.50",
+            ratio >= 0.5,
+        );
     }
     if rows.iter().any(|(n, _)| *n == "1m") && std::env::var("KIZASHI_BENCH_SKIP_RESTART").is_err() {
         let [first, second] = restart_to_ready(&bin, &root.join("1m-state"), &root);
