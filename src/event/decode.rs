@@ -55,30 +55,11 @@ fn decode_reading<'a>(
 ) -> Result<Event<'a>, Reject> {
     let mut w = UsageWire::default();
     // A record the flat reading takes is UTF-8 whole (it checks each string, and takes nothing
-    // but ASCII between them), so it needs no check of its own.
-    let flat = flat && kind == EventKind::Usage && flat_usage(bytes, &mut w);
-    // The whole record must be UTF-8, ignored fields included (serde skips over those unchecked).
-    let text = if flat {
-        ""
+    // but ASCII between them), so it needs no check of the whole line.
+    let event = if flat && kind == EventKind::Usage && flat_usage(bytes, &mut w) {
+        validate_usage(w, limits)?
     } else {
-        std::str::from_utf8(bytes).map_err(|e| {
-            Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
-        })?
-    };
-    let event = match kind {
-        EventKind::Usage if flat => validate_usage(w, limits)?,
-        EventKind::Usage => match serde_json::from_str::<UsageWire<'a>>(text) {
-            Ok(w) => validate_usage(w, limits)?,
-            Err(e) => return Err(diagnose(kind, bytes, &e)),
-        },
-        EventKind::Support => match serde_json::from_str::<SupportWire<'a>>(text) {
-            Ok(w) => validate_support(w, limits)?,
-            Err(e) => return Err(diagnose(kind, bytes, &e)),
-        },
-        EventKind::Account => match serde_json::from_str::<AccountWire<'a>>(text) {
-            Ok(w) => validate_account(w, limits)?,
-            Err(e) => return Err(diagnose(kind, bytes, &e)),
-        },
+        decode_typed(kind, bytes, limits)?
     };
     if let Some(key) = key {
         if key != event.account_id().as_bytes() {
@@ -93,6 +74,28 @@ fn decode_reading<'a>(
         }
     }
     Ok(event)
+}
+
+/// The line checked for UTF-8 whole, then serde's typed parse of `kind`, then the field checks.
+fn decode_typed<'a>(kind: EventKind, bytes: &'a [u8], limits: &DecodeLimits) -> Result<Event<'a>, Reject> {
+    // The whole record must be UTF-8, ignored fields included (serde skips over those unchecked).
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Reject::new(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
+    })?;
+    match kind {
+        EventKind::Usage => match serde_json::from_str::<UsageWire<'a>>(text) {
+            Ok(w) => validate_usage(w, limits),
+            Err(e) => Err(diagnose(kind, bytes, &e)),
+        },
+        EventKind::Support => match serde_json::from_str::<SupportWire<'a>>(text) {
+            Ok(w) => validate_support(w, limits),
+            Err(e) => Err(diagnose(kind, bytes, &e)),
+        },
+        EventKind::Account => match serde_json::from_str::<AccountWire<'a>>(text) {
+            Ok(w) => validate_account(w, limits),
+            Err(e) => Err(diagnose(kind, bytes, &e)),
+        },
+    }
 }
 
 /// A JSON value as the flat reading takes it.

@@ -209,6 +209,13 @@ mod tests {
             let t = OffsetDateTime::parse(s, &Rfc3339).unwrap();
             assert_eq!(i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok(), Some(ms), "{s}");
         }
+        // Leap years at the century rules' edges and year 0: whatever `time` makes of them.
+        for s in ["0000-01-01T00:00:00Z", "0000-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "2100-02-29T12:00:00.5Z"] {
+            let by_time = OffsetDateTime::parse(s, &Rfc3339).ok().and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok());
+            assert_eq!(utc_ms(s.as_bytes()).or(by_time), by_time, "{s}");
+            assert_eq!(parse_rfc3339_ms(s), by_time, "{s}");
+        }
+        assert!(utc_ms(b"2000-02-29T00:00:00Z").is_some() && utc_ms(b"1900-02-29T00:00:00Z").is_none());
         for s in ["2025-02-29T00:00:00Z", "2026-11-20T10:00:60Z", "2026-11-20t10:00:00Z", "2026-11-20T10:00:00+00:00", "2026-11-20T10:00:00.Z", "2026-11-20T10:00:00.1234567890Z"] {
             assert_eq!(utc_ms(s.as_bytes()), None, "{s}");
         }
