@@ -256,6 +256,14 @@ pub struct StateConfig {
     /// release, remove it and restart them again (one by one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgrade_from: Option<u8>,
+    /// The most memory one account's state may take (its decoded size, which its encoding never
+    /// exceeds): a usage or support event for an account over it is rejected
+    /// (`account_too_large`) until its windows shed old data, so no stream can grow one state
+    /// without bound, and every state fits one changelog record (the changelog producer, and a
+    /// changelog topic kizashi creates, take records of this size). Unset: 4MiB, or a 32nd of
+    /// `memory_budget` if that is less. At most a 32nd of the budget (each librdkafka client's
+    /// queue is a 16th, and a record must fit in it).
+    pub max_account_bytes: Option<ByteSize>,
 }
 
 /// Input decoding, validation and event-time handling.
@@ -526,6 +534,12 @@ pub struct UrgentAgingConfig {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// `state.max_account_bytes` when unset (and the budget is at least 32 times it).
+pub const DEFAULT_MAX_ACCOUNT_BYTES: u64 = 4 << 20;
+
+/// The smallest `state.max_account_bytes` accepted.
+pub const MIN_MAX_ACCOUNT_BYTES: u64 = 64 << 10;
+
 /// The smallest `state.memory_budget` accepted.
 pub const MIN_MEMORY_BUDGET: u64 = 64 << 20;
 
@@ -611,6 +625,11 @@ impl StateConfig {
     pub fn budget(&self) -> crate::store::Budget {
         crate::store::Budget { total: self.memory_budget.0 }
     }
+
+    /// `max_account_bytes` as set, or its default for the budget.
+    pub fn max_account_bytes(&self) -> u64 {
+        self.max_account_bytes.map_or(DEFAULT_MAX_ACCOUNT_BYTES.min(self.memory_budget.0 / 32), |b| b.0)
+    }
 }
 
 impl Default for StateConfig {
@@ -622,6 +641,7 @@ impl Default for StateConfig {
             on_revoke: "keep".into(),
             standby_replicas: 0,
             upgrade_from: None,
+            max_account_bytes: None,
         }
     }
 }
@@ -1113,6 +1133,7 @@ impl crate::core::Params {
                 retention_days: s.events.retention_days,
                 max_open_tickets: s.events.max_open_tickets,
                 dedup_window_ms: ms(s.events.dedup_window),
+                max_account_bytes: usize::try_from(s.state.max_account_bytes()).unwrap_or(usize::MAX),
             },
             measures: crate::core::measures::MeasureParams {
                 key_features: s.events.key_features.clone(),
@@ -1148,6 +1169,20 @@ const SEVERITIES: [&str; 4] = ["info", "low", "medium", "high"];
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
 
 impl Settings {
+    /// The largest changelog record (key and value) an account's state can make, at most: its
+    /// users, features and event ids within `state.max_account_bytes`, its tickets (open ones
+    /// within `events.max_open_tickets`, closed ones twice that, each id within
+    /// `events.max_id_len`), a generous 2 KiB per day of retention for its day counts and score
+    /// history, its facts, and 64 KiB besides. The changelog producer, and a changelog topic
+    /// kizashi creates (`max.message.bytes`), take records of this size.
+    pub fn changelog_record_bytes(&self) -> u64 {
+        let e = &self.events;
+        let tickets = 3 * u64::from(e.max_open_tickets) * (e.max_id_len as u64 + 32);
+        let days = u64::from(e.retention_days) * 2048;
+        let facts = 2 * e.max_name_len as u64 + 2 * e.max_id_len as u64;
+        (self.state.max_account_bytes() + tickets + days + facts + (64 << 10)).min(1_000_000_000)
+    }
+
     /// Semantic checks (types are already right). Returns every problem found.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -1211,6 +1246,16 @@ impl Settings {
         }
         if self.state.memory_budget.0 < MIN_MEMORY_BUDGET {
             p.push(format!("state.memory_budget: {} is below the smallest budget, 64MiB", self.state.memory_budget));
+        }
+        if let Some(m) = self.state.max_account_bytes {
+            if m.0 < MIN_MAX_ACCOUNT_BYTES {
+                p.push(format!("state.max_account_bytes: {m} is below the smallest, 64KiB"));
+            } else if m.0 > self.state.memory_budget.0 / 32 {
+                p.push(format!(
+                    "state.max_account_bytes: {m} is more than a 32nd of state.memory_budget ({}): a state must fit a librdkafka queue (a 16th) twice over",
+                    self.state.memory_budget
+                ));
+            }
         }
         let s = &self.scoring;
         for (key, v) in [

@@ -470,6 +470,51 @@ fn hostile_timestamps_and_a_ticket_flood_are_dead_lettered_and_the_pipeline_goes
     assert_eq!(value("open_urgent_tickets"), 4.0, "the cap held; the far-past update changed nothing");
 }
 
+/// Usage records for `account` from `users` distinct users of 200-byte ids, on `day`.
+fn many_users(account: &str, users: std::ops::Range<u32>, day: i64) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    users
+        .map(|u| {
+            let user = format!("{u:0>200}");
+            let line = format!(r#"{{"account_id":"{account}","user_id":"{user}","event":"login","ts":{}}}"#, day + i64::from(u));
+            (Some(account.as_bytes().to_vec()), line.into_bytes())
+        })
+        .collect()
+}
+
+/// Once an account's state outgrew a Kafka record (librdkafka's 1,000,000 bytes), its changelog
+/// write failed, the process stopped, and every restart failed on the same state: a crash loop.
+#[test]
+fn an_account_bigger_than_a_kafka_record_is_changelogged_and_restored() {
+    let b = Broker::start();
+    create_all(&b, [1, 1, 1]);
+    let day = i64::from(END_DAY) * DAY_MS;
+    // 6,000 users of 200-byte ids: ~1.2 MB of state.
+    let mut usage = many_users("big", 0..1, day - 8 * DAY_MS);
+    usage.extend(many_users("big", 0..6_000, day));
+    b.produce(INPUTS[0], &usage);
+    let dir = test_dir();
+    let state = dir.path().join("state");
+    let mut k = start_kizashi(&b, &state, "big", &[]);
+    wait_caught_up(&b, "big", &mut k, Duration::from_secs(120));
+    assert!(k.sigterm_and_wait().success(), "kizashi wrote the big state and stopped cleanly");
+    let changelog = b.consume_all("big-changelog");
+    let big = states(&changelog).into_iter().filter(|r| r.key.as_deref().is_some_and(|k| k.ends_with("big"))).last().expect("big's state");
+    assert!(big.payload.len() > 1_000_000, "the state is bigger than librdkafka's default record ({} bytes)", big.payload.len());
+
+    // The disk is lost: the state comes back from the changelog whole.
+    std::fs::remove_dir_all(&state).unwrap();
+    b.produce(INPUTS[0], &many_users("big", 6_000..6_001, day + DAY_MS / 2));
+    let mut k = start_kizashi(&b, &state, "big", &[]);
+    wait_caught_up(&b, "big", &mut k, Duration::from_secs(120));
+    let log = k.log();
+    assert!(k.sigterm_and_wait().success());
+    assert!(log.contains("restored the partition from the changelog"), "{log}");
+    let scores = b.consume_all("health-scores");
+    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("scores").payload).unwrap();
+    let au = last["measures"].as_array().unwrap().iter().find(|m| m["measure"] == "active_users_7d").unwrap();
+    assert_eq!(au["value"], 6_001.0, "every user of the restored state, and the new one");
+}
+
 #[test]
 fn refuses_input_topics_that_are_not_co_partitioned() {
     let b = Broker::start();

@@ -23,6 +23,8 @@ pub struct Distinct {
     pub(crate) seen: KeyedMap<CompactString, Seen>,
     pub(crate) last_seen: DayCounts,
     pub(crate) per_day: DayCounts,
+    /// Bytes of the keys held (kept as keys come and go, for `AccountState::growable_bytes`).
+    pub(crate) key_bytes: usize,
 }
 
 impl Distinct {
@@ -40,6 +42,7 @@ impl Distinct {
         match self.seen.get_mut(key) {
             None => {
                 self.seen.insert(key.into(), Seen { last_day: day, days: 1 });
+                self.key_bytes += key.len();
                 self.last_seen.add(day, 1);
                 self.per_day.add(day, 1);
                 true
@@ -89,9 +92,27 @@ impl Distinct {
         self.seen.is_empty()
     }
 
+    /// Bytes of the keys held. O(1).
+    pub fn key_bytes(&self) -> usize {
+        self.key_bytes
+    }
+
+    /// Counts the keys' bytes anew (after the keys were set directly, as decoding does).
+    pub(crate) fn recount_key_bytes(&mut self) {
+        self.key_bytes = self.seen.keys().map(|k| k.len()).sum();
+    }
+
     /// Forgets keys and days before `horizon`. O(keys); callers do it once per day.
     pub fn prune_before(&mut self, horizon: i32) {
-        self.seen.retain(|_, s| s.last_day >= horizon);
+        let mut gone = 0;
+        self.seen.retain(|k, s| {
+            let keep = s.last_day >= horizon;
+            if !keep {
+                gone += k.len();
+            }
+            keep
+        });
+        self.key_bytes -= gone;
         self.last_seen.prune_before(horizon);
         self.per_day.prune_before(horizon);
     }

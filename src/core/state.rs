@@ -200,6 +200,9 @@ pub struct StateParams {
     pub max_open_tickets: u32,
     /// 0 disables de-duplication.
     pub dedup_window_ms: i64,
+    /// Over this many bytes (`AccountState::mem_bytes`), an account's usage and support events
+    /// are refused.
+    pub max_account_bytes: usize,
 }
 
 /// What `apply` did with an event.
@@ -243,6 +246,16 @@ impl AccountState {
             + self.tickets.heap_bytes()
             + map_heap_bytes::<u64, i64>(self.seen_ids.capacity())
             + score
+    }
+
+    /// At most the bytes the parts of the state that grow with the stream alone take encoded: its
+    /// users and features (a key, its last day and its days, at most 16 bytes besides the key)
+    /// and its de-duplication ids (8 bytes and an event time, at most 18). Everything else is
+    /// bounded by the configuration (tickets by `max_open_tickets`, day counts and the score's
+    /// history by retention), and this by `max_account_bytes`. O(1), and a function of the
+    /// contents alone (not of the maps' spare room), so the same events give the same verdicts.
+    pub fn growable_bytes(&self) -> usize {
+        self.users.key_bytes() + self.features.key_bytes() + 16 * (self.users.len() + self.features.len()) + 18 * self.seen_ids.len()
     }
 
     /// Forgets what fell out of retention as of `now_day`. Cheap when called again on the same day.
@@ -434,7 +447,7 @@ mod tests {
     use crate::event::SupportEvent;
     use std::borrow::Cow;
 
-    const P: StateParams = StateParams { retention_days: 90, max_open_tickets: 3, dedup_window_ms: 2 * DAY_MS };
+    const P: StateParams = StateParams { retention_days: 90, max_open_tickets: 3, dedup_window_ms: 2 * DAY_MS, max_account_bytes: usize::MAX };
 
     fn support(ticket: &str, kind: TicketKind, prio: Option<Priority>, ts: i64) -> Event<'static> {
         Event::Support(SupportEvent {

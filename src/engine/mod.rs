@@ -399,6 +399,20 @@ impl Engine {
                 dirty.push(id.into());
             }
         }
+        if event.kind() != EventKind::Account && slot.state.growable_bytes() > self.params.state.max_account_bytes {
+            // Windows may have shed users and ids since the last event: forget them first.
+            slot.state.advance(day_of(stream_time), &self.params.state);
+            remeasure(slot, id, &mut self.cache_bytes);
+            let grown = slot.state.growable_bytes();
+            if grown > self.params.state.max_account_bytes {
+                let detail = format!(
+                    "the account's users, features and event ids take {grown} bytes, more than state.max_account_bytes ({}); its usage and support events are refused until they age out of its windows",
+                    self.params.state.max_account_bytes
+                );
+                self.reject(partition, source, Reject::new(RejectReason::AccountTooLarge, detail));
+                return Ok(());
+            }
+        }
         // What an event that changes no measure input can still resize (see `Applied::Unchanged`).
         let sizes = (slot.state.day, slot.state.seen_ids.capacity(), slot.state.usage.heap_bytes());
         slot.state.advance(day_of(stream_time), &self.params.state);

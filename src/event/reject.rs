@@ -27,10 +27,13 @@ pub enum RejectReason {
     /// A support event would open a ticket while the account already has
     /// `events.max_open_tickets` open.
     TooManyTickets,
+    /// A usage or support event for an account whose state already holds more than
+    /// `state.max_account_bytes`.
+    AccountTooLarge,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::NotJson,
         RejectReason::NotObject,
         RejectReason::MissingField,
@@ -41,6 +44,7 @@ impl RejectReason {
         RejectReason::TooLate,
         RejectReason::KeyMismatch,
         RejectReason::TooManyTickets,
+        RejectReason::AccountTooLarge,
     ];
 
     pub fn code(self) -> &'static str {
@@ -55,6 +59,7 @@ impl RejectReason {
             RejectReason::TooLate => "too_late",
             RejectReason::KeyMismatch => "key_mismatch",
             RejectReason::TooManyTickets => "too_many_tickets",
+            RejectReason::AccountTooLarge => "account_too_large",
         }
     }
 }

@@ -66,6 +66,24 @@ pub fn client_config(settings: &Settings, client: Client) -> ClientConfig {
     c
 }
 
+/// The changelog producer's config: [`client_config`], with room for the largest state
+/// ([`Settings::changelog_record_bytes`]): librdkafka refuses a record over `message.max.bytes`
+/// (1,000,000 by default) and holds one only if its queue has room for it, so both are raised
+/// to fit it (a value set in `kafka.properties` is kept if larger).
+pub fn changelog_producer_config(settings: &Settings) -> ClientConfig {
+    let mut c = client_config(settings, Client::Producer);
+    let record = settings.changelog_record_bytes();
+    let at_least = |c: &mut ClientConfig, key: &str, v: u64| {
+        let set = c.get(key).and_then(|s| s.parse::<u64>().ok());
+        if set.is_none_or(|s| s < v) {
+            c.set(key, v.to_string());
+        }
+    };
+    at_least(&mut c, "message.max.bytes", (record + (64 << 10)).min(1_000_000_000));
+    at_least(&mut c, "queue.buffering.max.kbytes", (2 * record) >> 10);
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

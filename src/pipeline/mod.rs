@@ -900,7 +900,11 @@ fn create_changelog(settings: &Settings, partitions: i32) -> Result<()> {
     let name = &settings.kafka.changelog_topic().unwrap_or_default();
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
         client_config(settings, Client::Producer).create().context("creating the Kafka admin client")?;
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+    // Room for the largest state (a broker's default is about 1 MB).
+    let max_message = settings.changelog_record_bytes().to_string();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", &max_message);
     let opts = AdminOptions::new().operation_timeout(Some(settings.kafka.startup_timeout));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let results = rt
@@ -1043,7 +1047,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         if changelog_on {
             let topic = settings.kafka.changelog_topic().unwrap_or_default();
             c.changelog = Some(changelog::Changelog::new(
-                &client_config(settings, Client::Producer),
+                &client::changelog_producer_config(settings),
                 &topic,
                 settings.pipeline.changelog_interval,
                 settings.state.budget().kafka_queue() as usize,

@@ -342,6 +342,7 @@ fn read_distinct(r: &mut Reader<'_>, day: Option<i32>) -> Result<Distinct, Codec
         d.last_seen = DayCounts::from_parts(lo, counts);
     }
     d.per_day = r.days()?;
+    d.recount_key_bytes();
     Ok(d)
 }
 

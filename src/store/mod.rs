@@ -707,7 +707,7 @@ mod tests {
     }
 
     fn state_from(events: &[(u8, u8, i64)]) -> AccountState {
-        let p = StateParams { retention_days: 90, max_open_tickets: 1000, dedup_window_ms: 86_400_000 };
+        let p = StateParams { retention_days: 90, max_open_tickets: 1000, dedup_window_ms: 86_400_000, max_account_bytes: usize::MAX };
         let mut s = AccountState::default();
         for &(u, f, ts) in events {
             s.advance(crate::event::timestamp::day_of(ts), &p);
