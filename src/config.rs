@@ -1612,6 +1612,26 @@ mod tests {
     }
 
     #[test]
+    fn max_account_bytes_defaults_from_the_budget_and_is_checked_against_it() {
+        let mut s = Settings::default();
+        assert_eq!(s.state.max_account_bytes(), 4 << 20);
+        // Default settings: 4 MiB of users, features and ids, 1,000 open tickets of 256-byte ids.
+        assert_eq!(s.changelog_record_bytes(), (4 << 20) + 3 * 1_000 * 288 + 90 * 2048 + 2 * 256 + 2 * 256 + (64 << 10));
+        s.state.memory_budget = ByteSize(64 << 20);
+        assert_eq!(s.state.max_account_bytes(), 2 << 20, "a 32nd of a small budget");
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        s.state.max_account_bytes = Some(ByteSize(4 << 20));
+        let p = s.problems();
+        assert!(p.iter().any(|p| p.starts_with("state.max_account_bytes: 4MiB is more than a 32nd of state.memory_budget (64MiB)")), "{p:?}");
+        s.state.max_account_bytes = Some(ByteSize(1 << 10));
+        let p = s.problems();
+        assert!(p.iter().any(|p| p.starts_with("state.max_account_bytes: 1KiB is below the smallest, 64KiB")), "{p:?}");
+        s.state.max_account_bytes = Some(ByteSize(1 << 20));
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        assert_eq!(crate::core::Params::new(&s).state.max_account_bytes, 1 << 20);
+    }
+
+    #[test]
     fn memory_budget_takes_bytes_or_units_and_refuses_the_old_account_count() {
         for (text, bytes) in [
             ("512MiB", 512u64 << 20),

@@ -116,6 +116,42 @@ fn a_ticket_flood_beyond_the_cap_is_rejected_with_its_own_reason() {
     assert_eq!(s.events_applied, 1_000);
 }
 
+/// A stream of new users and event ids on one account (an integration gone wrong, or a test
+/// generator left running) grows its state without a bound of its own; past
+/// `state.max_account_bytes` the account's usage is rejected with its own reason, the other
+/// accounts go on, and once its old event ids age out of the de-duplication window it takes
+/// events again. (Before, such a state outgrew a changelog record and stopped `run`.)
+#[test]
+fn an_account_flooded_with_new_users_and_event_ids_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = DAY * DAY_MS;
+    // 36-byte user ids and event ids: 36 + 16 + 18 = 70 bytes of growth per event.
+    let flood = |from: u32, n: u32, ts: i64| {
+        (from..from + n).map(move |i| {
+            format!(r#"{{"account_id":"acme","user_id":"{i:0>36}","event":"login","event_id":"e{i}","ts":{}}}"#, ts + i64::from(i))
+        })
+    };
+    let quiet = (0..50).map(|i| format!(r#"{{"account_id":"quiet","user_id":"u{i}","event":"login","ts":{}}}"#, t + 3 * DAY_MS + i));
+    write(&d.join("usage.jsonl"), flood(0, 2_000, t).chain(quiet).chain(flood(2_000, 500, t + 3 * DAY_MS)));
+    write(&d.join("support.jsonl"), []);
+    write(&d.join("accounts.jsonl"), []);
+    let mut settings = Settings::default();
+    settings.state.max_account_bytes = Some(kizashi::config::ByteSize(64 << 10));
+    assert!(settings.problems().is_empty(), "{:?}", settings.problems());
+    let s = replay(&settings, d);
+    // Taken while at most 65,536 bytes before it: 937 events (the last one to 65,590).
+    // Three days on, the 937 event ids are out of the 48-hour window: 937 × 52 = 48,724 bytes,
+    // room for 241 more.
+    assert_eq!(s.rejects_by_reason.get("account_too_large"), Some(&(2_000 - 937 + 500 - 241)), "{s:?}");
+    assert_eq!(s.events_rejected, 2_000 - 937 + 500 - 241, "no other reason: {s:?}");
+    assert_eq!(s.events_applied, 937 + 50 + 241, "the quiet account's events all applied");
+    let rejects = std::fs::read_to_string(d.join("out/rejects.jsonl")).unwrap();
+    assert!(rejects.lines().next().unwrap().contains("state.max_account_bytes (65536)"), "{rejects}");
+    replay(&settings, d);
+    assert_eq!(std::fs::read_to_string(d.join("out/rejects.jsonl")).unwrap(), rejects, "the same events give the same verdicts");
+}
+
 /// A corrupt byte in a locally stored state must not stop the partition for good (every restart
 /// would read it again): the account is logged, counted and starts afresh.
 #[test]

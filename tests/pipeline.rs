@@ -515,6 +515,70 @@ fn an_account_bigger_than_a_kafka_record_is_changelogged_and_restored() {
     assert_eq!(au["value"], 6_001.0, "every user of the restored state, and the new one");
 }
 
+/// A record larger than the dead-letter topic takes (another producer may send up to its own
+/// limit) used to be re-sent for ever. Now its key and payload are cut to fit, the cut named
+/// in a header, and the records around it are applied.
+#[test]
+fn a_poison_pill_too_large_for_the_dead_letter_topic_is_cut_to_fit() {
+    let b = Broker::start();
+    let big: &[(&str, &str)] = &[("max.message.bytes", "8000000")];
+    let small: &[(&str, &str)] = &[("max.message.bytes", "300000")];
+    b.create_topics_with(&[
+        (INPUTS[0], 1, big),
+        (INPUTS[1], 1, &[]),
+        (INPUTS[2], 1, &[]),
+        ("health-alerts", 1, &[]),
+        ("health-scores", 1, &[]),
+        ("kizashi-dead-letter", 1, small),
+    ]);
+    let day = i64::from(END_DAY) * DAY_MS;
+    let good = |u: u32, t: i64| format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#).into_bytes();
+    let k = |s: &str| Some(s.as_bytes().to_vec());
+    // Over librdkafka's 1,000,000 (kizashi's producer) and the topic's 300,000; then one under
+    // the producer's limit but over the topic's; a key of 400,000 bytes.
+    let pill = |n: usize| format!("{{not json{}", "x".repeat(n)).into_bytes();
+    let records = vec![
+        (k("acme"), good(9, day - 8 * DAY_MS)),
+        (k("acme"), pill(1_500_000)),
+        (k("acme"), good(1, day)),
+        (k("acme"), pill(600_000)),
+        (Some(vec![b'k'; 400_000]), pill(10)),
+        (k("acme"), good(2, day + 1000)),
+    ];
+    b.produce_with(INPUTS[0], &records, &[("message.max.bytes", "4000000")]);
+    let dir = test_dir();
+    let mut kz = start_kizashi(&b, &dir.path().join("state"), "big-pill", &[]);
+    wait_caught_up(&b, "big-pill", &mut kz, Duration::from_secs(60));
+    // Every dead letter acknowledged (none left re-sending).
+    let t0 = Instant::now();
+    let dlq = loop {
+        let dlq = b.consume_all("kizashi-dead-letter");
+        if dlq.len() >= 3 || t0.elapsed() > Duration::from_secs(30) {
+            break dlq;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(kz.sigterm_and_wait().success());
+    assert_eq!(dlq.len(), 3, "{:?}", dlq.iter().map(|r| &r.headers).collect::<Vec<_>>());
+    // Records the topic refused are sent again after the others: in the order of their offsets.
+    let mut dlq = dlq;
+    dlq.sort_by_key(|r| r.header("kizashi.source.offset").unwrap().parse::<i64>().unwrap());
+    for (r, (size, key)) in dlq.iter().zip([(1_500_009, None), (600_009, None), (19, Some("400000"))]) {
+        assert_eq!(r.header("kizashi.reason"), Some("not_json"));
+        assert!(r.payload.len() + r.key.as_ref().map_or(0, String::len) < 300_000, "{} bytes", r.payload.len());
+        assert!(r.payload.starts_with("{not json"), "a prefix of the original: {:?}", r.headers);
+        let cut = (size > 300_000).then(|| size.to_string());
+        assert_eq!(r.header("kizashi.payload.truncated"), cut.as_deref(), "the payload's size before the cut");
+        assert_eq!(r.header("kizashi.key.truncated"), key, "the key's size before the cut");
+    }
+    assert_eq!(dlq[2].payload.len(), 19, "a cut key leaves the payload whole");
+    assert_eq!(dlq[2].key.as_ref().map(String::len), Some(4096));
+    let scores = b.consume_all("health-scores");
+    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("good records were scored").payload).unwrap();
+    let au = last["measures"].as_array().unwrap().iter().find(|m| m["measure"] == "active_users_7d").unwrap();
+    assert_eq!(au["value"], 2.0, "the good records around the pills were applied");
+}
+
 #[test]
 fn refuses_input_topics_that_are_not_co_partitioned() {
     let b = Broker::start();

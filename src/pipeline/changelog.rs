@@ -196,6 +196,8 @@ pub struct Changelog {
     /// the interval: beyond that the ready batches go at once.
     queued_bytes: usize,
     max_queued: usize,
+    /// The largest record a state can make (for the error when the topic refuses one).
+    pub record_bytes: u64,
 }
 
 impl Changelog {
@@ -225,6 +227,7 @@ impl Changelog {
             last_send: None,
             queued_bytes: 0,
             max_queued,
+            record_bytes: 0,
         })
     }
 
@@ -306,6 +309,13 @@ impl Changelog {
             (std::mem::take(&mut d.acked), std::mem::take(&mut d.failed))
         };
         if let Some((_, e)) = failed.first() {
+            if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) {
+                bail!(
+                    "writing the changelog topic `{}` failed: {e}: the topic takes smaller records than an account's state can be; set its max.message.bytes to at least {} bytes (the largest state these settings allow: README, \"Limits and hostile input\"), or lower state.max_account_bytes",
+                    self.topic,
+                    self.record_bytes
+                );
+            }
             bail!("writing the changelog topic `{}` failed: {e}", self.topic);
         }
         self.records_acked += acked.len() as u64;

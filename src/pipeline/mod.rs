@@ -93,6 +93,8 @@ struct Core {
     start_without_state: Offset,
     /// Raw records of the rejects the engine reported, in the same order.
     raw_rejects: Vec<(Option<Vec<u8>>, Vec<u8>)>,
+    /// The largest dead letter the producer sends (its `message.max.bytes`).
+    dead_letter_max: usize,
     /// Persisted outbox entries not yet handed to the producer (with an alert's event time).
     pending: Vec<(u64, OutboxEntry, Option<i64>)>,
     /// Acknowledged outbox entries to delete in the next batch.
@@ -355,21 +357,20 @@ impl Core {
         metrics.score_updates(scores);
         for (r, (key, payload)) in out.rejected.into_iter().zip(self.raw_rejects.drain(..)) {
             metrics.rejected(&r, "dead-letter topic");
-            entries.push((
-                OutboxEntry {
-                    kind: OutputKind::DeadLetter,
-                    key,
-                    payload,
-                    headers: vec![
-                        ("kizashi.reason".into(), r.reject.reason.code().as_bytes().to_vec()),
-                        ("kizashi.detail".into(), r.reject.detail.into_bytes()),
-                        ("kizashi.source.topic".into(), r.source.into_bytes()),
-                        ("kizashi.source.partition".into(), r.partition.to_string().into_bytes()),
-                        ("kizashi.source.offset".into(), r.offset.to_string().into_bytes()),
-                    ],
-                },
-                None,
-            ));
+            let mut entry = OutboxEntry {
+                kind: OutputKind::DeadLetter,
+                key,
+                payload,
+                headers: vec![
+                    ("kizashi.reason".into(), r.reject.reason.code().as_bytes().to_vec()),
+                    ("kizashi.detail".into(), r.reject.detail.into_bytes()),
+                    ("kizashi.source.topic".into(), r.source.into_bytes()),
+                    ("kizashi.source.partition".into(), r.partition.to_string().into_bytes()),
+                    ("kizashi.source.offset".into(), r.offset.to_string().into_bytes()),
+                ],
+            };
+            entry.fit(self.dead_letter_max);
+            entries.push((entry, None));
         }
         metrics.duplicates(self.engine.stats.duplicates - self.duplicates_counted);
         self.duplicates_counted = self.engine.stats.duplicates;
@@ -961,6 +962,10 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         idle_after: settings.pipeline.idle_after,
         start_without_state: if settings.kafka.start_without_state == "latest" { Offset::End } else { Offset::Beginning },
         raw_rejects: Vec::new(),
+        dead_letter_max: client_config(settings, Client::Producer)
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(outbox::LIBRDKAFKA_MAX_MESSAGE),
         pending: Vec::new(),
         acked: Vec::new(),
         next_seq,
@@ -1046,12 +1051,14 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         c.outbox = Some(outbox);
         if changelog_on {
             let topic = settings.kafka.changelog_topic().unwrap_or_default();
-            c.changelog = Some(changelog::Changelog::new(
+            let mut cl = changelog::Changelog::new(
                 &client::changelog_producer_config(settings),
                 &topic,
                 settings.pipeline.changelog_interval,
                 settings.state.budget().kafka_queue() as usize,
-            )?);
+            )?;
+            cl.record_bytes = settings.changelog_record_bytes();
+            c.changelog = Some(cl);
             let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));
             c.changelog_source = Some((client_config(settings, Client::Consumer), topic.clone(), timeout));
             if settings.state.standby_replicas > 0 {

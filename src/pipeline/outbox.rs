@@ -57,6 +57,44 @@ impl OutboxEntry {
         }
     }
 
+    /// Cuts a dead letter to at most `max_bytes` as a record (key, payload, headers and their
+    /// framing): a record of the input can be larger than the dead-letter topic takes (a
+    /// producer elsewhere may allow more than librdkafka's 1,000,000 bytes, a broker 1,048,588),
+    /// and one the producer refuses would be retried for ever. The key is cut to
+    /// `MAX_DEAD_LETTER_KEY` bytes, then the payload to what is left; each cut is named by a
+    /// header with the size before (`TRUNCATED_KEY`, `TRUNCATED_PAYLOAD`). Other entries are
+    /// left alone (kizashi makes them, small).
+    pub fn fit(&mut self, max_bytes: usize) {
+        if self.kind != OutputKind::DeadLetter {
+            return;
+        }
+        let headers = |e: &OutboxEntry| e.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let size = |e: &OutboxEntry| e.key.as_ref().map_or(0, Vec::len) + e.payload.len() + headers(e) + RECORD_OVERHEAD;
+        if size(self) <= max_bytes {
+            return;
+        }
+        if let Some(k) = self.key.as_mut().filter(|k| k.len() > MAX_DEAD_LETTER_KEY) {
+            let before = k.len();
+            k.truncate(MAX_DEAD_LETTER_KEY);
+            self.mark(TRUNCATED_KEY, before);
+        }
+        let before = self.payload.len();
+        // Room for the header this adds (a name and up to 20 digits).
+        let rest = size(self) - self.payload.len() + TRUNCATED_PAYLOAD.len() + 20;
+        let keep = max_bytes.saturating_sub(rest).min(before);
+        if keep < before {
+            self.payload.truncate(keep);
+            self.mark(TRUNCATED_PAYLOAD, before);
+        }
+    }
+
+    /// Sets header `name` to `before`, unless an earlier cut set it (its size is the original).
+    fn mark(&mut self, name: &str, before: usize) {
+        if !self.headers.iter().any(|(k, _)| k == name) {
+            self.headers.push((name.to_string(), before.to_string().into_bytes()));
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(self.kind as u8);
@@ -110,7 +148,33 @@ impl OutboxEntry {
 #[derive(Default)]
 pub struct Deliveries {
     pub acked: Vec<u64>,
-    pub failed: Vec<(u64, String)>,
+    pub failed: Vec<(u64, rdkafka::error::KafkaError)>,
+}
+
+/// librdkafka's `message.max.bytes` when not set.
+pub const LIBRDKAFKA_MAX_MESSAGE: usize = 1_000_000;
+
+/// Room a record takes besides its key, payload and headers' bytes (lengths, attributes,
+/// timestamps, a batch's header), with a margin.
+const RECORD_OVERHEAD: usize = 1 << 10;
+
+/// The header a dead letter whose payload was cut carries: the payload's size before.
+pub const TRUNCATED_PAYLOAD: &str = "kizashi.payload.truncated";
+/// The header a dead letter whose key was cut carries: the key's size before.
+pub const TRUNCATED_KEY: &str = "kizashi.key.truncated";
+
+/// A dead letter refused by its topic is halved, but never below this many bytes of key and
+/// payload (see `Outbox::take_acked`).
+const MIN_CUT: usize = 64 << 10;
+
+/// Longest key a dead letter keeps.
+pub const MAX_DEAD_LETTER_KEY: usize = 4 << 10;
+
+/// Whether a produce error says the record is over a size limit (the producer's or the topic's).
+fn too_large(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge;
+    matches!(e, rdkafka::error::KafkaError::MessageProduction(MessageSizeTooLarge))
+        || e.rdkafka_error_code() == Some(MessageSizeTooLarge)
 }
 
 /// A producer context that collects delivery reports (the opaque is a sequence number) and
@@ -137,7 +201,7 @@ impl ProducerContext for DeliveryContext {
         let mut d = self.deliveries.lock().expect("deliveries lock");
         match result {
             Ok(_) => d.acked.push(*seq),
-            Err((e, _)) => d.failed.push((*seq, e.to_string())),
+            Err((e, _)) => d.failed.push((*seq, e.clone())),
         }
     }
 }
@@ -153,7 +217,7 @@ pub fn send_record(producer: &ThreadedProducer<DeliveryContext>, mut record: Bas
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
             Err((e, _)) => {
-                producer.context().deliveries.lock().expect("deliveries lock").failed.push((seq, e.to_string()));
+                producer.context().deliveries.lock().expect("deliveries lock").failed.push((seq, e));
                 return;
             }
         }
@@ -213,8 +277,18 @@ impl Outbox {
             }
         }
         for (seq, error) in failed {
-            metrics.producer_error(seq, &error);
-            if let Some((entry, t)) = self.in_flight.remove(&seq) {
+            metrics.producer_error(seq, &error.to_string());
+            if let Some((mut entry, t)) = self.in_flight.remove(&seq) {
+                if too_large(&error) {
+                    // The topic takes less than the producer (its `max.message.bytes`): halve
+                    // the record, again at each refusal, until it fits. The broker refuses a
+                    // batch whole, so records sent with the one too large are refused too:
+                    // none is cut below `MIN_CUT`. (The stored entry stays whole; after a
+                    // restart it is cut again.)
+                    let size = entry.key.as_ref().map_or(0, Vec::len) + entry.payload.len();
+                    let headers = entry.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                    entry.fit((size / 2).max(MIN_CUT) + headers + RECORD_OVERHEAD);
+                }
                 self.send(seq, entry, t);
             }
         }
@@ -241,6 +315,44 @@ mod tests {
         assert_eq!(OutboxEntry::decode(&e.encode()).unwrap(), e);
         let e = OutboxEntry { kind: OutputKind::Alert, key: None, payload: vec![], headers: vec![] };
         assert_eq!(OutboxEntry::decode(&e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn a_dead_letter_is_cut_to_fit_and_says_so() {
+        let dead = |key: usize, payload: usize| OutboxEntry {
+            kind: OutputKind::DeadLetter,
+            key: Some(vec![b'k'; key]),
+            payload: vec![b'p'; payload],
+            headers: vec![("kizashi.reason".into(), b"not_json".to_vec())],
+        };
+        let record = |e: &OutboxEntry| e.key.as_ref().map_or(0, Vec::len) + e.payload.len() + e.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + RECORD_OVERHEAD;
+        let header = |e: &OutboxEntry, name: &str| e.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8(v.clone()).unwrap());
+        // Small enough: untouched.
+        let mut e = dead(10, 1_000);
+        e.fit(LIBRDKAFKA_MAX_MESSAGE);
+        assert_eq!(e, dead(10, 1_000));
+        // A large payload is cut to what the record has room for, exactly.
+        let mut e = dead(10, 1_500_000);
+        e.fit(LIBRDKAFKA_MAX_MESSAGE);
+        assert!(record(&e) <= LIBRDKAFKA_MAX_MESSAGE && record(&e) > LIBRDKAFKA_MAX_MESSAGE - 64, "{}", record(&e));
+        assert_eq!(header(&e, TRUNCATED_PAYLOAD).as_deref(), Some("1500000"));
+        assert_eq!(header(&e, TRUNCATED_KEY), None);
+        // Cut again (a topic that takes less): the header keeps the original size, once.
+        e.fit(100_000);
+        assert!(record(&e) <= 100_000);
+        assert_eq!(header(&e, TRUNCATED_PAYLOAD).as_deref(), Some("1500000"));
+        assert_eq!(e.headers.iter().filter(|(k, _)| k == TRUNCATED_PAYLOAD).count(), 1);
+        // A long key is cut first; the payload only if it still does not fit.
+        let mut e = dead(500_000, 100);
+        e.fit(100_000);
+        assert_eq!(e.key.as_ref().map(Vec::len), Some(MAX_DEAD_LETTER_KEY));
+        assert_eq!(e.payload.len(), 100);
+        assert_eq!(header(&e, TRUNCATED_KEY).as_deref(), Some("500000"));
+        assert_eq!(header(&e, TRUNCATED_PAYLOAD), None);
+        // Alerts and scores are kizashi's own: never cut.
+        let mut e = OutboxEntry { kind: OutputKind::Alert, ..dead(10, 2_000_000) };
+        e.fit(1_000);
+        assert_eq!(e.payload.len(), 2_000_000);
     }
 
     #[test]

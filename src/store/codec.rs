@@ -731,6 +731,67 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `AccountState::growable_bytes` bounds what users, features and event ids add to the
+    /// encoding, and `Settings::changelog_record_bytes` the whole record, for a state as large as
+    /// the settings let one grow: ids of the longest length, every ticket the cap keeps, a day
+    /// count, score and history on every day of retention.
+    #[test]
+    fn the_largest_state_the_settings_allow_fits_its_changelog_record() {
+        use crate::config::{ByteSize, Settings};
+        let mut settings = Settings::default();
+        settings.state.max_account_bytes = Some(ByteSize(256 << 10));
+        settings.events.max_open_tickets = 40;
+        let params = crate::core::Params::new(&settings);
+        // The latest event time accepted (9999-12-31T23:59:59.999Z).
+        const MAX_MS: i64 = 253_402_300_799_999;
+        let id_len = settings.events.max_id_len;
+        let long = |tag: &str, i: usize| format!("{tag}{i:0>w$}", w = id_len - tag.len());
+        let name = "n".repeat(settings.events.max_name_len);
+        let first = 20_000;
+        let last = first + settings.events.retention_days as i32 - 1;
+        let mut s = AccountState { facts: Facts { name: Some(name.clone()), owner: Some(name), segment: Some(long("s", 0)), seats: Some(u32::MAX), arr: Some(1e300), renewal_day: Some(last + 30), start_day: Some(first), ts_ms: Some(MAX_MS) }, ..AccountState::default() };
+        let max_tickets = 3 * settings.events.max_open_tickets as usize;
+        for (n, day) in (first..=last).enumerate() {
+            let ms = i64::from(day) * 86_400_000;
+            s.advance(day, &params.state);
+            s.usage.add(day, u32::MAX);
+            for c in [&mut s.opened, &mut s.csat_sum, &mut s.csat_count, &mut s.nps_count, &mut s.nps_promoters, &mut s.nps_detractors] {
+                c.add(day, u32::MAX);
+            }
+            s.last_usage_ms = Some(ms);
+            s.first_day.get_or_insert(day);
+            if n < max_tickets {
+                let open = n < settings.events.max_open_tickets as usize;
+                s.tickets.insert(&long("t", n), Ticket { priority: Priority::Urgent, opened_ms: 0, last_ms: MAX_MS - n as i64, open });
+            }
+            let mut i = 0;
+            while s.growable_bytes() <= params.state.max_account_bytes {
+                let k = n * 1_000_000 + i;
+                s.users.observe(&long("u", k), day);
+                s.features.observe(&long("f", k), day);
+                s.seen_ids.insert((k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15), MAX_MS - k as i64);
+                i += 1;
+            }
+            crate::core::evaluate(&mut s, &long("a", 0), ms + 86_399_999, &params);
+        }
+        let encoded = |s: &AccountState| {
+            let mut w = Writer::default();
+            encode(s, &mut w);
+            w.buf.len()
+        };
+        let whole = encoded(&s);
+        let mut bare = s.clone();
+        bare.users = Distinct::default();
+        bare.features = Distinct::default();
+        bare.seen_ids.clear();
+        assert!(s.growable_bytes() > params.state.max_account_bytes);
+        assert!(whole - encoded(&bare) <= s.growable_bytes(), "{} > {}", whole - encoded(&bare), s.growable_bytes());
+        // The key: the partition and the account id.
+        let key = 4 + id_len;
+        assert!(whole + key <= settings.changelog_record_bytes() as usize, "{whole} + {key} > {}", settings.changelog_record_bytes());
+        assert!(whole > 256 << 10, "the state is as large as the bound lets it be ({whole} bytes)");
+    }
+
     /// A state with every field set, some days at the ends of the range.
     fn rich_state() -> AccountState {
         let mut s = AccountState {

@@ -40,6 +40,9 @@ fn nisshi() -> PathBuf {
     panic!("the test broker `nisshi` is not installed: run `scripts/broker install` (or set KIZASHI_NISSHI)");
 }
 
+/// A topic to create: its name, partitions and topic configs.
+pub type TopicSpec<'a> = (&'a str, i32, &'a [(&'a str, &'a str)]);
+
 /// The release binary beside a bench's own executable (`target/release/deps/…` → `target/release/kizashi`),
 /// wherever the target directory is (`CARGO_TARGET_DIR` included).
 pub fn release_binary() -> PathBuf {
@@ -117,9 +120,17 @@ impl Broker {
     }
 
     pub fn create_topics(&self, topics: &[(&str, i32)]) {
+        let with: Vec<TopicSpec<'_>> = topics.iter().map(|(n, p)| (*n, *p, &[][..])).collect();
+        self.create_topics_with(&with);
+    }
+
+    /// Creates topics with topic configs (such as `max.message.bytes`).
+    pub fn create_topics_with(&self, topics: &[TopicSpec<'_>]) {
         let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
-        let new: Vec<NewTopic<'_>> =
-            topics.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1))).collect();
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|(n, p, configs)| configs.iter().fold(NewTopic::new(n, *p, TopicReplication::Fixed(1)), |t, (k, v)| t.set(k, v)))
+            .collect();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let res = rt.block_on(admin.create_topics(&new, &AdminOptions::new())).unwrap();
         for r in res {
@@ -142,8 +153,16 @@ impl Broker {
 
     /// Produces `(key, payload)` records in order; keys placed with Kafka's murmur2 partitioner.
     pub fn produce(&self, topic: &str, records: &[(Option<Vec<u8>>, Vec<u8>)]) {
-        let p: ThreadedProducer<DefaultProducerContext> = self
-            .config()
+        self.produce_with(topic, records, &[]);
+    }
+
+    /// [`Broker::produce`] with producer properties (such as a larger `message.max.bytes`).
+    pub fn produce_with(&self, topic: &str, records: &[(Option<Vec<u8>>, Vec<u8>)], properties: &[(&str, &str)]) {
+        let mut c = self.config();
+        for (k, v) in properties {
+            c.set(*k, *v);
+        }
+        let p: ThreadedProducer<DefaultProducerContext> = c
             .set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
             .set("linger.ms", "20")
