@@ -260,10 +260,8 @@ pub struct StateConfig {
     /// exceeds): a usage or support event for an account over it is rejected
     /// (`account_too_large`) until its windows shed old data, so no stream can grow one state
     /// without bound, and every state fits one changelog record (the changelog producer, and a
-    /// changelog topic kizashi creates, take records of this size). Unset: 4MiB, or a 32nd of
-    /// `memory_budget` if that is less. At most a 32nd of the budget (each librdkafka client's
-    /// queue is a 16th, and a record must fit in it).
-    pub max_account_bytes: Option<ByteSize>,
+    /// changelog topic kizashi creates, take records of this size). 64KiB to 256MiB.
+    pub max_account_bytes: ByteSize,
 }
 
 /// Input decoding, validation and event-time handling.
@@ -534,11 +532,9 @@ pub struct UrgentAgingConfig {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-/// `state.max_account_bytes` when unset (and the budget is at least 32 times it).
-pub const DEFAULT_MAX_ACCOUNT_BYTES: u64 = 4 << 20;
-
-/// The smallest `state.max_account_bytes` accepted.
+/// The smallest `state.max_account_bytes` accepted, and the largest.
 pub const MIN_MAX_ACCOUNT_BYTES: u64 = 64 << 10;
+pub const MAX_MAX_ACCOUNT_BYTES: u64 = 256 << 20;
 
 /// The smallest `state.memory_budget` accepted.
 pub const MIN_MEMORY_BUDGET: u64 = 64 << 20;
@@ -625,11 +621,6 @@ impl StateConfig {
     pub fn budget(&self) -> crate::store::Budget {
         crate::store::Budget { total: self.memory_budget.0 }
     }
-
-    /// `max_account_bytes` as set, or its default for the budget.
-    pub fn max_account_bytes(&self) -> u64 {
-        self.max_account_bytes.map_or(DEFAULT_MAX_ACCOUNT_BYTES.min(self.memory_budget.0 / 32), |b| b.0)
-    }
 }
 
 impl Default for StateConfig {
@@ -641,7 +632,7 @@ impl Default for StateConfig {
             on_revoke: "keep".into(),
             standby_replicas: 0,
             upgrade_from: None,
-            max_account_bytes: None,
+            max_account_bytes: ByteSize(4 << 20),
         }
     }
 }
@@ -1133,7 +1124,7 @@ impl crate::core::Params {
                 retention_days: s.events.retention_days,
                 max_open_tickets: s.events.max_open_tickets,
                 dedup_window_ms: ms(s.events.dedup_window),
-                max_account_bytes: usize::try_from(s.state.max_account_bytes()).unwrap_or(usize::MAX),
+                max_account_bytes: usize::try_from(s.state.max_account_bytes.0).unwrap_or(usize::MAX),
             },
             measures: crate::core::measures::MeasureParams {
                 key_features: s.events.key_features.clone(),
@@ -1180,7 +1171,7 @@ impl Settings {
         let tickets = 3 * u64::from(e.max_open_tickets) * (e.max_id_len as u64 + 32);
         let days = u64::from(e.retention_days) * 2048;
         let facts = 2 * e.max_name_len as u64 + 2 * e.max_id_len as u64;
-        (self.state.max_account_bytes() + tickets + days + facts + (64 << 10)).min(1_000_000_000)
+        (self.state.max_account_bytes.0 + tickets + days + facts + (64 << 10)).min(1_000_000_000)
     }
 
     /// Semantic checks (types are already right). Returns every problem found.
@@ -1247,15 +1238,9 @@ impl Settings {
         if self.state.memory_budget.0 < MIN_MEMORY_BUDGET {
             p.push(format!("state.memory_budget: {} is below the smallest budget, 64MiB", self.state.memory_budget));
         }
-        if let Some(m) = self.state.max_account_bytes {
-            if m.0 < MIN_MAX_ACCOUNT_BYTES {
-                p.push(format!("state.max_account_bytes: {m} is below the smallest, 64KiB"));
-            } else if m.0 > self.state.memory_budget.0 / 32 {
-                p.push(format!(
-                    "state.max_account_bytes: {m} is more than a 32nd of state.memory_budget ({}): a state must fit a librdkafka queue (a 16th) twice over",
-                    self.state.memory_budget
-                ));
-            }
+        let m = self.state.max_account_bytes;
+        if !(MIN_MAX_ACCOUNT_BYTES..=MAX_MAX_ACCOUNT_BYTES).contains(&m.0) {
+            p.push(format!("state.max_account_bytes: {m} is outside 64KiB..=256MiB"));
         }
         let s = &self.scoring;
         for (key, v) in [
@@ -1612,22 +1597,18 @@ mod tests {
     }
 
     #[test]
-    fn max_account_bytes_defaults_from_the_budget_and_is_checked_against_it() {
+    fn max_account_bytes_is_bytes_within_its_range() {
         let mut s = Settings::default();
-        assert_eq!(s.state.max_account_bytes(), 4 << 20);
+        assert_eq!(s.state.max_account_bytes, ByteSize(4 << 20));
         // Default settings: 4 MiB of users, features and ids, 1,000 open tickets of 256-byte ids.
         assert_eq!(s.changelog_record_bytes(), (4 << 20) + 3 * 1_000 * 288 + 90 * 2048 + 2 * 256 + 2 * 256 + (64 << 10));
-        s.state.memory_budget = ByteSize(64 << 20);
-        assert_eq!(s.state.max_account_bytes(), 2 << 20, "a 32nd of a small budget");
-        assert!(s.problems().is_empty(), "{:?}", s.problems());
-        s.state.max_account_bytes = Some(ByteSize(4 << 20));
-        let p = s.problems();
-        assert!(p.iter().any(|p| p.starts_with("state.max_account_bytes: 4MiB is more than a 32nd of state.memory_budget (64MiB)")), "{p:?}");
-        s.state.max_account_bytes = Some(ByteSize(1 << 10));
-        let p = s.problems();
-        assert!(p.iter().any(|p| p.starts_with("state.max_account_bytes: 1KiB is below the smallest, 64KiB")), "{p:?}");
-        s.state.max_account_bytes = Some(ByteSize(1 << 20));
-        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        for (v, ok) in [(1 << 10, false), (64 << 10, true), (256 << 20, true), ((256 << 20) + 1, false)] {
+            s.state.max_account_bytes = ByteSize(v);
+            let p = s.problems();
+            assert_eq!(p.is_empty(), ok, "{v}: {p:?}");
+            assert!(ok || p.iter().any(|p| p.starts_with("state.max_account_bytes: ") && p.ends_with("is outside 64KiB..=256MiB")), "{p:?}");
+        }
+        let s = load(None, env(&[("KIZASHI__STATE__MAX_ACCOUNT_BYTES", "1MiB")])).unwrap();
         assert_eq!(crate::core::Params::new(&s).state.max_account_bytes, 1 << 20);
     }
 

@@ -137,7 +137,7 @@ fn an_account_flooded_with_new_users_and_event_ids_is_bounded() {
     write(&d.join("support.jsonl"), []);
     write(&d.join("accounts.jsonl"), []);
     let mut settings = Settings::default();
-    settings.state.max_account_bytes = Some(kizashi::config::ByteSize(64 << 10));
+    settings.state.max_account_bytes = kizashi::config::ByteSize(64 << 10);
     assert!(settings.problems().is_empty(), "{:?}", settings.problems());
     let s = replay(&settings, d);
     // Taken while at most 65,536 bytes before it: 937 events (the last one to 65,590).

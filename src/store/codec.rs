@@ -739,7 +739,7 @@ mod tests {
     fn the_largest_state_the_settings_allow_fits_its_changelog_record() {
         use crate::config::{ByteSize, Settings};
         let mut settings = Settings::default();
-        settings.state.max_account_bytes = Some(ByteSize(256 << 10));
+        settings.state.max_account_bytes = ByteSize(256 << 10);
         settings.events.max_open_tickets = 40;
         let params = crate::core::Params::new(&settings);
         // The latest event time accepted (9999-12-31T23:59:59.999Z).
