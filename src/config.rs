@@ -260,7 +260,7 @@ pub struct StateConfig {
     /// exceeds): a usage or support event for an account over it is rejected
     /// (`account_too_large`) until its windows shed old data, so no stream can grow one state
     /// without bound, and every state fits one changelog record (the changelog producer, and a
-    /// changelog topic kizashi creates, take records of this size). 64KiB to 256MiB.
+    /// changelog topic kizashi creates, take records of this size). 64KiB to 64MiB.
     pub max_account_bytes: ByteSize,
 }
 
@@ -534,7 +534,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// The smallest `state.max_account_bytes` accepted, and the largest.
 pub const MIN_MAX_ACCOUNT_BYTES: u64 = 64 << 10;
-pub const MAX_MAX_ACCOUNT_BYTES: u64 = 256 << 20;
+pub const MAX_MAX_ACCOUNT_BYTES: u64 = 64 << 20;
 
 /// The smallest `state.memory_budget` accepted.
 pub const MIN_MEMORY_BUDGET: u64 = 64 << 20;
@@ -1240,7 +1240,7 @@ impl Settings {
         }
         let m = self.state.max_account_bytes;
         if !(MIN_MAX_ACCOUNT_BYTES..=MAX_MAX_ACCOUNT_BYTES).contains(&m.0) {
-            p.push(format!("state.max_account_bytes: {m} is outside 64KiB..=256MiB"));
+            p.push(format!("state.max_account_bytes: {m} is outside 64KiB..=64MiB"));
         }
         let s = &self.scoring;
         for (key, v) in [
@@ -1602,11 +1602,11 @@ mod tests {
         assert_eq!(s.state.max_account_bytes, ByteSize(4 << 20));
         // Default settings: 4 MiB of users, features and ids, 1,000 open tickets of 256-byte ids.
         assert_eq!(s.changelog_record_bytes(), (4 << 20) + 3 * 1_000 * 288 + 90 * 2048 + 2 * 256 + 2 * 256 + (64 << 10));
-        for (v, ok) in [(1 << 10, false), (64 << 10, true), (256 << 20, true), ((256 << 20) + 1, false)] {
+        for (v, ok) in [(1 << 10, false), (64 << 10, true), (64 << 20, true), ((64 << 20) + 1, false)] {
             s.state.max_account_bytes = ByteSize(v);
             let p = s.problems();
             assert_eq!(p.is_empty(), ok, "{v}: {p:?}");
-            assert!(ok || p.iter().any(|p| p.starts_with("state.max_account_bytes: ") && p.ends_with("is outside 64KiB..=256MiB")), "{p:?}");
+            assert!(ok || p.iter().any(|p| p.starts_with("state.max_account_bytes: ") && p.ends_with("is outside 64KiB..=64MiB")), "{p:?}");
         }
         let s = load(None, env(&[("KIZASHI__STATE__MAX_ACCOUNT_BYTES", "1MiB")])).unwrap();
         assert_eq!(crate::core::Params::new(&s).state.max_account_bytes, 1 << 20);

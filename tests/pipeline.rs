@@ -470,11 +470,20 @@ fn hostile_timestamps_and_a_ticket_flood_are_dead_lettered_and_the_pipeline_goes
     assert_eq!(value("open_urgent_tickets"), 4.0, "the cap held; the far-past update changed nothing");
 }
 
-/// Usage records for `account` from `users` distinct users of 200-byte ids, on `day`.
+/// Usage records for `account` from `users` distinct users of 200-byte ids, on `day`. The ids
+/// are pseudo-random hex, so a compressed batch of them is about as large as the records (a
+/// broker checks a batch's size compressed).
 fn many_users(account: &str, users: std::ops::Range<u32>, day: i64) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    let mix = |mut x: u64| {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    };
     users
         .map(|u| {
-            let user = format!("{u:0>200}");
+            let mut user: String = (0..13).map(|j| format!("{:016x}", mix(u64::from(u) * 13 + j))).collect();
+            user.truncate(200);
             let line = format!(r#"{{"account_id":"{account}","user_id":"{user}","event":"login","ts":{}}}"#, day + i64::from(u));
             (Some(account.as_bytes().to_vec()), line.into_bytes())
         })
@@ -513,6 +522,32 @@ fn an_account_bigger_than_a_kafka_record_is_changelogged_and_restored() {
     let last: serde_json::Value = serde_json::from_str(&scores.last().expect("scores").payload).unwrap();
     let au = last["measures"].as_array().unwrap().iter().find(|m| m["measure"] == "active_users_7d").unwrap();
     assert_eq!(au["value"], 6_001.0, "every user of the restored state, and the new one");
+}
+
+/// A changelog topic from before kizashi set its record limit keeps the broker's: kizashi says
+/// so at start, and when a state is refused it stops naming the size to set (rather than
+/// retrying or skipping the state, which a restore would then miss).
+#[test]
+fn a_changelog_topic_that_takes_small_records_is_named_at_start_and_when_it_refuses_a_state() {
+    let b = Broker::start();
+    create_all(&b, [1, 1, 1]);
+    let compact: &[(&str, &str)] = &[("cleanup.policy", "compact"), ("max.message.bytes", "1000000")];
+    b.create_topics_with(&[("old-changelog", 1, compact)]);
+    let day = i64::from(END_DAY) * DAY_MS;
+    b.produce(INPUTS[0], &many_users("big", 0..6_000, day));
+    let dir = test_dir();
+    let mut k = start_kizashi(&b, &dir.path().join("state"), "old", &[]);
+    wait_caught_up(&b, "old", &mut k, Duration::from_secs(60));
+    // The broker's refusal reaches kizashi when librdkafka gives up on the record: at the latest
+    // after `message.timeout.ms`, or at a shutdown's flush.
+    let log_of = k.log.clone();
+    let status = k.sigterm_and_wait();
+    let log = std::fs::read_to_string(log_of).unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("the changelog topic takes smaller records than an account's state can be"), "{log}");
+    let need = Settings::default().changelog_record_bytes();
+    assert!(log.contains(&format!("needed={need}")), "{log}");
+    assert!(log.contains(&format!("set its max.message.bytes to at least {need} bytes")), "{log}");
 }
 
 /// A record larger than the dead-letter topic takes (another producer may send up to its own

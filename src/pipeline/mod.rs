@@ -882,7 +882,7 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
     let partitions = inputs[0].1;
     if let Some(changelog) = settings.kafka.changelog_topic() {
         match count(&changelog) {
-            Some(n) if n == partitions => {}
+            Some(n) if n == partitions => warn_if_changelog_too_small(settings, &changelog),
             Some(n) => bail!(
                 "the changelog topic {changelog} has {n} partitions; it needs {partitions}, one per input partition"
             ),
@@ -893,6 +893,32 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
         }
     }
     Ok(partitions)
+}
+
+/// A changelog topic made before kizashi set its record limit (or by hand) may take smaller
+/// records than a state can be: the first state over it would stop `run`. Says so at start, with
+/// what to set; never stops the start (a broker that cannot describe configs is only logged).
+fn warn_if_changelog_too_small(settings: &Settings, name: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let need = settings.changelog_record_bytes();
+    let described = (|| -> Result<Option<u64>> {
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(settings, Client::Producer).create()?;
+        let opts = AdminOptions::new().request_timeout(Some(settings.kafka.startup_timeout));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let results = rt.block_on(admin.describe_configs([&ResourceSpecifier::Topic(name)], &opts))?;
+        let resource = results.into_iter().next().context("no answer")?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(resource.get("max.message.bytes").and_then(|e| e.value.as_deref()?.parse().ok()))
+    })();
+    match described {
+        Ok(Some(limit)) if limit < need => tracing::warn!(
+            topic = %name,
+            max_message_bytes = limit,
+            needed = need,
+            "the changelog topic takes smaller records than an account's state can be (state.max_account_bytes and the ticket and retention limits): a state over it would stop kizashi; raise the topic's max.message.bytes to at least the needed size"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::info!(topic = %name, error = %format!("{e:#}"), "could not read the changelog topic's max.message.bytes"),
+    }
 }
 
 /// Creates the changelog topic: compacted, one partition per input partition.
