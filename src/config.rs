@@ -272,6 +272,9 @@ pub struct EventsConfig {
     pub max_id_len: usize,
     /// Longest accepted account `name`, in bytes (a longer one is rejected as `bad_value`).
     pub max_name_len: usize,
+    /// Longest accepted record, in bytes: a Kafka record's payload, a line of a replayed file
+    /// (whose reader never holds more of one line than this). Longer: `too_large`. 1KiB..=64MiB.
+    pub max_record_bytes: ByteSize,
     /// Open tickets kept per account; a support event that would open one more is rejected
     /// (`too_many_tickets`), so a ticketing integration gone wrong cannot grow one state without bound.
     pub max_open_tickets: u32,
@@ -642,6 +645,7 @@ impl Default for EventsConfig {
         Self {
             max_id_len: 256,
             max_name_len: 256,
+            max_record_bytes: ByteSize(1 << 20),
             max_open_tickets: 1_000,
             max_future: HOUR,
             grace: HOUR,
@@ -1020,6 +1024,7 @@ impl EventsConfig {
             max_name_len: self.max_name_len,
             max_future_ms: i64::try_from(self.max_future.as_millis()).unwrap_or(i64::MAX),
             now_ms,
+            max_record_bytes: usize::try_from(self.max_record_bytes.0).unwrap_or(usize::MAX),
         }
     }
 }
@@ -1237,6 +1242,10 @@ impl Settings {
         }
         if self.state.memory_budget.0 < MIN_MEMORY_BUDGET {
             p.push(format!("state.memory_budget: {} is below the smallest budget, 64MiB", self.state.memory_budget));
+        }
+        let r = self.events.max_record_bytes;
+        if !((1 << 10)..=(64 << 20)).contains(&r.0) {
+            p.push(format!("events.max_record_bytes: {r} is outside 1KiB..=64MiB"));
         }
         let m = self.state.max_account_bytes;
         if !(MIN_MAX_ACCOUNT_BYTES..=MAX_MAX_ACCOUNT_BYTES).contains(&m.0) {

@@ -13,7 +13,7 @@ use kizashi::pipeline::outbox::OutboxEntry;
 use kizashi::store::codec;
 use proptest::prelude::*;
 
-const LIMITS: DecodeLimits = DecodeLimits { max_id_len: 256, max_name_len: 256, max_future_ms: 3_600_000, now_ms: 1_800_000_000_000 };
+const LIMITS: DecodeLimits = DecodeLimits { max_id_len: 256, max_name_len: 256, max_future_ms: 3_600_000, now_ms: 1_800_000_000_000, max_record_bytes: 1 << 20 };
 
 /// Every field name of the three schemas, and one that none has.
 const FIELDS: &[&str] = &[

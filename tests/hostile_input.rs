@@ -116,6 +116,34 @@ fn a_ticket_flood_beyond_the_cap_is_rejected_with_its_own_reason() {
     assert_eq!(s.events_applied, 1_000);
 }
 
+/// A line longer than `events.max_record_bytes` (a file of zeros, a binary file, a record gone
+/// wrong) is `too_large` with its length; the reader never holds it whole, and the lines after it
+/// are read as usual.
+#[test]
+fn a_line_longer_than_a_record_may_be_is_rejected_without_being_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = DAY * DAY_MS;
+    let long = format!(r#"{{"account_id":"acme","user_id":"x","event":"login","ts":{t},"junk":"{}"}}"#, "z".repeat(20 << 20));
+    let n = long.len();
+    write(&d.join("usage.jsonl"), [usage("u1", t), long, usage("u2", t + 1)]);
+    write(&d.join("support.jsonl"), []);
+    write(&d.join("accounts.jsonl"), []);
+    let s = replay(&Settings::default(), d);
+    assert_eq!(s.rejects_by_reason.get("too_large"), Some(&1), "{s:?}");
+    assert_eq!((s.events_applied, s.events_rejected), (2, 1), "{s:?}");
+    let rejects = std::fs::read_to_string(d.join("out/rejects.jsonl")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(rejects.lines().next().unwrap()).unwrap();
+    assert_eq!(r["line"], 2);
+    assert_eq!(r["detail"], format!("the record is {n} bytes, longer than events.max_record_bytes (1048576)"));
+    assert_eq!(r["raw"].as_str().unwrap().len(), 1 << 20, "the line's first bytes");
+    // Raised, the same line is a record like any other (its unknown field ignored).
+    let mut roomy = Settings::default();
+    roomy.events.max_record_bytes = kizashi::config::ByteSize(32 << 20);
+    let s = replay(&roomy, d);
+    assert_eq!((s.events_applied, s.events_rejected), (3, 0), "{s:?}");
+}
+
 /// A stream of new users and event ids on one account (an integration gone wrong, or a test
 /// generator left running) grows its state without a bound of its own; past
 /// `state.max_account_bytes` the account's usage is rejected with its own reason, the other

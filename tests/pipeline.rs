@@ -598,8 +598,8 @@ fn a_poison_pill_too_large_for_the_dead_letter_topic_is_cut_to_fit() {
     // Records the topic refused are sent again after the others: in the order of their offsets.
     let mut dlq = dlq;
     dlq.sort_by_key(|r| r.header("kizashi.source.offset").unwrap().parse::<i64>().unwrap());
-    for (r, (size, key)) in dlq.iter().zip([(1_500_009, None), (600_009, None), (19, Some("400000"))]) {
-        assert_eq!(r.header("kizashi.reason"), Some("not_json"));
+    for ((r, (size, key)), reason) in dlq.iter().zip([(1_500_009, None), (600_009, None), (19, Some("400000"))]).zip(["too_large", "not_json", "not_json"]) {
+        assert_eq!(r.header("kizashi.reason"), Some(reason), "over events.max_record_bytes (1 MiB), or not JSON");
         assert!(r.payload.len() + r.key.as_ref().map_or(0, String::len) < 300_000, "{} bytes", r.payload.len());
         assert!(r.payload.starts_with("{not json"), "a prefix of the original: {:?}", r.headers);
         let cut = (size > 300_000).then(|| size.to_string());

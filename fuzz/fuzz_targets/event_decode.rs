@@ -6,7 +6,7 @@
 use kizashi::event::{decode, decode_with_serde_only, DecodeLimits, Event, EventKind};
 use libfuzzer_sys::fuzz_target;
 
-const LIMITS: DecodeLimits = DecodeLimits { max_id_len: 256, max_name_len: 256, max_future_ms: 3_600_000, now_ms: 1_800_000_000_000 };
+const LIMITS: DecodeLimits = DecodeLimits { max_id_len: 256, max_name_len: 256, max_future_ms: 3_600_000, now_ms: 1_800_000_000_000, max_record_bytes: 1 << 20 };
 
 fn kind(b: u8) -> EventKind {
     match b {

@@ -142,8 +142,13 @@ struct Item {
 }
 
 /// Decodes `line`, a good record's time becoming `last_ts`.
-fn decode_line<'b>(kind: EventKind, line: &'b [u8], last_ts: &mut i64, limits: &DecodeLimits) -> Result<Event<'b>, Reject> {
-    let decoded = decode(kind, line, None, limits);
+/// Decodes the line `reader` last handed out (`line`), unless the reader cut it: longer than
+/// `events.max_record_bytes`, it is `too_large` as a Kafka record would be.
+fn decode_line<'b>(kind: EventKind, reader: &'b Lines<File>, line: std::ops::Range<usize>, last_ts: &mut i64, limits: &DecodeLimits) -> Result<Event<'b>, Reject> {
+    if let Some(len) = reader.cut() {
+        return Err(crate::event::too_large(len, limits.max_record_bytes));
+    }
+    let decoded = decode(kind, &reader.buf()[line], None, limits);
     if let Ok(e) = &decoded {
         *last_ts = e.ts_ms();
     }
@@ -459,14 +464,14 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             let mut input = Input {
                 path: p.display().to_string(),
                 kind,
-                reader: Lines::new(f, 1 << 20),
+                reader: Lines::new(f, 1 << 20, limits.max_record_bytes),
                 line_no: 0,
                 last_ts: i64::MIN,
                 current: None,
             };
             if let Some(line) = input.reader.next_line().with_context(|| format!("reading {}", input.path))? {
                 input.line_no = 1;
-                let decoded = decode_line(kind, &input.reader.buf()[line.clone()], &mut input.last_ts, &limits);
+                let decoded = decode_line(kind, &input.reader, line.clone(), &mut input.last_ts, &limits);
                 input.current = Some(Item { line_no: 1, decoded: decoded.map(Event::into_owned), line });
             }
             inputs.push(input);
@@ -494,7 +499,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             let Input { reader, path, kind, line_no, last_ts, current } = &mut *input;
             let Some(line) = reader.next_line().with_context(|| format!("reading {path}"))? else { break };
             *line_no += 1;
-            let decoded = decode_line(*kind, &reader.buf()[line.clone()], last_ts, &limits);
+            let decoded = decode_line(*kind, reader, line.clone(), last_ts, &limits);
             let key = merge_key(&decoded, *last_ts);
             if heap.peek().is_none_or(|Reverse(next)| (key, idx) < *next) {
                 summary.events_read += 1;

@@ -25,6 +25,14 @@ pub struct DecodeLimits {
     pub max_future_ms: i64,
     /// The wall clock (or, in a back-test, the clock the user chose).
     pub now_ms: i64,
+    /// Longest accepted record (a Kafka record's payload, a line of a replayed file), in bytes.
+    pub max_record_bytes: usize,
+}
+
+/// The rejection of a record of `len` bytes, longer than `max` (`too_large`): the same words for
+/// a Kafka record and for a replayed line (which the reader cuts, see `cmd::lines`).
+pub fn too_large(len: u64, max: usize) -> Reject {
+    Reject::new(RejectReason::TooLarge, format!("the record is {len} bytes, longer than events.max_record_bytes ({max})"))
 }
 
 /// Decodes and validates one record of `kind`. `key` is the message key, if any: when present it
@@ -53,6 +61,9 @@ fn decode_reading<'a>(
     limits: &DecodeLimits,
     flat: bool,
 ) -> Result<Event<'a>, Reject> {
+    if bytes.len() > limits.max_record_bytes {
+        return Err(too_large(bytes.len() as u64, limits.max_record_bytes));
+    }
     let mut w = UsageWire::default();
     // A record the flat reading takes is UTF-8 whole (it checks each string, and takes nothing
     // but ASCII between them), so it needs no check of the whole line.
@@ -657,7 +668,7 @@ mod tests {
     const NOW: i64 = 1_795_300_000_000; // 2026-11-21
 
     fn limits() -> DecodeLimits {
-        DecodeLimits { max_id_len: 16, max_name_len: 32, max_future_ms: 3_600_000, now_ms: NOW }
+        DecodeLimits { max_id_len: 16, max_name_len: 32, max_future_ms: 3_600_000, now_ms: NOW, max_record_bytes: 1 << 20 }
     }
 
     fn dec(kind: EventKind, s: &str) -> Result<Event<'_>, Reject> {

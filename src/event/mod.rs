@@ -10,7 +10,7 @@ pub mod timestamp;
 
 use std::borrow::Cow;
 
-pub use decode::{decode, decode_with_serde_only, DecodeLimits};
+pub use decode::{decode, decode_with_serde_only, too_large, DecodeLimits};
 pub use reject::{Reject, RejectReason};
 
 /// Which input an event comes from; each has its own topic and schema.

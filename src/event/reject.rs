@@ -27,13 +27,15 @@ pub enum RejectReason {
     /// A support event would open a ticket while the account already has
     /// `events.max_open_tickets` open.
     TooManyTickets,
+    /// A record longer than `events.max_record_bytes`.
+    TooLarge,
     /// A usage or support event for an account whose state already holds more than
     /// `state.max_account_bytes`.
     AccountTooLarge,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 11] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::NotJson,
         RejectReason::NotObject,
         RejectReason::MissingField,
@@ -44,6 +46,7 @@ impl RejectReason {
         RejectReason::TooLate,
         RejectReason::KeyMismatch,
         RejectReason::TooManyTickets,
+        RejectReason::TooLarge,
         RejectReason::AccountTooLarge,
     ];
 
@@ -59,6 +62,7 @@ impl RejectReason {
             RejectReason::TooLate => "too_late",
             RejectReason::KeyMismatch => "key_mismatch",
             RejectReason::TooManyTickets => "too_many_tickets",
+            RejectReason::TooLarge => "too_large",
             RejectReason::AccountTooLarge => "account_too_large",
         }
     }
