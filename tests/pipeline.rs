@@ -64,6 +64,13 @@ impl Kizashi {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM, then its exit status (kept: its log is still there to read).
+    fn wait_after_sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.wait(Duration::from_secs(40))
+    }
+
     fn sigterm_and_wait(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -537,12 +544,21 @@ fn a_changelog_topic_that_takes_small_records_is_named_at_start_and_when_it_refu
     b.produce(INPUTS[0], &many_users("big", 0..6_000, day));
     let dir = test_dir();
     let mut k = start_kizashi(&b, &dir.path().join("state"), "old", &[]);
-    wait_caught_up(&b, "old", &mut k, Duration::from_secs(60));
-    // The broker's refusal reaches kizashi when librdkafka gives up on the record: at the latest
-    // after `message.timeout.ms`, or at a shutdown's flush.
-    let log_of = k.log.clone();
-    let status = k.sigterm_and_wait();
-    let log = std::fs::read_to_string(log_of).unwrap();
+    // The broker's refusal reaches kizashi when librdkafka gives up on the record: as it comes
+    // back, at the latest after `message.timeout.ms`, or at a shutdown's flush.
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = k.child.try_wait().unwrap() {
+            break st;
+        }
+        let (done, end) = b.group_progress("old", &INPUTS);
+        if end > 0 && done >= end {
+            break k.wait_after_sigterm();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "not caught up:\n{}", k.log());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let log = k.log();
     assert!(!status.success(), "{log}");
     assert!(log.contains("the changelog topic takes smaller records than an account's state can be"), "{log}");
     let need = Settings::default().changelog_record_bytes();

@@ -882,7 +882,14 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
     let partitions = inputs[0].1;
     if let Some(changelog) = settings.kafka.changelog_topic() {
         match count(&changelog) {
-            Some(n) if n == partitions => warn_if_changelog_too_small(settings, &changelog),
+            Some(n) if n == partitions => {
+                // In the background: a broker that does not answer DescribeConfigs (librdkafka's
+                // mock cluster) must not hold the start up.
+                let (settings, changelog) = (settings.clone(), changelog.clone());
+                let _ = std::thread::Builder::new()
+                    .name("kizashi-changelog-check".into())
+                    .spawn(move || warn_if_changelog_too_small(&settings, &changelog));
+            }
             Some(n) => bail!(
                 "the changelog topic {changelog} has {n} partitions; it needs {partitions}, one per input partition"
             ),
@@ -897,7 +904,8 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
 
 /// A changelog topic made before kizashi set its record limit (or by hand) may take smaller
 /// records than a state can be: the first state over it would stop `run`. Says so at start, with
-/// what to set; never stops the start (a broker that cannot describe configs is only logged).
+/// what to set; never stops or delays the start (a broker that cannot describe configs is only
+/// logged).
 fn warn_if_changelog_too_small(settings: &Settings, name: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
     let need = settings.changelog_record_bytes();
