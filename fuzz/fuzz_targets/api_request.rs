@@ -27,7 +27,7 @@ fn setup() -> &'static Setup {
     static S: OnceLock<Setup> = OnceLock::new();
     S.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), false).expect("store");
+        let store = Store::open(dir.path(), false, kizashi::store::Budget { total: 64 << 20 }).expect("store");
         let mut b = store.batch();
         for (i, id) in ["acme", "a b", "ünï", "x%2Fy"].into_iter().enumerate() {
             let mut s = AccountState {
