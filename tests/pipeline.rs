@@ -227,6 +227,17 @@ fn strip_emitted(json: &str) -> String {
     v.to_string()
 }
 
+/// The newest score update published.
+fn last_score(b: &Broker) -> serde_json::Value {
+    let scores = b.consume_all("health-scores");
+    serde_json::from_str(&scores.last().expect("good records were scored").payload).unwrap()
+}
+
+/// Measure `m`'s value in a score update.
+fn measure(score: &serde_json::Value, m: &str) -> serde_json::Value {
+    score["measures"].as_array().unwrap().iter().find(|x| x["measure"] == m).unwrap()["value"].clone()
+}
+
 /// Alerts (without `emitted_at`, repeats collapsed, repeats counted) and the last score per account.
 fn published(b: &Broker) -> (BTreeSet<String>, usize, BTreeMap<String, String>) {
     let alerts = b.consume_all("health-alerts");
@@ -427,11 +438,9 @@ fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
     }
     assert_eq!(dlq[0].payload, "{not json", "the original payload is kept");
     assert_eq!(dlq[8].key.as_deref(), Some("other"), "the original key is kept");
-    let scores = b.consume_all("health-scores");
-    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("good records were scored").payload).unwrap();
+    let last = last_score(&b);
     assert_eq!(last["account_id"], "acme");
-    let au = last["measures"].as_array().unwrap().iter().find(|m| m["measure"] == "active_users_7d").unwrap();
-    assert_eq!(au["value"], 2.0, "the two good acme records around the pills were applied");
+    assert_eq!(measure(&last, "active_users_7d"), 2.0, "the two good acme records around the pills were applied");
 }
 
 #[test]
@@ -470,11 +479,9 @@ fn hostile_timestamps_and_a_ticket_flood_are_dead_lettered_and_the_pipeline_goes
     );
     let bad = dlq.iter().find(|r| r.header("kizashi.reason") == Some("bad_value")).unwrap();
     assert!(bad.header("kizashi.detail").unwrap().contains("1970-01-01"), "the detail names the accepted range");
-    let scores = b.consume_all("health-scores");
-    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("good records were scored").payload).unwrap();
-    let value = |m: &str| last["measures"].as_array().unwrap().iter().find(|x| x["measure"] == m).unwrap()["value"].clone();
-    assert_eq!(value("active_users_7d"), 2.0, "the good usage records around the pills were applied");
-    assert_eq!(value("open_urgent_tickets"), 4.0, "the cap held; the far-past update changed nothing");
+    let last = last_score(&b);
+    assert_eq!(measure(&last, "active_users_7d"), 2.0, "the good usage records around the pills were applied");
+    assert_eq!(measure(&last, "open_urgent_tickets"), 4.0, "the cap held; the far-past update changed nothing");
 }
 
 /// Usage records for `account` from `users` distinct users of 200-byte ids, on `day`. The ids
@@ -525,10 +532,7 @@ fn an_account_bigger_than_a_kafka_record_is_changelogged_and_restored() {
     let log = k.log();
     assert!(k.sigterm_and_wait().success());
     assert!(log.contains("restored the partition from the changelog"), "{log}");
-    let scores = b.consume_all("health-scores");
-    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("scores").payload).unwrap();
-    let au = last["measures"].as_array().unwrap().iter().find(|m| m["measure"] == "active_users_7d").unwrap();
-    assert_eq!(au["value"], 6_001.0, "every user of the restored state, and the new one");
+    assert_eq!(measure(&last_score(&b), "active_users_7d"), 6_001.0, "every user of the restored state, and the new one");
 }
 
 /// A changelog topic from before kizashi set its record limit keeps the broker's: kizashi says
@@ -624,10 +628,7 @@ fn a_poison_pill_too_large_for_the_dead_letter_topic_is_cut_to_fit() {
     }
     assert_eq!(dlq[2].payload.len(), 19, "a cut key leaves the payload whole");
     assert_eq!(dlq[2].key.as_ref().map(String::len), Some(4096));
-    let scores = b.consume_all("health-scores");
-    let last: serde_json::Value = serde_json::from_str(&scores.last().expect("good records were scored").payload).unwrap();
-    let au = last["measures"].as_array().unwrap().iter().find(|m| m["measure"] == "active_users_7d").unwrap();
-    assert_eq!(au["value"], 2.0, "the good records around the pills were applied");
+    assert_eq!(measure(&last_score(&b), "active_users_7d"), 2.0, "the good records around the pills were applied");
 }
 
 #[test]
