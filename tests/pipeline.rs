@@ -521,7 +521,7 @@ fn an_account_bigger_than_a_kafka_record_is_changelogged_and_restored() {
     wait_caught_up(&b, "big", &mut k, Duration::from_secs(120));
     assert!(k.sigterm_and_wait().success(), "kizashi wrote the big state and stopped cleanly");
     let changelog = b.consume_all("big-changelog");
-    let big = states(&changelog).into_iter().filter(|r| r.key.as_deref().is_some_and(|k| k.ends_with("big"))).last().expect("big's state");
+    let big = states(&changelog).into_iter().rfind(|r| r.key.as_deref().is_some_and(|k| k.ends_with("big"))).expect("big's state");
     assert!(big.payload.len() > 1_000_000, "the state is bigger than librdkafka's default record ({} bytes)", big.payload.len());
 
     // The disk is lost: the state comes back from the changelog whole.
