@@ -145,6 +145,40 @@ fn outcomes_are_labels_only_and_backtests_are_byte_identical() {
     assert!(!read(out("a/alerts.jsonl")).is_empty());
 }
 
+/// Each configuration judges a long line by its own `events.max_record_bytes`: with `--compare`,
+/// the reader holds lines up to the larger bound, and a line past both is `too_large` in each,
+/// with its whole length.
+#[test]
+fn each_configuration_has_its_own_record_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = i64::from(END_DAY) * DAY_MS;
+    let line = |n: usize| format!(r#"{{"account_id":"a","user_id":"u","event":"login","ts":{day},"junk":"{}"}}"#, "z".repeat(n));
+    let usage = dir.path().join("usage.jsonl");
+    let (two, five) = (line(2 << 20), line(5 << 20));
+    std::fs::write(&usage, format!("{}\n{two}\n{five}\n", line(0))).unwrap();
+    let outcomes = dir.path().join("outcomes.jsonl");
+    std::fs::write(&outcomes, "").unwrap();
+    let mut o = replay_opts(dir.path(), dir.path().join("out"), 10);
+    o.usage = vec![usage];
+    o.support = vec![];
+    o.accounts = vec![];
+    let mut roomy = Settings::default();
+    roomy.events.max_record_bytes = kizashi::config::ByteSize(4 << 20);
+    let s = run_backtest(&Settings::default(), &o, Some(&backtest(outcomes, Some(("roomy", roomy))))).unwrap();
+    assert_eq!((s.events_applied, s.events_rejected), (1, 2), "the defaults take 1 MiB: {s:?}");
+    let rejects = |f: &str| -> Vec<(i64, String)> {
+        std::fs::read_to_string(dir.path().join("out").join(f))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .map(|r| (r["line"].as_i64().unwrap(), r["detail"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let bound = |len: usize, max: usize| format!("the record is {len} bytes, longer than events.max_record_bytes ({max})");
+    assert_eq!(rejects("rejects.jsonl"), vec![(2, bound(two.len(), 1 << 20)), (3, bound(five.len(), 1 << 20))]);
+    assert_eq!(rejects("compare/rejects.jsonl"), vec![(3, bound(five.len(), 4 << 20))], "4 MiB takes the 2 MiB line");
+}
+
 #[test]
 fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,6 +199,8 @@ fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reporte
         r#"{"account_id":"nobody","outcome":"renewed","ts":"2026-01-10"}"#.to_string(),
         "".to_string(),
         r#"{"account_id":"a","outcome":"downgraded","ts":"2025-12-01"}"#.to_string(),
+        // Longer than events.max_record_bytes: refused without being held whole.
+        format!(r#"{{"account_id":"a","outcome":"churned","ts":"2026-02-10","junk":"{}"}}"#, "z".repeat(2 << 20)),
     ];
     let mut f = std::fs::File::create(&outcomes).unwrap();
     for l in &lines {
@@ -194,8 +230,11 @@ fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reporte
             (8, "duplicate"),
             (9, "conflict"),
             (11, "not_json"),
+            (13, "too_large"),
         ]
     );
+    assert!(rejects[9]["detail"].as_str().unwrap().ends_with("longer than events.max_record_bytes (1048576)"), "{}", rejects[9]["detail"]);
+    assert_eq!(rejects[9]["raw"].as_str().unwrap().len(), 1 << 20, "its first bytes");
     assert!(rejects.iter().all(|r| r["file"] == outcomes.display().to_string()), "each reject names its file");
     assert_eq!(rejects[0]["raw"], "not json");
     assert!(rejects[2]["detail"].as_str().unwrap().contains("account_id"));
@@ -204,8 +243,9 @@ fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reporte
 
     let r = evaluation(&s.evaluation);
     let st = &r.outcome_files;
-    assert_eq!((st.lines, st.accepted, st.rejected), (12, 3, 9));
+    assert_eq!((st.lines, st.accepted, st.rejected), (13, 3, 10));
     assert_eq!(st.rejects_by_reason["not_json"], 2);
+    assert_eq!(st.rejects_by_reason["too_large"], 1);
     let e = &r.evaluation;
     assert_eq!(e.unknown_accounts.outcomes, 1);
     assert_eq!(e.unknown_accounts.accounts, vec!["nobody".to_string()]);

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BinaryHeap};
 use std::cmp::Reverse;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -349,30 +349,28 @@ impl Lane {
 }
 
 /// Reads the outcome files; every refused line goes to `rejects` with its file and line.
-fn read_outcomes(paths: &[PathBuf], max_id_len: usize, rejects: &mut impl Write) -> Result<OutcomeSet> {
+/// A line longer than `max_line` is refused (`too_large`) without being held.
+fn read_outcomes(paths: &[PathBuf], max_id_len: usize, max_line: usize, rejects: &mut impl Write) -> Result<OutcomeSet> {
     let mut set = OutcomeSet::default();
     for p in paths {
         let name = p.display().to_string();
         set.stats.files.push(name.clone());
-        let mut reader = BufReader::new(File::open(p).with_context(|| format!("opening {name}"))?);
-        let mut line = Vec::new();
+        let mut reader = Lines::new(File::open(p).with_context(|| format!("opening {name}"))?, 64 << 10, max_line);
         let mut line_no = 0i64;
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line).with_context(|| format!("reading {name}"))? == 0 {
-                break;
-            }
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                line.pop();
-            }
+        while let Some(range) = reader.next_line().with_context(|| format!("reading {name}"))? {
+            let line = &reader.buf()[range];
             line_no += 1;
-            if let Err(r) = set.add(&line, max_id_len, &format!("{name} line {line_no}")) {
+            let refused = match reader.cut() {
+                Some(len) => Err(set.refuse_too_large(len, max_line)),
+                None => set.add(line, max_id_len, &format!("{name} line {line_no}")),
+            };
+            if let Err(r) = refused {
                 let reject = RejectLine {
                     file: &name,
                     line: line_no,
                     reason: r.reason.code(),
                     detail: &r.detail,
-                    raw: &String::from_utf8_lossy(&line),
+                    raw: &String::from_utf8_lossy(line),
                 };
                 writeln!(rejects, "{}", serde_json::to_string(&reject)?)?;
             }
@@ -393,7 +391,9 @@ struct Feed<'l> {
 }
 
 impl Feed<'_> {
-    fn record(&mut self, kind: EventKind, source: Source<'_>, decoded: Result<Event<'_>, Reject>, line: &[u8]) -> Result<()> {
+    /// `cut`: the whole length of a line the reader cut (longer than every configuration's
+    /// `events.max_record_bytes`), of which `line` is the first bytes.
+    fn record(&mut self, kind: EventKind, source: Source<'_>, decoded: Result<Event<'_>, Reject>, line: &[u8], cut: Option<u64>) -> Result<()> {
         let topic = self.topics[kind as usize];
         if let Some(s) = self.shared {
             s.metrics.consumed(topic, 1, line.len() as u64);
@@ -409,7 +409,11 @@ impl Feed<'_> {
         let (first, others) = self.lanes.split_first_mut().expect("a lane per configuration");
         // The other configuration gets the same record, decoded again only if its limits differ.
         for lane in others {
-            let decoded = if lane.limits == first.limits { decoded.clone() } else { decode(kind, line, None, &lane.limits) };
+            let decoded = match cut {
+                Some(len) => Err(crate::event::too_large(len, lane.limits.max_record_bytes)),
+                None if lane.limits == first.limits => decoded.clone(),
+                None => decode(kind, line, None, &lane.limits),
+            };
             lane.process(place(&decoded), source, decoded, line)?;
         }
         first.process(place(&decoded), source, decoded, line)?;
@@ -450,12 +454,14 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             s.evaluation.pending();
         }
     }
+    let limits = lanes[0].limits;
+    // The longest line any configuration takes (with `--compare`, another's may be longer).
+    let max_line = lanes.iter().map(|l| l.limits.max_record_bytes).max().unwrap_or(limits.max_record_bytes);
     let outcomes = match backtest {
-        Some(b) if !b.outcomes.is_empty() => Some(read_outcomes(&b.outcomes, settings.events.max_id_len, &mut lanes[0].rejects_w)?),
+        Some(b) if !b.outcomes.is_empty() => Some(read_outcomes(&b.outcomes, settings.events.max_id_len, max_line, &mut lanes[0].rejects_w)?),
         _ => None,
     };
     let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
-    let limits = lanes[0].limits;
 
     let mut inputs = Vec::new();
     for (kind, paths) in [(EventKind::Usage, &opts.usage), (EventKind::Support, &opts.support), (EventKind::Account, &opts.accounts)] {
@@ -464,7 +470,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             let mut input = Input {
                 path: p.display().to_string(),
                 kind,
-                reader: Lines::new(f, 1 << 20, limits.max_record_bytes),
+                reader: Lines::new(f, 1 << 20, max_line),
                 line_no: 0,
                 last_ts: i64::MIN,
                 current: None,
@@ -492,7 +498,9 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         let input = &mut inputs[idx];
         let item = input.current.take().expect("queued inputs have an item");
         summary.events_read += 1;
-        feed.record(input.kind, Source { name: &input.path, offset: item.line_no }, item.decoded, &input.reader.buf()[item.line])?;
+        // The reader has not moved since it handed out this item's line.
+        let cut = input.reader.cut();
+        feed.record(input.kind, Source { name: &input.path, offset: item.line_no }, item.decoded, &input.reader.buf()[item.line], cut)?;
         // The input's next records, as long as each comes before every other input's: applied
         // as they are decoded, borrowed from the reader's buffer (the order is the heap's).
         loop {
@@ -503,7 +511,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
             let key = merge_key(&decoded, *last_ts);
             if heap.peek().is_none_or(|Reverse(next)| (key, idx) < *next) {
                 summary.events_read += 1;
-                feed.record(*kind, Source { name: path, offset: *line_no }, decoded, &reader.buf()[line])?;
+                feed.record(*kind, Source { name: path, offset: *line_no }, decoded, &reader.buf()[line], reader.cut())?;
                 continue;
             }
             *current = Some(Item { line_no: *line_no, decoded: decoded.map(Event::into_owned), line });

@@ -73,6 +73,8 @@ pub enum OutcomeRejectReason {
     Duplicate,
     /// The same account and time as an earlier line, with another outcome (both cannot be true).
     Conflict,
+    /// A line longer than `events.max_record_bytes`.
+    TooLarge,
 }
 
 impl OutcomeRejectReason {
@@ -86,6 +88,7 @@ impl OutcomeRejectReason {
             OutcomeRejectReason::IdTooLong => "id_too_long",
             OutcomeRejectReason::Duplicate => "duplicate",
             OutcomeRejectReason::Conflict => "conflict",
+            OutcomeRejectReason::TooLarge => "too_large",
         }
     }
 }
@@ -225,6 +228,15 @@ impl OutcomeSet {
                 *self.stats.rejects_by_reason.entry(e.reason.code().to_string()).or_default() += 1;
             }
         }
+        r
+    }
+
+    /// Counts a line longer than `max` bytes (`len`; the reader did not hold it) as refused.
+    pub fn refuse_too_large(&mut self, len: u64, max: usize) -> OutcomeReject {
+        self.stats.lines += 1;
+        self.stats.rejected += 1;
+        let r = reject(OutcomeRejectReason::TooLarge, format!("the line is {len} bytes, longer than events.max_record_bytes ({max})"));
+        *self.stats.rejects_by_reason.entry(r.reason.code().to_string()).or_default() += 1;
         r
     }
 
