@@ -256,11 +256,11 @@ pub struct StateConfig {
     /// release, remove it and restart them again (one by one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upgrade_from: Option<u8>,
-    /// The most memory one account's state may take (its decoded size, which its encoding never
-    /// exceeds): a usage or support event for an account over it is rejected
-    /// (`account_too_large`) until its windows shed old data, so no stream can grow one state
-    /// without bound, and every state fits one changelog record (the changelog producer, and a
-    /// changelog topic kizashi creates, take records of this size). 64KiB to 64MiB.
+    /// The most an account's users, features and de-duplication ids may take, counted from their
+    /// contents as they are encoded at most (`AccountState::growable_bytes`): a usage or support
+    /// event for an account over it is rejected (`account_too_large`) until they age out of its
+    /// windows, so no stream can grow one state without bound, and every state fits one changelog
+    /// record (`Settings::changelog_record_bytes`). 64KiB to 64MiB.
     pub max_account_bytes: ByteSize,
 }
 

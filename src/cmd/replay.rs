@@ -141,9 +141,9 @@ struct Item {
     line: std::ops::Range<usize>,
 }
 
-/// Decodes `line`, a good record's time becoming `last_ts`.
-/// Decodes the line `reader` last handed out (`line`), unless the reader cut it: longer than
-/// `events.max_record_bytes`, it is `too_large` as a Kafka record would be.
+/// Decodes the line `reader` last handed out (`line`), a good record's time becoming `last_ts`;
+/// unless the reader cut it: longer than `events.max_record_bytes`, it is `too_large` as a Kafka
+/// record would be.
 fn decode_line<'b>(kind: EventKind, reader: &'b Lines<File>, line: std::ops::Range<usize>, last_ts: &mut i64, limits: &DecodeLimits) -> Result<Event<'b>, Reject> {
     if let Some(len) = reader.cut() {
         return Err(crate::event::too_large(len, limits.max_record_bytes));
@@ -396,7 +396,7 @@ impl Feed<'_> {
     fn record(&mut self, kind: EventKind, source: Source<'_>, decoded: Result<Event<'_>, Reject>, line: &[u8], cut: Option<u64>) -> Result<()> {
         let topic = self.topics[kind as usize];
         if let Some(s) = self.shared {
-            s.metrics.consumed(topic, 1, line.len() as u64);
+            s.metrics.consumed(topic, 1, cut.unwrap_or(line.len() as u64));
             if let Ok(e) = &decoded {
                 s.metrics.source_event(topic, e.ts_ms());
             }

@@ -200,8 +200,8 @@ pub struct StateParams {
     pub max_open_tickets: u32,
     /// 0 disables de-duplication.
     pub dedup_window_ms: i64,
-    /// Over this many bytes (`AccountState::mem_bytes`), an account's usage and support events
-    /// are refused.
+    /// Over this many bytes (`AccountState::growable_bytes`), an account's usage and support
+    /// events are refused.
     pub max_account_bytes: usize,
 }
 

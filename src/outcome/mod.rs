@@ -219,25 +219,32 @@ pub struct OutcomeSet {
 impl OutcomeSet {
     /// Adds one line (`at` says where it was read, e.g. `outcomes.jsonl line 7`).
     pub fn add(&mut self, bytes: &[u8], max_id_len: usize, at: &str) -> Result<(), OutcomeReject> {
-        self.stats.lines += 1;
         let r = self.accept(bytes, max_id_len, at);
-        match &r {
-            Ok(()) => self.stats.accepted += 1,
-            Err(e) => {
-                self.stats.rejected += 1;
-                *self.stats.rejects_by_reason.entry(e.reason.code().to_string()).or_default() += 1;
-            }
-        }
+        self.tally(&r);
         r
     }
 
-    /// Counts a line longer than `max` bytes (`len`; the reader did not hold it) as refused.
+    /// Counts a line longer than `max` bytes (`len`; the reader did not hold it) as refused, with
+    /// the words of an event record's `too_large`.
     pub fn refuse_too_large(&mut self, len: u64, max: usize) -> OutcomeReject {
+        let r = reject(OutcomeRejectReason::TooLarge, crate::event::too_large(len, max).detail);
         self.stats.lines += 1;
-        self.stats.rejected += 1;
-        let r = reject(OutcomeRejectReason::TooLarge, format!("the line is {len} bytes, longer than events.max_record_bytes ({max})"));
-        *self.stats.rejects_by_reason.entry(r.reason.code().to_string()).or_default() += 1;
+        self.count_reject(&r);
         r
+    }
+
+    /// Counts a line's verdict.
+    fn tally(&mut self, r: &Result<(), OutcomeReject>) {
+        self.stats.lines += 1;
+        match r {
+            Ok(()) => self.stats.accepted += 1,
+            Err(e) => self.count_reject(e),
+        }
+    }
+
+    fn count_reject(&mut self, e: &OutcomeReject) {
+        self.stats.rejected += 1;
+        *self.stats.rejects_by_reason.entry(e.reason.code().to_string()).or_default() += 1;
     }
 
     fn accept(&mut self, bytes: &[u8], max_id_len: usize, at: &str) -> Result<(), OutcomeReject> {

@@ -197,11 +197,12 @@ pub struct Changelog {
     queued_bytes: usize,
     max_queued: usize,
     /// The largest record a state can make (for the error when the topic refuses one).
-    pub record_bytes: u64,
+    record_bytes: u64,
 }
 
 impl Changelog {
-    pub fn new(config: &ClientConfig, topic: &str, interval: Duration, max_queued: usize) -> Result<Changelog> {
+    /// `record_bytes`: the largest record a state can make (`Settings::changelog_record_bytes`).
+    pub fn new(config: &ClientConfig, topic: &str, interval: Duration, max_queued: usize, record_bytes: u64) -> Result<Changelog> {
         let deliveries = Arc::new(Mutex::new(Deliveries::default()));
         let producer = config
             .clone()
@@ -227,7 +228,7 @@ impl Changelog {
             last_send: None,
             queued_bytes: 0,
             max_queued,
-            record_bytes: 0,
+            record_bytes,
         })
     }
 
@@ -309,7 +310,7 @@ impl Changelog {
             (std::mem::take(&mut d.acked), std::mem::take(&mut d.failed))
         };
         if let Some((_, e)) = failed.first() {
-            if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge) {
+            if super::outbox::is_too_large(e) {
                 bail!(
                     "writing the changelog topic `{}` failed: {e}: the topic takes smaller records than an account's state can be; set its max.message.bytes to at least {} bytes (the largest state these settings allow: README, \"Limits and hostile input\"), or lower state.max_account_bytes",
                     self.topic,
@@ -527,7 +528,7 @@ mod tests {
         mock.create_topic("cl", 1, 1).unwrap();
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", mock.bootstrap_servers());
-        let cl = Changelog::new(&config, "cl", interval, usize::MAX).unwrap();
+        let cl = Changelog::new(&config, "cl", interval, usize::MAX, 1 << 20).unwrap();
         (mock, config, cl)
     }
 

@@ -1085,14 +1085,13 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         c.outbox = Some(outbox);
         if changelog_on {
             let topic = settings.kafka.changelog_topic().unwrap_or_default();
-            let mut cl = changelog::Changelog::new(
+            c.changelog = Some(changelog::Changelog::new(
                 &client::changelog_producer_config(settings),
                 &topic,
                 settings.pipeline.changelog_interval,
                 settings.state.budget().kafka_queue() as usize,
-            )?;
-            cl.record_bytes = settings.changelog_record_bytes();
-            c.changelog = Some(cl);
+                settings.changelog_record_bytes(),
+            )?);
             let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));
             c.changelog_source = Some((client_config(settings, Client::Consumer), topic.clone(), timeout));
             if settings.state.standby_replicas > 0 {

@@ -68,9 +68,7 @@ impl OutboxEntry {
         if self.kind != OutputKind::DeadLetter {
             return;
         }
-        let headers = |e: &OutboxEntry| e.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-        let size = |e: &OutboxEntry| e.key.as_ref().map_or(0, Vec::len) + e.payload.len() + headers(e) + RECORD_OVERHEAD;
-        if size(self) <= max_bytes {
+        if self.record_bytes() + RECORD_OVERHEAD <= max_bytes {
             return;
         }
         if let Some(k) = self.key.as_mut().filter(|k| k.len() > MAX_DEAD_LETTER_KEY) {
@@ -80,12 +78,17 @@ impl OutboxEntry {
         }
         let before = self.payload.len();
         // Room for the header this adds (a name and up to 20 digits).
-        let rest = size(self) - self.payload.len() + TRUNCATED_PAYLOAD.len() + 20;
+        let rest = self.record_bytes() - self.payload.len() + RECORD_OVERHEAD + TRUNCATED_PAYLOAD.len() + 20;
         let keep = max_bytes.saturating_sub(rest).min(before);
         if keep < before {
             self.payload.truncate(keep);
             self.mark(TRUNCATED_PAYLOAD, before);
         }
+    }
+
+    /// Bytes of the key, the payload and the headers' names and values.
+    fn record_bytes(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.len() + self.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
     }
 
     /// Sets header `name` to `before`, unless an earlier cut set it (its size is the original).
@@ -171,10 +174,8 @@ const MIN_CUT: usize = 64 << 10;
 pub const MAX_DEAD_LETTER_KEY: usize = 4 << 10;
 
 /// Whether a produce error says the record is over a size limit (the producer's or the topic's).
-fn too_large(e: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge;
-    matches!(e, rdkafka::error::KafkaError::MessageProduction(MessageSizeTooLarge))
-        || e.rdkafka_error_code() == Some(MessageSizeTooLarge)
+pub fn is_too_large(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::MessageSizeTooLarge)
 }
 
 /// A producer context that collects delivery reports (the opaque is a sequence number) and
@@ -279,14 +280,14 @@ impl Outbox {
         for (seq, error) in failed {
             metrics.producer_error(seq, &error.to_string());
             if let Some((mut entry, t)) = self.in_flight.remove(&seq) {
-                if too_large(&error) {
+                if is_too_large(&error) {
                     // The topic takes less than the producer (its `max.message.bytes`): halve
                     // the record, again at each refusal, until it fits. The broker refuses a
                     // batch whole, so records sent with the one too large are refused too:
                     // none is cut below `MIN_CUT`. (The stored entry stays whole; after a
                     // restart it is cut again.)
-                    let size = entry.key.as_ref().map_or(0, Vec::len) + entry.payload.len();
-                    let headers = entry.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+                    let headers = entry.record_bytes() - entry.key.as_ref().map_or(0, Vec::len) - entry.payload.len();
+                    let size = entry.record_bytes() - headers;
                     entry.fit((size / 2).max(MIN_CUT) + headers + RECORD_OVERHEAD);
                 }
                 self.send(seq, entry, t);
@@ -325,7 +326,7 @@ mod tests {
             payload: vec![b'p'; payload],
             headers: vec![("kizashi.reason".into(), b"not_json".to_vec())],
         };
-        let record = |e: &OutboxEntry| e.key.as_ref().map_or(0, Vec::len) + e.payload.len() + e.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + RECORD_OVERHEAD;
+        let record = |e: &OutboxEntry| e.record_bytes() + RECORD_OVERHEAD;
         let header = |e: &OutboxEntry, name: &str| e.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8(v.clone()).unwrap());
         // Small enough: untouched.
         let mut e = dead(10, 1_000);
