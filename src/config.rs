@@ -541,6 +541,8 @@ pub const MAX_MAX_ACCOUNT_BYTES: u64 = 64 << 20;
 
 /// The smallest `state.memory_budget` accepted.
 pub const MIN_MEMORY_BUDGET: u64 = 64 << 20;
+/// The largest `state.memory_budget`.
+pub const MAX_MEMORY_BUDGET: u64 = 1 << 40;
 
 /// A size in bytes, read as a number of bytes or a string with a unit: `B`, `KiB`/`MiB`/`GiB`/
 /// `TiB` (powers of 1024) or `KB`/`MB`/`GB`/`TB` (powers of 1000), case-insensitive, e.g.
@@ -1163,6 +1165,12 @@ const SEVERITIES: [&str; 4] = ["info", "low", "medium", "high"];
 /// Longest duration a rule or limit accepts (ten years), so no duration can overflow the
 /// millisecond arithmetic of the core.
 const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+/// Most days a day count in config may be (the longest retention).
+const MAX_DAYS: u32 = 3650;
+/// `pipeline.batch_records` at most: a batch's records are reserved at start.
+pub const MAX_BATCH_RECORDS: usize = 1_000_000;
+/// `pipeline.max_buffered_records` at most.
+pub const MAX_BUFFERED_RECORDS: usize = 10_000_000;
 
 impl Settings {
     /// The largest changelog record (key and value) an account's state can make, at most: its
@@ -1242,6 +1250,9 @@ impl Settings {
         }
         if self.state.memory_budget.0 < MIN_MEMORY_BUDGET {
             p.push(format!("state.memory_budget: {} is below the smallest budget, 64MiB", self.state.memory_budget));
+        }
+        if self.state.memory_budget.0 > MAX_MEMORY_BUDGET {
+            p.push(format!("state.memory_budget: {} is above the largest budget, 1TiB", self.state.memory_budget));
         }
         let r = self.events.max_record_bytes;
         if !((1 << 10)..=(64 << 20)).contains(&r.0) {
@@ -1431,14 +1442,43 @@ impl Settings {
             }
         }
         let pl = &self.pipeline;
-        if pl.max_buffered_records == 0 {
-            p.push("pipeline.max_buffered_records: must be at least 1".into());
+        // Counts that size buffers at start (a batch's Vec is reserved whole) and durations that
+        // are added to a clock or handed to librdkafka as milliseconds: an absurd value must stop
+        // the start here, naming its key, not panic or wait for ever later.
+        for (key, v, max) in [
+            ("pipeline.batch_records", pl.batch_records, MAX_BATCH_RECORDS),
+            ("pipeline.max_buffered_records", pl.max_buffered_records, MAX_BUFFERED_RECORDS),
+        ] {
+            if !(1..=max).contains(&v) {
+                p.push(format!("{key}: {v} is outside 1..={max}"));
+            }
         }
-        if pl.batch_records == 0 {
-            p.push("pipeline.batch_records: must be at least 1".into());
+        const DAY: Duration = Duration::from_secs(86_400);
+        for (key, d, min, max) in [
+            ("pipeline.batch_wait", pl.batch_wait, Duration::from_millis(1), Duration::from_secs(3600)),
+            ("pipeline.merge_wait", pl.merge_wait, Duration::ZERO, DAY),
+            ("pipeline.idle_after", pl.idle_after, Duration::ZERO, MAX_DURATION),
+            ("pipeline.shutdown_grace", pl.shutdown_grace, Duration::ZERO, DAY),
+            ("pipeline.changelog_interval", pl.changelog_interval, Duration::ZERO, DAY),
+            ("kafka.startup_timeout", self.kafka.startup_timeout, Duration::from_millis(1), DAY),
+            ("http.stale_after", self.http.stale_after, Duration::ZERO, MAX_DURATION),
+        ] {
+            if d < min || d > max {
+                p.push(format!(
+                    "{key}: {} is outside {}..={}",
+                    humantime::format_duration(d),
+                    if min.is_zero() { "0s".to_string() } else { humantime::format_duration(min).to_string() },
+                    match max.as_secs() / 86_400 {
+                        days if days > 1 && max.as_secs() % 86_400 == 0 => format!("{days}days"),
+                        _ => humantime::format_duration(max).to_string(),
+                    }
+                ));
+            }
         }
-        if pl.batch_wait.is_zero() {
-            p.push("pipeline.batch_wait: must be longer than 0s".into());
+        for (key, v) in [("alerts.min_history_days", self.alerts.min_history_days), ("scoring.onboarding_days", s.onboarding_days)] {
+            if v > MAX_DAYS {
+                p.push(format!("{key}: {v} is outside 0..={MAX_DAYS}"));
+            }
         }
         if a.urgent_ticket_aging.after.is_zero() {
             p.push("alerts.urgent_ticket_aging.after: must be longer than 0s".into());
@@ -1603,6 +1643,60 @@ mod tests {
         for key in ["events.dedup_window", "alerts.inactive.cooldown", "events.max_open_tickets"] {
             assert!(text.contains(key), "{key} missing in {text}");
         }
+    }
+
+    /// Values that used to pass the checks and then panic, abort or wait for ever: a batch's
+    /// records reserved at start ("capacity overflow"), a duration added to a clock ("overflow
+    /// when adding duration to instant"), a consumer queue librdkafka refuses.
+    #[test]
+    fn sizes_and_durations_the_loop_uses_are_bounded() {
+        let err = load(
+            None,
+            env(&[
+                ("KIZASHI__PIPELINE__BATCH_RECORDS", "100000000000000000"),
+                ("KIZASHI__PIPELINE__MAX_BUFFERED_RECORDS", "10000001"),
+                ("KIZASHI__PIPELINE__BATCH_WAIT", "300000000000y"),
+                ("KIZASHI__PIPELINE__MERGE_WAIT", "2days"),
+                ("KIZASHI__PIPELINE__IDLE_AFTER", "20000days"),
+                ("KIZASHI__PIPELINE__SHUTDOWN_GRACE", "100000years"),
+                ("KIZASHI__PIPELINE__CHANGELOG_INTERVAL", "25h"),
+                ("KIZASHI__KAFKA__STARTUP_TIMEOUT", "0s"),
+                ("KIZASHI__HTTP__STALE_AFTER", "20000days"),
+                ("KIZASHI__ALERTS__MIN_HISTORY_DAYS", "4000000000"),
+                ("KIZASHI__SCORING__ONBOARDING_DAYS", "3651"),
+                ("KIZASHI__STATE__MEMORY_BUDGET", "2TiB"),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.0.join("\n");
+        for key in [
+            "pipeline.batch_records: 100000000000000000 is outside 1..=1000000",
+            "pipeline.max_buffered_records: 10000001 is outside 1..=10000000",
+            "pipeline.batch_wait: ",
+            "pipeline.merge_wait: 2days is outside 0s..=1day",
+            "pipeline.idle_after: 54years 9months 2days 12h 57m 36s is outside 0s..=3650days",
+            "pipeline.shutdown_grace: ",
+            "pipeline.changelog_interval: 1day 1h is outside 0s..=1day",
+            "kafka.startup_timeout: 0s is outside 1ms..=1day",
+            "http.stale_after: ",
+            "alerts.min_history_days: 4000000000 is outside 0..=3650",
+            "scoring.onboarding_days: 3651 is outside 0..=3650",
+            "state.memory_budget: 2048GiB is above the largest budget, 1TiB",
+        ] {
+            assert!(text.contains(key), "`{key}` missing in\n{text}");
+        }
+        assert_eq!(err.0.len(), 12, "one problem each:\n{text}");
+        // The limits themselves are fine.
+        let s = load(
+            None,
+            env(&[
+                ("KIZASHI__PIPELINE__BATCH_RECORDS", "1000000"),
+                ("KIZASHI__PIPELINE__MERGE_WAIT", "0s"),
+                ("KIZASHI__PIPELINE__SHUTDOWN_GRACE", "1day"),
+                ("KIZASHI__STATE__MEMORY_BUDGET", "1TiB"),
+            ]),
+        );
+        assert!(s.is_ok(), "{s:?}");
     }
 
     #[test]

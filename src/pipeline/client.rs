@@ -55,11 +55,13 @@ pub fn client_config(settings: &Settings, client: Client) -> ClientConfig {
     // librdkafka's own queues are sized from the memory budget unless set: its defaults (a 64 MiB
     // prefetch queue per consumer, 1 GiB of queued records per producer) are each more than a
     // default budget, and what a burst fills there stays with the process.
-    let (key, kbytes) = match client {
-        Client::Consumer => ("queued.max.messages.kbytes", settings.state.budget().kafka_queue()),
-        Client::Producer => ("queue.buffering.max.kbytes", settings.state.budget().kafka_queue()),
+    // Each within the range librdkafka takes (a budget of 32 GiB or more would otherwise ask a
+    // consumer for more than its 2,097,151 kB).
+    let (key, max_kb) = match client {
+        Client::Consumer => ("queued.max.messages.kbytes", 2_097_151),
+        Client::Producer => ("queue.buffering.max.kbytes", 2_147_483_647),
     };
-    c.set(key, (kbytes >> 10).to_string());
+    c.set(key, (settings.state.budget().kafka_queue() >> 10).min(max_kb).to_string());
     for (k, v) in settings.kafka.properties.iter().filter(|(k, _)| applies_to(k, client)) {
         c.set(k, v);
     }
@@ -97,6 +99,19 @@ mod tests {
         assert_eq!(client_config(&s, Client::Consumer).get("queue.buffering.max.kbytes"), None);
         s.kafka.properties.insert("queue.buffering.max.kbytes".into(), "1024".into());
         assert_eq!(client_config(&s, Client::Producer).get("queue.buffering.max.kbytes"), Some("1024"));
+    }
+
+    #[test]
+    fn the_largest_budget_gives_queues_librdkafka_takes() {
+        let mut s = Settings::default();
+        s.state.memory_budget = crate::config::ByteSize(crate::config::MAX_MEMORY_BUDGET);
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        let consumer = client_config(&s, Client::Consumer);
+        assert_eq!(consumer.get("queued.max.messages.kbytes"), Some("2097151"), "librdkafka's most, not 64 GiB");
+        consumer.create::<rdkafka::consumer::BaseConsumer>().expect("librdkafka takes the consumer's config");
+        let producer = client_config(&s, Client::Producer);
+        assert_eq!(producer.get("queue.buffering.max.kbytes"), Some("67108864"));
+        producer.create::<rdkafka::producer::BaseProducer>().expect("librdkafka takes the producer's config");
     }
 
     #[test]
