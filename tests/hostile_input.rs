@@ -144,6 +144,45 @@ fn a_line_longer_than_a_record_may_be_is_rejected_without_being_held() {
     assert_eq!((s.events_applied, s.events_rejected), (3, 0), "{s:?}");
 }
 
+/// Bad lines wait in memory until their batch is written to `rejects.jsonl`; each may be as long
+/// as `events.max_record_bytes`, so a file of long bad lines was held a batch at a time (200,000
+/// lines by default: up to ~200 GB). The lanes now write them out once 16 MiB wait.
+#[test]
+fn long_bad_lines_are_written_out_as_they_come_not_held_a_batch_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = DAY * DAY_MS;
+    let n = 192;
+    let bad = format!("x{}", "z".repeat((1 << 20) - 1));
+    write(&d.join("usage.jsonl"), std::iter::once(usage("u1", t)).chain(std::iter::repeat_n(bad, n)).chain([usage("u2", t + 1)]));
+    write(&d.join("support.jsonl"), []);
+    write(&d.join("accounts.jsonl"), []);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kizashi"))
+        .args(["replay", "--json", "--now", "2025-12-01T00:00:00Z", "--usage"])
+        .arg(d.join("usage.jsonl"))
+        .arg("--support")
+        .arg(d.join("support.jsonl"))
+        .arg("--accounts")
+        .arg(d.join("accounts.jsonl"))
+        .arg("--out")
+        .arg(d.join("out"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((s["events_applied"].as_u64(), s["events_rejected"].as_u64()), (Some(2), Some(n as u64)), "{s}");
+    let peak = s["peak_rss_bytes"].as_u64().expect("peak RSS on Linux");
+    // 192 MiB of bad lines went through; held a batch at a time they were all in memory at once.
+    assert!(peak < 128 << 20, "peak RSS {peak} bytes for {n} MiB of bad lines");
+    let rejects = std::fs::read_to_string(d.join("out/rejects.jsonl")).unwrap();
+    let rejects: Vec<serde_json::Value> = rejects.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rejects.len(), n);
+    for (i, r) in rejects.iter().enumerate() {
+        assert_eq!((r["line"].as_u64(), r["reason"].as_str()), (Some(i as u64 + 2), Some("not_json")), "in order, each once");
+        assert_eq!(r["raw"].as_str().map(str::len), Some(1 << 20));
+    }
+}
+
 /// A stream of new users and event ids on one account (an integration gone wrong, or a test
 /// generator left running) grows its state without a bound of its own; past
 /// `state.max_account_bytes` the account's usage is rejected with its own reason, the other

@@ -186,6 +186,8 @@ struct Lane {
     rejects_w: BufWriter<File>,
     /// Raw lines of the rejects not yet written, in order.
     raws: Vec<Vec<u8>>,
+    /// Bytes of `raws` (the feed drains the lanes early past `RAWS_HELD_BYTES`).
+    raws_bytes: usize,
     history: Option<History>,
     /// `Stats::score_updates` at the last drain.
     score_updates_drained: u64,
@@ -223,6 +225,7 @@ impl Lane {
             rejects_w: create(&out_dir, "rejects.jsonl")?,
             out_dir,
             raws: Vec::new(),
+            raws_bytes: 0,
             history: evaluate.then(History::default),
             score_updates_drained: 0,
             _tmp: tmp,
@@ -235,6 +238,7 @@ impl Lane {
         self.engine.spill_if_full()?;
         if self.engine.pending_rejects() > rejected_before {
             self.raws.push(line.to_vec());
+            self.raws_bytes += line.len();
         }
         Ok(())
     }
@@ -286,6 +290,7 @@ impl Lane {
         }
         drop(w);
         // One raw line was queued per reject, in the same order.
+        self.raws_bytes = 0;
         for (r, raw) in out.rejected.iter().zip(self.raws.drain(..)) {
             let line = RejectLine {
                 file: &r.source,
@@ -379,6 +384,9 @@ fn read_outcomes(paths: &[PathBuf], max_id_len: usize, max_line: usize, rejects:
     Ok(set)
 }
 
+/// Bytes of rejected lines a lane holds before they are written to `rejects.jsonl`.
+const RAWS_HELD_BYTES: usize = 16 << 20;
+
 /// Where replay's records go, in merge order: every lane (configuration), the metrics, and a
 /// drain of the lanes' outputs every `batch` records.
 struct Feed<'l> {
@@ -418,8 +426,13 @@ impl Feed<'_> {
         }
         first.process(place(&decoded), source, decoded, line)?;
         self.in_batch += 1;
-        if self.in_batch >= self.batch {
-            self.in_batch = 0;
+        // A batch of bad lines is held until it is written: each up to events.max_record_bytes,
+        // so a file of long bad lines is written out as it goes, not held a batch at a time.
+        let raws_full = self.lanes.iter().any(|l| l.raws_bytes > RAWS_HELD_BYTES);
+        if self.in_batch >= self.batch || raws_full {
+            if self.in_batch >= self.batch {
+                self.in_batch = 0;
+            }
             for (i, lane) in self.lanes.iter_mut().enumerate() {
                 lane.drain(self.shared.filter(|_| i == 0))?;
             }
