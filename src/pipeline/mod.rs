@@ -1295,8 +1295,23 @@ enum Tail {
 
 /// The tail of every empty input queue, from the high watermark librdkafka learnt from its last
 /// fetch (absent when not known yet).
+///
+/// How far a queue has read is the later of the record after the last one received and the
+/// consumer's position: a topic written by transactional producers (Kafka Streams or Flink with
+/// exactly-once, a CDC tool) ends each transaction with a marker that takes an offset and is
+/// never handed to the application, so after its last record the high watermark stays one or
+/// more past it. librdkafka moves the position over the markers it reads. Without it, such a
+/// topic looked behind for as long as it was quiet, and the merge held every other topic's
+/// records of the partition until its next transaction. A paused topic-partition's position
+/// counts records dropped while paused (read again after its resume's seek, which resets it), so
+/// it is not used there.
 fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> FxHashMap<(u32, usize), Tail> {
     let mut out = FxHashMap::default();
+    let positions = consumer.position().ok();
+    let position = |topic: &str, p: u32| match positions.as_ref()?.find_partition(topic, p as i32)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    };
     for (&p, q) in &core.queues {
         if core.restoring.contains_key(&p) {
             continue; // paused: nothing is merged until it resumes
@@ -1318,8 +1333,12 @@ fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> FxHashMap<(u3
                 tracing::debug!(topic = %core.topics[k], partition = p, "high watermark not known yet");
                 continue;
             };
-            tracing::trace!(topic = %core.topics[k], partition = p, lo, hi, next = ?q.next_offset[k], "tail");
-            let caught_up = q.next_offset[k].map_or(lo == hi, |n| n >= hi);
+            let read = match (q.next_offset[k], (!core.paused.contains(&(p, k))).then(|| position(&core.topics[k], p)).flatten()) {
+                (Some(n), Some(o)) => Some(n.max(o)),
+                (n, o) => n.or(o),
+            };
+            tracing::trace!(topic = %core.topics[k], partition = p, lo, hi, next = ?q.next_offset[k], ?read, "tail");
+            let caught_up = read.map_or(lo == hi, |n| n >= hi);
             out.insert((p, k), if caught_up { Tail::CaughtUp } else { Tail::Behind });
         }
     }
