@@ -21,6 +21,7 @@ pub struct Metrics {
     bytes_consumed: IntCounterVec,
     events_rejected: IntCounterVec,
     events_duplicate: IntCounter,
+    events_already_applied: IntCounter,
     batches: IntCounter,
     batch_records: Histogram,
     batch_seconds: Histogram,
@@ -60,6 +61,7 @@ pub const NAMES: &[&str] = &[
     "kizashi_consumed_bytes_total",
     "kizashi_events_rejected_total",
     "kizashi_events_duplicate_total",
+    "kizashi_events_already_applied_total",
     "kizashi_batches_total",
     "kizashi_batch_records",
     "kizashi_batch_duration_seconds",
@@ -123,6 +125,10 @@ impl Metrics {
                 &["reason"],
             ),
             events_duplicate: counter("kizashi_events_duplicate_total", "Events dropped as repeats of an event_id already applied"),
+            events_already_applied: counter(
+                "kizashi_events_already_applied_total",
+                "Input records skipped because the account's state, restored from the changelog, already holds them",
+            ),
             batches: counter("kizashi_batches_total", "Processing batches written to the state store"),
             batch_records: histogram(
                 "kizashi_batch_records",
@@ -297,6 +303,12 @@ impl Metrics {
     pub fn duplicates(&self, n: u64) {
         if n > 0 {
             self.events_duplicate.inc_by(n);
+        }
+    }
+
+    pub fn already_applied(&self, n: u64) {
+        if n > 0 {
+            self.events_already_applied.inc_by(n);
         }
     }
 

@@ -443,6 +443,41 @@ fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
     assert_eq!(measure(&last, "active_users_7d"), 2.0, "the two good acme records around the pills were applied");
 }
 
+/// A producer that forgets the key: its partitioner places keyless records at random, so the
+/// account would get a second state on another partition (two scores, contradicting alerts).
+/// Such a record is taken where a record keyed by its account would have gone, and
+/// dead-lettered anywhere else.
+#[test]
+fn a_record_without_a_key_is_taken_only_on_its_accounts_partition() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let b = Broker::start();
+    create_all(&b, [2, 2, 2]);
+    let day = i64::from(END_DAY) * DAY_MS;
+    let good = |u: u32, t: i64| format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#);
+    let k = |s: &str| Some(s.as_bytes().to_vec());
+    b.produce(INPUTS[0], &[(k("acme"), good(9, day - 8 * DAY_MS).into_bytes()), (k("acme"), good(1, day).into_bytes())]);
+    let home = kizashi::partition::partition_for(b"acme", 2) as i32;
+    let p: ThreadedProducer<DefaultProducerContext> = b.config().create().unwrap();
+    for (partition, record) in [(home, good(2, day + 1000)), (1 - home, good(3, day + 2000))] {
+        p.send(BaseRecord::<[u8], str>::to(INPUTS[0]).partition(partition).payload(&record)).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    let dir = test_dir();
+    let mut kz = start_kizashi(&b, &dir.path().join("state"), "keyless", &[]);
+    wait_caught_up(&b, "keyless", &mut kz, Duration::from_secs(60));
+    assert!(kz.sigterm_and_wait().success());
+    let dlq = b.consume_all("kizashi-dead-letter");
+    assert_eq!(dlq.len(), 1, "only the record on the other partition");
+    assert_eq!(dlq[0].header("kizashi.reason"), Some("key_mismatch"));
+    assert_eq!(dlq[0].header("kizashi.source.partition"), Some((1 - home).to_string().as_str()));
+    let detail = dlq[0].header("kizashi.detail").unwrap();
+    assert!(detail.contains("no key") && detail.contains(&format!("belongs on partition {home}")), "{detail}");
+    assert!(dlq[0].payload.contains(r#""user_id":"u3""#), "the original payload is kept");
+    let last = last_score(&b);
+    assert_eq!(last["account_id"], "acme");
+    assert_eq!(measure(&last, "active_users_7d"), 2.0, "u1 and the keyless u2 on the account's partition");
+}
+
 #[test]
 fn hostile_timestamps_and_a_ticket_flood_are_dead_lettered_and_the_pipeline_goes_on() {
     let b = Broker::start();

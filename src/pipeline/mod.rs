@@ -24,7 +24,6 @@ use anyhow::{bail, Context as _, Result};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::Message;
-use rdkafka::producer::ThreadedProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -39,7 +38,7 @@ use crate::event::timestamp::now_ms;
 use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
 pub use client::{client_config, Client};
 pub use outbox::{OutboxEntry, OutputKind};
-use outbox::{Deliveries, DeliveryContext, Outbox};
+use outbox::Outbox;
 
 /// Routes librdkafka's own log lines into `tracing`.
 pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
@@ -106,6 +105,8 @@ struct Core {
     shared: Arc<Shared>,
     /// Duplicates already counted in the metrics.
     duplicates_counted: u64,
+    /// Records skipped as already applied (`Stats::already_applied`), already counted.
+    already_applied_counted: u64,
     /// The changelog writer (None when `kafka.topics.changelog` is empty).
     changelog: Option<changelog::Changelog>,
     /// Accounts whose newest state is acknowledged on the changelog: their pending marks go.
@@ -239,7 +240,7 @@ impl Core {
                                 best = Some((r.ts, k));
                             }
                         }
-                        None if tails.get(&(p, k)) == Some(&Tail::CaughtUp) => {}
+                        None if matches!(tails.get(&(p, k)), Some(Tail::CaughtUp { .. })) => {}
                         None if tails.get(&(p, k)) == Some(&Tail::Behind) => waiting = true,
                         None => {
                             let since = *q.empty_since[k].get_or_insert(now);
@@ -276,6 +277,19 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// The offsets committed for lag monitoring, moved to the end of every caught-up input
+    /// topic-partition: past the transaction markers that end a transactional producer's topic
+    /// (which no record's offset + 1 reaches), so its lag reads 0, not 1 for ever (and a quiet
+    /// topic does not look stalled to the `KizashiNoProgress` alert).
+    fn pass_markers(&mut self, tails: &FxHashMap<(u32, usize), Tail>) {
+        for (&(p, k), tail) in tails {
+            if let Tail::CaughtUp { end } = *tail {
+                let at = self.positions.entry((k, p as i32)).or_insert(end);
+                *at = (*at).max(end);
+            }
+        }
     }
 
     /// Moves stream time of idle partitions to the wall clock so silent accounts are re-scored.
@@ -374,6 +388,8 @@ impl Core {
         }
         metrics.duplicates(self.engine.stats.duplicates - self.duplicates_counted);
         self.duplicates_counted = self.engine.stats.duplicates;
+        metrics.already_applied(self.engine.stats.already_applied - self.already_applied_counted);
+        self.already_applied_counted = self.engine.stats.already_applied;
         metrics.memory("accounts", self.engine.accounts_bytes() as u64);
         let first = self.next_seq;
         self.next_seq += entries.len() as u64;
@@ -1006,6 +1022,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         positions: FxHashMap::default(),
         shared: shared.clone(),
         duplicates_counted: 0,
+        already_applied_counted: 0,
         changelog: None,
         changelog_done: Vec::new(),
         changelog_source: None,
@@ -1051,14 +1068,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     let partitions = check_topics(settings, &consumer)?;
     tracing::info!(partitions, brokers = %settings.kafka.brokers, "input topics are co-partitioned");
 
-    let deliveries = Arc::new(Mutex::new(Deliveries::default()));
-    let producer: ThreadedProducer<DeliveryContext> = client_config(settings, Client::Producer)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .create_with_context(DeliveryContext { client: "producer", deliveries: deliveries.clone() })
-        .context("creating the Kafka producer")?;
-    let mut outbox = Outbox::new(producer, deliveries, t.clone());
+    let mut producer_config = client_config(settings, Client::Producer);
+    producer_config.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5");
+    let mut outbox = Outbox::new(producer_config, t.clone()).context("creating the Kafka producer")?;
     // What the outbox held at the last stop: without a changelog (one instance) it is all sent
     // now; with one, each partition's entries wait for its assignment (see `Core::leftover`).
     let changelog_on = settings.kafka.changelog_topic().is_some();
@@ -1168,7 +1180,10 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                         continue;
                     }
                     let payload = m.payload().unwrap_or_default();
-                    let decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
+                    let mut decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
+                    if m.key().is_none() {
+                        decoded = decoded.and_then(|e| on_its_partition(e, m.partition(), partitions));
+                    }
                     let ts = decoded.as_ref().map_or(i64::MIN, Event::ts_ms);
                     consumed[kind as usize] += 1;
                     consumed_bytes[kind as usize] += (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
@@ -1210,6 +1225,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                 c.enqueue(p, r, now);
             }
             let tails = tails(&consumer, &c);
+            c.pass_markers(&tails);
             c.drain(&tails)?;
             c.bound_buffer(&consumer)?;
             c.drive_idle()?;
@@ -1284,11 +1300,32 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     Ok(())
 }
 
+/// A record without a key was placed by its producer's partitioner for keyless records (random,
+/// or sticky), not by its account: on another partition than the account's, it would give the
+/// account a second state (two scores, alerts that contradict each other), owned by whichever
+/// instance holds that partition. It is taken only where a record keyed by its `account_id`
+/// would have gone (Kafka's murmur2 partitioner, as `replay` places accounts), and dead-lettered
+/// as `key_mismatch` anywhere else.
+fn on_its_partition(e: Event<'static>, partition: i32, partitions: i32) -> Result<Event<'static>, Reject> {
+    let home = crate::partition::partition_for(e.account_id().as_bytes(), partitions.max(1) as u32);
+    if i64::from(home) == i64::from(partition) {
+        return Ok(e);
+    }
+    Err(Reject::new(
+        crate::event::RejectReason::KeyMismatch,
+        format!(
+            "the message has no key, and account_id `{}` belongs on partition {home}, not {partition}: producers must key every record by its account_id",
+            e.account_id()
+        ),
+    ))
+}
+
 /// Where an empty input queue stands against its topic-partition's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tail {
-    /// Nothing more to read right now.
-    CaughtUp,
+    /// Nothing more to read right now: every record before `end` (the high watermark) was
+    /// received and, its queue being empty, processed.
+    CaughtUp { end: i64 },
     /// Records exist beyond what was received: they are on their way.
     Behind,
 }
@@ -1339,7 +1376,7 @@ fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> FxHashMap<(u3
             };
             tracing::trace!(topic = %core.topics[k], partition = p, lo, hi, next = ?q.next_offset[k], ?read, "tail");
             let caught_up = read.map_or(lo == hi, |n| n >= hi);
-            out.insert((p, k), if caught_up { Tail::CaughtUp } else { Tail::Behind });
+            out.insert((p, k), if caught_up { Tail::CaughtUp { end: hi } } else { Tail::Behind });
         }
     }
     out

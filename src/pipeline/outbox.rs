@@ -232,11 +232,53 @@ pub struct Outbox {
     /// Sent, not yet acknowledged: the entry and, for an alert, the event time that raised it.
     pub in_flight: BTreeMap<u64, (OutboxEntry, Option<i64>)>,
     topics: TopicsConfig,
+    /// The producer's config, to make a new one after a fatal error.
+    config: rdkafka::ClientConfig,
+    /// Producers replaced after a fatal error.
+    pub renewals: u64,
 }
 
 impl Outbox {
-    pub fn new(producer: ThreadedProducer<DeliveryContext>, deliveries: Arc<Mutex<Deliveries>>, topics: TopicsConfig) -> Self {
-        Self { producer, deliveries, in_flight: BTreeMap::new(), topics }
+    /// An outbox producing with `config` (an idempotent producer's).
+    pub fn new(config: rdkafka::ClientConfig, topics: TopicsConfig) -> rdkafka::error::KafkaResult<Self> {
+        let deliveries = Arc::new(Mutex::new(Deliveries::default()));
+        let producer = config.create_with_context(DeliveryContext { client: "producer", deliveries: deliveries.clone() })?;
+        Ok(Self { producer, deliveries, in_flight: BTreeMap::new(), topics, config, renewals: 0 })
+    }
+
+    /// After a fatal error (an idempotent producer that lost track of its sequence numbers:
+    /// librdkafka's `OutOfOrderSequenceNumber` on the oldest request in flight, for one) a
+    /// producer fails every record for good. A new producer (a new producer id) takes over and
+    /// every entry not acknowledged is sent again, in order: those the broker may have written
+    /// already can be published twice (at least once, as after a crash; alerts carry their id).
+    /// Before, the failed records were handed back to the dead producer at once, for ever: a loop
+    /// that logged a warning per record per round, published nothing, and held a stop past
+    /// `pipeline.shutdown_grace`. Returns whether it renewed the producer.
+    fn renew_if_fatal(&mut self) -> bool {
+        let Some((code, reason)) = self.producer.client().fatal_error() else { return false };
+        let deliveries = Arc::new(Mutex::new(Deliveries::default()));
+        let producer = match self.config.create_with_context(DeliveryContext { client: "producer", deliveries: deliveries.clone() }) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %code, reason, renew_error = %e, "the producer hit a fatal error and a new one could not be made; trying again");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                return false;
+            }
+        };
+        tracing::error!(
+            error = %code,
+            reason,
+            entries = self.in_flight.len(),
+            "the producer hit a fatal error: a new producer takes over and sends every unacknowledged output again"
+        );
+        // The old producer's reports (its purged queue) go to its own list, dropped with it.
+        let _old = std::mem::replace(&mut self.producer, producer);
+        self.deliveries = deliveries;
+        self.renewals += 1;
+        for (seq, (entry, t)) in std::mem::take(&mut self.in_flight) {
+            self.send(seq, entry, t);
+        }
+        true
     }
 
     fn topic(&self, kind: OutputKind) -> &str {
@@ -276,6 +318,10 @@ impl Outbox {
             if let Some((e, t)) = self.in_flight.remove(seq) {
                 metrics.produced(e.kind.label(), t, now);
             }
+        }
+        if !failed.is_empty() && self.renew_if_fatal() {
+            metrics.producer_error(failed[0].0, &failed[0].1.to_string());
+            return acked;
         }
         for (seq, error) in failed {
             metrics.producer_error(seq, &error.to_string());
