@@ -289,3 +289,63 @@ fn a_producer_with_a_fatal_error_is_replaced_and_its_outputs_still_arrive() {
     }
     assert_eq!(payloads, ["not json 1", "not json 2", "not json 3"].map(String::from).into(), "each dead letter is on the topic (at least once)");
 }
+
+/// Rejected records wait in the event-time merge raw (the dead-letter topic gets them as they
+/// came), each up to a broker's largest record. Counted only by number
+/// (`pipeline.max_buffered_records`, 100,000), large bad records behind a topic that is slow to
+/// answer could take ~100 GB; they count in bytes too, against a sixteenth of the memory budget.
+#[test]
+fn large_bad_records_waiting_in_the_merge_are_bounded_in_bytes() {
+    let host = mock_host(2);
+    let mock = host.client().mock_cluster().expect("librdkafka's mock cluster");
+    let mut settings = Settings::default();
+    let t = settings.kafka.topics.clone();
+    let group = "kizashi-bytes";
+    // Usage (and the outputs) on broker 1; support and accounts on broker 2, slowed below. Two
+    // partitions: the mock keeps 5 MB of a partition's log, and the bound is 4 MiB over all.
+    for (name, n, leader) in [(&t.usage, 2, 1), (&t.support, 2, 2), (&t.accounts, 2, 2), (&t.alerts, 1, 1), (&t.scores, 1, 1), (&t.dead_letter, 1, 1)] {
+        mock.create_topic(name, n, 1).unwrap();
+        for p in 0..n {
+            mock.partition_leader(name, p, Some(leader)).unwrap();
+        }
+    }
+    mock.coordinator(rdkafka::mocking::MockCoordinator::Group(group.into()), 1).unwrap();
+    let now = kizashi::event::timestamp::now_ms();
+    let send = |topic: &str, partition: i32, key: Option<&str>, payload: &str| loop {
+        let mut r = BaseRecord::to(topic).partition(partition).payload(payload);
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        match host.send(r) {
+            Ok(()) => break,
+            Err((_, _)) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let home = kizashi::partition::partition_for(b"acme", 2) as i32;
+    send(&t.accounts, home, Some("acme"), &format!(r#"{{"account_id":"acme","name":"Acme","seats":10,"ts":{}}}"#, now - 3_600_000));
+    send(&t.usage, home, Some("acme"), &format!(r#"{{"account_id":"acme","user_id":"u1","event":"login","ts":{}}}"#, now - 60_000));
+    let per_partition = 10;
+    let junk = format!("x{}", "z".repeat(400_000));
+    for p in 0..2 {
+        for _ in 0..per_partition {
+            send(&t.usage, p, None, &junk);
+        }
+    }
+    host.flush(Duration::from_secs(30)).unwrap();
+    mock.broker_round_trip_time(2, Duration::from_secs(4)).unwrap();
+
+    // A 64 MiB budget: 4 MiB of raw records in the merge, ten of these.
+    settings.state.memory_budget = kizashi::config::ByteSize(64 << 20);
+    // The slow topics' ends are not known until their first fetch: the merge waits for them.
+    settings.pipeline.merge_wait = Duration::from_secs(30);
+    let state = tempfile::tempdir().unwrap();
+    let k = Kizashi::start(&mut settings, &mock.bootstrap_servers(), group, state.path());
+    let metric = |m: &str, s: &str| common::metric(m, s).unwrap_or(0.0);
+    let bad = f64::from(2 * per_partition);
+    let m = k.wait_metrics(Duration::from_secs(60), |m| metric(m, "kizashi_produced_total{output=\"dead_letter\"}") >= bad);
+    // 21 records and 8 MB waited at most: far from 100,000 records, past 4 MiB.
+    assert!(metric(&m, "kizashi_input_pauses_total") >= 1.0, "fetching paused once the bad records waiting passed 4 MiB:\n{m}");
+    assert_eq!(metric(&m, "kizashi_produced_total{output=\"dead_letter\"}"), bad, "each bad record dead-lettered once, through the pauses:\n{m}");
+    assert_eq!(metric(&m, "kizashi_events_consumed_total{topic=\"product-usage\"}"), bad + 1.0, "read again after a pause, counted once:\n{m}");
+    k.stop();
+}

@@ -67,10 +67,20 @@ struct Pending {
     decoded: Result<Event<'static>, Reject>,
 }
 
+impl Pending {
+    /// Bytes of the raw record held for the dead-letter topic (a rejected record's key and
+    /// payload, up to `events.max_record_bytes` and more; nothing for a decoded one).
+    fn raw_bytes(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.len()
+    }
+}
+
 /// The three input queues of one partition number (co-partitioned topics).
 #[derive(Default)]
 struct PartitionQueues {
     queues: [VecDeque<Pending>; 3],
+    /// Raw bytes held by each queue's records (`Pending::raw_bytes`).
+    raw_bytes: [usize; 3],
     /// Since when each queue has been empty.
     empty_since: [Option<Instant>; 3],
     /// Event time of the last record taken from each queue (rejects sort there).
@@ -138,6 +148,9 @@ struct Core {
     staged_drops: Vec<std::thread::JoinHandle<()>>,
     /// `pipeline.max_buffered_records`.
     max_buffered: usize,
+    /// Raw bytes of rejected records the merge may hold (a sixteenth of `state.memory_budget`,
+    /// as librdkafka's queues): past it, fetching pauses as past `max_buffered`.
+    max_buffered_bytes: usize,
     /// (partition, input topic) whose fetching is paused because too many records wait in the
     /// merge (`Core::bound_buffer`); what arrives for them meanwhile is dropped and read again.
     paused: Vec<(u32, usize)>,
@@ -160,6 +173,7 @@ impl Core {
             p.ts = q.queues[k].back().map_or(q.last_ts[k], |b| b.ts);
         }
         q.next_offset[k] = Some(p.offset + 1);
+        q.raw_bytes[k] += p.raw_bytes();
         q.queues[k].push_back(p);
         q.empty_since[k] = None;
         q.last_arrival = Some(now);
@@ -172,6 +186,9 @@ impl Core {
     /// are resumed. A resumed one is sought back to the record after the last one buffered.
     fn bound_buffer(&mut self, consumer: &BaseConsumer<PipelineContext>) -> Result<()> {
         let waiting: usize = self.queues.values().flat_map(|q| q.queues.iter()).map(VecDeque::len).sum();
+        // Rejected records are held raw, each up to a broker's largest record: counted in bytes
+        // too, so a stream of large bad records cannot fill memory before the count is reached.
+        let held: usize = self.queues.values().flat_map(|q| q.raw_bytes.iter()).sum();
         // A queue keeps its capacity: one a burst grew gives it back once empty.
         for q in self.queues.values_mut().flat_map(|q| q.queues.iter_mut()) {
             if q.is_empty() && q.capacity() > 4096 {
@@ -179,7 +196,7 @@ impl Core {
             }
         }
         let len = |c: &Core, p: u32, k: usize| c.queues.get(&p).map_or(0, |q| q.queues[k].len());
-        let all = waiting <= self.max_buffered / 2;
+        let all = waiting <= self.max_buffered / 2 && held <= self.max_buffered_bytes / 2;
         let (resume, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.paused).into_iter().partition(|&(p, k)| all || len(self, p, k) == 0);
         self.paused = keep;
         if !resume.is_empty() {
@@ -196,7 +213,7 @@ impl Core {
             consumer.resume(&tpl).context("resuming input partitions")?;
         }
         let mut paused_now = false;
-        if waiting > self.max_buffered {
+        if waiting > self.max_buffered || held > self.max_buffered_bytes {
             let mut tpl = TopicPartitionList::new();
             let mut parts: Vec<u32> = self.queues.keys().copied().collect();
             parts.sort_unstable();
@@ -253,6 +270,7 @@ impl Core {
                     break;
                 }
                 let r = q.queues[k].pop_front().expect("non-empty");
+                q.raw_bytes[k] -= r.raw_bytes();
                 if r.decoded.is_ok() {
                     q.last_ts[k] = r.ts;
                 }
@@ -806,6 +824,7 @@ impl ConsumerContext for PipelineContext {
                     if let Some(k) = core.kind_of(topic) {
                         if let Some(q) = core.queues.get_mut(&(*partition as u32)) {
                             q.queues[k as usize].clear();
+                            q.raw_bytes[k as usize] = 0;
                         }
                     }
                 }
@@ -1036,6 +1055,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         cuts: 0,
         staged_drops: Vec::new(),
         max_buffered: settings.pipeline.max_buffered_records,
+        max_buffered_bytes: settings.state.budget().kafka_queue() as usize,
         paused: Vec::new(),
     }));
 
@@ -1132,6 +1152,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     let (mut t_poll, mut t_process, mut t_commit, mut records) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0u64);
     // Of t_poll, the time spent waiting for a first record (nothing had arrived).
     let mut t_wait = Duration::ZERO;
+    let max_polled_raw = settings.state.budget().kafka_queue() as usize;
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         let deadline = Instant::now() + batch_wait;
@@ -1144,7 +1165,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
         let mut consumed_bytes = [0u64; 3];
         let mut newest = [i64::MIN; 3];
         let mut batch_generation = generation.load(Ordering::SeqCst);
-        while polled.len() < settings.pipeline.batch_records {
+        // Raw bytes of the rejected records polled: a batch of large bad records ends early.
+        let mut polled_raw = 0usize;
+        while polled.len() < settings.pipeline.batch_records && polled_raw <= max_polled_raw {
             // Wait for the first record only: then take what is already here, so a quiet stream
             // is processed at once and a backlog in large batches.
             let left = if polled.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
@@ -1169,6 +1192,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                     let g = generation.load(Ordering::SeqCst);
                     if g != batch_generation {
                         polled.clear();
+                        polled_raw = 0;
                         consumed = [0; 3];
                         consumed_bytes = [0; 3];
                         newest = [i64::MIN; 3];
@@ -1193,7 +1217,9 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                         Ok(_) => (None, Vec::new()),
                         Err(_) => (m.key().map(<[u8]>::to_vec), payload.to_vec()),
                     };
-                    polled.push((m.partition() as u32, Pending { kind, offset: m.offset(), ts, key, payload, decoded }));
+                    let pending = Pending { kind, offset: m.offset(), ts, key, payload, decoded };
+                    polled_raw += pending.raw_bytes();
+                    polled.push((m.partition() as u32, pending));
                 }
             }
         }
