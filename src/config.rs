@@ -1133,10 +1133,7 @@ impl crate::core::Params {
                 dedup_window_ms: ms(s.events.dedup_window),
                 max_account_bytes: usize::try_from(s.state.max_account_bytes.0).unwrap_or(usize::MAX),
             },
-            measures: crate::core::measures::MeasureParams {
-                key_features: s.events.key_features.clone(),
-                retention_days: s.events.retention_days,
-            },
+            measures: crate::core::measures::MeasureParams::new(&s.events.key_features, s.events.retention_days),
             cards,
             by_segment,
             default_card,

@@ -79,6 +79,11 @@ impl Distinct {
         self.per_day.sum(from, to)
     }
 
+    /// Whether `key` was seen on or after `from`. O(1).
+    pub fn seen_since(&self, key: &str, from: i32) -> bool {
+        self.seen.get(key).is_some_and(|s| s.last_day >= from)
+    }
+
     /// Keys with last day on or after `from`.
     pub fn keys_since(&self, from: i32) -> impl Iterator<Item = &str> {
         self.seen.iter().filter(move |(_, s)| s.last_day >= from).map(|(k, _)| k.as_ref())

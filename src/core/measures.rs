@@ -148,10 +148,33 @@ impl Measure {
 /// Inputs to the measures that come from config.
 #[derive(Debug, Clone, Default)]
 pub struct MeasureParams {
-    /// If not empty, `feature_breadth_30d` counts only these.
+    /// If not empty, `feature_breadth_30d` counts only these. Sorted, without repeats (see
+    /// [`MeasureParams::new`]).
     pub key_features: Vec<String>,
     /// Days of history kept (bounds `days_since_last_activity` of an account never used).
     pub retention_days: u32,
+}
+
+impl MeasureParams {
+    pub fn new(key_features: &[String], retention_days: u32) -> Self {
+        let mut key_features = key_features.to_vec();
+        key_features.sort_unstable();
+        key_features.dedup();
+        Self { key_features, retention_days }
+    }
+}
+
+/// `feature_breadth_30d` with key features: how many of them the account used on or after
+/// `from`. Looked up from the shorter side, so its cost is neither the account's features times
+/// the list (up to ~200,000 features within `state.max_account_bytes`, on every re-score) nor
+/// the list's length for an account with few features.
+fn key_feature_breadth(features: &super::distinct::Distinct, key_features: &[String], from: i32) -> u64 {
+    debug_assert!(key_features.windows(2).all(|w| w[0] < w[1]), "sorted, without repeats");
+    if key_features.len() <= features.len() {
+        key_features.iter().filter(|f| features.seen_since(f, from)).count() as u64
+    } else {
+        features.keys_since(from).filter(|k| key_features.binary_search_by(|f| f.as_str().cmp(k)).is_ok()).count() as u64
+    }
 }
 
 /// Trends compare the last 7 complete days with the account's own norm: the weekly mean of up to
@@ -232,7 +255,7 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
     let breadth = if p.key_features.is_empty() {
         s.features.count_since(now - 29)
     } else {
-        s.features.keys_since(now - 29).filter(|k| p.key_features.iter().any(|f| f == k)).count() as u64
+        key_feature_breadth(&s.features, &p.key_features, now - 29)
     };
     set(Measure::FeatureBreadth30d, full30.then_some(breadth as f64));
     // A few pseudo-counts on both sides keep a tiny account's chance swings (one user on holiday)
@@ -316,6 +339,37 @@ mod tests {
         let v = compute(&s, 105 * crate::event::timestamp::DAY_MS, &MeasureParams::default());
         assert_eq!(v[Measure::ActiveUsers7d as usize], None);
         assert_eq!(v[Measure::FeatureBreadth30d as usize], None);
+    }
+
+    proptest::proptest! {
+        /// Either side of the lookup counts what a scan of the account's features would.
+        #[test]
+        fn key_feature_breadth_is_a_scans_count(
+            seen in proptest::collection::vec((0u8..40, 0i32..60), 0..120),
+            keys in proptest::collection::vec(0u8..50, 0..80),
+            from in 0i32..60,
+        ) {
+            let mut d = Distinct::default();
+            for (f, day) in &seen {
+                d.observe(&format!("f{f}"), *day);
+            }
+            let list: Vec<String> = keys.iter().map(|k| format!("f{k}")).collect();
+            let p = MeasureParams::new(&list, 90);
+            let scan = d.keys_since(from).filter(|k| list.iter().any(|f| f == k)).count() as u64;
+            proptest::prop_assert_eq!(key_feature_breadth(&d, &p.key_features, from), scan);
+        }
+    }
+
+    #[test]
+    fn key_feature_breadth_does_not_scan_a_large_account() {
+        let mut d = Distinct::default();
+        for i in 0..200_000 {
+            d.observe(&format!("feature-{i}"), 10);
+        }
+        let p = MeasureParams::new(&["feature-7".into(), "absent".into(), "feature-7".into(), "feature-199999".into()], 90);
+        assert_eq!(p.key_features, ["absent", "feature-199999", "feature-7"], "sorted, without repeats");
+        assert_eq!(key_feature_breadth(&d, &p.key_features, 0), 2);
+        assert_eq!(key_feature_breadth(&d, &p.key_features, 11), 0, "seen before the window");
     }
 
     #[test]
