@@ -10,13 +10,51 @@ use prometheus::{
     IntGaugeVec, GaugeVec, Opts, Registry, TextEncoder,
 };
 
+use std::time::Instant;
+
 use crate::core::Alert;
 use crate::engine::Rejected;
 use crate::event::RejectReason;
 
+/// Log lines of one kind that input can cause at any rate (requests refused with 401, rejected
+/// records): a burst of [`LogBudget::BURST`], then one a second, each saying how many were not
+/// logged. A client retrying a wrong token, or a stream of poison pills, cannot flood the log;
+/// the counters (`kizashi_http_requests_total{status="401"}`, `kizashi_events_rejected_total`)
+/// count every one.
+#[derive(Debug)]
+pub(crate) struct LogBudget {
+    tokens: f64,
+    at: Instant,
+    skipped: u64,
+}
+
+impl LogBudget {
+    const BURST: f64 = 10.0;
+
+    pub(crate) fn new(now: Instant) -> LogBudget {
+        LogBudget { tokens: Self::BURST, at: now, skipped: 0 }
+    }
+
+    /// `Some(lines skipped since the last one)` if a line may be written now.
+    pub(crate) fn take(&mut self, now: Instant) -> Option<u64> {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + refill).min(Self::BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.skipped))
+        } else {
+            self.skipped += 1;
+            None
+        }
+    }
+}
+
 /// Every metric kizashi exports.
 pub struct Metrics {
     registry: Registry,
+    /// Log lines of rejected records (each is counted, dead-lettered and kept whole there).
+    reject_log: std::sync::Mutex<LogBudget>,
     events_consumed: IntCounterVec,
     bytes_consumed: IntCounterVec,
     events_rejected: IntCounterVec,
@@ -232,6 +270,7 @@ impl Metrics {
                 &["reason"],
             ),
             registry: r,
+            reject_log: std::sync::Mutex::new(LogBudget::new(Instant::now())),
         };
         for band in ["red", "yellow", "green", "unscored"] {
             m.accounts.with_label_values(&[band]).set(0);
@@ -294,9 +333,10 @@ impl Metrics {
     /// the rejects file (`replay`).
     pub fn rejected(&self, r: &Rejected, to: &str) {
         self.events_rejected.with_label_values(&[r.reject.reason.code()]).inc();
+        let Some(not_logged) = self.reject_log.lock().expect("log budget lock").take(Instant::now()) else { return };
         tracing::warn!(
             source = %r.source, partition = r.partition, offset = r.offset, reason = %r.reject.reason,
-            detail = %r.reject.detail, to, "record rejected"
+            detail = %r.reject.detail, to, not_logged, "record rejected"
         );
     }
 
@@ -447,4 +487,22 @@ impl Metrics {
 
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
 
+    #[test]
+    fn refusals_are_logged_in_a_burst_then_one_a_second_with_the_count_skipped() {
+        let t0 = Instant::now();
+        let mut b = LogBudget::new(t0);
+        for _ in 0..10 {
+            assert_eq!(b.take(t0), Some(0));
+        }
+        assert_eq!(b.take(t0), None);
+        assert_eq!(b.take(t0 + Duration::from_millis(500)), None);
+        assert_eq!(b.take(t0 + Duration::from_millis(1100)), Some(2), "the line says how many were not logged");
+        assert_eq!(b.take(t0 + Duration::from_millis(1200)), None);
+        assert_eq!(b.take(t0 + Duration::from_secs(60)), Some(1));
+    }
+}

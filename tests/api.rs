@@ -76,11 +76,12 @@ const BAD_USAGE: [&str; 4] = [
 
 /// Generates a population, adds bad lines, and starts `replay --serve` on it.
 fn serve(accounts: usize, env: &[(&str, &str)]) -> Served {
-    serve_limited(accounts, env, None)
+    serve_limited(accounts, env, None, 0)
 }
 
-/// [`serve`], with the open-file limit set to `open_files` if given (`ulimit -n`).
-fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>) -> Served {
+/// [`serve`], with the open-file limit set to `open_files` if given (`ulimit -n`), and `flood`
+/// more bad lines.
+fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>, flood: usize) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = dir.path().join("out");
@@ -89,6 +90,9 @@ fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>)
     let mut f = std::fs::OpenOptions::new().append(true).open(data.join("usage.jsonl")).unwrap();
     for l in BAD_USAGE {
         writeln!(f, "{l}").unwrap();
+    }
+    for i in 0..flood {
+        writeln!(f, r#"{{"account_id":"a{i}","user_id":"u","event":"login","ts":"soon"}}"#).unwrap();
     }
     let addr = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("kizashi.log");
@@ -308,6 +312,26 @@ fn logs_are_json_lines_when_configured_with_fields_for_each_rejected_record() {
     assert_eq!(rejected[0]["level"], "WARN");
 }
 
+/// A stream of bad records is logged in a burst, then a line a second saying how many were not
+/// logged; the counter and the rejects file have every one.
+#[test]
+fn a_flood_of_bad_records_is_logged_in_a_burst_and_counted_whole() {
+    let flood = 2_000;
+    let mut s = serve_limited(5, &[], None, flood);
+    s.wait_ready();
+    let (_, metrics) = http_get(&s.addr, "/metrics", None).unwrap();
+    let _ = s.child.kill();
+    let _ = s.child.wait();
+    let log = s.log();
+    let rejected: Vec<&str> = log.lines().filter(|l| l.contains("record rejected")).collect();
+    // 10 at once, then one a second: the replay takes a few seconds at most.
+    assert!((10..=40).contains(&rejected.len()), "{} lines for {} rejects:\n{log}", rejected.len(), flood + BAD_USAGE.len());
+    let counted: f64 = metrics.lines().filter(|l| l.starts_with("kizashi_events_rejected_total{")).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum();
+    assert_eq!(counted, (flood + BAD_USAGE.len()) as f64, "every reject counted");
+    let file = std::fs::read_to_string(s.out.join("rejects.jsonl")).unwrap();
+    assert_eq!(file.lines().count(), flood + BAD_USAGE.len(), "every reject in the file");
+}
+
 /// A GET with one extra header line (`Connection: close`): status and body.
 fn raw_get(addr: &str, path: &str, header: &str) -> (u16, String) {
     use std::io::Read;
@@ -344,7 +368,7 @@ fn a_half_sent_request_does_not_keep_the_process_from_exiting_on_sigterm() {
 #[test]
 fn with_a_low_open_file_limit_healthz_answers_past_hundreds_of_half_sent_requests() {
     // 128 descriptors: the connection limit becomes 64, leaving the rest to RocksDB and the process.
-    let mut s = serve_limited(5, &[("KIZASHI__HTTP__HEADER_TIMEOUT", "5m")], Some(128));
+    let mut s = serve_limited(5, &[("KIZASHI__HTTP__HEADER_TIMEOUT", "5m")], Some(128), 0);
     s.wait_ready();
     let held: Vec<std::net::TcpStream> = (0..200)
         .map(|_| {

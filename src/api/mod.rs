@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use crate::config::Settings;
 use crate::core::{Band, Params, Rule};
 use crate::event::timestamp::now_ms;
-use crate::metrics::Metrics;
+use crate::metrics::{LogBudget, Metrics};
 use crate::store::Store;
 pub use crate::engine::board::{self, Board};
 use crate::engine::board::{Filter, Sort};
@@ -324,38 +324,6 @@ fn bounded(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// Log lines for refused requests: a burst of [`LogBudget::BURST`], then one a second. A client
-/// retrying a wrong token cannot flood the log; `kizashi_http_requests_total{status="401"}`
-/// counts every refusal.
-#[derive(Debug)]
-struct LogBudget {
-    tokens: f64,
-    at: Instant,
-    skipped: u64,
-}
-
-impl LogBudget {
-    const BURST: f64 = 10.0;
-
-    fn new(now: Instant) -> LogBudget {
-        LogBudget { tokens: Self::BURST, at: now, skipped: 0 }
-    }
-
-    /// `Some(lines skipped since the last one)` if a line may be written now.
-    fn take(&mut self, now: Instant) -> Option<u64> {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + refill).min(Self::BURST);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Some(std::mem::take(&mut self.skipped))
-        } else {
-            self.skipped += 1;
-            None
-        }
-    }
 }
 
 impl Shared {
@@ -694,20 +662,6 @@ mod tests {
         for given in [&b"s3cre"[..], b"s3cret!", b"S3CRET", b""] {
             assert!(!constant_time_eq(given, b"s3cret"), "{given:?}");
         }
-    }
-
-    #[test]
-    fn refusals_are_logged_in_a_burst_then_one_a_second_with_the_count_skipped() {
-        let t0 = Instant::now();
-        let mut b = LogBudget::new(t0);
-        for _ in 0..10 {
-            assert_eq!(b.take(t0), Some(0));
-        }
-        assert_eq!(b.take(t0), None);
-        assert_eq!(b.take(t0 + Duration::from_millis(500)), None);
-        assert_eq!(b.take(t0 + Duration::from_millis(1100)), Some(2), "the line says how many were not logged");
-        assert_eq!(b.take(t0 + Duration::from_millis(1200)), None);
-        assert_eq!(b.take(t0 + Duration::from_secs(60)), Some(1));
     }
 
     #[test]
