@@ -227,6 +227,11 @@ fn strip_emitted(json: &str) -> String {
     v.to_string()
 }
 
+/// A login of user `u{u}` of account `acme` at `t` (epoch ms).
+fn acme_login(u: u32, t: i64) -> String {
+    format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#)
+}
+
 /// The newest score update published.
 fn last_score(b: &Broker) -> serde_json::Value {
     let scores = b.consume_all("health-scores");
@@ -401,7 +406,7 @@ fn poison_pills_go_to_the_dead_letter_topic_with_their_reason() {
     let b = Broker::start();
     create_all(&b, [2, 2, 2]);
     let day = i64::from(END_DAY) * DAY_MS;
-    let good = |u: u32, t: i64| format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#);
+    let good = acme_login;
     let k = |s: &str| Some(s.as_bytes().to_vec());
     let long = "x".repeat(300);
     let records: Vec<(Option<Vec<u8>>, Vec<u8>)> = vec![
@@ -453,7 +458,7 @@ fn a_record_without_a_key_is_taken_only_on_its_accounts_partition() {
     let b = Broker::start();
     create_all(&b, [2, 2, 2]);
     let day = i64::from(END_DAY) * DAY_MS;
-    let good = |u: u32, t: i64| format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#);
+    let good = acme_login;
     let k = |s: &str| Some(s.as_bytes().to_vec());
     b.produce(INPUTS[0], &[(k("acme"), good(9, day - 8 * DAY_MS).into_bytes()), (k("acme"), good(1, day).into_bytes())]);
     let home = kizashi::partition::partition_for(b"acme", 2) as i32;
@@ -484,7 +489,7 @@ fn hostile_timestamps_and_a_ticket_flood_are_dead_lettered_and_the_pipeline_goes
     create_all(&b, [1, 1, 1]);
     let day = i64::from(END_DAY) * DAY_MS;
     let k = |s: &str| Some(s.as_bytes().to_vec());
-    let usage = |u: u32, t: i64| (k("acme"), format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#).into_bytes());
+    let usage = |u: u32, t: i64| (k("acme"), acme_login(u, t).into_bytes());
     // Once a poison pill that aborted the process before its batch was written, so every restart
     // read it again.
     let week_before = usage(9, day - 8 * DAY_MS); // so the 7-day window has data
@@ -622,7 +627,7 @@ fn a_poison_pill_too_large_for_the_dead_letter_topic_is_cut_to_fit() {
         ("kizashi-dead-letter", 1, small),
     ]);
     let day = i64::from(END_DAY) * DAY_MS;
-    let good = |u: u32, t: i64| format!(r#"{{"account_id":"acme","user_id":"u{u}","event":"login","ts":{t}}}"#).into_bytes();
+    let good = |u: u32, t: i64| acme_login(u, t).into_bytes();
     let k = |s: &str| Some(s.as_bytes().to_vec());
     // Over librdkafka's 1,000,000 (kizashi's producer) and the topic's 300,000; then one under
     // the producer's limit but over the topic's; a key of 400,000 bytes.

@@ -428,11 +428,11 @@ impl Feed<'_> {
         self.in_batch += 1;
         // A batch of bad lines is held until it is written: each up to events.max_record_bytes,
         // so a file of long bad lines is written out as it goes, not held a batch at a time.
-        let raws_full = self.lanes.iter().any(|l| l.raws_bytes > RAWS_HELD_BYTES);
-        if self.in_batch >= self.batch || raws_full {
-            if self.in_batch >= self.batch {
-                self.in_batch = 0;
-            }
+        let batch_done = self.in_batch >= self.batch;
+        if batch_done {
+            self.in_batch = 0;
+        }
+        if batch_done || self.lanes.iter().any(|l| l.raws_bytes > RAWS_HELD_BYTES) {
             for (i, lane) in self.lanes.iter_mut().enumerate() {
                 lane.drain(self.shared.filter(|_| i == 0))?;
             }

@@ -361,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn key_feature_breadth_does_not_scan_a_large_account() {
+    fn key_feature_breadth_counts_the_listed_features_used_in_the_window() {
         let mut d = Distinct::default();
         for i in 0..200_000 {
             d.observe(&format!("feature-{i}"), 10);

@@ -1152,20 +1152,20 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     let (mut t_poll, mut t_process, mut t_commit, mut records) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0u64);
     // Of t_poll, the time spent waiting for a first record (nothing had arrived).
     let mut t_wait = Duration::ZERO;
-    let max_polled_raw = settings.state.budget().kafka_queue() as usize;
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         let deadline = Instant::now() + batch_wait;
         let wall = now_ms();
-        let (kinds, limits, paused) = {
+        let (kinds, limits, paused, max_polled_raw) = {
             let c = core.lock().expect("core lock");
-            (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits }, c.paused.clone())
+            (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits }, c.paused.clone(), c.max_buffered_bytes)
         };
         let mut consumed = [0u64; 3];
         let mut consumed_bytes = [0u64; 3];
         let mut newest = [i64::MIN; 3];
         let mut batch_generation = generation.load(Ordering::SeqCst);
-        // Raw bytes of the rejected records polled: a batch of large bad records ends early.
+        // Raw bytes of the rejected records polled: a batch of large bad records ends early, at
+        // the merge's own bound in bytes.
         let mut polled_raw = 0usize;
         while polled.len() < settings.pipeline.batch_records && polled_raw <= max_polled_raw {
             // Wait for the first record only: then take what is already here, so a quiet stream

@@ -234,8 +234,6 @@ pub struct Outbox {
     topics: TopicsConfig,
     /// The producer's config, to make a new one after a fatal error.
     config: rdkafka::ClientConfig,
-    /// Producers replaced after a fatal error.
-    pub renewals: u64,
 }
 
 impl Outbox {
@@ -243,7 +241,7 @@ impl Outbox {
     pub fn new(config: rdkafka::ClientConfig, topics: TopicsConfig) -> rdkafka::error::KafkaResult<Self> {
         let deliveries = Arc::new(Mutex::new(Deliveries::default()));
         let producer = config.create_with_context(DeliveryContext { client: "producer", deliveries: deliveries.clone() })?;
-        Ok(Self { producer, deliveries, in_flight: BTreeMap::new(), topics, config, renewals: 0 })
+        Ok(Self { producer, deliveries, in_flight: BTreeMap::new(), topics, config })
     }
 
     /// After a fatal error (an idempotent producer that lost track of its sequence numbers:
@@ -274,7 +272,6 @@ impl Outbox {
         // The old producer's reports (its purged queue) go to its own list, dropped with it.
         let _old = std::mem::replace(&mut self.producer, producer);
         self.deliveries = deliveries;
-        self.renewals += 1;
         for (seq, (entry, t)) in std::mem::take(&mut self.in_flight) {
             self.send(seq, entry, t);
         }
@@ -319,12 +316,13 @@ impl Outbox {
                 metrics.produced(e.kind.label(), t, now);
             }
         }
+        for (seq, error) in &failed {
+            metrics.producer_error(*seq, &error.to_string());
+        }
         if !failed.is_empty() && self.renew_if_fatal() {
-            metrics.producer_error(failed[0].0, &failed[0].1.to_string());
             return acked;
         }
         for (seq, error) in failed {
-            metrics.producer_error(seq, &error.to_string());
             if let Some((mut entry, t)) = self.in_flight.remove(&seq) {
                 if is_too_large(&error) {
                     // The topic takes less than the producer (its `max.message.bytes`): halve
@@ -332,8 +330,8 @@ impl Outbox {
                     // batch whole, so records sent with the one too large are refused too:
                     // none is cut below `MIN_CUT`. (The stored entry stays whole; after a
                     // restart it is cut again.)
-                    let headers = entry.record_bytes() - entry.key.as_ref().map_or(0, Vec::len) - entry.payload.len();
-                    let size = entry.record_bytes() - headers;
+                    let size = entry.key.as_ref().map_or(0, Vec::len) + entry.payload.len();
+                    let headers = entry.record_bytes() - size;
                     entry.fit((size / 2).max(MIN_CUT) + headers + RECORD_OVERHEAD);
                 }
                 self.send(seq, entry, t);
