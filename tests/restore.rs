@@ -181,8 +181,8 @@ fn staged_states_are_kept_apart_by_reading_and_dropped_at_open() {
 
 /// A consumer that restarts from offsets older than its restored states (a crash after the state
 /// was written, before the offsets were committed) reads records the states already hold: each
-/// is skipped and counted (`kizashi_events_already_applied_total`), and the output is that of a
-/// run that read every record once.
+/// is skipped and counted (`Stats::already_applied`, which `kizashi_events_already_applied_total`
+/// reports), and the output is that of a run that read every record once.
 #[test]
 fn records_a_restored_state_already_holds_are_skipped_and_counted() {
     let gen = GenOptions { accounts: 60, days: 21, end_day: END_DAY, seed: 7, activity: 0.6 };

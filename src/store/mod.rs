@@ -239,11 +239,11 @@ impl Store {
             }
             // Below `PARTITIONED_INDEX_BELOW` of block cache, a partitioned index and filter: a
             // file's index is a tree of 4 KiB blocks, its top level pinned, so a lookup reads
-            // one small index block. With one index block per file, the cache's shards (1/64
-            // of it each: 512 KiB at a 128 MiB budget) cannot keep a big file's, and every
-            // lookup read and decompressed it whole again: 250,000 accounts at a 128 MiB budget
-            // replayed at under 5,000 events/s, 78% of the time in ZSTD; 22,100 with this. At
-            // the default budget the single index fits, and the partitioned one measured slower.
+            // one small index block. With one index block per file, every lookup read and
+            // decompressed a file's index again (likely: the cache's shards, 1/64 of it each,
+            // 512 KiB at a 128 MiB budget, do not keep a big file's): 250,000 accounts at a
+            // 128 MiB budget replayed at under 5,000 events/s, 78% of the time in ZSTD; 22,100
+            // with this. Where there is no such cliff (the default budget) it measured slower.
             if budget.block_cache() < PARTITIONED_INDEX_BELOW {
                 table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
                 table.set_partition_filters(true);
