@@ -243,7 +243,9 @@ impl Store {
             // decompressed a file's index again (likely: the cache's shards, 1/64 of it each,
             // 512 KiB at a 128 MiB budget, do not keep a big file's): 250,000 accounts at a
             // 128 MiB budget replayed at under 5,000 events/s, 78% of the time in ZSTD; 22,100
-            // with this. Where there is no such cliff (the default budget) it measured slower.
+            // with this. Where there is no such cliff it measured ~10% slower (100,000 accounts
+            // at 64 MiB); on a million at the default budget, no difference beyond the machine's
+            // day-to-day swing (README, Performance).
             if budget.block_cache() < PARTITIONED_INDEX_BELOW {
                 table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
                 table.set_partition_filters(true);
