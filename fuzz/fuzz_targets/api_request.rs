@@ -36,7 +36,7 @@ fn setup() -> &'static Setup {
             };
             if i > 0 {
                 let values = [Some(i as f64); kizashi::core::measures::N_MEASURES];
-                s.score.last = Some(Snapshot { at_ms: 1_795_000_000_000, score: 30.0 * i as f64, band: Band::ALL[i % 3], values });
+                s.score.last = Some(Snapshot { at_ms: 1_795_000_000_000, score: 30.0 * i as f64, band: Band::ALL[i % 3], values: values.into() });
                 s.score.band = Some(Band::ALL[i % 3]);
                 s.score.scorecard = "default@1".into();
             }

@@ -19,7 +19,12 @@ fn without_nan(mut s: AccountState) -> AccountState {
     let snaps = s.score.last.iter_mut().chain(s.score.best.iter_mut().map(|(_, b)| b));
     for snap in snaps {
         fix(&mut snap.score);
-        snap.values.iter_mut().flatten().for_each(fix);
+        for i in 0..kizashi::core::measures::N_MEASURES {
+            if let Some(mut x) = snap.values.get(i) {
+                fix(&mut x);
+                snap.values.set(i, Some(x));
+            }
+        }
     }
     if let Some((score, _)) = &mut s.score.emitted {
         fix(score);

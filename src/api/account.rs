@@ -70,7 +70,8 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
     // Compared with the best score of the window before the last evaluation (none if the last
     // evaluation is itself the best).
     let baseline = s.score.best.front().map(|(_, b)| b).filter(|b| b.at_ms != last.at_ms);
-    let explanation = explain(card, &last.values, baseline.map(|b| &b.values));
+    let values = last.values.to_array();
+    let explanation = explain(card, &values, baseline.map(|b| b.values.to_array()).as_ref());
     let lead = match baseline {
         Some(b) => format!(
             "health score {:.1} ({}), best of the last {} days {:.1}",
@@ -89,7 +90,7 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
         "band": s.score.band.unwrap_or(last.band).name(),
         "scorecard": s.score.scorecard,
         "scored_at": format_ms(last.at_ms),
-        "measures": ScoreUpdate::measures(card, &last.values),
+        "measures": ScoreUpdate::measures(card, &values),
         "explanation": explanation,
         "summary": summary(&lead, None, &explanation),
         "last_alerts": alerts,

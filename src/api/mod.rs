@@ -454,7 +454,7 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
                         card.items
                             .iter()
                             .map(|it| {
-                                let v = last.values[it.measure as usize];
+                                let v = last.values.get(it.measure as usize);
                                 json!({"measure": it.measure.name(), "value": v.map(crate::core::alerts::round3), "points": v.map(|x| crate::core::alerts::round1(it.points(x)))})
                             })
                             .collect::<Vec<_>>(),

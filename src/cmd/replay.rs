@@ -333,7 +333,7 @@ impl Lane {
                 band: last.band,
                 segment: state.facts.segment.clone(),
                 scorecard: state.score.scorecard.clone(),
-                measures: card.map(|c| ScoreUpdate::measures(c, &last.values)).unwrap_or_default(),
+                measures: card.map(|c| ScoreUpdate::measures(c, &last.values.to_array())).unwrap_or_default(),
                 event_time_ms: last.at_ms,
                 emitted_at_ms: last.at_ms,
             };

@@ -237,21 +237,22 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         return out;
     };
     let band = p.bands.next(state.score.band, &scored);
-    let snap = Snapshot { at_ms: now_ms, score: scored.score, band, values };
+    let snap = Snapshot { at_ms: now_ms, score: scored.score, band, values: values.into() };
 
     let window_from = now_day - p.alerts.score_drop.days as i32 + 1;
     while state.score.best.front().is_some_and(|(d, _)| *d < window_from) {
         state.score.best.pop_front();
     }
     let baseline = state.score.best.front().map(|(_, s)| s);
+    let baseline_values = baseline.map(|b| b.values.to_array());
 
     let a = &p.alerts;
     let drop_days =
-        run_since(&mut state.score.drop_since, usage_level(&snap.values).is_some_and(|v| v < a.usage_drop.share), now_day);
-    let drop = baseline.and_then(|b| card.drop_like_for_like(&b.values, &snap.values));
+        run_since(&mut state.score.drop_since, usage_level(&values).is_some_and(|v| v < a.usage_drop.share), now_day);
+    let drop = baseline_values.as_ref().and_then(|b| card.drop_like_for_like(b, &values));
     let score_drop_days =
         run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= a.score_drop.points), now_day);
-    let seat_use = snap.values[Measure::SeatUtilization as usize];
+    let seat_use = values[Measure::SeatUtilization as usize];
     let expansion_days =
         run_since(&mut state.score.expansion_since, seat_use.is_some_and(|v| v >= a.expansion.seat_share), now_day);
     let quiet_days = a.silent_decline.no_ticket_days as i32;
@@ -261,7 +262,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     };
     let history_ok = state.first_day.is_some_and(|f| now_day - f >= a.min_history_days as i32);
     let ctx = Ctx {
-        values: &snap.values,
+        values: &values,
         score: scored.score,
         band,
         previous: state.score.last.as_ref().map(|l| (l.score, state.score.band.unwrap_or(l.band))),
@@ -307,19 +308,19 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     let opportunities = fired.iter().copied().filter(|r| r.kind() == AlertKind::Opportunity);
     let groups = risks.split_first().map(|(&r, also)| (r, also.to_vec())).into_iter().chain(opportunities.map(|r| (r, Vec::new())));
     for (rule, also) in groups {
-        let explanation = explain(card, &snap.values, baseline.map(|b| &b.values));
+        let explanation = explain(card, &values, baseline_values.as_ref());
         let lead_text = lead(rule, &ctx, p);
         // Red with nothing to compare (red at its first eligible evaluation, or not activated):
         // name what makes it red, not what moved.
         let absolute = matches!(ctx.previous, Some((_, Band::Red)) | None) && rule == Rule::EnteredRed
             || rule == Rule::NotActivated;
         let mut text = if absolute {
-            summary_of_weakest(&lead_text, Some(rule), card, &snap.values)
+            summary_of_weakest(&lead_text, Some(rule), card, &values)
         } else {
             summary(&lead_text, Some(rule), &explanation)
         };
         if scored.no_usage && rule != Rule::NotActivated {
-            text.push_str(&no_usage_note(card, &snap.values));
+            text.push_str(&no_usage_note(card, &values));
         }
         let alert = Alert {
             alert_id: alert_id(account_id, rule.name(), now_ms),
@@ -367,7 +368,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             band,
             segment: state.facts.segment.clone(),
             scorecard: card.id.clone(),
-            measures: ScoreUpdate::measures(card, &snap.values),
+            measures: ScoreUpdate::measures(card, &values),
             event_time_ms: now_ms,
             emitted_at_ms: now_ms,
         });

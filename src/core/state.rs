@@ -60,7 +60,73 @@ pub struct Snapshot {
     pub at_ms: i64,
     pub score: f64,
     pub band: Band,
-    pub values: MeasureValues,
+    pub values: Values,
+}
+
+/// Measure values as a snapshot holds them: which are present (bit `Measure as usize`) and the
+/// values, 8 bytes each: half of a `MeasureValues` (`[Option<f64>; N]`, 16 bytes a value). A
+/// state keeps a snapshot for each of up to a window's daily bests, so this is most of what a
+/// decoded sparse account holds beyond its inline part. Exact: a value keeps its bits (NaN and
+/// -0.0 included).
+#[derive(Clone, Copy)]
+pub struct Values {
+    present: u16,
+    values: [f64; N_MEASURES],
+}
+
+const _: () = assert!(N_MEASURES <= 16, "one presence bit per measure in a u16");
+
+impl Values {
+    pub const NONE: Values = Values { present: 0, values: [0.0; N_MEASURES] };
+
+    /// The value of measure `i` (`Measure as usize`), if it had one.
+    pub fn get(&self, i: usize) -> Option<f64> {
+        (self.present >> i & 1 == 1).then(|| self.values[i])
+    }
+
+    pub fn set(&mut self, i: usize, v: Option<f64>) {
+        match v {
+            Some(x) => {
+                self.present |= 1 << i;
+                self.values[i] = x;
+            }
+            None => {
+                self.present &= !(1 << i);
+                self.values[i] = 0.0;
+            }
+        }
+    }
+
+    pub fn to_array(&self) -> MeasureValues {
+        std::array::from_fn(|i| self.get(i))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Option<f64>> + '_ {
+        (0..N_MEASURES).map(|i| self.get(i))
+    }
+}
+
+impl From<MeasureValues> for Values {
+    fn from(a: MeasureValues) -> Values {
+        let mut v = Values::NONE;
+        for (i, x) in a.into_iter().enumerate() {
+            v.set(i, x);
+        }
+        v
+    }
+}
+
+/// As `MeasureValues` compare: the same measures present, with equal values.
+impl PartialEq for Values {
+    fn eq(&self, other: &Values) -> bool {
+        (0..N_MEASURES).all(|i| self.get(i) == other.get(i))
+    }
+}
+
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_array().fmt(f)
+    }
 }
 
 /// Bookkeeping of one alert rule for one account.
@@ -448,6 +514,34 @@ mod tests {
     use std::borrow::Cow;
 
     const P: StateParams = StateParams { retention_days: 90, max_open_tickets: 3, dedup_window_ms: 2 * DAY_MS, max_account_bytes: usize::MAX };
+
+    /// A snapshot's values hold what a `MeasureValues` holds, bit for bit, in half the bytes.
+    #[test]
+    fn snapshot_values_keep_every_value_and_absence_in_half_the_bytes() {
+        let odd = [f64::NAN, -f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0, 0.0, -7.0, 1e300, 5e-324, 0.1];
+        let mut a: MeasureValues = [None; N_MEASURES];
+        for (i, v) in odd.iter().enumerate() {
+            a[i] = Some(*v);
+        }
+        let v = Values::from(a);
+        let bits = |x: &[Option<f64>]| x.iter().map(|v| v.map(f64::to_bits)).collect::<Vec<_>>();
+        assert_eq!(bits(&v.to_array()), bits(&a));
+        assert_eq!(bits(&v.iter().collect::<Vec<_>>()), bits(&a));
+        assert_eq!(v.get(N_MEASURES - 1), None);
+        let mut w = v;
+        w.set(3, None);
+        assert_eq!((w.get(3), w.get(4).map(f64::to_bits)), (None, Some((-0.0f64).to_bits())));
+        // Equality as the arrays': NaN is unequal to itself, -0.0 equals 0.0, absence matters.
+        let plain = Values::from([Some(1.0); N_MEASURES]);
+        assert_eq!(plain, Values::from([Some(1.0); N_MEASURES]));
+        let copy = v;
+        assert_ne!(v, copy, "a NaN value");
+        assert_eq!(Values::from({ let mut x = [None; N_MEASURES]; x[2] = Some(-0.0); x }), Values::from({ let mut x = [None; N_MEASURES]; x[2] = Some(0.0); x }));
+        assert_ne!(Values::from([None; N_MEASURES]), Values::from({ let mut x = [None; N_MEASURES]; x[0] = Some(0.0); x }));
+        // The point of it: a sparse account keeps up to a window's days of these.
+        assert!(std::mem::size_of::<Values>() * 2 <= std::mem::size_of::<MeasureValues>() + 16);
+        assert!(std::mem::size_of::<Snapshot>() <= 152, "{} bytes", std::mem::size_of::<Snapshot>());
+    }
 
     fn support(ticket: &str, kind: TicketKind, prio: Option<Priority>, ts: i64) -> Event<'static> {
         Event::Support(SupportEvent {

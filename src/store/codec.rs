@@ -115,7 +115,7 @@ impl Writer {
         self.u8(s.band as u8);
         let mut slots: Slots = [None; N_MEASURES + 1];
         slots[0] = Some(s.score);
-        slots[1..].copy_from_slice(&s.values);
+        slots[1..].copy_from_slice(&s.values.to_array());
         let code = |i: usize, v: Option<f64>| match v {
             None => SLOT_ABSENT,
             Some(v) if prev[i].is_some_and(|p| p.to_bits() == v.to_bits()) => SLOT_SAME,
@@ -142,7 +142,7 @@ impl Writer {
         let mask = s.values.iter().enumerate().fold(0u64, |m, (i, v)| m | u64::from(v.is_some()) << i);
         self.var(mask);
         for v in s.values.iter().flatten() {
-            self.f64(*v);
+            self.f64(v);
         }
     }
 }
@@ -266,7 +266,7 @@ impl<'a> Reader<'a> {
         let score = slots[0].ok_or(CodecError::Invalid("snapshot"))?;
         let mut values = [None; N_MEASURES];
         values.copy_from_slice(&slots[1..]);
-        Ok(Snapshot { at_ms, score, band, values })
+        Ok(Snapshot { at_ms, score, band, values: values.into() })
     }
     /// A snapshot of versions 1 to 4: time, score, band, the measures' mask and their `f64`s.
     fn snapshot_v4(&mut self) -> Result<Snapshot, CodecError> {
@@ -280,7 +280,7 @@ impl<'a> Reader<'a> {
                 *v = Some(self.f64()?);
             }
         }
-        Ok(Snapshot { at_ms, score, band, values })
+        Ok(Snapshot { at_ms, score, band, values: values.into() })
     }
     pub fn done(&self) -> bool {
         self.pos == self.buf.len()
@@ -593,7 +593,9 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     // A day, then a snapshot: its time, band and slot codes (version 5), or its time, 8-byte
     // score, band and mask.
     let n = r.count(if v >= 5 { 7 } else { 12 })?;
-    let mut best = VecDeque::with_capacity(n);
+    // Room for the next evaluation's entry: an exact fit would be copied to a new allocation of
+    // twice the size by the first one (most loads are followed by one).
+    let mut best = VecDeque::with_capacity(n + 1);
     for _ in 0..n {
         let day = r.day()?;
         best.push_back((day, snapshot(&mut r)?));
@@ -658,6 +660,8 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     if v >= 4 {
         facts.owner = opt_str(&mut r)?;
         let n = r.count(if v >= 5 { 1 } else { 4 })?;
+        // As the daily bests: room for the next day's entry.
+        history.reserve(n + 1);
         let mut day = r.day()?;
         for i in 0..n {
             let (gap, tenths, band, alerts) = if v >= 5 {
@@ -729,6 +733,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::state::Values;
     use proptest::prelude::*;
 
     /// `AccountState::growable_bytes` bounds what users, features and event ids add to the
@@ -827,7 +832,7 @@ mod tests {
             v[0] = Some(1.5);
             v[2] = Some(-0.0);
             v[N_MEASURES - 1] = Some(f64::MAX);
-            v
+            v.into()
         } };
         s.score = ScoreState {
             last: Some(snap(9, 42.5, Band::Yellow)),
@@ -939,7 +944,9 @@ mod tests {
                 })
                 .collect();
             let last = s.score.last.as_mut().unwrap();
-            last.values.copy_from_slice(&values);
+            let mut a = [None; N_MEASURES];
+            a.copy_from_slice(&values);
+            last.values = a.into();
             s.score.best.push_back((20_101, last.clone()));
             s.score.recent_alerts[0].summary = summary.as_str().into();
             let mut w = Writer::default();
@@ -958,7 +965,7 @@ mod tests {
         for (day, chunk) in odd.chunks(4).enumerate() {
             let mut snap = prev.clone();
             for (i, v) in chunk.iter().enumerate() {
-                snap.values[i * 3] = Some(*v);
+                snap.values.set(i * 3, Some(*v));
             }
             snap.score = chunk[0];
             s.score.best.push_back((20_090 + day as i32, snap.clone()));
@@ -974,7 +981,7 @@ mod tests {
     #[test]
     fn a_snapshot_slot_the_same_as_a_previous_one_that_is_absent_is_refused() {
         let mut s = AccountState::default();
-        let snap = Snapshot { at_ms: 1, score: 50.0, band: Band::Yellow, values: [None; N_MEASURES] };
+        let snap = Snapshot { at_ms: 1, score: 50.0, band: Band::Yellow, values: Values::NONE };
         s.score.last = Some(snap);
         let bytes = encode_to_vec(&s);
         // The code word follows the time (1 byte) and band of the only snapshot: score as an
