@@ -121,6 +121,8 @@ pub struct StoreSummary {
     pub user_bytes_per_input_byte: f64,
     /// Times the account cache filled and was written out before the end.
     pub spills: u64,
+    /// Daily timers that found their account out of memory and read it from the store.
+    pub timer_reads: u64,
     pub cache_budget_bytes: u64,
 }
 
@@ -572,6 +574,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         disk_bytes_per_input_byte: per_input(writes.disk_bytes()),
         user_bytes_per_input_byte: per_input(writes.user_bytes),
         spills: lanes[0].engine.stats.spills,
+        timer_reads: lanes[0].engine.stats.timer_reads,
         cache_budget_bytes: lanes[0].engine.cache_usage().1 as u64,
     };
     if let (Some(lane), Some((label, _))) = (lanes.get(1), backtest.and_then(|b| b.compare.as_ref())) {

@@ -64,6 +64,8 @@ pub struct Stats {
     pub rejected: FxHashMap<RejectReason, u64>,
     pub alerts: FxHashMap<&'static str, u64>,
     pub timer_evaluations: u64,
+    /// Timer evaluations whose account was not in memory (read from the store).
+    pub timer_reads: u64,
     /// Records skipped because the account's restored state already reflected them.
     pub already_applied: u64,
     /// Stored account states that did not decode: logged, and the account started afresh.
@@ -544,11 +546,22 @@ impl Engine {
             }
             let (_, id) = due.pop_first().expect("non-empty");
             self.tick += 1;
+            let held = accounts.contains_key(&id) || warm.contains_key(&id);
             let slot = load_slot(&self.store, accounts, warm, dirty, partition, &id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
             // The index entry is gone; make the slot agree before re-evaluating.
             slot.state.score.next_due_ms = None;
             self.stats.timer_evaluations += 1;
             Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache_bytes);
+            if !held {
+                self.stats.timer_reads += 1;
+                // Read from the store only for its timer: first to make room again. A day's
+                // timers visit every account in the same order day after day, and with plain
+                // recency the accounts a sweep reads would push out those it has yet to reach
+                // (the next ones it needs), so no sweep over more accounts than memory holds
+                // would ever find one in memory; this way the accounts held stay held, and a
+                // sweep finds them.
+                slot.last_used = 0;
+            }
             // A day's timers can reach every account: the cache must not hold them all at once.
             self.spill_if_full()?;
             if bounded && self.over_budget() {
@@ -727,7 +740,12 @@ impl Engine {
                         crate::store::codec::encode(&slot.state, &mut w);
                         let encoded: Box<[u8]> = w.buf.as_slice().into();
                         self.warm_seq += 1;
-                        self.warm_order.push_back((self.warm_seq, partition, id.clone()));
+                        if slot.last_used == 0 {
+                            // Read for its timer only (see `fire_due_bounded`): first to go to the store.
+                            self.warm_order.push_front((self.warm_seq, partition, id.clone()));
+                        } else {
+                            self.warm_order.push_back((self.warm_seq, partition, id.clone()));
+                        }
                         let entry = WarmEntry { seq: self.warm_seq, encoded, board, stored_due: slot.stored_due, due: slot.state.score.next_due_ms };
                         self.warm_bytes += warm_bytes(&id, &entry);
                         ps.warm.insert(id, entry);
