@@ -169,7 +169,8 @@ pub enum EngineError {
 
 /// Loads an account into the cache. A stored state that does not decode (a corrupt byte on disk)
 /// must not stop the partition for good, as every restart would read it again: it is logged,
-/// counted, and the account starts afresh from the records that follow.
+/// counted, and the account starts afresh from the records that follow. Also returns whether the
+/// account was read from the store (neither decoded nor in the warm tier).
 #[allow(clippy::too_many_arguments)]
 fn load_slot<'a>(
     store: &Store,
@@ -181,7 +182,8 @@ fn load_slot<'a>(
     corrupt: &mut u64,
     cache_bytes: &mut usize,
     warm_total: &mut usize,
-) -> Result<&'a mut Slot, StoreError> {
+) -> Result<(&'a mut Slot, bool), StoreError> {
+    let mut from_store = false;
     if !accounts.contains_key(id) {
         let (state, stored_due, changed) = match warm.remove(id) {
             // Taken back from the warm tier: its changes are still not in the store.
@@ -195,6 +197,7 @@ fn load_slot<'a>(
                 (state, w.stored_due, true)
             }
             None => {
+                from_store = true;
                 let state = match store.get_account(partition, id) {
                     Ok(s) => s.unwrap_or_default(),
                     Err(StoreError::Codec { source, .. }) => {
@@ -215,7 +218,7 @@ fn load_slot<'a>(
         }
         accounts.insert(id.into(), Box::new(Slot { state, stored_due, dirty: changed, last_used: 0, bytes }));
     }
-    Ok(accounts.get_mut(id).expect("just inserted"))
+    Ok((accounts.get_mut(id).expect("just inserted"), from_store))
 }
 
 /// Measures a slot again after its state changed, keeping the cache's total right.
@@ -400,7 +403,7 @@ impl Engine {
         self.tick += 1;
         let PartitionState { accounts, warm, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();
-        let slot = load_slot(&self.store, accounts, warm, dirty, partition, id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
+        let (slot, _) = load_slot(&self.store, accounts, warm, dirty, partition, id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
         if self.track_applied {
             let k = event.kind() as usize;
             if source.offset < slot.state.applied[k] {
@@ -560,13 +563,12 @@ impl Engine {
             }
             let (_, id) = due.pop_first().expect("non-empty");
             self.tick += 1;
-            let held = accounts.contains_key(&id) || warm.contains_key(&id);
-            let slot = load_slot(&self.store, accounts, warm, dirty, partition, &id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
+            let (slot, from_store) = load_slot(&self.store, accounts, warm, dirty, partition, &id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
             // The index entry is gone; make the slot agree before re-evaluating.
             slot.state.score.next_due_ms = None;
             self.stats.timer_evaluations += 1;
             Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache_bytes);
-            if !held {
+            if from_store {
                 self.stats.timer_reads += 1;
                 // Read from the store only for its timer: first to make room again. A day's
                 // timers visit every account in the same order day after day, and with plain
