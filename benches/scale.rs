@@ -478,8 +478,9 @@ fn main() {
         row("peak RSS, replay of 1,000,000 accounts (default budget)", format!("{mib:.0} MiB"), "≤ 1,024 MiB", mib <= 1024.0);
     }
     if let (Some(q), Some(m)) = (rates.get("quick"), rates.get("1m")) {
+        // Three decimals: at two, 0.0155 printed as 0.02.
         let ratio = m / q;
-        row("events/s on 1,000,000 sparse accounts ÷ quick-start", format!("{m:.0} / {q:.0} = {ratio:.2}"), "≥ 0.50", ratio >= 0.5);
+        row("events/s on 1,000,000 sparse accounts ÷ quick-start", format!("{m:.0} / {q:.0} = {ratio:.3}"), "≥ 0.50", ratio >= 0.5);
     }
     if let Some((_, r)) = rows.iter().find(|(n, _)| *n == "100k") {
         let wa = r.summary["store"]["disk_bytes_per_input_byte"].as_f64().unwrap();
