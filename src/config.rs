@@ -315,6 +315,31 @@ pub struct ScoringConfig {
     pub onboarding_days: u32,
     /// Scorecard for onboarding accounts.
     pub onboarding_scorecard: String,
+    /// Support trouble that keeps an account out of green whatever its usage.
+    pub support_cap: SupportCapConfig,
+}
+
+/// An account in a support crisis is at best yellow, however well it uses the product: a CSM
+/// must not read green while urgent tickets pile up unanswered or the customer says it is unhappy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupportCapConfig {
+    /// Set to false to switch the cap off.
+    pub enabled: bool,
+    /// At least this many urgent tickets open...
+    pub urgent_open: u32,
+    /// ...the oldest of them open this many days or more; or
+    pub urgent_days: u32,
+    /// CSAT over 90 days at or below this...
+    pub csat_at_most: f64,
+    /// ...from at least this many answers.
+    pub csat_answers: u32,
+}
+
+impl Default for SupportCapConfig {
+    fn default() -> Self {
+        Self { enabled: true, urgent_open: 2, urgent_days: 7, csat_at_most: 2.5, csat_answers: 2 }
+    }
 }
 
 /// A weighted set of measures.
@@ -373,6 +398,27 @@ pub struct AlertsConfig {
     pub renewal_at_risk: RenewalAtRiskConfig,
     /// An opportunity: a green account uses `seat_share` of its seats for `days` days.
     pub expansion_candidate: ExpansionConfig,
+    /// The account's most engaged users went quiet for `days` days while the others go on.
+    pub champion_quiet: ChampionQuietConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChampionQuietConfig {
+    /// Set to false to switch the rule off.
+    pub enabled: bool,
+    /// `info`, `low`, `medium` or `high`.
+    pub severity: String,
+    /// Minimum time between two alerts of this rule for one account.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Fires when champions (the busiest fifth of the users over the four weeks before, active
+    /// on at least 12 of those 28 days) have not been seen for this many days...
+    pub days: u32,
+    /// ...if they made at least this share of the account's active user-days in those weeks...
+    pub share: f64,
+    /// ...while the other users are active at least at this share of their own rate.
+    pub others_above: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,11 +431,15 @@ pub struct UsageDropConfig {
     /// Minimum time between two alerts of this rule for one account.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
-    /// Fires when `usage_trend` or `active_users_trend` is below this ratio...
+    /// Fires when usage (events and daily active users together) over the last 4, 7 or 14 days
+    /// is at most this share of what its norm gives those days...
     pub share: f64,
+    /// ...and that is at least this many standard deviations of the account's own noise below
+    /// the norm (its usual week-to-week swing and the chance noise of its counts)...
+    pub evidence: f64,
     /// ...on this many days in a row.
     pub days: u32,
-    /// Re-arms once both are back at or above this ratio.
+    /// Re-arms once `usage_trend` and `active_users_trend` are back at or above this ratio.
     pub release_above: f64,
 }
 
@@ -494,7 +544,8 @@ pub struct SilentDeclineConfig {
     /// Minimum time between two alerts of this rule for one account.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
-    /// Fires when `usage_trend` is below this ratio...
+    /// Fires when `usage_drop`'s evidence of a fall holds (whether or not that rule is on) with
+    /// usage at most this share of its norm...
     pub trend_below: f64,
     /// ...and no ticket was opened in this many days.
     pub no_ticket_days: u32,
@@ -669,6 +720,7 @@ impl Default for ScoringConfig {
             score_step: 2.0,
             onboarding_days: 30,
             onboarding_scorecard: "onboarding".into(),
+            support_cap: SupportCapConfig::default(),
         }
     }
 }
@@ -709,6 +761,7 @@ impl Default for AlertsConfig {
             not_activated: NotActivatedConfig::default(),
             renewal_at_risk: RenewalAtRiskConfig::default(),
             expansion_candidate: ExpansionConfig::default(),
+            champion_quiet: ChampionQuietConfig::default(),
         }
     }
 }
@@ -716,7 +769,7 @@ impl Default for AlertsConfig {
 impl Default for UsageDropConfig {
     fn default() -> Self {
         let r = rule("high", 168);
-        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, share: 0.5, days: 2, release_above: 0.75 }
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, share: 0.7, evidence: 3.0, days: 2, release_above: 0.85 }
     }
 }
 
@@ -731,6 +784,13 @@ impl Default for RenewalAtRiskConfig {
     fn default() -> Self {
         let r = rule("high", 24);
         Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, days: 60 }
+    }
+}
+
+impl Default for ChampionQuietConfig {
+    fn default() -> Self {
+        let r = rule("high", 720);
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, days: 12, share: 0.25, others_above: 0.5 }
     }
 }
 
@@ -758,7 +818,7 @@ impl Default for InactiveConfig {
 impl Default for SilentDeclineConfig {
     fn default() -> Self {
         let r = rule("high", 168);
-        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, trend_below: 0.5, no_ticket_days: 30, release_above: 0.75 }
+        Self { enabled: r.enabled, severity: r.severity, cooldown: r.cooldown, trend_below: 0.7, no_ticket_days: 30, release_above: 0.85 }
     }
 }
 
@@ -784,8 +844,8 @@ fn critical(m: WeightedMeasure) -> WeightedMeasure {
     WeightedMeasure { critical: true, ..m }
 }
 
-fn card(segments: &[&str], measures: Vec<WeightedMeasure>) -> ScorecardConfig {
-    ScorecardConfig { version: 2, segments: segments.iter().map(|s| s.to_string()).collect(), measures }
+fn card(version: u32, segments: &[&str], measures: Vec<WeightedMeasure>) -> ScorecardConfig {
+    ScorecardConfig { version, segments: segments.iter().map(|s| s.to_string()).collect(), measures }
 }
 
 impl Default for Settings {
@@ -794,13 +854,15 @@ impl Default for Settings {
         scorecards.insert(
             "default".into(),
             card(
+                3,
                 &[],
                 vec![
                     wm("seat_utilization_7d", 20.0, 0.1, 0.5),
-                    wm("seat_utilization", 12.5, 0.2, 0.6),
-                    wm("active_users_trend", 17.5, 0.45, 0.95),
-                    wm("usage_trend", 17.5, 0.45, 0.95),
-                    wm("feature_breadth_30d", 10.0, 2.0, 8.0),
+                    critical(wm("seat_utilization", 12.5, 0.15, 0.6)),
+                    wm("active_users_trend", 12.5, 0.45, 0.95),
+                    wm("usage_trend", 12.5, 0.45, 0.95),
+                    wm("stickiness", 10.0, 0.03, 0.2),
+                    wm("feature_breadth_30d", 10.0, 2.0, 10.0),
                     critical(wm("days_since_last_activity", 7.5, 14.0, 2.0)),
                     wm("open_urgent_tickets", 5.0, 3.0, 0.0),
                     wm("csat_90d", 5.0, 2.5, 4.5),
@@ -811,13 +873,15 @@ impl Default for Settings {
         scorecards.insert(
             "enterprise".into(),
             card(
+                3,
                 &["enterprise"],
                 vec![
                     wm("seat_utilization_7d", 20.0, 0.15, 0.55),
-                    wm("seat_utilization", 12.5, 0.25, 0.7),
-                    wm("active_users_trend", 17.5, 0.45, 0.95),
-                    wm("usage_trend", 10.0, 0.45, 0.95),
-                    wm("feature_breadth_30d", 10.0, 3.0, 10.0),
+                    critical(wm("seat_utilization", 12.5, 0.15, 0.7)),
+                    wm("active_users_trend", 12.5, 0.45, 0.95),
+                    wm("usage_trend", 7.5, 0.45, 0.95),
+                    wm("stickiness", 7.5, 0.03, 0.2),
+                    wm("feature_breadth_30d", 10.0, 3.0, 12.0),
                     critical(wm("days_since_last_activity", 5.0, 10.0, 1.0)),
                     wm("open_urgent_tickets", 5.0, 2.0, 0.0),
                     wm("oldest_open_ticket_days", 5.0, 14.0, 2.0),
@@ -829,6 +893,7 @@ impl Default for Settings {
         scorecards.insert(
             "onboarding".into(),
             card(
+                2,
                 &[],
                 vec![
                     wm("seat_utilization_7d", 25.0, 0.05, 0.4),
@@ -1051,6 +1116,7 @@ impl AlertsConfig {
             Rule::NotActivated => c!(self.not_activated),
             Rule::RenewalAtRisk => c!(self.renewal_at_risk),
             Rule::ExpansionCandidate => c!(self.expansion_candidate),
+            Rule::ChampionQuiet => c!(self.champion_quiet),
         }
     }
 
@@ -1078,6 +1144,7 @@ impl AlertsConfig {
             },
             usage_drop: UsageDropParams {
                 share: self.usage_drop.share,
+                evidence: self.usage_drop.evidence,
                 days: self.usage_drop.days,
                 release_above: self.usage_drop.release_above,
             },
@@ -1089,6 +1156,11 @@ impl AlertsConfig {
             not_activated_days: self.not_activated.days,
             renewal_days: self.renewal_at_risk.days,
             expansion: ExpansionParams { seat_share: self.expansion_candidate.seat_share, days: self.expansion_candidate.days },
+            champion_quiet: ChampionQuietParams {
+                days: self.champion_quiet.days,
+                share: self.champion_quiet.share,
+                others_above: self.champion_quiet.others_above,
+            },
         }
     }
 }
@@ -1145,6 +1217,15 @@ impl crate::core::Params {
                 any_red_is_red: s.scoring.any_red_is_red,
             },
             score_step: s.scoring.score_step,
+            support_cap: s.scoring.support_cap.enabled.then(|| {
+                let c = &s.scoring.support_cap;
+                crate::core::scorecard::SupportCap {
+                    urgent_open: c.urgent_open,
+                    urgent_after_ms: i64::from(c.urgent_days) * crate::event::timestamp::DAY_MS,
+                    csat_at_most: c.csat_at_most,
+                    csat_answers: c.csat_answers,
+                }
+            }),
             alerts: s.alerts.params(),
             grace_ms: ms(s.events.grace),
         }
@@ -1386,6 +1467,9 @@ impl Settings {
         if !(ud.release_above >= ud.share && ud.release_above.is_finite()) {
             p.push("alerts.usage_drop.release_above: must be at least alerts.usage_drop.share".into());
         }
+        if !(ud.evidence >= 0.0 && ud.evidence <= 10.0) {
+            p.push(format!("alerts.usage_drop.evidence: {} is outside 0..=10 (standard deviations)", ud.evidence));
+        }
         if ud.days == 0 || ud.days > 28 {
             p.push(format!("alerts.usage_drop.days: {} is outside 1..=28", ud.days));
         }
@@ -1394,6 +1478,16 @@ impl Settings {
         }
         if a.renewal_at_risk.days == 0 || a.renewal_at_risk.days > 730 {
             p.push(format!("alerts.renewal_at_risk.days: {} is outside 1..=730", a.renewal_at_risk.days));
+        }
+        let cq = &a.champion_quiet;
+        if cq.days < 2 || cq.days > 28 {
+            p.push(format!("alerts.champion_quiet.days: {} is outside 2..=28", cq.days));
+        }
+        if !(cq.share > 0.0 && cq.share <= 1.0) {
+            p.push(format!("alerts.champion_quiet.share: {} is outside (0, 1]", cq.share));
+        }
+        if !(cq.others_above >= 0.0 && cq.others_above.is_finite()) {
+            p.push(format!("alerts.champion_quiet.others_above: {} must be at least 0", cq.others_above));
         }
         let ex = &a.expansion_candidate;
         if !(ex.seat_share > 0.0 && ex.seat_share <= 10.0) {

@@ -7,7 +7,7 @@ use super::scorecard::Card;
 use super::state::{Band, MeasureValues};
 use crate::event::timestamp::format_ms;
 
-pub const N_RULES: usize = 10;
+pub const N_RULES: usize = 11;
 
 /// Alert rules. The discriminants are stored (alert history, rule marks): new rules go at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,6 +22,7 @@ pub enum Rule {
     NotActivated,
     RenewalAtRisk,
     ExpansionCandidate,
+    ChampionQuiet,
 }
 
 /// What an alert asks of a CS team: act on a risk, or pursue an opportunity.
@@ -52,6 +53,7 @@ impl Rule {
         Rule::NotActivated,
         Rule::RenewalAtRisk,
         Rule::ExpansionCandidate,
+        Rule::ChampionQuiet,
     ];
 
     /// Most specific first: when several risk rules fire in one evaluation, the first names the
@@ -62,6 +64,7 @@ impl Rule {
         Rule::Inactive,
         Rule::SilentDecline,
         Rule::UsageDrop,
+        Rule::ChampionQuiet,
         Rule::UrgentTicketAging,
         Rule::TicketSpike,
         Rule::RenewalAtRisk,
@@ -87,7 +90,7 @@ impl Rule {
             Rule::TicketSpike => &[Measure::TicketsOpened30d],
             Rule::RenewalAtRisk => &[Measure::DaysToRenewal],
             Rule::ExpansionCandidate => &[Measure::SeatUtilization],
-            Rule::ScoreDrop | Rule::EnteredRed => &[],
+            Rule::ScoreDrop | Rule::EnteredRed | Rule::ChampionQuiet => &[],
         }
     }
 
@@ -103,6 +106,7 @@ impl Rule {
             Rule::NotActivated => "not_activated",
             Rule::RenewalAtRisk => "renewal_at_risk",
             Rule::ExpansionCandidate => "expansion_candidate",
+            Rule::ChampionQuiet => "champion_quiet",
         }
     }
 
@@ -135,6 +139,17 @@ pub struct AlertParams {
     pub not_activated_days: u32,
     pub renewal_days: u32,
     pub expansion: ExpansionParams,
+    pub champion_quiet: ChampionQuietParams,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChampionQuietParams {
+    /// Days the champions have not been seen.
+    pub days: u32,
+    /// Their least share of the account's active user-days before.
+    pub share: f64,
+    /// Least activity of the others against their own rate.
+    pub others_above: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +171,8 @@ pub struct SilentDeclineParams {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageDropParams {
     pub share: f64,
+    /// Standard deviations of the account's own noise the fall must reach.
+    pub evidence: f64,
     pub days: u32,
     pub release_above: f64,
 }

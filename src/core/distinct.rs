@@ -74,6 +74,11 @@ impl Distinct {
         self.last_seen.sum(from, i32::MAX)
     }
 
+    /// Keys seen on `day`.
+    pub fn daily(&self, day: i32) -> u32 {
+        self.per_day.get(day)
+    }
+
     /// Sum over `from..=to` of the keys seen each day.
     pub fn daily_sum(&self, from: i32, to: i32) -> u64 {
         self.per_day.sum(from, to)

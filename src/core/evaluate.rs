@@ -4,6 +4,9 @@
 use super::alerts::{explain, round1, summary, summary_of_weakest, Alert, AlertKind, Rule, ScoreUpdate};
 use super::ids::alert_id;
 use super::measures::{self, Category, Measure};
+use super::noise::Decline;
+use super::people::{quiet_champions, QuietChampions};
+use super::scorecard::SupportTrouble;
 use super::scorecard::{Card, Params};
 use super::state::{AccountState, AlertRef, Band, MeasureValues, Snapshot, RECENT_ALERTS};
 use crate::event::timestamp::{day_of, format_day, DAY_MS};
@@ -34,8 +37,14 @@ struct Ctx<'a> {
     /// Never any usage, and the day its clock started (start date, else first sight), if that is
     /// recent enough (within retention) for "never used" to be known rather than assumed.
     never_used_since: Option<i32>,
-    /// Days in a row (today included) with usage below `usage_drop.share` of its norm.
+    /// Days in a row (today included) with usage unusually far below its norm (`usage_drop`).
     drop_days: i32,
+    /// The strongest evidence of a fall in usage, if the account has a norm.
+    decline: Option<Decline>,
+    /// Champions gone quiet while the others go on (`champion_quiet`'s condition).
+    champions: Option<QuietChampions>,
+    /// Support trouble holding the account out of green.
+    trouble: Option<SupportTrouble>,
     /// Days in a row with the drop at or above `score_drop.points`.
     score_drop_days: i32,
     /// Days in a row at or above `expansion_candidate.seat_share` of seats.
@@ -88,12 +97,13 @@ fn check(rule: Rule, c: &Ctx<'_>, p: &Params) -> (bool, bool) {
             Some(since) => (c.now_day - since >= a.not_activated_days as i32, false),
             None => (false, true),
         },
-        Rule::SilentDecline => match c.value(Measure::UsageTrend) {
-            Some(t) => (
-                t < a.silent_decline.trend_below && c.tickets_quiet_window == 0,
+        // A fall `usage_drop` would see, while the customer says nothing.
+        Rule::SilentDecline => match (c.decline, c.value(Measure::UsageTrend)) {
+            (Some(d), Some(t)) => (
+                c.drop_days >= a.usage_drop.days as i32 && d.ratio <= a.silent_decline.trend_below && c.tickets_quiet_window == 0,
                 t >= a.silent_decline.release_above,
             ),
-            None => (false, false),
+            _ => (false, false),
         },
         Rule::UsageDrop => {
             let released = usage_level(c.values).is_none_or(|v| v >= a.usage_drop.release_above);
@@ -116,6 +126,7 @@ fn check(rule: Rule, c: &Ctx<'_>, p: &Params) -> (bool, bool) {
             let held = c.band == Band::Green && c.expansion_days >= a.expansion.days as i32;
             (held, c.expansion_days == 0)
         }
+        Rule::ChampionQuiet => (c.champions.is_some(), c.champions.is_none()),
     }
 }
 
@@ -146,21 +157,11 @@ fn lead(rule: Rule, c: &Ctx<'_>, p: &Params) -> String {
             format!("nobody has used the product in the {} days since {}", c.now_day - since, format_day(since))
         }
         Rule::SilentDecline => format!(
-            "usage last week fell to {:.0}% of its norm and no ticket was filed in {} days",
-            c.value(Measure::UsageTrend).unwrap_or(0.0) * 100.0,
+            "{} and no ticket was filed in {} days",
+            decline_words(c.decline),
             p.alerts.silent_decline.no_ticket_days
         ),
-        Rule::UsageDrop => {
-            let users = c.value(Measure::ActiveUsersTrend).map(|v| format!("daily active users {} of their norm", pct(v)));
-            let events = c.value(Measure::UsageTrend).map(|v| format!("usage {} of its norm", pct(v)));
-            let parts: Vec<String> = [events, users].into_iter().flatten().collect();
-            format!(
-                "usage below {} of its own norm for {} days ({} last week)",
-                pct(p.alerts.usage_drop.share),
-                c.drop_days,
-                parts.join(", ")
-            )
-        }
+        Rule::UsageDrop => decline_words(c.decline),
         Rule::TicketSpike => format!("{} support tickets were opened in 7 days", c.tickets_7d),
         Rule::UrgentTicketAging => format!(
             "an urgent ticket has been open for {} hours",
@@ -168,14 +169,16 @@ fn lead(rule: Rule, c: &Ctx<'_>, p: &Params) -> String {
         ),
         Rule::RenewalAtRisk => {
             let arr = c.arr.map(|a| format!(", ARR {a:.0}")).unwrap_or_default();
+            let support = c.trouble.map(|t| format!(", held out of green by support ({})", t.words())).unwrap_or_default();
             format!(
-                "renewal in {} days ({}{arr}) with the health score {} at {:.1}",
+                "renewal in {} days ({}{arr}) with the health score {} at {:.1}{support}",
                 c.days_to_renewal().unwrap_or(0),
                 c.renewal_day.map(format_day).unwrap_or_default(),
                 c.band.name(),
                 c.score
             )
         }
+        Rule::ChampionQuiet => champion_words(c.champions.as_ref(), p.alerts.champion_quiet.days),
         Rule::ExpansionCandidate => {
             let seats = c.seats.map(|s| format!("its {s} seats")).unwrap_or_else(|| "its seats".into());
             format!(
@@ -185,6 +188,36 @@ fn lead(rule: Rule, c: &Ctx<'_>, p: &Params) -> String {
             )
         }
     }
+}
+
+/// How far usage fell and how unusual that is for the account ("usage over the last 7 days 45%
+/// below its norm (events 40% below, daily active users 50% below); its weeks usually swing ±12%").
+fn decline_words(d: Option<Decline>) -> String {
+    let Some(d) = d else { return "usage fell below its norm".into() };
+    let below = |r: f64| format!("{:.0}%", (1.0 - r).max(0.0) * 100.0);
+    let parts: Vec<String> = [d.events.map(|r| format!("events {} below", below(r))), d.users.map(|r| format!("daily active users {} below", below(r)))]
+        .into_iter()
+        .flatten()
+        .collect();
+    let swing = d.swing.map(|s| format!("; its weeks usually swing ±{:.0}%", s * 100.0)).unwrap_or_default();
+    format!("usage over the last {} days {} below its norm ({}){swing}", d.days, below(d.ratio), parts.join(", "))
+}
+
+/// "2 of the account's 3 most engaged users (u-1, u-7) have not been seen for 12 days while the
+/// others go on; they made 46% of its activity".
+fn champion_words(q: Option<&QuietChampions>, days: u32) -> String {
+    let Some(q) = q else { return "the account's most engaged users went quiet".into() };
+    let mut names: Vec<&str> = q.quiet.iter().take(3).map(|c| c.user_id.as_str()).collect();
+    let more = q.quiet.len().saturating_sub(names.len());
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    names.truncate(3);
+    format!(
+        "{} of the account's {} most engaged users ({}{more}) have not been seen for {days} days while the others go on; they made {:.0}% of its activity",
+        q.quiet.len(),
+        q.champions,
+        names.join(", "),
+        q.share * 100.0
+    )
 }
 
 /// The usage measures of `card` that have no data, for the summary of an account never used.
@@ -228,7 +261,7 @@ fn run_since(mark: &mut Option<i32>, holds: bool, day: i32) -> i32 {
 pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Params) -> Evaluation {
     let now_day = day_of(now_ms);
     state.advance(now_day, &p.state);
-    let values = measures::compute(state, now_ms, &p.measures);
+    let (values, trends) = measures::compute_with_trends(state, now_ms, &p.measures);
     let card = p.card_for(state, now_ms);
     let mut out = Evaluation::default();
     let horizon = now_day - p.state.retention_days as i32 + 1;
@@ -236,7 +269,11 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         state.score.next_due_ms = next_due(state, now_ms, p);
         return out;
     };
-    let band = p.bands.next(state.score.band, &scored);
+    let trouble = p.support_cap.and_then(|c| c.trouble(state, now_ms));
+    let band = match p.bands.next(state.score.band, &scored) {
+        Band::Green if trouble.is_some() => Band::Yellow,
+        band => band,
+    };
     let snap = Snapshot { at_ms: now_ms, score: scored.score, band, values: values.into() };
 
     let window_from = now_day - p.alerts.score_drop.days as i32 + 1;
@@ -247,8 +284,9 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     let baseline_values = baseline.map(|b| b.values.to_array());
 
     let a = &p.alerts;
-    let drop_days =
-        run_since(&mut state.score.drop_since, usage_level(&values).is_some_and(|v| v < a.usage_drop.share), now_day);
+    let decline = super::noise::decline(&trends.events, &trends.users);
+    let falling = decline.is_some_and(|d| d.z <= -a.usage_drop.evidence && d.ratio <= a.usage_drop.share);
+    let drop_days = run_since(&mut state.score.drop_since, falling, now_day);
     let drop = baseline_values.as_ref().and_then(|b| card.drop_like_for_like(b, &values));
     let score_drop_days =
         run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= a.score_drop.points), now_day);
@@ -256,6 +294,12 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     let expansion_days =
         run_since(&mut state.score.expansion_since, seat_use.is_some_and(|v| v >= a.expansion.seat_share), now_day);
     let quiet_days = a.silent_decline.no_ticket_days as i32;
+    let cq = &a.champion_quiet;
+    let champions = if a.common(Rule::ChampionQuiet).enabled {
+        quiet_champions(&state.users, now_day, cq.days as i32, cq.share).filter(|q| q.others_level >= cq.others_above)
+    } else {
+        None
+    };
     let never_used_since = match (state.last_usage_ms, state.facts.start_day.or(state.first_day)) {
         (None, Some(since)) if since >= horizon => Some(since),
         _ => None,
@@ -276,6 +320,9 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         now_day,
         never_used_since,
         drop_days,
+        decline,
+        champions,
+        trouble,
         expansion_days,
         renewal_day: state.facts.renewal_day,
         renewal_alerted: state.score.renewal_alerted,

@@ -1,6 +1,7 @@
 //! The measures (DESIGN §4): what an account's state says at time `now`. One name per measure,
 //! used alike in config, code, alerts, scores and the README.
 
+use super::noise;
 use super::state::{AccountState, MeasureValues};
 use crate::event::timestamp::day_of;
 
@@ -177,27 +178,33 @@ fn key_feature_breadth(features: &super::distinct::Distinct, key_features: &[Str
     }
 }
 
-/// Trends compare the last 7 complete days with the account's own norm: the weekly mean of up to
-/// eight whole weeks before them (whole weeks, so weekday rhythm cancels out), at least two. Days
-/// before the account was first seen are not part of the norm. Eight weeks, not four, so that a
-/// slow decline does not drag its own norm down with it.
-const TREND_MIN_BASE_WEEKS: i32 = 2;
-/// Pseudo-counts added to both sides of a trend (events a week, user-days a week).
-const TREND_PRIOR_EVENTS: f64 = 5.0;
-const TREND_PRIOR_USER_DAYS: f64 = 2.0;
-const TREND_MAX_BASE_WEEKS: i32 = 8;
+/// Trend measures are last week's usage against the account's own norm (see `noise`), discounted
+/// towards 1 by this many standard deviations of the account's own noise: a slow week within the
+/// account's usual swing costs no points, a fall beyond it costs what lies beyond.
+pub const TREND_DISCOUNT: f64 = 1.5;
+/// Least overdispersion assumed of daily event counts (an active user makes several events at
+/// once); daily active users are counted as people (1).
+pub const EVENT_DISPERSION: f64 = 2.0;
 
-/// `(recent sum over the last 7 complete days, norm: mean weekly sum of the weeks before)`, or
-/// `None` with less than two weeks of history before the last 7 days.
-fn trend_parts(first_day: Option<i32>, now: i32, sum: impl Fn(i32, i32) -> u64) -> Option<(f64, f64)> {
-    let first = first_day?;
-    let weeks = ((now - 7 - first) / 7).clamp(0, TREND_MAX_BASE_WEEKS);
-    if weeks < TREND_MIN_BASE_WEEKS {
-        return None;
+/// Last week against the norm, discounted; a week without any usage reads 0.
+fn trend(u: &noise::Usage) -> Option<f64> {
+    u.week().map(|w| if w.observed == 0.0 { 0.0 } else { w.discounted(TREND_DISCOUNT) })
+}
+
+/// The usage series the trends and the decline evidence judge: events a day and people a day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trends {
+    pub events: noise::Usage,
+    pub users: noise::Usage,
+}
+
+impl Trends {
+    pub fn of(s: &AccountState, now: i32) -> Trends {
+        Trends {
+            events: noise::usage(s.first_day, now, EVENT_DISPERSION, |d| s.usage.get(d)),
+            users: noise::usage(s.first_day, now, 1.0, |d| s.users.daily(d)),
+        }
     }
-    let recent = sum(now - 7, now - 1) as f64;
-    let base = sum(now - 7 - 7 * weeks, now - 8) as f64 / f64::from(weeks);
-    Some((recent, base))
 }
 
 /// Whether a window starting on `from` has data: kizashi watched the account over all of it, or
@@ -232,6 +239,11 @@ pub fn days_without_any_usage(s: &AccountState, now: i32, retention_days: u32) -
 
 /// Computes every measure at `now_ms` (the partition's stream time). `None` means "no data".
 pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValues {
+    compute_with_trends(s, now_ms, p).0
+}
+
+/// `compute`, and the usage series' evidence the trends come from (the rules judge it too).
+pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> (MeasureValues, Trends) {
     let now = day_of(now_ms);
     let mut v: MeasureValues = [None; N_MEASURES];
     let mut set = |m: Measure, x: Option<f64>| v[m as usize] = x;
@@ -258,17 +270,9 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
         key_feature_breadth(&s.features, &p.key_features, now - 29)
     };
     set(Measure::FeatureBreadth30d, full30.then_some(breadth as f64));
-    // A few pseudo-counts on both sides keep a tiny account's chance swings (one user on holiday)
-    // from reading as a collapse; for any account of some size they change nothing that shows.
-    // A week with no usage at all reads 0, not a pseudo-count's share of the norm.
-    let ratio = |parts: Option<(f64, f64)>, k: f64| {
-        parts.and_then(|(recent, base)| (base > 0.0).then(|| if recent > 0.0 { (recent + k) / (base + k) } else { 0.0 }))
-    };
-    set(Measure::UsageTrend, ratio(trend_parts(s.first_day, now, |a, b| s.usage.sum(a, b)), TREND_PRIOR_EVENTS));
-    set(
-        Measure::ActiveUsersTrend,
-        ratio(trend_parts(s.first_day, now, |a, b| s.users.daily_sum(a, b)), TREND_PRIOR_USER_DAYS),
-    );
+    let trends = Trends::of(s, now);
+    set(Measure::UsageTrend, trend(&trends.events));
+    set(Measure::ActiveUsersTrend, trend(&trends.users));
     set(
         Measure::DaysSinceLastActivity,
         match s.last_usage_ms {
@@ -295,7 +299,7 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
         }),
     );
     set(Measure::DaysToRenewal, s.facts.renewal_day.map(|d| f64::from(d - now)));
-    v
+    (v, trends)
 }
 
 #[cfg(test)]
@@ -309,19 +313,6 @@ mod tests {
             assert_eq!(*m as usize, i);
             assert_eq!(Measure::from_name(m.name()), Some(*m));
         }
-    }
-
-    #[test]
-    fn trends_compare_the_last_week_with_whole_weeks_before() {
-        // 3 weeks of history before the last 7 days: the norm is their weekly mean.
-        let s = |a: i32, b: i32| (a..=b).map(|d| if d >= 93 { 1 } else { 4 }).sum::<u64>();
-        let (recent, base) = trend_parts(Some(72), 100, s).unwrap();
-        assert_eq!((recent, base), (7.0, 28.0));
-        assert_eq!(trend_parts(Some(80), 100, s), None, "less than two weeks before the last 7 days");
-        let (_, base) = trend_parts(Some(0), 100, s).unwrap();
-        assert_eq!(base, 28.0, "at most eight weeks");
-        let (_, base) = trend_parts(Some(0), 100, |a, b| (a..=b).map(|d| if d < 37 { 100 } else { 1 }).sum()).unwrap();
-        assert_eq!(base, 7.0, "the norm covers days 37..=92, not earlier");
     }
 
     #[test]

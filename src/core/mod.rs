@@ -8,6 +8,8 @@ pub mod distinct;
 pub mod evaluate;
 pub mod ids;
 pub mod measures;
+pub mod noise;
+pub mod people;
 pub mod phrases;
 pub mod scorecard;
 pub mod state;

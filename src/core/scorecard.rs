@@ -148,8 +148,61 @@ pub struct Params {
     pub onboarding: Option<(usize, u32)>,
     pub bands: Bands,
     pub score_step: f64,
+    /// Support trouble that keeps an account out of green (`None`: off).
+    pub support_cap: Option<SupportCap>,
     pub alerts: AlertParams,
     pub grace_ms: i64,
+}
+
+/// Support trouble that caps an account's band at yellow whatever its score: at least
+/// `urgent_open` urgent tickets open with the oldest open `urgent_after_ms` or longer, or CSAT
+/// over 90 days at or below `csat_at_most` from at least `csat_answers` answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SupportCap {
+    pub urgent_open: u32,
+    pub urgent_after_ms: i64,
+    pub csat_at_most: f64,
+    pub csat_answers: u32,
+}
+
+/// Why an account is held out of green.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SupportTrouble {
+    /// Urgent tickets open and the oldest one's age in days, when that holds the cap.
+    pub urgent: Option<(usize, i64)>,
+    /// CSAT over 90 days and its answers, when that holds the cap.
+    pub csat: Option<(f64, u64)>,
+}
+
+impl SupportTrouble {
+    /// "3 urgent tickets open, the oldest for 21 days; CSAT 1.8 from 4 answers".
+    pub fn words(&self) -> String {
+        let urgent = self.urgent.map(|(n, days)| {
+            let t = if n == 1 { "ticket" } else { "tickets" };
+            format!("{n} urgent {t} open, the oldest for {days} days")
+        });
+        let csat = self.csat.map(|(c, n)| format!("CSAT {c:.1} from {n} answers"));
+        [urgent, csat].into_iter().flatten().collect::<Vec<_>>().join("; ")
+    }
+}
+
+impl SupportCap {
+    /// What of the cap holds for `state` at `now_ms`, if anything.
+    pub fn trouble(&self, state: &AccountState, now_ms: i64) -> Option<SupportTrouble> {
+        let now = day_of(now_ms);
+        let open = state.tickets.open_urgent_count();
+        let urgent = state
+            .tickets
+            .oldest_urgent_ms()
+            .filter(|&t| open >= self.urgent_open as usize && self.urgent_open > 0 && now_ms.saturating_sub(t) >= self.urgent_after_ms)
+            .map(|t| (open, now_ms.saturating_sub(t) / DAY_MS));
+        let answers = state.csat_count.sum(now - 89, now);
+        let csat = (answers >= u64::from(self.csat_answers.max(1)))
+            .then(|| state.csat_sum.sum(now - 89, now) as f64 / answers as f64)
+            .filter(|&c| c <= self.csat_at_most)
+            .map(|c| (c, answers));
+        (urgent.is_some() || csat.is_some()).then_some(SupportTrouble { urgent, csat })
+    }
 }
 
 impl Params {
