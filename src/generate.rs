@@ -670,3 +670,92 @@ pub fn render_profile_report(rows: &[ProfileRow]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY0: i32 = 20_000;
+
+    fn truth(id: &str, profile: Profile, change: Option<i32>, half_life_days: Option<f64>) -> Truth {
+        Truth {
+            account_id: id.to_string(),
+            profile,
+            segment: "smb".to_string(),
+            seats: 10,
+            change_from: change.map(format_day),
+            below_half_from: None,
+            start_date: format_day(DAY0 - 300),
+            renewal_date: format_day(DAY0 + 200),
+            decline: None,
+            half_life_days,
+        }
+    }
+
+    fn alert(account_id: &str, risk: bool, at_ms: i64) -> AlertSeen<'_> {
+        AlertSeen { account_id, rules: vec![if risk { "usage_drop" } else { "expansion_candidate" }], risk, at_ms }
+    }
+
+    #[test]
+    fn profile_report_counts_alerts_within_7_and_14_days_of_the_change() {
+        let (c, ms) = (DAY0 + 20, |day: i32, hours: i64| i64::from(day) * DAY_MS + hours * 3_600_000);
+        let truths = [
+            // Fast declines: alerted on day 3, and exactly 7 days after the change day's start.
+            truth("fast-3d", Profile::Declining, Some(c), Some(6.0)),
+            truth("fast-7d", Profile::Declining, Some(c), Some(9.0)),
+            // A slow one alerted on day 10, one alerted only after 14 days, one alerted before.
+            truth("slow-10d", Profile::Declining, Some(c), Some(12.0)),
+            truth("slow-15d", Profile::Declining, Some(c), Some(15.0)),
+            truth("early", Profile::Inactive, Some(c), None),
+            // Changed 10 days before the last score: too late to judge.
+            truth("recent", Profile::Inactive, Some(DAY0 + 40), None),
+            // An opportunity alert right after the change is not a risk alert.
+            truth("opportunity", Profile::ChampionLeft, Some(c), None),
+            truth("calm", Profile::Healthy, None, None),
+        ];
+        let alerts = [
+            alert("fast-3d", true, ms(c + 3, 10)),
+            alert("fast-7d", true, ms(c + 7, 0)),
+            alert("slow-10d", true, ms(c + 10, 12)),
+            alert("slow-15d", true, ms(c + 14, 1)),
+            alert("early", true, ms(c - 1, 23)),
+            alert("recent", true, ms(DAY0 + 41, 0)),
+            alert("opportunity", false, ms(c + 1, 0)),
+            alert("calm", true, ms(DAY0 + 5, 0)),
+        ];
+        let end = ms(DAY0 + 50, 0);
+        let bands = [
+            ("fast-3d", end, "red"),
+            ("fast-7d", end, "yellow"),
+            ("slow-10d", end, "green"),
+            ("slow-15d", end - DAY_MS, "red"),
+            ("slow-15d", end, "green"),
+            ("early", end, "red"),
+            ("recent", end, "red"),
+            ("opportunity", end, "green"),
+            ("calm", end, "green"),
+        ];
+        let rows = profile_report(&truths, &alerts, &bands);
+        let row = |p: &str| rows.iter().find(|r| r.profile == p).unwrap();
+        let declining = row("declining");
+        assert_eq!((declining.accounts, declining.changed, declining.alerted), (4, 4, 4));
+        assert_eq!((declining.alerted_within_7d_of_change, declining.alerted_within_14d_of_change), (2, 3));
+        assert_eq!((declining.fast_changed, declining.fast_alerted_within_7d, declining.fast_alerted_within_14d), (2, 2, 2));
+        assert_eq!((declining.not_green_at_end, declining.final_bands), (2, [1, 1, 2, 0]));
+        let inactive = row("inactive");
+        assert_eq!((inactive.accounts, inactive.changed, inactive.alerted), (2, 1, 2));
+        assert_eq!((inactive.alerted_within_7d_of_change, inactive.alerted_within_14d_of_change, inactive.fast_changed), (0, 0, 0));
+        let champion = row("champion_left");
+        assert_eq!((champion.changed, champion.alerted, champion.alerted_within_7d_of_change), (1, 0, 0));
+        let calm = row("healthy");
+        assert_eq!((calm.changed, calm.alerted, calm.not_green_at_end), (0, 1, 0));
+        let table = render_profile_report(&rows);
+        assert!(table.starts_with("profile "), "{table}");
+        assert!(table.contains("≤14d of change"), "{table}");
+        let line = table.lines().find(|l| l.starts_with("declining")).unwrap();
+        for cell in ["100%", "50%", "75%", "1/1/2/0"] {
+            assert!(line.contains(cell), "{cell} in {line}");
+        }
+        assert!(table.contains("half-life ≤9d"), "{table}");
+    }
+}

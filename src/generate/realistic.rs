@@ -409,3 +409,208 @@ impl Account {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::event::timestamp::{day_of, parse_date_day};
+    use crate::generate::{generate, Mix};
+
+    const END_DAY: i32 = 20_400;
+
+    fn options(accounts: usize, seed: u64) -> GenOptions {
+        GenOptions { accounts, days: 70, end_day: END_DAY, seed, activity: 1.0, mix: Mix::Realistic }
+    }
+
+    /// What the tests read of one generated population.
+    struct Population {
+        truths: Vec<Truth>,
+        /// Usage events per account and day.
+        daily: HashMap<String, BTreeMap<i32, u32>>,
+        /// Champion-left accounts: usage events per user and day.
+        by_user: HashMap<String, HashMap<String, BTreeMap<i32, u32>>>,
+        /// Support events per account, as JSON.
+        support: HashMap<String, Vec<serde_json::Value>>,
+    }
+
+    fn population() -> &'static Population {
+        static POP: OnceLock<Population> = OnceLock::new();
+        POP.get_or_init(|| {
+            let mut records = Vec::new();
+            let truths = generate(&options(300, 7), |r| records.push((r.kind, r.ts_ms, r.account_id.clone(), r.line.clone())));
+            let champions: Vec<&str> = truths.iter().filter(|t| t.profile == Profile::ChampionLeft).map(|t| t.account_id.as_str()).collect();
+            let mut pop = Population { truths: truths.clone(), daily: HashMap::new(), by_user: HashMap::new(), support: HashMap::new() };
+            for (kind, ts, account, line) in records {
+                match kind {
+                    EventKind::Usage => {
+                        *pop.daily.entry(account.clone()).or_default().entry(day_of(ts)).or_default() += 1;
+                        if champions.contains(&account.as_str()) {
+                            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                            let user = v["user_id"].as_str().unwrap().to_string();
+                            *pop.by_user.entry(account).or_default().entry(user).or_default().entry(day_of(ts)).or_default() += 1;
+                        }
+                    }
+                    EventKind::Support => pop.support.entry(account).or_default().push(serde_json::from_str(&line).unwrap()),
+                    EventKind::Account => {}
+                }
+            }
+            pop
+        })
+    }
+
+    fn of(profile: Profile) -> impl Iterator<Item = &'static Truth> {
+        population().truths.iter().filter(move |t| t.profile == profile)
+    }
+
+    fn usage(account: &str, days: std::ops::Range<i32>) -> f64 {
+        let daily = population().daily.get(account);
+        days.map(|d| daily.and_then(|m| m.get(&d)).copied().unwrap_or(0) as f64).sum()
+    }
+
+    fn change(t: &Truth) -> i32 {
+        parse_date_day(t.change_from.as_deref().expect("a change day")).unwrap()
+    }
+
+    /// Coefficient of variation of an account's weekly usage over the full weeks of the span.
+    fn weekly_cv(account: &str) -> f64 {
+        let start = END_DAY - 69;
+        let weeks: Vec<f64> = (week_of(start) + 1..week_of(END_DAY))
+            .map(|w| {
+                let monday = (start..=END_DAY).find(|&d| week_of(d) == w).unwrap();
+                usage(account, monday..monday + 7)
+            })
+            .collect();
+        let mean = weeks.iter().sum::<f64>() / weeks.len() as f64;
+        let var = weeks.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / weeks.len() as f64;
+        var.sqrt() / mean
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    #[test]
+    fn the_realistic_mix_is_deterministic_for_a_seed_and_has_every_cohort() {
+        let run = |seed| {
+            let mut lines = Vec::new();
+            let truths = generate(&options(120, seed), |r| lines.push(r.line.clone()));
+            (lines, truths.iter().map(|t| serde_json::to_string(t).unwrap()).collect::<Vec<_>>())
+        };
+        let a = run(7);
+        assert_eq!(a, run(7), "same seed, same population");
+        assert_ne!(a.0, run(8).0);
+        let truths = &population().truths;
+        for (profile, share) in COHORTS {
+            let n = truths.iter().filter(|t| t.profile == profile).count() as f64;
+            assert!((n / truths.len() as f64 - share).abs() < 0.05, "{profile:?}: {n} of {}", truths.len());
+        }
+        // Truth: the change day where there is one, the half-life for declines.
+        for t in truths {
+            let changes = matches!(t.profile, Profile::Declining | Profile::ChampionLeft | Profile::SupportCrisis | Profile::Inactive);
+            assert_eq!(t.change_from.is_some(), changes, "{t:?}");
+            assert_eq!(t.half_life_days.is_some(), t.profile == Profile::Declining, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn healthy_weeks_swing_by_10_to_30_percent_and_bursty_ones_by_more() {
+        let healthy: Vec<f64> = of(Profile::Healthy).map(|t| weekly_cv(&t.account_id)).collect();
+        let within = healthy.iter().filter(|cv| (0.1..=0.3).contains(*cv)).count();
+        assert!(within as f64 >= 0.8 * healthy.len() as f64, "healthy weekly CVs: {healthy:?}");
+        let healthy = median(healthy);
+        assert!((0.1..=0.3).contains(&healthy), "median healthy CV {healthy}");
+        let bursty = median(of(Profile::Bursty).map(|t| weekly_cv(&t.account_id)).collect());
+        assert!(bursty >= 0.2 && bursty > healthy, "median bursty CV {bursty}, healthy {healthy}");
+    }
+
+    #[test]
+    fn a_declining_account_is_at_a_quarter_of_its_usage_two_half_lives_after_the_change() {
+        let mut seen = 0;
+        for t in of(Profile::Declining) {
+            let (c, h) = (change(t), t.half_life_days.unwrap());
+            assert!((5.0..=18.0).contains(&h), "{t:?}");
+            let from = c + (2.0 * h).round() as i32;
+            if from + 7 > END_DAY + 1 {
+                continue;
+            }
+            seen += 1;
+            let before = usage(&t.account_id, c - 28..c) / 28.0;
+            let after = usage(&t.account_id, from..from + 7) / 7.0;
+            assert!(after <= 0.35 * before, "{t:?}: {after:.1} events a day two half-lives on, {before:.1} before");
+            // No tickets once the decline starts.
+            let tickets = population().support.get(&t.account_id).map(Vec::as_slice).unwrap_or(&[]);
+            assert!(tickets.iter().all(|e| e["kind"] != "opened" || e["ts"].as_i64().unwrap() < i64::from(c) * DAY_MS), "{t:?}");
+        }
+        assert!(seen >= 3, "only {seen} declines measurable within the span");
+    }
+
+    #[test]
+    fn champion_left_loses_its_busiest_users_for_good_and_keeps_the_others() {
+        let (mut n, mut before_all, mut after_all) = (0, 0.0, 0.0);
+        for t in of(Profile::ChampionLeft) {
+            n += 1;
+            let c = change(t);
+            let users = &population().by_user[&t.account_id];
+            let before = |u: &BTreeMap<i32, u32>| u.range(..c).map(|(_, n)| *n).sum::<u32>();
+            let busiest = users.iter().max_by_key(|(_, u)| before(u)).map(|(id, _)| id).unwrap();
+            let after = users[busiest].range(c..).count();
+            assert_eq!(after, 0, "{t:?}: its busiest user {busiest} was active on {after} days after the change");
+            if users.len() > 1 {
+                assert!(users.values().any(|u| u.range(c..).next().is_some()), "{t:?}: the others go on");
+            }
+            let days = (c + 14).min(END_DAY + 1) - c;
+            before_all += usage(&t.account_id, c - days..c);
+            after_all += usage(&t.account_id, c..c + days);
+        }
+        assert!(n >= 5);
+        // About half the usage leaves with them (one small account alone swings too much to say).
+        assert!((0.3..=0.7).contains(&(after_all / before_all)), "{after_all} events after the changes, {before_all} before");
+    }
+
+    #[test]
+    fn a_support_crisis_leaves_urgent_tickets_open_and_unhappy_answers() {
+        for t in of(Profile::SupportCrisis) {
+            let c = i64::from(change(t)) * DAY_MS;
+            let events = &population().support[&t.account_id];
+            let closed: Vec<&str> = events.iter().filter(|e| e["kind"] == "closed").map(|e| e["ticket_id"].as_str().unwrap()).collect();
+            let open_urgent = events
+                .iter()
+                .filter(|e| e["kind"] == "opened" && e["priority"] == "urgent" && e["ts"].as_i64().unwrap() >= c)
+                .filter(|e| !closed.contains(&e["ticket_id"].as_str().unwrap()))
+                .count();
+            assert!(open_urgent >= 2, "{t:?}: {open_urgent} urgent tickets open at the end");
+            for e in events.iter().filter(|e| e["kind"] == "csat" && e["ts"].as_i64().unwrap() >= c + 3 * DAY_MS) {
+                assert!(e["csat"].as_u64().unwrap() <= 2, "{t:?}: {e}");
+            }
+            // Usage unchanged.
+            let d = change(t);
+            let (before, after) = (usage(&t.account_id, d - 14..d), usage(&t.account_id, d..(d + 14).min(END_DAY + 1)));
+            assert!(after > 0.6 * before, "{t:?}: {after} events after, {before} before");
+        }
+    }
+
+    #[test]
+    fn the_quiet_cohorts_are_as_described() {
+        let start = END_DAY - 69;
+        for t in of(Profile::Inactive) {
+            let c = change(t);
+            assert_eq!(usage(&t.account_id, c..END_DAY + 1), 0.0, "{t:?}");
+            assert!(usage(&t.account_id, start..c) > 0.0, "{t:?}");
+        }
+        for t in of(Profile::NeverActivated) {
+            assert!(!population().daily.contains_key(&t.account_id), "{t:?}");
+        }
+        // Low frequency: each seat about once a month (an active user has 1–5 events, 3 on average).
+        for t in of(Profile::LowFrequency) {
+            let per_seat_month = usage(&t.account_id, start..END_DAY + 1) / 3.0 / f64::from(t.seats) * 30.0 / 70.0;
+            assert!((0.4..=2.0).contains(&per_seat_month), "{t:?}: {per_seat_month:.2} active days a seat a month");
+        }
+        for t in of(Profile::SmallHealthy) {
+            assert!((3..=8).contains(&t.seats), "{t:?}");
+        }
+    }
+}
