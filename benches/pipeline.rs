@@ -47,7 +47,7 @@ fn main() {
     let end_day = day_of(now_ms()) - 1;
     let accounts = env("KIZASHI_BENCH_PIPELINE_ACCOUNTS", 800usize);
     let days = env("KIZASHI_BENCH_PIPELINE_DAYS", 45u32);
-    let gen = GenOptions { accounts, days, end_day, seed: 3, activity: 0.3 };
+    let gen = GenOptions { accounts, days, end_day, seed: 3, activity: 0.3, mix: Default::default() };
     kizashi::cmd::generate::to_dir(&gen, &data).unwrap();
     let t = Instant::now();
     b.produce_file(INPUTS[0], &data.join("usage.jsonl"));

@@ -39,7 +39,7 @@ fn parse_only(files: &[std::path::PathBuf], typed: bool) -> (u64, f64) {
 fn run_case(name: &str, accounts: usize, days: u32, activity: f64) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let gen = GenOptions { accounts, days, end_day: 20_400, seed: 7, activity };
+    let gen = GenOptions { accounts, days, end_day: 20_400, seed: 7, activity, mix: Default::default() };
     let (_, counts) = kizashi::cmd::generate::to_dir(&gen, &data).unwrap();
     let total: u64 = counts.iter().sum();
     let files = ["usage.jsonl", "support.jsonl", "accounts.jsonl"].map(|f| data.join(f));

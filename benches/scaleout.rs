@@ -60,7 +60,7 @@ fn field(line: &str, name: &str) -> Option<f64> {
 
 fn load(b: &Broker, dir: &Path, accounts: usize, days: u32, activity: f64, parts: i32) -> i64 {
     b.create_kizashi_topics([parts; 3]);
-    let gen = GenOptions { accounts, days, end_day: day_of(now_ms()) - 1, seed: 9, activity };
+    let gen = GenOptions { accounts, days, end_day: day_of(now_ms()) - 1, seed: 9, activity, mix: Default::default() };
     kizashi::cmd::generate::to_dir(&gen, dir).unwrap();
     for (t, f) in INPUTS.iter().zip(["usage.jsonl", "support.jsonl", "accounts.jsonl"]) {
         b.produce_file(t, &dir.join(f));

@@ -1,8 +1,9 @@
 //! Synthetic, realistic account populations: healthy, declining (quietly, or while still filing
 //! tickets), inactive (goes silent), support-heavy, shelfware (few seats used), onboarding and
 //! never-activated accounts, with weekday/weekend rhythm, week-to-week noise, the odd quiet week
-//! of a healthy account and declines of varied speed and depth.
-//! Deterministic for a seed. Writes the three input streams plus `truth.jsonl` (each account's
+//! of a healthy account and declines of varied speed and depth. A second mix (`Mix::Realistic`,
+//! in `realistic.rs`) makes cohorts noisier and closer to real customers; the default mix never
+//! changes (same seed, same files). Deterministic for a seed. Writes the three input streams plus `truth.jsonl` (each account's
 //! profile), which back-tests and our own tests compare kizashi's verdicts with.
 
 use rand::seq::SliceRandom;
@@ -13,6 +14,8 @@ use serde::Serialize;
 use crate::core::ids::fnv64;
 use crate::event::timestamp::{format_day, format_ms, DAY_MS};
 use crate::event::EventKind;
+
+mod realistic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -27,6 +30,16 @@ pub enum Profile {
     DecliningWithTickets,
     /// Signed (an account record with a start date), but nobody ever uses the product.
     NeverActivated,
+    /// Realistic mix: a team of 3–8 seats, one or two power users and the others now and then.
+    SmallHealthy,
+    /// Realistic mix: stable, but project weeks and quiet weeks (weekly totals vary by ~30%).
+    Bursty,
+    /// Realistic mix: the busiest fifth of the users (about half the usage) stop on the change day.
+    ChampionLeft,
+    /// Realistic mix: usage unchanged, but from the change day urgent tickets pile up unanswered.
+    SupportCrisis,
+    /// Realistic mix: every seat used about once a month, on a few features.
+    LowFrequency,
 }
 
 impl Profile {
@@ -40,6 +53,11 @@ impl Profile {
             Profile::Onboarding => "onboarding",
             Profile::DecliningWithTickets => "declining_with_tickets",
             Profile::NeverActivated => "never_activated",
+            Profile::SmallHealthy => "small_healthy",
+            Profile::Bursty => "bursty",
+            Profile::ChampionLeft => "champion_left",
+            Profile::SupportCrisis => "support_crisis",
+            Profile::LowFrequency => "low_frequency",
         }
     }
 }
@@ -54,6 +72,32 @@ pub struct GenOptions {
     pub seed: u64,
     /// Multiplies every user's daily chance of being active (1.0 = realistic).
     pub activity: f64,
+    /// Which population: the default mix, or the realistic cohorts (`docs/populations.md`).
+    pub mix: Mix,
+}
+
+/// The populations `generate` can make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mix {
+    /// Healthy, declining, inactive, support-heavy, shelfware, onboarding and never-activated
+    /// accounts; the same seed gives the same files from release to release.
+    #[default]
+    Default,
+    /// Cohorts that behave like real customers: noisy healthy accounts, small teams, bursty ones,
+    /// exponential declines, champions who leave, support crises, low-frequency use.
+    Realistic,
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mix, String> {
+        match s {
+            "default" => Ok(Mix::Default),
+            "realistic" => Ok(Mix::Realistic),
+            _ => Err(format!("`{s}` is not a mix: default or realistic")),
+        }
+    }
 }
 
 /// Ground truth of one generated account.
@@ -76,6 +120,9 @@ pub struct Truth {
     /// normal activity).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decline: Option<(i32, f64)>,
+    /// Realistic declining accounts: days their usage takes to halve after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_life_days: Option<f64>,
 }
 
 const FEATURES: [&str; 24] = [
@@ -166,10 +213,17 @@ fn weekday(day: i32) -> bool {
 
 /// Generates the population; `emit` receives each day's records sorted by time.
 pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> {
+    match opts.mix {
+        Mix::Default => generate_default(opts, emit),
+        Mix::Realistic => realistic::generate(opts, &mut emit),
+    }
+}
+
+/// The default mix (unchanged from release to release: tests and benchmarks rely on its files).
+fn generate_default(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> {
     let start_day = opts.end_day - opts.days as i32 + 1;
     let mut gens = Vec::with_capacity(opts.accounts);
     let mut truths = Vec::with_capacity(opts.accounts);
-    let mut day_records: Vec<Record> = Vec::new();
     // Each account record is emitted on its own day (an onboarding account's arrives when it starts).
     let mut account_records: Vec<Record> = Vec::new();
     for i in 0..opts.accounts {
@@ -266,6 +320,7 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             start_date: format_day(account_start),
             renewal_date: record.renewal_date.clone(),
             decline: declining.then_some((decline_days, (floor * 100.0).round() / 100.0)),
+            half_life_days: None,
         });
         gens.push(Gen {
             id,
@@ -285,22 +340,31 @@ pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> 
             activity: opts.activity,
         });
     }
-    account_records.sort_by_key(|r| std::cmp::Reverse(r.ts_ms));
-    for day in start_day..=opts.end_day {
-        while account_records.last().is_some_and(|r| crate::event::timestamp::day_of(r.ts_ms) <= day) {
-            day_records.push(account_records.pop().expect("non-empty"));
-        }
+    run_days(start_day, opts.end_day, account_records, &mut emit, |day, out| {
         for g in gens.iter_mut() {
             if day >= g.first_day {
-                g.day(day, &mut day_records);
+                g.day(day, out);
             }
         }
+    });
+    truths
+}
+
+/// Emits day by day from `start_day` to `end_day`: the account records due that day, then what
+/// `day` generates, sorted by time (a stable sort: ties keep the order they were made in).
+fn run_days(start_day: i32, end_day: i32, mut account_records: Vec<Record>, emit: &mut impl FnMut(&Record), mut day: impl FnMut(i32, &mut Vec<Record>)) {
+    let mut day_records: Vec<Record> = Vec::new();
+    account_records.sort_by_key(|r| std::cmp::Reverse(r.ts_ms));
+    for d in start_day..=end_day {
+        while account_records.last().is_some_and(|r| crate::event::timestamp::day_of(r.ts_ms) <= d) {
+            day_records.push(account_records.pop().expect("non-empty"));
+        }
+        day(d, &mut day_records);
         day_records.sort_by_key(|r| r.ts_ms);
         for r in day_records.drain(..) {
             emit(&r);
         }
     }
-    truths
 }
 
 /// Activity level of a declining account on `day`: 1 until the change, then falling linearly to
@@ -468,7 +532,24 @@ pub struct ProfileRow {
     pub alerted_within_7d: usize,
     /// Risk alerts by rule (each alert counts under its name and every rule in `also`).
     pub rules: std::collections::BTreeMap<String, usize>,
+    /// Accounts whose behaviour changed (`change_from`) at least 14 days before the replay's last
+    /// score (the ones the next two figures are about).
+    pub changed: usize,
+    /// Of those: a risk alert from the start of the change day to 7 days after it.
+    pub alerted_within_7d_of_change: usize,
+    /// Of those: a risk alert from the start of the change day to 14 days after it.
+    pub alerted_within_14d_of_change: usize,
+    /// Accounts whose final band is red or yellow.
+    pub not_green_at_end: usize,
+    /// The changed accounts whose usage halves in 9 days or less (`half_life_days`), and of
+    /// those, the ones alerted within 7 and 14 days of the change.
+    pub fast_changed: usize,
+    pub fast_alerted_within_7d: usize,
+    pub fast_alerted_within_14d: usize,
 }
+
+/// A decline that halves usage in this many days or less is fast.
+pub const FAST_HALF_LIFE_DAYS: f64 = 9.0;
 
 /// One alert, as `profile_report` needs it.
 pub struct AlertSeen<'a> {
@@ -490,6 +571,8 @@ pub fn profile_report(truths: &[Truth], alerts: &[AlertSeen<'_>], bands: &[(&str
     for a in alerts.iter().filter(|a| a.risk) {
         alerts_of.entry(a.account_id).or_default().push(a);
     }
+    // The replay's last score: a change must be 14 days older to be judged.
+    let end = bands.iter().map(|(_, t, _)| *t).max();
     let mut rows: Vec<ProfileRow> = Vec::new();
     for t in truths {
         let name = t.profile.name();
@@ -518,6 +601,22 @@ pub fn profile_report(truths: &[Truth], alerts: &[AlertSeen<'_>], bands: &[(&str
             Some("green") => 2,
             _ => 3,
         }] += 1;
+        row.not_green_at_end += usize::from(matches!(last, Some("red" | "yellow")));
+        let change = t.change_from.as_deref().and_then(crate::event::timestamp::parse_date_day).map(|d| i64::from(d) * DAY_MS);
+        if let (Some(from), Some(end)) = (change, end) {
+            if from + 14 * DAY_MS <= end {
+                let within = |days: i64| usize::from(mine.iter().any(|a| (from..=from + days * DAY_MS).contains(&a.at_ms)));
+                let (d7, d14) = (within(7), within(14));
+                row.changed += 1;
+                row.alerted_within_7d_of_change += d7;
+                row.alerted_within_14d_of_change += d14;
+                if t.half_life_days.is_some_and(|h| h <= FAST_HALF_LIFE_DAYS) {
+                    row.fast_changed += 1;
+                    row.fast_alerted_within_7d += d7;
+                    row.fast_alerted_within_14d += d14;
+                }
+            }
+        }
         let (Some(fell), Some(end)) = (t.below_half_from.as_deref(), updates.iter().map(|(t, _)| *t).max()) else {
             continue;
         };
@@ -538,24 +637,125 @@ pub fn profile_report(truths: &[Truth], alerts: &[AlertSeen<'_>], bands: &[(&str
     rows
 }
 
-/// The per-profile table, for people.
+/// The per-profile table, for people: shares of each profile's accounts (of its changed accounts
+/// for the two "of change" columns), and under `declining` its fast declines.
 pub fn render_profile_report(rows: &[ProfileRow]) -> String {
     let mut s = String::from(
-        "profile                  accounts  alerted  ever red  final red/yellow/green/none  fell  flagged ≤7d  alerted ≤7d\n",
+        "profile                    n  changed  alerted  ≤7d of change  ≤14d of change  ends red/yellow/green/none  not green\n",
     );
+    let pct = |n: usize, of: usize| if of == 0 { "-".to_string() } else { format!("{:.0}%", 100.0 * n as f64 / of as f64) };
     for r in rows {
-        let pct = |n: usize, of: usize| if of == 0 { "-".to_string() } else { format!("{:.0}%", 100.0 * n as f64 / of as f64) };
         s.push_str(&format!(
-            "{:<24} {:>8}  {:>7}  {:>8}  {:>27}  {:>4}  {:>11}  {:>11}\n",
+            "{:<24} {:>3}  {:>7}  {:>7}  {:>13}  {:>14}  {:>26}  {:>9}\n",
             r.profile,
             r.accounts,
+            r.changed,
             pct(r.alerted, r.accounts),
-            pct(r.ever_red, r.accounts),
+            pct(r.alerted_within_7d_of_change, r.changed),
+            pct(r.alerted_within_14d_of_change, r.changed),
             format!("{}/{}/{}/{}", r.final_bands[0], r.final_bands[1], r.final_bands[2], r.final_bands[3]),
-            r.fell,
-            pct(r.flagged_within_7d, r.fell),
-            pct(r.alerted_within_7d, r.fell),
+            pct(r.not_green_at_end, r.accounts),
         ));
+        if r.fast_changed > 0 {
+            s.push_str(&format!(
+                "{:<24} {:>3}  {:>7}  {:>7}  {:>13}  {:>14}\n",
+                "  of which half-life ≤9d",
+                "",
+                r.fast_changed,
+                "",
+                pct(r.fast_alerted_within_7d, r.fast_changed),
+                pct(r.fast_alerted_within_14d, r.fast_changed),
+            ));
+        }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY0: i32 = 20_000;
+
+    fn truth(id: &str, profile: Profile, change: Option<i32>, half_life_days: Option<f64>) -> Truth {
+        Truth {
+            account_id: id.to_string(),
+            profile,
+            segment: "smb".to_string(),
+            seats: 10,
+            change_from: change.map(format_day),
+            below_half_from: None,
+            start_date: format_day(DAY0 - 300),
+            renewal_date: format_day(DAY0 + 200),
+            decline: None,
+            half_life_days,
+        }
+    }
+
+    fn alert(account_id: &str, risk: bool, at_ms: i64) -> AlertSeen<'_> {
+        AlertSeen { account_id, rules: vec![if risk { "usage_drop" } else { "expansion_candidate" }], risk, at_ms }
+    }
+
+    #[test]
+    fn profile_report_counts_alerts_within_7_and_14_days_of_the_change() {
+        let (c, ms) = (DAY0 + 20, |day: i32, hours: i64| i64::from(day) * DAY_MS + hours * 3_600_000);
+        let truths = [
+            // Fast declines: alerted on day 3, and exactly 7 days after the change day's start.
+            truth("fast-3d", Profile::Declining, Some(c), Some(6.0)),
+            truth("fast-7d", Profile::Declining, Some(c), Some(9.0)),
+            // A slow one alerted on day 10, one alerted only after 14 days, one alerted before.
+            truth("slow-10d", Profile::Declining, Some(c), Some(12.0)),
+            truth("slow-15d", Profile::Declining, Some(c), Some(15.0)),
+            truth("early", Profile::Inactive, Some(c), None),
+            // Changed 10 days before the last score: too late to judge.
+            truth("recent", Profile::Inactive, Some(DAY0 + 40), None),
+            // An opportunity alert right after the change is not a risk alert.
+            truth("opportunity", Profile::ChampionLeft, Some(c), None),
+            truth("calm", Profile::Healthy, None, None),
+        ];
+        let alerts = [
+            alert("fast-3d", true, ms(c + 3, 10)),
+            alert("fast-7d", true, ms(c + 7, 0)),
+            alert("slow-10d", true, ms(c + 10, 12)),
+            alert("slow-15d", true, ms(c + 14, 1)),
+            alert("early", true, ms(c - 1, 23)),
+            alert("recent", true, ms(DAY0 + 41, 0)),
+            alert("opportunity", false, ms(c + 1, 0)),
+            alert("calm", true, ms(DAY0 + 5, 0)),
+        ];
+        let end = ms(DAY0 + 50, 0);
+        let bands = [
+            ("fast-3d", end, "red"),
+            ("fast-7d", end, "yellow"),
+            ("slow-10d", end, "green"),
+            ("slow-15d", end - DAY_MS, "red"),
+            ("slow-15d", end, "green"),
+            ("early", end, "red"),
+            ("recent", end, "red"),
+            ("opportunity", end, "green"),
+            ("calm", end, "green"),
+        ];
+        let rows = profile_report(&truths, &alerts, &bands);
+        let row = |p: &str| rows.iter().find(|r| r.profile == p).unwrap();
+        let declining = row("declining");
+        assert_eq!((declining.accounts, declining.changed, declining.alerted), (4, 4, 4));
+        assert_eq!((declining.alerted_within_7d_of_change, declining.alerted_within_14d_of_change), (2, 3));
+        assert_eq!((declining.fast_changed, declining.fast_alerted_within_7d, declining.fast_alerted_within_14d), (2, 2, 2));
+        assert_eq!((declining.not_green_at_end, declining.final_bands), (2, [1, 1, 2, 0]));
+        let inactive = row("inactive");
+        assert_eq!((inactive.accounts, inactive.changed, inactive.alerted), (2, 1, 2));
+        assert_eq!((inactive.alerted_within_7d_of_change, inactive.alerted_within_14d_of_change, inactive.fast_changed), (0, 0, 0));
+        let champion = row("champion_left");
+        assert_eq!((champion.changed, champion.alerted, champion.alerted_within_7d_of_change), (1, 0, 0));
+        let calm = row("healthy");
+        assert_eq!((calm.changed, calm.alerted, calm.not_green_at_end), (0, 1, 0));
+        let table = render_profile_report(&rows);
+        assert!(table.starts_with("profile "), "{table}");
+        assert!(table.contains("≤14d of change"), "{table}");
+        let line = table.lines().find(|l| l.starts_with("declining")).unwrap();
+        for cell in ["100%", "50%", "75%", "1/1/2/0"] {
+            assert!(line.contains(cell), "{cell} in {line}");
+        }
+        assert!(table.contains("half-life ≤9d"), "{table}");
+    }
 }

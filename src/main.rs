@@ -19,7 +19,7 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static MALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 use kizashi::config::{self, Settings};
 use kizashi::event::timestamp::{day_of, now_ms, parse_date_day, parse_rfc3339_ms, DAY_MS};
-use kizashi::generate::GenOptions;
+use kizashi::generate::{GenOptions, Mix};
 
 #[derive(Parser)]
 #[command(name = "kizashi", version, about = "Early signs of churn: per-event account health scores and explained at-risk alerts")]
@@ -138,6 +138,10 @@ enum Command {
         /// Multiplies each user's daily chance of being active (volume knob).
         #[arg(long, default_value_t = 1.0)]
         activity: f64,
+        /// Which population: `default`, or `realistic` (cohorts that behave like real customers;
+        /// see docs/populations.md).
+        #[arg(long, default_value = "default")]
+        mix: Mix,
     },
     /// Run the pipeline: consume the input topics, publish alerts and scores, until SIGTERM/SIGINT.
     Run {
@@ -266,14 +270,14 @@ fn run(cli: Cli) -> Result<()> {
             let opts = cmd::demo::DemoOptions { accounts, days, day_seconds, partitions: 3, seed, http };
             cmd::demo::run(&opts, stop)
         }
-        Command::Generate { out, to_kafka, config, day_seconds, accounts, days, end, seed, activity } => {
+        Command::Generate { out, to_kafka, config, day_seconds, accounts, days, end, seed, activity, mix } => {
             anyhow::ensure!(days >= 1, "--days must be at least 1");
             anyhow::ensure!(activity > 0.0 && activity <= 10.0, "--activity must be in (0, 10]");
             let end_day = match end {
                 Some(s) => parse_date_day(&s).with_context(|| format!("--end: `{s}` is not YYYY-MM-DD"))?,
                 None => day_of(now_ms()) - 1,
             };
-            let opts = GenOptions { accounts, days, end_day, seed, activity };
+            let opts = GenOptions { accounts, days, end_day, seed, activity, mix };
             let to_files = to_kafka.is_none();
             let (counts, out) = match (to_kafka, out) {
                 (Some(brokers), _) => {

@@ -85,7 +85,7 @@ fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>,
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = dir.path().join("out");
-    kizashi::cmd::generate::to_dir(&GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.5 }, &data)
+    kizashi::cmd::generate::to_dir(&GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.5, mix: Default::default() }, &data)
         .unwrap();
     let mut f = std::fs::OpenOptions::new().append(true).open(data.join("usage.jsonl")).unwrap();
     for l in BAD_USAGE {

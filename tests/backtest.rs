@@ -20,7 +20,7 @@ use serde_json::Value;
 const END_DAY: i32 = 20_400; // 2025-11-08
 
 fn generate(dir: &Path, accounts: usize) {
-    let opts = GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.4 };
+    let opts = GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.4, mix: Default::default() };
     kizashi::cmd::generate::to_dir(&opts, dir).unwrap();
 }
 

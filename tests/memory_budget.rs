@@ -53,7 +53,7 @@ fn the_cache_estimate_of_an_account_is_close_to_what_the_allocator_holds() {
     let dir = tempfile::tempdir().unwrap();
     // A budget that holds every account: nothing is evicted, so the cache is every account.
     let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 8 << 30 }).unwrap();
-    let gen = GenOptions { accounts: 400, days: 40, end_day: END_DAY, seed: 5, activity: 0.6 };
+    let gen = GenOptions { accounts: 400, days: 40, end_day: END_DAY, seed: 5, activity: 0.6, mix: Default::default() };
     // Warm up RocksDB's own allocations (a first write and flush) before measuring.
     feed(&mut engine, &GenOptions { accounts: 1, days: 2, ..gen }, 1_000_000, |_| {});
     let before = counting::live();
@@ -80,7 +80,7 @@ fn the_cache_estimate_of_an_account_is_close_to_what_the_allocator_holds() {
 
 #[test]
 fn a_small_budget_holds_the_cache_within_its_share_and_changes_no_output() {
-    let gen = GenOptions { accounts: 300, days: 30, end_day: END_DAY, seed: 9, activity: 0.5 };
+    let gen = GenOptions { accounts: 300, days: 30, end_day: END_DAY, seed: 9, activity: 0.5, mix: Default::default() };
     let dir = tempfile::tempdir().unwrap();
     let mut big = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
     let (alerts_big, scores_big) = feed(&mut big, &gen, 2_000, |_| {});
@@ -110,7 +110,7 @@ fn a_small_budget_holds_the_cache_within_its_share_and_changes_no_output() {
 /// states equal those of an engine that holds everything decoded.
 #[test]
 fn write_back_keeps_accounts_encoded_then_stored_within_the_budget_and_changes_no_output() {
-    let gen = GenOptions { accounts: 300, days: 30, end_day: END_DAY, seed: 11, activity: 0.5 };
+    let gen = GenOptions { accounts: 300, days: 30, end_day: END_DAY, seed: 11, activity: 0.5, mix: Default::default() };
     let final_states = |e: &Engine| {
         let mut v = Vec::new();
         e.for_each_account_by_id(|p, id, s| v.push((p, id.to_string(), s))).unwrap();
@@ -154,7 +154,7 @@ fn write_back_keeps_accounts_encoded_then_stored_within_the_budget_and_changes_n
 /// so the accounts held stay held and each sweep finds them.
 #[test]
 fn the_daily_timers_find_the_accounts_memory_holds() {
-    let gen = GenOptions { accounts: 600, days: 20, end_day: END_DAY, seed: 17, activity: 0.05 };
+    let gen = GenOptions { accounts: 600, days: 20, end_day: END_DAY, seed: 17, activity: 0.05, mix: Default::default() };
     let dir = tempfile::tempdir().unwrap();
     let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 19 }).unwrap();
     engine.write_back();
@@ -174,7 +174,7 @@ fn the_daily_timers_find_the_accounts_memory_holds() {
 /// engine that holds every account.
 #[test]
 fn a_day_of_timers_is_fired_in_slices_within_the_budget_and_changes_no_output() {
-    let gen = GenOptions { accounts: 200, days: 20, end_day: END_DAY, seed: 13, activity: 0.3 };
+    let gen = GenOptions { accounts: 200, days: 20, end_day: END_DAY, seed: 13, activity: 0.3, mix: Default::default() };
     let dir = tempfile::tempdir().unwrap();
     let mut big = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
     let (alerts_big, scores_big) = feed(&mut big, &gen, 2_000, |_| {});
@@ -235,7 +235,7 @@ fn the_account_index_counts_in_the_accounts_share() {
     let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), budget).unwrap();
     let board = std::sync::Arc::new(Board::default());
     engine.set_board(board.clone());
-    let gen = GenOptions { accounts: 100, days: 10, end_day: END_DAY, seed: 3, activity: 0.5 };
+    let gen = GenOptions { accounts: 100, days: 10, end_day: END_DAY, seed: 3, activity: 0.5, mix: Default::default() };
     let b = board.clone();
     feed(&mut engine, &gen, 1_000, |e| {
         let (held, limit) = e.cache_usage();

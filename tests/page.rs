@@ -59,7 +59,7 @@ fn serve_with(accounts: usize, env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = dir.path().join("out");
-    kizashi::cmd::generate::to_dir(&GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.5 }, &data)
+    kizashi::cmd::generate::to_dir(&GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.5, mix: Default::default() }, &data)
         .unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("kizashi.log");

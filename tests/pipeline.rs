@@ -182,7 +182,7 @@ fn test_dir() -> tempfile::TempDir {
 }
 
 fn gen(dir: &Path, accounts: usize, days: u32) {
-    let opts = GenOptions { accounts, days, end_day: END_DAY, seed: 5, activity: 0.3 };
+    let opts = GenOptions { accounts, days, end_day: END_DAY, seed: 5, activity: 0.3, mix: Default::default() };
     kizashi::cmd::generate::to_dir(&opts, dir).unwrap();
 }
 

@@ -12,7 +12,7 @@ use kizashi::generate::GenOptions;
 const END_DAY: i32 = 20_400;
 
 fn generate(dir: &Path, accounts: usize) -> Vec<kizashi::generate::Truth> {
-    let opts = GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.4 };
+    let opts = GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.4, mix: Default::default() };
     kizashi::cmd::generate::to_dir(&opts, dir).unwrap().0
 }
 
@@ -179,7 +179,7 @@ fn population_report(accounts: usize, days: u32, activity: f64, seed: u64) -> Ve
     let limits = settings.events.decode_limits(i64::MAX / 2);
     let (mut alerts, mut scores): (Vec<Alert>, Vec<ScoreUpdate>) = (Vec::new(), Vec::new());
     let mut n = 0i64;
-    let opts = GenOptions { accounts, days, end_day: END_DAY, seed, activity };
+    let opts = GenOptions { accounts, days, end_day: END_DAY, seed, activity, mix: Default::default() };
     let truths = kizashi::generate::generate(&opts, |r| {
         n += 1;
         let decoded = kizashi::event::decode(r.kind, r.line.as_bytes(), None, &limits);

@@ -31,7 +31,7 @@ const END_DAY: i32 = 20_400;
 fn population() -> Vec<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
-    let gen = GenOptions { accounts: 250, days: 30, end_day: END_DAY, seed: 3, activity: 0.6 };
+    let gen = GenOptions { accounts: 250, days: 30, end_day: END_DAY, seed: 3, activity: 0.6, mix: Default::default() };
     let limits = Settings::default().events.decode_limits(i64::MAX / 2);
     let mut n = 0;
     kizashi::generate::generate(&gen, |r| {
@@ -185,7 +185,7 @@ fn staged_states_are_kept_apart_by_reading_and_dropped_at_open() {
 /// reports), and the output is that of a run that read every record once.
 #[test]
 fn records_a_restored_state_already_holds_are_skipped_and_counted() {
-    let gen = GenOptions { accounts: 60, days: 21, end_day: END_DAY, seed: 7, activity: 0.6 };
+    let gen = GenOptions { accounts: 60, days: 21, end_day: END_DAY, seed: 7, activity: 0.6, mix: Default::default() };
     let limits = Settings::default().events.decode_limits(i64::MAX / 2);
     let mut records = Vec::new();
     kizashi::generate::generate(&gen, |r| records.push((r.kind, r.line.to_string())));

@@ -92,7 +92,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     };
 
     let end_day = day_of(now_ms()) - 1;
-    let gen = GenOptions { accounts: opts.accounts, days: opts.days, end_day, seed: opts.seed, activity: 0.3 };
+    let gen = GenOptions { accounts: opts.accounts, days: opts.days, end_day, seed: opts.seed, activity: 0.3, mix: Default::default() };
     let mut feeder_config = ClientConfig::new();
     feeder_config.set("bootstrap.servers", &brokers);
     let fed_counter = fed.clone();

@@ -722,7 +722,7 @@ impl ReplaySummary {
             s += &format!("compare accounts by band: {}\n", kv(&c.accounts_by_band));
         }
         if let Some(rows) = &self.profiles {
-            s += "\nverdicts by generated profile (alerted: any risk alert; fell: usage below half its norm 7+ days before the end):\n";
+            s += "\nverdicts by generated profile (alerted: any risk alert; changed: change_from 14+ days before the last score; ≤7d/≤14d of change: share of those alerted from the change day to 7/14 days after):\n";
             s += &crate::generate::render_profile_report(rows);
         }
         if let Some(r) = &self.evaluation {

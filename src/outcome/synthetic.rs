@@ -22,6 +22,12 @@ fn mix(profile: &str) -> &'static [(OutcomeKind, f64)] {
         "never_activated" => &[(Churned, 0.80), (Downgraded, 0.10), (Renewed, 0.10)],
         // Friction, not abandonment: a raised risk, mostly renewed.
         "support_heavy" => &[(Churned, 0.20), (Downgraded, 0.15), (Renewed, 0.65)],
+        // The realistic mix's changes: a champion gone (half the usage with them) often ends in
+        // a smaller plan or a churn; a support crisis left unanswered drives some away.
+        "champion_left" => &[(Churned, 0.40), (Downgraded, 0.30), (Renewed, 0.30)],
+        "support_crisis" => &[(Churned, 0.35), (Downgraded, 0.20), (Renewed, 0.45)],
+        // Always low, never changed: a light use that mostly renews as it is.
+        "low_frequency" => &[(Churned, 0.10), (Downgraded, 0.20), (Renewed, 0.70)],
         // Few seats used: right-sizing at renewal is the typical end.
         "shelfware" => &[(Churned, 0.15), (Downgraded, 0.40), (Renewed, 0.45)],
         // First renewal still ahead: mostly renewed, a failed onboarding churns.
@@ -67,7 +73,7 @@ mod tests {
 
     #[test]
     fn each_account_gets_one_outcome_by_its_profile_deterministically() {
-        let opts = GenOptions { accounts: 300, days: 20, end_day: 20_400, seed: 7, activity: 0.05 };
+        let opts = GenOptions { accounts: 300, days: 20, end_day: 20_400, seed: 7, activity: 0.05, mix: Default::default() };
         let truths = generate(&opts, |_| {});
         let a = outcomes(&truths, 7);
         assert_eq!(a, outcomes(&truths, 7), "same seed, same outcomes");
