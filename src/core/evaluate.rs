@@ -245,6 +245,23 @@ fn usage_level(values: &MeasureValues) -> Option<f64> {
     }
 }
 
+/// A score drop must be at least this many times the score's usual day-to-day spread.
+const SCORE_DROP_SPREADS: f64 = 3.0;
+
+/// The standard deviation of the account's daily scores over the four weeks before the last
+/// `window` days (its score history), if it has two weeks of them.
+fn score_spread(history: &std::collections::VecDeque<super::state::HistoryDay>, now_day: i32, window: i32) -> Option<f64> {
+    let (from, to) = (now_day - window - 28, now_day - window - 1);
+    let (mut n, mut sum, mut sq) = (0.0, 0.0, 0.0);
+    for h in history.iter().filter(|h| (from..=to).contains(&h.day)) {
+        let x = f64::from(h.tenths) / 10.0;
+        n += 1.0;
+        sum += x;
+        sq += x * x;
+    }
+    (n >= 14.0).then(|| ((sq - sum * sum / n) / (n - 1.0)).max(0.0).sqrt())
+}
+
 /// Updates a "days in a row" mark: the first day of the current run while `holds`.
 fn run_since(mark: &mut Option<i32>, holds: bool, day: i32) -> i32 {
     if holds {
@@ -269,9 +286,26 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         state.score.next_due_ms = next_due(state, now_ms, p);
         return out;
     };
+    let a = &p.alerts;
     let trouble = p.support_cap.and_then(|c| c.trouble(state, now_ms));
+    let decline = super::noise::decline(&trends.events, &trends.users);
+    // A fall: strong enough evidence over some window, and the last working day still low (a
+    // dip that is over, a holiday, a past quiet week still inside the 14 days, is no fall).
+    let falling = decline.is_some_and(|d| {
+        d.z <= -a.usage_drop.evidence && d.ratio <= a.usage_drop.share && d.last.is_some_and(|l| l <= a.usage_drop.share)
+    });
+    let cq = &a.champion_quiet;
+    let champions = if a.common(Rule::ChampionQuiet).enabled {
+        quiet_champions(&state.users, now_day, cq.days as i32, cq.share).filter(|q| q.others_level >= cq.others_above)
+    } else {
+        None
+    };
+    // Alerts and bands agree: an account whose usage is falling unusually (or fell and has not
+    // come back: `usage_drop` not re-armed), whose champions went quiet, or in a support crisis
+    // is at best yellow, whatever its level measures (30-day windows lag a fall by weeks).
+    let usage_risk = falling || !state.score.rules[Rule::UsageDrop as usize].armed || champions.is_some();
     let band = match p.bands.next(state.score.band, &scored) {
-        Band::Green if trouble.is_some() => Band::Yellow,
+        Band::Green if trouble.is_some() || usage_risk => Band::Yellow,
         band => band,
     };
     let snap = Snapshot { at_ms: now_ms, score: scored.score, band, values: values.into() };
@@ -283,23 +317,23 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     let baseline = state.score.best.front().map(|(_, s)| s);
     let baseline_values = baseline.map(|b| b.values.to_array());
 
-    let a = &p.alerts;
-    let decline = super::noise::decline(&trends.events, &trends.users);
-    let falling = decline.is_some_and(|d| d.z <= -a.usage_drop.evidence && d.ratio <= a.usage_drop.share);
-    let drop_days = run_since(&mut state.score.drop_since, falling, now_day);
+    // Days of the fall, counting only evaluations whose last complete day is a working day: a
+    // weekend adds no evidence, and a two-day holiday (then a weekend) must not read as two days.
+    let drop_days = {
+        run_since(&mut state.score.drop_since, falling, now_day);
+        let mask = decline.map_or(0x7f, |d| d.working);
+        state.score.drop_since.map_or(0, |since| (since..=now_day).filter(|&d| super::noise::working(mask, d - 1)).count() as i32)
+    };
     let drop = baseline_values.as_ref().and_then(|b| card.drop_like_for_like(b, &values));
-    let score_drop_days =
-        run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= a.score_drop.points), now_day);
+    // A small account's score swings with one person's week off: a drop counts once it is
+    // `score_drop.points` and beyond the score's own usual spread.
+    let drop_needed = score_spread(&state.score.history, now_day, a.score_drop.days as i32)
+        .map_or(a.score_drop.points, |sd| a.score_drop.points.max(SCORE_DROP_SPREADS * sd));
+    let score_drop_days = run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= drop_needed), now_day);
     let seat_use = values[Measure::SeatUtilization as usize];
     let expansion_days =
         run_since(&mut state.score.expansion_since, seat_use.is_some_and(|v| v >= a.expansion.seat_share), now_day);
     let quiet_days = a.silent_decline.no_ticket_days as i32;
-    let cq = &a.champion_quiet;
-    let champions = if a.common(Rule::ChampionQuiet).enabled {
-        quiet_champions(&state.users, now_day, cq.days as i32, cq.share).filter(|q| q.others_level >= cq.others_above)
-    } else {
-        None
-    };
     let never_used_since = match (state.last_usage_ms, state.facts.start_day.or(state.first_day)) {
         (None, Some(since)) if since >= horizon => Some(since),
         _ => None,

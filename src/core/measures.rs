@@ -205,6 +205,52 @@ impl Trends {
             users: noise::usage(s.first_day, now, 1.0, |d| s.users.daily(d)),
         }
     }
+
+    /// `of`, kept in the state's memo for the rest of the day: the windows end with the last
+    /// complete day, so only a new day or a late event (a past day's count moved, which clears
+    /// the memo) can change them, and a busy account is re-scored many times a day.
+    pub fn memo(s: &AccountState, now: i32) -> Trends {
+        if let Some((day, t)) = s.trends_memo.get() {
+            if day == now {
+                return t;
+            }
+        }
+        let t = Trends::of(s, now);
+        s.trends_memo.set(now, t);
+        t
+    }
+}
+
+/// The last `Trends` of an account and the day they are for: a cache, never stored, equal to any
+/// other (a state's contents do not include it).
+#[derive(Default, Clone)]
+pub struct TrendsMemo(std::cell::Cell<Option<(i32, Trends)>>);
+
+impl TrendsMemo {
+    fn get(&self) -> Option<(i32, Trends)> {
+        self.0.get()
+    }
+
+    fn set(&self, day: i32, t: Trends) {
+        self.0.set(Some((day, t)));
+    }
+
+    /// Forgets the cached trends (a past day's counts moved).
+    pub fn clear(&mut self) {
+        self.0.set(None);
+    }
+}
+
+impl PartialEq for TrendsMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for TrendsMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrendsMemo")
+    }
 }
 
 /// Whether a window starting on `from` has data: kizashi watched the account over all of it, or
@@ -270,7 +316,7 @@ pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> 
         key_feature_breadth(&s.features, &p.key_features, now - 29)
     };
     set(Measure::FeatureBreadth30d, full30.then_some(breadth as f64));
-    let trends = Trends::of(s, now);
+    let trends = Trends::memo(s, now);
     set(Measure::UsageTrend, trend(&trends.events));
     set(Measure::ActiveUsersTrend, trend(&trends.users));
     set(

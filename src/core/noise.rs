@@ -62,12 +62,25 @@ pub struct Usage {
     /// The account's usual week-to-week swing (a log standard deviation) in the 7-day window's
     /// norm, chance noise of its counts included.
     pub swing: Option<f64>,
+    /// Days of the week the account normally uses (bit `day.rem_euclid(7)`): at least half an
+    /// average day's count in the norm. A weekend or a day the account never works says nothing
+    /// about a fall.
+    pub working: u8,
+    /// The last working day before today against its weekday's norm (half a count added to both).
+    pub last: Option<f64>,
 }
 
 impl Usage {
+    pub const NONE: Usage = Usage { windows: [None; 3], swing: None, working: 0, last: None };
+
     pub fn week(&self) -> Option<Window> {
         self.windows[1]
     }
+}
+
+/// Whether `day` is a working day of `mask` (see `Usage::working`).
+pub fn working(mask: u8, day: i32) -> bool {
+    mask >> day.rem_euclid(7) & 1 == 1
 }
 
 /// Judges the series whose count on day `d` is `count(d)` on `now` (the windows end on `now - 1`,
@@ -75,30 +88,29 @@ impl Usage {
 /// least overdispersion to assume (1 for a count of people a day, more for events, of which a
 /// user makes several at once).
 pub fn usage(first_day: Option<i32>, now: i32, dispersion: f64, count: impl Fn(i32) -> u32) -> Usage {
-    let Some(first) = first_day else { return Usage { windows: [None; 3], swing: None } };
+    let Some(first) = first_day else { return Usage::NONE };
     // The last 10 weeks before today, oldest first: every window and norm below lies in them.
     const SPAN: i32 = 7 * (MAX_WEEKS + 2);
     let from = now - SPAN;
     let mut y = [0.0; SPAN as usize];
-    for (i, d) in (from..now).enumerate() {
-        // Days before the account was first seen are never read (every norm starts after it).
-        y[i] = if d < first { f64::NAN } else { f64::from(count(d)) };
+    for (i, d) in (from.max(first)..now).enumerate() {
+        y[i + (from.max(first) - from) as usize] = f64::from(count(d));
     }
+    // Days before the account was first seen are never read: every norm starts after it.
     let at = |d: i32| y[(d - from) as usize];
-    let mut windows = [None; 3];
-    let mut swing = None;
-    for (slot, &n) in windows.iter_mut().zip(WINDOWS.iter()) {
-        // The norm: whole weeks ending the day before the window (7 days for the 4-day window too,
-        // so that the days of the week it compares are the same ones).
-        let end = now - n.max(7) - 1;
+    let mut out = Usage::NONE;
+    // Two norms: whole weeks ending the day before the last 7 days (for the 4- and 7-day windows,
+    // so that the 4 days compare with the same days of the week) and before the last 14.
+    let mut norms: [Option<(Norm, i32)>; 2] = [None, None];
+    for (slot, end) in norms.iter_mut().zip([now - 8, now - 15]) {
         let weeks = ((end - first + 1) / 7).clamp(0, MAX_WEEKS);
-        if weeks < MIN_WEEKS {
-            continue;
+        if weeks >= MIN_WEEKS {
+            let norm = Norm::of(end, weeks, at, dispersion);
+            *slot = (norm.weekly > 0.0).then_some((norm, weeks));
         }
-        let norm = Norm::of(end, weeks, at, dispersion);
-        if norm.weekly <= 0.0 {
-            continue;
-        }
+    }
+    for (slot, &n) in out.windows.iter_mut().zip(WINDOWS.iter()) {
+        let Some((norm, weeks)) = &norms[usize::from(n > 7)] else { continue };
         let expected: f64 = (now - n..now).map(|d| norm.by_weekday[(d.rem_euclid(7)) as usize]).sum();
         let observed: f64 = (now - n..now).map(at).sum();
         // Count noise over the window; the week-level swing applies whole to a window within one
@@ -107,14 +119,21 @@ pub fn usage(first_day: Option<i32>, now: i32, dispersion: f64, count: impl Fn(i
         let var = norm.tau2 / weeks_in + norm.psi / expected.max(0.5);
         // The norm's mean is estimated (1/k), and so is its spread: with `df` weeks of evidence
         // about it, a t distribution's wider tails (its variance is df / (df - 2)).
-        let df = PRIOR_WEEKS + f64::from(weeks) - 1.0;
-        let var = var * (1.0 + 1.0 / f64::from(weeks)) * df / (df - 2.0);
+        let k = f64::from(*weeks);
+        let df = PRIOR_WEEKS + k - 1.0;
+        let var = var * (1.0 + 1.0 / k) * df / (df - 2.0);
         *slot = Some(Window { days: n, ratio: (observed + 0.5) / (expected + 0.5), observed, sd: var.sqrt() });
-        if n == 7 {
-            swing = Some((norm.tau2 + norm.psi / norm.weekly.max(0.5)).sqrt());
-        }
     }
-    Usage { windows, swing }
+    if let Some((norm, _)) = &norms[0] {
+        out.swing = Some((norm.tau2 + norm.psi / norm.weekly.max(0.5)).sqrt());
+        let average = norm.weekly / 7.0;
+        out.working = (0..7).filter(|&w| norm.by_weekday[w] >= 0.5 * average).fold(0u8, |m, w| m | 1 << w);
+        out.last = (now - 7..now)
+            .rev()
+            .find(|&d| working(out.working, d))
+            .map(|d| (at(d) + 0.5) / (norm.by_weekday[d.rem_euclid(7) as usize] + 0.5));
+    }
+    out
 }
 
 /// Events and people a day read together: a fall in either shows, a chance dip of one with the
@@ -141,6 +160,10 @@ pub struct Decline {
     pub users: Option<f64>,
     /// The account's usual week-to-week swing, as a share (0.12: ±12%).
     pub swing: Option<f64>,
+    /// The last working day against its norm, both series together: is the fall still going on?
+    pub last: Option<f64>,
+    /// Working days of the week, either series (see `Usage::working`).
+    pub working: u8,
 }
 
 /// Combines the evidence of the events and the people a day; `None` without a norm.
@@ -149,6 +172,11 @@ pub fn decline(events: &Usage, users: &Usage) -> Option<Decline> {
         (Some(a), Some(b)) => Some((a + b) / 2.0),
         (a, b) => a.or(b),
     };
+    let last = match (events.last, users.last) {
+        (Some(a), Some(b)) => Some((a * b).sqrt()),
+        (a, b) => a.or(b),
+    };
+    let working = events.working | users.working;
     let mut best: Option<Decline> = None;
     for (i, &days) in WINDOWS.iter().enumerate() {
         let (e, u) = (events.windows[i], users.windows[i]);
@@ -161,7 +189,7 @@ pub fn decline(events: &Usage, users: &Usage) -> Option<Decline> {
             (None, None) => continue,
         };
         let weight = if i == 0 { SHORT_WINDOW_WEIGHT } else { 1.0 };
-        let d = Decline { days, ratio: log.exp(), z: weight * log / sd, events: e.map(|w| w.ratio), users: u.map(|w| w.ratio), swing: swing.map(|s| s.exp_m1()) };
+        let d = Decline { days, ratio: log.exp(), z: weight * log / sd, events: e.map(|w| w.ratio), users: u.map(|w| w.ratio), swing: swing.map(|s| s.exp_m1()), last, working };
         if best.is_none_or(|b| d.z < b.z) {
             best = Some(d);
         }
@@ -182,7 +210,8 @@ struct Norm {
 }
 
 impl Norm {
-    /// The `weeks` whole weeks ending on day `end`.
+    /// The `weeks` whole weeks ending on day `end`. The level is the median week, so a few odd
+    /// weeks (a holiday, the first weeks of a fall the norm now reaches into) do not move it much.
     fn of(end: i32, weeks: i32, at: impl Fn(i32) -> f64, dispersion: f64) -> Norm {
         let start = end - 7 * weeks + 1;
         let k = f64::from(weeks);
@@ -193,7 +222,12 @@ impl Norm {
             totals[((d - start) / 7) as usize] += at(d);
         }
         let totals = &totals[..weeks as usize];
-        let weekly = totals.iter().sum::<f64>() / k;
+        let mean_week = totals.iter().sum::<f64>() / k;
+        let weekly = median(totals);
+        // The weekday shape of the mean week, at the median week's level.
+        if mean_week > 0.0 {
+            by_weekday.iter_mut().for_each(|x| *x *= weekly / mean_week);
+        }
         // Dispersion: daily counts against each week's level times the weekday shape.
         let (mut resid, mut expect) = (0.0, 0.0);
         for d in start..=end {
@@ -205,13 +239,31 @@ impl Norm {
         // Fitting the week levels and the weekday shape used up weeks + 6 of the 7k days.
         let dof = (7.0 * k - k - 6.0).max(1.0) / (7.0 * k);
         let psi = if expect > 0.0 { (resid / expect / dof).max(dispersion) } else { dispersion };
-        // Week-level swing: the variance of the weeks' log totals, less what count noise explains.
-        let logs: Vec<f64> = totals.iter().map(|t| (t + 0.5).ln()).collect();
-        let mean = logs.iter().sum::<f64>() / k;
-        let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (k - 1.0);
+        // Week-level swing: the variance of the weeks' log totals, less what count noise explains
+        // (not a robust spread: with a handful of weeks that would read most accounts as steadier
+        // than they are).
+        let logs = totals.iter().map(|t| (t + 0.5).ln());
+        let mean = logs.clone().sum::<f64>() / k;
+        let var = logs.map(|l| (l - mean).powi(2)).sum::<f64>() / (k - 1.0);
         let own = (var - psi / weekly.max(0.5)).max(0.0);
         let tau2 = (PRIOR_WEEKS * PRIOR_SWING * PRIOR_SWING + (k - 1.0) * own) / (PRIOR_WEEKS + k - 1.0);
         Norm { weekly, by_weekday, tau2, psi }
+    }
+}
+
+/// Median of a few values (`MAX_WEEKS` at most).
+fn median(xs: &[f64]) -> f64 {
+    let mut v = [0.0; MAX_WEEKS as usize];
+    let v = &mut v[..xs.len()];
+    v.copy_from_slice(xs);
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -271,7 +323,22 @@ mod tests {
         assert_eq!(u.windows, [None; 3]);
         let u = usage(Some(63), 84, 1.0, |_| 5);
         assert!(u.windows[0].is_some() && u.windows[1].is_some() && u.windows[2].is_none(), "{u:?}");
+        assert_eq!(u.working, 0b111_1111, "every day of the week used alike");
         assert_eq!(usage(None, 84, 1.0, |_| 5).swing, None);
+    }
+
+    #[test]
+    fn one_odd_week_moves_the_norm_little() {
+        let mut days = steady(60, 0.6, 0.05, 84, 4);
+        // A holiday week inside the norm.
+        for c in &mut days[35..42] {
+            *c /= 4;
+        }
+        let u = usage(Some(0), 84, 1.0, |d| days.get(d as usize).copied().unwrap_or(0));
+        let w = u.week().unwrap();
+        assert!((w.ratio - 1.0).abs() < 0.15, "the median week is the norm: {w:?}");
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 
     #[test]

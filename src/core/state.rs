@@ -252,6 +252,8 @@ pub struct AccountState {
     /// Hashes of recent `event_id`s with their event time, for de-duplication.
     pub seen_ids: FxHashMap<u64, i64>,
     pub score: ScoreState,
+    /// The day's usage trends, computed once a day (never stored; see `TrendsMemo`).
+    pub trends_memo: super::measures::TrendsMemo,
     /// Per input kind (usage, support, account): the offset after the last record of this
     /// account's partition applied to it (0: none). Used only when state is restored from the
     /// changelog, to skip records already reflected (see `pipeline::changelog`).
@@ -375,6 +377,10 @@ impl AccountState {
             Event::Usage(e) => {
                 let day = day_of(e.ts_ms);
                 let mut changed = self.note_first_day(day);
+                if day < now_day || changed {
+                    // A complete day's counts (or the first day) moved: the trends must be made anew.
+                    self.trends_memo.clear();
+                }
                 self.usage.add(day, 1);
                 // Today's usage count feeds no measure until the day is complete.
                 changed |= day < now_day;
@@ -415,6 +421,9 @@ impl AccountState {
     fn note_first_day(&mut self, day: i32) -> bool {
         let before = self.first_day;
         self.first_day = Some(before.map_or(day, |f| f.min(day)));
+        if before != self.first_day {
+            self.trends_memo.clear();
+        }
         before != self.first_day
     }
 

@@ -54,7 +54,8 @@ struct Account {
     champions: usize,
     /// A weekend day's share of a weekday's activity.
     weekend: f64,
-    /// A quiet week (holidays): its week number and the whole account's share of normal.
+    /// A public holiday (its Thursday and Friday off, as quiet as a weekend): its week number, and
+    /// a share kept for the files' stability (the draw is made as before).
     quiet: Option<(i32, f64)>,
     /// This week's activity factor and the week it was drawn for.
     week: (i32, f64),
@@ -184,7 +185,9 @@ pub(super) fn generate(opts: &GenOptions, emit: &mut impl FnMut(&Record)) -> Vec
         let half_life = (rng.gen_range(5.0..18.0f64) * 10.0).round() / 10.0;
         let floor = rng.gen_range(0.05..0.15);
         let weekend = rng.gen_range(0.10..0.15);
-        // Holidays (year-end, a public holiday): a third of the healthy accounts have a quiet week.
+        // Public holidays: a third of the healthy accounts take a Thursday and a Friday off (as
+        // quiet as a weekend). A week-long shutdown (year-end) is a calendar matter: see
+        // docs/populations.md.
         let quiet = (profile == Profile::Healthy && rng.gen_bool(0.35))
             .then(|| (week_of(start_day + rng.gen_range(0..span.max(1))), rng.gen_range(0.4..0.7)));
         let id = format!("acct-{i:05}");
@@ -295,17 +298,14 @@ impl Account {
         }
         let level = self.level(day);
         if level > 0.0 {
-            let rhythm = if weekday(day) { 1.0 } else { self.weekend };
-            let quiet = match self.quiet {
-                Some((w, share)) if w == week => share,
-                _ => 1.0,
-            };
+            let holiday = self.quiet.is_some_and(|(w, _)| w == week && matches!(day.rem_euclid(7), 0 | 1));
+            let rhythm = if weekday(day) && !holiday { 1.0 } else { self.weekend };
             // A decline loses users as well as activity: the first √level of the users stay, each
             // √level as active, so the usage follows the level.
             let keep = level.sqrt();
             let pool = ((self.users.len() as f64 * keep).ceil() as usize).min(self.users.len());
             let n_features = ((self.features.len() as f64 * keep).ceil() as usize).clamp(1, self.features.len());
-            let scale = rhythm * self.week.1 * quiet * keep * self.activity;
+            let scale = rhythm * self.week.1 * keep * self.activity;
             let gone = if self.profile == Profile::ChampionLeft && day >= self.change_day { self.champions } else { 0 };
             for u in gone..pool {
                 if self.users[u].off || !self.rng.gen_bool((self.users[u].p * scale).clamp(0.0, 1.0)) {

@@ -726,6 +726,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
             score_drop_since,
             history,
         },
+        trends_memo: Default::default(),
         applied,
     })
 }
