@@ -5,12 +5,15 @@
 //! query never waits for a batch and never sees state that is not yet durable. Every answer is
 //! JSON (or the Prometheus text format); bad input gets a 400 with a message, never a panic.
 //! `/v1/*` needs `Authorization: Bearer <http.token>` when a token is configured; the probes
-//! and `/metrics` stay open (kubelet and Prometheus reach them without secrets). Connections
-//! live under the timeouts and the limit of [`server`].
+//! and `/metrics` stay open (kubelet and Prometheus reach them without secrets). Without a token,
+//! a request naming a `Host` outside `http.allowed_hosts` gets 421, and every answer carries the
+//! security headers ([`guard`]). Error bodies are bounded whatever the request. Connections live
+//! under the timeouts and the limit of [`server`].
 
 pub mod account;
 pub mod server;
 pub mod evaluation;
+pub mod guard;
 pub mod page;
 
 use std::net::SocketAddr;
@@ -57,6 +60,7 @@ pub struct Shared {
     topics: [String; 3],
     stale_after: Option<Duration>,
     limits: server::Limits,
+    allowed_hosts: Vec<String>,
     unauthorized_log: Mutex<LogBudget>,
 }
 
@@ -83,6 +87,7 @@ impl Shared {
             topics,
             stale_after: Some(settings.http.stale_after).filter(|d| !d.is_zero()),
             limits: server::Limits::of(&settings.http),
+            allowed_hosts: settings.http.allowed_hosts.clone(),
             unauthorized_log: Mutex::new(LogBudget::new(Instant::now())),
         })
     }
@@ -221,7 +226,13 @@ pub fn serve(listen: &str, shared: Arc<Shared>) -> Result<Server> {
         );
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(shared.clone());
+    // With a token a rebinding page cannot read /v1, so the Host is checked only without one.
+    let hosts = shared.token.is_none().then(|| Arc::new(guard::AllowedHosts::new(&shared.allowed_hosts, addr)));
+    match &hosts {
+        Some(h) => tracing::info!(allowed_hosts = ?h.entries(), "no http.token: /v1 and the page answer only these Host values"),
+        None => tracing::debug!("http.token set: the Host header is not checked"),
+    }
+    let app = router(shared.clone(), hosts);
     let thread = std::thread::Builder::new().name("kizashi-http".into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
         rt.block_on(async move {
@@ -238,7 +249,9 @@ pub fn serve(listen: &str, shared: Arc<Shared>) -> Result<Server> {
     Ok(Server { addr, shutdown: Some(tx), thread: Some(thread) })
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The routes, under (from the outside in) the security headers, the request metrics and, when
+/// `hosts` is given, the `Host` check.
+pub fn router(shared: Arc<Shared>, hosts: Option<Arc<guard::AllowedHosts>>) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts", get(queue))
         .route("/v1/accounts/{id}", get(account))
@@ -246,19 +259,56 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/summary", get(summary))
         .route("/v1/evaluation", get(evaluation::get))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
-    Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .merge(page::routes())
         .merge(v1)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/accounts, /v1/accounts/{id}, /metrics, /healthz, /readyz") })
-        .layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/accounts, /v1/accounts/{id}, /metrics, /healthz, /readyz") });
+    if let Some(hosts) = hosts {
+        app = app.layer(middleware::from_fn_with_state(hosts, guard::check_host));
+    }
+    app.layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .layer(middleware::map_response(guard::security_headers))
         .with_state(shared)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": status.canonical_reason().unwrap_or("error"), "message": message.into()}))).into_response()
+}
+
+/// Problems an error body names at most; the rest are counted ("and 2995 more"), so that a
+/// request of thousands of bad parameters cannot make an answer many times its own size.
+pub const MAX_PROBLEMS_SHOWN: usize = 5;
+
+/// The problems found in a request: the first [`MAX_PROBLEMS_SHOWN`], and how many more.
+#[derive(Debug, Default)]
+struct Problems {
+    shown: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    fn push(&mut self, problem: String) {
+        if self.shown.len() < MAX_PROBLEMS_SHOWN {
+            self.shown.push(problem);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// `a; b; c`, then `; and N more` past the bound; `None` when there is no problem.
+    fn message(&self) -> Option<String> {
+        if self.shown.is_empty() {
+            return None;
+        }
+        let mut m = self.shown.join("; ");
+        if self.more > 0 {
+            m.push_str(&format!("; and {} more", self.more));
+        }
+        Some(m)
+    }
 }
 
 /// Counts and times every request by route.
@@ -372,7 +422,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 async fn account(State(shared): State<Arc<Shared>>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Response {
     let Ok(Path(id)) = path else { return error(StatusCode::BAD_REQUEST, "the account id in the path is not valid UTF-8") };
     let Some(entry) = shared.board.get(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("unknown account `{id}`"));
+        return error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64)));
     };
     let Some(store) = shared.store.get() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is not open yet");
@@ -380,7 +430,7 @@ async fn account(State(shared): State<Arc<Shared>>, path: Result<Path<String>, a
     match store.get_account(entry.partition, &id) {
         Ok(Some(state)) => Json(account::detail(&id, entry.partition, &state, &shared.params)).into_response(),
         // Moved away between the two reads (a rebalance): as unknown here.
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown account `{id}`")),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64))),
         Err(e) => {
             tracing::error!(account = %id, error = %e, "reading account state for the API failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "reading the account's state failed; see the logs")
@@ -393,7 +443,7 @@ type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection:
 async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
     let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Sort::Risk, false, 50usize, 0usize);
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     for (k, v) in &pairs {
         match k.as_str() {
             "band" => match v.as_str() {
@@ -433,8 +483,8 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
             )),
         }
     }
-    if !problems.is_empty() {
-        return error(StatusCode::BAD_REQUEST, problems.join("; "));
+    if let Some(message) = problems.message() {
+        return error(StatusCode::BAD_REQUEST, message);
     }
     let page = shared.board.select(&filter, sort, offset, limit);
     let next = (offset + page.items.len() < page.total).then_some(offset + page.items.len());
@@ -478,7 +528,8 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
         })
         .collect();
     if csv {
-        return ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], queue_csv(&rows)).into_response();
+        let headers = [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"kizashi-accounts.csv\"")];
+        return (headers, queue_csv(&rows)).into_response();
     }
     Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": rows})).into_response()
 }
@@ -532,6 +583,18 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A text cell that came from outside (an account's id, name, segment, owner): one starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a `'` first, so that a spreadsheet shows it
+/// as text instead of running it as a formula (OWASP's advice for CSV injection); then quoted as
+/// [`csv_field`]. Numbers are ours and written as they are.
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{s}"))
+    } else {
+        csv_field(s)
+    }
+}
+
 /// The queue's rows as CSV: the account columns, then `<measure>` and `<measure>_points` for every
 /// measure any row's scorecard has, in the order first seen.
 fn queue_csv(rows: &[Value]) -> String {
@@ -550,13 +613,17 @@ fn queue_csv(rows: &[Value]) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    let cell = |v: &Value| match v {
+        Value::String(s) => csv_text(s),
+        other => csv_field(&text(other)),
+    };
     let mut out = cols.join(",");
     for m in &measures {
         out.push_str(&format!(",{m},{m}_points"));
     }
     out.push_str("\r\n");
     for r in rows {
-        let mut fields: Vec<String> = cols.iter().map(|c| csv_field(&text(&r[*c]))).collect();
+        let mut fields: Vec<String> = cols.iter().map(|c| cell(&r[*c])).collect();
         for m in &measures {
             let cell = r["measures"].as_array().and_then(|ms| ms.iter().find(|x| x["measure"] == m.as_str()));
             fields.push(cell.map(|c| text(&c["value"])).unwrap_or_default());
@@ -654,6 +721,42 @@ mod tests {
         assert_eq!(text.matches("\"a,1\"").count(), 1);
         assert!(text.contains("\"Q \"\"x\"\"\r\ny\""), "{text}");
         assert!(text.ends_with(",Ana,10.0,3,,inactive,0.5,10.0\r\n"), "{text}");
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_as_formulas_are_prefixed_with_a_quote() {
+        for (name, want) in [
+            ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tTab", "'\tTab"),
+            ("\rCR", "\"'\rCR\""),
+            ("Acme = Co", "Acme = Co"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_text(name), want, "{name:?}");
+        }
+        let rows = vec![json!({"rank": 1, "account_id": "-acct", "name": "=1+1", "score": -2.5, "band": "red", "segment": "@smb",
+            "owner": "+Ana", "arr": 10.0, "seats": 3, "renewal_date": null, "last_alert": null,
+            "measures": [{"measure": "usage_trend", "value": -0.5, "points": 0.0}]})];
+        let text = queue_csv(&rows);
+        let row = text.split("\r\n").nth(1).unwrap();
+        assert_eq!(row, "1,'-acct,'=1+1,-2.5,red,'@smb,'+Ana,10.0,3,,,-0.5,0.0", "text cells prefixed, numbers as they are");
+    }
+
+    #[test]
+    fn an_error_names_the_first_problems_and_counts_the_rest() {
+        let mut p = Problems::default();
+        assert_eq!(p.message(), None);
+        for i in 0..3 {
+            p.push(format!("p{i}"));
+        }
+        assert_eq!(p.message().unwrap(), "p0; p1; p2");
+        for i in 3..3000 {
+            p.push(format!("p{i}"));
+        }
+        assert_eq!(p.message().unwrap(), "p0; p1; p2; p3; p4; and 2995 more");
     }
 
     #[test]
