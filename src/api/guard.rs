@@ -130,7 +130,7 @@ mod tests {
         for ok in ["127.0.0.1:9460", "127.0.0.1", "localhost", "LOCALHOST:9460", "[::1]", "[::1]:9460"] {
             assert!(h.allows(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:9460", "localhost:9461", "127.0.0.1:80", "localhost.evil.example", "", "localhost:", "127.0.0.1:9460x"] {
+        for bad in ["evil.example", "evil.example:9460", "localhost:9461", "127.0.0.1:80", "localhost.evil.example", "", "localhost:", "localhost:+9460", "127.0.0.1:9460x"] {
             assert!(!h.allows(bad), "{bad}");
         }
         let v6 = hosts(&[], "[::1]:8080");
