@@ -60,6 +60,11 @@ pub struct HttpConfig {
     /// Open connections at most (capped at half the process's open-file limit). At the limit a new
     /// connection closes the one that has waited longest for a request, so probes still answer.
     pub max_connections: usize,
+    /// `Host` values answered when no token is set (a DNS-rebinding page names its own host and
+    /// gets 421). Each entry is a host (`kizashi.internal`, `10.0.0.5`, `[::1]`) matching with or
+    /// without the bound port, or `host:port` matching exactly. Empty: the bound address,
+    /// `localhost`, `127.0.0.1` and `[::1]`. `/healthz`, `/readyz` and `/metrics` answer any `Host`.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -71,6 +76,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("header_timeout", &self.header_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
@@ -84,6 +90,7 @@ impl Default for HttpConfig {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -971,6 +978,7 @@ pub fn load(
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("events.key_features")
+            .with_list_parse_key("http.allowed_hosts")
             .source(Some(env)),
     );
     let merged = builder.build().map_err(|e| ConfigProblems(vec![e.to_string()]))?;
@@ -1249,6 +1257,44 @@ const MAX_DAYS: u32 = 3650;
 pub const MAX_BATCH_RECORDS: usize = 1_000_000;
 /// `pipeline.max_buffered_records` at most.
 pub const MAX_BUFFERED_RECORDS: usize = 10_000_000;
+/// `http.allowed_hosts` entries at most.
+pub const MAX_ALLOWED_HOSTS: usize = 100;
+
+/// Why an `http.allowed_hosts` entry is not `host` or `host:port` (a DNS name or IPv4 address of
+/// letters, digits, `.` and `-`, or a bracketed IPv6 address; a port in 1..=65535).
+fn check_host_entry(entry: &str) -> Result<(), &'static str> {
+    let entry = entry.trim();
+    let (host, port) = match entry.strip_prefix('[') {
+        Some(rest) => {
+            let Some((v6, after)) = rest.split_once(']') else { return Err("has a `[` without its `]`") };
+            if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err("is not a bracketed IPv6 address such as [::1]");
+            }
+            match after {
+                "" => (v6, None),
+                _ => (v6, Some(after.strip_prefix(':').ok_or("has text after the `]` that is not a :port")?)),
+            }
+        }
+        None => match entry.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (entry, None),
+        },
+    };
+    if !entry.starts_with('[') {
+        if host.is_empty() || host.len() > 253 {
+            return Err("needs a host name of 1 to 253 characters, such as kizashi.internal");
+        }
+        if !host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            return Err("is not a host name (letters, digits, `.`, `-`), an IPv4 address or a bracketed IPv6 address, with an optional :port");
+        }
+    }
+    if let Some(p) = port {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || !matches!(p.parse::<u16>(), Ok(1..)) {
+            return Err("has a port outside 1..=65535");
+        }
+    }
+    Ok(())
+}
 
 impl Settings {
     /// The largest changelog record (key and value) an account's state can make, at most: its
@@ -1307,6 +1353,14 @@ impl Settings {
         }
         if !(1..=100_000).contains(&self.http.max_connections) {
             p.push(format!("http.max_connections: {} is outside 1..=100000", self.http.max_connections));
+        }
+        if self.http.allowed_hosts.len() > MAX_ALLOWED_HOSTS {
+            p.push(format!("http.allowed_hosts: {} entries, more than {MAX_ALLOWED_HOSTS}", self.http.allowed_hosts.len()));
+        }
+        for h in self.http.allowed_hosts.iter().take(MAX_ALLOWED_HOSTS) {
+            if let Err(why) = check_host_entry(h) {
+                p.push(format!("http.allowed_hosts: `{}` {why}", h.chars().take(80).collect::<String>()));
+            }
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!("log.format: `{}` is neither text nor json", self.log.format));
@@ -1707,6 +1761,21 @@ mod tests {
         assert_eq!(s.scoring.red_below, 35.0);
         let s = load(None, env(&[("KIZASHI__STATE__UPGRADE_FROM", "4")])).unwrap();
         assert_eq!(s.state.upgrade_from, Some(4));
+    }
+
+    #[test]
+    fn allowed_hosts_are_hosts_with_an_optional_port_and_come_from_the_environment_as_a_list() {
+        let s = load(None, env(&[("KIZASHI__HTTP__ALLOWED_HOSTS", "kizashi.internal, 10.0.0.5:9460,[::1]:8080")])).unwrap();
+        assert_eq!(s.http.allowed_hosts, vec!["kizashi.internal", "10.0.0.5:9460", "[::1]:8080"]);
+        let mut s = Settings::default();
+        assert!(s.http.allowed_hosts.is_empty() && s.problems().is_empty());
+        for bad in ["", "http://kizashi", "a b", "kizashi:0", "kizashi:65536", "kizashi:", "user@kizashi", "[::1", "[nope]", "[::1]x", "kizashi:80:80"] {
+            s.http.allowed_hosts = vec![bad.to_string()];
+            let p = s.problems();
+            assert!(p.len() == 1 && p[0].starts_with("http.allowed_hosts: "), "{bad:?}: {p:?}");
+        }
+        s.http.allowed_hosts = vec!["x".to_string(); MAX_ALLOWED_HOSTS + 1];
+        assert_eq!(s.problems().len(), 1, "{:?}", s.problems());
     }
 
     #[test]

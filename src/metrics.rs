@@ -90,6 +90,7 @@ pub struct Metrics {
     http_seconds: HistogramVec,
     http_connections: IntGauge,
     http_connections_closed: IntCounterVec,
+    http_rejected: IntCounterVec,
 }
 
 /// The names exported, for documentation and the deploy/ consistency test.
@@ -130,6 +131,7 @@ pub const NAMES: &[&str] = &[
     "kizashi_http_request_duration_seconds",
     "kizashi_http_connections",
     "kizashi_http_connections_closed_total",
+    "kizashi_http_rejected_total",
 ];
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -269,6 +271,11 @@ impl Metrics {
                 "HTTP connections the server closed or refused on its own, by reason (header_timeout, idle_timeout, evicted or refused at http.max_connections)",
                 &["reason"],
             ),
+            http_rejected: counter_vec(
+                "kizashi_http_rejected_total",
+                "HTTP requests answered 503 without being handled, by reason (busy: the API's queries at their bound)",
+                &["reason"],
+            ),
             registry: r,
             reject_log: std::sync::Mutex::new(LogBudget::new(Instant::now())),
         };
@@ -287,6 +294,7 @@ impl Metrics {
         for reason in crate::api::server::Closed::ALL {
             m.http_connections_closed.with_label_values(&[reason.name()]).reset();
         }
+        m.http_rejected.with_label_values(&["busy"]).reset();
         m
     }
 
@@ -483,6 +491,13 @@ impl Metrics {
     pub fn http_connection_closed(&self, reason: crate::api::server::Closed, peer: std::net::SocketAddr) {
         self.http_connections_closed.with_label_values(&[reason.name()]).inc();
         tracing::debug!(%peer, reason = reason.name(), "HTTP connection closed by the server");
+    }
+
+    /// A request answered 503 without being handled (`busy`: the API's queries at their bound).
+    /// Debug only, like a closed connection: a flood must not become a flood of log lines.
+    pub fn http_rejected(&self, reason: &'static str) {
+        self.http_rejected.with_label_values(&[reason]).inc();
+        tracing::debug!(reason, "HTTP request refused: 503 Service Unavailable");
     }
 
 }

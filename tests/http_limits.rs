@@ -199,3 +199,125 @@ fn an_oversized_request_head_gets_a_431_and_the_server_keeps_answering() {
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&answer));
     assert_eq!(healthz(&addr), 200);
 }
+
+/// One request with these extra header lines (each ending in `\r\n`): status, lower-cased head,
+/// body. `host` is the `Host` header sent (none if `None`).
+fn request(addr: &str, path: &str, host: Option<&str>, extra: &str) -> (u16, String, String) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+    c.write_all(format!("GET {path} HTTP/1.1\r\n{host}{extra}Connection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no answer to {path}: {raw}"));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn start_with(configure: impl FnOnce(&mut Settings)) -> (Server, Arc<Shared>) {
+    let mut settings = Settings::default();
+    configure(&mut settings);
+    assert!(settings.problems().is_empty(), "{:?}", settings.problems());
+    let shared = Shared::new(&settings);
+    let server = kizashi::api::serve("127.0.0.1:0", shared.clone()).unwrap();
+    (server, shared)
+}
+
+fn assert_security_headers(what: &str, head: &str) {
+    for (name, value) in kizashi::api::guard::SECURITY_HEADERS {
+        assert!(head.contains(&format!("\r\n{name}: {}\r\n", value.to_ascii_lowercase())), "{what}: no `{name}: {value}` in\n{head}");
+    }
+}
+
+#[test]
+fn every_kind_of_answer_carries_the_security_headers() {
+    let (server, _shared) = start_with(|_| {});
+    let addr = server.addr.to_string();
+    let host = Some(addr.as_str());
+    for (path, host, status) in [
+        ("/v1/accounts", host, 200),                 // JSON
+        ("/v1/accounts?format=csv", host, 200),      // CSV
+        ("/v1/summary", host, 200),
+        ("/metrics", host, 200),                     // Prometheus text
+        ("/healthz", host, 200),
+        ("/readyz", host, 503),                      // not ready: never started a pipeline
+        ("/", host, 200),                            // the page and its assets
+        ("/app.js", host, 200),
+        ("/style.css", host, 200),
+        ("/v1/accounts?band=purple", host, 400),     // errors
+        ("/v1/accounts/nobody", host, 404),
+        ("/no-such-endpoint", host, 404),
+        ("/v1/accounts", Some("evil.example"), 421),
+    ] {
+        let (st, head, _) = request(&addr, path, host, "");
+        assert_eq!(st, status, "{path} with Host {host:?}: {head}");
+        assert_security_headers(path, &head);
+    }
+    let (server, _shared) = start_with(|s| s.http.token = "s3cret".into());
+    let addr = server.addr.to_string();
+    let (st, head, _) = request(&addr, "/v1/accounts", Some(&addr), "");
+    assert_eq!(st, 401, "{head}");
+    assert_security_headers("a 401", &head);
+}
+
+#[test]
+fn without_a_token_a_wrong_or_missing_host_gets_421_except_on_the_probes() {
+    let (server, _shared) = start_with(|_| {});
+    let addr = server.addr.to_string();
+    let port = server.addr.port();
+    for host in [addr.clone(), format!("localhost:{port}"), "localhost".into(), "127.0.0.1".into(), format!("[::1]:{port}"), format!("LocalHost:{port}")] {
+        assert_eq!(request(&addr, "/v1/accounts", Some(&host), "").0, 200, "Host: {host}");
+        assert_eq!(request(&addr, "/", Some(&host), "").0, 200, "Host: {host}");
+    }
+    for host in [Some("evil.example"), Some(&*format!("evil.example:{port}")), Some(&*format!("localhost:{}", port.wrapping_add(1))), None] {
+        let (st, head, body) = request(&addr, "/v1/accounts", host, "");
+        assert_eq!(st, 421, "Host: {host:?}: {head}");
+        assert!(body.len() < 300 && body.contains("http.allowed_hosts"), "a short body naming the key: {body}");
+        assert_eq!(request(&addr, "/", host, "").0, 421, "the page, Host: {host:?}");
+        assert_eq!(request(&addr, "/nothing", host, "").0, 421, "Host: {host:?}");
+        // Probes and metrics answer whatever the Host (kubelet sends the pod's IP).
+        assert_eq!(request(&addr, "/healthz", host, "").0, 200, "Host: {host:?}");
+        assert_eq!(request(&addr, "/metrics", host, "").0, 200, "Host: {host:?}");
+        assert_eq!(request(&addr, "/readyz", host, "").0, 503, "not ready, but not refused either");
+    }
+    // Two Host headers: 421 (or hyper's own 400), never an answer.
+    let (st, _, _) = request(&addr, "/v1/accounts", Some(&addr), "Host: evil.example\r\n");
+    assert!(st == 421 || st == 400, "{st}");
+    // An absolute-form target names the host instead of Host.
+    let (st, _, _) = request(&addr, "http://evil.example/v1/accounts", Some(&addr), "");
+    assert_eq!(st, 421);
+
+    // Configured hosts replace the defaults.
+    let (server, _shared) = start_with(|s| s.http.allowed_hosts = vec!["kizashi.internal".into()]);
+    let addr = server.addr.to_string();
+    assert_eq!(request(&addr, "/v1/accounts", Some("kizashi.internal"), "").0, 200);
+    assert_eq!(request(&addr, "/v1/accounts", Some(&format!("kizashi.internal:{}", server.addr.port())), "").0, 200);
+    assert_eq!(request(&addr, "/v1/accounts", Some(&addr), "").0, 421);
+
+    // With a token the Host is not checked: the token is what guards /v1.
+    let (server, _shared) = start_with(|s| s.http.token = "s3cret".into());
+    let addr = server.addr.to_string();
+    assert_eq!(request(&addr, "/v1/accounts", Some("evil.example"), "Authorization: Bearer s3cret\r\n").0, 200);
+    assert_eq!(request(&addr, "/v1/accounts", Some("evil.example"), "").0, 401);
+    assert_eq!(request(&addr, "/", Some("evil.example"), "").0, 200);
+}
+
+#[test]
+fn thousands_of_unknown_parameters_get_a_small_400_naming_the_first_few_and_the_count() {
+    let (server, _shared) = start_with(|_| {});
+    let addr = server.addr.to_string();
+    let query = "x=1&".repeat(3000);
+    assert!(query.len() >= 12_000 && query.len() < kizashi::api::server::MAX_HEAD_BYTES - 200);
+    let (st, head, body) = request(&addr, &format!("/v1/accounts?{query}"), Some(&addr), "");
+    assert_eq!(st, 400, "{head}");
+    assert!(body.len() < 4096, "a {} byte body for a {} byte query", body.len(), query.len());
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let message = v["message"].as_str().unwrap();
+    assert_eq!(message.matches("x: unknown parameter").count(), kizashi::api::MAX_PROBLEMS_SHOWN, "{message}");
+    assert!(message.ends_with(&format!("; and {} more", 3000 - kizashi::api::MAX_PROBLEMS_SHOWN)), "{message}");
+    // A few problems are all named.
+    let (st, _, body) = request(&addr, "/v1/accounts?band=purple&limit=0", Some(&addr), "");
+    assert_eq!(st, 400);
+    assert!(body.contains("band: `purple`") && body.contains("limit: `0`") && !body.contains("more"), "{body}");
+}

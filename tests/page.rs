@@ -210,12 +210,15 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     for (path, kind) in [("/", "text/html"), ("/app.js", "text/javascript"), ("/style.css", "text/css")] {
         use std::io::{Read, Write};
         let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
-        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", s.addr).unwrap();
         let mut raw = String::new();
         c.read_to_string(&mut raw).unwrap();
         let head = raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
         assert!(head.contains(&format!("content-type: {kind}")), "{path}: {head}");
+        // Its own scripts and styles only (the DOM dumps below fail on any console message, a
+        // refused inline script or style among them).
+        assert!(head.contains(&format!("content-security-policy: {}", kizashi::api::guard::CONTENT_SECURITY_POLICY)), "{path}: {head}");
     }
 
     // The queue in risk order: scores non-decreasing.
@@ -279,6 +282,26 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
         }
     }
     eprintln!("page test: screenshots in {}; {:.1} s", shots.display(), started.elapsed().as_secs_f64());
+}
+
+/// A link whose account id does not decode (`%E0%A4%A`) shows a message and the way back, with
+/// no uncaught exception (it used to throw in `decodeURIComponent` and leave the page blank).
+#[test]
+fn a_malformed_account_link_shows_a_message_instead_of_a_blank_page() {
+    require_chromium();
+    let mut s = serve(20);
+    s.wait_ready();
+    let base = format!("http://{}", s.addr);
+    let page = dom(&base, "#/account/%E0%A4%A");
+    let message = between(&page, "id=\"badlink\">", "</p>").unwrap_or_else(|| panic!("no message for the malformed link:\n{page}"));
+    assert!(message.contains("does not name an account"), "{message}");
+    let view = between(&page, "<section id=\"account\"", "</section>").unwrap();
+    assert!(!view.starts_with(" aria-label=\"Account\" hidden"), "the account view, with the message, is shown: {view}");
+    assert!(view.contains("Back to the queue"), "{view}");
+    assert!(page.contains("alerts by rule"), "the rest of the page still renders");
+    // A well-formed link still opens its account.
+    let ok = dom(&base, "#/account/acct-00000");
+    assert!(!ok.contains("id=\"badlink\"") && ok.contains("acct-00000"), "{ok}");
 }
 
 /// With `http.token` set the page holds nothing without it: it asks for the token, shows no

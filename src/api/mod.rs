@@ -1,16 +1,23 @@
 //! The HTTP port: `/metrics`, `/healthz`, `/readyz`, and the account API under `/v1`.
 //!
-//! It runs on its own thread (a single-threaded tokio runtime), reads account state through a
-//! clone of the RocksDB handle and the [`Board`] — never the pipeline's in-memory state — so a
-//! query never waits for a batch and never sees state that is not yet durable. Every answer is
+//! It runs on its own thread (a single-threaded tokio runtime) that accepts connections and
+//! answers the probes, the page and `/metrics` itself; the `/v1` queries (sorting the board,
+//! reading RocksDB, all synchronous) run on at most [`QUERY_THREADS`] threads beside it, and past
+//! [`MAX_QUERIES`] admitted at once a query gets 503 — so `/healthz` never waits behind a query.
+//! Queries read account state through a clone of the RocksDB handle and the [`Board`] — never the
+//! pipeline's in-memory state — so a query never waits for a batch and never sees state that is
+//! not yet durable. Every answer is
 //! JSON (or the Prometheus text format); bad input gets a 400 with a message, never a panic.
 //! `/v1/*` needs `Authorization: Bearer <http.token>` when a token is configured; the probes
-//! and `/metrics` stay open (kubelet and Prometheus reach them without secrets). Connections
-//! live under the timeouts and the limit of [`server`].
+//! and `/metrics` stay open (kubelet and Prometheus reach them without secrets). Without a token,
+//! a request naming a `Host` outside `http.allowed_hosts` gets 421, and every answer carries the
+//! security headers ([`guard`]). Error bodies are bounded whatever the request. Connections live
+//! under the timeouts and the limit of [`server`].
 
 pub mod account;
 pub mod server;
 pub mod evaluation;
+pub mod guard;
 pub mod page;
 
 use std::net::SocketAddr;
@@ -36,6 +43,11 @@ use crate::engine::board::{Filter, Sort};
 
 /// Largest page of the at-risk queue.
 pub const MAX_LIMIT: usize = 1000;
+/// Threads that run `/v1` handlers, off the accept loop.
+pub const QUERY_THREADS: usize = 4;
+/// `/v1` requests admitted at once (running, or waiting for one of the [`QUERY_THREADS`]); one
+/// more is answered 503 with `Retry-After: 1` at once, holding no thread.
+pub const MAX_QUERIES: usize = 64;
 
 #[derive(Debug, Clone)]
 struct Readiness {
@@ -57,6 +69,9 @@ pub struct Shared {
     topics: [String; 3],
     stale_after: Option<Duration>,
     limits: server::Limits,
+    allowed_hosts: Vec<String>,
+    /// One permit per `/v1` request admitted ([`MAX_QUERIES`]).
+    queries: Arc<tokio::sync::Semaphore>,
     unauthorized_log: Mutex<LogBudget>,
 }
 
@@ -83,6 +98,8 @@ impl Shared {
             topics,
             stale_after: Some(settings.http.stale_after).filter(|d| !d.is_zero()),
             limits: server::Limits::of(&settings.http),
+            allowed_hosts: settings.http.allowed_hosts.clone(),
+            queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
             unauthorized_log: Mutex::new(LogBudget::new(Instant::now())),
         })
     }
@@ -170,9 +187,13 @@ impl Shared {
     }
 
     /// Refreshes the gauges that are read rather than pushed.
+    /// The board's gauges keep their last values while the board is busy (see
+    /// [`Board::try_counts_and_bytes`]): this runs on the accept loop.
     fn refresh_gauges(&self) {
-        self.metrics.accounts_by_band(self.board.counts());
-        self.metrics.memory("board", self.board.approx_bytes() as u64);
+        if let Some((counts, bytes)) = self.board.try_counts_and_bytes() {
+            self.metrics.accounts_by_band(counts);
+            self.metrics.memory("board", bytes as u64);
+        }
         self.metrics.allocator();
         if let Some(s) = self.store.get() {
             self.metrics.state_size(s.size_bytes());
@@ -220,45 +241,107 @@ pub fn serve(listen: &str, shared: Arc<Shared>) -> Result<Server> {
             "http.max_connections lowered to half the open-file limit (raise `ulimit -n` to allow more)"
         );
     }
+    // With a token a rebinding page cannot read /v1, so the Host is checked only without one.
+    let hosts = shared.token.is_none().then(|| Arc::new(guard::AllowedHosts::new(&shared.allowed_hosts, addr)));
+    match &hosts {
+        Some(h) => tracing::info!(allowed_hosts = ?h.entries(), "no http.token: /v1 and the page answer only these Host values"),
+        None => tracing::debug!("http.token set: the Host header is not checked"),
+    }
+    let app = router(shared.clone(), hosts);
+    let server = start(listener, app, shared, limits)?;
+    tracing::info!(
+        %addr, header_timeout = ?limits.header_timeout, idle_timeout = ?limits.idle_timeout,
+        max_connections = limits.max_connections, query_threads = QUERY_THREADS, max_queries = MAX_QUERIES,
+        "HTTP port open (/metrics, /healthz, /readyz, /v1/accounts)"
+    );
+    Ok(server)
+}
+
+/// Serves `app` on `listener` (non-blocking) from a thread of its own, with up to
+/// [`QUERY_THREADS`] more for the `/v1` handlers ([`off_loop`]).
+fn start(listener: std::net::TcpListener, app: Router, shared: Arc<Shared>, limits: server::Limits) -> Result<Server> {
+    let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = router(shared.clone());
     let thread = std::thread::Builder::new().name("kizashi-http".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(QUERY_THREADS)
+            .thread_name("kizashi-http-query")
+            .build()
+            .expect("tokio runtime");
         rt.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => server::run(listener, app, shared, limits, rx).await,
                 Err(e) => tracing::error!(error = %e, "HTTP listener failed"),
             }
         });
+        // The connections are closed; a query still computing has nothing left to answer.
+        rt.shutdown_timeout(server::DRAIN);
     })?;
-    tracing::info!(
-        %addr, header_timeout = ?limits.header_timeout, idle_timeout = ?limits.idle_timeout,
-        max_connections = limits.max_connections, "HTTP port open (/metrics, /healthz, /readyz, /v1/accounts)"
-    );
     Ok(Server { addr, shutdown: Some(tx), thread: Some(thread) })
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The routes, under (from the outside in) the security headers, the request metrics and, when
+/// `hosts` is given, the `Host` check.
+pub fn router(shared: Arc<Shared>, hosts: Option<Arc<guard::AllowedHosts>>) -> Router {
     let v1 = Router::new()
         .route("/v1/accounts", get(queue))
         .route("/v1/accounts/{id}", get(account))
         .route("/v1/accounts/{id}/history", get(history))
         .route("/v1/summary", get(summary))
         .route("/v1/evaluation", get(evaluation::get))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), off_loop))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
-    Router::new()
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .merge(page::routes())
         .merge(v1)
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/accounts, /v1/accounts/{id}, /metrics, /healthz, /readyz") })
-        .layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see /v1/accounts, /v1/accounts/{id}, /metrics, /healthz, /readyz") });
+    if let Some(hosts) = hosts {
+        app = app.layer(middleware::from_fn_with_state(hosts, guard::check_host));
+    }
+    app.layer(middleware::from_fn_with_state(shared.clone(), observe))
+        .layer(middleware::map_response(guard::security_headers))
         .with_state(shared)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": status.canonical_reason().unwrap_or("error"), "message": message.into()}))).into_response()
+}
+
+/// Problems an error body names at most; the rest are counted ("and 2995 more"), so that a
+/// request of thousands of bad parameters cannot make an answer many times its own size.
+pub const MAX_PROBLEMS_SHOWN: usize = 5;
+
+/// The problems found in a request: the first [`MAX_PROBLEMS_SHOWN`], and how many more.
+#[derive(Debug, Default)]
+struct Problems {
+    shown: Vec<String>,
+    more: usize,
+}
+
+impl Problems {
+    fn push(&mut self, problem: String) {
+        if self.shown.len() < MAX_PROBLEMS_SHOWN {
+            self.shown.push(problem);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// `a; b; c`, then `; and N more` past the bound; `None` when there is no problem.
+    fn message(&self) -> Option<String> {
+        if self.shown.is_empty() {
+            return None;
+        }
+        let mut m = self.shown.join("; ");
+        if self.more > 0 {
+            m.push_str(&format!("; and {} more", self.more));
+        }
+        Some(m)
+    }
 }
 
 /// Counts and times every request by route.
@@ -276,6 +359,32 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
     let res = next.run(req).await;
     shared.metrics.http(route, res.status().as_u16(), started.elapsed().as_secs_f64());
     res
+}
+
+/// Runs a `/v1` handler on one of the runtime's blocking threads ([`QUERY_THREADS`]), off the
+/// thread that accepts connections and answers the probes: its sorting and RocksDB reads are
+/// synchronous. At most [`MAX_QUERIES`] are admitted at once (running or waiting for a thread);
+/// past that the answer is 503 with `Retry-After: 1`, counted in
+/// `kizashi_http_rejected_total{reason="busy"}`. Inside the token check, so that requests without
+/// the token take no slot.
+async fn off_loop(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let Ok(slot) = shared.queries.clone().try_acquire_owned() else {
+        shared.metrics.http_rejected("busy");
+        let mut res = error(StatusCode::SERVICE_UNAVAILABLE, format!("{MAX_QUERIES} queries are being answered; retry in a second"));
+        res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return res;
+    };
+    let rt = tokio::runtime::Handle::current();
+    // The handlers await nothing that needs the runtime's I/O or timers (they compute, read the
+    // store and return), so the blocking thread drives the handler itself.
+    let answered = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        rt.block_on(next.run(req))
+    });
+    answered.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "an API handler failed");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "answering the query failed; see the logs")
+    })
 }
 
 /// Checks the bearer token in constant time (when one is configured); logs each refusal.
@@ -372,7 +481,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 async fn account(State(shared): State<Arc<Shared>>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Response {
     let Ok(Path(id)) = path else { return error(StatusCode::BAD_REQUEST, "the account id in the path is not valid UTF-8") };
     let Some(entry) = shared.board.get(&id) else {
-        return error(StatusCode::NOT_FOUND, format!("unknown account `{id}`"));
+        return error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64)));
     };
     let Some(store) = shared.store.get() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is not open yet");
@@ -380,7 +489,7 @@ async fn account(State(shared): State<Arc<Shared>>, path: Result<Path<String>, a
     match store.get_account(entry.partition, &id) {
         Ok(Some(state)) => Json(account::detail(&id, entry.partition, &state, &shared.params)).into_response(),
         // Moved away between the two reads (a rebalance): as unknown here.
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown account `{id}`")),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64))),
         Err(e) => {
             tracing::error!(account = %id, error = %e, "reading account state for the API failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, "reading the account's state failed; see the logs")
@@ -393,7 +502,7 @@ type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection:
 async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
     let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Sort::Risk, false, 50usize, 0usize);
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     for (k, v) in &pairs {
         match k.as_str() {
             "band" => match v.as_str() {
@@ -433,8 +542,8 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
             )),
         }
     }
-    if !problems.is_empty() {
-        return error(StatusCode::BAD_REQUEST, problems.join("; "));
+    if let Some(message) = problems.message() {
+        return error(StatusCode::BAD_REQUEST, message);
     }
     let page = shared.board.select(&filter, sort, offset, limit);
     let next = (offset + page.items.len() < page.total).then_some(offset + page.items.len());
@@ -478,7 +587,8 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
         })
         .collect();
     if csv {
-        return ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], queue_csv(&rows)).into_response();
+        let headers = [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"kizashi-accounts.csv\"")];
+        return (headers, queue_csv(&rows)).into_response();
     }
     Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": rows})).into_response()
 }
@@ -532,6 +642,18 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// A text cell that came from outside (an account's id, name, segment, owner): one starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a `'` first, so that a spreadsheet shows it
+/// as text instead of running it as a formula (OWASP's advice for CSV injection); then quoted as
+/// [`csv_field`]. Numbers are ours and written as they are.
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_field(&format!("'{s}"))
+    } else {
+        csv_field(s)
+    }
+}
+
 /// The queue's rows as CSV: the account columns, then `<measure>` and `<measure>_points` for every
 /// measure any row's scorecard has, in the order first seen.
 fn queue_csv(rows: &[Value]) -> String {
@@ -550,13 +672,17 @@ fn queue_csv(rows: &[Value]) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    let cell = |v: &Value| match v {
+        Value::String(s) => csv_text(s),
+        other => csv_field(&text(other)),
+    };
     let mut out = cols.join(",");
     for m in &measures {
         out.push_str(&format!(",{m},{m}_points"));
     }
     out.push_str("\r\n");
     for r in rows {
-        let mut fields: Vec<String> = cols.iter().map(|c| csv_field(&text(&r[*c]))).collect();
+        let mut fields: Vec<String> = cols.iter().map(|c| cell(&r[*c])).collect();
         for m in &measures {
             let cell = r["measures"].as_array().and_then(|ms| ms.iter().find(|x| x["measure"] == m.as_str()));
             fields.push(cell.map(|c| text(&c["value"])).unwrap_or_default());
@@ -654,6 +780,107 @@ mod tests {
         assert_eq!(text.matches("\"a,1\"").count(), 1);
         assert!(text.contains("\"Q \"\"x\"\"\r\ny\""), "{text}");
         assert!(text.ends_with(",Ana,10.0,3,,inactive,0.5,10.0\r\n"), "{text}");
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_as_formulas_are_prefixed_with_a_quote() {
+        for (name, want) in [
+            ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tTab", "'\tTab"),
+            ("\rCR", "\"'\rCR\""),
+            ("Acme = Co", "Acme = Co"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_text(name), want, "{name:?}");
+        }
+        let rows = vec![json!({"rank": 1, "account_id": "-acct", "name": "=1+1", "score": -2.5, "band": "red", "segment": "@smb",
+            "owner": "+Ana", "arr": 10.0, "seats": 3, "renewal_date": null, "last_alert": null,
+            "measures": [{"measure": "usage_trend", "value": -0.5, "points": 0.0}]})];
+        let text = queue_csv(&rows);
+        let row = text.split("\r\n").nth(1).unwrap();
+        assert_eq!(row, "1,'-acct,'=1+1,-2.5,red,'@smb,'+Ana,10.0,3,,,-0.5,0.0", "text cells prefixed, numbers as they are");
+    }
+
+    #[test]
+    fn an_error_names_the_first_problems_and_counts_the_rest() {
+        let mut p = Problems::default();
+        assert_eq!(p.message(), None);
+        for i in 0..3 {
+            p.push(format!("p{i}"));
+        }
+        assert_eq!(p.message().unwrap(), "p0; p1; p2");
+        for i in 3..3000 {
+            p.push(format!("p{i}"));
+        }
+        assert_eq!(p.message().unwrap(), "p0; p1; p2; p3; p4; and 2995 more");
+    }
+
+    /// GET `path` on a new connection: the status and the lower-cased head.
+    fn get_head(addr: SocketAddr, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        c.read_to_string(&mut raw).unwrap_or_else(|e| panic!("no answer to {path} in 10 s: {e}"));
+        let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, raw.to_ascii_lowercase())
+    }
+
+    /// A `/v1` handler that blocks its thread (as a long sort or a slow RocksDB read would) does not
+    /// keep `/healthz` waiting, and one query past the bound gets a 503 with `Retry-After` at once.
+    #[test]
+    fn a_blocked_query_holds_neither_the_probes_nor_the_accept_loop_and_one_past_the_bound_gets_a_503() {
+        use std::io::{Read, Write};
+        let shared = Shared::new(&Settings::default());
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let app = Router::new()
+            .route(
+                "/v1/blocked",
+                get(move || {
+                    let gate = gate.clone();
+                    async move {
+                        let _ = gate.lock().unwrap().recv();
+                        "released"
+                    }
+                }),
+            )
+            .route_layer(middleware::from_fn_with_state(shared.clone(), off_loop))
+            .route("/healthz", get(|| async { "ok" }));
+        // All slots but one are taken: the blocked query takes the last.
+        let held = shared.queries.clone().try_acquire_many_owned(u32::try_from(MAX_QUERIES - 1).unwrap()).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let server = start(listener, app, shared.clone(), shared.limits).unwrap();
+        // Moved after the server, so that on a failed assertion the gate opens before the server
+        // is dropped (dropping a `Server` waits for its thread).
+        let release = release;
+        let mut blocked = std::net::TcpStream::connect(server.addr).unwrap();
+        write!(blocked, "GET /v1/blocked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let started = Instant::now();
+        while shared.queries.available_permits() > 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the query was not admitted");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for _ in 0..3 {
+            assert_eq!(get_head(server.addr, "/healthz").0, 200, "the probe answers while a query blocks its thread");
+        }
+        let (status, head) = get_head(server.addr, "/v1/blocked");
+        assert_eq!(status, 503, "{head}");
+        assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+        let metrics = shared.metrics.render();
+        assert!(metrics.lines().any(|l| l == "kizashi_http_rejected_total{reason=\"busy\"} 1"), "{metrics}");
+        release.send(()).unwrap();
+        blocked.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        blocked.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("released"), "{answer}");
+        drop(held);
+        assert_eq!(shared.queries.available_permits(), MAX_QUERIES, "every slot is given back");
     }
 
     #[test]

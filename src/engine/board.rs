@@ -216,6 +216,15 @@ impl<'a> Iterator for Ranked<'a> {
 }
 
 impl Inner {
+    /// See [`Board::approx_bytes`].
+    fn approx_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(CompactString, Box<Entry>)>() + 1;
+        let ranks = self.bands.iter().map(|b| b.len()).sum::<usize>();
+        self.by_id.capacity() * slot
+            + self.by_id.len() * crate::core::ids::alloc_bytes(std::mem::size_of::<Entry>())
+            + ranks * std::mem::size_of::<Rank>() * 3 / 2
+    }
+
     /// Scored accounts of `band` (or all) in risk order.
     fn ranked(&self, band: Option<Band>) -> Ranked<'_> {
         let sets = match band {
@@ -375,12 +384,15 @@ impl Board {
     /// two-thirds full); strings longer than CompactString keeps inline and alert lists are left
     /// out (a few percent).
     pub fn approx_bytes(&self) -> usize {
-        let inner = self.inner.read().expect("board lock");
-        let slot = std::mem::size_of::<(CompactString, Box<Entry>)>() + 1;
-        let ranks = inner.bands.iter().map(|b| b.len()).sum::<usize>();
-        inner.by_id.capacity() * slot
-            + inner.by_id.len() * crate::core::ids::alloc_bytes(std::mem::size_of::<Entry>())
-            + ranks * std::mem::size_of::<Rank>() * 3 / 2
+        self.inner.read().expect("board lock").approx_bytes()
+    }
+
+    /// [`Board::counts`] and [`Board::approx_bytes`] without waiting: `None` while the board is
+    /// being written or a writer waits (as one does behind a long query's read), so that
+    /// `/metrics`, answered on the HTTP accept loop, never waits behind a query.
+    pub fn try_counts_and_bytes(&self) -> Option<([usize; 4], usize)> {
+        let inner = self.inner.try_read().ok()?;
+        Some(([inner.bands[0].len(), inner.bands[1].len(), inner.bands[2].len(), inner.unscored], inner.approx_bytes()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -513,6 +525,18 @@ mod tests {
         assert_eq!(got, want.iter().map(|r| r.id.to_string()).collect::<Vec<_>>());
         let page = b.queue(None, None, 17, 5);
         assert_eq!(page.items.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), want[17..22].iter().map(|r| r.id.to_string()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_gauges_are_read_without_waiting_for_a_writer() {
+        let b = Board::default();
+        b.update([("a".into(), e(Some(10.0), Some(Band::Red), None, "smb")), ("b".into(), e(None, None, None, "smb"))]);
+        assert_eq!(b.try_counts_and_bytes(), Some((b.counts(), b.approx_bytes())));
+        assert_eq!(b.counts(), [1, 0, 0, 1]);
+        let writing = b.inner.write().unwrap();
+        assert_eq!(b.try_counts_and_bytes(), None, "the board is being written: no wait, no figures");
+        drop(writing);
+        assert!(b.try_counts_and_bytes().is_some());
     }
 
     /// A bulk load gives the same board as updates one by one, also over accounts already there.

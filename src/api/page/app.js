@@ -80,10 +80,15 @@ function measureColour(points) {
 
 // ---- routing: #/account/<id>, or the queue's state as #sort=..&owner=..&offset=.. ----
 
+// A hash is typed, pasted or linked from anywhere: one that does not decode (`%E0%A4%A`) is a
+// "bad link" view with a message, never an exception that leaves the page blank.
 function route() {
   const h = location.hash || "#/";
   const m = h.match(/^#\/account\/(.+)$/);
-  if (m) return { view: "account", id: decodeURIComponent(m[1]) };
+  if (m) {
+    try { return { view: "account", id: decodeURIComponent(m[1]) }; }
+    catch (_) { return { view: "badlink" }; }
+  }
   return { view: "queue", params: new URLSearchParams(h.replace(/^#\/?\??/, "")) };
 }
 
@@ -244,6 +249,12 @@ function historyChart(days, alerts) {
   return svg;
 }
 
+function renderBadLink() {
+  $("account").replaceChildren(el("a", { href: lastQueueHash, id: "back" }, "← Back to the queue"),
+    el("p", { class: "error", id: "badlink" }, "This address does not name an account: its account id is not validly encoded."));
+  document.title = "kizashi — account health";
+}
+
 async function renderAccount(id) {
   const view = $("account");
   const [{ status, body: a }, hist] = await Promise.all([
@@ -335,10 +346,13 @@ async function renderOnce() {
     const r = route();
     try {
       $("queue").hidden = r.view !== "queue";
-      $("account").hidden = r.view !== "account";
+      $("account").hidden = r.view === "queue";
       if (r.view === "queue") {
         document.title = "kizashi — account health";
         await Promise.all([renderStrip(), renderQueue(r.params)]);
+      } else if (r.view === "badlink") {
+        renderBadLink();
+        await renderStrip();
       } else {
         await Promise.all([renderStrip(), renderAccount(r.id)]);
       }
