@@ -276,7 +276,8 @@ fn a_decline_that_keeps_filing_tickets_gets_usage_drop_within_a_week() {
     assert!((fell..=fell + 7).contains(&day), "usage_drop on day {} of the fall", day - fell);
     assert_ne!(drop.band.name(), "green", "{drop:?}");
     assert!(!h.alerts.iter().any(|a| names(a, "silent_decline")), "tickets were filed: {:?}", h.alerts);
-    assert!(drop.summary.starts_with("Usage below 50% of its own norm"), "{}", drop.summary);
+    assert!(drop.summary.starts_with("Usage over the last"), "{}", drop.summary);
+    assert!(drop.summary.contains("its weeks usually swing ±"), "how unusual it is: {}", drop.summary);
     assert_ne!(band_at(&h, "busy", ms(fell + 7, 23)), Some("green"));
 }
 
@@ -303,7 +304,7 @@ fn a_customer_who_never_activates_is_seen_on_the_account_record_alone() {
     assert!(!h.scores.is_empty() && h.scores.iter().all(|s| s.band.name() == "red"), "{:?}", h.scores.iter().map(|s| s.score).collect::<Vec<_>>());
     // The onboarding scorecard ended by the clock, on day 30, with no event.
     let last = h.scores.iter().rev().find(|s| s.account_id == "ghost").unwrap();
-    assert_eq!(last.scorecard, "default@2", "{last:?}");
+    assert_eq!(last.scorecard, "default@3", "{last:?}");
 }
 
 #[test]
@@ -319,9 +320,11 @@ fn a_customer_signed_weeks_ago_and_never_seen_is_not_activated_at_once() {
 #[test]
 fn an_account_red_from_the_start_raises_one_alert_that_says_so() {
     let mut h = Harness::new(&Settings::default());
-    // 100 seats, 2 users: red from its first full week, long before alerts may fire.
+    // 100 seats, 2 users: red from its first full week, long before alerts may fire. (Its trends
+    // get data in its fourth week and lift it to yellow; once its 30-day seat utilisation has
+    // data, 2% is critical and it is red again: another transition, another alert.)
     h.feed(account("thin", Some(100), ms(DAY0, 0)));
-    active_days(&mut h, "thin", DAY0..DAY0 + 40, 2, 1);
+    active_days(&mut h, "thin", DAY0..DAY0 + 20, 2, 1);
     assert!(h.scores.iter().any(|s| s.band.name() == "red" && day_of(s.event_time_ms) < DAY0 + 14));
     let red = h.alerts_of("entered_red");
     assert_eq!(red.len(), 1, "{:?}", h.alerts);
@@ -451,4 +454,97 @@ mod properties {
             prop_assert!(!(base.is_some() && more.is_none()), "usage never unscores an account");
         }
     }
+}
+
+fn urgent(account: &str, ticket: &str, ts: i64) -> Event<'static> {
+    Event::Support(SupportEvent {
+        account_id: Cow::Owned(account.into()),
+        ticket_id: Cow::Owned(ticket.into()),
+        kind: TicketKind::Opened,
+        priority: Some(Priority::Urgent),
+        csat: None,
+        nps: None,
+        ts_ms: ts,
+        event_id: None,
+    })
+}
+
+/// `users` users on every weekday of `days`, each week's usage scaled by `level(week)` (users
+/// beyond the share kept sit the week out).
+fn weekdays(h: &mut Harness, acct: &str, days: std::ops::Range<i32>, users: usize, level: impl Fn(i32) -> f64) {
+    for d in days {
+        if matches!(d.rem_euclid(7), 2 | 3) {
+            continue;
+        }
+        let n = (users as f64 * level((d - DAY0) / 7)).round() as usize;
+        active_days(h, acct, d..d + 1, n, 6);
+    }
+}
+
+#[test]
+fn a_support_crisis_holds_a_heavy_user_out_of_green_and_renewal_at_risk_says_why() {
+    let mut h = Harness::new(&Settings::default());
+    h.feed(signed("crisis", 12, DAY0 - 400, Some(DAY0 + 80), ms(DAY0, 0)));
+    weekdays(&mut h, "crisis", DAY0..DAY0 + 28, 11, |_| 1.0);
+    assert_eq!(band_at(&h, "crisis", ms(DAY0 + 27, 23)), Some("green"), "heavy, steady use: {:?}", h.scores.last());
+    // Three urgent tickets are opened and left open; usage goes on as before.
+    let start = DAY0 + 28;
+    for i in 0..3 {
+        h.feed(urgent("crisis", &format!("U{i}"), ms(start, 9 + i)));
+    }
+    weekdays(&mut h, "crisis", start..start + 21, 11, |_| 1.0);
+    assert_eq!(band_at(&h, "crisis", ms(start + 6, 23)), Some("green"), "not yet a week old");
+    for d in start + 8..start + 21 {
+        assert_eq!(band_at(&h, "crisis", ms(d, 23)), Some("yellow"), "day {}: urgent tickets a week old", d - start);
+    }
+    let renewal = h.alerts_of("renewal_at_risk");
+    assert_eq!(renewal.len(), 1, "{:?}", h.alerts);
+    assert!(renewal[0].summary.contains("held out of green by support (3 urgent tickets open, the oldest for"), "{}", renewal[0].summary);
+    assert!(day_of(renewal[0].event_time_ms) <= start + 8, "{:?}", renewal[0]);
+}
+
+#[test]
+fn a_champion_going_quiet_while_the_others_go_on_is_its_own_alert() {
+    let mut h = Harness::new(&Settings::default());
+    h.feed(signed("champ", 10, DAY0 - 400, None, ms(DAY0, 0)));
+    let left = DAY0 + 42;
+    for d in DAY0..DAY0 + 70 {
+        if matches!(d.rem_euclid(7), 2 | 3) {
+            continue;
+        }
+        // u0 and u1 every weekday until they leave; the eight others one weekday in four.
+        for u in 0..10 {
+            let on = if u < 2 { d < left } else { (d + u as i32) % 4 == 0 };
+            if on {
+                h.feed(usage("champ", u, u % 5, ms(d, 10)));
+            }
+        }
+    }
+    h.advance(ms(DAY0 + 70, 12));
+    let quiet = h.alerts.iter().find(|a| names(a, "champion_quiet")).unwrap_or_else(|| panic!("no champion_quiet: {:?}", h.alerts));
+    let day = day_of(quiet.event_time_ms) - left;
+    assert!((12..=14).contains(&day), "twelve days of silence, seen on day {day}");
+    let a = h.alerts.iter().find(|a| a.rule.name() == "champion_quiet").expect("its own alert or the first");
+    assert!(a.summary.contains("(u0, u1)") && a.summary.contains("while the others go on"), "{}", a.summary);
+    assert!(h.alerts.iter().all(|a| day_of(a.event_time_ms) >= left), "nothing before they left: {:?}", h.alerts);
+}
+
+#[test]
+fn weeks_that_swing_a_quarter_either_way_raise_no_alert_and_a_sharp_fall_does_within_days() {
+    let mut h = Harness::new(&Settings::default());
+    h.feed(signed("swing", 60, DAY0 - 400, None, ms(DAY0, 0)));
+    h.feed(signed("falls", 60, DAY0 - 400, None, ms(DAY0, 0)));
+    // Busy and slow weeks: 75%, 125%, 100%, 80%, ... of 40 users.
+    let swing = |w: i32| [0.75, 1.25, 1.0, 0.8, 1.2, 0.9, 1.1, 0.75, 1.25, 1.0][w.rem_euclid(10) as usize];
+    weekdays(&mut h, "swing", DAY0..DAY0 + 70, 40, swing);
+    assert!(h.alerts.iter().all(|a| a.account_id != "swing"), "a steady account's swings: {:?}", h.alerts);
+    // The same, until a Monday on which two thirds of the usage go.
+    let fell = DAY0 + 51;
+    assert_eq!(fell.rem_euclid(7), 4, "a Monday");
+    weekdays(&mut h, "falls", DAY0..fell, 40, swing);
+    weekdays(&mut h, "falls", fell..fell + 14, 40, |w| swing(w) / 3.0);
+    let drop = h.alerts.iter().find(|a| a.account_id == "falls" && names(a, "usage_drop")).expect("usage_drop");
+    let day = day_of(drop.event_time_ms) - fell;
+    assert!(day <= 5, "a sharp fall in a 60-seat account is seen within days, not on day {day}");
+    assert_ne!(band_at(&h, "falls", ms(fell + 13, 23)), Some("green"), "a fall that goes on is never green");
 }

@@ -326,9 +326,11 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     };
     let drop = baseline_values.as_ref().and_then(|b| card.drop_like_for_like(b, &values));
     // A small account's score swings with one person's week off: a drop counts once it is
-    // `score_drop.points` and beyond the score's own usual spread.
+    // `score_drop.points` and beyond the score's own usual spread; without two weeks of score
+    // history before the window that spread is unknown, and a drop is no evidence yet
+    // (`usage_drop` judges a young account's usage against its own norm meanwhile).
     let drop_needed = score_spread(&state.score.history, now_day, a.score_drop.days as i32)
-        .map_or(a.score_drop.points, |sd| a.score_drop.points.max(SCORE_DROP_SPREADS * sd));
+        .map_or(f64::INFINITY, |sd| a.score_drop.points.max(SCORE_DROP_SPREADS * sd));
     let score_drop_days = run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= drop_needed), now_day);
     let seat_use = values[Measure::SeatUtilization as usize];
     let expansion_days =
@@ -507,4 +509,21 @@ pub fn next_due(state: &AccountState, now_ms: i64, p: &Params) -> Option<i64> {
         }
     }
     due
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::HistoryDay;
+
+    #[test]
+    fn the_score_spread_comes_from_the_four_weeks_before_the_window() {
+        let day = |d: i32, tenths: u16| HistoryDay { day: d, tenths, band: Band::Green, alerts: 0 };
+        // Days 0..=27 alternate 60 and 80; the last 14 days (28..=41) are at 0 and not counted.
+        let h: std::collections::VecDeque<HistoryDay> =
+            (0..28).map(|d| day(d, if d % 2 == 0 { 600 } else { 800 })).chain((28..42).map(|d| day(d, 0))).collect();
+        let sd = score_spread(&h, 42, 14).unwrap();
+        assert!((sd - 10.18).abs() < 0.01, "{sd}");
+        assert_eq!(score_spread(&h, 30, 14), None, "fewer than 14 days before the window");
+    }
 }

@@ -311,6 +311,42 @@ mod tests {
         assert_eq!(b.next(Some(Band::Green), &Scored { any_red: true, critical_red: true, ..s(90.0) }), Band::Red);
     }
 
+    #[test]
+    fn a_support_crisis_is_named_by_what_holds_it() {
+        use crate::event::{Event, SupportEvent, TicketKind};
+        let cap = SupportCap { urgent_open: 2, urgent_after_ms: 7 * DAY_MS, csat_at_most: 2.5, csat_answers: 2 };
+        let p = StateParams { retention_days: 90, max_open_tickets: 100, dedup_window_ms: 0, max_account_bytes: 1 << 20 };
+        let mut s = AccountState::default();
+        let day = 20_000;
+        let ticket = |id: &str, kind, priority, csat, ts| {
+            Event::Support(SupportEvent {
+                account_id: "a".into(),
+                ticket_id: id.to_string().into(),
+                kind,
+                priority,
+                csat,
+                nps: None,
+                ts_ms: ts,
+                event_id: None,
+            })
+        };
+        let at = |d: i32| i64::from(d) * DAY_MS;
+        s.apply(&ticket("u1", TicketKind::Opened, Some(crate::event::Priority::Urgent), None, at(day)), day, &p);
+        assert_eq!(cap.trouble(&s, at(day + 10)), None, "one urgent ticket is not a crisis");
+        s.apply(&ticket("u2", TicketKind::Opened, Some(crate::event::Priority::Urgent), None, at(day + 1)), day + 1, &p);
+        assert_eq!(cap.trouble(&s, at(day + 6)), None, "not yet a week old");
+        let t = cap.trouble(&s, at(day + 7)).expect("two urgent tickets, the oldest a week old");
+        assert_eq!(t.urgent, Some((2, 7)));
+        assert_eq!(t.words(), "2 urgent tickets open, the oldest for 7 days");
+        let mut s = AccountState::default();
+        s.apply(&ticket("c1", TicketKind::Csat, None, Some(2), at(day)), day, &p);
+        assert_eq!(cap.trouble(&s, at(day + 1)), None, "one answer");
+        s.apply(&ticket("c2", TicketKind::Csat, None, Some(3), at(day + 1)), day + 1, &p);
+        let t = cap.trouble(&s, at(day + 2)).expect("CSAT 2.5 from 2 answers");
+        assert_eq!(t.words(), "CSAT 2.5 from 2 answers");
+        assert_eq!(cap.trouble(&s, at(day + 95)), None, "answers older than 90 days");
+    }
+
     proptest! {
         #[test]
         fn score_is_always_within_0_and_100(
