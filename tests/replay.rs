@@ -231,10 +231,11 @@ fn default_scorecards_lead_on_the_generated_population() {
     for p in ["declining", "declining_with_tickets"] {
         let r = row(p);
         assert!(r.fell >= 10, "{r:?}");
-        // The misses are accounts of a handful of users, whose week-to-week chance swings hide a
-        // fall for some days (a trend needs evidence, see `TREND_PRIOR_*`).
-        assert!(share(r.flagged_within_7d, r.fell) >= 0.9, "{p}: yellow or red within 7 days of falling below half its norm: {r:?}");
-        assert!(share(r.alerted_within_7d, r.fell) >= 0.8, "{p}: alerted within 7 days: {r:?}");
+        // The misses are accounts of a handful of users, whose week-to-week swings (±20% in this
+        // mix, by design) hide a fall for some days: a fall must be 3 standard deviations of the
+        // account's own noise (docs/scoring.md, where this mix's figures before and after are).
+        assert!(share(r.flagged_within_7d, r.fell) >= 0.75, "{p}: yellow or red within 7 days of falling below half its norm: {r:?}");
+        assert!(share(r.alerted_within_7d, r.fell) >= 0.6, "{p}: alerted within 7 days: {r:?}");
         assert_eq!(r.final_bands[2] + r.final_bands[3], 0, "{p}: ends red or yellow: {r:?}");
     }
     assert!(row("declining_with_tickets").rules.get("usage_drop").copied().unwrap_or(0) > 0);

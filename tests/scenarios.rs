@@ -494,13 +494,15 @@ fn a_support_crisis_holds_a_heavy_user_out_of_green_and_renewal_at_risk_says_why
     }
     weekdays(&mut h, "crisis", start..start + 21, 11, |_| 1.0);
     assert_eq!(band_at(&h, "crisis", ms(start + 6, 23)), Some("green"), "not yet a week old");
-    for d in start + 8..start + 21 {
+    // The tickets were opened on a Saturday: a week later is a weekend without events, so the
+    // account is next scored on the Monday (stream time moves with the events).
+    for d in start + 9..start + 21 {
         assert_eq!(band_at(&h, "crisis", ms(d, 23)), Some("yellow"), "day {}: urgent tickets a week old", d - start);
     }
     let renewal = h.alerts_of("renewal_at_risk");
     assert_eq!(renewal.len(), 1, "{:?}", h.alerts);
     assert!(renewal[0].summary.contains("held out of green by support (3 urgent tickets open, the oldest for"), "{}", renewal[0].summary);
-    assert!(day_of(renewal[0].event_time_ms) <= start + 8, "{:?}", renewal[0]);
+    assert_eq!(day_of(renewal[0].event_time_ms), start + 9, "the first scoring after the week: {:?}", renewal[0]);
 }
 
 #[test]
@@ -526,7 +528,8 @@ fn a_champion_going_quiet_while_the_others_go_on_is_its_own_alert() {
     assert!((12..=14).contains(&day), "twelve days of silence, seen on day {day}");
     let a = h.alerts.iter().find(|a| a.rule.name() == "champion_quiet").expect("its own alert or the first");
     assert!(a.summary.contains("(u0, u1)") && a.summary.contains("while the others go on"), "{}", a.summary);
-    assert!(h.alerts.iter().all(|a| day_of(a.event_time_ms) >= left), "nothing before they left: {:?}", h.alerts);
+    let risk = |a: &&Alert| a.rule.kind() == kizashi::core::alerts::AlertKind::Risk;
+    assert!(h.alerts.iter().filter(risk).all(|a| day_of(a.event_time_ms) >= left), "nothing before they left: {:?}", h.alerts);
 }
 
 #[test]
@@ -534,17 +537,19 @@ fn weeks_that_swing_a_quarter_either_way_raise_no_alert_and_a_sharp_fall_does_wi
     let mut h = Harness::new(&Settings::default());
     h.feed(signed("swing", 60, DAY0 - 400, None, ms(DAY0, 0)));
     h.feed(signed("falls", 60, DAY0 - 400, None, ms(DAY0, 0)));
-    // Busy and slow weeks: 75%, 125%, 100%, 80%, ... of 40 users.
+    // Busy and slow weeks: 75%, 125%, 100%, 80%, ... of 40 users; the second account the same
+    // until a Monday on which two thirds of its usage go. Both fed day by day (one stream time).
     let swing = |w: i32| [0.75, 1.25, 1.0, 0.8, 1.2, 0.9, 1.1, 0.75, 1.25, 1.0][w.rem_euclid(10) as usize];
-    weekdays(&mut h, "swing", DAY0..DAY0 + 70, 40, swing);
-    assert!(h.alerts.iter().all(|a| a.account_id != "swing"), "a steady account's swings: {:?}", h.alerts);
-    // The same, until a Monday on which two thirds of the usage go.
     let fell = DAY0 + 51;
     assert_eq!(fell.rem_euclid(7), 4, "a Monday");
-    weekdays(&mut h, "falls", DAY0..fell, 40, swing);
-    weekdays(&mut h, "falls", fell..fell + 14, 40, |w| swing(w) / 3.0);
-    let drop = h.alerts.iter().find(|a| a.account_id == "falls" && names(a, "usage_drop")).expect("usage_drop");
+    for d in DAY0..DAY0 + 70 {
+        weekdays(&mut h, "swing", d..d + 1, 40, swing);
+        weekdays(&mut h, "falls", d..d + 1, 40, |w| if d < fell { swing(w) } else { swing(w) / 3.0 });
+    }
+    assert!(h.alerts.iter().all(|a| a.account_id != "swing"), "a steady account's swings: {:?}", h.alerts);
+    let drop = h.alerts.iter().find(|a| a.account_id == "falls" && names(a, "usage_drop")).unwrap_or_else(|| panic!("usage_drop: {:?}", h.alerts));
     let day = day_of(drop.event_time_ms) - fell;
     assert!(day <= 5, "a sharp fall in a 60-seat account is seen within days, not on day {day}");
-    assert_ne!(band_at(&h, "falls", ms(fell + 13, 23)), Some("green"), "a fall that goes on is never green");
+    assert!(h.alerts.iter().filter(|a| a.account_id == "falls").all(|a| day_of(a.event_time_ms) >= fell), "{:?}", h.alerts);
+    assert_ne!(band_at(&h, "falls", ms(DAY0 + 69, 23)), Some("green"), "a fall that goes on is never green");
 }

@@ -524,6 +524,7 @@ mod tests {
             (0..28).map(|d| day(d, if d % 2 == 0 { 600 } else { 800 })).chain((28..42).map(|d| day(d, 0))).collect();
         let sd = score_spread(&h, 42, 14).unwrap();
         assert!((sd - 10.18).abs() < 0.01, "{sd}");
-        assert_eq!(score_spread(&h, 30, 14), None, "fewer than 14 days before the window");
+        assert_eq!(score_spread(&h, 27, 14), None, "13 days before the window");
+        assert!(score_spread(&h, 28, 14).is_some(), "14 days before the window");
     }
 }
