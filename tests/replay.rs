@@ -236,7 +236,10 @@ fn default_scorecards_lead_on_the_generated_population() {
         // account's own noise (docs/scoring.md, where this mix's figures before and after are).
         assert!(share(r.flagged_within_7d, r.fell) >= 0.75, "{p}: yellow or red within 7 days of falling below half its norm: {r:?}");
         assert!(share(r.alerted_within_7d, r.fell) >= 0.6, "{p}: alerted within 7 days: {r:?}");
-        assert_eq!(r.final_bands[2] + r.final_bands[3], 0, "{p}: ends red or yellow: {r:?}");
+        // At most one: a decline that reached its floor four weeks before the end has half of its
+        // norm's weeks at the new level (a 70-day population has eight weeks of norm at most),
+        // and its trends read it as its new normal (docs/scoring.md).
+        assert!(r.final_bands[2] + r.final_bands[3] <= 1, "{p}: ends red or yellow: {r:?}");
     }
     assert!(row("declining_with_tickets").rules.get("usage_drop").copied().unwrap_or(0) > 0);
     let shelf = row("shelfware");

@@ -336,6 +336,12 @@ impl Lane {
                 segment: state.facts.segment.clone(),
                 scorecard: state.score.scorecard.clone(),
                 measures: card.map(|c| ScoreUpdate::measures(c, &last.values.to_array())).unwrap_or_default(),
+                shortfall: card
+                    .map(|c| {
+                        let absent = crate::core::measures::usage_known_absent(&state, crate::event::timestamp::day_of(last.at_ms), params.state.retention_days);
+                        crate::core::alerts::shortfall(c, &last.values.to_array(), absent)
+                    })
+                    .unwrap_or_default(),
                 event_time_ms: last.at_ms,
                 emitted_at_ms: last.at_ms,
             };

@@ -230,6 +230,8 @@ pub struct Alert {
     /// When the alert left kizashi (wall clock in the pipeline; stream time in `replay`).
     pub emitted_at_ms: i64,
     pub explanation: Vec<ExplanationItem>,
+    /// What keeps the score from 100 (see `ScoreUpdate::shortfall`).
+    pub shortfall: Vec<Shortfall>,
     pub summary: String,
 }
 
@@ -252,6 +254,7 @@ struct AlertJson<'a> {
     event_time: String,
     emitted_at: String,
     explanation: &'a [ExplanationItem],
+    shortfall: &'a [Shortfall],
     summary: &'a str,
 }
 
@@ -276,6 +279,7 @@ impl Alert {
             event_time: format_ms(self.event_time_ms),
             emitted_at: format_ms(self.emitted_at_ms),
             explanation: &self.explanation,
+            shortfall: &self.shortfall,
             summary: &self.summary,
         })
         .expect("alert serialises")
@@ -302,8 +306,45 @@ pub struct ScoreUpdate {
     pub segment: Option<String>,
     pub scorecard: String,
     pub measures: Vec<MeasureScore>,
+    /// What keeps the score from 100: points lost per measure, largest first.
+    pub shortfall: Vec<Shortfall>,
     pub event_time_ms: i64,
     pub emitted_at_ms: i64,
+}
+
+/// Score points one measure costs the account: what keeps its score from 100.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Shortfall {
+    pub measure: &'static str,
+    /// Score points lost through this measure (0–100 over all of them; they add up to
+    /// `100 - score`, within rounding).
+    pub points: f64,
+}
+
+/// Points lost per measure of `card` at `values`, largest first (ties by name), those above
+/// 0.05 only. Measures without data are left out as the score leaves them out, except the usage
+/// measures of an account known to have no usage (`no_usage`), which count 0 points in the score
+/// and so lose their whole weight here.
+pub fn shortfall(card: &Card, values: &MeasureValues, no_usage: bool) -> Vec<Shortfall> {
+    let counted = |i: &&crate::core::scorecard::CardItem| {
+        values[i.measure as usize].is_some() || (no_usage && i.measure.category() == super::measures::Category::Usage)
+    };
+    let weights: f64 = card.items.iter().filter(counted).map(|i| i.weight).sum();
+    if weights <= 0.0 {
+        return Vec::new();
+    }
+    let mut out: Vec<Shortfall> = card
+        .items
+        .iter()
+        .filter(counted)
+        .map(|i| {
+            let points = values[i.measure as usize].map_or(0.0, |v| i.points(v));
+            Shortfall { measure: i.measure.name(), points: round1(i.weight * (100.0 - points) / weights) + 0.0 }
+        })
+        .filter(|s| s.points > 0.05)
+        .collect();
+    out.sort_by(|a, b| b.points.total_cmp(&a.points).then(a.measure.cmp(b.measure)));
+    out
 }
 
 #[derive(Serialize)]
@@ -314,6 +355,7 @@ struct ScoreJson<'a> {
     segment: Option<&'a str>,
     scorecard: &'a str,
     measures: &'a [MeasureScore],
+    shortfall: &'a [Shortfall],
     event_time: String,
     emitted_at: String,
 }
@@ -327,6 +369,7 @@ impl ScoreUpdate {
             segment: self.segment.as_deref(),
             scorecard: &self.scorecard,
             measures: &self.measures,
+            shortfall: &self.shortfall,
             event_time: format_ms(self.event_time_ms),
             emitted_at: format_ms(self.emitted_at_ms),
         })
@@ -483,6 +526,33 @@ mod tests {
     use super::*;
     use crate::core::measures::N_MEASURES;
     use crate::core::scorecard::CardItem;
+
+    #[test]
+    fn the_shortfall_says_what_keeps_the_score_from_100_and_adds_up() {
+        let card = Card {
+            id: "c@1".into(),
+            items: vec![
+                CardItem { measure: Measure::SeatUtilization, weight: 25.0, red: 0.2, green: 0.6, critical: false },
+                CardItem { measure: Measure::UsageTrend, weight: 25.0, red: 0.45, green: 0.95, critical: false },
+                CardItem { measure: Measure::OpenUrgentTickets, weight: 10.0, red: 3.0, green: 0.0, critical: false },
+                CardItem { measure: Measure::Csat90d, weight: 10.0, red: 2.5, green: 4.5, critical: false },
+            ],
+        };
+        let mut v = [None; N_MEASURES];
+        v[Measure::SeatUtilization as usize] = Some(0.3);
+        v[Measure::UsageTrend as usize] = Some(1.0);
+        v[Measure::OpenUrgentTickets as usize] = Some(2.0);
+        let s = shortfall(&card, &v, false);
+        assert_eq!(s.iter().map(|x| x.measure).collect::<Vec<_>>(), ["seat_utilization", "open_urgent_tickets"], "largest first, none for a full measure");
+        let score = card.score(&v, false).unwrap().score;
+        let lost: f64 = s.iter().map(|x| x.points).sum();
+        assert!((100.0 - score - lost).abs() < 0.11, "{score} + {lost}");
+        // Known unused: the usage measures without data lose their whole weight, as in the score.
+        let mut none = [None; N_MEASURES];
+        none[Measure::OpenUrgentTickets as usize] = Some(0.0);
+        let s = shortfall(&card, &none, true);
+        assert_eq!(s.iter().map(|x| (x.measure, x.points)).collect::<Vec<_>>(), [("seat_utilization", 41.7), ("usage_trend", 41.7)]);
+    }
 
     #[test]
     fn explanation_is_sorted_by_damage_and_summarised() {

@@ -204,17 +204,20 @@ fn decline_words(d: Option<Decline>) -> String {
 }
 
 /// "2 of the account's 3 most engaged users (u-1, u-7) have not been seen for 12 days while the
-/// others go on; they made 46% of its activity".
+/// others go on (46% of its activity)".
 fn champion_words(q: Option<&QuietChampions>, days: u32) -> String {
     let Some(q) = q else { return "the account's most engaged users went quiet".into() };
-    let mut names: Vec<&str> = q.quiet.iter().take(3).map(|c| c.user_id.as_str()).collect();
-    let more = q.quiet.len().saturating_sub(names.len());
+    let names: Vec<&str> = q.quiet.iter().take(3).map(|c| c.user_id.as_str()).collect();
+    let more = q.quiet.len() - names.len();
     let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-    names.truncate(3);
+    let who = match (q.quiet.len(), q.champions) {
+        (1, 1) => "the account's most engaged user".to_string(),
+        (n, c) if n == c => format!("the account's {n} most engaged users"),
+        (n, c) => format!("{n} of the account's {c} most engaged users"),
+    };
+    let verb = if q.quiet.len() == 1 { "has" } else { "have" };
     format!(
-        "{} of the account's {} most engaged users ({}{more}) have not been seen for {days} days while the others go on; they made {:.0}% of its activity",
-        q.quiet.len(),
-        q.champions,
+        "{who} ({}{more}) {verb} not been seen for {days} days while the others go on ({:.0}% of its activity)",
         names.join(", "),
         q.share * 100.0
     )
@@ -278,7 +281,7 @@ fn run_since(mark: &mut Option<i32>, holds: bool, day: i32) -> i32 {
 pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Params) -> Evaluation {
     let now_day = day_of(now_ms);
     state.advance(now_day, &p.state);
-    let (values, trends) = measures::compute_with_trends(state, now_ms, &p.measures);
+    let (values, decline) = measures::compute_with_trends(state, now_ms, &p.measures);
     let card = p.card_for(state, now_ms);
     let mut out = Evaluation::default();
     let horizon = now_day - p.state.retention_days as i32 + 1;
@@ -288,7 +291,6 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     };
     let a = &p.alerts;
     let trouble = p.support_cap.and_then(|c| c.trouble(state, now_ms));
-    let decline = super::noise::decline(&trends.events, &trends.users);
     // A fall: strong enough evidence over some window, and the last working day still low (a
     // dip that is over, a holiday, a past quiet week still inside the 14 days, is no fall).
     let falling = decline.is_some_and(|d| {
@@ -329,9 +331,11 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     // `score_drop.points` and beyond the score's own usual spread; without two weeks of score
     // history before the window that spread is unknown, and a drop is no evidence yet
     // (`usage_drop` judges a young account's usage against its own norm meanwhile).
-    let drop_needed = score_spread(&state.score.history, now_day, a.score_drop.days as i32)
-        .map_or(f64::INFINITY, |sd| a.score_drop.points.max(SCORE_DROP_SPREADS * sd));
-    let score_drop_days = run_since(&mut state.score.score_drop_since, drop.is_some_and(|d| d >= drop_needed), now_day);
+    let dropped = drop.is_some_and(|d| {
+        d >= a.score_drop.points
+            && score_spread(&state.score.history, now_day, a.score_drop.days as i32).is_some_and(|sd| d >= SCORE_DROP_SPREADS * sd)
+    });
+    let score_drop_days = run_since(&mut state.score.score_drop_since, dropped, now_day);
     let seat_use = values[Measure::SeatUtilization as usize];
     let expansion_days =
         run_since(&mut state.score.expansion_since, seat_use.is_some_and(|v| v >= a.expansion.seat_share), now_day);
@@ -423,6 +427,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             emitted_at_ms: now_ms,
             summary: text,
             explanation,
+            shortfall: super::alerts::shortfall(card, &values, scored.no_usage),
         };
         let mut cut = alert.summary.len().min(super::state::ALERT_SUMMARY_BYTES);
         while !alert.summary.is_char_boundary(cut) {
@@ -452,6 +457,7 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             segment: state.facts.segment.clone(),
             scorecard: card.id.clone(),
             measures: ScoreUpdate::measures(card, &values),
+            shortfall: super::alerts::shortfall(card, &values, scored.no_usage),
             event_time_ms: now_ms,
             emitted_at_ms: now_ms,
         });

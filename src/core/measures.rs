@@ -199,43 +199,62 @@ pub struct Trends {
 }
 
 impl Trends {
-    pub fn of(s: &AccountState, now: i32) -> Trends {
+    /// `retention_days`: days before the retention horizon are pruned, so they are no data
+    /// (not days without usage).
+    pub fn of(s: &AccountState, now: i32, retention_days: u32) -> Trends {
+        let first = s.first_day.map(|f| f.max(now - retention_days as i32 + 1));
         Trends {
-            events: noise::usage(s.first_day, now, EVENT_DISPERSION, |d| s.usage.get(d)),
-            users: noise::usage(s.first_day, now, 1.0, |d| s.users.daily(d)),
+            events: noise::usage(first, now, EVENT_DISPERSION, |d| s.usage.get(d)),
+            users: noise::usage(first, now, 1.0, |d| s.users.daily(d)),
         }
+    }
+}
+
+/// What a day's usage evidence gives the measures and the rules: the two trend measures and the
+/// strongest evidence of a fall.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DailyUsage {
+    pub usage_trend: Option<f64>,
+    pub active_users_trend: Option<f64>,
+    pub decline: Option<noise::Decline>,
+}
+
+impl DailyUsage {
+    pub fn of(s: &AccountState, now: i32, retention_days: u32) -> DailyUsage {
+        let t = Trends::of(s, now, retention_days);
+        DailyUsage { usage_trend: trend(&t.events), active_users_trend: trend(&t.users), decline: noise::decline(&t.events, &t.users) }
     }
 
     /// `of`, kept in the state's memo for the rest of the day: the windows end with the last
     /// complete day, so only a new day or a late event (a past day's count moved, which clears
     /// the memo) can change them, and a busy account is re-scored many times a day.
-    pub fn memo(s: &AccountState, now: i32) -> Trends {
+    pub fn memo(s: &AccountState, now: i32, retention_days: u32) -> DailyUsage {
         if let Some((day, t)) = s.trends_memo.get() {
             if day == now {
                 return t;
             }
         }
-        let t = Trends::of(s, now);
+        let t = DailyUsage::of(s, now, retention_days);
         s.trends_memo.set(now, t);
         t
     }
 }
 
-/// The last `Trends` of an account and the day they are for: a cache, never stored, equal to any
-/// other (a state's contents do not include it).
+/// The day's `DailyUsage` of an account and the day it is for: a cache, never stored, equal to
+/// any other (a state's contents do not include it).
 #[derive(Default, Clone)]
-pub struct TrendsMemo(std::cell::Cell<Option<(i32, Trends)>>);
+pub struct TrendsMemo(std::cell::Cell<Option<(i32, DailyUsage)>>);
 
 impl TrendsMemo {
-    fn get(&self) -> Option<(i32, Trends)> {
+    fn get(&self) -> Option<(i32, DailyUsage)> {
         self.0.get()
     }
 
-    fn set(&self, day: i32, t: Trends) {
+    fn set(&self, day: i32, t: DailyUsage) {
         self.0.set(Some((day, t)));
     }
 
-    /// Forgets the cached trends (a past day's counts moved).
+    /// Forgets the cached figures (a past day's counts moved).
     pub fn clear(&mut self) {
         self.0.set(None);
     }
@@ -288,8 +307,8 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
     compute_with_trends(s, now_ms, p).0
 }
 
-/// `compute`, and the usage series' evidence the trends come from (the rules judge it too).
-pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> (MeasureValues, Trends) {
+/// `compute`, and the evidence of a fall in usage the trends come from (the rules judge it too).
+pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> (MeasureValues, Option<noise::Decline>) {
     let now = day_of(now_ms);
     let mut v: MeasureValues = [None; N_MEASURES];
     let mut set = |m: Measure, x: Option<f64>| v[m as usize] = x;
@@ -316,9 +335,9 @@ pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> 
         key_feature_breadth(&s.features, &p.key_features, now - 29)
     };
     set(Measure::FeatureBreadth30d, full30.then_some(breadth as f64));
-    let trends = Trends::memo(s, now);
-    set(Measure::UsageTrend, trend(&trends.events));
-    set(Measure::ActiveUsersTrend, trend(&trends.users));
+    let daily = DailyUsage::memo(s, now, p.retention_days);
+    set(Measure::UsageTrend, daily.usage_trend);
+    set(Measure::ActiveUsersTrend, daily.active_users_trend);
     set(
         Measure::DaysSinceLastActivity,
         match s.last_usage_ms {
@@ -345,7 +364,7 @@ pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> 
         }),
     );
     set(Measure::DaysToRenewal, s.facts.renewal_day.map(|d| f64::from(d - now)));
-    (v, trends)
+    (v, daily.decline)
 }
 
 #[cfg(test)]

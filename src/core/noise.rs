@@ -12,8 +12,10 @@
 //! with what its days of the week would hold at the norm; its evidence is the log of the ratio in
 //! standard deviations (`z`), the norm's own uncertainty included.
 
-/// Most whole weeks of norm; at least `MIN_WEEKS`.
-pub const MAX_WEEKS: i32 = 8;
+/// Most whole weeks of norm (ten: a fall must last five weeks before the median week is the new,
+/// lower level); at least `MIN_WEEKS`. Within the default 90 days of retention, with the 14 days
+/// of the longest window.
+pub const MAX_WEEKS: i32 = 10;
 pub const MIN_WEEKS: i32 = 2;
 /// Prior week-to-week swing (a log standard deviation: ±13%), and how many weeks it weighs
 /// against the account's own.
@@ -84,12 +86,13 @@ pub fn working(mask: u8, day: i32) -> bool {
 }
 
 /// Judges the series whose count on day `d` is `count(d)` on `now` (the windows end on `now - 1`,
-/// the last complete day), for an account kizashi first saw on `first_day`. `dispersion`: the
+/// the last complete day), for an account kizashi first saw on `first_day` (or whose counts
+/// before it are gone: the retention horizon). `dispersion`: the
 /// least overdispersion to assume (1 for a count of people a day, more for events, of which a
 /// user makes several at once).
 pub fn usage(first_day: Option<i32>, now: i32, dispersion: f64, count: impl Fn(i32) -> u32) -> Usage {
     let Some(first) = first_day else { return Usage::NONE };
-    // The last 10 weeks before today, oldest first: every window and norm below lies in them.
+    // The weeks before today, oldest first: every window and norm below lies in them.
     const SPAN: i32 = 7 * (MAX_WEEKS + 2);
     let from = now - SPAN;
     let mut y = [0.0; SPAN as usize];
