@@ -67,7 +67,7 @@ fn alert_json_matches_the_golden_file() {
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut want = vec![
         "alert_id", "account_id", "rule", "kind", "also", "severity", "score", "previous_score", "band", "previous_band",
-        "segment", "days_to_renewal", "arr", "scorecard", "event_time", "emitted_at", "explanation", "summary",
+        "segment", "days_to_renewal", "arr", "scorecard", "event_time", "emitted_at", "explanation", "shortfall", "summary",
     ];
     want.sort();
     assert_eq!(keys, want);
@@ -76,6 +76,11 @@ fn alert_json_matches_the_golden_file() {
         k.sort();
         assert_eq!(k, ["measure", "points", "previous", "value", "weight"]);
     }
+    // What keeps the score from 100: per measure, largest first, adding up to 100 - score.
+    let lost: Vec<f64> = v["shortfall"].as_array().unwrap().iter().map(|s| s["points"].as_f64().unwrap()).collect();
+    assert!(!lost.is_empty() && lost.windows(2).all(|w| w[0] >= w[1]), "{lost:?}");
+    let score = v["score"].as_f64().unwrap();
+    assert!((100.0 - score - lost.iter().sum::<f64>()).abs() < 0.5, "{score} {lost:?}");
 }
 
 #[test]
