@@ -172,6 +172,12 @@ fn replayed_state_is_served_ranked_and_explained() {
     let expl = d["explanation"].as_array().unwrap();
     assert!(!expl.is_empty() && expl.iter().all(|i| i["measure"].is_string()));
     assert!(d["summary"].as_str().unwrap().starts_with("Health score"), "{}", d["summary"]);
+    assert_eq!(d["shortfall"], fin["shortfall"], "what keeps the score from 100, as the final score says");
+    // Its most engaged users, busiest first, at most ten, each ranked and dated.
+    let top = d["top_users"].as_array().unwrap();
+    assert!(top.len() <= 10, "{d}");
+    assert!(top.windows(2).all(|w| w[0]["active_days_28d"].as_u64() >= w[1]["active_days_28d"].as_u64()), "{top:?}");
+    assert!(top.iter().all(|u| matches!(u["rank"].as_str(), Some("SS" | "S" | "A")) && u["last_seen"].is_string()), "{top:?}");
     let alerts = s.lines("alerts.jsonl");
     let last = d["last_alerts"].as_array().unwrap();
     assert!(!last.is_empty(), "an at-risk account has alerts: {d}");

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::core::alerts::{explain, round1, summary, Rule, ScoreUpdate};
+use crate::core::alerts::{explain, round1, shortfall, summary, Rule, ScoreUpdate};
 use crate::core::{AccountState, Params};
 use crate::event::timestamp::{format_day, format_ms};
 
@@ -48,6 +48,19 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
             })
         })
         .collect();
+    // The most engaged users over the 28 days before the last evaluation's day, at most 10.
+    let day = crate::event::timestamp::day_of(at);
+    let top_users: Vec<Value> = crate::core::people::top_users(&s.users, day - 1, 10)
+        .into_iter()
+        .map(|(u, champion)| {
+            json!({
+                "user_id": u.user_id,
+                "rank": crate::core::people::rank(u.active_days, champion),
+                "active_days_28d": u.active_days,
+                "last_seen": format_day(u.last_day),
+            })
+        })
+        .collect();
     let Some(last) = &s.score.last else {
         return json!({
             "account_id": id,
@@ -61,8 +74,9 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
             "explanation": [],
             "summary": "not scored yet: no measure has data",
             "last_alerts": alerts,
-        "open_tickets": open_tickets,
-        "open_ticket_count": s.tickets.open_count(),
+            "open_tickets": open_tickets,
+            "open_ticket_count": s.tickets.open_count(),
+            "top_users": top_users,
         });
     };
     // The scorecard it was scored with; if the configuration changed since, the one it would get now.
@@ -91,10 +105,12 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
         "scorecard": s.score.scorecard,
         "scored_at": format_ms(last.at_ms),
         "measures": ScoreUpdate::measures(card, &values),
+        "shortfall": shortfall(card, &values, crate::core::measures::usage_known_absent(s, day, params.state.retention_days)),
         "explanation": explanation,
         "summary": summary(&lead, None, &explanation),
         "last_alerts": alerts,
         "open_tickets": open_tickets,
         "open_ticket_count": s.tickets.open_count(),
+        "top_users": top_users,
     })
 }

@@ -241,22 +241,48 @@ impl DailyUsage {
 }
 
 /// The day's `DailyUsage` of an account and the day it is for: a cache, never stored, equal to
-/// any other (a state's contents do not include it).
-#[derive(Default, Clone)]
-pub struct TrendsMemo(std::cell::Cell<Option<(i32, DailyUsage)>>);
+/// any other (a state's contents do not include it). Boxed, so a state that holds none (every
+/// account at rest, in the warm tier or read back) pays a pointer for it.
+#[derive(Default)]
+pub struct TrendsMemo(std::cell::Cell<Option<Box<(i32, DailyUsage)>>>);
 
 impl TrendsMemo {
     fn get(&self) -> Option<(i32, DailyUsage)> {
-        self.0.get()
+        let b = self.0.take();
+        let v = b.as_deref().copied();
+        self.0.set(b);
+        v
     }
 
     fn set(&self, day: i32, t: DailyUsage) {
-        self.0.set(Some((day, t)));
+        let mut b = self.0.take();
+        match &mut b {
+            Some(x) => **x = (day, t),
+            None => b = Some(Box::new((day, t))),
+        }
+        self.0.set(b);
     }
 
     /// Forgets the cached figures (a past day's counts moved).
     pub fn clear(&mut self) {
-        self.0.set(None);
+        *self.0.get_mut() = None;
+    }
+
+    /// Heap bytes held (for the cache's memory budget).
+    pub fn heap_bytes(&self) -> usize {
+        let b = self.0.take();
+        let n = if b.is_some() { super::ids::alloc_bytes(std::mem::size_of::<(i32, DailyUsage)>()) } else { 0 };
+        self.0.set(b);
+        n
+    }
+}
+
+impl Clone for TrendsMemo {
+    fn clone(&self) -> Self {
+        let b = self.0.take();
+        let c = b.clone();
+        self.0.set(b);
+        TrendsMemo(std::cell::Cell::new(c))
     }
 }
 

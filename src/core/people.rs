@@ -66,6 +66,37 @@ pub fn champions(users: &Distinct, to: i32) -> (Vec<Champion>, u64) {
     (active, total)
 }
 
+/// How engaged one user is, as CS teams rank them: `SS` a champion (the busiest fifth, at least
+/// `REGULAR_DAYS` active days of 28), `S` a regular (at least 8), `A` the others.
+pub fn rank(active_days: u32, champion: bool) -> &'static str {
+    match active_days {
+        _ if champion => "SS",
+        8.. => "S",
+        _ => "A",
+    }
+}
+
+/// The (at most `n`) users most active in the 28 days ending on `to`, busiest first (ties by id),
+/// each with whether it is a champion. O(users log users): for the API's account view.
+pub fn top_users(users: &Distinct, to: i32, n: usize) -> Vec<(Champion, bool)> {
+    let from = to - REFERENCE_DAYS + 1;
+    let (champions, _) = champions(users, to);
+    let mut all: Vec<Champion> = users
+        .seen
+        .iter()
+        .filter(|(_, s)| s.last_day >= from)
+        .map(|(k, s)| Champion { user_id: k.to_string(), active_days: active_days(s, from, to), last_day: s.last_day })
+        .collect();
+    all.sort_by(|a, b| b.active_days.cmp(&a.active_days).then_with(|| a.user_id.cmp(&b.user_id)));
+    all.truncate(n);
+    all.into_iter()
+        .map(|c| {
+            let champion = champions.iter().any(|x| x.user_id == c.user_id);
+            (c, champion)
+        })
+        .collect()
+}
+
 /// The account's champions (over the 28 days before the last `quiet_days`) not seen in the last
 /// `quiet_days` days nor today, if they made at least `min_share` of the account's activity then
 /// and the others still use the product (`others_level`). O(1) when too few users went quiet for
@@ -138,6 +169,19 @@ mod tests {
         assert!(quiet_champions(&d, 60, 12, 0.25).is_none());
         // Nobody stopped.
         assert!(quiet_champions(&account(10, 2, 70, 999), 70, 12, 0.25).is_none());
+    }
+
+    #[test]
+    fn top_users_are_ranked_busiest_first_with_their_champions() {
+        let d = account(10, 2, 40, 999);
+        let top = top_users(&d, 39, 4);
+        assert_eq!(top.len(), 4);
+        assert_eq!((top[0].0.user_id.as_str(), top[0].1), ("u-0", true));
+        assert_eq!((top[1].0.user_id.as_str(), top[1].1), ("u-1", true));
+        assert!(!top[2].1 && top[2].0.active_days <= top[1].0.active_days);
+        assert_eq!(rank(top[0].0.active_days, top[0].1), "SS");
+        assert_eq!(rank(top[2].0.active_days, false), "A", "one weekday in four: {:?}", top[2]);
+        assert_eq!(rank(9, false), "S");
     }
 
     #[test]

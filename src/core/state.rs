@@ -313,6 +313,7 @@ impl AccountState {
             + self.features.heap_bytes()
             + self.tickets.heap_bytes()
             + map_heap_bytes::<u64, i64>(self.seen_ids.capacity())
+            + self.trends_memo.heap_bytes()
             + score
     }
 
