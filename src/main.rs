@@ -91,7 +91,7 @@ enum Command {
         #[arg(long, requires = "outcomes")]
         compare: Option<PathBuf>,
         /// A generated population's truth.jsonl: print kizashi's verdicts per profile (share
-        /// alerted, ever red, final bands, flagged within 7 days of a fall).
+        /// alerted, alerted within 7 and 14 days of a change, final bands; docs/populations.md).
         #[arg(long)]
         truth: Option<PathBuf>,
     },
