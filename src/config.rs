@@ -1410,6 +1410,16 @@ impl Settings {
         if !(0.0..=50.0).contains(&s.band_hysteresis) {
             p.push(format!("scoring.band_hysteresis: {} is outside 0..=50", s.band_hysteresis));
         }
+        let cap = &s.support_cap;
+        if cap.urgent_days > self.events.retention_days {
+            p.push(format!("scoring.support_cap.urgent_days: {} is over events.retention_days", cap.urgent_days));
+        }
+        if !(0.0..=5.0).contains(&cap.csat_at_most) {
+            p.push(format!("scoring.support_cap.csat_at_most: {} is outside 0..=5 (0: no CSAT holds the cap)", cap.csat_at_most));
+        }
+        if cap.urgent_open > self.events.max_open_tickets {
+            p.push(format!("scoring.support_cap.urgent_open: {} is over events.max_open_tickets", cap.urgent_open));
+        }
         if !(s.score_step >= 0.0 && s.score_step <= 100.0) {
             p.push(format!("scoring.score_step: {} is outside 0..=100", s.score_step));
         }
@@ -1660,6 +1670,19 @@ mod tests {
     fn defaults_are_valid() {
         assert_eq!(Settings::default().problems(), Vec::<String>::new());
         assert_eq!(load(None, env(&[])).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn support_cap_and_usage_drop_evidence_are_bounded_naming_the_key() {
+        let mut st = Settings::default();
+        st.scoring.support_cap.csat_at_most = f64::NAN;
+        st.scoring.support_cap.urgent_days = 100_000;
+        st.alerts.usage_drop.evidence = -1.0;
+        st.alerts.champion_quiet.days = 1;
+        let p = st.problems().join("\n");
+        for key in ["scoring.support_cap.csat_at_most", "scoring.support_cap.urgent_days", "alerts.usage_drop.evidence", "alerts.champion_quiet.days"] {
+            assert!(p.contains(key), "{key} named: {p}");
+        }
     }
 
     #[test]
