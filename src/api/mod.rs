@@ -275,8 +275,10 @@ fn start(listener: std::net::TcpListener, app: Router, shared: Arc<Shared>, limi
                 Err(e) => tracing::error!(error = %e, "HTTP listener failed"),
             }
         });
-        // The connections are closed; a query still computing has nothing left to answer.
-        rt.shutdown_timeout(server::DRAIN);
+        // The connections are closed (they had `DRAIN` to finish): a query still computing has
+        // nothing left to answer, so its thread is not waited for (a second `DRAIN` made a stop
+        // under load take ~11 s, docs/api-bench.md).
+        rt.shutdown_timeout(std::time::Duration::from_millis(200));
     })?;
     Ok(Server { addr, shutdown: Some(tx), thread: Some(thread) })
 }

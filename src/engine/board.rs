@@ -404,22 +404,29 @@ impl Board {
     pub fn select(&self, filter: &Filter<'_>, sort: Sort, offset: usize, limit: usize) -> Page {
         let inner = self.inner.read().expect("board lock");
         let mut hits: Vec<&Rank> = inner.ranked(filter.band).filter(|r| filter.matches(&inner.by_id[&r.id])).collect();
+        // Each account's key is read once (not looked up in the map at every comparison), and only
+        // the first `offset + limit` are put in order: a page of 1,000 of 100,000 accounts.
+        let wanted = offset.saturating_add(limit);
         match sort {
             Sort::Risk => {}
             // ARR at risk: red and yellow accounts only, the most ARR first (then risk order).
             Sort::ArrAtRisk => {
                 hits.retain(|r| matches!(inner.by_id[&r.id].band, Some(Band::Red | Band::Yellow)));
-                hits.sort_by(|a, b| {
-                    let arr = |r: &Rank| inner.by_id[&r.id].arr.unwrap_or(0.0);
-                    arr(b).total_cmp(&arr(a)).then_with(|| a.cmp(b))
-                });
+                let mut keyed: Vec<(f64, &Rank)> = hits.iter().map(|r| (inner.by_id[&r.id].arr.unwrap_or(0.0), *r)).collect();
+                let total = keyed.len();
+                first_in_order(&mut keyed, wanted, |a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+                return page(&inner, keyed.into_iter().map(|(_, r)| r), total, offset, limit);
             }
             // Soonest renewal first; accounts without a renewal date last.
-            Sort::Renewal => hits.sort_by_key(|r| (inner.by_id[&r.id].renewal_day.unwrap_or(i32::MAX), (*r).clone())),
+            Sort::Renewal => {
+                let mut keyed: Vec<(i32, &Rank)> = hits.iter().map(|r| (inner.by_id[&r.id].renewal_day.unwrap_or(i32::MAX), *r)).collect();
+                let total = keyed.len();
+                first_in_order(&mut keyed, wanted, |a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+                return page(&inner, keyed.into_iter().map(|(_, r)| r), total, offset, limit);
+            }
         }
         let total = hits.len();
-        let items = hits.into_iter().skip(offset).take(limit).map(|r| (r.id.to_string(), (*inner.by_id[&r.id]).clone())).collect();
-        Page { items, total }
+        page(&inner, hits.into_iter(), total, offset, limit)
     }
 
     /// Totals for the portfolio strip: accounts and ARR by band (red, yellow, green, unscored),
@@ -465,8 +472,39 @@ impl Board {
     }
 }
 
+/// Puts the first `n` of `v` in the order `cmp` gives and drops the rest (all of them when `n`
+/// is at least its length): O(len + n log n), not a sort of the whole.
+fn first_in_order<T>(v: &mut Vec<T>, n: usize, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if n < v.len() {
+        if n == 0 {
+            v.clear();
+            return;
+        }
+        v.select_nth_unstable_by(n - 1, &cmp);
+        v.truncate(n);
+    }
+    v.sort_unstable_by(cmp);
+}
+
+/// The page of `ranks` (already in order, `total` before any cut) from `offset`, at most `limit`.
+fn page<'a>(inner: &Inner, ranks: impl Iterator<Item = &'a Rank>, total: usize, offset: usize, limit: usize) -> Page {
+    let items = ranks.skip(offset).take(limit).map(|r| (r.id.to_string(), (*inner.by_id[&r.id]).clone())).collect();
+    Page { items, total }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn first_in_order_keeps_the_first_n_as_a_full_sort_would() {
+        for n in [0, 1, 3, 10, 50] {
+            let mut v: Vec<(i32, usize)> = (0..20).map(|i| ((i * 7919) % 13, i)).collect();
+            let mut all = v.clone();
+            all.sort();
+            first_in_order(&mut v, n, |a, b| a.cmp(b));
+            assert_eq!(v, all[..n.min(20)], "n = {n}");
+        }
+    }
+
     use super::*;
 
     fn e(score: Option<f64>, band: Option<Band>, arr: Option<f64>, segment: &str) -> Entry {
