@@ -497,7 +497,7 @@ mod tests {
     #[test]
     fn first_in_order_keeps_the_first_n_as_a_full_sort_would() {
         for n in [0, 1, 3, 10, 50] {
-            let mut v: Vec<(i32, usize)> = (0..20).map(|i| ((i * 7919) % 13, i)).collect();
+            let mut v: Vec<(i32, i32)> = (0..20).map(|i: i32| ((i * 7919) % 13, i)).collect();
             let mut all = v.clone();
             all.sort();
             first_in_order(&mut v, n, |a, b| a.cmp(b));
