@@ -317,7 +317,7 @@ fn query_load(addr: &str, accounts: usize, rate: f64, stop: &std::sync::atomic::
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let id = format!("acct-{:05}", rng as usize % accounts);
-        write!(stream, "GET /v1/accounts/{id} HTTP/1.1\r\nHost: bench\r\n\r\n").unwrap();
+        write!(stream, "GET /v1/accounts/{id} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
         let (mut status, mut len, mut line) = (0u16, 0usize, String::new());
         loop {
             line.clear();
