@@ -298,7 +298,11 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     });
     let cq = &a.champion_quiet;
     let champions = if a.common(Rule::ChampionQuiet).enabled {
-        quiet_champions(&state.users, now_day, cq.days as i32, cq.share).filter(|q| q.others_level >= cq.others_above)
+        // Once a day (it reads complete days only); a champion seen again today ends it at once.
+        let to = now_day - cq.days as i32 - 1;
+        let users = &state.users;
+        let q = state.trends_memo.champions(now_day, || quiet_champions(users, now_day, cq.days as i32, cq.share));
+        q.filter(|q| q.others_level >= cq.others_above && q.quiet.iter().all(|c| !users.seen_since(&c.user_id, to + 1)))
     } else {
         None
     };

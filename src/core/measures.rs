@@ -240,27 +240,52 @@ impl DailyUsage {
     }
 }
 
-/// The day's `DailyUsage` of an account and the day it is for: a cache, never stored, equal to
-/// any other (a state's contents do not include it). Boxed, so a state that holds none (every
-/// account at rest, in the warm tier or read back) pays a pointer for it.
+/// What an account's day of evaluations shares: its `DailyUsage` and its quiet champions (both
+/// read only complete days), for the day they are for.
+#[derive(Debug, Clone)]
+struct Memo {
+    day: i32,
+    usage: Option<DailyUsage>,
+    champions: Option<Option<super::people::QuietChampions>>,
+}
+
+/// The day's memo of an account: a cache, never stored, equal to any other (a state's contents do
+/// not include it). Boxed, so a state that holds none (every account at rest, in the warm tier or
+/// read back) pays a pointer for it.
 #[derive(Default)]
-pub struct TrendsMemo(std::cell::Cell<Option<Box<(i32, DailyUsage)>>>);
+pub struct TrendsMemo(std::cell::Cell<Option<Box<Memo>>>);
 
 impl TrendsMemo {
-    fn get(&self) -> Option<(i32, DailyUsage)> {
-        let b = self.0.take();
-        let v = b.as_deref().copied();
+    fn with<R>(&self, f: impl FnOnce(&mut Option<Box<Memo>>) -> R) -> R {
+        let mut b = self.0.take();
+        let r = f(&mut b);
         self.0.set(b);
-        v
+        r
+    }
+
+    fn get(&self) -> Option<(i32, DailyUsage)> {
+        self.with(|b| b.as_ref().and_then(|m| m.usage.map(|u| (m.day, u))))
     }
 
     fn set(&self, day: i32, t: DailyUsage) {
-        let mut b = self.0.take();
-        match &mut b {
-            Some(x) => **x = (day, t),
-            None => b = Some(Box::new((day, t))),
+        self.with(|b| match b {
+            Some(m) if m.day == day => m.usage = Some(t),
+            _ => *b = Some(Box::new(Memo { day, usage: Some(t), champions: None })),
+        })
+    }
+
+    /// The account's quiet champions on `day`, computed by `compute` once a day.
+    pub fn champions(&self, day: i32, compute: impl FnOnce() -> Option<super::people::QuietChampions>) -> Option<super::people::QuietChampions> {
+        if let Some(c) = self.with(|b| b.as_ref().filter(|m| m.day == day).and_then(|m| m.champions.clone())) {
+            return c;
         }
-        self.0.set(b);
+        let c = compute();
+        let keep = c.clone();
+        self.with(|b| match b {
+            Some(m) if m.day == day => m.champions = Some(keep),
+            _ => *b = Some(Box::new(Memo { day, usage: None, champions: Some(keep) })),
+        });
+        c
     }
 
     /// Forgets the cached figures (a past day's counts moved).
@@ -270,19 +295,22 @@ impl TrendsMemo {
 
     /// Heap bytes held (for the cache's memory budget).
     pub fn heap_bytes(&self) -> usize {
-        let b = self.0.take();
-        let n = if b.is_some() { super::ids::alloc_bytes(std::mem::size_of::<(i32, DailyUsage)>()) } else { 0 };
-        self.0.set(b);
-        n
+        use super::ids::alloc_bytes;
+        self.with(|b| {
+            b.as_ref().map_or(0, |m| {
+                let champions = m.champions.as_ref().and_then(Option::as_ref).map_or(0, |q| {
+                    alloc_bytes(q.quiet.capacity() * std::mem::size_of::<super::people::Champion>())
+                        + q.quiet.iter().map(|c| alloc_bytes(c.user_id.capacity())).sum::<usize>()
+                });
+                alloc_bytes(std::mem::size_of::<Memo>()) + champions
+            })
+        })
     }
 }
 
 impl Clone for TrendsMemo {
     fn clone(&self) -> Self {
-        let b = self.0.take();
-        let c = b.clone();
-        self.0.set(b);
-        TrendsMemo(std::cell::Cell::new(c))
+        TrendsMemo(std::cell::Cell::new(self.with(|b| b.clone())))
     }
 }
 

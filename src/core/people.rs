@@ -51,19 +51,29 @@ pub struct QuietChampions {
 /// active on at least `REGULAR_DAYS` of them, busiest first (ties by id: a stable order).
 pub fn champions(users: &Distinct, to: i32) -> (Vec<Champion>, u64) {
     let from = to - REFERENCE_DAYS + 1;
-    let mut active: Vec<Champion> = users
+    // Borrowed ids while ranking; only the champions' are copied.
+    let mut active: Vec<(u32, &str, i32)> = users
         .seen
         .iter()
         .filter(|(_, s)| s.last_day >= from)
-        .map(|(k, s)| Champion { user_id: k.to_string(), active_days: active_days(s, from, to), last_day: s.last_day })
-        .filter(|c| c.active_days > 0)
+        .map(|(k, s)| (active_days(s, from, to), k.as_str(), s.last_day))
+        .filter(|c| c.0 > 0)
         .collect();
-    let total: u64 = active.iter().map(|c| u64::from(c.active_days)).sum();
+    let total: u64 = active.iter().map(|c| u64::from(c.0)).sum();
     let n = active.len().div_ceil(5).max(1);
-    active.sort_by(|a, b| b.active_days.cmp(&a.active_days).then_with(|| a.user_id.cmp(&b.user_id)));
-    active.truncate(n);
-    active.retain(|c| c.active_days >= REGULAR_DAYS);
-    (active, total)
+    // Ids are distinct, so the order is total whatever the map's.
+    let busiest = |a: &(u32, &str, i32), b: &(u32, &str, i32)| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
+    if n < active.len() {
+        active.select_nth_unstable_by(n - 1, busiest);
+        active.truncate(n);
+    }
+    active.sort_unstable_by(busiest);
+    let champions = active
+        .into_iter()
+        .filter(|c| c.0 >= REGULAR_DAYS)
+        .map(|(active_days, id, last_day)| Champion { user_id: id.to_string(), active_days, last_day })
+        .collect();
+    (champions, total)
 }
 
 /// How engaged one user is, as CS teams rank them: `SS` a champion (the busiest fifth, at least
