@@ -11,6 +11,7 @@ pub mod core;
 pub mod engine;
 pub mod evaluation;
 pub mod event;
+pub mod flow;
 pub mod generate;
 pub mod metrics;
 pub mod outcome;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use kizashi::config::Settings;
 use kizashi::core::Params;
-use kizashi::engine::{Engine, Source};
+use kizashi::engine::{Engine, Record, Source};
 use kizashi::event::timestamp::DAY_MS;
 use kizashi::event::{decode, EventKind};
 
@@ -45,10 +45,10 @@ fn story() -> (Vec<String>, Vec<String>) {
     let (mut alerts, mut scores) = (Vec::new(), Vec::new());
     for (i, (kind, line)) in lines.iter().enumerate() {
         let decoded = decode(*kind, line.as_bytes(), None, &limits);
-        engine.process(0, Source { name: "golden", offset: i as i64 }, decoded).unwrap();
+        engine.process(0, Record::new(Source { name: "golden", offset: i as i64 }, b"", &decoded)).unwrap();
     }
     for d in 30..46 {
-        engine.advance_time(0, (day0 + d) * DAY_MS + 12 * 3_600_000).unwrap();
+        while engine.advance_time(0, (day0 + d) * DAY_MS + 12 * 3_600_000).unwrap() {}
     }
     engine.flush(|_| {}).unwrap();
     let out = engine.take_output();

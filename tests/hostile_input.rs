@@ -224,7 +224,7 @@ fn an_account_flooded_with_new_users_and_event_ids_is_bounded() {
 #[test]
 fn a_corrupt_local_state_starts_the_account_afresh() {
     use kizashi::core::Params;
-    use kizashi::engine::{Engine, Source};
+    use kizashi::engine::{Engine, Record, Source};
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::default();
     let mut engine = Engine::open(dir.path(), false, Params::new(&settings), kizashi::store::Budget { total: 256 << 20 }).unwrap();
@@ -234,7 +234,7 @@ fn a_corrupt_local_state_starts_the_account_afresh() {
     let limits = settings.events.decode_limits(i64::MAX / 2);
     let line = usage("u1", DAY * DAY_MS);
     let decoded = kizashi::event::decode(kizashi::event::EventKind::Usage, line.as_bytes(), None, &limits);
-    engine.process(0, Source { name: "t", offset: 0 }, decoded).expect("a corrupt state is no error");
+    engine.process(0, Record::new(Source { name: "t", offset: 0 }, b"", &decoded)).expect("a corrupt state is no error");
     engine.flush(|_| {}).unwrap();
     assert_eq!(engine.stats.corrupt_states, 1);
     assert_eq!(engine.stats.applied[0], 1, "the event was applied to a fresh state");

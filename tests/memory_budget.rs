@@ -7,7 +7,7 @@ mod counting;
 
 use kizashi::config::Settings;
 use kizashi::core::{Alert, Params, ScoreUpdate};
-use kizashi::engine::{Engine, Source};
+use kizashi::engine::{Engine, Record, Source};
 use kizashi::generate::GenOptions;
 use kizashi::store::Budget;
 
@@ -31,7 +31,7 @@ fn feed(
     kizashi::generate::generate(gen, |r| {
         n += 1;
         let decoded = kizashi::event::decode(r.kind, r.line.as_bytes(), None, &limits);
-        engine.process(0, Source { name: "gen", offset: n }, decoded).unwrap();
+        engine.process(0, Record::new(Source { name: "gen", offset: n }, b"", &decoded)).unwrap();
         if n % flush_every == 0 {
             engine.flush(|_| {}).unwrap();
             let out = engine.take_output();
@@ -206,7 +206,7 @@ fn a_day_of_timers_is_fired_in_slices_within_the_budget_and_changes_no_output() 
         if engine.over_budget() {
             write(&mut engine, &mut alerts, &mut scores);
         }
-        engine.process(0, Source { name: "gen", offset: n }, decoded).unwrap();
+        engine.process(0, Record::new(Source { name: "gen", offset: n }, b"", &decoded)).unwrap();
         if n % 2_000 == 0 {
             write(&mut engine, &mut alerts, &mut scores);
         }

@@ -175,7 +175,7 @@ fn population_report(accounts: usize, days: u32, activity: f64, seed: u64) -> Ve
 fn mix_report(mix: kizashi::generate::Mix, accounts: usize, days: u32, activity: f64, seed: u64) -> Vec<kizashi::generate::ProfileRow> {
     use kizashi::core::alerts::AlertKind;
     use kizashi::core::{Alert, Params, ScoreUpdate};
-    use kizashi::engine::{Engine, Source};
+    use kizashi::engine::{Engine, Record, Source};
     use kizashi::generate::{profile_report, AlertSeen};
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::default();
@@ -187,7 +187,7 @@ fn mix_report(mix: kizashi::generate::Mix, accounts: usize, days: u32, activity:
     let truths = kizashi::generate::generate(&opts, |r| {
         n += 1;
         let decoded = kizashi::event::decode(r.kind, r.line.as_bytes(), None, &limits);
-        engine.process(0, Source { name: "gen", offset: n }, decoded).unwrap();
+        engine.process(0, Record::new(Source { name: "gen", offset: n }, b"", &decoded)).unwrap();
         if n % 20_000 == 0 {
             engine.flush(|_| {}).unwrap();
             let out = engine.take_output();
@@ -196,7 +196,7 @@ fn mix_report(mix: kizashi::generate::Mix, accounts: usize, days: u32, activity:
             scores.extend(out.scores);
         }
     });
-    engine.advance_time(0, i64::from(END_DAY + 1) * DAY_MS).unwrap();
+    while engine.advance_time(0, i64::from(END_DAY + 1) * DAY_MS).unwrap() {}
     engine.flush(|_| {}).unwrap();
     let out = engine.take_output();
     alerts.extend(out.alerts);

@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kizashi::config::Settings;
 use kizashi::core::Params;
 use kizashi::engine::board::Board;
-use kizashi::engine::{Engine, Source};
+use kizashi::engine::{Engine, Record, Source};
 use kizashi::generate::GenOptions;
 use kizashi::metrics::Metrics;
 use kizashi::pipeline::changelog::{read_partition, Checkpoint};
@@ -37,7 +37,7 @@ fn population() -> Vec<(String, Vec<u8>)> {
     kizashi::generate::generate(&gen, |r| {
         n += 1;
         let decoded = kizashi::event::decode(r.kind, r.line.as_bytes(), None, &limits);
-        engine.process(0, Source { name: "usage", offset: n }, decoded).unwrap();
+        engine.process(0, Record::new(Source { name: "usage", offset: n }, b"", &decoded)).unwrap();
     });
     engine.flush(|_| {}).unwrap();
     let mut ids = Vec::new();
@@ -198,7 +198,7 @@ fn records_a_restored_state_already_holds_are_skipped_and_counted() {
     let run = |e: &mut Engine, range: std::ops::Range<usize>| {
         for (i, (kind, line)) in records.iter().enumerate().take(range.end).skip(range.start) {
             let decoded = kizashi::event::decode(*kind, line.as_bytes(), None, &limits);
-            e.process(0, Source { name: "gen", offset: i as i64 }, decoded).unwrap();
+            e.process(0, Record::new(Source { name: "gen", offset: i as i64 }, b"", &decoded)).unwrap();
         }
         e.flush(|_| {}).unwrap();
         let out = e.take_output();

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use kizashi::config::{Settings, WeightedMeasure};
 use kizashi::core::{Alert, Params, ScoreUpdate};
-use kizashi::engine::{Engine, Source};
+use kizashi::engine::{Engine, Record, Source};
 use kizashi::event::timestamp::{day_of, DAY_MS};
 use kizashi::event::{AccountEvent, Event, Priority, SupportEvent, TicketKind, UsageEvent};
 
@@ -74,12 +74,13 @@ impl Harness {
 
     fn feed(&mut self, e: Event<'_>) {
         self.offset += 1;
-        self.engine.process(0, Source { name: "test", offset: self.offset }, Ok(e)).unwrap();
+        let decoded = Ok(e);
+        self.engine.process(0, Record::new(Source { name: "test", offset: self.offset }, b"", &decoded)).unwrap();
         self.collect();
     }
 
     fn advance(&mut self, to: i64) {
-        self.engine.advance_time(0, to).unwrap();
+        while self.engine.advance_time(0, to).unwrap() {}
         self.collect();
     }
 

@@ -4,8 +4,7 @@
 //! With outcome labels it also scores the alerts and bands against what customers did
 //! (`evaluation.json`), optionally for a second configuration fed the same records (`--compare`).
 
-use std::collections::{BTreeMap, BinaryHeap};
-use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -22,7 +21,9 @@ use crate::config::Settings;
 use crate::core::alerts::ScoreUpdate;
 use crate::core::Params;
 use super::lines::Lines;
-use crate::engine::{Engine, Source};
+use crate::engine::{Engine, Record, Source};
+use crate::flow::merge::{self, Head, Placer};
+use crate::flow::Driver;
 use crate::evaluation::{self, History, Report};
 use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
 use crate::outcome::OutcomeSet;
@@ -126,44 +127,40 @@ pub struct StoreSummary {
     pub cache_budget_bytes: u64,
 }
 
+/// One input file, a source of the merge.
 struct Input {
     path: String,
     kind: EventKind,
     reader: Lines<File>,
     line_no: i64,
-    last_ts: i64,
+    placer: Placer,
     current: Option<Item>,
 }
 
+impl Input {
+    fn head(&self) -> Head {
+        self.current.as_ref().map_or(Head::Done, |c| Head::At(c.at))
+    }
+}
+
+/// An input's record waiting for its turn in the merge (the others hold earlier ones).
 struct Item {
     line_no: i64,
+    /// Its merge time ([`Placer::place`]).
+    at: i64,
     decoded: Result<Event<'static>, Reject>,
     /// Where the raw line is in the reader's buffer (valid until the reader reads on), written to
     /// `rejects.jsonl` if the record is rejected.
     line: std::ops::Range<usize>,
 }
 
-/// Decodes the line `reader` last handed out (`line`), a good record's time becoming `last_ts`;
-/// unless the reader cut it: longer than `events.max_record_bytes`, it is `too_large` as a Kafka
-/// record would be.
-fn decode_line<'b>(kind: EventKind, reader: &'b Lines<File>, line: std::ops::Range<usize>, last_ts: &mut i64, limits: &DecodeLimits) -> Result<Event<'b>, Reject> {
+/// Decodes the line `reader` last handed out (`line`), unless the reader cut it: longer than
+/// `events.max_record_bytes`, it is `too_large` as a Kafka record would be.
+fn decode_line<'b>(kind: EventKind, reader: &'b Lines<File>, line: std::ops::Range<usize>, limits: &DecodeLimits) -> Result<Event<'b>, Reject> {
     if let Some(len) = reader.cut() {
         return Err(crate::event::too_large(len, limits.max_record_bytes));
     }
-    let decoded = decode(kind, &reader.buf()[line], None, limits);
-    if let Ok(e) = &decoded {
-        *last_ts = e.ts_ms();
-    }
-    decoded
-}
-
-/// Where the merge places an input's record: its time, or for a reject its file's last good time
-/// `last_ts` (so it stays in place).
-fn merge_key(decoded: &Result<Event<'_>, Reject>, last_ts: i64) -> i64 {
-    match decoded {
-        Ok(e) => e.ts_ms(),
-        Err(_) => last_ts,
-    }
+    decode(kind, &reader.buf()[line], None, limits)
 }
 
 #[derive(Serialize)]
@@ -186,10 +183,6 @@ struct Lane {
     /// The first error writing an alert from the sink.
     sink_error: Arc<std::sync::Mutex<Option<std::io::Error>>>,
     rejects_w: BufWriter<File>,
-    /// Raw lines of the rejects not yet written, in order.
-    raws: Vec<Vec<u8>>,
-    /// Bytes of `raws` (the feed drains the lanes early past `RAWS_HELD_BYTES`).
-    raws_bytes: usize,
     history: Option<History>,
     /// `Stats::score_updates` at the last drain.
     score_updates_drained: u64,
@@ -226,8 +219,6 @@ impl Lane {
             sink_error: Arc::default(),
             rejects_w: create(&out_dir, "rejects.jsonl")?,
             out_dir,
-            raws: Vec::new(),
-            raws_bytes: 0,
             history: evaluate.then(History::default),
             score_updates_drained: 0,
             _tmp: tmp,
@@ -235,14 +226,7 @@ impl Lane {
     }
 
     fn process(&mut self, partition: u32, source: Source<'_>, decoded: Result<&Event<'_>, Reject>, line: &[u8]) -> Result<()> {
-        let rejected_before = self.engine.pending_rejects();
-        self.engine.process_ref(partition, source, decoded)?;
-        self.engine.spill_if_full()?;
-        if self.engine.pending_rejects() > rejected_before {
-            self.raws.push(line.to_vec());
-            self.raws_bytes += line.len();
-        }
-        Ok(())
+        crate::flow::apply(self, partition, Record { source, key: None, raw: line, decoded })
     }
 
     /// Has the engine write each alert to `alerts.jsonl` (and count it) as it is produced, so a
@@ -291,15 +275,13 @@ impl Lane {
             writeln!(w, "{}", a.to_json())?;
         }
         drop(w);
-        // One raw line was queued per reject, in the same order.
-        self.raws_bytes = 0;
-        for (r, raw) in out.rejected.iter().zip(self.raws.drain(..)) {
+        for r in &out.rejected {
             let line = RejectLine {
                 file: &r.source,
                 line: r.offset,
                 reason: r.reject.reason.code(),
                 detail: &r.reject.detail,
-                raw: &String::from_utf8_lossy(&raw),
+                raw: &String::from_utf8_lossy(&r.raw),
             };
             writeln!(self.rejects_w, "{}", serde_json::to_string(&line)?)?;
         }
@@ -358,6 +340,18 @@ impl Lane {
             h.set_end(end);
         }
         Ok((by_band, known))
+    }
+}
+
+impl Driver for Lane {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Never asked: a replay's engine writes back (`Engine::spill_if_full`) and is never over
+    /// budget. Making room is what a cut would be for, so it makes room.
+    fn cut(&mut self) -> Result<()> {
+        Ok(self.engine.spill_if_full()?)
     }
 }
 
@@ -449,7 +443,7 @@ impl Feed<'_> {
         if batch_done {
             self.in_batch = 0;
         }
-        if batch_done || self.lanes.iter().any(|l| l.raws_bytes > RAWS_HELD_BYTES) {
+        if batch_done || self.lanes.iter().any(|l| l.engine.pending_reject_bytes() > RAWS_HELD_BYTES) {
             for (i, lane) in self.lanes.iter_mut().enumerate() {
                 lane.drain(self.shared.filter(|_| i == 0))?;
             }
@@ -493,66 +487,38 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     };
     let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
 
-    let mut inputs = Vec::new();
-    for (kind, paths) in [(EventKind::Usage, &opts.usage), (EventKind::Support, &opts.support), (EventKind::Account, &opts.accounts)] {
-        for p in paths {
-            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            let mut input = Input {
-                path: p.display().to_string(),
-                kind,
-                reader: Lines::new(f, 1 << 20, max_line),
-                line_no: 0,
-                last_ts: i64::MIN,
-                current: None,
-            };
-            if let Some(line) = input.reader.next_line().with_context(|| format!("reading {}", input.path))? {
-                input.line_no = 1;
-                let decoded = decode_line(kind, &input.reader, line.clone(), &mut input.last_ts, &limits);
-                input.current = Some(Item { line_no: 1, decoded: decoded.map(Event::into_owned), line });
-            }
-            inputs.push(input);
-        }
-    }
-    // Merge by event time; a reject sorts at its file's last good time so it stays in place;
-    // ties go to the earlier file, so the order is total and repeatable.
-    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
-    for (idx, i) in inputs.iter().enumerate() {
-        if let Some(c) = &i.current {
-            heap.push(Reverse((merge_key(&c.decoded, i.last_ts), idx)));
-        }
-    }
-
+    let mut inputs = open_inputs(opts, max_line, &limits)?;
     let mut summary = ReplaySummary::default();
     let mut feed = Feed { lanes: &mut lanes, shared: shared.as_deref(), topics, partitions: opts.partitions, batch: opts.batch, in_batch: 0 };
-    while let Some(Reverse((_, idx))) = heap.pop() {
+    while let Some(next) = merge::next(inputs.iter().map(Input::head)) {
+        let idx = next.input;
         let input = &mut inputs[idx];
-        let item = input.current.take().expect("queued inputs have an item");
+        let item = input.current.take().expect("an input with a head has an item");
         summary.events_read += 1;
         // The reader has not moved since it handed out this item's line.
         let cut = input.reader.cut();
         feed.record(input.kind, Source { name: &input.path, offset: item.line_no }, &item.decoded, &input.reader.buf()[item.line], cut)?;
-        // The input's next records, as long as each comes before every other input's: applied
-        // as they are decoded, borrowed from the reader's buffer (the order is the heap's).
+        // The input's next records, as long as each goes before every other input's: applied
+        // as they are decoded, borrowed from the reader's buffer.
         loop {
-            let Input { reader, path, kind, line_no, last_ts, current } = &mut *input;
+            let Input { reader, path, kind, line_no, placer, current } = &mut *input;
             let Some(line) = reader.next_line().with_context(|| format!("reading {path}"))? else { break };
             *line_no += 1;
-            let decoded = decode_line(*kind, reader, line.clone(), last_ts, &limits);
-            let key = merge_key(&decoded, *last_ts);
-            if heap.peek().is_none_or(|Reverse(next)| (key, idx) < *next) {
+            let decoded = decode_line(*kind, reader, line.clone(), &limits);
+            let at = placer.place(decoded.as_ref());
+            if next.goes_before(at) {
                 summary.events_read += 1;
                 feed.record(*kind, Source { name: path, offset: *line_no }, &decoded, &reader.buf()[line], reader.cut())?;
                 continue;
             }
-            *current = Some(Item { line_no: *line_no, decoded: decoded.map(Event::into_owned), line });
-            heap.push(Reverse((key, idx)));
+            *current = Some(Item { line_no: *line_no, at, decoded: decoded.map(Event::into_owned), line });
             break;
         }
     }
     for (i, lane) in lanes.iter_mut().enumerate() {
         if let Some(until) = opts.until_ms {
             for p in 0..opts.partitions {
-                lane.engine.advance_time(p, until)?;
+                crate::flow::advance(lane, p, until)?;
             }
         }
         lane.drain(shared.as_deref().filter(|_| i == 0))?;
@@ -632,6 +598,33 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         }
     }
     Ok(summary)
+}
+
+/// Opens the input files, usage first, then support, then account records (the merge's order of
+/// ties), each with its first record read.
+fn open_inputs(opts: &ReplayOptions, max_line: usize, limits: &DecodeLimits) -> Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for (kind, paths) in [(EventKind::Usage, &opts.usage), (EventKind::Support, &opts.support), (EventKind::Account, &opts.accounts)] {
+        for p in paths {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let mut input = Input {
+                path: p.display().to_string(),
+                kind,
+                reader: Lines::new(f, 1 << 20, max_line),
+                line_no: 0,
+                placer: Placer::default(),
+                current: None,
+            };
+            if let Some(line) = input.reader.next_line().with_context(|| format!("reading {}", input.path))? {
+                input.line_no = 1;
+                let decoded = decode_line(kind, &input.reader, line.clone(), limits);
+                let at = input.placer.place(decoded.as_ref());
+                input.current = Some(Item { line_no: 1, at, decoded: decoded.map(Event::into_owned), line });
+            }
+            inputs.push(input);
+        }
+    }
+    Ok(inputs)
 }
 
 /// Verdicts per generated profile: the truth file against the replay's alerts and bands.

@@ -26,13 +26,34 @@ pub struct Source<'a> {
     pub offset: i64,
 }
 
-/// A record that was not applied, with where it came from.
+/// One input record as the engine takes it: where it came from, its raw bytes (kept only if it
+/// is rejected, for the dead-letter topic or the rejects file) and what decoding made of it.
+#[derive(Debug)]
+pub struct Record<'a, 'e> {
+    pub source: Source<'a>,
+    /// The Kafka record's key (none in `replay`).
+    pub key: Option<&'a [u8]>,
+    /// The Kafka record's payload, or the file's line.
+    pub raw: &'a [u8],
+    pub decoded: Result<&'a Event<'e>, Reject>,
+}
+
+impl<'a, 'e> Record<'a, 'e> {
+    /// A record without a key whose raw bytes are `raw`.
+    pub fn new(source: Source<'a>, raw: &'a [u8], decoded: &'a Result<Event<'e>, Reject>) -> Self {
+        Record { source, key: None, raw, decoded: decoded.as_ref().map_err(Reject::clone) }
+    }
+}
+
+/// A record that was not applied, with where it came from and its raw bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
     pub partition: u32,
     pub source: String,
     pub offset: i64,
     pub reject: Reject,
+    pub key: Option<Vec<u8>>,
+    pub raw: Vec<u8>,
 }
 
 /// Takes each alert as it is produced (`Engine::send_alerts_to`).
@@ -50,6 +71,8 @@ pub struct Output {
     pub alerts: Vec<Alert>,
     pub scores: Vec<ScoreUpdate>,
     pub rejected: Vec<Rejected>,
+    /// Raw bytes of `rejected` (keys and payloads).
+    pub rejected_bytes: usize,
     /// Score updates are counted (`Stats::score_updates`) but not kept (`discard_score_updates`).
     discard_scores: bool,
     /// Alerts go here instead of `alerts` (`send_alerts_to`).
@@ -240,6 +263,17 @@ const RESTORE_SLICE: usize = 4 << 20;
 const HOT_FLOOR: usize = 8;
 
 /// Memory of one cached account: its state, its key and its map entry.
+/// A partition's stream time once an event of `kind` at `ts_ms` is taken: the largest event time
+/// seen, except that account records are facts "as of" their ts, not activity, and never move
+/// it (a record dated ahead of the activity streams would otherwise fire everyone's timers).
+fn stream_time_after(current: Option<i64>, kind: EventKind, ts_ms: i64) -> i64 {
+    match (current, kind) {
+        (Some(s), EventKind::Account) => s,
+        (Some(s), _) => s.max(ts_ms),
+        (None, _) => ts_ms,
+    }
+}
+
 fn slot_bytes(id: &str, state: &AccountState) -> usize {
     let key = if id.len() > 24 { id.len() } else { 0 };
     // The box, the map's entry (at the 7/8 load a full map has), the key if on the heap.
@@ -337,27 +371,10 @@ impl Engine {
         self.partitions.get(&partition).and_then(|p| p.stream_time)
     }
 
-    /// Processes one record of `partition`, in partition order.
-    pub fn process(
-        &mut self,
-        partition: u32,
-        source: Source<'_>,
-        decoded: Result<Event<'_>, Reject>,
-    ) -> Result<(), EngineError> {
-        match decoded {
-            Ok(e) => self.process_ref(partition, source, Ok(&e)),
-            Err(r) => self.process_ref(partition, source, Err(r)),
-        }
-    }
-
-    /// [`Engine::process`] of an event the caller keeps: a decoded event is 144 bytes, and
-    /// a hot loop that hands it on by value copies it at each step.
-    pub fn process_ref(
-        &mut self,
-        partition: u32,
-        source: Source<'_>,
-        decoded: Result<&Event<'_>, Reject>,
-    ) -> Result<(), EngineError> {
+    /// Processes one record of `partition`, in partition order (see `crate::flow::apply`, which
+    /// moves stream time and fires the timers due before it first, in slices).
+    pub fn process(&mut self, partition: u32, record: Record<'_, '_>) -> Result<(), EngineError> {
+        let Record { source, key, raw, decoded } = record;
         self.open_partition(partition)?;
         let offsets = &mut self.partitions.get_mut(&partition).expect("opened").offsets;
         match offsets.get_mut(source.name) {
@@ -366,22 +383,17 @@ impl Engine {
                 offsets.insert(source.name.to_string(), source.offset + 1);
             }
         }
+        let raw = (key, raw);
         let event = match decoded {
             Ok(e) => e,
             Err(reject) => {
-                self.reject(partition, source, reject);
+                self.reject(partition, source, raw, reject);
                 return Ok(());
             }
         };
         let ts = event.ts_ms();
         let ps = self.partitions.get_mut(&partition).expect("opened");
-        // Account records are facts "as of" their ts, not activity: they never move stream time
-        // (a record dated ahead of the activity streams would otherwise fire everyone's timers).
-        let stream_time = match (ps.stream_time, event.kind()) {
-            (Some(s), EventKind::Account) => s,
-            (Some(s), _) => s.max(ts),
-            (None, _) => ts,
-        };
+        let stream_time = stream_time_after(ps.stream_time, event.kind(), ts);
         if event.kind() != EventKind::Account {
             let horizon = day_of(stream_time) - self.params.state.retention_days as i32 + 1;
             if day_of(ts) < horizon {
@@ -391,14 +403,11 @@ impl Engine {
                     crate::event::timestamp::format_day(horizon),
                     crate::event::timestamp::format_ms(stream_time)
                 );
-                self.reject(partition, source, Reject::new(RejectReason::TooLate, detail));
+                self.reject(partition, source, raw, Reject::new(RejectReason::TooLate, detail));
                 return Ok(());
             }
         }
-        if ps.stream_time != Some(stream_time) {
-            ps.stream_time = Some(stream_time);
-            ps.stream_time_dirty = true;
-        }
+        self.set_stream_time(partition, stream_time);
         self.fire_due(partition, stream_time)?;
         self.tick += 1;
         let PartitionState { accounts, warm, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
@@ -428,7 +437,7 @@ impl Engine {
                     "the account's users, features and event ids take {grown} bytes, more than state.max_account_bytes ({}); its usage and support events are refused until they age out of its windows",
                     self.params.state.max_account_bytes
                 );
-                self.reject(partition, source, Reject::new(RejectReason::AccountTooLarge, detail));
+                self.reject(partition, source, raw, Reject::new(RejectReason::AccountTooLarge, detail));
                 return Ok(());
             }
         }
@@ -445,7 +454,7 @@ impl Engine {
                     "the account already has {} open tickets (events.max_open_tickets)",
                     slot.state.tickets.open_count()
                 );
-                self.reject(partition, source, Reject::new(RejectReason::TooManyTickets, detail));
+                self.reject(partition, source, raw, Reject::new(RejectReason::TooManyTickets, detail));
                 return Ok(());
             }
             Applied::Unchanged => {
@@ -470,32 +479,31 @@ impl Engine {
         Ok(())
     }
 
-    /// Moves a partition's stream time forward without an event (idle partitions, end of replay)
-    /// and re-scores the accounts that became due.
-    pub fn advance_time(&mut self, partition: u32, to_ms: i64) -> Result<(), EngineError> {
-        self.open_partition(partition)?;
-        let ps = self.partitions.get_mut(&partition).expect("opened");
-        if ps.stream_time.is_some_and(|s| s >= to_ms) {
-            return Ok(());
-        }
-        ps.stream_time = Some(to_ms);
-        ps.stream_time_dirty = true;
-        self.fire_due(partition, to_ms)
-    }
-
-    fn reject(&mut self, partition: u32, source: Source<'_>, reject: Reject) {
+    fn reject(&mut self, partition: u32, source: Source<'_>, (key, raw): (Option<&[u8]>, &[u8]), reject: Reject) {
         *self.stats.rejected.entry(reject.reason).or_default() += 1;
+        self.out.rejected_bytes += key.map_or(0, <[u8]>::len) + raw.len();
         self.out.rejected.push(Rejected {
             partition,
             source: source.name.to_string(),
             offset: source.offset,
             reject,
+            key: key.map(<[u8]>::to_vec),
+            raw: raw.to_vec(),
         });
     }
 
     /// Re-scores every account of the partition due at or before `stream_time - grace`.
     fn fire_due(&mut self, partition: u32, stream_time: i64) -> Result<(), EngineError> {
         self.fire_due_bounded(partition, stream_time, false).map(|_| ())
+    }
+
+    /// Sets a partition's stream time (marking it to be written if it moved).
+    fn set_stream_time(&mut self, partition: u32, to_ms: i64) {
+        let ps = self.partitions.get_mut(&partition).expect("opened");
+        if ps.stream_time != Some(to_ms) {
+            ps.stream_time = Some(to_ms);
+            ps.stream_time_dirty = true;
+        }
     }
 
     /// The account index counts in the accounts' share (a million accounts' index is ~270 MB,
@@ -523,31 +531,21 @@ impl Engine {
     /// slices, a million accounts would be decoded at once.)
     pub fn fire_due_before(&mut self, partition: u32, kind: EventKind, ts_ms: i64) -> Result<bool, EngineError> {
         self.open_partition(partition)?;
-        let ps = self.partitions.get_mut(&partition).expect("opened");
-        let stream_time = match (ps.stream_time, kind) {
-            (Some(s), EventKind::Account) => s,
-            (Some(s), _) => s.max(ts_ms),
-            (None, _) => ts_ms,
-        };
-        if ps.stream_time != Some(stream_time) {
-            ps.stream_time = Some(stream_time);
-            ps.stream_time_dirty = true;
-        }
-        self.fire_due_bounded(partition, stream_time, true)
+        let to = stream_time_after(self.stream_time(partition), kind, ts_ms);
+        self.set_stream_time(partition, to);
+        self.fire_due_bounded(partition, to, true)
     }
 
-    /// [`Engine::advance_time`] in slices, as [`Engine::fire_due_before`]: returns whether
-    /// accounts are still due (write the batch, then call again).
-    pub fn advance_time_bounded(&mut self, partition: u32, to_ms: i64) -> Result<bool, EngineError> {
+    /// Moves a partition's stream time forward to `to_ms` without an event (idle partitions, the
+    /// end of a replay) and re-scores the accounts that become due, in slices as
+    /// [`Engine::fire_due_before`]: returns whether accounts are still due (write the batch, then
+    /// call again; `crate::flow::advance` does).
+    pub fn advance_time(&mut self, partition: u32, to_ms: i64) -> Result<bool, EngineError> {
         self.open_partition(partition)?;
-        let ps = self.partitions.get_mut(&partition).expect("opened");
-        if ps.stream_time.is_some_and(|s| s > to_ms) {
+        if self.stream_time(partition).is_some_and(|s| s > to_ms) {
             return Ok(false);
         }
-        if ps.stream_time != Some(to_ms) {
-            ps.stream_time = Some(to_ms);
-            ps.stream_time_dirty = true;
-        }
+        self.set_stream_time(partition, to_ms);
         self.fire_due_bounded(partition, to_ms, true)
     }
 
@@ -634,9 +632,9 @@ impl Engine {
         remeasure(slot, id, cache_bytes);
     }
 
-    /// Rejects produced since the last `take_output`.
-    pub fn pending_rejects(&self) -> usize {
-        self.out.rejected.len()
+    /// Raw bytes of the rejects produced since the last `take_output` (held until then).
+    pub fn pending_reject_bytes(&self) -> usize {
+        self.out.rejected_bytes
     }
 
     /// Alerts, score updates and rejects produced since the last call.

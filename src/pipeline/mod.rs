@@ -33,7 +33,9 @@ use rustc_hash::FxHashMap;
 use crate::api::Shared;
 use crate::config::Settings;
 use crate::core::Params;
-use crate::engine::{Engine, Source};
+use crate::engine::{Engine, Record, Source};
+use crate::flow::merge::{self, Head, Placer};
+use crate::flow::Driver;
 use crate::event::timestamp::now_ms;
 use crate::event::{decode, DecodeLimits, Event, EventKind, Reject};
 pub use client::{client_config, Client};
@@ -61,15 +63,17 @@ pub(crate) fn log_client_error(client: &str, error: &rdkafka::error::KafkaError,
 struct Pending {
     kind: EventKind,
     offset: i64,
-    ts: i64,
+    /// Its merge time ([`Placer::place`], set when it is queued).
+    at: i64,
     key: Option<Vec<u8>>,
+    /// The raw record, for the dead-letter topic should it be rejected: by decoding (then up to
+    /// `events.max_record_bytes` and more) or by the engine.
     payload: Vec<u8>,
     decoded: Result<Event<'static>, Reject>,
 }
 
 impl Pending {
-    /// Bytes of the raw record held for the dead-letter topic (a rejected record's key and
-    /// payload, up to `events.max_record_bytes` and more; nothing for a decoded one).
+    /// Bytes of the raw record held.
     fn raw_bytes(&self) -> usize {
         self.key.as_ref().map_or(0, Vec::len) + self.payload.len()
     }
@@ -83,8 +87,8 @@ struct PartitionQueues {
     raw_bytes: [usize; 3],
     /// Since when each queue has been empty.
     empty_since: [Option<Instant>; 3],
-    /// Event time of the last record taken from each queue (rejects sort there).
-    last_ts: [i64; 3],
+    /// Where each queue's records go in the merge.
+    placers: [Placer; 3],
     /// Next offset this instance will receive per input topic, when known.
     next_offset: [Option<i64>; 3],
     last_arrival: Option<Instant>,
@@ -95,13 +99,12 @@ struct PartitionQueues {
 struct Core {
     engine: Engine,
     queues: FxHashMap<u32, PartitionQueues>,
-    topics: [String; 3],
+    /// The input topics, by kind (shared with each drain, which lends their names to records).
+    topics: Arc<[String; 3]>,
     limits: DecodeLimits,
     merge_wait: Duration,
     idle_after: Duration,
     start_without_state: Offset,
-    /// Raw records of the rejects the engine reported, in the same order.
-    raw_rejects: Vec<(Option<Vec<u8>>, Vec<u8>)>,
     /// The largest dead letter the producer sends (its `message.max.bytes`).
     dead_letter_max: usize,
     /// Persisted outbox entries not yet handed to the producer (with an alert's event time).
@@ -148,8 +151,8 @@ struct Core {
     staged_drops: Vec<std::thread::JoinHandle<()>>,
     /// `pipeline.max_buffered_records`.
     max_buffered: usize,
-    /// Raw bytes of rejected records the merge may hold (a sixteenth of `state.memory_budget`,
-    /// as librdkafka's queues): past it, fetching pauses as past `max_buffered`.
+    /// Raw bytes of records the merge may hold (a sixteenth of `state.memory_budget`, as
+    /// librdkafka's queues): past it, fetching pauses as past `max_buffered`.
     max_buffered_bytes: usize,
     /// (partition, input topic) whose fetching is paused because too many records wait in the
     /// merge (`Core::bound_buffer`); what arrives for them meanwhile is dropped and read again.
@@ -169,9 +172,7 @@ impl Core {
             return;
         }
         let q = self.queues.entry(partition).or_default();
-        if p.decoded.is_err() {
-            p.ts = q.queues[k].back().map_or(q.last_ts[k], |b| b.ts);
-        }
+        p.at = q.placers[k].place(p.decoded.as_ref());
         q.next_offset[k] = Some(p.offset + 1);
         q.raw_bytes[k] += p.raw_bytes();
         q.queues[k].push_back(p);
@@ -186,7 +187,7 @@ impl Core {
     /// are resumed. A resumed one is sought back to the record after the last one buffered.
     fn bound_buffer(&mut self, consumer: &BaseConsumer<PipelineContext>) -> Result<()> {
         let waiting: usize = self.queues.values().flat_map(|q| q.queues.iter()).map(VecDeque::len).sum();
-        // Rejected records are held raw, each up to a broker's largest record: counted in bytes
+        // Records are held raw, a rejected one up to a broker's largest record: counted in bytes
         // too, so a stream of large bad records cannot fill memory before the count is reached.
         let held: usize = self.queues.values().flat_map(|q| q.raw_bytes.iter()).sum();
         // A queue keeps its capacity: one a burst grew gives it back once empty.
@@ -243,54 +244,31 @@ impl Core {
     /// the same order.
     fn drain(&mut self, tails: &FxHashMap<(u32, usize), Tail>) -> Result<()> {
         let now = Instant::now();
+        let topics = self.topics.clone();
         let mut parts: Vec<u32> = self.queues.keys().copied().collect();
         parts.sort_unstable();
         for p in parts {
             loop {
                 let q = self.queues.get_mut(&p).expect("listed");
-                let mut waiting = false;
-                let mut best: Option<(i64, usize)> = None;
-                for k in 0..3 {
-                    match q.queues[k].front() {
-                        Some(r) => {
-                            if best.is_none_or(|b| (r.ts, k) < b) {
-                                best = Some((r.ts, k));
-                            }
-                        }
-                        None if matches!(tails.get(&(p, k)), Some(Tail::CaughtUp { .. })) => {}
-                        None if tails.get(&(p, k)) == Some(&Tail::Behind) => waiting = true,
-                        None => {
-                            let since = *q.empty_since[k].get_or_insert(now);
-                            waiting |= now.duration_since(since) < self.merge_wait;
-                        }
-                    }
-                }
-                let Some((_, k)) = best else { break };
-                if waiting {
-                    break;
-                }
+                let heads: [Head; 3] = std::array::from_fn(|k| match q.queues[k].front() {
+                    Some(r) => Head::At(r.at),
+                    None => match tails.get(&(p, k)) {
+                        Some(Tail::CaughtUp { .. }) => Head::Done,
+                        Some(Tail::Behind) => Head::Waiting,
+                        _ if now.duration_since(*q.empty_since[k].get_or_insert(now)) < self.merge_wait => Head::Waiting,
+                        _ => Head::Done,
+                    },
+                });
+                let Some(next) = merge::next(heads) else { break };
+                let k = next.input;
                 let r = q.queues[k].pop_front().expect("non-empty");
                 q.raw_bytes[k] -= r.raw_bytes();
-                if r.decoded.is_ok() {
-                    q.last_ts[k] = r.ts;
-                }
                 if q.queues[k].is_empty() {
                     q.empty_since[k] = Some(now);
                 }
-                if let Ok(e) = &r.decoded {
-                    while self.engine.fire_due_before(p, e.kind(), e.ts_ms())? {
-                        self.cut()?;
-                    }
-                }
-                if self.engine.over_budget() {
-                    self.cut()?;
-                }
-                let topic = &self.topics[k];
-                let before = self.engine.pending_rejects();
-                self.engine.process(p, Source { name: topic, offset: r.offset }, r.decoded)?;
-                if self.engine.pending_rejects() > before {
-                    self.raw_rejects.push((r.key, r.payload));
-                }
+                let source = Source { name: &topics[k], offset: r.offset };
+                let record = Record { source, key: r.key.as_deref(), raw: &r.payload, decoded: r.decoded.as_ref().map_err(Reject::clone) };
+                crate::flow::apply(self, p, record)?;
                 self.positions.insert((k, p as i32), r.offset + 1);
             }
         }
@@ -325,9 +303,7 @@ impl Core {
             .collect();
         for p in idle {
             if self.engine.stream_time(p).is_some_and(|s| s < wall) {
-                while self.engine.advance_time_bounded(p, wall)? {
-                    self.cut()?;
-                }
+                crate::flow::advance(self, p, wall)?;
             }
         }
         Ok(())
@@ -387,12 +363,12 @@ impl Core {
             ));
         }
         metrics.score_updates(scores);
-        for (r, (key, payload)) in out.rejected.into_iter().zip(self.raw_rejects.drain(..)) {
+        for r in out.rejected {
             metrics.rejected(&r, "dead-letter topic");
             let mut entry = OutboxEntry {
                 kind: OutputKind::DeadLetter,
-                key,
-                payload,
+                key: r.key,
+                payload: r.raw,
                 headers: vec![
                     ("kizashi.reason".into(), r.reject.reason.code().as_bytes().to_vec()),
                     ("kizashi.detail".into(), r.reject.detail.into_bytes()),
@@ -621,6 +597,17 @@ impl Core {
     fn stored_offset(&self, topic: &str, partition: u32) -> Result<Offset> {
         let (offsets, _) = self.engine.store().offsets(partition)?;
         Ok(offsets.into_iter().find(|(t, _)| t == topic).map_or(self.start_without_state, |(_, o)| Offset::Offset(o)))
+    }
+}
+
+
+impl Driver for Core {
+    fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    fn cut(&mut self) -> Result<()> {
+        Core::cut(self)
     }
 }
 
@@ -1025,12 +1012,11 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
     let core = Arc::new(Mutex::new(Core {
         engine,
         queues: FxHashMap::default(),
-        topics: [t.usage.clone(), t.support.clone(), t.accounts.clone()],
+        topics: Arc::new([t.usage.clone(), t.support.clone(), t.accounts.clone()]),
         limits: settings.events.decode_limits(0),
         merge_wait: settings.pipeline.merge_wait,
         idle_after: settings.pipeline.idle_after,
         start_without_state: if settings.kafka.start_without_state == "latest" { Offset::End } else { Offset::Beginning },
-        raw_rejects: Vec::new(),
         dead_letter_max: client_config(settings, Client::Producer)
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
@@ -1208,16 +1194,14 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>)
                     if m.key().is_none() {
                         decoded = decoded.and_then(|e| on_its_partition(e, m.partition(), partitions));
                     }
-                    let ts = decoded.as_ref().map_or(i64::MIN, Event::ts_ms);
                     consumed[kind as usize] += 1;
                     consumed_bytes[kind as usize] += (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                    newest[kind as usize] = newest[kind as usize].max(ts);
-                    // The raw record is kept only for the dead-letter topic.
-                    let (key, payload) = match decoded {
-                        Ok(_) => (None, Vec::new()),
-                        Err(_) => (m.key().map(<[u8]>::to_vec), payload.to_vec()),
-                    };
-                    let pending = Pending { kind, offset: m.offset(), ts, key, payload, decoded };
+                    if let Ok(e) = &decoded {
+                        newest[kind as usize] = newest[kind as usize].max(e.ts_ms());
+                    }
+                    // The raw record goes to the dead-letter topic should it be rejected.
+                    let (key, payload) = (m.key().map(<[u8]>::to_vec), payload.to_vec());
+                    let pending = Pending { kind, offset: m.offset(), at: i64::MIN, key, payload, decoded };
                     polled_raw += pending.raw_bytes();
                     polled.push((m.partition() as u32, pending));
                 }
