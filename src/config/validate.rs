@@ -68,10 +68,29 @@ fn check_host_entry(entry: &str) -> Result<(), &'static str> {
 }
 
 impl Settings {
-
     /// Semantic checks (types are already right). Returns every problem found.
+    ///
+    /// One function per section, mostly. The order is the order problems are reported in, kept
+    /// from when this was one function: a few checks sit with the group they were written with
+    /// (durations bounded together, sizes together), each function's doc says which.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        self.events_problems(&mut p);
+        self.http_problems(&mut p);
+        self.log_problems(&mut p);
+        self.state_problems(&mut p);
+        self.byte_size_problems(&mut p);
+        self.scoring_problems(&mut p);
+        self.scorecards_problems(&mut p);
+        self.alert_rules_problems(&mut p);
+        self.alert_params_problems(&mut p);
+        self.kafka_problems(&mut p);
+        self.loop_bounds_problems(&mut p);
+        p
+    }
+
+    /// `events`: id, name and ticket limits, and the windows measured against `events.retention_days`.
+    fn events_problems(&self, p: &mut Vec<String>) {
         let e = &self.events;
         if e.max_id_len == 0 || e.max_id_len > 4096 {
             p.push(format!("events.max_id_len: {} is outside 1..=4096", e.max_id_len));
@@ -98,6 +117,10 @@ impl Settings {
         if e.grace.as_millis() >= u128::from(e.retention_days) * 86_400_000 {
             p.push("events.grace: must be shorter than events.retention_days".into());
         }
+    }
+
+    /// `http`: the address, timeouts, connection limit and `Host` allow-list.
+    fn http_problems(&self, p: &mut Vec<String>) {
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!("http.listen: `{}` is not an address such as 127.0.0.1:9460 (empty turns the port off)", self.http.listen));
         }
@@ -120,12 +143,20 @@ impl Settings {
                 p.push(format!("http.allowed_hosts: `{}` {why}", h.chars().take(80).collect::<String>()));
             }
         }
+    }
+
+    /// `log`: the format and the filter.
+    fn log_problems(&self, p: &mut Vec<String>) {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(format!("log.format: `{}` is neither text nor json", self.log.format));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             p.push(format!("log.level: `{}` is not a filter such as info or info,librdkafka=warn: {e}", self.log.level));
         }
+    }
+
+    /// `state`: what to do on revoke, the retired `cache_accounts`, and `upgrade_from`.
+    fn state_problems(&self, p: &mut Vec<String>) {
         if !["keep", "drop"].contains(&self.state.on_revoke.as_str()) {
             p.push(format!("state.on_revoke: `{}` is neither keep nor drop", self.state.on_revoke));
         }
@@ -138,6 +169,11 @@ impl Settings {
                 crate::store::codec::PREVIOUS_VERSION
             ));
         }
+    }
+
+    /// The sizes written as `ByteSize`: `state.memory_budget`, `events.max_record_bytes` and
+    /// `state.max_account_bytes`, each within its range.
+    fn byte_size_problems(&self, p: &mut Vec<String>) {
         if self.state.memory_budget.0 < MIN_MEMORY_BUDGET {
             p.push(format!("state.memory_budget: {} is below the smallest budget, 64MiB", self.state.memory_budget));
         }
@@ -152,6 +188,10 @@ impl Settings {
         if !(MIN_MAX_ACCOUNT_BYTES..=MAX_MAX_ACCOUNT_BYTES).contains(&m.0) {
             p.push(format!("state.max_account_bytes: {m} is outside 64KiB..=64MiB"));
         }
+    }
+
+    /// `scoring`: bands, hysteresis, the support cap, score steps, and the scorecards it names.
+    fn scoring_problems(&self, p: &mut Vec<String>) {
         let s = &self.scoring;
         for (key, v) in [
             ("scoring.red_below", s.red_below),
@@ -197,6 +237,11 @@ impl Settings {
                 self.scorecard_names()
             ));
         }
+    }
+
+    /// `scorecards`: names, segments each listed once, and every measure known, weighted, with
+    /// distinct finite `red` and `green`.
+    fn scorecards_problems(&self, p: &mut Vec<String>) {
         let mut segment_owner: BTreeMap<String, &str> = BTreeMap::new();
         for (name, card) in &self.scorecards {
             let key = format!("scorecards.{name}");
@@ -241,6 +286,13 @@ impl Settings {
                 }
             }
         }
+    }
+
+    /// `alerts.*`: what every rule has, a severity and a cooldown; then the other durations held to
+    /// the cooldowns' ten-year bound (so no millisecond sum overflows):
+    /// `alerts.urgent_ticket_aging.after` and `events.max_future`.
+    fn alert_rules_problems(&self, p: &mut Vec<String>) {
+        let e = &self.events;
         let a = &self.alerts;
         for rule in crate::core::alerts::Rule::ALL {
             let (_, severity, cooldown) = a.common(rule);
@@ -257,6 +309,12 @@ impl Settings {
         if e.max_future > MAX_DURATION {
             p.push("events.max_future: must be at most 3650 days".into());
         }
+    }
+
+    /// `alerts.*`: each rule's own parameters.
+    fn alert_params_problems(&self, p: &mut Vec<String>) {
+        let e = &self.events;
+        let a = &self.alerts;
         if !(a.score_drop.points > 0.0 && a.score_drop.points <= 100.0) {
             p.push(format!("alerts.score_drop.points: {} is outside (0, 100]", a.score_drop.points));
         }
@@ -322,6 +380,11 @@ impl Settings {
         if ts.tickets_7d == 0 || ts.release_below > ts.tickets_7d {
             p.push("alerts.ticket_spike: tickets_7d must be at least 1 and release_below at most tickets_7d".into());
         }
+    }
+
+    /// `kafka`: brokers, group, where to start, topic names (none empty, none twice), and the
+    /// librdkafka properties kizashi sets itself.
+    fn kafka_problems(&self, p: &mut Vec<String>) {
         let k = &self.kafka;
         if k.brokers.trim().is_empty() {
             p.push("kafka.brokers: must name at least one broker (host:port)".into());
@@ -354,6 +417,14 @@ impl Settings {
                 p.push(format!("kafka.properties.{reserved}: set by kizashi; use kafka.brokers / kafka.group_id"));
             }
         }
+    }
+
+    /// Sizes and durations the loop uses: `pipeline.*`, `kafka.startup_timeout`, `http.stale_after`,
+    /// the day counts `alerts.min_history_days` and `scoring.onboarding_days`; and last,
+    /// `alerts.urgent_ticket_aging.after` above zero (its upper bound is in `alert_rules_problems`).
+    fn loop_bounds_problems(&self, p: &mut Vec<String>) {
+        let s = &self.scoring;
+        let a = &self.alerts;
         let pl = &self.pipeline;
         // Counts that size buffers at start (a batch's Vec is reserved whole) and durations that
         // are added to a clock or handed to librdkafka as milliseconds: an absurd value must stop
@@ -396,13 +467,11 @@ impl Settings {
         if a.urgent_ticket_aging.after.is_zero() {
             p.push("alerts.urgent_ticket_aging.after: must be longer than 0s".into());
         }
-        p
     }
 
     fn scorecard_names(&self) -> String {
         self.scorecards.keys().cloned().collect::<Vec<_>>().join(", ")
     }
-
 }
 
 #[cfg(test)]
