@@ -1,7 +1,10 @@
 //! The built-in defaults: the `Default` of every section, the bottom layer `load` starts from.
+//! The default scorecards are read from the shipped `config/kizashi.toml`; every other default is
+//! written here, and a test holds that file to them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::*;
@@ -233,77 +236,35 @@ impl Default for LogConfig {
     }
 }
 
-fn wm(measure: &str, weight: f64, red: f64, green: f64) -> WeightedMeasure {
-    WeightedMeasure { measure: measure.into(), weight, red: Some(red), green: Some(green), critical: false }
-}
+/// The shipped `config/kizashi.toml`: every key with its default value and a comment. The
+/// default scorecards are kept there only (where operators read and copy them) and read from it
+/// here; every other default is written in this file, and the tests below hold the two together.
+const SHIPPED_TOML: &str = include_str!("../../config/kizashi.toml");
 
-fn critical(m: WeightedMeasure) -> WeightedMeasure {
-    WeightedMeasure { critical: true, ..m }
-}
-
-fn card(version: u32, segments: &[&str], measures: Vec<WeightedMeasure>) -> ScorecardConfig {
-    ScorecardConfig { version, segments: segments.iter().map(|s| s.to_string()).collect(), measures }
+/// The default scorecards: the `[scorecards.*]` tables of the shipped `config/kizashi.toml`,
+/// parsed once. It is compiled in, so it cannot be missing; a bad edit to it fails the tests below
+/// (and every `Settings::default()` would panic, naming the file).
+fn default_scorecards() -> BTreeMap<String, ScorecardConfig> {
+    #[derive(serde::Deserialize)]
+    struct Shipped {
+        scorecards: BTreeMap<String, ScorecardConfig>,
+    }
+    static CARDS: OnceLock<BTreeMap<String, ScorecardConfig>> = OnceLock::new();
+    CARDS
+        .get_or_init(|| match toml::from_str::<Shipped>(SHIPPED_TOML) {
+            Ok(shipped) => shipped.scorecards,
+            Err(e) => panic!("config/kizashi.toml: its [scorecards] are the default scorecards and do not parse: {e}"),
+        })
+        .clone()
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        let mut scorecards = BTreeMap::new();
-        scorecards.insert(
-            "default".into(),
-            card(
-                3,
-                &[],
-                vec![
-                    wm("seat_utilization_7d", 25.0, 0.15, 0.65),
-                    critical(wm("seat_utilization", 12.5, 0.15, 0.6)),
-                    wm("active_users_trend", 12.5, 0.45, 0.95),
-                    wm("usage_trend", 12.5, 0.45, 0.95),
-                    wm("feature_breadth_30d", 12.5, 2.0, 10.0),
-                    critical(wm("days_since_last_activity", 10.0, 14.0, 2.0)),
-                    wm("open_urgent_tickets", 5.0, 3.0, 0.0),
-                    wm("csat_90d", 5.0, 2.5, 4.5),
-                    wm("nps_90d", 5.0, -30.0, 30.0),
-                ],
-            ),
-        );
-        scorecards.insert(
-            "enterprise".into(),
-            card(
-                3,
-                &["enterprise"],
-                vec![
-                    wm("seat_utilization_7d", 25.0, 0.2, 0.7),
-                    critical(wm("seat_utilization", 12.5, 0.15, 0.7)),
-                    wm("active_users_trend", 12.5, 0.45, 0.95),
-                    wm("usage_trend", 7.5, 0.45, 0.95),
-                    wm("feature_breadth_30d", 12.5, 3.0, 12.0),
-                    critical(wm("days_since_last_activity", 5.0, 10.0, 1.0)),
-                    wm("open_urgent_tickets", 5.0, 2.0, 0.0),
-                    wm("oldest_open_ticket_days", 5.0, 14.0, 2.0),
-                    wm("csat_90d", 10.0, 3.0, 4.5),
-                    wm("nps_90d", 5.0, -20.0, 40.0),
-                ],
-            ),
-        );
-        scorecards.insert(
-            "onboarding".into(),
-            card(
-                2,
-                &[],
-                vec![
-                    wm("seat_utilization_7d", 25.0, 0.05, 0.4),
-                    wm("active_users_7d", 15.0, 1.0, 5.0),
-                    wm("feature_breadth_30d", 25.0, 1.0, 5.0),
-                    critical(wm("days_since_last_activity", 25.0, 7.0, 1.0)),
-                    wm("open_urgent_tickets", 10.0, 2.0, 0.0),
-                ],
-            ),
-        );
         Self {
             state: StateConfig::default(),
             events: EventsConfig::default(),
             scoring: ScoringConfig::default(),
-            scorecards,
+            scorecards: default_scorecards(),
             alerts: AlertsConfig::default(),
             kafka: KafkaConfig::default(),
             pipeline: PipelineConfig::default(),
@@ -317,6 +278,7 @@ impl Default for Settings {
 mod tests {
     use std::path::Path;
 
+    use super::SHIPPED_TOML;
     use crate::config::{env, load, Settings};
 
     #[test]
@@ -330,5 +292,27 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kizashi.toml");
         let loaded = load(Some(&path), env(&[])).expect("config/kizashi.toml is valid");
         assert_eq!(loaded, Settings::default(), "config/kizashi.toml must document the real defaults");
+    }
+
+    /// The shipped file read alone (no defaults beneath it) is the defaults, and it lists every
+    /// key: so a default changed in code, or a key added without its line in the file, fails here.
+    #[test]
+    fn shipped_config_parses_alone_to_the_defaults_and_lists_every_key() {
+        let parsed: Settings = toml::from_str(SHIPPED_TOML).expect("config/kizashi.toml parses");
+        assert_eq!(parsed, Settings::default(), "config/kizashi.toml must equal the built-in defaults");
+        fn keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in table {
+                let key = format!("{prefix}{k}");
+                if let toml::Value::Table(t) = v {
+                    keys(t, &format!("{key}."), out);
+                }
+                out.push(key);
+            }
+        }
+        let (mut in_code, mut in_file) = (Vec::new(), Vec::new());
+        keys(&toml::Table::try_from(Settings::default()).expect("the defaults serialise"), "", &mut in_code);
+        keys(&SHIPPED_TOML.parse::<toml::Table>().expect("config/kizashi.toml parses"), "", &mut in_file);
+        let missing: Vec<&String> = in_code.iter().filter(|k| !in_file.contains(k)).collect();
+        assert!(missing.is_empty(), "config/kizashi.toml must list every key with its default; missing: {missing:?}");
     }
 }
