@@ -409,6 +409,13 @@ impl Engine {
         }
         self.set_stream_time(partition, stream_time);
         self.fire_due(partition, stream_time)?;
+        self.apply_event(partition, source, raw, event, stream_time)
+    }
+
+    /// Applies a decoded event in time to its account (loaded if need be) and re-scores it if
+    /// a measure input changed. The record may still be refused: already applied (restored from
+    /// the changelog with it), its account over `state.max_account_bytes`, too many tickets.
+    fn apply_event(&mut self, partition: u32, source: Source<'_>, raw: (Option<&[u8]>, &[u8]), event: &Event<'_>, stream_time: i64) -> Result<(), EngineError> {
         self.tick += 1;
         let PartitionState { accounts, warm, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();

@@ -1,0 +1,135 @@
+//! Polling one batch of input records from Kafka: decoded (a keyless record checked against its
+//! account's partition), counted, and kept with their raw bytes for the merge.
+
+use super::*;
+
+/// Polls batches: waits up to `pipeline.batch_wait` for a first record, then takes what is
+/// already fetched, up to `pipeline.batch_records` (or the merge's bound in raw bytes).
+pub(super) struct Poller {
+    /// The records of the last poll, by partition (taken by the caller, handed back emptied).
+    pub(super) polled: Vec<(u32, Pending)>,
+    /// Time spent waiting for a first record (nothing had arrived).
+    pub(super) waited: Duration,
+    batch_records: usize,
+    batch_wait: Duration,
+    /// Bumped by each rebalance: records polled before one are dropped (read again).
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    partitions: i32,
+}
+
+impl Poller {
+    pub(super) fn new(settings: &Settings, generation: Arc<std::sync::atomic::AtomicU64>, partitions: i32) -> Poller {
+        Poller {
+            polled: Vec::with_capacity(settings.pipeline.batch_records),
+            waited: Duration::ZERO,
+            batch_records: settings.pipeline.batch_records,
+            batch_wait: settings.pipeline.batch_wait,
+            generation,
+            partitions,
+        }
+    }
+
+    /// Polls one batch into `polled` and counts it in the metrics.
+    pub(super) fn poll(&mut self, consumer: &BaseConsumer<PipelineContext>, core: &Mutex<Core>, metrics: &crate::metrics::Metrics) {
+            let deadline = Instant::now() + self.batch_wait;
+            let wall = now_ms();
+            let (kinds, limits, paused, max_polled_raw) = {
+                let c = core.lock().expect("core lock");
+                (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits }, c.paused.clone(), c.max_buffered_bytes)
+            };
+            let mut consumed = [0u64; 3];
+            let mut consumed_bytes = [0u64; 3];
+            let mut newest = [i64::MIN; 3];
+            let mut batch_generation = self.generation.load(Ordering::SeqCst);
+            // Raw bytes of the rejected records polled: a batch of large bad records ends early, at
+            // the merge's own bound in bytes.
+            let mut polled_raw = 0usize;
+            while self.polled.len() < self.batch_records && polled_raw <= max_polled_raw {
+                // Wait for the first record only: then take what is already here, so a quiet stream
+                // is processed at once and a backlog in large batches.
+                let left = if self.polled.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
+                let got = if left.is_zero() {
+                    consumer.poll(left)
+                } else {
+                    let asked = Instant::now();
+                    let got = consumer.poll(left);
+                    self.waited += asked.elapsed();
+                    got
+                };
+                match got {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Some(Ok(m)) => {
+                        // A rebalance ran inside this poll (the callback is called from it): what
+                        // was polled before belongs to the old assignment and was not processed, so
+                        // its offsets were not stored; it is read again from where the state is.
+                        let g = self.generation.load(Ordering::SeqCst);
+                        if g != batch_generation {
+                            self.polled.clear();
+                            polled_raw = 0;
+                            consumed = [0; 3];
+                            consumed_bytes = [0; 3];
+                            newest = [i64::MIN; 3];
+                            batch_generation = g;
+                        }
+                        let Some(kind) = EventKind::ALL.into_iter().find(|k| kinds[*k as usize] == m.topic()) else { continue };
+                        if paused.contains(&(m.partition() as u32, kind as usize)) {
+                            // Fetched before its pause: read again after the resume's seek.
+                            continue;
+                        }
+                        let payload = m.payload().unwrap_or_default();
+                        let mut decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
+                        if m.key().is_none() {
+                            decoded = decoded.and_then(|e| on_its_partition(e, m.partition(), self.partitions));
+                        }
+                        consumed[kind as usize] += 1;
+                        consumed_bytes[kind as usize] += (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
+                        if let Ok(e) = &decoded {
+                            newest[kind as usize] = newest[kind as usize].max(e.ts_ms());
+                        }
+                        // The raw record goes to the dead-letter topic should it be rejected.
+                        let (key, payload) = (m.key().map(<[u8]>::to_vec), payload.to_vec());
+                        let pending = Pending { kind, offset: m.offset(), at: i64::MIN, key, payload, decoded };
+                        polled_raw += pending.raw_bytes();
+                        self.polled.push((m.partition() as u32, pending));
+                    }
+                }
+            }
+            if self.generation.load(Ordering::SeqCst) != batch_generation {
+                // The last poll ran a rebalance and returned nothing after it.
+                self.polled.clear();
+                consumed = [0; 3];
+                consumed_bytes = [0; 3];
+                newest = [i64::MIN; 3];
+            }
+                    for k in 0..3 {
+                metrics.consumed(&kinds[k], consumed[k], consumed_bytes[k]);
+                if newest[k] != i64::MIN {
+                    metrics.source_event(&kinds[k], newest[k]);
+                }
+            }
+    }
+}
+
+/// A record without a key was placed by its producer's partitioner for keyless records (random,
+/// or sticky), not by its account: on another partition than the account's, it would give the
+/// account a second state (two scores, alerts that contradict each other), owned by whichever
+/// instance holds that partition. It is taken only where a record keyed by its `account_id`
+/// would have gone (Kafka's murmur2 partitioner, as `replay` places accounts), and dead-lettered
+/// as `key_mismatch` anywhere else.
+fn on_its_partition(e: Event<'static>, partition: i32, partitions: i32) -> Result<Event<'static>, Reject> {
+    let home = crate::partition::partition_for(e.account_id().as_bytes(), partitions.max(1) as u32);
+    if i64::from(home) == i64::from(partition) {
+        return Ok(e);
+    }
+    Err(Reject::new(
+        crate::event::RejectReason::KeyMismatch,
+        format!(
+            "the message has no key, and account_id `{}` belongs on partition {home}, not {partition}: producers must key every record by its account_id",
+            e.account_id()
+        ),
+    ))
+}
