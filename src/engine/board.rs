@@ -11,7 +11,8 @@ use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use crate::core::{AccountState, Band};
-use crate::store::codec::{CodecError, Reader, Writer};
+use crate::bytes::{Reader, Writer};
+use crate::store::codec::CodecError;
 
 /// Version byte of a stored board entry.
 const ENTRY_VERSION: u8 = 1;

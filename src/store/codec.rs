@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
+use crate::bytes::{Reader, Writer};
 use crate::core::alerts::N_RULES;
 use crate::core::days::{DayCounts, MAX_SPAN_DAYS};
 use crate::core::distinct::{Distinct, Seen};
@@ -18,7 +19,7 @@ use crate::event::Priority;
 
 /// Version 2 added the per-account applied offsets, version 3 NPS answers, the rules added with
 /// it and their marks, version 4 the account's owner and score history, version 5 the compact
-/// snapshots and alert ids (see `Writer::snapshot`); versions 1 to 4 are still read.
+/// snapshots and alert ids (see `WriteState::snapshot`); versions 1 to 4 are still read.
 pub const STATE_VERSION: u8 = 5;
 
 /// A snapshot's score and measure values, as the previous snapshot of a state left them (its
@@ -62,41 +63,23 @@ pub enum CodecError {
     Invalid(&'static str),
 }
 
-#[derive(Default)]
-pub struct Writer {
-    pub buf: Vec<u8>,
+impl From<crate::bytes::Error> for CodecError {
+    fn from(e: crate::bytes::Error) -> Self {
+        match e {
+            crate::bytes::Error::Truncated => CodecError::Truncated,
+            crate::bytes::Error::Invalid(what) => CodecError::Invalid(what),
+        }
+    }
 }
 
-impl Writer {
-    pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-    pub fn var(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
-    }
-    pub fn int(&mut self, v: i64) {
-        self.var(((v << 1) ^ (v >> 63)) as u64);
-    }
-    pub fn f64(&mut self, v: f64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    pub fn str(&mut self, s: &str) {
-        self.var(s.len() as u64);
-        self.buf.extend_from_slice(s.as_bytes());
-    }
-    pub fn opt_int(&mut self, v: Option<i64>) {
-        match v {
-            None => self.u8(0),
-            Some(x) => {
-                self.u8(1);
-                self.int(x);
-            }
-        }
-    }
+/// The state's own items, written with the byte helpers.
+trait WriteState {
+    fn days(&mut self, d: &DayCounts);
+    fn snapshot(&mut self, s: &Snapshot, prev: &mut Slots);
+    fn snapshot_v4(&mut self, s: &Snapshot);
+}
+
+impl WriteState for Writer {
     fn days(&mut self, d: &DayCounts) {
         let items: Vec<(i32, u32)> = d.iter().collect();
         self.int(items.first().map_or(0, |x| i64::from(x.0)));
@@ -123,7 +106,7 @@ impl Writer {
             Some(_) => SLOT_F64,
         };
         let codes = slots.iter().enumerate().fold(0u32, |c, (i, v)| c | code(i, *v) << (2 * i));
-        self.buf.extend_from_slice(&codes.to_le_bytes());
+        self.fixed32(codes);
         for (i, v) in slots.iter().enumerate() {
             match (codes >> (2 * i) & 3, v) {
                 (SLOT_INT, Some(v)) => self.int(*v as i64),
@@ -147,81 +130,20 @@ impl Writer {
     }
 }
 
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// The state's own items, read with the byte helpers.
+trait ReadState {
+    fn day(&mut self) -> Result<i32, CodecError>;
+    fn opt_day(&mut self) -> Result<Option<i32>, CodecError>;
+    fn days(&mut self) -> Result<DayCounts, CodecError>;
+    fn band(&mut self) -> Result<Band, CodecError>;
+    fn snapshot(&mut self, prev: &mut Slots) -> Result<Snapshot, CodecError>;
+    fn snapshot_v4(&mut self) -> Result<Snapshot, CodecError>;
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-    pub fn u8(&mut self) -> Result<u8, CodecError> {
-        let b = *self.buf.get(self.pos).ok_or(CodecError::Truncated)?;
-        self.pos += 1;
-        Ok(b)
-    }
-    pub fn var(&mut self) -> Result<u64, CodecError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(CodecError::Invalid("varint"))
-    }
-    pub fn int(&mut self) -> Result<i64, CodecError> {
-        let v = self.var()?;
-        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
-    }
+impl ReadState for Reader<'_> {
     /// A day number within `MIN_STORED_DAY..=MAX_STORED_DAY`.
     fn day(&mut self) -> Result<i32, CodecError> {
         i32::try_from(self.int()?).ok().filter(|d| (MIN_STORED_DAY..=MAX_STORED_DAY).contains(d)).ok_or(CodecError::Invalid("day"))
-    }
-    /// Bytes not read yet.
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-    /// A byte length, at most the bytes that remain.
-    fn len(&mut self) -> Result<usize, CodecError> {
-        self.count(1)
-    }
-    /// A number of items each encoded in at least `min_bytes`: at most what the remaining bytes
-    /// can hold, so whatever is allocated for them is bounded by the input's size.
-    pub fn count(&mut self, min_bytes: usize) -> Result<usize, CodecError> {
-        let n = usize::try_from(self.var()?).map_err(|_| CodecError::Truncated)?;
-        if n.checked_mul(min_bytes).is_none_or(|b| b > self.remaining()) {
-            return Err(CodecError::Truncated);
-        }
-        Ok(n)
-    }
-    pub fn f64(&mut self) -> Result<f64, CodecError> {
-        let bytes = self.buf.get(self.pos..self.pos + 8).ok_or(CodecError::Truncated)?;
-        self.pos += 8;
-        Ok(f64::from_le_bytes(bytes.try_into().expect("8 bytes")))
-    }
-    pub fn bytes(&mut self) -> Result<&'a [u8], CodecError> {
-        let n = self.len()?;
-        let b = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(b)
-    }
-    pub fn fixed64(&mut self) -> Result<u64, CodecError> {
-        Ok(self.f64()?.to_bits())
-    }
-    pub fn str(&mut self) -> Result<&'a str, CodecError> {
-        let n = self.len()?;
-        let s = std::str::from_utf8(&self.buf[self.pos..self.pos + n]).map_err(|_| CodecError::Invalid("string"))?;
-        self.pos += n;
-        Ok(s)
-    }
-    pub fn opt_int(&mut self) -> Result<Option<i64>, CodecError> {
-        Ok(match self.u8()? {
-            0 => None,
-            _ => Some(self.int()?),
-        })
     }
     fn opt_day(&mut self) -> Result<Option<i32>, CodecError> {
         Ok(match self.u8()? {
@@ -243,13 +165,11 @@ impl<'a> Reader<'a> {
     fn band(&mut self) -> Result<Band, CodecError> {
         Band::from_code(self.u8()?).ok_or(CodecError::Invalid("band"))
     }
-    /// A snapshot as `Writer::snapshot` writes it (version 5), `prev` the state's previous one.
+    /// A snapshot as `WriteState::snapshot` writes it (version 5), `prev` the state's previous one.
     fn snapshot(&mut self, prev: &mut Slots) -> Result<Snapshot, CodecError> {
         let at_ms = self.int()?;
         let band = self.band()?;
-        let bytes = self.buf.get(self.pos..self.pos + 4).ok_or(CodecError::Truncated)?;
-        self.pos += 4;
-        let codes = u32::from_le_bytes(bytes.try_into().expect("4 bytes"));
+        let codes = self.fixed32()?;
         if codes.checked_shr(2 * (N_MEASURES as u32 + 1)).unwrap_or(0) != 0 {
             return Err(CodecError::Invalid("snapshot"));
         }
@@ -281,9 +201,6 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(Snapshot { at_ms, score, band, values: values.into() })
-    }
-    pub fn done(&self) -> bool {
-        self.pos == self.buf.len()
     }
 }
 
@@ -411,7 +328,7 @@ fn encode_in(s: &AccountState, v4: Option<&str>, w: &mut Writer) {
     w.days(&s.csat_count);
     w.var(s.seen_ids.len() as u64);
     for (h, ts) in &s.seen_ids {
-        w.buf.extend_from_slice(&h.to_le_bytes());
+        w.fixed64(*h);
         w.int(*ts);
     }
     let sc = &s.score;

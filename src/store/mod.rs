@@ -15,6 +15,7 @@ use rocksdb::{
     DB,
 };
 
+use crate::bytes::Writer;
 use crate::core::AccountState;
 use codec::CodecError;
 
@@ -151,7 +152,7 @@ impl Clone for Store {
 pub struct StoreBatch<'s> {
     store: &'s Store,
     wb: WriteBatch,
-    scratch: codec::Writer,
+    scratch: Writer,
 }
 
 fn it_status(iters: &[(u32, rocksdb::DBRawIterator<'_>)]) -> Result<(), StoreError> {
@@ -529,7 +530,7 @@ impl Store {
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {
-        StoreBatch { store: self, wb: WriteBatch::default(), scratch: codec::Writer::default() }
+        StoreBatch { store: self, wb: WriteBatch::default(), scratch: Writer::default() }
     }
 
     pub fn write(&self, batch: StoreBatch<'_>) -> Result<(), StoreError> {
