@@ -5,6 +5,7 @@
 //! states, offsets and outbox entries land together or not at all. Never decodes on the hot path
 //! more than once per account per cache miss.
 
+pub mod board_entry;
 pub mod codec;
 
 use std::path::Path;
@@ -25,7 +26,7 @@ const CF_OFFSETS: &str = "offsets";
 const CF_OUTBOX: &str = "outbox";
 /// Accounts written locally whose state has not yet been acknowledged on the changelog topic.
 const CF_CHANGELOG_PENDING: &str = "changelog_pending";
-/// Each account's board entry (score, band, segment, ARR, ...; `engine::board::Entry`), written
+/// Each account's board entry (score, band, segment, ARR, ...; `board_entry::Entry`), written
 /// with its state: a restart loads the API's account index from these, not by decoding states.
 const CF_BOARD: &str = "board";
 /// Account states read back from the changelog, staged until the restore that read them is
@@ -620,7 +621,7 @@ impl StoreBatch<'_> {
 
     fn put_board(&mut self, partition: u32, id: &str, state: &AccountState) {
         self.scratch.buf.clear();
-        crate::engine::board::Entry::of(partition, state).encode(&mut self.scratch);
+        board_entry::Entry::of(partition, state).encode(&mut self.scratch);
         self.wb.put_cf(self.store.cf(CF_BOARD), account_key(partition, id), &self.scratch.buf);
     }
 
@@ -776,7 +777,7 @@ mod tests {
         assert_eq!(store.outbox().unwrap(), vec![(1, b"x".to_vec())]);
         let mut board = Vec::new();
         store.for_each_board_entry(|p, id, bytes| board.push((p, id.to_string(), bytes.to_vec()))).unwrap();
-        assert_eq!(board, vec![(3, "acme".to_string(), crate::engine::board::entry_bytes(3, &s))]);
+        assert_eq!(board, vec![(3, "acme".to_string(), board_entry::entry_bytes(3, &s))]);
     }
 
     /// Stages three flushed files of states for `(partition 0, generation)` and deletes them,
@@ -857,8 +858,8 @@ mod tests {
         let mut board = Vec::new();
         store.for_each_board_entry(|p, id, bytes| board.push((p, id.to_string(), bytes.to_vec()))).unwrap();
         let want = vec![
-            (0, "a".to_string(), crate::engine::board::entry_bytes(0, &a)),
-            (2, "b".to_string(), crate::engine::board::entry_bytes(2, &b)),
+            (0, "a".to_string(), board_entry::entry_bytes(0, &a)),
+            (2, "b".to_string(), board_entry::entry_bytes(2, &b)),
         ];
         assert_eq!(board, want);
         assert_eq!(store.get_account(2, "b").unwrap(), Some(b));
