@@ -49,8 +49,10 @@ pub enum StoreError {
     BadKey(&'static str),
 }
 
-/// How `state.memory_budget` is shared: RocksDB's block cache (data, index and filter blocks)
-/// and its memtables take fixed shares; the rest is the engine's cache of decoded accounts.
+/// How a memory budget (`state.memory_budget`) is split: RocksDB's block cache (data, index and
+/// filter blocks) and its memtables take fixed shares; the rest is the engine's cache of decoded
+/// accounts. (The Kafka clients' queues are sized beside it, by the pipeline:
+/// `pipeline::client::kafka_queue_bytes`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     pub total: u64,
@@ -68,13 +70,6 @@ impl Budget {
     /// All memtables together (RocksDB's write buffer manager flushes beyond it): an eighth.
     pub fn memtables(&self) -> u64 {
         self.total / 8
-    }
-
-    /// Each librdkafka client's queue (a consumer's prefetched records, a producer's records not
-    /// yet acknowledged), unless `kafka.properties` sets it: a sixteenth, outside the three parts
-    /// above (`run` has a consumer, an output producer and, with a changelog, a changelog producer).
-    pub fn kafka_queue(&self) -> u64 {
-        self.total / 16
     }
 
     /// Decoded accounts held by the engine: the rest.
