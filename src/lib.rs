@@ -5,6 +5,7 @@
 //! `engine` drives the core over partitions of records; `cmd` holds the subcommands.
 
 pub mod api;
+pub mod bytes;
 pub mod cmd;
 pub mod config;
 pub mod core;

@@ -50,6 +50,33 @@ impl LogBudget {
     }
 }
 
+/// Why the HTTP server (`api::server`) closed (or refused) a connection on its own: the label
+/// of `kizashi_http_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The request head took longer than `http.header_timeout`.
+    HeaderTimeout,
+    /// No byte moved for `http.idle_timeout`.
+    IdleTimeout,
+    /// Closed to make room for a new connection at `http.max_connections`.
+    Evicted,
+    /// A new connection closed at once: at the limit, and every connection had a request in hand.
+    Refused,
+}
+
+impl Closed {
+    pub const ALL: [Closed; 4] = [Closed::HeaderTimeout, Closed::IdleTimeout, Closed::Evicted, Closed::Refused];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Closed::HeaderTimeout => "header_timeout",
+            Closed::IdleTimeout => "idle_timeout",
+            Closed::Evicted => "evicted",
+            Closed::Refused => "refused",
+        }
+    }
+}
+
 /// Every metric kizashi exports.
 pub struct Metrics {
     registry: Registry,
@@ -291,7 +318,7 @@ impl Metrics {
         for output in ["alert", "score", "dead_letter"] {
             m.produced.with_label_values(&[output]).reset();
         }
-        for reason in crate::api::server::Closed::ALL {
+        for reason in Closed::ALL {
             m.http_connections_closed.with_label_values(&[reason.name()]).reset();
         }
         m.http_rejected.with_label_values(&["busy"]).reset();
@@ -488,7 +515,7 @@ impl Metrics {
 
     /// A connection closed (or refused) by the server's own bounds. Logged at debug only: a
     /// flood of slow clients must not become a flood of log lines; the counter is the signal.
-    pub fn http_connection_closed(&self, reason: crate::api::server::Closed, peer: std::net::SocketAddr) {
+    pub fn http_connection_closed(&self, reason: Closed, peer: std::net::SocketAddr) {
         self.http_connections_closed.with_label_values(&[reason.name()]).inc();
         tracing::debug!(%peer, reason = reason.name(), "HTTP connection closed by the server");
     }

@@ -29,6 +29,8 @@ use tower_service::Service as _;
 
 use super::Shared;
 use crate::config::HttpConfig;
+/// Why the server closed a connection: defined with the metric that counts it.
+pub use crate::metrics::Closed;
 
 /// Largest request head (request line and headers); a longer one gets a 431 and the connection
 /// is closed. Ours are a path and a few headers (a bearer token among them), far below this.
@@ -70,32 +72,6 @@ pub fn open_file_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
-}
-
-/// Why the server closed (or refused) a connection on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closed {
-    /// The request head took longer than `http.header_timeout`.
-    HeaderTimeout,
-    /// No byte moved for `http.idle_timeout`.
-    IdleTimeout,
-    /// Closed to make room for a new connection at `http.max_connections`.
-    Evicted,
-    /// A new connection closed at once: at the limit, and every connection had a request in hand.
-    Refused,
-}
-
-impl Closed {
-    pub const ALL: [Closed; 4] = [Closed::HeaderTimeout, Closed::IdleTimeout, Closed::Evicted, Closed::Refused];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Closed::HeaderTimeout => "header_timeout",
-            Closed::IdleTimeout => "idle_timeout",
-            Closed::Evicted => "evicted",
-            Closed::Refused => "refused",
-        }
-    }
 }
 
 /// The client's address, put in each request's extensions (for the 401 log line).

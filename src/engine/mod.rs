@@ -742,7 +742,7 @@ impl Engine {
             let target = self.cache_bytes.saturating_sub(over * 3 / 2).max(floor);
             if let Some(cutoff) = self.lru_cutoff(target, false) {
                 let mut entries = Vec::new();
-                let mut w = crate::store::codec::Writer::default();
+                let mut w = crate::bytes::Writer::default();
                 for (&partition, ps) in self.partitions.iter_mut() {
                     let victims: Vec<(CompactString, Box<Slot>)> = ps.accounts.extract_if(|_, s| s.last_used <= cutoff).collect();
                     for (id, slot) in victims {
@@ -943,7 +943,7 @@ impl Engine {
         let mut batch = store.batch();
         let mut entries = Vec::new();
         let mut restored = 0usize;
-        let mut scratch = crate::store::codec::Writer::default();
+        let mut scratch = crate::bytes::Writer::default();
         store.for_each_staged(partition, generation, |id, bytes| {
             let state = crate::store::codec::decode(bytes)
                 .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;

@@ -63,7 +63,8 @@ use crate::core::AccountState;
 use crate::event::timestamp::{MAX_TS_MS, MIN_TS_MS};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::store::codec::{self, CodecError, Reader, Writer};
+use crate::bytes::{Reader, Writer};
+use crate::store::codec::{self, CodecError};
 
 /// Input offsets and stream time a partition's changelog covers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -48,6 +48,14 @@ pub fn applies_to(key: &str, client: Client) -> bool {
     }
 }
 
+/// Each librdkafka client's queue (a consumer's prefetched records, a producer's records not
+/// yet acknowledged), unless `kafka.properties` sets it: a sixteenth of `state.memory_budget`,
+/// beside the store's and the engine's shares of it (`store::Budget`; `run` has a consumer, an
+/// output producer and, with a changelog, a changelog producer).
+pub fn kafka_queue_bytes(settings: &Settings) -> u64 {
+    settings.state.memory_budget.0 / 16
+}
+
 /// `bootstrap.servers` and the `kafka.properties` that apply to `client`.
 pub fn client_config(settings: &Settings, client: Client) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -61,7 +69,7 @@ pub fn client_config(settings: &Settings, client: Client) -> ClientConfig {
         Client::Consumer => ("queued.max.messages.kbytes", 2_097_151),
         Client::Producer => ("queue.buffering.max.kbytes", 2_147_483_647),
     };
-    c.set(key, (settings.state.budget().kafka_queue() >> 10).min(max_kb).to_string());
+    c.set(key, (kafka_queue_bytes(settings) >> 10).min(max_kb).to_string());
     for (k, v) in settings.kafka.properties.iter().filter(|(k, _)| applies_to(k, client)) {
         c.set(k, v);
     }

@@ -281,7 +281,7 @@ fn open_core(settings: &Settings, shared: &Arc<Shared>) -> Result<(Arc<Mutex<Cor
         cuts: 0,
         staged_drops: Vec::new(),
         max_buffered: settings.pipeline.max_buffered_records,
-        max_buffered_bytes: settings.state.budget().kafka_queue() as usize,
+        max_buffered_bytes: client::kafka_queue_bytes(settings) as usize,
         paused: Vec::new(),
         fatal: None,
     }));
@@ -362,7 +362,7 @@ fn start_outputs(
                 &client::changelog_producer_config(settings),
                 &topic,
                 settings.pipeline.changelog_interval,
-                settings.state.budget().kafka_queue() as usize,
+                client::kafka_queue_bytes(settings) as usize,
                 settings.changelog_record_bytes(),
             )?);
             let timeout = settings.kafka.startup_timeout.max(Duration::from_secs(60));

@@ -11,7 +11,8 @@ use rdkafka::ClientContext;
 
 use crate::config::TopicsConfig;
 use crate::metrics::Metrics;
-use crate::store::codec::{CodecError, Reader, Writer};
+use crate::bytes::{Reader, Writer};
+use crate::store::codec::CodecError;
 
 /// Which output topic an entry goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -138,7 +138,7 @@ pub fn run(
                     }
                 }
                 Ok(Record::State { account, state }) => {
-                    b.put_account_encoded(p, account, v, &crate::engine::board::entry_bytes(p, &state))
+                    b.put_account_encoded(p, account, v, &crate::store::board_entry::entry_bytes(p, &state))
                 }
                 Err(e) => metrics.changelog_corrupt("standby", p, m.offset(), k, &e),
             }

@@ -5,6 +5,7 @@
 //! states, offsets and outbox entries land together or not at all. Never decodes on the hot path
 //! more than once per account per cache miss.
 
+pub mod board_entry;
 pub mod codec;
 
 use std::path::Path;
@@ -15,6 +16,7 @@ use rocksdb::{
     DB,
 };
 
+use crate::bytes::Writer;
 use crate::core::AccountState;
 use codec::CodecError;
 
@@ -24,7 +26,7 @@ const CF_OFFSETS: &str = "offsets";
 const CF_OUTBOX: &str = "outbox";
 /// Accounts written locally whose state has not yet been acknowledged on the changelog topic.
 const CF_CHANGELOG_PENDING: &str = "changelog_pending";
-/// Each account's board entry (score, band, segment, ARR, ...; `engine::board::Entry`), written
+/// Each account's board entry (score, band, segment, ARR, ...; `board_entry::Entry`), written
 /// with its state: a restart loads the API's account index from these, not by decoding states.
 const CF_BOARD: &str = "board";
 /// Account states read back from the changelog, staged until the restore that read them is
@@ -47,8 +49,10 @@ pub enum StoreError {
     BadKey(&'static str),
 }
 
-/// How `state.memory_budget` is shared: RocksDB's block cache (data, index and filter blocks)
-/// and its memtables take fixed shares; the rest is the engine's cache of decoded accounts.
+/// How a memory budget (`state.memory_budget`) is split: RocksDB's block cache (data, index and
+/// filter blocks) and its memtables take fixed shares; the rest is the engine's cache of decoded
+/// accounts. (The Kafka clients' queues are sized beside it, by the pipeline:
+/// `pipeline::client::kafka_queue_bytes`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     pub total: u64,
@@ -66,13 +70,6 @@ impl Budget {
     /// All memtables together (RocksDB's write buffer manager flushes beyond it): an eighth.
     pub fn memtables(&self) -> u64 {
         self.total / 8
-    }
-
-    /// Each librdkafka client's queue (a consumer's prefetched records, a producer's records not
-    /// yet acknowledged), unless `kafka.properties` sets it: a sixteenth, outside the three parts
-    /// above (`run` has a consumer, an output producer and, with a changelog, a changelog producer).
-    pub fn kafka_queue(&self) -> u64 {
-        self.total / 16
     }
 
     /// Decoded accounts held by the engine: the rest.
@@ -151,7 +148,7 @@ impl Clone for Store {
 pub struct StoreBatch<'s> {
     store: &'s Store,
     wb: WriteBatch,
-    scratch: codec::Writer,
+    scratch: Writer,
 }
 
 fn it_status(iters: &[(u32, rocksdb::DBRawIterator<'_>)]) -> Result<(), StoreError> {
@@ -529,7 +526,7 @@ impl Store {
     }
 
     pub fn batch(&self) -> StoreBatch<'_> {
-        StoreBatch { store: self, wb: WriteBatch::default(), scratch: codec::Writer::default() }
+        StoreBatch { store: self, wb: WriteBatch::default(), scratch: Writer::default() }
     }
 
     pub fn write(&self, batch: StoreBatch<'_>) -> Result<(), StoreError> {
@@ -619,7 +616,7 @@ impl StoreBatch<'_> {
 
     fn put_board(&mut self, partition: u32, id: &str, state: &AccountState) {
         self.scratch.buf.clear();
-        crate::engine::board::Entry::of(partition, state).encode(&mut self.scratch);
+        board_entry::Entry::of(partition, state).encode(&mut self.scratch);
         self.wb.put_cf(self.store.cf(CF_BOARD), account_key(partition, id), &self.scratch.buf);
     }
 
@@ -775,7 +772,7 @@ mod tests {
         assert_eq!(store.outbox().unwrap(), vec![(1, b"x".to_vec())]);
         let mut board = Vec::new();
         store.for_each_board_entry(|p, id, bytes| board.push((p, id.to_string(), bytes.to_vec()))).unwrap();
-        assert_eq!(board, vec![(3, "acme".to_string(), crate::engine::board::entry_bytes(3, &s))]);
+        assert_eq!(board, vec![(3, "acme".to_string(), board_entry::entry_bytes(3, &s))]);
     }
 
     /// Stages three flushed files of states for `(partition 0, generation)` and deletes them,
@@ -856,8 +853,8 @@ mod tests {
         let mut board = Vec::new();
         store.for_each_board_entry(|p, id, bytes| board.push((p, id.to_string(), bytes.to_vec()))).unwrap();
         let want = vec![
-            (0, "a".to_string(), crate::engine::board::entry_bytes(0, &a)),
-            (2, "b".to_string(), crate::engine::board::entry_bytes(2, &b)),
+            (0, "a".to_string(), board_entry::entry_bytes(0, &a)),
+            (2, "b".to_string(), board_entry::entry_bytes(2, &b)),
         ];
         assert_eq!(board, want);
         assert_eq!(store.get_account(2, "b").unwrap(), Some(b));
