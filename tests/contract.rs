@@ -5,7 +5,7 @@ use std::path::Path;
 
 use kizashi::config::Settings;
 use kizashi::core::Params;
-use kizashi::engine::{Engine, Record, Source};
+use kizashi::engine::{Engine, Options, Record, Source};
 use kizashi::event::timestamp::DAY_MS;
 use kizashi::event::{decode, EventKind};
 
@@ -22,7 +22,7 @@ fn check_golden(name: &str, actual: &str) {
 /// updates it produces are the golden outputs.
 fn story() -> (Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), kizashi::store::Budget { total: 256 << 20 }).unwrap();
+    let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options::new(kizashi::store::Budget { total: 256 << 20 })).unwrap();
     let limits = Settings::default().events.decode_limits(i64::MAX / 2);
     let day0 = 20_400i64;
     let mut lines: Vec<(EventKind, String)> = vec![(

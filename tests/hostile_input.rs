@@ -224,10 +224,10 @@ fn an_account_flooded_with_new_users_and_event_ids_is_bounded() {
 #[test]
 fn a_corrupt_local_state_starts_the_account_afresh() {
     use kizashi::core::Params;
-    use kizashi::engine::{Engine, Record, Source};
+    use kizashi::engine::{Engine, Options, Record, Source};
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::default();
-    let mut engine = Engine::open(dir.path(), false, Params::new(&settings), kizashi::store::Budget { total: 256 << 20 }).unwrap();
+    let mut engine = Engine::open(dir.path(), Params::new(&settings), Options::new(kizashi::store::Budget { total: 256 << 20 })).unwrap();
     let mut batch = engine.store().batch();
     batch.put_account_encoded(0, "acme", &[3, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3], &[]);
     engine.store().write(batch).unwrap();

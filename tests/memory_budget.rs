@@ -7,7 +7,7 @@ mod counting;
 
 use kizashi::config::Settings;
 use kizashi::core::{Alert, Params, ScoreUpdate};
-use kizashi::engine::{Engine, Record, Source};
+use kizashi::engine::{Engine, Options, Record, Source};
 use kizashi::generate::GenOptions;
 use kizashi::store::Budget;
 
@@ -52,7 +52,7 @@ fn feed(
 fn the_cache_estimate_of_an_account_is_close_to_what_the_allocator_holds() {
     let dir = tempfile::tempdir().unwrap();
     // A budget that holds every account: nothing is evicted, so the cache is every account.
-    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 8 << 30 }).unwrap();
+    let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options::new(Budget { total: 8 << 30 })).unwrap();
     let gen = GenOptions { accounts: 400, days: 40, end_day: END_DAY, seed: 5, activity: 0.6, mix: Default::default() };
     // Warm up RocksDB's own allocations (a first write and flush) before measuring.
     feed(&mut engine, &GenOptions { accounts: 1, days: 2, ..gen }, 1_000_000, |_| {});
@@ -82,13 +82,13 @@ fn the_cache_estimate_of_an_account_is_close_to_what_the_allocator_holds() {
 fn a_small_budget_holds_the_cache_within_its_share_and_changes_no_output() {
     let gen = GenOptions { accounts: 300, days: 30, end_day: END_DAY, seed: 9, activity: 0.5, mix: Default::default() };
     let dir = tempfile::tempdir().unwrap();
-    let mut big = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
+    let mut big = Engine::open(dir.path(), Params::new(&Settings::default()), Options::new(Budget { total: 1 << 30 })).unwrap();
     let (alerts_big, scores_big) = feed(&mut big, &gen, 2_000, |_| {});
     assert_eq!(big.cached_accounts(), 300, "a large budget evicts nothing");
 
     let dir = tempfile::tempdir().unwrap();
     let small_budget = Budget { total: 1 << 20 };
-    let mut small = Engine::open(dir.path(), false, Params::new(&Settings::default()), small_budget).unwrap();
+    let mut small = Engine::open(dir.path(), Params::new(&Settings::default()), Options::new(small_budget)).unwrap();
     let mut max_cached = 0;
     let (alerts, scores) = feed(&mut small, &gen, 2_000, |e| {
         let (held, limit) = e.cache_usage();
@@ -117,8 +117,7 @@ fn write_back_keeps_accounts_encoded_then_stored_within_the_budget_and_changes_n
         v
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut big = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
-    big.write_back();
+    let mut big = Engine::open(dir.path(), Params::new(&Settings::default()), Options { write_back: true, ..Options::new(Budget { total: 1 << 30 }) }).unwrap();
     let (alerts_big, scores_big) = feed(&mut big, &gen, 2_000, |_| {});
     big.finish().unwrap();
     assert_eq!((big.stats.spills, big.stats.demoted), (0, 0), "a large budget holds everything decoded");
@@ -129,8 +128,7 @@ fn write_back_keeps_accounts_encoded_then_stored_within_the_budget_and_changes_n
     // fills.
     for (total, spills_to_store) in [(1 << 19, true), (4 << 20, false)] {
         let dir = tempfile::tempdir().unwrap();
-        let mut small = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total }).unwrap();
-        small.write_back();
+        let mut small = Engine::open(dir.path(), Params::new(&Settings::default()), Options { write_back: true, ..Options::new(Budget { total }) }).unwrap();
         let (alerts, scores) = feed(&mut small, &gen, 2_000, |e| {
             let (held, limit) = e.cache_usage();
             assert!(held <= limit, "after a flush the accounts held take {held} bytes, over their {limit}");
@@ -156,8 +154,7 @@ fn write_back_keeps_accounts_encoded_then_stored_within_the_budget_and_changes_n
 fn the_daily_timers_find_the_accounts_memory_holds() {
     let gen = GenOptions { accounts: 600, days: 20, end_day: END_DAY, seed: 17, activity: 0.05, mix: Default::default() };
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 19 }).unwrap();
-    engine.write_back();
+    let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options { write_back: true, ..Options::new(Budget { total: 1 << 19 }) }).unwrap();
     feed(&mut engine, &gen, 2_000, |_| {});
     let s = engine.stats.clone();
     assert!(s.written_early > 0, "memory held every account: the test shows nothing ({s:?})");
@@ -176,12 +173,12 @@ fn the_daily_timers_find_the_accounts_memory_holds() {
 fn a_day_of_timers_is_fired_in_slices_within_the_budget_and_changes_no_output() {
     let gen = GenOptions { accounts: 200, days: 20, end_day: END_DAY, seed: 13, activity: 0.3, mix: Default::default() };
     let dir = tempfile::tempdir().unwrap();
-    let mut big = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
+    let mut big = Engine::open(dir.path(), Params::new(&Settings::default()), Options::new(Budget { total: 1 << 30 })).unwrap();
     let (alerts_big, scores_big) = feed(&mut big, &gen, 2_000, |_| {});
 
     let dir = tempfile::tempdir().unwrap();
     let budget = Budget { total: 1 << 20 };
-    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), budget).unwrap();
+    let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options::new(budget)).unwrap();
     let settings = Settings::default();
     let limits = settings.events.decode_limits(i64::MAX / 2);
     let (mut alerts, mut scores) = (Vec::new(), Vec::new());
@@ -232,9 +229,8 @@ fn the_account_index_counts_in_the_accounts_share() {
     let dir = tempfile::tempdir().unwrap();
     let budget = Budget { total: 64 << 20 };
     let share = budget.accounts() as usize;
-    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), budget).unwrap();
     let board = std::sync::Arc::new(Board::default());
-    engine.set_board(board.clone());
+    let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options { board: Some(board.clone()), ..Options::new(budget) }).unwrap();
     let gen = GenOptions { accounts: 100, days: 10, end_day: END_DAY, seed: 3, activity: 0.5, mix: Default::default() };
     let b = board.clone();
     feed(&mut engine, &gen, 1_000, |e| {

@@ -175,11 +175,11 @@ fn population_report(accounts: usize, days: u32, activity: f64, seed: u64) -> Ve
 fn mix_report(mix: kizashi::generate::Mix, accounts: usize, days: u32, activity: f64, seed: u64) -> Vec<kizashi::generate::ProfileRow> {
     use kizashi::core::alerts::AlertKind;
     use kizashi::core::{Alert, Params, ScoreUpdate};
-    use kizashi::engine::{Engine, Record, Source};
+    use kizashi::engine::{Engine, Options, Record, Source};
     use kizashi::generate::{profile_report, AlertSeen};
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings::default();
-    let mut engine = Engine::open(dir.path(), false, Params::new(&settings), kizashi::store::Budget { total: 256 << 20 }).unwrap();
+    let mut engine = Engine::open(dir.path(), Params::new(&settings), Options::new(kizashi::store::Budget { total: 256 << 20 })).unwrap();
     let limits = settings.events.decode_limits(i64::MAX / 2);
     let (mut alerts, mut scores): (Vec<Alert>, Vec<ScoreUpdate>) = (Vec::new(), Vec::new());
     let mut n = 0i64;

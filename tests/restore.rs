@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kizashi::config::Settings;
 use kizashi::core::Params;
 use kizashi::engine::board::Board;
-use kizashi::engine::{Engine, Record, Source};
+use kizashi::engine::{Engine, Options, Record, Source};
 use kizashi::generate::GenOptions;
 use kizashi::metrics::Metrics;
 use kizashi::pipeline::changelog::{read_partition, Checkpoint};
@@ -30,7 +30,7 @@ const END_DAY: i32 = 20_400;
 /// The encoded states of a generated population, as an engine keeps them after a replay.
 fn population() -> Vec<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::open(dir.path(), false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
+    let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options::new(Budget { total: 1 << 30 })).unwrap();
     let gen = GenOptions { accounts: 250, days: 30, end_day: END_DAY, seed: 3, activity: 0.6, mix: Default::default() };
     let limits = Settings::default().events.decode_limits(i64::MAX / 2);
     let mut n = 0;
@@ -87,9 +87,8 @@ fn a_restore_writes_the_partition_in_slices_holding_a_slice_in_memory() {
     producer.flush(Duration::from_secs(60)).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = Engine::open(dir.path(), true, Params::new(&Settings::default()), Budget { total: 64 << 20 }).unwrap();
     let board = Arc::new(Board::default());
-    engine.set_board(board.clone());
+    let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options { durable: true, board: Some(board.clone()), ..Options::new(Budget { total: 64 << 20 }) }).unwrap();
     let metrics = Metrics::new();
     let before = counting::reset_peak();
     let read =
@@ -153,7 +152,7 @@ fn staged_states_are_kept_apart_by_reading_and_dropped_at_open() {
         n
     };
     {
-        let mut engine = Engine::open(dir.path(), true, Params::new(&Settings::default()), Budget { total: 64 << 20 }).unwrap();
+        let mut engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options { durable: true, ..Options::new(Budget { total: 64 << 20 }) }).unwrap();
         let store = engine.store().clone();
         let mut batch = store.batch();
         batch.stage(0, 1, "x", &a);
@@ -174,7 +173,7 @@ fn staged_states_are_kept_apart_by_reading_and_dropped_at_open() {
         assert_eq!(count(&store, 1, 2).len(), 1, "another partition's stay");
     }
     // A restart drops whatever was staged: a restore cut short is read again.
-    let engine = Engine::open(dir.path(), true, Params::new(&Settings::default()), Budget { total: 64 << 20 }).unwrap();
+    let engine = Engine::open(dir.path(), Params::new(&Settings::default()), Options { durable: true, ..Options::new(Budget { total: 64 << 20 }) }).unwrap();
     assert!(count(engine.store(), 1, 2).is_empty());
     assert_eq!(engine.store().get_account_encoded(0, "x").unwrap(), Some(b), "restored states are kept");
 }
@@ -191,9 +190,7 @@ fn records_a_restored_state_already_holds_are_skipped_and_counted() {
     kizashi::generate::generate(&gen, |r| records.push((r.kind, r.line.to_string())));
     let split = records.len() * 3 / 5;
     let open = |dir: &std::path::Path| {
-        let mut e = Engine::open(dir, false, Params::new(&Settings::default()), Budget { total: 1 << 30 }).unwrap();
-        e.track_applied_offsets();
-        e
+        Engine::open(dir, Params::new(&Settings::default()), Options { track_applied: true, ..Options::new(Budget { total: 1 << 30 }) }).unwrap()
     };
     let run = |e: &mut Engine, range: std::ops::Range<usize>| {
         for (i, (kind, line)) in records.iter().enumerate().take(range.end).skip(range.start) {

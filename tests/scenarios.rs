@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use kizashi::config::{Settings, WeightedMeasure};
 use kizashi::core::{Alert, Params, ScoreUpdate};
-use kizashi::engine::{Engine, Record, Source};
+use kizashi::engine::{Engine, Options, Record, Source};
 use kizashi::event::timestamp::{day_of, DAY_MS};
 use kizashi::event::{AccountEvent, Event, Priority, SupportEvent, TicketKind, UsageEvent};
 
@@ -68,7 +68,7 @@ impl Harness {
     fn new(settings: &Settings) -> Harness {
         assert_eq!(settings.problems(), Vec::<String>::new());
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path(), false, Params::new(settings), kizashi::store::Budget { total: 256 << 20 }).unwrap();
+        let engine = Engine::open(dir.path(), Params::new(settings), Options::new(kizashi::store::Budget { total: 256 << 20 })).unwrap();
         Harness { engine, offset: 0, alerts: Vec::new(), scores: Vec::new(), _dir: dir }
     }
 

@@ -194,8 +194,26 @@ fn create(dir: &Path, name: &str) -> Result<BufWriter<File>> {
     Ok(BufWriter::new(File::create(&p).with_context(|| format!("creating {}", p.display()))?))
 }
 
+/// Writes each alert to `w` (and counts it in `shared`'s metrics); the first error is kept in
+/// `err`.
+fn alert_sink(w: Arc<std::sync::Mutex<BufWriter<File>>>, err: Arc<std::sync::Mutex<Option<std::io::Error>>>, shared: Option<Arc<Shared>>) -> crate::engine::AlertSink {
+    crate::engine::AlertSink(Box::new(move |a| {
+        if let Some(s) = &shared {
+            s.metrics.alert(&a);
+        }
+        let mut w = w.lock().expect("not poisoned");
+        if let Err(e) = writeln!(w, "{}", a.to_json()) {
+            err.lock().expect("not poisoned").get_or_insert(e);
+        }
+    }))
+}
+
 impl Lane {
-    fn open(settings: &Settings, state_dir: Option<&Path>, out_dir: PathBuf, now_ms: i64, evaluate: bool) -> Result<Lane> {
+    /// A lane writing to `out_dir`, with its state in `state_dir` (or a temporary directory).
+    /// `evaluate`: a back-test, which keeps the alerts and score updates for the evaluation;
+    /// otherwise each alert is written to `alerts.jsonl` (and counted in `shared`'s metrics) as it
+    /// is produced, so a day's timers over a million accounts never hold their alerts in memory.
+    fn open(settings: &Settings, state_dir: Option<&Path>, out_dir: PathBuf, now_ms: i64, evaluate: bool, shared: Option<&Arc<Shared>>) -> Result<Lane> {
         std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
         let (tmp, dir) = match state_dir {
             Some(d) => (None, d.to_path_buf()),
@@ -205,18 +223,22 @@ impl Lane {
                 (Some(t), p)
             }
         };
-        let mut engine = Engine::open(&dir, false, Params::new(settings), settings.state.budget())
-            .with_context(|| format!("opening state store at {}", dir.display()))?;
-        engine.write_back();
-        if !evaluate {
+        let alerts_w = Arc::new(std::sync::Mutex::new(create(&out_dir, "alerts.jsonl")?));
+        let sink_error: Arc<std::sync::Mutex<Option<std::io::Error>>> = Arc::default();
+        let options = crate::engine::Options {
+            write_back: true,
+            board: shared.map(|s| s.board.clone()),
             // Only a back-test reads the score updates; the rest needs their number.
-            engine.discard_score_updates();
-        }
+            keep_score_updates: evaluate,
+            alerts_to: (!evaluate).then(|| alert_sink(alerts_w.clone(), sink_error.clone(), shared.cloned())),
+            ..crate::engine::Options::new(settings.state.budget())
+        };
+        let engine = Engine::open(&dir, Params::new(settings), options).with_context(|| format!("opening state store at {}", dir.display()))?;
         Ok(Lane {
             engine,
             limits: settings.events.decode_limits(now_ms),
-            alerts_w: Arc::new(std::sync::Mutex::new(create(&out_dir, "alerts.jsonl")?)),
-            sink_error: Arc::default(),
+            alerts_w,
+            sink_error,
             rejects_w: create(&out_dir, "rejects.jsonl")?,
             out_dir,
             history: evaluate.then(History::default),
@@ -227,22 +249,6 @@ impl Lane {
 
     fn process(&mut self, partition: u32, source: Source<'_>, decoded: Result<&Event<'_>, Reject>, line: &[u8]) -> Result<()> {
         crate::flow::apply(self, partition, Record { source, key: None, raw: line, decoded })
-    }
-
-    /// Has the engine write each alert to `alerts.jsonl` (and count it) as it is produced, so a
-    /// day's timers over a million accounts never hold their alerts in memory. Not with a
-    /// back-test, which keeps its alerts for the evaluation anyway.
-    fn stream_alerts(&mut self, shared: Option<Arc<Shared>>) {
-        let (w, err) = (self.alerts_w.clone(), self.sink_error.clone());
-        self.engine.send_alerts_to(crate::engine::AlertSink(Box::new(move |a| {
-            if let Some(s) = &shared {
-                s.metrics.alert(&a);
-            }
-            let mut w = w.lock().expect("not poisoned");
-            if let Err(e) = writeln!(w, "{}", a.to_json()) {
-                err.lock().expect("not poisoned").get_or_insert(e);
-            }
-        })));
     }
 
     fn drain(&mut self, shared: Option<&Shared>) -> Result<()> {
@@ -462,18 +468,15 @@ pub fn run(settings: &Settings, opts: &ReplayOptions) -> Result<ReplaySummary> {
 pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<&BacktestOptions>) -> Result<ReplaySummary> {
     let started = Instant::now();
     let evaluate = backtest.is_some();
-    let mut lanes = vec![Lane::open(settings, opts.state_dir.as_deref(), opts.out.clone(), opts.now_ms, evaluate)?];
-    if let Some((_, other)) = backtest.and_then(|b| b.compare.as_ref()) {
-        lanes.push(Lane::open(other, None, opts.out.join("compare"), opts.now_ms, true)?);
-    }
     let shared = opts.serve.as_ref().map(|(s, _)| s.clone());
-    if !evaluate {
-        lanes[0].stream_alerts(shared.clone());
+    let mut lanes = vec![Lane::open(settings, opts.state_dir.as_deref(), opts.out.clone(), opts.now_ms, evaluate, shared.as_ref())?];
+    if let Some((_, other)) = backtest.and_then(|b| b.compare.as_ref()) {
+        lanes.push(Lane::open(other, None, opts.out.join("compare"), opts.now_ms, true, None)?);
     }
     if let Some(s) = &shared {
         s.not_ready("replaying");
         s.attach_store(lanes[0].engine.store(), true)?;
-        lanes[0].engine.set_board(s.board.clone());
+        lanes[0].engine.index_loaded();
         if evaluate {
             s.evaluation.pending();
         }

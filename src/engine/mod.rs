@@ -56,7 +56,53 @@ pub struct Rejected {
     pub raw: Vec<u8>,
 }
 
-/// Takes each alert as it is produced (`Engine::send_alerts_to`).
+/// How an engine runs, fixed when it is opened.
+pub struct Options {
+    /// Sync RocksDB's log on each write (the pipeline; `replay` throws its store away).
+    pub durable: bool,
+    pub budget: Budget,
+    /// Write changed accounts only when the cache is over its budget and at `finish`, not at
+    /// every `flush` (for `replay`: its store is thrown away and its offsets are not resumed, so
+    /// only the states must be right, and an account touched in many batches is written once).
+    /// Off: write-through (the pipeline, whose offsets and outbox must land with the states).
+    pub write_back: bool,
+    /// Track per-account applied offsets and skip records below them (the Kafka pipeline, whose
+    /// offsets are per topic-partition; `replay`'s line numbers are per file).
+    pub track_applied: bool,
+    /// Each flush keeps the encoded states it wrote for `take_captured` (the changelog).
+    pub capture_flushed_states: bool,
+    /// The API's account index, kept up to date with every account written.
+    pub board: Option<Arc<Board>>,
+    /// Write account states in this encoding version (`state.upgrade_from`: the release
+    /// before's, during a rolling upgrade).
+    pub state_write_version: Option<u8>,
+    /// Keep score updates in the output; off, they are only counted (`Stats::score_updates`), for
+    /// a replay that uses nothing of them but their number.
+    pub keep_score_updates: bool,
+    /// Alerts go here as they are produced, in order, instead of the output: a timer sweep over
+    /// a million accounts can raise hundreds of thousands of alerts within one record, which the
+    /// output would hold all at once.
+    pub alerts_to: Option<AlertSink>,
+}
+
+impl Options {
+    /// Write-through, not durable, nothing else on: the base the callers adjust.
+    pub fn new(budget: Budget) -> Options {
+        Options {
+            durable: false,
+            budget,
+            write_back: false,
+            track_applied: false,
+            capture_flushed_states: false,
+            board: None,
+            state_write_version: None,
+            keep_score_updates: true,
+            alerts_to: None,
+        }
+    }
+}
+
+/// Takes each alert as it is produced (`Options::alerts_to`).
 pub struct AlertSink(pub Box<dyn FnMut(Alert) + Send>);
 
 impl std::fmt::Debug for AlertSink {
@@ -285,10 +331,15 @@ fn slot_bytes(id: &str, state: &AccountState) -> usize {
 impl Engine {
     /// Opens the engine on the store at `dir`, its memory held within `budget` (decoded accounts,
     /// RocksDB's block cache and memtables).
-    pub fn open(dir: &Path, durable: bool, params: Params, budget: Budget) -> Result<Engine, EngineError> {
-        Ok(Engine {
+    pub fn open(dir: &Path, params: Params, options: Options) -> Result<Engine, EngineError> {
+        let Options { durable, budget, write_back, track_applied, capture_flushed_states, board, state_write_version, keep_score_updates, alerts_to } = options;
+        let mut store = Store::open(dir, durable, budget)?;
+        if let Some(v) = state_write_version {
+            store.set_write_version(v);
+        }
+        let mut engine = Engine {
             params,
-            store: Store::open(dir, durable, budget)?,
+            store,
             partitions: FxHashMap::default(),
             cache_limit: budget.accounts() as usize,
             share: budget.accounts() as usize,
@@ -296,42 +347,21 @@ impl Engine {
             warm_bytes: 0,
             warm_order: VecDeque::new(),
             warm_seq: 0,
-            write_back: false,
+            write_back,
             tick: 0,
-            out: Output::default(),
+            out: Output { discard_scores: !keep_score_updates, sink: alerts_to, ..Output::default() },
             stats: Stats::default(),
-            board: None,
-            track_applied: false,
-            capture: None,
-        })
-    }
-
-    /// Writes dirty accounts only when the cache is over its budget and at `finish`, not at every
-    /// `flush` (for `replay`: its store is thrown away and its offsets are not resumed, so only
-    /// the states must be right, and an account touched in many batches is written once).
-    pub fn write_back(&mut self) {
-        self.write_back = true;
-    }
-
-    /// Turns on per-account applied offsets (see `track_applied`).
-    pub fn track_applied_offsets(&mut self) {
-        self.track_applied = true;
-    }
-
-    /// From now on, each flush keeps the encoded states it wrote for `take_captured`.
-    pub fn capture_flushed_states(&mut self) {
-        self.capture = Some(Vec::new());
+            board,
+            track_applied,
+            capture: capture_flushed_states.then(Vec::new),
+        };
+        engine.fit_board();
+        Ok(engine)
     }
 
     /// Encoded states written by flushes since the last call: (partition, account, bytes).
     pub fn take_captured(&mut self) -> Vec<(u32, CompactString, Vec<u8>)> {
         self.capture.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    /// Keeps `board` up to date with every account written from now on.
-    pub fn set_board(&mut self, board: Arc<Board>) {
-        self.board = Some(board);
-        self.fit_board();
     }
 
     pub fn params(&self) -> &Params {
@@ -342,10 +372,6 @@ impl Engine {
         &self.store
     }
 
-    /// The encoding version the engine writes states in (see `Store::set_write_version`).
-    pub fn set_state_write_version(&mut self, version: u8) {
-        self.store.set_write_version(version);
-    }
 
     /// Loads a partition's due index and stream time (idempotent).
     pub fn open_partition(&mut self, partition: u32) -> Result<(), EngineError> {
@@ -516,6 +542,12 @@ impl Engine {
     /// The account index counts in the accounts' share (a million accounts' index is ~270 MB,
     /// most of the default share): the cache gets what it leaves, but at least a quarter of the
     /// share. Called whenever the index changes size (each write, and when it is set).
+    /// The API's account index was loaded from the store: the cache makes room for it now
+    /// rather than at the next flush.
+    pub fn index_loaded(&mut self) {
+        self.fit_board();
+    }
+
     fn fit_board(&mut self) {
         let board = self.board.as_ref().map_or(0, |b| b.approx_bytes());
         self.cache_limit = self.share.saturating_sub(board).max(self.share / 4);
@@ -654,18 +686,7 @@ impl Engine {
         out
     }
 
-    /// From now on alerts go to `sink` as they are produced, in the same order, instead of the
-    /// output: a timer sweep over a million accounts can raise hundreds of thousands of alerts
-    /// within one record, which the output would hold all at once.
-    pub fn send_alerts_to(&mut self, sink: AlertSink) {
-        self.out.sink = Some(sink);
-    }
 
-    /// From now on score updates are only counted (`Stats::score_updates`), not kept in the
-    /// output: for a replay that uses nothing of them but their number.
-    pub fn discard_score_updates(&mut self) {
-        self.out.discard_scores = true;
-    }
 
     /// Writes the batch: every touched account once, due-index moves, offsets and stream time,
     /// plus whatever `extra` adds (the outbox), in one atomic RocksDB write. Then trims the cache.

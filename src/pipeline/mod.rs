@@ -233,19 +233,21 @@ impl Default for LoopClock {
 fn open_core(settings: &Settings, shared: &Arc<Shared>) -> Result<(Arc<Mutex<Core>>, Vec<(u64, Vec<u8>)>, std::sync::mpsc::Receiver<RestoreReport>)> {
     let t = &settings.kafka.topics;
     shared.not_ready("opening the state store");
-    let mut engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.budget())
+    let options = crate::engine::Options {
+        durable: true,
+        track_applied: true,
+        capture_flushed_states: settings.kafka.changelog_topic().is_some(),
+        board: Some(shared.board.clone()),
+        state_write_version: settings.state.upgrade_from,
+        ..crate::engine::Options::new(settings.state.budget())
+    };
+    let engine = Engine::open(&settings.state.dir, Params::new(settings), options)
         .with_context(|| format!("opening state store at {}", settings.state.dir.display()))?;
     if let Some(v) = settings.state.upgrade_from {
-        engine.set_state_write_version(v);
         tracing::info!(version = v, "state.upgrade_from: account states are written in the release before's encoding (a rolling upgrade); remove it once every instance runs this release");
     }
     // The account index is loaded per partition as partitions are assigned.
     shared.attach_store(engine.store(), false)?;
-    engine.set_board(shared.board.clone());
-    engine.track_applied_offsets();
-    if settings.kafka.changelog_topic().is_some() {
-        engine.capture_flushed_states();
-    }
     let leftover = engine.store().outbox()?;
     let next_seq = leftover.last().map_or(0, |(s, _)| s + 1);
     let (restore_tx, restore_rx) = std::sync::mpsc::channel::<RestoreReport>();
