@@ -1,7 +1,11 @@
 //! The processing driver shared by `replay` and the Kafka pipeline: takes decoded records of a
 //! partition in order, keeps stream time and the due-time index, applies and evaluates through
 //! the pure core, and writes one RocksDB batch per processing batch (each touched account once,
-//! with the input offsets and stream time of the batch). It never talks to Kafka or files.
+//! with the input offsets and stream time of the batch). It never talks to Kafka or files;
+//! `crate::flow` drives it. How it runs (write-through or write-back, durable, ...) is fixed at
+//! [`Engine::open`] by [`Options`]. Its rooms: this file (records in, stream time and timers,
+//! evaluation, output), `cache` (accounts in memory within the budget), `persist` (writing to
+//! and restoring from the store), `board` (the API's account index).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
@@ -11,6 +15,10 @@ use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 pub mod board;
+mod cache;
+mod persist;
+
+use cache::{load_slot, remeasure, slot_bytes, Slot, WarmEntry, WRITE_BACK_SLICE};
 
 use board::{Board, Entry};
 use crate::core::ids::KeyedMap;
@@ -149,42 +157,6 @@ pub struct Stats {
     pub written_early: u64,
 }
 
-struct Slot {
-    state: AccountState,
-    /// Due time as persisted in the store's index.
-    stored_due: Option<i64>,
-    dirty: bool,
-    last_used: u64,
-    /// `AccountState::mem_bytes` when last measured (on load and on each write), as counted in
-    /// `Engine::cache_bytes`.
-    bytes: usize,
-}
-
-/// An account moved out of the decoded cache in write-back mode, kept encoded in memory (a
-/// quarter to a third of its decoded size) until the budget needs its room; its stored copy, if
-/// any, is older.
-struct WarmEntry {
-    /// Position in `Engine::warm_order` (an older position there is a stale one).
-    seq: u64,
-    encoded: Box<[u8]>,
-    /// Its board entry as the store keeps it (`board::entry_bytes`).
-    board: Box<[u8]>,
-    /// Due time as persisted in the store's index, and as the state has it.
-    stored_due: Option<i64>,
-    due: Option<i64>,
-}
-
-/// Memory of one warm entry: its bytes, its map entry, its key if on the heap and its place in
-/// the order queue.
-fn warm_bytes(id: &str, w: &WarmEntry) -> usize {
-    let key = if id.len() > 24 { id.len() } else { 0 };
-    crate::core::ids::alloc_bytes(w.encoded.len())
-        + crate::core::ids::alloc_bytes(w.board.len())
-        + std::mem::size_of::<(CompactString, WarmEntry)>() * 8 / 7
-        + std::mem::size_of::<(u64, u32, CompactString)>()
-        + key
-}
-
 #[derive(Default)]
 struct PartitionState {
     /// Boxed: a state is ~1.4 KB inline, and a map of them would reserve that per empty bucket.
@@ -236,78 +208,6 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// Loads an account into the cache. A stored state that does not decode (a corrupt byte on disk)
-/// must not stop the partition for good, as every restart would read it again: it is logged,
-/// counted, and the account starts afresh from the records that follow. Also returns whether the
-/// account was read from the store (neither decoded nor in the warm tier).
-#[allow(clippy::too_many_arguments)]
-fn load_slot<'a>(
-    store: &Store,
-    accounts: &'a mut KeyedMap<CompactString, Box<Slot>>,
-    warm: &mut KeyedMap<CompactString, WarmEntry>,
-    dirty: &mut Vec<CompactString>,
-    partition: u32,
-    id: &str,
-    corrupt: &mut u64,
-    cache_bytes: &mut usize,
-    warm_total: &mut usize,
-) -> Result<(&'a mut Slot, bool), StoreError> {
-    let mut from_store = false;
-    if !accounts.contains_key(id) {
-        let (state, stored_due, changed) = match warm.remove(id) {
-            // Taken back from the warm tier: its changes are still not in the store.
-            Some(w) => {
-                *warm_total -= warm_bytes(id, &w);
-                let state = crate::store::codec::decode(&w.encoded).unwrap_or_else(|e| {
-                    *corrupt += 1;
-                    tracing::warn!(partition, account = ?id, error = %e, "a warm account state does not decode: the account starts afresh");
-                    AccountState::default()
-                });
-                (state, w.stored_due, true)
-            }
-            None => {
-                from_store = true;
-                let state = match store.get_account(partition, id) {
-                    Ok(s) => s.unwrap_or_default(),
-                    Err(StoreError::Codec { source, .. }) => {
-                        *corrupt += 1;
-                        tracing::warn!(partition, account = ?id, error = %source, "stored account state does not decode: the account starts afresh");
-                        AccountState::default()
-                    }
-                    Err(e) => return Err(e),
-                };
-                let due = state.score.next_due_ms;
-                (state, due, false)
-            }
-        };
-        let bytes = slot_bytes(id, &state);
-        *cache_bytes += bytes;
-        if changed {
-            dirty.push(id.into());
-        }
-        accounts.insert(id.into(), Box::new(Slot { state, stored_due, dirty: changed, last_used: 0, bytes }));
-    }
-    Ok((accounts.get_mut(id).expect("just inserted"), from_store))
-}
-
-/// Measures a slot again after its state changed, keeping the cache's total right.
-fn remeasure(slot: &mut Slot, id: &str, cache_bytes: &mut usize) {
-    let now = slot_bytes(id, &slot.state);
-    *cache_bytes = *cache_bytes + now - slot.bytes;
-    slot.bytes = now;
-}
-
-/// Bytes per RocksDB write when write-back spills the cache.
-const WRITE_BACK_SLICE: usize = 4 << 20;
-
-/// Bytes per RocksDB write of a restore.
-const RESTORE_SLICE: usize = 4 << 20;
-
-/// Write-back: once the accounts' budget is full, decoded accounts are encoded into the warm tier
-/// (several times as many per byte) until the decoded ones are down to 1/`HOT_FLOOR` of it; only
-/// then are the oldest warm accounts written to the store.
-const HOT_FLOOR: usize = 8;
-
 /// Memory of one cached account: its state, its key and its map entry.
 /// A partition's stream time once an event of `kind` at `ts_ms` is taken: the largest event time
 /// seen, except that account records are facts "as of" their ts, not activity, and never move
@@ -318,14 +218,6 @@ fn stream_time_after(current: Option<i64>, kind: EventKind, ts_ms: i64) -> i64 {
         (Some(s), _) => s.max(ts_ms),
         (None, _) => ts_ms,
     }
-}
-
-fn slot_bytes(id: &str, state: &AccountState) -> usize {
-    let key = if id.len() > 24 { id.len() } else { 0 };
-    // The box, the map's entry (at the 7/8 load a full map has), the key if on the heap.
-    state.mem_bytes() + crate::core::ids::alloc_bytes(std::mem::size_of::<Slot>()) - std::mem::size_of::<AccountState>()
-        + std::mem::size_of::<(CompactString, Box<Slot>)>() * 8 / 7
-        + key
 }
 
 impl Engine {
@@ -371,7 +263,6 @@ impl Engine {
     pub fn store(&self) -> &Store {
         &self.store
     }
-
 
     /// Loads a partition's due index and stream time (idempotent).
     pub fn open_partition(&mut self, partition: u32) -> Result<(), EngineError> {
@@ -539,27 +430,6 @@ impl Engine {
         }
     }
 
-    /// The account index counts in the accounts' share (a million accounts' index is ~270 MB,
-    /// most of the default share): the cache gets what it leaves, but at least a quarter of the
-    /// share. Called whenever the index changes size (each write, and when it is set).
-    /// The API's account index was loaded from the store: the cache makes room for it now
-    /// rather than at the next flush.
-    pub fn index_loaded(&mut self) {
-        self.fit_board();
-    }
-
-    fn fit_board(&mut self) {
-        let board = self.board.as_ref().map_or(0, |b| b.approx_bytes());
-        self.cache_limit = self.share.saturating_sub(board).max(self.share / 4);
-    }
-
-    /// Write-through only: the decoded accounts held are over the budget's share. Accounts a
-    /// batch changed cannot be dropped before the batch is written, so the caller writes it
-    /// (which leaves every account clean, and the cache is trimmed) before going on.
-    pub fn over_budget(&self) -> bool {
-        !self.write_back && self.cache_bytes > self.cache_limit
-    }
-
     /// What [`Engine::process`] does first for an event of `kind` at `ts_ms`, but in slices: moves
     /// the partition's stream time as that event will and re-scores the accounts that become
     /// due, stopping once [`Engine::over_budget`] (at least one account each call). Returns
@@ -686,392 +556,12 @@ impl Engine {
         out
     }
 
-
-
-    /// Writes the batch: every touched account once, due-index moves, offsets and stream time,
-    /// plus whatever `extra` adds (the outbox), in one atomic RocksDB write. Then trims the cache.
-    /// In write-back mode (`write_back`) the accounts are not written here (see `spill_if_full`
-    /// and `finish`), only what `extra` adds; the board still learns of every touched account.
-    pub fn flush(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
-        if !self.write_back {
-            return self.write_dirty(extra);
-        }
-        if let Some(b) = &self.board {
-            let mut entries = Vec::new();
-            for (&partition, ps) in &self.partitions {
-                for id in &ps.dirty {
-                    if let Some(slot) = ps.accounts.get(id) {
-                        entries.push((id.clone(), Entry::of(partition, &slot.state)));
-                    }
-                }
-            }
-            b.update(entries);
-            self.fit_board();
-        }
-        let mut batch = self.store.batch();
-        extra(&mut batch);
-        if !batch.is_empty() {
-            self.store.write(batch)?;
-        }
-        self.spill_if_full()?;
-        Ok(0)
-    }
-
-    /// In write-back mode, writes every changed account, warm or decoded (the end of a replay).
-    pub fn finish(&mut self) -> Result<usize, EngineError> {
-        tracing::debug!(
-            accounts = self.cached_accounts(),
-            bytes = self.cache_bytes,
-            warm_accounts = self.warm_accounts(),
-            warm_bytes = self.warm_bytes,
-            rocksdb_bytes = self.store.memory_bytes(),
-            "account cache at the end"
-        );
-        let warm = self.write_warm(0)?;
-        Ok(warm + self.write_dirty(|_| {})?)
-    }
-
-    /// Bytes of accounts held in memory (decoded, and in write-back mode encoded), and the
-    /// budget for them.
-    pub fn cache_usage(&self) -> (usize, usize) {
-        (self.cache_bytes + self.warm_bytes, self.cache_limit)
-    }
-
-    /// Write-back accounts held encoded in memory.
-    pub fn warm_accounts(&self) -> usize {
-        self.partitions.values().map(|p| p.warm.len()).sum()
-    }
-
-    /// In write-back mode, once the accounts held are over budget: the least recently used
-    /// decoded accounts are encoded into the warm tier (or dropped if unchanged), and if that is
-    /// not room enough, the oldest warm accounts are written to the store, down to 80% of the
-    /// budget. An account is written to the store at
-    /// most once per stay in memory, and only if it changed.
-    pub fn spill_if_full(&mut self) -> Result<(), EngineError> {
-        if !(self.write_back && self.cache_bytes + self.warm_bytes > self.cache_limit) {
-            return Ok(());
-        }
-        self.stats.spills += 1;
-        let before = (self.cached_accounts(), self.cache_bytes, self.warm_bytes);
-        // Decoded accounts are encoded (several times smaller) until the total is at 90% of the
-        // budget, as long as the decoded ones keep their floor.
-        let floor = self.cache_limit / HOT_FLOOR;
-        let mut demoted = 0u64;
-        if self.cache_bytes > floor {
-            let over = (self.cache_bytes + self.warm_bytes).saturating_sub(self.cache_limit / 10 * 9);
-            // Encoding keeps about a third of the bytes, so free half again as much.
-            let target = self.cache_bytes.saturating_sub(over * 3 / 2).max(floor);
-            if let Some(cutoff) = self.lru_cutoff(target, false) {
-                let mut entries = Vec::new();
-                let mut w = crate::bytes::Writer::default();
-                for (&partition, ps) in self.partitions.iter_mut() {
-                    let victims: Vec<(CompactString, Box<Slot>)> = ps.accounts.extract_if(|_, s| s.last_used <= cutoff).collect();
-                    for (id, slot) in victims {
-                        self.cache_bytes -= slot.bytes;
-                        if !slot.dirty {
-                            continue;
-                        }
-                        let e = Entry::of(partition, &slot.state);
-                        w.buf.clear();
-                        e.encode(&mut w);
-                        let board: Box<[u8]> = w.buf.as_slice().into();
-                        if self.board.is_some() {
-                            entries.push((id.clone(), e));
-                        }
-                        w.buf.clear();
-                        crate::store::codec::encode(&slot.state, &mut w);
-                        let encoded: Box<[u8]> = w.buf.as_slice().into();
-                        self.warm_seq += 1;
-                        if slot.last_used == 0 {
-                            // Read for its timer only (see `fire_due_bounded`): first to go to the store.
-                            self.warm_order.push_front((self.warm_seq, partition, id.clone()));
-                        } else {
-                            self.warm_order.push_back((self.warm_seq, partition, id.clone()));
-                        }
-                        let entry = WarmEntry { seq: self.warm_seq, encoded, board, stored_due: slot.stored_due, due: slot.state.score.next_due_ms };
-                        self.warm_bytes += warm_bytes(&id, &entry);
-                        ps.warm.insert(id, entry);
-                        demoted += 1;
-                    }
-                    let accounts = &ps.accounts;
-                    ps.dirty.retain(|id| accounts.contains_key(id));
-                    if ps.accounts.capacity() > 4 * ps.accounts.len().max(1024) {
-                        ps.accounts.shrink_to_fit();
-                    }
-                }
-                if let Some(b) = &self.board {
-                    b.update(entries);
-                }
-            }
-        }
-        // Taken-back accounts leave stale places in the order queue: compact it now and then.
-        let live = self.warm_accounts();
-        if self.warm_order.len() > 2 * live + 4096 {
-            let partitions = &self.partitions;
-            self.warm_order.retain(|(seq, p, id)| partitions.get(p).and_then(|ps| ps.warm.get(id)).is_some_and(|w| w.seq == *seq));
-            self.warm_order.shrink_to_fit();
-        }
-        let mut written = 0;
-        if self.cache_bytes + self.warm_bytes > self.cache_limit {
-            let target = (self.cache_limit / 10 * 8).saturating_sub(self.cache_bytes);
-            written = self.write_warm(target)?;
-        }
-        self.stats.demoted += demoted;
-        self.stats.written_early += written as u64;
-        tracing::debug!(
-            accounts = before.0,
-            bytes = before.1,
-            warm_bytes = before.2,
-            demoted,
-            written,
-            kept = self.cached_accounts(),
-            kept_bytes = self.cache_bytes,
-            warm_kept = self.warm_bytes,
-            rocksdb_bytes = self.store.memory_bytes(),
-            "account cache full: least recently used accounts encoded, the oldest encoded ones written"
-        );
-        Ok(())
-    }
-
-    /// Writes the oldest warm accounts to the store, in key order and in slices, until the warm
-    /// tier holds at most `target` bytes. Returns the accounts written.
-    fn write_warm(&mut self, target: usize) -> Result<usize, EngineError> {
-        let mut out: Vec<(u32, CompactString, WarmEntry)> = Vec::new();
-        while self.warm_bytes > target {
-            let Some((seq, partition, id)) = self.warm_order.pop_front() else { break };
-            let Some(ps) = self.partitions.get_mut(&partition) else { continue };
-            if ps.warm.get(&id).is_none_or(|w| w.seq != seq) {
-                continue;
-            }
-            let w = ps.warm.remove(&id).expect("just found");
-            self.warm_bytes -= warm_bytes(&id, &w);
-            out.push((partition, id, w));
-        }
-        if self.warm_bytes == 0 {
-            self.warm_order.clear();
-        }
-        out.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let n = out.len();
-        let mut batch = self.store.batch();
-        for (partition, id, w) in out {
-            batch.put_account_encoded(partition, &id, &w.encoded, &w.board);
-            batch.move_due(partition, &id, w.stored_due, w.due);
-            if batch.size_in_bytes() > WRITE_BACK_SLICE {
-                let full = std::mem::replace(&mut batch, self.store.batch());
-                self.store.write(full)?;
-            }
-        }
-        if !batch.is_empty() {
-            self.store.write(batch)?;
-        }
-        Ok(n)
-    }
-
-    /// The `last_used` tick at or below which accounts go to bring the decoded cache to `target`
-    /// bytes, oldest first; only clean accounts when `clean_only`. `None`: nothing to drop.
-    fn lru_cutoff(&self, target: usize, clean_only: bool) -> Option<u64> {
-        let mut slots: Vec<(u64, usize)> = self
-            .partitions
-            .values()
-            .flat_map(|p| p.accounts.values().filter(|s| !(clean_only && s.dirty)).map(|s| (s.last_used, s.bytes)))
-            .collect();
-        slots.sort_unstable_by_key(|&(t, _)| t);
-        let mut held = self.cache_bytes;
-        let mut cutoff = None;
-        for &(t, b) in &slots {
-            if held <= target {
-                break;
-            }
-            held -= b;
-            cutoff = Some(t);
-        }
-        cutoff
-    }
-
-    fn write_dirty(&mut self, extra: impl FnOnce(&mut StoreBatch<'_>)) -> Result<usize, EngineError> {
-        let mut batch = self.store.batch();
-        let mut written = 0;
-        let mut entries = Vec::new();
-        for (&partition, ps) in self.partitions.iter_mut() {
-            for id in ps.dirty.drain(..) {
-                let Some(slot) = ps.accounts.get_mut(&id) else { continue };
-                remeasure(slot, &id, &mut self.cache_bytes);
-                let bytes = batch.put_account(partition, &id, &slot.state);
-                if let Some(c) = &mut self.capture {
-                    c.push((partition, id.clone(), bytes.to_vec()));
-                    batch.put_changelog_pending(partition, &id);
-                }
-                if self.board.is_some() {
-                    entries.push((id.clone(), Entry::of(partition, &slot.state)));
-                }
-                batch.move_due(partition, &id, slot.stored_due, slot.state.score.next_due_ms);
-                slot.stored_due = slot.state.score.next_due_ms;
-                slot.dirty = false;
-                written += 1;
-                // Write-back has no batch to keep atomic: write in slices, so a spill of the
-                // whole cache does not also build a second copy of it as one write batch.
-                if self.write_back && batch.size_in_bytes() > WRITE_BACK_SLICE {
-                    let full = std::mem::replace(&mut batch, self.store.batch());
-                    self.store.write(full)?;
-                }
-            }
-            for (source, next) in ps.offsets.drain() {
-                batch.put_offset(partition, &source, next);
-            }
-            if ps.stream_time_dirty {
-                batch.put_stream_time(partition, ps.stream_time.expect("dirty implies set"));
-                ps.stream_time_dirty = false;
-            }
-        }
-        extra(&mut batch);
-        if !batch.is_empty() {
-            self.store.write(batch)?;
-        }
-        if let Some(b) = &self.board {
-            b.update(entries);
-        }
-        self.fit_board();
-        self.evict();
-        Ok(written)
-    }
-
-    /// Replaces everything stored for `partition` with the states a changelog reading staged
-    /// (`Store::stage`, under `generation`) and the input offsets and stream time they cover;
-    /// rebuilds the due-time index and the board's entries from the states. Returns the
-    /// accounts restored.
-    ///
-    /// Written in slices, so memory holds one slice at a time. What the partition had goes
-    /// first, its offsets with it, and the offsets come back last: a crash part way leaves the
-    /// partition without offsets, so the next start restores it again.
-    pub fn restore_partition(
-        &mut self,
-        partition: u32,
-        generation: u64,
-        offsets: &[(String, i64)],
-        stream_time: Option<i64>,
-    ) -> Result<usize, EngineError> {
-        if let Some(ps) = self.remove_partition(partition) {
-            debug_assert!(ps.dirty.is_empty(), "restoring over unflushed state");
-        }
-        let mut batch = self.store.batch();
-        batch.delete_partition(partition);
-        self.store.write(batch)?;
-        let board = self.board.as_deref();
-        if let Some(b) = board {
-            b.drop_partition(partition);
-        }
-        let store = &self.store;
-        let mut batch = store.batch();
-        let mut entries = Vec::new();
-        let mut restored = 0usize;
-        let mut scratch = crate::bytes::Writer::default();
-        store.for_each_staged(partition, generation, |id, bytes| {
-            let state = crate::store::codec::decode(bytes)
-                .map_err(|source| StoreError::Codec { partition, account: id.to_string(), source })?;
-            let entry = Entry::of(partition, &state);
-            scratch.buf.clear();
-            entry.encode(&mut scratch);
-            batch.put_account_encoded(partition, id, bytes, &scratch.buf);
-            batch.move_due(partition, id, None, state.score.next_due_ms);
-            if board.is_some() {
-                entries.push((CompactString::from(id), entry));
-            }
-            restored += 1;
-            if batch.size_in_bytes() >= RESTORE_SLICE {
-                store.write(std::mem::replace(&mut batch, store.batch()))?;
-                if let Some(b) = board {
-                    b.update(entries.drain(..));
-                }
-            }
-            Ok(())
-        })?;
-        for (source, next) in offsets {
-            batch.put_offset(partition, source, *next);
-        }
-        if let Some(t) = stream_time {
-            batch.put_stream_time(partition, t);
-        }
-        self.store.write(batch)?;
-        if let Some(b) = board {
-            b.update(entries);
-        }
-        self.store.clear_staged(partition, generation)?;
-        self.open_partition(partition)?;
-        self.fit_board();
-        Ok(restored)
-    }
-
-    /// Rebuilds a partition's due-time index from its stored states (after a standby copy was
-    /// written without one) and reloads the partition.
-    pub fn rebuild_due(&mut self, partition: u32) -> Result<(), EngineError> {
-        if let Some(ps) = self.remove_partition(partition) {
-            debug_assert!(ps.dirty.is_empty(), "rebuilding over unflushed state");
-        }
-        let mut due = Vec::new();
-        self.store.for_each_account_in(partition, |id, s| {
-            if let Some(t) = s.score.next_due_ms {
-                due.push((id.to_string(), t));
-            }
-        })?;
-        let mut batch = self.store.batch();
-        batch.delete_due(partition);
-        for (id, t) in &due {
-            batch.move_due(partition, id, None, Some(*t));
-        }
-        self.store.write(batch)?;
-        self.open_partition(partition)
-    }
-
     /// Takes a partition's in-memory state out, its accounts no longer counted in the cache.
     fn remove_partition(&mut self, partition: u32) -> Option<PartitionState> {
         let ps = self.partitions.remove(&partition)?;
         debug_assert!(ps.warm.is_empty(), "write-back partitions are never removed");
         self.cache_bytes -= ps.accounts.values().map(|s| s.bytes).sum::<usize>();
         Some(ps)
-    }
-
-    /// Estimated bytes of the accounts held, decoded and encoded (what the budget's account share
-    /// bounds).
-    pub fn accounts_bytes(&self) -> usize {
-        self.cache_bytes + self.warm_bytes
-    }
-
-    /// Accounts held decoded in memory.
-    pub fn cached_accounts(&self) -> usize {
-        self.partitions.values().map(|p| p.accounts.len()).sum()
-    }
-
-    /// Once the cache is over its budget in bytes, drops the least recently used clean accounts
-    /// until it holds 80% of it (so the next trim is some batches away).
-    fn evict(&mut self) {
-        if self.cache_bytes <= self.cache_limit {
-            return;
-        }
-        let Some(cutoff) = self.lru_cutoff(self.cache_limit / 10 * 8, true) else { return };
-        let mut freed = 0;
-        for ps in self.partitions.values_mut() {
-            ps.accounts.retain(|_, s| {
-                let keep = s.dirty || s.last_used > cutoff;
-                if !keep {
-                    freed += s.bytes;
-                }
-                keep
-            });
-            if ps.accounts.capacity() > 4 * ps.accounts.len().max(1024) {
-                ps.accounts.shrink_to_fit();
-            }
-        }
-        self.cache_bytes -= freed;
-    }
-
-    /// Flushed state of every stored account (for final scores and the API).
-    pub fn for_each_account(&self, f: impl FnMut(u32, &str, AccountState)) -> Result<(), EngineError> {
-        Ok(self.store.for_each_account(f)?)
-    }
-
-    /// Flushed state of every stored account in account id order, streamed.
-    pub fn for_each_account_by_id(&self, f: impl FnMut(u32, &str, AccountState)) -> Result<(), EngineError> {
-        Ok(self.store.for_each_account_by_id(f)?)
     }
 
     /// Partitions seen so far.
