@@ -12,6 +12,10 @@
 //! - `store` (RocksDB, the state codec, the stored board entry): anything but what drives it,
 //!   `engine`, `pipeline`, `api` and `cmd`. It may read `config` (data: settings and their
 //!   sizes) and `core`/`event` (the state it encodes).
+//! - `engine` (records applied to account state, timers, the cache, persistence): not what feeds
+//!   it — `flow`, `pipeline`, `api`, `cmd`.
+//! - `flow` (the one data path: the event-time merge and the step that applies a record): not
+//!   its sources or their callers — `pipeline`, `api`, `cmd`. Kafka and files sit above it.
 //! - `metrics`: not `api`, which imports it (why the server closed a connection,
 //!   `metrics::Closed`, lives in metrics for that reason).
 //!
@@ -38,6 +42,8 @@ fn allowed(from: &str, to: &str) -> Result<(), &'static str> {
         "event" => matches!(to, "event" | "bytes"),
         "core" => matches!(to, "core" | "event" | "bytes"),
         "store" => !matches!(to, "engine" | "pipeline" | "api" | "cmd"),
+        "engine" => !matches!(to, "flow" | "pipeline" | "api" | "cmd"),
+        "flow" => !matches!(to, "pipeline" | "api" | "cmd"),
         "metrics" => to != "api",
         _ => true,
     };
@@ -49,6 +55,8 @@ fn allowed(from: &str, to: &str) -> Result<(), &'static str> {
         "event" => "event imports only event and bytes",
         "core" => "core imports only core, event and bytes",
         "store" => "store imports nothing that drives it (engine, pipeline, api, cmd)",
+        "engine" => "engine imports nothing that feeds it (flow, pipeline, api, cmd)",
+        "flow" => "flow imports none of its sources (pipeline, cmd) nor api",
         _ => "metrics sits below api (api imports it)",
     })
 }
@@ -74,7 +82,7 @@ fn lower_layers_import_nothing_above_them() {
         }
     }
     // The scan did see the layers it guards (a moved directory must not make this pass vacuously).
-    for (layer, at_least) in [("core", 5), ("event", 2), ("store", 3), ("bytes", 1), ("metrics", 1)] {
+    for (layer, at_least) in [("core", 5), ("event", 2), ("store", 3), ("bytes", 1), ("metrics", 1), ("engine", 3), ("flow", 2)] {
         let n = per_layer.get(layer).copied().unwrap_or(0);
         assert!(n >= at_least, "found {n} files of `{layer}` under src/, expected {at_least} or more");
     }
