@@ -65,8 +65,8 @@ fn run_case(name: &str, accounts: usize, days: u32, activity: f64) {
     println!("  kizashi replay, whole core path: {:>9.0} events/s ({:.2} s)", s.events_per_second, s.seconds);
     println!("  parse only, serde_json::Value:   {parse_value:>9.0} events/s (kizashi / parse = {:.2})", s.events_per_second / parse_value);
     println!("  parse only, serde IgnoredAny:    {parse_skip:>9.0} events/s (kizashi / parse = {:.2})", s.events_per_second / parse_skip);
-    println!("  alerts {:?}", s.alerts_by_rule);
-    println!("  bands  {:?}", s.accounts_by_band);
+    println!("  alerts {:?}", s.tallies.alerts_by_rule);
+    println!("  bands  {:?}", s.tallies.accounts_by_band);
     println!("  peak RSS after replay: {rss:.0} MiB (process high-water mark)");
 }
 

@@ -102,7 +102,7 @@ fn a_csat_only_scorecard_catches_fewer_churns_and_identical_configs_evaluate_ide
     assert_eq!(any.recall, Some(((rb - ra) * 1000.0).round() / 1000.0));
     // Red 30 days before churning: the default scorecards see more of them.
     assert!(b.bands.by_outcome.churned.red < a.bands.by_outcome.churned.red);
-    assert!(worse.compare.as_ref().unwrap().alerts_by_rule.values().sum::<u64>() < worse.alerts_by_rule.values().sum::<u64>());
+    assert!(worse.compare.as_ref().unwrap().tallies.alerts_by_rule.values().sum::<u64>() < worse.tallies.alerts_by_rule.values().sum::<u64>());
     // Both sides have the same rows, whichever rules each fired.
     let rules = |e: &Evaluation| e.risk.rules.iter().map(|f| f.rule.clone()).collect::<Vec<_>>();
     assert_eq!(rules(a), rules(b));
@@ -165,7 +165,7 @@ fn each_configuration_has_its_own_record_bound() {
     let mut roomy = Settings::default();
     roomy.events.max_record_bytes = kizashi::config::ByteSize(4 << 20);
     let s = run_backtest(&Settings::default(), &o, Some(&backtest(outcomes, Some(("roomy", roomy))))).unwrap();
-    assert_eq!((s.events_applied, s.events_rejected), (1, 2), "the defaults take 1 MiB: {s:?}");
+    assert_eq!((s.counts.events_applied, s.counts.events_rejected), (1, 2), "the defaults take 1 MiB: {s:?}");
     let rejects = |f: &str| -> Vec<(i64, String)> {
         std::fs::read_to_string(dir.path().join("out").join(f))
             .unwrap()
@@ -211,7 +211,7 @@ fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reporte
     o.support = vec![];
     o.accounts = vec![];
     let s = run_backtest(&Settings::default(), &o, Some(&backtest(outcomes.clone(), None))).unwrap();
-    assert_eq!((s.events_read, s.events_applied, s.events_rejected), (1, 1, 0), "outcome rejects are not event rejects");
+    assert_eq!((s.events_read, s.counts.events_applied, s.counts.events_rejected), (1, 1, 0), "outcome rejects are not event rejects");
     let rejects: Vec<Value> = std::fs::read_to_string(dir.path().join("out/rejects.jsonl"))
         .unwrap()
         .lines()

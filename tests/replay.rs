@@ -45,8 +45,8 @@ fn generated_population_ends_where_its_story_says() {
     let data = dir.path().join("data");
     let truth = generate(&data, 60);
     let summary: ReplaySummary = run(&Settings::default(), &opts(&data, dir.path().join("out"), 5_000, 1)).unwrap();
-    assert_eq!(summary.events_rejected, 0);
-    assert!(summary.events_applied > 50_000, "{summary:?}");
+    assert_eq!(summary.counts.events_rejected, 0);
+    assert!(summary.counts.events_applied > 50_000, "{summary:?}");
 
     let bands: HashMap<String, String> = lines(dir.path().join("out/scores.jsonl"))
         .into_iter()
@@ -112,7 +112,7 @@ fn bad_lines_go_to_rejects_with_their_reason_and_never_stop_the_run() {
     o.support = vec![];
     o.accounts = vec![];
     let s = run(&Settings::default(), &o).unwrap();
-    assert_eq!((s.events_read, s.events_applied, s.events_rejected), (7, 3, 4));
+    assert_eq!((s.events_read, s.counts.events_applied, s.counts.events_rejected), (7, 3, 4));
     let rejects = lines(dir.path().join("out/rejects.jsonl"));
     let got: Vec<(i64, &str)> = rejects.iter().map(|r| (r["line"].as_i64().unwrap(), r["reason"].as_str().unwrap())).collect();
     assert_eq!(got, vec![(2, "not_json"), (3, "missing_field"), (5, "ts_in_future"), (6, "too_late")]);
@@ -307,5 +307,5 @@ fn a_cache_smaller_than_the_population_changes_no_replay_output() {
         assert!(a == b, "{f} differs with a small cache");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("big/scores.jsonl")).unwrap().lines().count(), 40);
-    assert_eq!(big.alerts_by_rule, small.alerts_by_rule);
+    assert_eq!(big.tallies.alerts_by_rule, small.tallies.alerts_by_rule);
 }
