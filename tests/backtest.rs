@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{free_port, get_json};
@@ -25,18 +25,7 @@ fn generate(dir: &Path, accounts: usize) {
 }
 
 fn replay_opts(data: &Path, out: PathBuf, batch: usize) -> ReplayOptions {
-    ReplayOptions {
-        usage: vec![data.join("usage.jsonl")],
-        support: vec![data.join("support.jsonl")],
-        accounts: vec![data.join("accounts.jsonl")],
-        out,
-        partitions: 2,
-        until_ms: None,
-        now_ms: i64::from(END_DAY + 1) * DAY_MS,
-        state_dir: None,
-        batch,
-        serve: None,
-    }
+    ReplayOptions { partitions: 2, batch, ..common::replay_options(data, out, i64::from(END_DAY + 1) * DAY_MS) }
 }
 
 fn backtest(outcomes: PathBuf, compare: Option<(&str, Settings)>) -> BacktestOptions {
@@ -258,23 +247,12 @@ fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reporte
 
 #[test]
 fn the_cli_prints_the_evaluation_and_serves_it_at_v1_evaluation() {
-    let exe = env!("CARGO_BIN_EXE_kizashi");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     generate(&data, 20);
     let base = |out: &Path| {
-        let mut c = Command::new(exe);
-        c.arg("replay")
-            .args(["--now", "2025-11-09", "--usage"])
-            .arg(data.join("usage.jsonl"))
-            .arg("--support")
-            .arg(data.join("support.jsonl"))
-            .arg("--accounts")
-            .arg(data.join("accounts.jsonl"))
-            .arg("--out")
-            .arg(out)
-            .arg("--outcomes")
-            .arg(data.join("outcomes.jsonl"));
+        let mut c = common::replay_command(&data, out, "2025-11-09");
+        c.arg("--outcomes").arg(data.join("outcomes.jsonl"));
         c
     };
     let printed = base(&dir.path().join("text")).args(["--horizon", "365d", "--band-at", "14"]).output().unwrap();

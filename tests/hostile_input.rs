@@ -1,11 +1,13 @@
 //! Hostile records through `replay`, the path `run` shares: each is rejected with its reason or
 //! applied at bounded cost, and the records around it are applied as usual.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use kizashi::cmd::replay::{run, ReplayOptions, ReplaySummary};
+use kizashi::cmd::replay::{run, ReplaySummary};
 use kizashi::config::Settings;
 use kizashi::event::timestamp::DAY_MS;
 
@@ -19,19 +21,7 @@ fn write(path: &Path, lines: impl IntoIterator<Item = String>) {
 }
 
 fn replay(settings: &Settings, dir: &Path) -> ReplaySummary {
-    let opts = ReplayOptions {
-        usage: vec![dir.join("usage.jsonl")],
-        support: vec![dir.join("support.jsonl")],
-        accounts: vec![dir.join("accounts.jsonl")],
-        out: dir.join("out"),
-        partitions: 1,
-        until_ms: None,
-        now_ms: (DAY + 30) * DAY_MS,
-        state_dir: None,
-        batch: 50_000,
-        serve: None,
-    };
-    run(settings, &opts).unwrap()
+    run(settings, &common::replay_options(dir, dir.join("out"), (DAY + 30) * DAY_MS)).unwrap()
 }
 
 fn usage(user: &str, ts: i64) -> String {
@@ -157,17 +147,7 @@ fn long_bad_lines_are_written_out_as_they_come_not_held_a_batch_at_a_time() {
     write(&d.join("usage.jsonl"), std::iter::once(usage("u1", t)).chain(std::iter::repeat_n(bad, n)).chain([usage("u2", t + 1)]));
     write(&d.join("support.jsonl"), []);
     write(&d.join("accounts.jsonl"), []);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kizashi"))
-        .args(["replay", "--json", "--now", "2025-12-01T00:00:00Z", "--usage"])
-        .arg(d.join("usage.jsonl"))
-        .arg("--support")
-        .arg(d.join("support.jsonl"))
-        .arg("--accounts")
-        .arg(d.join("accounts.jsonl"))
-        .arg("--out")
-        .arg(d.join("out"))
-        .output()
-        .unwrap();
+    let out = common::replay_command(d, &d.join("out"), "2025-12-01T00:00:00Z").arg("--json").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((s["events_applied"].as_u64(), s["events_rejected"].as_u64()), (Some(2), Some(n as u64)), "{s}");

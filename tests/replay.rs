@@ -1,5 +1,7 @@
 //! `generate` + `replay` end to end on a synthetic population whose truth is known.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,18 +19,7 @@ fn generate(dir: &Path, accounts: usize) -> Vec<kizashi::generate::Truth> {
 }
 
 fn opts(data: &Path, out: PathBuf, batch: usize, partitions: u32) -> ReplayOptions {
-    ReplayOptions {
-        usage: vec![data.join("usage.jsonl")],
-        support: vec![data.join("support.jsonl")],
-        accounts: vec![data.join("accounts.jsonl")],
-        out,
-        partitions,
-        until_ms: None,
-        now_ms: i64::from(END_DAY + 1) * DAY_MS,
-        state_dir: None,
-        batch,
-        serve: None,
-    }
+    ReplayOptions { partitions, batch, ..common::replay_options(data, out, i64::from(END_DAY + 1) * DAY_MS) }
 }
 
 fn lines(p: PathBuf) -> Vec<serde_json::Value> {
@@ -132,17 +123,7 @@ fn the_cli_runs_generate_replay_and_check_config() {
         .status()
         .unwrap();
     assert!(st.success());
-    let out = Command::new(exe)
-        .args(["replay", "--now", "2025-11-09T00:00:00Z", "--usage"])
-        .arg(data.join("usage.jsonl"))
-        .arg("--support")
-        .arg(data.join("support.jsonl"))
-        .arg("--accounts")
-        .arg(data.join("accounts.jsonl"))
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    let out = common::replay_command(&data, &dir.path().join("out"), "2025-11-09T00:00:00Z").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("accounts by band:") && stdout.contains("events/s"), "{stdout}");
