@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod outcome;
 pub mod partition;
 pub mod pipeline;
+pub mod runtime;
 pub mod store;
 pub mod telemetry;

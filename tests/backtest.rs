@@ -307,15 +307,15 @@ impl Drop for Killed {
 
 #[test]
 fn v1_evaluation_says_why_there_is_none_until_there_is_one() {
-    let shared = kizashi::api::Shared::new(&Settings::default());
-    let server = kizashi::api::serve("127.0.0.1:0", shared.clone()).unwrap();
+    let runtime = kizashi::runtime::Status::new(&Settings::default());
+    let server = kizashi::api::serve("127.0.0.1:0", kizashi::api::Shared::new(&Settings::default(), runtime.clone())).unwrap();
     let addr = server.addr.to_string();
     let (status, v) = get_json(&addr, "/v1/evaluation", None);
     assert_eq!(status, 404);
     assert!(v["message"].as_str().unwrap().contains("--outcomes"));
-    shared.evaluation.pending();
+    runtime.evaluation.pending();
     assert_eq!(get_json(&addr, "/v1/evaluation", None).0, 503);
-    shared.evaluation.set(r#"{"horizon_days":90}"#.to_string());
+    runtime.evaluation.set(r#"{"horizon_days":90}"#.to_string());
     let (status, v) = get_json(&addr, "/v1/evaluation", None);
     assert_eq!((status, v["horizon_days"].as_u64()), (200, Some(90)));
 }

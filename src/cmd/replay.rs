@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::api::Shared;
+use crate::runtime::Status;
 use crate::config::Settings;
 use crate::core::alerts::ScoreUpdate;
 use crate::core::Params;
@@ -48,7 +48,7 @@ pub struct ReplayOptions {
     /// Records between writes of the outputs (account states are written back when the cache is full).
     pub batch: usize,
     /// Serve the HTTP API on the replayed state (not ready while replaying), until `stop`.
-    pub serve: Option<(Arc<Shared>, Arc<AtomicBool>)>,
+    pub serve: Option<(Arc<Status>, Arc<AtomicBool>)>,
 }
 
 /// Back-test options: outcome labels to score the replay's alerts and bands against, and
@@ -246,7 +246,7 @@ impl Lane {
     /// Has the engine write each alert to `alerts.jsonl` (and count it) as it is produced, so a
     /// day's timers over a million accounts never hold their alerts in memory. Not with a
     /// back-test, which keeps its alerts for the evaluation anyway.
-    fn stream_alerts(&mut self, shared: Option<Arc<Shared>>) {
+    fn stream_alerts(&mut self, shared: Option<Arc<Status>>) {
         let (w, err) = (self.alerts_w.clone(), self.sink_error.clone());
         self.engine.send_alerts_to(crate::engine::AlertSink(Box::new(move |a| {
             if let Some(s) = &shared {
@@ -259,7 +259,7 @@ impl Lane {
         })));
     }
 
-    fn drain(&mut self, shared: Option<&Shared>) -> Result<()> {
+    fn drain(&mut self, shared: Option<&Status>) -> Result<()> {
         self.engine.flush(|_| {})?;
         let updates_before = self.score_updates_drained;
         self.score_updates_drained = self.engine.stats.score_updates;
@@ -407,7 +407,7 @@ const RAWS_HELD_BYTES: usize = 16 << 20;
 /// drain of the lanes' outputs every `batch` records.
 struct Feed<'l> {
     lanes: &'l mut [Lane],
-    shared: Option<&'l Shared>,
+    shared: Option<&'l Status>,
     topics: [&'l String; 3],
     partitions: u32,
     batch: usize,

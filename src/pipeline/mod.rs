@@ -30,7 +30,7 @@ use rdkafka::ClientContext;
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
-use crate::api::Shared;
+use crate::runtime::Status;
 use crate::config::Settings;
 use crate::core::Params;
 use crate::engine::{Engine, Record, Source};
@@ -115,7 +115,7 @@ struct Core {
     /// Next offset per (topic, partition), to commit to Kafka for lag monitoring.
     positions: FxHashMap<(usize, i32), i64>,
     /// Metrics, readiness and the API's account index.
-    shared: Arc<Shared>,
+    shared: Arc<Status>,
     /// Duplicates already counted in the metrics.
     duplicates_counted: u64,
     /// Records skipped as already applied (`Stats::already_applied`), already counted.
@@ -980,16 +980,16 @@ fn create_changelog(settings: &Settings, partitions: i32) -> Result<()> {
 /// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`), with the HTTP port of
 /// `http.listen` open (unless empty).
 pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
-    let shared = Shared::new(settings);
+    let shared = Status::new(settings);
     let _server = match settings.http.listen.as_str() {
         "" => None,
-        listen => Some(crate::api::serve(listen, shared.clone())?),
+        listen => Some(crate::api::serve(listen, crate::api::Shared::new(settings, shared.clone()))?),
     };
     run_with(settings, stop, shared)
 }
 
 /// [`run`] reporting to `shared` (metrics, readiness, the API's index); serves no HTTP itself.
-pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Result<()> {
+pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Status>) -> Result<()> {
     let t = &settings.kafka.topics;
     shared.not_ready("opening the state store");
     let mut engine = Engine::open(&settings.state.dir, true, Params::new(settings), settings.state.budget())
