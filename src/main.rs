@@ -303,7 +303,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { config } => {
             let settings = load_config(config.as_ref())?;
             let stop = stop_on_signals()?;
-            kizashi::pipeline::run(&settings, stop)
+            kizashi::cmd::run::run(&settings, stop)
         }
         Command::CheckConfig { config } => {
             let settings = load_config(config.as_ref())?;

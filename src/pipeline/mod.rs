@@ -977,18 +977,8 @@ fn create_changelog(settings: &Settings, partitions: i32) -> Result<()> {
     Ok(())
 }
 
-/// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`), with the HTTP port of
-/// `http.listen` open (unless empty).
-pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
-    let shared = Status::new(settings);
-    let _server = match settings.http.listen.as_str() {
-        "" => None,
-        listen => Some(crate::api::serve(listen, crate::api::Shared::new(settings, shared.clone()))?),
-    };
-    run_with(settings, stop, shared)
-}
-
-/// [`run`] reporting to `shared` (metrics, readiness, the API's index); serves no HTTP itself.
+/// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`), reporting to `shared` (metrics,
+/// readiness, the API's index); serves no HTTP itself ([`crate::cmd::run`] opens the port).
 pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Status>) -> Result<()> {
     let t = &settings.kafka.topics;
     shared.not_ready("opening the state store");
