@@ -11,6 +11,9 @@ use kizashi::cmd::replay::{peak_rss_bytes, run, ReplayOptions};
 use kizashi::config::Settings;
 use kizashi::generate::GenOptions;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -44,16 +47,9 @@ fn run_case(name: &str, accounts: usize, days: u32, activity: f64) {
     let total: u64 = counts.iter().sum();
     let files = ["usage.jsonl", "support.jsonl", "accounts.jsonl"].map(|f| data.join(f));
     let opts = ReplayOptions {
-        usage: vec![files[0].clone()],
-        support: vec![files[1].clone()],
-        accounts: vec![files[2].clone()],
-        out: dir.path().join("out"),
-        partitions: 1,
-        until_ms: None,
-        now_ms: 20_401 * 86_400_000,
         state_dir: Some(dir.path().join("state")),
         batch: env("KIZASHI_BENCH_BATCH", 200_000usize),
-        serve: None,
+        ..common::replay_options(&data, dir.path().join("out"), 20_401 * 86_400_000)
     };
     let s = run(&Settings::default(), &opts).unwrap();
     let rss = peak_rss_bytes().unwrap_or(0) as f64 / 1048576.0;
@@ -65,8 +61,8 @@ fn run_case(name: &str, accounts: usize, days: u32, activity: f64) {
     println!("  kizashi replay, whole core path: {:>9.0} events/s ({:.2} s)", s.events_per_second, s.seconds);
     println!("  parse only, serde_json::Value:   {parse_value:>9.0} events/s (kizashi / parse = {:.2})", s.events_per_second / parse_value);
     println!("  parse only, serde IgnoredAny:    {parse_skip:>9.0} events/s (kizashi / parse = {:.2})", s.events_per_second / parse_skip);
-    println!("  alerts {:?}", s.alerts_by_rule);
-    println!("  bands  {:?}", s.accounts_by_band);
+    println!("  alerts {:?}", s.tallies.alerts_by_rule);
+    println!("  bands  {:?}", s.tallies.accounts_by_band);
     println!("  peak RSS after replay: {rss:.0} MiB (process high-water mark)");
 }
 
@@ -88,19 +84,7 @@ fn ticket_flood(n: u32) {
     std::fs::write(d.join("accounts.jsonl"), "").unwrap();
     let mut settings = Settings::default();
     settings.events.max_open_tickets = 1_000_000;
-    let opts = ReplayOptions {
-        usage: vec![d.join("usage.jsonl")],
-        support: vec![d.join("support.jsonl")],
-        accounts: vec![d.join("accounts.jsonl")],
-        out: d.join("out"),
-        partitions: 1,
-        until_ms: None,
-        now_ms: t0 + 86_400_000,
-        state_dir: None,
-        batch: 50_000,
-        serve: None,
-    };
-    let s = run(&settings, &opts).unwrap();
+    let s = run(&settings, &common::replay_options(d, d.join("out"), t0 + 86_400_000)).unwrap();
     println!(
         "== ticket flood: {n} urgent tickets open on one account (+{n} usage events): {:.2} s, {:.1} µs per event",
         s.seconds,

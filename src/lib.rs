@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod outcome;
 pub mod partition;
 pub mod pipeline;
+pub mod runtime;
 pub mod store;
 pub mod telemetry;

@@ -227,10 +227,10 @@ fn run(cli: Cli) -> Result<()> {
             let mut server = None;
             let serve = if serve {
                 let stop = stop_on_signals()?;
-                let shared = kizashi::api::Shared::new(&settings).offline();
+                let shared = kizashi::runtime::Status::new(&settings);
                 let listen = http.as_deref().unwrap_or(&settings.http.listen);
                 anyhow::ensure!(!listen.is_empty(), "--serve needs an address: set http.listen or --http");
-                let s = kizashi::api::serve(listen, shared.clone())?;
+                let s = kizashi::api::serve(listen, kizashi::api::Shared::new(&settings, shared.clone()).offline())?;
                 eprintln!("HTTP API at {}", s.url());
                 server = Some(s);
                 Some((shared, stop))
@@ -303,7 +303,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { config } => {
             let settings = load_config(config.as_ref())?;
             let stop = stop_on_signals()?;
-            kizashi::pipeline::run(&settings, stop)
+            kizashi::cmd::run::run(&settings, stop)
         }
         Command::CheckConfig { config } => {
             let settings = load_config(config.as_ref())?;

@@ -92,8 +92,8 @@ impl<'writer> FormatFields<'writer> for FieldsFirst {
 mod tests {
     use super::*;
 
-    #[test]
-    fn text_lines_put_fields_before_the_message() {
+    /// The text `log` writes, logged as `init` logs text (without colours).
+    fn logged_text(log: impl FnOnce()) -> String {
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
         let sink = buf.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -101,28 +101,26 @@ mod tests {
             .fmt_fields(FieldsFirst)
             .with_writer(move || WriteTo(sink.clone()))
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        let bytes = buf.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn text_lines_put_fields_before_the_message() {
+        let line = logged_text(|| {
             tracing::warn!(reason = "not_json", offset = 12, detail = "expected value", "record rejected");
         });
-        let line = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         assert!(line.contains("reason=not_json offset=12 detail=\"expected value\" record rejected"), "{line}");
     }
 
     #[test]
     fn input_in_fields_cannot_forge_lines_or_escape_sequences() {
-        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-        let sink = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .fmt_fields(FieldsFirst)
-            .with_writer(move || WriteTo(sink.clone()))
-            .finish();
         let hostile = "x\n2026-01-01T00:00:00Z ERROR kizashi: FORGED LINE\u{1b}[31m";
-        tracing::subscriber::with_default(subscriber, || {
+        let text = logged_text(|| {
             tracing::warn!(detail = %hostile, account = hostile, other = ?hostile, "record rejected");
             tracing::warn!("message with {hostile}");
         });
-        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 2, "one line per event, nothing forged: {text}");
         assert!(!text.contains('\u{1b}'), "no raw terminal escape: {text:?}");
         assert!(text.contains("FORGED LINE\\u{1b}[31m"), "the value is kept, escaped: {text}");

@@ -5,66 +5,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, http_get, metric};
-use kizashi::generate::GenOptions;
+use common::served::Served;
+use common::{get_json, http_get, metric};
 use serde_json::Value;
-
-const END_DAY: i32 = 20_400;
-
-struct Served {
-    child: Child,
-    addr: String,
-    out: PathBuf,
-    data: PathBuf,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls `/readyz` from the moment the port answers until it says ready; returns every
-    /// status seen with the reason given.
-    fn wait_ready(&mut self) -> Vec<(u16, String)> {
-        let start = Instant::now();
-        let mut seen = Vec::new();
-        loop {
-            if let Some((status, body)) = http_get(&self.addr, "/readyz", None) {
-                let v: Value = serde_json::from_str(&body).unwrap();
-                seen.push((status, v["reason"].as_str().unwrap_or("").to_string()));
-                if status == 200 {
-                    return seen;
-                }
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("kizashi exited ({st}):\n{}", self.log());
-            }
-            assert!(start.elapsed() < Duration::from_secs(120), "not ready in 120 s:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn lines(&self, file: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.out.join(file))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
 
 /// Bad lines appended to the usage file, one per rejection class that a file can carry.
 const BAD_USAGE: [&str; 4] = [
@@ -87,44 +34,17 @@ fn serve_limited(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>,
 
 /// [`serve_limited`], with `prepare` run on the generated data directory before the replay.
 fn serve_prepared(accounts: usize, env: &[(&str, &str)], open_files: Option<u32>, flood: usize, prepare: impl FnOnce(&Path)) -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let out = dir.path().join("out");
-    kizashi::cmd::generate::to_dir(&GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.5, mix: Default::default() }, &data)
-        .unwrap();
-    let mut f = std::fs::OpenOptions::new().append(true).open(data.join("usage.jsonl")).unwrap();
-    for l in BAD_USAGE {
-        writeln!(f, "{l}").unwrap();
-    }
-    for i in 0..flood {
-        writeln!(f, r#"{{"account_id":"a{i}","user_id":"u","event":"login","ts":"soon"}}"#).unwrap();
-    }
-    drop(f);
-    prepare(&data);
-    let addr = format!("127.0.0.1:{}", free_port());
-    let log = dir.path().join("kizashi.log");
-    let mut cmd = match open_files {
-        None => Command::new(env!("CARGO_BIN_EXE_kizashi")),
-        Some(n) => {
-            let mut c = Command::new("sh");
-            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_kizashi")]);
-            c
+    common::served::serve(accounts, env, open_files, |data| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(data.join("usage.jsonl")).unwrap();
+        for l in BAD_USAGE {
+            writeln!(f, "{l}").unwrap();
         }
-    };
-    cmd.arg("replay")
-        .args(["--usage", data.join("usage.jsonl").to_str().unwrap()])
-        .args(["--support", data.join("support.jsonl").to_str().unwrap()])
-        .args(["--accounts", data.join("accounts.jsonl").to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap()])
-        .args(["--now", "2025-11-09"]) // day END_DAY + 1
-        .args(["--serve", "--http", &addr])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Served { child: cmd.spawn().unwrap(), addr, out, data, log, _dir: dir }
+        for i in 0..flood {
+            writeln!(f, r#"{{"account_id":"a{i}","user_id":"u","event":"login","ts":"soon"}}"#).unwrap();
+        }
+        drop(f);
+        prepare(data);
+    })
 }
 
 fn profiles(data: &Path) -> BTreeMap<String, String> {

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{free_port, get_json};
@@ -25,18 +25,7 @@ fn generate(dir: &Path, accounts: usize) {
 }
 
 fn replay_opts(data: &Path, out: PathBuf, batch: usize) -> ReplayOptions {
-    ReplayOptions {
-        usage: vec![data.join("usage.jsonl")],
-        support: vec![data.join("support.jsonl")],
-        accounts: vec![data.join("accounts.jsonl")],
-        out,
-        partitions: 2,
-        until_ms: None,
-        now_ms: i64::from(END_DAY + 1) * DAY_MS,
-        state_dir: None,
-        batch,
-        serve: None,
-    }
+    ReplayOptions { partitions: 2, batch, ..common::replay_options(data, out, i64::from(END_DAY + 1) * DAY_MS) }
 }
 
 fn backtest(outcomes: PathBuf, compare: Option<(&str, Settings)>) -> BacktestOptions {
@@ -102,7 +91,7 @@ fn a_csat_only_scorecard_catches_fewer_churns_and_identical_configs_evaluate_ide
     assert_eq!(any.recall, Some(((rb - ra) * 1000.0).round() / 1000.0));
     // Red 30 days before churning: the default scorecards see more of them.
     assert!(b.bands.by_outcome.churned.red < a.bands.by_outcome.churned.red);
-    assert!(worse.compare.as_ref().unwrap().alerts_by_rule.values().sum::<u64>() < worse.alerts_by_rule.values().sum::<u64>());
+    assert!(worse.compare.as_ref().unwrap().tallies.alerts_by_rule.values().sum::<u64>() < worse.tallies.alerts_by_rule.values().sum::<u64>());
     // Both sides have the same rows, whichever rules each fired.
     let rules = |e: &Evaluation| e.risk.rules.iter().map(|f| f.rule.clone()).collect::<Vec<_>>();
     assert_eq!(rules(a), rules(b));
@@ -165,7 +154,7 @@ fn each_configuration_has_its_own_record_bound() {
     let mut roomy = Settings::default();
     roomy.events.max_record_bytes = kizashi::config::ByteSize(4 << 20);
     let s = run_backtest(&Settings::default(), &o, Some(&backtest(outcomes, Some(("roomy", roomy))))).unwrap();
-    assert_eq!((s.events_applied, s.events_rejected), (1, 2), "the defaults take 1 MiB: {s:?}");
+    assert_eq!((s.counts.events_applied, s.counts.events_rejected), (1, 2), "the defaults take 1 MiB: {s:?}");
     let rejects = |f: &str| -> Vec<(i64, String)> {
         std::fs::read_to_string(dir.path().join("out").join(f))
             .unwrap()
@@ -211,7 +200,7 @@ fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reporte
     o.support = vec![];
     o.accounts = vec![];
     let s = run_backtest(&Settings::default(), &o, Some(&backtest(outcomes.clone(), None))).unwrap();
-    assert_eq!((s.events_read, s.events_applied, s.events_rejected), (1, 1, 0), "outcome rejects are not event rejects");
+    assert_eq!((s.events_read, s.counts.events_applied, s.counts.events_rejected), (1, 1, 0), "outcome rejects are not event rejects");
     let rejects: Vec<Value> = std::fs::read_to_string(dir.path().join("out/rejects.jsonl"))
         .unwrap()
         .lines()
@@ -258,23 +247,12 @@ fn bad_outcome_lines_are_rejected_with_their_reason_and_unknown_accounts_reporte
 
 #[test]
 fn the_cli_prints_the_evaluation_and_serves_it_at_v1_evaluation() {
-    let exe = env!("CARGO_BIN_EXE_kizashi");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     generate(&data, 20);
     let base = |out: &Path| {
-        let mut c = Command::new(exe);
-        c.arg("replay")
-            .args(["--now", "2025-11-09", "--usage"])
-            .arg(data.join("usage.jsonl"))
-            .arg("--support")
-            .arg(data.join("support.jsonl"))
-            .arg("--accounts")
-            .arg(data.join("accounts.jsonl"))
-            .arg("--out")
-            .arg(out)
-            .arg("--outcomes")
-            .arg(data.join("outcomes.jsonl"));
+        let mut c = common::replay_command(&data, out, "2025-11-09");
+        c.arg("--outcomes").arg(data.join("outcomes.jsonl"));
         c
     };
     let printed = base(&dir.path().join("text")).args(["--horizon", "365d", "--band-at", "14"]).output().unwrap();
@@ -329,15 +307,15 @@ impl Drop for Killed {
 
 #[test]
 fn v1_evaluation_says_why_there_is_none_until_there_is_one() {
-    let shared = kizashi::api::Shared::new(&Settings::default());
-    let server = kizashi::api::serve("127.0.0.1:0", shared.clone()).unwrap();
+    let runtime = kizashi::runtime::Status::new(&Settings::default());
+    let server = kizashi::api::serve("127.0.0.1:0", kizashi::api::Shared::new(&Settings::default(), runtime.clone())).unwrap();
     let addr = server.addr.to_string();
     let (status, v) = get_json(&addr, "/v1/evaluation", None);
     assert_eq!(status, 404);
     assert!(v["message"].as_str().unwrap().contains("--outcomes"));
-    shared.evaluation.pending();
+    runtime.evaluation.pending();
     assert_eq!(get_json(&addr, "/v1/evaluation", None).0, 503);
-    shared.evaluation.set(r#"{"horizon_days":90}"#.to_string());
+    runtime.evaluation.set(r#"{"horizon_days":90}"#.to_string());
     let (status, v) = get_json(&addr, "/v1/evaluation", None);
     assert_eq!((status, v["horizon_days"].as_u64()), (200, Some(90)));
 }

@@ -1,11 +1,13 @@
 //! Hostile records through `replay`, the path `run` shares: each is rejected with its reason or
 //! applied at bounded cost, and the records around it are applied as usual.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use kizashi::cmd::replay::{run, ReplayOptions, ReplaySummary};
+use kizashi::cmd::replay::{run, ReplaySummary};
 use kizashi::config::Settings;
 use kizashi::event::timestamp::DAY_MS;
 
@@ -19,19 +21,7 @@ fn write(path: &Path, lines: impl IntoIterator<Item = String>) {
 }
 
 fn replay(settings: &Settings, dir: &Path) -> ReplaySummary {
-    let opts = ReplayOptions {
-        usage: vec![dir.join("usage.jsonl")],
-        support: vec![dir.join("support.jsonl")],
-        accounts: vec![dir.join("accounts.jsonl")],
-        out: dir.join("out"),
-        partitions: 1,
-        until_ms: None,
-        now_ms: (DAY + 30) * DAY_MS,
-        state_dir: None,
-        batch: 50_000,
-        serve: None,
-    };
-    run(settings, &opts).unwrap()
+    run(settings, &common::replay_options(dir, dir.join("out"), (DAY + 30) * DAY_MS)).unwrap()
 }
 
 fn usage(user: &str, ts: i64) -> String {
@@ -57,8 +47,8 @@ fn far_past_timestamps_are_rejected_with_the_range_and_nothing_else_is_lost() {
     );
     write(&d.join("accounts.jsonl"), [format!(r#"{{"account_id":"acme","name":"{}","ts":{t}}}"#, "n".repeat(300))]);
     let s = replay(&Settings::default(), d);
-    assert_eq!((s.events_read, s.events_applied, s.events_rejected), (9, 4, 5), "{s:?}");
-    assert_eq!(s.rejects_by_reason.get("bad_value"), Some(&5));
+    assert_eq!((s.events_read, s.counts.events_applied, s.counts.events_rejected), (9, 4, 5), "{s:?}");
+    assert_eq!(s.tallies.rejects_by_reason.get("bad_value"), Some(&5));
     let rejects = std::fs::read_to_string(d.join("out/rejects.jsonl")).unwrap();
     assert_eq!(rejects.matches("1970-01-01T00:00:00Z..9999-12-31").count(), 4, "{rejects}");
     assert!(rejects.contains("events.max_name_len"), "{rejects}");
@@ -85,7 +75,7 @@ fn flood(n: u32) -> f64 {
     settings.events.max_open_tickets = 1_000_000;
     let started = Instant::now();
     let s = replay(&settings, d);
-    assert_eq!(s.events_applied, 2 * u64::from(n));
+    assert_eq!(s.counts.events_applied, 2 * u64::from(n));
     started.elapsed().as_secs_f64()
 }
 
@@ -112,8 +102,8 @@ fn a_ticket_flood_beyond_the_cap_is_rejected_with_its_own_reason() {
     write(&d.join("usage.jsonl"), []);
     write(&d.join("accounts.jsonl"), []);
     let s = replay(&Settings::default(), d);
-    assert_eq!(s.rejects_by_reason.get("too_many_tickets"), Some(&200), "{s:?}");
-    assert_eq!(s.events_applied, 1_000);
+    assert_eq!(s.tallies.rejects_by_reason.get("too_many_tickets"), Some(&200), "{s:?}");
+    assert_eq!(s.counts.events_applied, 1_000);
 }
 
 /// A line longer than `events.max_record_bytes` (a file of zeros, a binary file, a record gone
@@ -130,8 +120,8 @@ fn a_line_longer_than_a_record_may_be_is_rejected_without_being_held() {
     write(&d.join("support.jsonl"), []);
     write(&d.join("accounts.jsonl"), []);
     let s = replay(&Settings::default(), d);
-    assert_eq!(s.rejects_by_reason.get("too_large"), Some(&1), "{s:?}");
-    assert_eq!((s.events_applied, s.events_rejected), (2, 1), "{s:?}");
+    assert_eq!(s.tallies.rejects_by_reason.get("too_large"), Some(&1), "{s:?}");
+    assert_eq!((s.counts.events_applied, s.counts.events_rejected), (2, 1), "{s:?}");
     let rejects = std::fs::read_to_string(d.join("out/rejects.jsonl")).unwrap();
     let r: serde_json::Value = serde_json::from_str(rejects.lines().next().unwrap()).unwrap();
     assert_eq!(r["line"], 2);
@@ -141,7 +131,7 @@ fn a_line_longer_than_a_record_may_be_is_rejected_without_being_held() {
     let mut roomy = Settings::default();
     roomy.events.max_record_bytes = kizashi::config::ByteSize(32 << 20);
     let s = replay(&roomy, d);
-    assert_eq!((s.events_applied, s.events_rejected), (3, 0), "{s:?}");
+    assert_eq!((s.counts.events_applied, s.counts.events_rejected), (3, 0), "{s:?}");
 }
 
 /// Bad lines wait in memory until their batch is written to `rejects.jsonl`; each may be as long
@@ -157,17 +147,7 @@ fn long_bad_lines_are_written_out_as_they_come_not_held_a_batch_at_a_time() {
     write(&d.join("usage.jsonl"), std::iter::once(usage("u1", t)).chain(std::iter::repeat_n(bad, n)).chain([usage("u2", t + 1)]));
     write(&d.join("support.jsonl"), []);
     write(&d.join("accounts.jsonl"), []);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kizashi"))
-        .args(["replay", "--json", "--now", "2025-12-01T00:00:00Z", "--usage"])
-        .arg(d.join("usage.jsonl"))
-        .arg("--support")
-        .arg(d.join("support.jsonl"))
-        .arg("--accounts")
-        .arg(d.join("accounts.jsonl"))
-        .arg("--out")
-        .arg(d.join("out"))
-        .output()
-        .unwrap();
+    let out = common::replay_command(d, &d.join("out"), "2025-12-01T00:00:00Z").arg("--json").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((s["events_applied"].as_u64(), s["events_rejected"].as_u64()), (Some(2), Some(n as u64)), "{s}");
@@ -210,9 +190,9 @@ fn an_account_flooded_with_new_users_and_event_ids_is_bounded() {
     // Taken while at most 65,536 bytes before it: 937 events (the last one to 65,590).
     // Three days on, the 937 event ids are out of the 48-hour window: 937 × 52 = 48,724 bytes,
     // room for 241 more.
-    assert_eq!(s.rejects_by_reason.get("account_too_large"), Some(&(2_000 - 937 + 500 - 241)), "{s:?}");
-    assert_eq!(s.events_rejected, 2_000 - 937 + 500 - 241, "no other reason: {s:?}");
-    assert_eq!(s.events_applied, 937 + 50 + 241, "the quiet account's events all applied");
+    assert_eq!(s.tallies.rejects_by_reason.get("account_too_large"), Some(&(2_000 - 937 + 500 - 241)), "{s:?}");
+    assert_eq!(s.counts.events_rejected, 2_000 - 937 + 500 - 241, "no other reason: {s:?}");
+    assert_eq!(s.counts.events_applied, 937 + 50 + 241, "the quiet account's events all applied");
     let rejects = std::fs::read_to_string(d.join("out/rejects.jsonl")).unwrap();
     assert!(rejects.lines().next().unwrap().contains("state.max_account_bytes (65536)"), "{rejects}");
     replay(&settings, d);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{http_get, metric};
 use kizashi::api::{Server, Shared};
 use kizashi::config::Settings;
+use kizashi::runtime::Status;
 
 const HALF_SENT: &str = "GET /healthz HTTP/1.1\r\nHost: kizashi\r\n";
 
@@ -22,13 +23,13 @@ fn start(header_timeout: Duration, idle_timeout: Duration, max_connections: usiz
     settings.http.idle_timeout = idle_timeout;
     settings.http.max_connections = max_connections;
     assert!(settings.problems().is_empty(), "{:?}", settings.problems());
-    let shared = Shared::new(&settings);
+    let shared = Shared::new(&settings, Status::new(&settings));
     let server = kizashi::api::serve("127.0.0.1:0", shared.clone()).unwrap();
     (server, shared)
 }
 
 fn scrape(shared: &Shared, series: &str) -> f64 {
-    metric(&shared.metrics.render(), series).unwrap_or_else(|| panic!("no {series}"))
+    metric(&shared.status.metrics.render(), series).unwrap_or_else(|| panic!("no {series}"))
 }
 
 /// Waits (at most `within`) until the metric reaches `want`.
@@ -219,7 +220,7 @@ fn start_with(configure: impl FnOnce(&mut Settings)) -> (Server, Arc<Shared>) {
     let mut settings = Settings::default();
     configure(&mut settings);
     assert!(settings.problems().is_empty(), "{:?}", settings.problems());
-    let shared = Shared::new(&settings);
+    let shared = Shared::new(&settings, Status::new(&settings));
     let server = kizashi::api::serve("127.0.0.1:0", shared.clone()).unwrap();
     (server, shared)
 }

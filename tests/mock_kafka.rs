@@ -142,7 +142,7 @@ fn lay_out<C: rdkafka::ClientContext>(mock: &rdkafka::mocking::MockCluster<'_, C
 
 /// `kizashi run` in a thread of the test (its metrics at hand), no changelog, no HTTP port.
 struct Kizashi {
-    shared: Arc<kizashi::api::Shared>,
+    shared: Arc<kizashi::runtime::Status>,
     stop: Arc<AtomicBool>,
     done: std::sync::mpsc::Receiver<anyhow::Result<()>>,
 }
@@ -155,7 +155,7 @@ impl Kizashi {
         settings.state.dir = state.to_path_buf();
         settings.http.listen = String::new();
         settings.pipeline.idle_after = Duration::from_secs(24 * 3600);
-        let shared = kizashi::api::Shared::new(settings);
+        let shared = kizashi::runtime::Status::new(settings);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, done) = std::sync::mpsc::channel();
         let (settings, stop2, shared2) = (settings.clone(), stop.clone(), shared.clone());

@@ -10,74 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get};
-use kizashi::generate::GenOptions;
+use common::http_get;
+use common::served::Served;
 
-const END_DAY: i32 = 20_400;
 const CHROMIUM: &str = "chromium";
 
-struct Served {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self) {
-        let start = Instant::now();
-        loop {
-            if let Some((200, _)) = http_get(&self.addr, "/readyz", None) {
-                return;
-            }
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("kizashi exited ({st}):\n{}", self.log());
-            }
-            assert!(start.elapsed() < Duration::from_secs(120), "not ready in 120 s:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Generates a population and starts `replay --serve` on it (as tests/api.rs does).
+/// Generates a population and starts `replay --serve` on it.
 fn serve(accounts: usize) -> Served {
     serve_with(accounts, &[])
 }
 
 fn serve_with(accounts: usize, env: &[(&str, &str)]) -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let out = dir.path().join("out");
-    kizashi::cmd::generate::to_dir(&GenOptions { accounts, days: 60, end_day: END_DAY, seed: 11, activity: 0.5, mix: Default::default() }, &data)
-        .unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let log = dir.path().join("kizashi.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_kizashi"))
-        .arg("replay")
-        .args(["--usage", data.join("usage.jsonl").to_str().unwrap()])
-        .args(["--support", data.join("support.jsonl").to_str().unwrap()])
-        .args(["--accounts", data.join("accounts.jsonl").to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap()])
-        .args(["--now", "2025-11-09"]) // day END_DAY + 1
-        .args(["--serve", "--http", &addr])
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    Served { child, addr, log, _dir: dir }
+    common::served::serve(accounts, env, None, |_| {})
 }
 
 fn require_chromium() {

@@ -196,18 +196,7 @@ fn produce_generated(b: &Broker, data: &Path) {
 fn reference(data: &Path, out: &Path, partitions: u32) -> (BTreeSet<String>, BTreeMap<String, String>) {
     let mut s = Settings::default();
     s.scoring.score_step = 0.0;
-    let opts = ReplayOptions {
-        usage: vec![data.join("usage.jsonl")],
-        support: vec![data.join("support.jsonl")],
-        accounts: vec![data.join("accounts.jsonl")],
-        out: out.to_path_buf(),
-        partitions,
-        until_ms: None,
-        now_ms: i64::from(END_DAY + 1) * DAY_MS,
-        state_dir: None,
-        batch: 10_000,
-        serve: None,
-    };
+    let opts = ReplayOptions { partitions, batch: 10_000, ..common::replay_options(data, out.to_path_buf(), i64::from(END_DAY + 1) * DAY_MS) };
     replay(&s, &opts).unwrap();
     let alerts = std::fs::read_to_string(out.join("alerts.jsonl")).unwrap().lines().map(strip_emitted).collect();
     let scores = std::fs::read_to_string(out.join("scores.jsonl"))

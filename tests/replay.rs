@@ -1,5 +1,7 @@
 //! `generate` + `replay` end to end on a synthetic population whose truth is known.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,18 +19,7 @@ fn generate(dir: &Path, accounts: usize) -> Vec<kizashi::generate::Truth> {
 }
 
 fn opts(data: &Path, out: PathBuf, batch: usize, partitions: u32) -> ReplayOptions {
-    ReplayOptions {
-        usage: vec![data.join("usage.jsonl")],
-        support: vec![data.join("support.jsonl")],
-        accounts: vec![data.join("accounts.jsonl")],
-        out,
-        partitions,
-        until_ms: None,
-        now_ms: i64::from(END_DAY + 1) * DAY_MS,
-        state_dir: None,
-        batch,
-        serve: None,
-    }
+    ReplayOptions { partitions, batch, ..common::replay_options(data, out, i64::from(END_DAY + 1) * DAY_MS) }
 }
 
 fn lines(p: PathBuf) -> Vec<serde_json::Value> {
@@ -45,8 +36,8 @@ fn generated_population_ends_where_its_story_says() {
     let data = dir.path().join("data");
     let truth = generate(&data, 60);
     let summary: ReplaySummary = run(&Settings::default(), &opts(&data, dir.path().join("out"), 5_000, 1)).unwrap();
-    assert_eq!(summary.events_rejected, 0);
-    assert!(summary.events_applied > 50_000, "{summary:?}");
+    assert_eq!(summary.counts.events_rejected, 0);
+    assert!(summary.counts.events_applied > 50_000, "{summary:?}");
 
     let bands: HashMap<String, String> = lines(dir.path().join("out/scores.jsonl"))
         .into_iter()
@@ -112,7 +103,7 @@ fn bad_lines_go_to_rejects_with_their_reason_and_never_stop_the_run() {
     o.support = vec![];
     o.accounts = vec![];
     let s = run(&Settings::default(), &o).unwrap();
-    assert_eq!((s.events_read, s.events_applied, s.events_rejected), (7, 3, 4));
+    assert_eq!((s.events_read, s.counts.events_applied, s.counts.events_rejected), (7, 3, 4));
     let rejects = lines(dir.path().join("out/rejects.jsonl"));
     let got: Vec<(i64, &str)> = rejects.iter().map(|r| (r["line"].as_i64().unwrap(), r["reason"].as_str().unwrap())).collect();
     assert_eq!(got, vec![(2, "not_json"), (3, "missing_field"), (5, "ts_in_future"), (6, "too_late")]);
@@ -132,17 +123,7 @@ fn the_cli_runs_generate_replay_and_check_config() {
         .status()
         .unwrap();
     assert!(st.success());
-    let out = Command::new(exe)
-        .args(["replay", "--now", "2025-11-09T00:00:00Z", "--usage"])
-        .arg(data.join("usage.jsonl"))
-        .arg("--support")
-        .arg(data.join("support.jsonl"))
-        .arg("--accounts")
-        .arg(data.join("accounts.jsonl"))
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .output()
-        .unwrap();
+    let out = common::replay_command(&data, &dir.path().join("out"), "2025-11-09T00:00:00Z").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("accounts by band:") && stdout.contains("events/s"), "{stdout}");
@@ -307,5 +288,5 @@ fn a_cache_smaller_than_the_population_changes_no_replay_output() {
         assert!(a == b, "{f} differs with a small cache");
     }
     assert_eq!(std::fs::read_to_string(dir.path().join("big/scores.jsonl")).unwrap().lines().count(), 40);
-    assert_eq!(big.alerts_by_rule, small.alerts_by_rule);
+    assert_eq!(big.tallies.alerts_by_rule, small.tallies.alerts_by_rule);
 }

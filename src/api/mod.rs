@@ -4,7 +4,7 @@
 //! answers the probes, the page and `/metrics` itself; the `/v1` queries (sorting the board,
 //! reading RocksDB, all synchronous) run on at most [`QUERY_THREADS`] threads beside it, and past
 //! [`MAX_QUERIES`] admitted at once a query gets 503 — so `/healthz` never waits behind a query.
-//! Queries read account state through a clone of the RocksDB handle and the [`Board`] — never the
+//! Queries read account state through a clone of the RocksDB handle and the [`Board`](crate::engine::board::Board) — never the
 //! pipeline's in-memory state — so a query never waits for a batch and never sees state that is
 //! not yet durable. Every answer is
 //! JSON (or the Prometheus text format); bad input gets a 400 with a message, never a panic.
@@ -21,7 +21,7 @@ pub mod guard;
 pub mod page;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -36,9 +36,8 @@ use serde_json::{json, Value};
 use crate::config::Settings;
 use crate::core::{Band, Params, Rule};
 use crate::event::timestamp::now_ms;
-use crate::metrics::{LogBudget, Metrics};
-use crate::store::Store;
-pub use crate::engine::board::{self, Board};
+use crate::metrics::LogBudget;
+use crate::runtime::Status;
 use crate::engine::board::{Filter, Sort};
 
 /// Largest page of the at-risk queue.
@@ -49,21 +48,10 @@ pub const QUERY_THREADS: usize = 4;
 /// more is answered 503 with `Retry-After: 1` at once, holding no thread.
 pub const MAX_QUERIES: usize = 64;
 
-#[derive(Debug, Clone)]
-struct Readiness {
-    ready: bool,
-    reason: String,
-    partitions: Vec<u32>,
-}
-
-/// What the HTTP port and the processing side share.
+/// What the HTTP port serves from: the instance's [`Status`] (shared with the processing side),
+/// and the port's own settings, query slots and log budget.
 pub struct Shared {
-    pub metrics: Metrics,
-    pub board: Arc<Board>,
-    /// The back-test figures `replay --serve --outcomes` serves at `/v1/evaluation`.
-    pub evaluation: evaluation::Slot,
-    readiness: Mutex<Readiness>,
-    store: OnceLock<Store>,
+    pub status: Arc<Status>,
     params: Params,
     token: Option<String>,
     topics: [String; 3],
@@ -77,90 +65,25 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("accounts", &self.board.len()).field("ready", &self.is_ready()).finish_non_exhaustive()
+        f.debug_struct("Shared").field("status", &self.status).finish_non_exhaustive()
     }
 }
 
 impl Shared {
-    pub fn new(settings: &Settings) -> Arc<Shared> {
+    /// The port's state over `status` (which the processing side reports to).
+    pub fn new(settings: &Settings, status: Arc<Status>) -> Arc<Shared> {
         let t = &settings.kafka.topics;
-        let topics = [t.usage.clone(), t.support.clone(), t.accounts.clone()];
-        let metrics = Metrics::new();
-        metrics.declare_topics(&topics);
         Arc::new(Shared {
-            metrics,
-            board: Arc::new(Board::default()),
-            evaluation: evaluation::Slot::default(),
-            readiness: Mutex::new(Readiness { ready: false, reason: "starting".into(), partitions: vec![] }),
-            store: OnceLock::new(),
+            status,
             params: Params::new(settings),
             token: Some(settings.http.token.clone()).filter(|t| !t.is_empty()),
-            topics,
+            topics: [t.usage.clone(), t.support.clone(), t.accounts.clone()],
             stale_after: Some(settings.http.stale_after).filter(|d| !d.is_zero()),
             limits: server::Limits::of(&settings.http),
             allowed_hosts: settings.http.allowed_hosts.clone(),
             queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
             unauthorized_log: Mutex::new(LogBudget::new(Instant::now())),
         })
-    }
-
-    /// Gives the API read access to the store and, if `load`, loads the board with every stored
-    /// account (a single owner of all partitions, as `replay`).
-    pub fn attach_store(&self, store: &Store, load: bool) -> Result<()> {
-        let _ = self.store.set(store.clone());
-        if !load {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let n = load_entries(&self.board, |f| store.for_each_board_entry(f), None)?;
-        tracing::info!(accounts = n, seconds = started.elapsed().as_secs_f64(), "account index loaded from the state store");
-        Ok(())
-    }
-
-    /// Loads the board with the stored accounts of one (newly assigned) partition.
-    pub fn load_partition(&self, store: &Store, partition: u32) -> Result<()> {
-        let started = Instant::now();
-        self.board.drop_partition(partition);
-        let n = load_entries(&self.board, |f| store.for_each_board_entry_in(partition, |id, bytes| f(partition, id, bytes)), Some(partition))?;
-        tracing::info!(partition, accounts = n, seconds = started.elapsed().as_secs_f64(), "account index of the partition loaded");
-        Ok(())
-    }
-
-    /// Not ready, and why (logged when the reason changes).
-    pub fn not_ready(&self, reason: impl Into<String>) {
-        let reason = reason.into();
-        let mut r = self.readiness.lock().expect("readiness lock");
-        if r.ready || r.reason != reason {
-            tracing::info!(%reason, "not ready");
-        }
-        r.ready = false;
-        r.reason = reason;
-        self.metrics.set_ready(false);
-    }
-
-    /// Not ready, with a progress note (not logged: it changes often).
-    pub fn progress(&self, reason: String) {
-        let mut r = self.readiness.lock().expect("readiness lock");
-        r.ready = false;
-        r.reason = reason;
-        self.metrics.set_ready(false);
-    }
-
-    /// Ready, owning these partitions.
-    pub fn ready(&self, partitions: Vec<u32>) {
-        let mut r = self.readiness.lock().expect("readiness lock");
-        if !r.ready || r.partitions != partitions {
-            tracing::info!(?partitions, "ready");
-        }
-        self.metrics.partitions_assigned(partitions.len());
-        r.ready = true;
-        r.reason.clear();
-        r.partitions = partitions;
-        self.metrics.set_ready(true);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.readiness.lock().expect("readiness lock").ready
     }
 
     /// For `replay`: history is old by nature, so no source is ever reported stale.
@@ -176,7 +99,7 @@ impl Shared {
     fn stale_sources(&self) -> Vec<(String, f64)> {
         let Some(after) = self.stale_after else { return vec![] };
         let now = now_ms() as f64 / 1000.0;
-        let times = self.metrics.source_event_times(&self.topics);
+        let times = self.status.metrics.source_event_times(&self.topics);
         self.topics
             .iter()
             .zip(times)
@@ -184,21 +107,6 @@ impl Shared {
             .filter_map(|(t, ts)| ts.map(|ts| (t.clone(), now - ts)))
             .filter(|(_, age)| *age > after.as_secs_f64())
             .collect()
-    }
-
-    /// Refreshes the gauges that are read rather than pushed.
-    /// The board's gauges keep their last values while the board is busy (see
-    /// [`Board::try_counts_and_bytes`]): this runs on the accept loop.
-    fn refresh_gauges(&self) {
-        if let Some((counts, bytes)) = self.board.try_counts_and_bytes() {
-            self.metrics.accounts_by_band(counts);
-            self.metrics.memory("board", bytes as u64);
-        }
-        self.metrics.allocator();
-        if let Some(s) = self.store.get() {
-            self.metrics.state_size(s.size_bytes());
-            self.metrics.memory("store", s.memory_bytes());
-        }
     }
 }
 
@@ -359,7 +267,7 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
         _ => "other",
     });
     let res = next.run(req).await;
-    shared.metrics.http(route, res.status().as_u16(), started.elapsed().as_secs_f64());
+    shared.status.metrics.http(route, res.status().as_u16(), started.elapsed().as_secs_f64());
     res
 }
 
@@ -371,7 +279,7 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
 /// the token take no slot.
 async fn off_loop(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let Ok(slot) = shared.queries.clone().try_acquire_owned() else {
-        shared.metrics.http_rejected("busy");
+        shared.status.metrics.http_rejected("busy");
         let mut res = error(StatusCode::SERVICE_UNAVAILABLE, format!("{MAX_QUERIES} queries are being answered; retry in a second"));
         res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return res;
@@ -461,12 +369,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    shared.refresh_gauges();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared.metrics.render()).into_response()
+    shared.status.refresh_gauges();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], shared.status.metrics.render()).into_response()
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    let r = shared.readiness.lock().expect("readiness lock").clone();
+    let r = shared.status.readiness();
     let stale: Vec<Value> = shared
         .stale_sources()
         .into_iter()
@@ -482,10 +390,10 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn account(State(shared): State<Arc<Shared>>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Response {
     let Ok(Path(id)) = path else { return error(StatusCode::BAD_REQUEST, "the account id in the path is not valid UTF-8") };
-    let Some(entry) = shared.board.get(&id) else {
+    let Some(entry) = shared.status.board.get(&id) else {
         return error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64)));
     };
-    let Some(store) = shared.store.get() else {
+    let Some(store) = shared.status.store() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is not open yet");
     };
     match store.get_account(entry.partition, &id) {
@@ -547,10 +455,10 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
     if let Some(message) = problems.message() {
         return error(StatusCode::BAD_REQUEST, message);
     }
-    let page = shared.board.select(&filter, sort, offset, limit);
+    let page = shared.status.board.select(&filter, sort, offset, limit);
     let next = (offset + page.items.len() < page.total).then_some(offset + page.items.len());
     // Per-measure values and points (the heatmap) come from each row's stored state.
-    let store = shared.store.get();
+    let store = shared.status.store();
     let rows: Vec<Value> = page
         .items
         .iter()
@@ -599,10 +507,10 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
 /// the alerts of each day (rule names; the most recent ones also with their ids).
 async fn history(State(shared): State<Arc<Shared>>, path: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Response {
     let Ok(Path(id)) = path else { return error(StatusCode::BAD_REQUEST, "the account id in the path is not valid UTF-8") };
-    let Some(entry) = shared.board.get(&id) else {
+    let Some(entry) = shared.status.board.get(&id) else {
         return error(StatusCode::NOT_FOUND, format!("unknown account `{}`", bounded(&id, 64)));
     };
-    let Some(store) = shared.store.get() else {
+    let Some(store) = shared.status.store() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the state store is not open yet");
     };
     let state = match store.get_account(entry.partition, &id) {
@@ -700,7 +608,7 @@ fn queue_csv(rows: &[Value]) -> String {
 /// or `?day=YYYY-MM-DD`) by rule.
 async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
-    let mut day = shared.board.newest_alert_ms().map(crate::event::timestamp::day_of);
+    let mut day = shared.status.board.newest_alert_ms().map(crate::event::timestamp::day_of);
     for (k, v) in &pairs {
         match k.as_str() {
             "day" => match crate::event::timestamp::parse_date_day(v) {
@@ -710,7 +618,7 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
             other => return error(StatusCode::BAD_REQUEST, format!("{}: unknown parameter (known: day)", bounded(other, 64))),
         }
     }
-    let s = shared.board.summary(day.unwrap_or(i32::MIN));
+    let s = shared.status.board.summary(day.unwrap_or(i32::MIN));
     let names = ["red", "yellow", "green", "unscored"];
     let by = |xs: &[f64; 4]| names.iter().zip(xs).map(|(n, x)| ((*n).to_string(), json!(x))).collect::<serde_json::Map<_, _>>();
     let counts: [f64; 4] = s.accounts.map(|n| n as f64);
@@ -726,27 +634,6 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
         "alerts_by_rule": alerts,
     }))
     .into_response()
-}
-
-/// Loads stored board entries (`each` walks them) into `board` in bulk (`Board::load`). Entries
-/// that do not decode are counted and logged; those accounts are missing from the index until
-/// next written. Returns the entries loaded.
-fn load_entries(
-    board: &Board,
-    each: impl FnOnce(&mut dyn FnMut(u32, &str, &[u8])) -> Result<(), crate::store::StoreError>,
-    partition: Option<u32>,
-) -> Result<usize> {
-    let mut bad = 0u64;
-    let n = board.load(|push| {
-        each(&mut |p, id, bytes| match board::Entry::decode(p, bytes) {
-            Ok(e) => push(id.into(), e),
-            Err(_) => bad += 1,
-        })
-    })?;
-    if bad > 0 {
-        tracing::warn!(?partition, entries = bad, "board entries in the state store do not decode: those accounts are missing from the index until next written");
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -837,7 +724,7 @@ mod tests {
     #[test]
     fn a_blocked_query_holds_neither_the_probes_nor_the_accept_loop_and_one_past_the_bound_gets_a_503() {
         use std::io::{Read, Write};
-        let shared = Shared::new(&Settings::default());
+        let shared = Shared::new(&Settings::default(), Status::new(&Settings::default()));
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let gate = Arc::new(Mutex::new(gate));
         let app = Router::new()
@@ -874,7 +761,7 @@ mod tests {
         let (status, head) = get_head(server.addr, "/v1/blocked");
         assert_eq!(status, 503, "{head}");
         assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
-        let metrics = shared.metrics.render();
+        let metrics = shared.status.metrics.render();
         assert!(metrics.lines().any(|l| l == "kizashi_http_rejected_total{reason=\"busy\"} 1"), "{metrics}");
         release.send(()).unwrap();
         blocked.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

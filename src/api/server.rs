@@ -232,7 +232,7 @@ impl Drop for Registered {
 pub async fn run(listener: TcpListener, app: Router, shared: Arc<Shared>, limits: Limits, stop: oneshot::Receiver<()>) {
     let epoch = Instant::now();
     let registry = Arc::new(Registry::default());
-    let metrics = || &shared.metrics;
+    let metrics = || &shared.status.metrics;
     let (down_tx, down_rx) = watch::channel(());
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(stop);
@@ -270,7 +270,7 @@ pub async fn run(listener: TcpListener, app: Router, shared: Arc<Shared>, limits
         let registered = registry.add(conn.clone());
         metrics().http_connections(registry.len());
         let served = serve_connection(stream, peer, conn, app.clone(), limits, down_rx.clone());
-        let counted = shared.clone();
+        let counted = shared.status.clone();
         tasks.spawn(async move {
             let _registered = registered;
             if let Some(reason) = served.await {

@@ -68,10 +68,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     println!("kizashi demo: embedded Kafka at {brokers}; {} accounts, {} days at {:.2} s a day", opts.accounts, opts.days, opts.day_seconds);
     println!("alerts as they arrive (simulated day, account, rule, score, summary):\n");
 
-    let shared = crate::api::Shared::new(&settings);
+    let shared = crate::runtime::Status::new(&settings);
+    let api = crate::api::Shared::new(&settings, shared.clone());
     // The HTTP port: the configured address, or any free one if it is taken.
-    let server = crate::api::serve(&opts.http, shared.clone())
-        .or_else(|_| crate::api::serve("127.0.0.1:0", shared.clone()))?;
+    let server = crate::api::serve(&opts.http, api.clone())
+        .or_else(|_| crate::api::serve("127.0.0.1:0", api))?;
     let url = server.url();
     println!("The page (queue, heatmap, accounts) while the demo runs: {url}/");
     println!("HTTP API while the demo runs: {url}/v1/accounts?band=red  {url}/metrics  {url}/readyz\n");

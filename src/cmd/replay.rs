@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::api::Shared;
+use crate::runtime::Status;
 use crate::config::Settings;
 use crate::core::alerts::ScoreUpdate;
 use crate::core::Params;
@@ -48,7 +48,7 @@ pub struct ReplayOptions {
     /// Records between writes of the outputs (account states are written back when the cache is full).
     pub batch: usize,
     /// Serve the HTTP API on the replayed state (not ready while replaying), until `stop`.
-    pub serve: Option<(Arc<Shared>, Arc<AtomicBool>)>,
+    pub serve: Option<(Arc<Status>, Arc<AtomicBool>)>,
 }
 
 /// Back-test options: outcome labels to score the replay's alerts and bands against, and
@@ -71,30 +71,44 @@ pub struct BacktestOptions {
     pub truth: Option<PathBuf>,
 }
 
-/// The second configuration's counts (`--compare`).
+/// What one configuration's records came to (the main configuration's in [`ReplaySummary`], the
+/// second's in [`CompareSummary`]).
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct CompareSummary {
-    pub config: String,
+pub struct LaneCounts {
     pub events_applied: u64,
     pub events_rejected: u64,
     pub duplicates: u64,
+}
+
+/// One configuration's alerts, final bands and rejects, by rule, band and reason.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LaneTallies {
     pub alerts_by_rule: BTreeMap<String, u64>,
     pub accounts_by_band: BTreeMap<String, u64>,
     pub rejects_by_reason: BTreeMap<String, u64>,
 }
 
-/// Counts printed at the end and returned to callers.
+/// The second configuration's counts (`--compare`).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CompareSummary {
+    pub config: String,
+    #[serde(flatten)]
+    pub counts: LaneCounts,
+    #[serde(flatten)]
+    pub tallies: LaneTallies,
+}
+
+/// Counts printed at the end and returned to callers. In the JSON the main configuration's
+/// counts and tallies stand at the top level, around `seconds` and `events_per_second`.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ReplaySummary {
     pub events_read: u64,
-    pub events_applied: u64,
-    pub events_rejected: u64,
-    pub duplicates: u64,
+    #[serde(flatten)]
+    pub counts: LaneCounts,
     pub seconds: f64,
     pub events_per_second: f64,
-    pub alerts_by_rule: BTreeMap<String, u64>,
-    pub accounts_by_band: BTreeMap<String, u64>,
-    pub rejects_by_reason: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub tallies: LaneTallies,
     pub peak_rss_bytes: Option<u64>,
     /// What the state store wrote, and the cache (the first configuration's).
     pub store: StoreSummary,
@@ -196,7 +210,7 @@ fn create(dir: &Path, name: &str) -> Result<BufWriter<File>> {
 
 /// Writes each alert to `w` (and counts it in `shared`'s metrics); the first error is kept in
 /// `err`.
-fn alert_sink(w: Arc<std::sync::Mutex<BufWriter<File>>>, err: Arc<std::sync::Mutex<Option<std::io::Error>>>, shared: Option<Arc<Shared>>) -> crate::engine::AlertSink {
+fn alert_sink(w: Arc<std::sync::Mutex<BufWriter<File>>>, err: Arc<std::sync::Mutex<Option<std::io::Error>>>, shared: Option<Arc<Status>>) -> crate::engine::AlertSink {
     crate::engine::AlertSink(Box::new(move |a| {
         if let Some(s) = &shared {
             s.metrics.alert(&a);
@@ -213,7 +227,7 @@ impl Lane {
     /// `evaluate`: a back-test, which keeps the alerts and score updates for the evaluation;
     /// otherwise each alert is written to `alerts.jsonl` (and counted in `shared`'s metrics) as it
     /// is produced, so a day's timers over a million accounts never hold their alerts in memory.
-    fn open(settings: &Settings, state_dir: Option<&Path>, out_dir: PathBuf, now_ms: i64, evaluate: bool, shared: Option<&Arc<Shared>>) -> Result<Lane> {
+    fn open(settings: &Settings, state_dir: Option<&Path>, out_dir: PathBuf, now_ms: i64, evaluate: bool, shared: Option<&Arc<Status>>) -> Result<Lane> {
         std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
         let (tmp, dir) = match state_dir {
             Some(d) => (None, d.to_path_buf()),
@@ -251,7 +265,7 @@ impl Lane {
         crate::flow::apply(self, partition, Record { source, key: None, raw: line, decoded })
     }
 
-    fn drain(&mut self, shared: Option<&Shared>) -> Result<()> {
+    fn drain(&mut self, shared: Option<&Status>) -> Result<()> {
         self.engine.flush(|_| {})?;
         let updates_before = self.score_updates_drained;
         self.score_updates_drained = self.engine.stats.score_updates;
@@ -399,7 +413,7 @@ const RAWS_HELD_BYTES: usize = 16 << 20;
 /// drain of the lanes' outputs every `batch` records.
 struct Feed<'l> {
     lanes: &'l mut [Lane],
-    shared: Option<&'l Shared>,
+    shared: Option<&'l Status>,
     topics: [&'l String; 3],
     partitions: u32,
     batch: usize,
@@ -531,19 +545,22 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         finished.push(lane.finish()?);
     }
 
-    let counts = |e: &Engine| {
-        let st = &e.stats;
-        (
-            st.applied.iter().sum::<u64>(),
-            st.rejected.values().sum::<u64>(),
-            st.duplicates,
-            st.rejected.iter().map(|(r, n)| (r.code().to_string(), *n)).collect::<BTreeMap<_, _>>(),
-            st.alerts.iter().map(|(r, n)| (r.to_string(), *n)).collect::<BTreeMap<_, _>>(),
-        )
+    // A lane's counts and tallies, with its accounts by final band (`finished`).
+    let lane_summary = |lane: &Lane, (by_band, _): &(BTreeMap<String, u64>, _)| {
+        let st = &lane.engine.stats;
+        let counts = LaneCounts {
+            events_applied: st.applied.iter().sum::<u64>(),
+            events_rejected: st.rejected.values().sum::<u64>(),
+            duplicates: st.duplicates,
+        };
+        let tallies = LaneTallies {
+            alerts_by_rule: st.alerts.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            accounts_by_band: by_band.clone(),
+            rejects_by_reason: st.rejected.iter().map(|(r, n)| (r.code().to_string(), *n)).collect(),
+        };
+        (counts, tallies)
     };
-    (summary.events_applied, summary.events_rejected, summary.duplicates, summary.rejects_by_reason, summary.alerts_by_rule) =
-        counts(&lanes[0].engine);
-    summary.accounts_by_band = finished[0].0.clone();
+    (summary.counts, summary.tallies) = lane_summary(&lanes[0], &finished[0]);
     let input_bytes: u64 = [&opts.usage, &opts.support, &opts.accounts]
         .iter()
         .flat_map(|v| v.iter())
@@ -562,16 +579,8 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         cache_budget_bytes: lanes[0].engine.cache_usage().1 as u64,
     };
     if let (Some(lane), Some((label, _))) = (lanes.get(1), backtest.and_then(|b| b.compare.as_ref())) {
-        let (events_applied, events_rejected, duplicates, rejects_by_reason, alerts_by_rule) = counts(&lane.engine);
-        summary.compare = Some(CompareSummary {
-            config: label.clone(),
-            events_applied,
-            events_rejected,
-            duplicates,
-            alerts_by_rule,
-            accounts_by_band: finished[1].0.clone(),
-            rejects_by_reason,
-        });
+        let (counts, tallies) = lane_summary(lane, &finished[1]);
+        summary.compare = Some(CompareSummary { config: label.clone(), counts, tallies });
     }
     if let (Some(b), Some(outcomes)) = (backtest, &outcomes) {
         let report = evaluate_lanes(b, outcomes, &lanes, &finished);
@@ -592,7 +601,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     summary.events_per_second = summary.events_read as f64 / summary.seconds.max(1e-9);
     summary.peak_rss_bytes = peak_rss_bytes();
     if let Some((shared, stop)) = &opts.serve {
-        shared.metrics.duplicates(summary.duplicates);
+        shared.metrics.duplicates(summary.counts.duplicates);
         shared.ready((0..opts.partitions).collect());
         eprint!("{}", summary.render());
         eprintln!("replay done; serving the API until interrupted (Ctrl-C)");
@@ -700,12 +709,12 @@ impl ReplaySummary {
         };
         s += &format!(
             "events: read {} applied {} rejected {} duplicates {}\n",
-            self.events_read, self.events_applied, self.events_rejected, self.duplicates
+            self.events_read, self.counts.events_applied, self.counts.events_rejected, self.counts.duplicates
         );
         s += &format!("rate: {:.0} events/s over {:.2} s\n", self.events_per_second, self.seconds);
-        s += &format!("rejects by reason: {}\n", kv(&self.rejects_by_reason));
-        s += &format!("alerts by rule: {}\n", kv(&self.alerts_by_rule));
-        s += &format!("accounts by band: {}\n", kv(&self.accounts_by_band));
+        s += &format!("rejects by reason: {}\n", kv(&self.tallies.rejects_by_reason));
+        s += &format!("alerts by rule: {}\n", kv(&self.tallies.alerts_by_rule));
+        s += &format!("accounts by band: {}\n", kv(&self.tallies.accounts_by_band));
         if let Some(rss) = self.peak_rss_bytes {
             s += &format!("peak memory: {:.0} MiB\n", rss as f64 / 1048576.0);
         }
@@ -719,9 +728,10 @@ impl ReplaySummary {
             st.spills
         );
         if let Some(c) = &self.compare {
-            s += &format!("compare ({}): applied {} rejected {} duplicates {}\n", c.config, c.events_applied, c.events_rejected, c.duplicates);
-            s += &format!("compare alerts by rule: {}\n", kv(&c.alerts_by_rule));
-            s += &format!("compare accounts by band: {}\n", kv(&c.accounts_by_band));
+            let n = &c.counts;
+            s += &format!("compare ({}): applied {} rejected {} duplicates {}\n", c.config, n.events_applied, n.events_rejected, n.duplicates);
+            s += &format!("compare alerts by rule: {}\n", kv(&c.tallies.alerts_by_rule));
+            s += &format!("compare accounts by band: {}\n", kv(&c.tallies.accounts_by_band));
         }
         if let Some(rows) = &self.profiles {
             s += "\nverdicts by generated profile (alerted: any risk alert; changed: change_from 14+ days before the last score; ≤7d/≤14d of change: share of those alerted from the change day to 7/14 days after):\n";

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::timestamp::{format_ms, parse_date_day, parse_rfc3339_ms, ts_in_range, DAY_MS};
+use crate::event::RejectReason;
 
 /// What a customer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -59,37 +60,32 @@ impl Outcome {
     }
 }
 
-/// Why an outcome line was refused. The codes are the `reason` of `rejects.jsonl`; the first six
-/// mean what the events' codes of the same name mean.
+/// Why an outcome line was refused. The codes are the `reason` of `rejects.jsonl`: an event's
+/// reason where the line fails as an event would (`not_json`, `missing_field`, `too_large`...),
+/// and two of the labels' own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OutcomeRejectReason {
-    NotJson,
-    NotObject,
-    MissingField,
-    BadType,
-    BadValue,
-    IdTooLong,
+    /// As an event's of the same code.
+    Event(RejectReason),
     /// The same account, outcome and time as an earlier line (it would be counted twice).
     Duplicate,
     /// The same account and time as an earlier line, with another outcome (both cannot be true).
     Conflict,
-    /// A line longer than `events.max_record_bytes`.
-    TooLarge,
 }
 
 impl OutcomeRejectReason {
     pub fn code(self) -> &'static str {
         match self {
-            OutcomeRejectReason::NotJson => "not_json",
-            OutcomeRejectReason::NotObject => "not_object",
-            OutcomeRejectReason::MissingField => "missing_field",
-            OutcomeRejectReason::BadType => "bad_type",
-            OutcomeRejectReason::BadValue => "bad_value",
-            OutcomeRejectReason::IdTooLong => "id_too_long",
+            OutcomeRejectReason::Event(r) => r.code(),
             OutcomeRejectReason::Duplicate => "duplicate",
             OutcomeRejectReason::Conflict => "conflict",
-            OutcomeRejectReason::TooLarge => "too_large",
         }
+    }
+}
+
+impl From<RejectReason> for OutcomeRejectReason {
+    fn from(r: RejectReason) -> Self {
+        OutcomeRejectReason::Event(r)
     }
 }
 
@@ -101,8 +97,8 @@ pub struct OutcomeReject {
     pub detail: String,
 }
 
-fn reject(reason: OutcomeRejectReason, detail: impl Into<String>) -> OutcomeReject {
-    OutcomeReject { reason, detail: detail.into() }
+fn reject(reason: impl Into<OutcomeRejectReason>, detail: impl Into<String>) -> OutcomeReject {
+    OutcomeReject { reason: reason.into(), detail: detail.into() }
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -127,7 +123,7 @@ fn json_type(v: &Value) -> &'static str {
 /// A required field, present and not null.
 fn field<'v>(o: &'v serde_json::Map<String, Value>, name: &str) -> Result<&'v Value, OutcomeReject> {
     match o.get(name) {
-        None | Some(Value::Null) => Err(reject(OutcomeRejectReason::MissingField, format!("`{name}` is required"))),
+        None | Some(Value::Null) => Err(reject(RejectReason::MissingField, format!("`{name}` is required"))),
         Some(v) => Ok(v),
     }
 }
@@ -135,7 +131,7 @@ fn field<'v>(o: &'v serde_json::Map<String, Value>, name: &str) -> Result<&'v Va
 fn string<'v>(o: &'v serde_json::Map<String, Value>, name: &str) -> Result<&'v str, OutcomeReject> {
     let v = field(o, name)?;
     v.as_str()
-        .ok_or_else(|| reject(OutcomeRejectReason::BadType, format!("`{name}` must be a string, not {}", json_type(v))))
+        .ok_or_else(|| reject(RejectReason::BadType, format!("`{name}` must be a string, not {}", json_type(v))))
 }
 
 /// `ts`: RFC 3339, `YYYY-MM-DD` (midnight UTC) or epoch milliseconds, within 1970..9999.
@@ -146,22 +142,22 @@ fn timestamp(o: &serde_json::Map<String, Value>) -> Result<i64, OutcomeReject> {
             .or_else(|| parse_date_day(s).map(|d| i64::from(d) * DAY_MS))
             .ok_or_else(|| {
                 reject(
-                    OutcomeRejectReason::BadValue,
+                    RejectReason::BadValue,
                     format!("`ts` \"{}\" is neither RFC 3339, YYYY-MM-DD nor epoch milliseconds", truncate(s, 64)),
                 )
             })?,
         Value::Number(n) => n.as_i64().ok_or_else(|| {
-            reject(OutcomeRejectReason::BadValue, format!("`ts` {} is not a whole number of epoch milliseconds", truncate(&n.to_string(), 64)))
+            reject(RejectReason::BadValue, format!("`ts` {} is not a whole number of epoch milliseconds", truncate(&n.to_string(), 64)))
         })?,
         other => {
             return Err(reject(
-                OutcomeRejectReason::BadType,
+                RejectReason::BadType,
                 format!("`ts` must be a string or epoch milliseconds, not {}", json_type(other)),
             ))
         }
     };
     if !ts_in_range(ms) {
-        return Err(reject(OutcomeRejectReason::BadValue, format!("`ts` {ms} is outside 1970-01-01..9999-12-31")));
+        return Err(reject(RejectReason::BadValue, format!("`ts` {ms} is outside 1970-01-01..9999-12-31")));
     }
     Ok(ms)
 }
@@ -169,26 +165,26 @@ fn timestamp(o: &serde_json::Map<String, Value>) -> Result<i64, OutcomeReject> {
 /// Decodes and validates one outcome line. Unknown fields are ignored (forward compatible).
 pub fn decode(bytes: &[u8], max_id_len: usize) -> Result<Outcome, OutcomeReject> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        reject(OutcomeRejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
+        reject(RejectReason::NotJson, format!("not UTF-8: invalid byte at offset {}", e.valid_up_to()))
     })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| reject(OutcomeRejectReason::NotJson, e.to_string()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| reject(RejectReason::NotJson, e.to_string()))?;
     let Value::Object(o) = &value else {
-        return Err(reject(OutcomeRejectReason::NotObject, format!("a line must be a JSON object, not {}", json_type(&value))));
+        return Err(reject(RejectReason::NotObject, format!("a line must be a JSON object, not {}", json_type(&value))));
     };
     let account_id = string(o, "account_id")?;
     if account_id.is_empty() {
-        return Err(reject(OutcomeRejectReason::BadValue, "`account_id` is empty"));
+        return Err(reject(RejectReason::BadValue, "`account_id` is empty"));
     }
     if account_id.len() > max_id_len {
         return Err(reject(
-            OutcomeRejectReason::IdTooLong,
+            RejectReason::IdTooLong,
             format!("`account_id` is {} bytes, longer than {max_id_len} (events.max_id_len)", account_id.len()),
         ));
     }
     let name = string(o, "outcome")?;
     let kind = OutcomeKind::from_name(name).ok_or_else(|| {
         reject(
-            OutcomeRejectReason::BadValue,
+            RejectReason::BadValue,
             format!("`outcome` \"{}\" is not one of churned, downgraded, renewed, expanded", truncate(name, 64)),
         )
     })?;
@@ -227,7 +223,7 @@ impl OutcomeSet {
     /// Counts a line longer than `max` bytes (`len`; the reader did not hold it) as refused, with
     /// the words of an event record's `too_large`.
     pub fn refuse_too_large(&mut self, len: u64, max: usize) -> OutcomeReject {
-        let r = reject(OutcomeRejectReason::TooLarge, crate::event::too_large(len, max).detail);
+        let r = reject(RejectReason::TooLarge, crate::event::too_large(len, max).detail);
         self.stats.lines += 1;
         self.count_reject(&r);
         r

@@ -35,7 +35,7 @@ use rdkafka::ClientContext;
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
-use crate::api::Shared;
+use crate::runtime::Status;
 use crate::config::Settings;
 use crate::core::Params;
 use crate::engine::{Engine, Record, Source};
@@ -68,8 +68,6 @@ pub(crate) fn log_client_error(client: &str, error: &rdkafka::error::KafkaError,
     tracing::warn!(target: "librdkafka", client, error = %error, "{reason}");
 }
 
-
-
 /// What the processing loop and the rebalance callback share (they run on the same thread; the
 /// mutex only satisfies the `Sync` bound of librdkafka's context).
 struct Core {
@@ -91,7 +89,7 @@ struct Core {
     /// Next offset per (topic, partition), to commit to Kafka for lag monitoring.
     positions: FxHashMap<(usize, i32), i64>,
     /// Metrics, readiness and the API's account index.
-    shared: Arc<Shared>,
+    shared: Arc<Status>,
     /// Duplicates already counted in the metrics.
     duplicates_counted: u64,
     /// Records skipped as already applied (`Stats::already_applied`), already counted.
@@ -145,24 +143,9 @@ impl Core {
 
 }
 
-
-
-
-
-
-/// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`), with the HTTP port of
-/// `http.listen` open (unless empty).
-pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
-    let shared = Shared::new(settings);
-    let _server = match settings.http.listen.as_str() {
-        "" => None,
-        listen => Some(crate::api::serve(listen, shared.clone())?),
-    };
-    run_with(settings, stop, shared)
-}
-
-/// [`run`] reporting to `shared` (metrics, readiness, the API's index); serves no HTTP itself.
-pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Result<()> {
+/// Runs until `stop` is set (SIGTERM/SIGINT in `kizashi run`), reporting to `shared` (metrics,
+/// readiness, the API's index); serves no HTTP itself ([`crate::cmd::run`] opens the port).
+pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Status>) -> Result<()> {
     let (core, leftover, restore_rx) = open_core(settings, &shared)?;
     let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let consumer = create_consumer(settings, &core, &generation)?;
@@ -230,7 +213,7 @@ impl Default for LoopClock {
 /// Opens the state store and builds the core; returns it with the outbox entries the last run
 /// left and where the changelog readers report.
 #[allow(clippy::type_complexity)]
-fn open_core(settings: &Settings, shared: &Arc<Shared>) -> Result<(Arc<Mutex<Core>>, Vec<(u64, Vec<u8>)>, std::sync::mpsc::Receiver<RestoreReport>)> {
+fn open_core(settings: &Settings, shared: &Arc<Status>) -> Result<(Arc<Mutex<Core>>, Vec<(u64, Vec<u8>)>, std::sync::mpsc::Receiver<RestoreReport>)> {
     let t = &settings.kafka.topics;
     shared.not_ready("opening the state store");
     let options = crate::engine::Options {
@@ -327,7 +310,7 @@ fn start_outputs(
     core: &Arc<Mutex<Core>>,
     leftover: Vec<(u64, Vec<u8>)>,
     partitions: i32,
-    shared: &Arc<Shared>,
+    shared: &Arc<Status>,
     standby_stop: &Arc<AtomicBool>,
 ) -> Result<()> {
     let t = &settings.kafka.topics;
@@ -445,7 +428,7 @@ fn shut_down(
     consumer: &BaseConsumer<PipelineContext>,
     standby_stop: &AtomicBool,
     clock: &LoopClock,
-    shared: &Shared,
+    shared: &Status,
 ) -> Result<()> {
     shared.not_ready("stopping");
     let cuts = core.lock().expect("core lock").cuts;
@@ -489,6 +472,4 @@ fn shut_down(
     tracing::info!("stopped");
     Ok(())
 }
-
-
 

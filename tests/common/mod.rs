@@ -361,3 +361,45 @@ pub fn deploy_metric_names() -> std::collections::BTreeSet<String> {
     }
     names
 }
+
+pub mod served;
+
+/// Options replaying `data`'s `usage.jsonl`, `support.jsonl` and `accounts.jsonl` into `out`, the
+/// clock at `now_ms`: one partition, batches of 50,000, a temporary state directory, no HTTP port
+/// (change the rest with `ReplayOptions { partitions: 2, ..replay_options(…) }`).
+pub fn replay_options(data: &Path, out: PathBuf, now_ms: i64) -> kizashi::cmd::replay::ReplayOptions {
+    kizashi::cmd::replay::ReplayOptions {
+        usage: vec![data.join("usage.jsonl")],
+        support: vec![data.join("support.jsonl")],
+        accounts: vec![data.join("accounts.jsonl")],
+        out,
+        partitions: 1,
+        until_ms: None,
+        now_ms,
+        state_dir: None,
+        batch: 50_000,
+        serve: None,
+    }
+}
+
+/// Adds `replay` of `data`'s `usage.jsonl`, `support.jsonl` and `accounts.jsonl` into `out`, its
+/// clock at `now` (`--now`), to `cmd`: the kizashi binary, or a shell that runs it.
+pub fn replay_args<'c>(cmd: &'c mut Command, data: &Path, out: &Path, now: &str) -> &'c mut Command {
+    cmd.arg("replay")
+        .args(["--now", now])
+        .arg("--usage")
+        .arg(data.join("usage.jsonl"))
+        .arg("--support")
+        .arg(data.join("support.jsonl"))
+        .arg("--accounts")
+        .arg(data.join("accounts.jsonl"))
+        .arg("--out")
+        .arg(out)
+}
+
+/// [`replay_args`] on the kizashi binary built for the tests.
+pub fn replay_command(data: &Path, out: &Path, now: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kizashi"));
+    replay_args(&mut cmd, data, out, now);
+    cmd
+}
