@@ -507,31 +507,7 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     let mut inputs = open_inputs(opts, max_line, &limits)?;
     let mut summary = ReplaySummary::default();
     let mut feed = Feed { lanes: &mut lanes, shared: shared.as_deref(), topics, partitions: opts.partitions, batch: opts.batch, in_batch: 0 };
-    while let Some(next) = merge::next(inputs.iter().map(Input::head)) {
-        let idx = next.input;
-        let input = &mut inputs[idx];
-        let item = input.current.take().expect("an input with a head has an item");
-        summary.events_read += 1;
-        // The reader has not moved since it handed out this item's line.
-        let cut = input.reader.cut();
-        feed.record(input.kind, Source { name: &input.path, offset: item.line_no }, &item.decoded, &input.reader.buf()[item.line], cut)?;
-        // The input's next records, as long as each goes before every other input's: applied
-        // as they are decoded, borrowed from the reader's buffer.
-        loop {
-            let Input { reader, path, kind, line_no, placer, current } = &mut *input;
-            let Some(line) = reader.next_line().with_context(|| format!("reading {path}"))? else { break };
-            *line_no += 1;
-            let decoded = decode_line(*kind, reader, line.clone(), &limits);
-            let at = placer.place(decoded.as_ref());
-            if next.goes_before(at) {
-                summary.events_read += 1;
-                feed.record(*kind, Source { name: path, offset: *line_no }, &decoded, &reader.buf()[line], reader.cut())?;
-                continue;
-            }
-            *current = Some(Item { line_no: *line_no, at, decoded: decoded.map(Event::into_owned), line });
-            break;
-        }
-    }
+    summary.events_read = merge_inputs(&mut inputs, &mut feed, &limits)?;
     for (i, lane) in lanes.iter_mut().enumerate() {
         if let Some(until) = opts.until_ms {
             for p in 0..opts.partitions {
@@ -545,39 +521,8 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         finished.push(lane.finish()?);
     }
 
-    // A lane's counts and tallies, with its accounts by final band (`finished`).
-    let lane_summary = |lane: &Lane, (by_band, _): &(BTreeMap<String, u64>, _)| {
-        let st = &lane.engine.stats;
-        let counts = LaneCounts {
-            events_applied: st.applied.iter().sum::<u64>(),
-            events_rejected: st.rejected.values().sum::<u64>(),
-            duplicates: st.duplicates,
-        };
-        let tallies = LaneTallies {
-            alerts_by_rule: st.alerts.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
-            accounts_by_band: by_band.clone(),
-            rejects_by_reason: st.rejected.iter().map(|(r, n)| (r.code().to_string(), *n)).collect(),
-        };
-        (counts, tallies)
-    };
     (summary.counts, summary.tallies) = lane_summary(&lanes[0], &finished[0]);
-    let input_bytes: u64 = [&opts.usage, &opts.support, &opts.accounts]
-        .iter()
-        .flat_map(|v| v.iter())
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let writes = lanes[0].engine.store().write_stats();
-    let per_input = |b: u64| b as f64 / (input_bytes.max(1)) as f64;
-    summary.store = StoreSummary {
-        input_bytes,
-        writes,
-        disk_bytes_per_input_byte: per_input(writes.disk_bytes()),
-        user_bytes_per_input_byte: per_input(writes.user_bytes),
-        spills: lanes[0].engine.stats.spills,
-        timer_reads: lanes[0].engine.stats.timer_reads,
-        cache_budget_bytes: lanes[0].engine.cache_usage().1 as u64,
-    };
+    summary.store = store_summary(opts, &lanes[0].engine);
     if let (Some(lane), Some((label, _))) = (lanes.get(1), backtest.and_then(|b| b.compare.as_ref())) {
         let (counts, tallies) = lane_summary(lane, &finished[1]);
         summary.compare = Some(CompareSummary { config: label.clone(), counts, tallies });
@@ -601,15 +546,88 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     summary.events_per_second = summary.events_read as f64 / summary.seconds.max(1e-9);
     summary.peak_rss_bytes = peak_rss_bytes();
     if let Some((shared, stop)) = &opts.serve {
-        shared.metrics.duplicates(summary.counts.duplicates);
-        shared.ready((0..opts.partitions).collect());
-        eprint!("{}", summary.render());
-        eprintln!("replay done; serving the API until interrupted (Ctrl-C)");
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        serve_until_stopped(shared, stop, &summary, opts.partitions);
     }
     Ok(summary)
+}
+
+/// Feeds every input's records to `feed` in merge order ([`merge::next`]); returns how many.
+fn merge_inputs(inputs: &mut [Input], feed: &mut Feed<'_>, limits: &DecodeLimits) -> Result<u64> {
+    let mut read = 0u64;
+    while let Some(next) = merge::next(inputs.iter().map(Input::head)) {
+        let idx = next.input;
+        let input = &mut inputs[idx];
+        let item = input.current.take().expect("an input with a head has an item");
+        read += 1;
+        // The reader has not moved since it handed out this item's line.
+        let cut = input.reader.cut();
+        feed.record(input.kind, Source { name: &input.path, offset: item.line_no }, &item.decoded, &input.reader.buf()[item.line], cut)?;
+        // The input's next records, as long as each goes before every other input's: applied
+        // as they are decoded, borrowed from the reader's buffer.
+        loop {
+            let Input { reader, path, kind, line_no, placer, current } = &mut *input;
+            let Some(line) = reader.next_line().with_context(|| format!("reading {path}"))? else { break };
+            *line_no += 1;
+            let decoded = decode_line(*kind, reader, line.clone(), limits);
+            let at = placer.place(decoded.as_ref());
+            if next.goes_before(at) {
+                read += 1;
+                feed.record(*kind, Source { name: path, offset: *line_no }, &decoded, &reader.buf()[line], reader.cut())?;
+                continue;
+            }
+            *current = Some(Item { line_no: *line_no, at, decoded: decoded.map(Event::into_owned), line });
+            break;
+        }
+    }
+    Ok(read)
+}
+
+/// A lane's counts and tallies, with its accounts by final band (`finished`).
+fn lane_summary(lane: &Lane, (by_band, _): &(BTreeMap<String, u64>, rustc_hash::FxHashSet<String>)) -> (LaneCounts, LaneTallies) {
+    let st = &lane.engine.stats;
+    let counts = LaneCounts {
+        events_applied: st.applied.iter().sum::<u64>(),
+        events_rejected: st.rejected.values().sum::<u64>(),
+        duplicates: st.duplicates,
+    };
+    let tallies = LaneTallies {
+        alerts_by_rule: st.alerts.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        accounts_by_band: by_band.clone(),
+        rejects_by_reason: st.rejected.iter().map(|(r, n)| (r.code().to_string(), *n)).collect(),
+    };
+    (counts, tallies)
+}
+
+/// What the state store was handed and wrote, per input byte.
+fn store_summary(opts: &ReplayOptions, engine: &Engine) -> StoreSummary {
+    let input_bytes: u64 = [&opts.usage, &opts.support, &opts.accounts]
+        .iter()
+        .flat_map(|v| v.iter())
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let writes = engine.store().write_stats();
+    let per_input = |b: u64| b as f64 / (input_bytes.max(1)) as f64;
+    StoreSummary {
+        input_bytes,
+        writes,
+        disk_bytes_per_input_byte: per_input(writes.disk_bytes()),
+        user_bytes_per_input_byte: per_input(writes.user_bytes),
+        spills: engine.stats.spills,
+        timer_reads: engine.stats.timer_reads,
+        cache_budget_bytes: engine.cache_usage().1 as u64,
+    }
+}
+
+/// `--serve`: the API serves the replayed state until `stop`.
+fn serve_until_stopped(shared: &Status, stop: &AtomicBool, summary: &ReplaySummary, partitions: u32) {
+    shared.metrics.duplicates(summary.counts.duplicates);
+    shared.ready((0..partitions).collect());
+    eprint!("{}", summary.render());
+    eprintln!("replay done; serving the API until interrupted (Ctrl-C)");
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Opens the input files, usage first, then support, then account records (the merge's order of
