@@ -12,10 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::core::ids::fnv64;
-use crate::event::timestamp::{format_day, format_ms, DAY_MS};
-use crate::event::EventKind;
+use crate::event::timestamp::{format_day, DAY_MS};
 
 mod realistic;
+mod records;
+
+pub use records::Record;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,14 +135,6 @@ const FEATURES: [&str; 24] = [
     "calendar.sync", "mobile.open", "admin.settings", "audit.view",
 ];
 
-/// The CS managers accounts are assigned to (by account number, so no random draw changes).
-const OWNERS: [&str; 6] = ["Ana Souza", "Ben Okafor", "Chen Wei", "Dana Levi", "Eli Moreau", "Farah Khan"];
-
-const NAMES: [&str; 16] = [
-    "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Soylent", "Tyrell",
-    "Wonka", "Stark", "Wayne", "Cyberdyne", "Gringotts", "Oscorp", "Aperture", "Monarch",
-];
-
 struct Gen {
     id: String,
     profile: Profile,
@@ -162,50 +156,6 @@ struct Gen {
     activity: f64,
 }
 
-/// One generated record.
-pub struct Record {
-    pub kind: EventKind,
-    pub ts_ms: i64,
-    pub account_id: String,
-    pub line: String,
-}
-
-#[derive(Serialize)]
-struct UsageOut<'a> {
-    account_id: &'a str,
-    user_id: &'a str,
-    event: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    feature: Option<&'a str>,
-    ts: String,
-}
-
-#[derive(Serialize)]
-struct SupportOut<'a> {
-    account_id: &'a str,
-    ticket_id: &'a str,
-    kind: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    csat: Option<u8>,
-    ts: i64,
-    event_id: String,
-}
-
-#[derive(Serialize)]
-struct AccountOut<'a> {
-    account_id: &'a str,
-    name: String,
-    seats: u32,
-    segment: &'a str,
-    owner: &'static str,
-    arr: u64,
-    renewal_date: String,
-    start_date: String,
-    ts: String,
-}
-
 fn weekday(day: i32) -> bool {
     // 1970-01-01 was a Thursday: day % 7 == 2 and 3 are Saturday and Sunday.
     !matches!(day.rem_euclid(7), 2 | 3)
@@ -214,116 +164,72 @@ fn weekday(day: i32) -> bool {
 /// Generates the population; `emit` receives each day's records sorted by time.
 pub fn generate(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> {
     match opts.mix {
-        Mix::Default => generate_default(opts, emit),
-        Mix::Realistic => realistic::generate(opts, &mut emit),
+        Mix::Default => simulate(opts, &mut emit, Gen::new),
+        Mix::Realistic => simulate(opts, &mut emit, realistic::Account::new),
     }
 }
 
-/// The default mix (unchanged from release to release: tests and benchmarks rely on its files).
-fn generate_default(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Truth> {
+/// One account of a mix, simulated day by day.
+trait Simulated {
+    /// The first day it can generate records on.
+    fn first_day(&self) -> i32;
+    /// Pushes its records of `day` to `out`, in any order.
+    fn day(&mut self, day: i32, out: &mut Vec<Record>);
+}
+
+/// Makes every account of the population with `new` (its simulation, truth and account record),
+/// then emits the records day by day; returns the truths.
+fn simulate<A: Simulated>(opts: &GenOptions, emit: &mut impl FnMut(&Record), new: impl Fn(&GenOptions, usize, i32) -> (A, Truth, Record)) -> Vec<Truth> {
     let start_day = opts.end_day - opts.days as i32 + 1;
-    let mut gens = Vec::with_capacity(opts.accounts);
+    let mut accounts = Vec::with_capacity(opts.accounts);
     let mut truths = Vec::with_capacity(opts.accounts);
     // Each account record is emitted on its own day (an onboarding account's arrives when it starts).
-    let mut account_records: Vec<Record> = Vec::new();
+    let mut account_records = Vec::with_capacity(opts.accounts);
     for i in 0..opts.accounts {
+        let (account, truth, record) = new(opts, i, start_day);
+        account_records.push(record);
+        truths.push(truth);
+        accounts.push(account);
+    }
+    run_days(start_day, opts.end_day, account_records, emit, |day, out| {
+        for a in accounts.iter_mut() {
+            if day >= a.first_day() {
+                a.day(day, out);
+            }
+        }
+    });
+    truths
+}
+
+impl Gen {
+    /// Account number `i` of the default mix: its generator, its truth and its account record.
+    /// Everything is drawn from the account's own stream, in an order the files depend on (the
+    /// default mix is unchanged from release to release: tests and benchmarks rely on its files).
+    fn new(opts: &GenOptions, i: usize, start_day: i32) -> (Gen, Truth, Record) {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ fnv64(&[&(i as u64).to_le_bytes()]));
-        let roll: f64 = rng.gen();
-        let profile = match roll {
-            r if r < 0.46 => Profile::Healthy,
-            r if r < 0.56 => Profile::Declining,
-            r if r < 0.62 => Profile::DecliningWithTickets,
-            r if r < 0.71 => Profile::Inactive,
-            r if r < 0.80 => Profile::SupportHeavy,
-            r if r < 0.89 => Profile::Shelfware,
-            r if r < 0.95 => Profile::Onboarding,
-            _ => Profile::NeverActivated,
-        };
-        let seg_roll: f64 = rng.gen();
-        let (segment, seats) = match seg_roll {
-            r if r < 0.15 => ("enterprise", rng.gen_range(100..600)),
-            r if r < 0.50 => ("mid_market", rng.gen_range(20..150)),
-            _ => ("smb", rng.gen_range(3..25)),
-        };
-        let adoption = match profile {
-            Profile::Shelfware => rng.gen_range(0.04..0.1),
-            _ => rng.gen_range(0.6..0.9),
-        };
-        let n_users = ((f64::from(seats) * adoption).round() as usize).max(1);
-        let users = (0..n_users)
-            .map(|u| (format!("u-{u}"), rng.gen_range(0.45..0.9)))
-            .collect::<Vec<_>>();
+        let profile = default_profile(rng.gen());
+        let (segment, seats) = default_segment(&mut rng);
+        let users = default_users(&mut rng, profile, seats);
         let n_features = match profile {
             Profile::Shelfware => rng.gen_range(2..5),
             _ => rng.gen_range(9..18),
         };
-        let mut features: Vec<&'static str> = FEATURES.to_vec();
-        features.shuffle(&mut rng);
-        features.truncate(n_features);
-        let span = opts.days as i32;
-        let declining = matches!(profile, Profile::Declining | Profile::DecliningWithTickets);
-        let (first_day, change_day) = match profile {
-            _ if declining => (start_day, start_day + span * 2 / 5 + rng.gen_range(0..(span / 5).max(1))),
-            Profile::Inactive => (start_day, opts.end_day - rng.gen_range(16..(30.min(span - 1).max(17)))),
-            Profile::Onboarding => (opts.end_day - rng.gen_range(10..20.min(span).max(11)), i32::MAX),
-            // Signed 25–45 days before the end (or at the start of a shorter window).
-            Profile::NeverActivated => ((opts.end_day - rng.gen_range(25..46)).max(start_day), i32::MAX),
-            _ => (start_day, i32::MAX),
-        };
+        let features = draw_features(&mut rng, n_features);
+        let (first_day, change_day) = default_days(&mut rng, profile, opts, start_day);
         // Declines of varied speed (one to six weeks to the floor) and depth (a trickle of 2–15%).
         let decline_days = rng.gen_range(7..43);
         let floor = rng.gen_range(0.02..0.15);
         // A quarter of the healthy accounts have one quiet week (each user 70–90% as active).
+        let span = opts.days as i32;
         let quiet = (profile == Profile::Healthy && rng.gen_bool(0.25))
             .then(|| (start_day + rng.gen_range(0..span.max(1)), rng.gen_range(0.7..0.9)));
-        let id = format!("acct-{i:05}");
-        let name = format!("{} {}", NAMES[i % NAMES.len()], ["Corp", "Labs", "Inc", "GmbH", "Ltd"][i / NAMES.len() % 5]);
         let account_start = match profile {
             Profile::Onboarding | Profile::NeverActivated => first_day,
             _ => start_day - rng.gen_range(200..1500),
         };
-        let record = AccountOut {
-            account_id: &id,
-            name,
-            seats,
-            segment,
-            owner: OWNERS[i % OWNERS.len()],
-            arr: u64::from(seats) * rng.gen_range(300..900),
-            renewal_date: format_day(opts.end_day + rng.gen_range(20..365)),
-            start_date: format_day(account_start),
-            ts: format_ms(i64::from(first_day) * DAY_MS + 60_000),
-        };
-        account_records.push(Record {
-            kind: EventKind::Account,
-            ts_ms: i64::from(first_day) * DAY_MS + 60_000,
-            account_id: id.clone(),
-            line: serde_json::to_string(&record).expect("serialises"),
-        });
-        let below_half = match profile {
-            Profile::Inactive => Some(change_day),
-            _ if declining => {
-                let norm = expected_usage(&users, 1.0, opts.activity);
-                (change_day..=opts.end_day).find(|&d| {
-                    expected_usage(&users, decline_level(d, change_day, decline_days, floor), opts.activity) < 0.5 * norm
-                })
-            }
-            Profile::NeverActivated => Some(first_day),
-            _ => None,
-        };
-        truths.push(Truth {
-            account_id: id.clone(),
-            profile,
-            segment: segment.to_string(),
-            seats,
-            change_from: (change_day != i32::MAX).then(|| format_day(change_day)),
-            below_half_from: below_half.map(format_day),
-            start_date: format_day(account_start),
-            renewal_date: record.renewal_date.clone(),
-            decline: declining.then_some((decline_days, (floor * 100.0).round() / 100.0)),
-            half_life_days: None,
-        });
-        gens.push(Gen {
-            id,
+        let (record, renewal_date) = records::account(i, segment, seats, account_start, first_day, opts.end_day, &mut rng);
+        let gen = Gen {
+            id: record.account_id.clone(),
             profile,
             rng,
             users,
@@ -338,16 +244,110 @@ fn generate_default(opts: &GenOptions, mut emit: impl FnMut(&Record)) -> Vec<Tru
             ticket_seq: 0,
             event_seq: 0,
             activity: opts.activity,
-        });
+        };
+        let truth = gen.truth(segment, seats, account_start, renewal_date, opts.end_day);
+        (gen, truth, record)
     }
-    run_days(start_day, opts.end_day, account_records, &mut emit, |day, out| {
-        for g in gens.iter_mut() {
-            if day >= g.first_day {
-                g.day(day, out);
+
+    /// What the account is, for the tests and back-tests to compare kizashi's verdicts with.
+    fn truth(&self, segment: &str, seats: u32, account_start: i32, renewal_date: String, end_day: i32) -> Truth {
+        let declining = matches!(self.profile, Profile::Declining | Profile::DecliningWithTickets);
+        let (change_day, decline_days, floor) = (self.change_day, self.decline_days, self.floor);
+        let below_half = match self.profile {
+            Profile::Inactive => Some(change_day),
+            _ if declining => {
+                let norm = expected_usage(&self.users, 1.0, self.activity);
+                (change_day..=end_day).find(|&d| {
+                    expected_usage(&self.users, decline_level(d, change_day, decline_days, floor), self.activity) < 0.5 * norm
+                })
             }
+            Profile::NeverActivated => Some(self.first_day),
+            _ => None,
+        };
+        Truth {
+            account_id: self.id.clone(),
+            profile: self.profile,
+            segment: segment.to_string(),
+            seats,
+            change_from: (change_day != i32::MAX).then(|| format_day(change_day)),
+            below_half_from: below_half.map(format_day),
+            start_date: format_day(account_start),
+            renewal_date,
+            decline: declining.then_some((decline_days, (floor * 100.0).round() / 100.0)),
+            half_life_days: None,
+        }
+    }
+}
+
+/// The default mix's profiles and their shares, for a roll in 0..1.
+fn default_profile(roll: f64) -> Profile {
+    match roll {
+        r if r < 0.46 => Profile::Healthy,
+        r if r < 0.56 => Profile::Declining,
+        r if r < 0.62 => Profile::DecliningWithTickets,
+        r if r < 0.71 => Profile::Inactive,
+        r if r < 0.80 => Profile::SupportHeavy,
+        r if r < 0.89 => Profile::Shelfware,
+        r if r < 0.95 => Profile::Onboarding,
+        _ => Profile::NeverActivated,
+    }
+}
+
+/// Segment and seats.
+fn default_segment(rng: &mut ChaCha8Rng) -> (&'static str, u32) {
+    let seg_roll: f64 = rng.gen();
+    match seg_roll {
+        r if r < 0.15 => ("enterprise", rng.gen_range(100..600)),
+        r if r < 0.50 => ("mid_market", rng.gen_range(20..150)),
+        _ => ("smb", rng.gen_range(3..25)),
+    }
+}
+
+/// The users (60–90% of the seats; 4–10% for shelfware), each with its chance of being active on
+/// a weekday.
+fn default_users(rng: &mut ChaCha8Rng, profile: Profile, seats: u32) -> Vec<(String, f64)> {
+    let adoption = match profile {
+        Profile::Shelfware => rng.gen_range(0.04..0.1),
+        _ => rng.gen_range(0.6..0.9),
+    };
+    let n_users = ((f64::from(seats) * adoption).round() as usize).max(1);
+    (0..n_users).map(|u| (format!("u-{u}"), rng.gen_range(0.45..0.9))).collect::<Vec<_>>()
+}
+
+/// The account's first day and the day its behaviour changes (`i32::MAX`: never).
+fn default_days(rng: &mut ChaCha8Rng, profile: Profile, opts: &GenOptions, start_day: i32) -> (i32, i32) {
+    let span = opts.days as i32;
+    let declining = matches!(profile, Profile::Declining | Profile::DecliningWithTickets);
+    match profile {
+        _ if declining => (start_day, start_day + span * 2 / 5 + rng.gen_range(0..(span / 5).max(1))),
+        Profile::Inactive => (start_day, opts.end_day - rng.gen_range(16..(30.min(span - 1).max(17)))),
+        Profile::Onboarding => (opts.end_day - rng.gen_range(10..20.min(span).max(11)), i32::MAX),
+        // Signed 25–45 days before the end (or at the start of a shorter window).
+        Profile::NeverActivated => ((opts.end_day - rng.gen_range(25..46)).max(start_day), i32::MAX),
+        _ => (start_day, i32::MAX),
+    }
+}
+
+/// `n` of the features, in a random order.
+fn draw_features(rng: &mut ChaCha8Rng, n: usize) -> Vec<&'static str> {
+    let mut features: Vec<&'static str> = FEATURES.to_vec();
+    features.shuffle(rng);
+    features.truncate(n);
+    features
+}
+
+/// Takes the tickets that close on `day` out of `open` (id, closing day, flag): their ids and flags.
+fn closing_on(open: &mut Vec<(String, i32, bool)>, day: i32) -> Vec<(String, bool)> {
+    let mut closing = Vec::new();
+    open.retain(|t| {
+        if t.1 == day {
+            closing.push((t.0.clone(), t.2));
+            false
+        } else {
+            true
         }
     });
-    truths
+    closing
 }
 
 /// Emits day by day from `start_day` to `end_day`: the account records due that day, then what
@@ -405,6 +405,12 @@ impl Gen {
             _ => 1.0,
         }
     }
+}
+
+impl Simulated for Gen {
+    fn first_day(&self) -> i32 {
+        self.first_day
+    }
 
     fn day(&mut self, day: i32, out: &mut Vec<Record>) {
         let level = self.level(day);
@@ -431,34 +437,16 @@ impl Gen {
                 } else {
                     None
                 };
-                let event = if feature.is_some() { "feature_used" } else { "login" };
-                let line = serde_json::to_string(&UsageOut {
-                    account_id: &self.id,
-                    user_id: &self.users[u].0,
-                    event,
-                    feature,
-                    ts: format_ms(ts),
-                })
-                .expect("serialises");
-                out.push(Record { kind: EventKind::Usage, ts_ms: ts, account_id: self.id.clone(), line });
+                out.push(records::usage(&self.id, &self.users[u].0, feature, ts));
             }
         }
         self.support(day, level, out);
     }
+}
 
+impl Gen {
     fn support_line(&mut self, ticket: &str, kind: &str, priority: Option<&str>, csat: Option<u8>, ts: i64) -> Record {
-        self.event_seq += 1;
-        let line = serde_json::to_string(&SupportOut {
-            account_id: &self.id,
-            ticket_id: ticket,
-            kind,
-            priority,
-            csat,
-            ts,
-            event_id: format!("{}-s{}", self.id, self.event_seq),
-        })
-        .expect("serialises");
-        Record { kind: EventKind::Support, ts_ms: ts, account_id: self.id.clone(), line }
+        records::support(&self.id, &mut self.event_seq, ticket, kind, priority, csat, ts)
     }
 
     fn support(&mut self, day: i32, level: f64, out: &mut Vec<Record>) {
@@ -476,7 +464,7 @@ impl Gen {
         let level = if self.profile == Profile::DecliningWithTickets { level.max(0.2) } else { level };
         if level > 0.0 && weekday(day) && self.rng.gen_bool(rate) {
             self.ticket_seq += 1;
-            let ticket = format!("T-{}-{}", &self.id[5..], self.ticket_seq);
+            let ticket = records::ticket_id(&self.id, self.ticket_seq);
             let urgent = self.rng.gen_bool(urgent_share);
             let priority = if urgent { "urgent" } else { ["low", "normal", "normal", "high"][self.rng.gen_range(0..4)] };
             let ts = base + self.rng.gen_range(8 * 3_600_000..18 * 3_600_000);
@@ -489,16 +477,7 @@ impl Gen {
             let leave_open = self.profile == Profile::SupportHeavy && urgent && self.rng.gen_bool(0.5);
             self.open_tickets.push((ticket, if leave_open { i32::MAX } else { close_day }, urgent));
         }
-        let mut closing = Vec::new();
-        self.open_tickets.retain(|t| {
-            if t.1 == day {
-                closing.push(t.0.clone());
-                false
-            } else {
-                true
-            }
-        });
-        for ticket in closing {
+        for (ticket, _) in closing_on(&mut self.open_tickets, day) {
             let ts = base + self.rng.gen_range(9 * 3_600_000..19 * 3_600_000);
             let rec = self.support_line(&ticket, "closed", None, None, ts);
             out.push(rec);

@@ -161,9 +161,45 @@ pub const NAMES: &[&str] = &[
     "kizashi_http_rejected_total",
 ];
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    r.register(Box::new(c.clone())).expect("metric names are unique");
-    c
+/// The registry, and one way to make and register each kind of metric.
+struct Registrar(Registry);
+
+impl Registrar {
+    fn add<T: prometheus::core::Collector + Clone + 'static>(&self, c: T) -> T {
+        self.0.register(Box::new(c.clone())).expect("metric names are unique");
+        c
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).unwrap())
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).unwrap())
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).unwrap())
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).unwrap())
+    }
+
+    fn float_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.add(GaugeVec::new(Opts::new(name, help), labels).unwrap())
+    }
+
+    /// A histogram with `count` exponential buckets from `start`, each `factor` times the last.
+    fn histogram(&self, name: &str, help: &str, (start, factor, count): (f64, f64, usize)) -> Histogram {
+        let buckets = exponential_buckets(start, factor, count).unwrap();
+        self.add(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).unwrap())
+    }
+
+    fn histogram_vec(&self, name: &str, help: &str, (start, factor, count): (f64, f64, usize), labels: &[&str]) -> HistogramVec {
+        let buckets = exponential_buckets(start, factor, count).unwrap();
+        self.add(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).unwrap())
+    }
 }
 
 impl Default for Metrics {
@@ -173,156 +209,128 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric and makes the labelled series that must exist from the start.
+    //
+    // Long on purpose: a flat table, one registration (name, help, labels or buckets) per
+    // metric, grouped by what they watch. Split into functions, the table would only be scattered
+    // across them; every entry stays as plain as it is here.
     pub fn new() -> Metrics {
-        let r = Registry::new();
-        let build = reg(&r, IntGaugeVec::new(Opts::new("kizashi_build_info", "Always 1; the version as a label"), &["version"]).unwrap());
+        let r = Registrar(Registry::new());
+        let build = r.gauge_vec("kizashi_build_info", "Always 1; the version as a label", &["version"]);
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| reg(&r, IntCounterVec::new(Opts::new(name, help), labels).unwrap());
-        let counter = |name: &str, help: &str| reg(&r, IntCounter::new(name, help).unwrap());
-        let gauge = |name: &str, help: &str| reg(&r, IntGauge::new(name, help).unwrap());
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            reg(&r, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).unwrap())
-        };
         let m = Metrics {
-            events_consumed: counter_vec("kizashi_events_consumed_total", "Input records consumed, by topic", &["topic"]),
-            bytes_consumed: counter_vec("kizashi_consumed_bytes_total", "Bytes of input records consumed (key and value), by topic", &["topic"]),
-            events_rejected: counter_vec(
+            // Input records, and the batches they are processed in.
+            events_consumed: r.counter_vec("kizashi_events_consumed_total", "Input records consumed, by topic", &["topic"]),
+            bytes_consumed: r.counter_vec("kizashi_consumed_bytes_total", "Bytes of input records consumed (key and value), by topic", &["topic"]),
+            events_rejected: r.counter_vec(
                 "kizashi_events_rejected_total",
                 "Input records rejected (sent to the dead-letter topic, or the rejects file in replay), by reason",
                 &["reason"],
             ),
-            events_duplicate: counter("kizashi_events_duplicate_total", "Events dropped as repeats of an event_id already applied"),
-            events_already_applied: counter(
+            events_duplicate: r.counter("kizashi_events_duplicate_total", "Events dropped as repeats of an event_id already applied"),
+            events_already_applied: r.counter(
                 "kizashi_events_already_applied_total",
                 "Input records skipped because the account's state, restored from the changelog, already holds them",
             ),
-            batches: counter("kizashi_batches_total", "Processing batches written to the state store"),
-            batch_records: histogram(
-                "kizashi_batch_records",
-                "Input records per processing batch",
-                exponential_buckets(1.0, 4.0, 10).unwrap(),
-            ),
-            batch_seconds: histogram(
-                "kizashi_batch_duration_seconds",
-                "Time to process and write one batch",
-                exponential_buckets(0.0005, 2.0, 16).unwrap(),
-            ),
-            event_to_alert_seconds: histogram(
+            batches: r.counter("kizashi_batches_total", "Processing batches written to the state store"),
+            batch_records: r.histogram("kizashi_batch_records", "Input records per processing batch", (1.0, 4.0, 10)),
+            batch_seconds: r.histogram("kizashi_batch_duration_seconds", "Time to process and write one batch", (0.0005, 2.0, 16)),
+            event_to_alert_seconds: r.histogram(
                 "kizashi_event_to_alert_seconds",
                 "From the event time that raised an alert to the broker's acknowledgement of the alert",
-                exponential_buckets(0.001, 2.0, 24).unwrap(),
+                (0.001, 2.0, 24),
             ),
-            consumer_lag: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new("kizashi_consumer_lag_records", "Records between this instance's position and the partition's end"),
-                    &["topic", "partition"],
-                )
-                .unwrap(),
+            consumer_lag: r.gauge_vec(
+                "kizashi_consumer_lag_records",
+                "Records between this instance's position and the partition's end",
+                &["topic", "partition"],
             ),
-            alerts: counter_vec("kizashi_alerts_total", "Alerts raised, by rule", &["rule"]),
-            score_updates: counter("kizashi_score_updates_total", "Score updates published (health-scores)"),
-            accounts: reg(
-                &r,
-                IntGaugeVec::new(Opts::new("kizashi_accounts", "Accounts in the state store, by band (unscored: no score yet)"), &["band"])
-                    .unwrap(),
+            // Outputs and state.
+            alerts: r.counter_vec("kizashi_alerts_total", "Alerts raised, by rule", &["rule"]),
+            score_updates: r.counter("kizashi_score_updates_total", "Score updates published (health-scores)"),
+            accounts: r.gauge_vec("kizashi_accounts", "Accounts in the state store, by band (unscored: no score yet)", &["band"]),
+            memory: r.gauge_vec(
+                "kizashi_memory_bytes",
+                "Memory by part: allocated and resident (the allocator's, C libraries included), store (RocksDB block cache and memtables), accounts (the engine's decoded and encoded accounts), board (the account index, estimated)",
+                &["part"],
             ),
-            memory: reg(
-                &r,
-                IntGaugeVec::new(
-                    Opts::new(
-                        "kizashi_memory_bytes",
-                        "Memory by part: allocated and resident (the allocator's, C libraries included), store (RocksDB block cache and memtables), accounts (the engine's decoded and encoded accounts), board (the account index, estimated)",
-                    ),
-                    &["part"],
-                )
-                .unwrap(),
+            state_bytes: r.gauge("kizashi_state_size_bytes", "Estimated size of the state store (SST files and memtables)"),
+            state_accounts: r.gauge("kizashi_state_accounts", "Accounts in the state store (this instance's partitions)"),
+            outbox_entries: r.gauge("kizashi_outbox_entries", "Outbox entries written but not yet acknowledged by Kafka"),
+            produced: r.counter_vec("kizashi_produced_total", "Messages acknowledged by Kafka, by output (alert, score, dead_letter)", &["output"]),
+            producer_errors: r.counter("kizashi_producer_errors_total", "Failed produce attempts (each is retried)"),
+            // Readiness, ownership and freshness.
+            ready: r.gauge("kizashi_ready", "1 once the state store is open, the outbox resent and partitions assigned"),
+            partitions_assigned: r.gauge("kizashi_partitions_assigned", "Input partitions (partition numbers) this instance owns"),
+            source_last_event: r.float_gauge_vec(
+                "kizashi_source_last_event_timestamp_seconds",
+                "Event time of the newest event seen per input topic",
+                &["topic"],
             ),
-            state_bytes: gauge("kizashi_state_size_bytes", "Estimated size of the state store (SST files and memtables)"),
-            state_accounts: gauge("kizashi_state_accounts", "Accounts in the state store (this instance's partitions)"),
-            outbox_entries: gauge("kizashi_outbox_entries", "Outbox entries written but not yet acknowledged by Kafka"),
-            produced: counter_vec(
-                "kizashi_produced_total",
-                "Messages acknowledged by Kafka, by output (alert, score, dead_letter)",
-                &["output"],
-            ),
-            producer_errors: counter("kizashi_producer_errors_total", "Failed produce attempts (each is retried)"),
-            ready: gauge("kizashi_ready", "1 once the state store is open, the outbox resent and partitions assigned"),
-            partitions_assigned: gauge("kizashi_partitions_assigned", "Input partitions (partition numbers) this instance owns"),
-            source_last_event: reg(
-                &r,
-                GaugeVec::new(
-                    Opts::new("kizashi_source_last_event_timestamp_seconds", "Event time of the newest event seen per input topic"),
-                    &["topic"],
-                )
-                .unwrap(),
-            ),
-            changelog_records: counter("kizashi_changelog_records_total", "Changelog records (account states, checkpoints) acknowledged by Kafka"),
-            changelog_bytes: counter("kizashi_changelog_bytes_total", "Bytes of changelog records (key and value) sent to Kafka"),
-            changelog_pending: gauge("kizashi_changelog_pending_batches", "Batches whose states are queued for, or in flight to, the changelog"),
-            partitions_restoring: gauge(
+            // The changelog, restores, and the event-time merge's buffer.
+            changelog_records: r.counter("kizashi_changelog_records_total", "Changelog records (account states, checkpoints) acknowledged by Kafka"),
+            changelog_bytes: r.counter("kizashi_changelog_bytes_total", "Bytes of changelog records (key and value) sent to Kafka"),
+            changelog_pending: r.gauge("kizashi_changelog_pending_batches", "Batches whose states are queued for, or in flight to, the changelog"),
+            partitions_restoring: r.gauge(
                 "kizashi_partitions_restoring",
                 "Assigned partitions paused while checked against (or restored from) the changelog",
             ),
-            buffered_records: gauge(
+            buffered_records: r.gauge(
                 "kizashi_buffered_records",
                 "Input records polled and waiting for their turn in the event-time merge (at most pipeline.max_buffered_records, plus one poll batch)",
             ),
-            input_pauses: counter(
-                "kizashi_input_pauses_total",
-                "Times fetching paused because pipeline.max_buffered_records were waiting",
-            ),
-            restored_accounts: counter("kizashi_restored_accounts_total", "Account states restored from the changelog"),
-            restore_seconds: histogram(
-                "kizashi_restore_duration_seconds",
-                "Time to restore one partition from the changelog",
-                exponential_buckets(0.01, 2.0, 16).unwrap(),
-            ),
-            changelog_corrupt: counter(
+            input_pauses: r.counter("kizashi_input_pauses_total", "Times fetching paused because pipeline.max_buffered_records were waiting"),
+            restored_accounts: r.counter("kizashi_restored_accounts_total", "Account states restored from the changelog"),
+            restore_seconds: r.histogram("kizashi_restore_duration_seconds", "Time to restore one partition from the changelog", (0.01, 2.0, 16)),
+            changelog_corrupt: r.counter(
                 "kizashi_changelog_corrupt_records_total",
                 "Changelog records that did not decode, skipped by a restore or a standby replica",
             ),
-            http_requests: counter_vec("kizashi_http_requests_total", "HTTP requests, by route and status", &["route", "status"]),
-            http_seconds: reg(
-                &r,
-                HistogramVec::new(
-                    HistogramOpts::new("kizashi_http_request_duration_seconds", "HTTP request handling time, by route")
-                        .buckets(exponential_buckets(0.0001, 2.0, 16).unwrap()),
-                    &["route"],
-                )
-                .unwrap(),
+            // The HTTP API.
+            http_requests: r.counter_vec("kizashi_http_requests_total", "HTTP requests, by route and status", &["route", "status"]),
+            http_seconds: r.histogram_vec(
+                "kizashi_http_request_duration_seconds",
+                "HTTP request handling time, by route",
+                (0.0001, 2.0, 16),
+                &["route"],
             ),
-            http_connections: gauge("kizashi_http_connections", "Open HTTP connections"),
-            http_connections_closed: counter_vec(
+            http_connections: r.gauge("kizashi_http_connections", "Open HTTP connections"),
+            http_connections_closed: r.counter_vec(
                 "kizashi_http_connections_closed_total",
                 "HTTP connections the server closed or refused on its own, by reason (header_timeout, idle_timeout, evicted or refused at http.max_connections)",
                 &["reason"],
             ),
-            http_rejected: counter_vec(
+            http_rejected: r.counter_vec(
                 "kizashi_http_rejected_total",
                 "HTTP requests answered 503 without being handled, by reason (busy: the API's queries at their bound)",
                 &["reason"],
             ),
-            registry: r,
+            registry: r.0,
             reject_log: std::sync::Mutex::new(LogBudget::new(Instant::now())),
         };
+        m.declare_series();
+        m
+    }
+
+    /// The labelled series that exist (at 0) before anything happens: every band, reject reason,
+    /// rule, output and reason a connection or request is refused for.
+    fn declare_series(&self) {
         for band in ["red", "yellow", "green", "unscored"] {
-            m.accounts.with_label_values(&[band]).set(0);
+            self.accounts.with_label_values(&[band]).set(0);
         }
         for reason in RejectReason::ALL {
-            m.events_rejected.with_label_values(&[reason.code()]).reset();
+            self.events_rejected.with_label_values(&[reason.code()]).reset();
         }
         for rule in crate::core::alerts::Rule::ALL {
-            m.alerts.with_label_values(&[rule.name()]).reset();
+            self.alerts.with_label_values(&[rule.name()]).reset();
         }
         for output in ["alert", "score", "dead_letter"] {
-            m.produced.with_label_values(&[output]).reset();
+            self.produced.with_label_values(&[output]).reset();
         }
-        for reason in Closed::ALL {
-            m.http_connections_closed.with_label_values(&[reason.name()]).reset();
+        for reason in crate::api::server::Closed::ALL {
+            self.http_connections_closed.with_label_values(&[reason.name()]).reset();
         }
-        m.http_rejected.with_label_values(&["busy"]).reset();
-        m
+        self.http_rejected.with_label_values(&["busy"]).reset();
     }
 
     /// The Prometheus text exposition of every metric.

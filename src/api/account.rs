@@ -9,58 +9,10 @@ use crate::event::timestamp::{format_day, format_ms};
 /// The account's facts, score, band, scorecard, every measure with its value and points, the
 /// explanation of the score against the best score of the score-drop window, and the last alerts.
 pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Value {
-    let f = &s.facts;
-    let facts = json!({
-        "name": f.name,
-        "segment": f.segment,
-        "seats": f.seats,
-        "arr": f.arr,
-        "renewal_date": f.renewal_day.map(format_day),
-        "start_date": f.start_day.map(format_day),
-        "owner": f.owner,
-    });
-    // The oldest open tickets (at most 20), with their age at the account's last evaluation.
+    // Ticket ages and the most engaged users are as of the account's last evaluation.
     let at = s.score.last.as_ref().map_or(0, |l| l.at_ms);
-    let open_tickets: Vec<Value> = s
-        .tickets
-        .oldest_open(20)
-        .map(|(id, t)| {
-            let priority = ["low", "normal", "high", "urgent"].get(t.priority.code() as usize).copied();
-            json!({
-                "ticket_id": id,
-                "priority": priority,
-                "opened_at": format_ms(t.opened_ms),
-                "age_days": (at.saturating_sub(t.opened_ms) / 86_400_000).max(0),
-            })
-        })
-        .collect();
-    let alerts: Vec<Value> = s
-        .score
-        .recent_alerts
-        .iter()
-        .rev()
-        .map(|a| {
-            json!({
-                "alert_id": a.alert_id(id),
-                "rule": Rule::from_code(a.rule).map(Rule::name),
-                "event_time": format_ms(a.at_ms),
-                "summary": a.summary.text(),
-            })
-        })
-        .collect();
-    // The most engaged users over the 28 days before the last evaluation's day, at most 10.
     let day = crate::event::timestamp::day_of(at);
-    let top_users: Vec<Value> = crate::core::people::top_users(&s.users, day - 1, 10)
-        .into_iter()
-        .map(|(u, champion)| {
-            json!({
-                "user_id": u.user_id,
-                "rank": crate::core::people::rank(u.active_days, champion),
-                "active_days_28d": u.active_days,
-                "last_seen": format_day(u.last_day),
-            })
-        })
-        .collect();
+    let (facts, alerts, open_tickets, top_users) = (facts(s), last_alerts(id, s), open_tickets(s, at), top_users(s, day));
     let Some(last) = &s.score.last else {
         return json!({
             "account_id": id,
@@ -113,4 +65,66 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
         "open_ticket_count": s.tickets.open_count(),
         "top_users": top_users,
     })
+}
+
+/// What the account records say: name, segment, seats, ARR, dates, owner.
+fn facts(s: &AccountState) -> Value {
+    let f = &s.facts;
+    json!({
+        "name": f.name,
+        "segment": f.segment,
+        "seats": f.seats,
+        "arr": f.arr,
+        "renewal_date": f.renewal_day.map(format_day),
+        "start_date": f.start_day.map(format_day),
+        "owner": f.owner,
+    })
+}
+
+/// The oldest open tickets (at most 20), with their age at `at`.
+fn open_tickets(s: &AccountState, at: i64) -> Vec<Value> {
+    s.tickets
+        .oldest_open(20)
+        .map(|(id, t)| {
+            let priority = ["low", "normal", "high", "urgent"].get(t.priority.code() as usize).copied();
+            json!({
+                "ticket_id": id,
+                "priority": priority,
+                "opened_at": format_ms(t.opened_ms),
+                "age_days": (at.saturating_sub(t.opened_ms) / 86_400_000).max(0),
+            })
+        })
+        .collect()
+}
+
+/// The account's recent alerts, newest first.
+fn last_alerts(id: &str, s: &AccountState) -> Vec<Value> {
+    s.score
+        .recent_alerts
+        .iter()
+        .rev()
+        .map(|a| {
+            json!({
+                "alert_id": a.alert_id(id),
+                "rule": Rule::from_code(a.rule).map(Rule::name),
+                "event_time": format_ms(a.at_ms),
+                "summary": a.summary.text(),
+            })
+        })
+        .collect()
+}
+
+/// The most engaged users over the 28 days before `day`, at most 10.
+fn top_users(s: &AccountState, day: i32) -> Vec<Value> {
+    crate::core::people::top_users(&s.users, day - 1, 10)
+        .into_iter()
+        .map(|(u, champion)| {
+            json!({
+                "user_id": u.user_id,
+                "rank": crate::core::people::rank(u.active_days, champion),
+                "active_days_28d": u.active_days,
+                "last_seen": format_day(u.last_day),
+            })
+        })
+        .collect()
 }

@@ -411,9 +411,36 @@ type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection:
 
 async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
+    let q = match queue_query(&pairs) {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let page = shared.status.board.select(&q.filter, q.sort, q.offset, q.limit);
+    let next = (q.offset + page.items.len() < page.total).then_some(q.offset + page.items.len());
+    let store = shared.status.store();
+    let rows: Vec<Value> =
+        page.items.iter().enumerate().map(|(i, (id, e))| queue_row(&shared, store, q.offset + i + 1, id, e)).collect();
+    if q.csv {
+        let headers = [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"kizashi-accounts.csv\"")];
+        return (headers, queue_csv(&rows)).into_response();
+    }
+    Json(json!({"total": page.total, "offset": q.offset, "limit": q.limit, "next_offset": next, "accounts": rows})).into_response()
+}
+
+/// What `/v1/accounts` was asked for: which accounts, in which order, which page, as JSON or CSV.
+struct QueueQuery<'a> {
+    filter: Filter<'a>,
+    sort: Sort,
+    csv: bool,
+    limit: usize,
+    offset: usize,
+}
+
+/// Reads the queue's query parameters; the error names every problem (up to a bound).
+fn queue_query(pairs: &[(String, String)]) -> Result<QueueQuery<'_>, String> {
     let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Sort::Risk, false, 50usize, 0usize);
     let mut problems = Problems::default();
-    for (k, v) in &pairs {
+    for (k, v) in pairs {
         match k.as_str() {
             "band" => match v.as_str() {
                 "red" => filter.band = Some(Band::Red),
@@ -452,55 +479,49 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
             )),
         }
     }
-    if let Some(message) = problems.message() {
-        return error(StatusCode::BAD_REQUEST, message);
+    match problems.message() {
+        Some(message) => Err(message),
+        None => Ok(QueueQuery { filter, sort, csv, limit, offset }),
     }
-    let page = shared.status.board.select(&filter, sort, offset, limit);
-    let next = (offset + page.items.len() < page.total).then_some(offset + page.items.len());
-    // Per-measure values and points (the heatmap) come from each row's stored state.
-    let store = shared.status.store();
-    let rows: Vec<Value> = page
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, (id, e))| {
-            let measures = store
-                .and_then(|st| st.get_account(e.partition, id).ok().flatten())
-                .and_then(|s| {
-                    let last = s.score.last.as_ref()?;
-                    let card = shared.params.cards.iter().find(|c| c.id == s.score.scorecard)?;
-                    Some(
-                        card.items
-                            .iter()
-                            .map(|it| {
-                                let v = last.values.get(it.measure as usize);
-                                json!({"measure": it.measure.name(), "value": v.map(crate::core::alerts::round3), "points": v.map(|x| crate::core::alerts::round1(it.points(x)))})
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .unwrap_or_default();
-            json!({
-                "rank": offset + i + 1,
-                "account_id": id,
-                "name": e.name.as_deref(),
-                "score": e.score.map(crate::core::alerts::round1),
-                "band": e.band.map(Band::name),
-                "segment": e.segment.as_deref(),
-                "owner": e.owner.as_deref(),
-                "arr": e.arr,
-                "seats": e.seats,
-                "renewal_date": e.renewal_day.map(crate::event::timestamp::format_day),
-                "last_alert": e.alerts.last().and_then(|a| Rule::from_code(a.0)).map(Rule::name),
-                "measures": measures,
-            })
+}
+
+/// One row of the queue: the account's entry on the board, ranked, with its measures.
+fn queue_row(shared: &Shared, store: Option<&crate::store::Store>, rank: usize, id: &str, e: &crate::engine::board::Entry) -> Value {
+    json!({
+        "rank": rank,
+        "account_id": id,
+        "name": e.name.as_deref(),
+        "score": e.score.map(crate::core::alerts::round1),
+        "band": e.band.map(Band::name),
+        "segment": e.segment.as_deref(),
+        "owner": e.owner.as_deref(),
+        "arr": e.arr,
+        "seats": e.seats,
+        "renewal_date": e.renewal_day.map(crate::event::timestamp::format_day),
+        "last_alert": e.alerts.last().and_then(|a| Rule::from_code(a.0)).map(Rule::name),
+        "measures": heatmap_row(shared, store, id, e),
+    })
+}
+
+/// Per-measure values and points (the heatmap) from the account's stored state; none if it
+/// cannot be read, is not scored, or its scorecard is no longer configured.
+fn heatmap_row(shared: &Shared, store: Option<&crate::store::Store>, id: &str, e: &crate::engine::board::Entry) -> Vec<Value> {
+    store
+        .and_then(|st| st.get_account(e.partition, id).ok().flatten())
+        .and_then(|s| {
+            let last = s.score.last.as_ref()?;
+            let card = shared.params.cards.iter().find(|c| c.id == s.score.scorecard)?;
+            Some(
+                card.items
+                    .iter()
+                    .map(|it| {
+                        let v = last.values.get(it.measure as usize);
+                        json!({"measure": it.measure.name(), "value": v.map(crate::core::alerts::round3), "points": v.map(|x| crate::core::alerts::round1(it.points(x)))})
+                    })
+                    .collect::<Vec<_>>(),
+            )
         })
-        .collect();
-    if csv {
-        let headers = [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"kizashi-accounts.csv\"")];
-        return (headers, queue_csv(&rows)).into_response();
-    }
-    Json(json!({"total": page.total, "offset": offset, "limit": limit, "next_offset": next, "accounts": rows})).into_response()
+        .unwrap_or_default()
 }
 
 /// `/v1/accounts/{id}/history`: the account's daily score and band over the last 90 days, and

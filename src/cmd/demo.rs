@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::config::Settings;
+use crate::config::{Settings, TopicsConfig};
 use crate::event::timestamp::{format_day, now_ms, day_of};
 use crate::generate::GenOptions;
 
@@ -43,27 +44,11 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
         }
     }
     let mut settings = Settings::default();
-    let t = settings.kafka.topics.clone();
-    for name in [&t.usage, &t.support, &t.accounts] {
-        mock.create_topic(name, opts.partitions, 1).with_context(|| format!("creating topic {name}"))?;
-    }
     settings.kafka.group_id = "kizashi-demo".into();
-    if let Some(changelog) = settings.kafka.changelog_topic() {
-        mock.create_topic(&changelog, opts.partitions, 1).with_context(|| format!("creating topic {changelog}"))?;
-    }
-    for name in [&t.alerts, &t.scores, &t.dead_letter] {
-        mock.create_topic(name, 1, 1).with_context(|| format!("creating topic {name}"))?;
-    }
+    create_topics(&mock, &settings, opts.partitions)?;
     let brokers = mock.bootstrap_servers();
     let state = tempfile::tempdir().context("creating a temporary state directory")?;
-    settings.kafka.brokers = brokers.clone();
-    settings.kafka.group_id = "kizashi-demo".into();
-    settings.state.dir = state.path().to_path_buf();
-    // The population ends yesterday; do not let the wall clock push stream time on.
-    settings.pipeline.idle_after = Duration::from_secs(24 * 3600);
-    // Accelerated time magnifies fetch delays (at 0.4 s a day, 500 ms is 30 simulated hours):
-    // fetch eagerly so the three topics stay within the grace period of each other.
-    settings.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
+    configure(&mut settings, &brokers, state.path());
 
     println!("kizashi demo: embedded Kafka at {brokers}; {} accounts, {} days at {:.2} s a day", opts.accounts, opts.days, opts.day_seconds);
     println!("alerts as they arrive (simulated day, account, rule, score, summary):\n");
@@ -86,22 +71,14 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     let fed = Arc::new(AtomicU64::new(0));
     let sim_day = Arc::new(AtomicI64::new(0));
     let feeding_done = Arc::new(AtomicBool::new(false));
+    let t = &settings.kafka.topics;
     let watcher = {
         let (brokers, t, stop, fed, sim_day, done) =
             (brokers.clone(), t.clone(), stop.clone(), fed.clone(), sim_day.clone(), feeding_done.clone());
         std::thread::spawn(move || watch(&brokers, &t.alerts, &t.scores, &stop, &fed, &sim_day, &done))
     };
 
-    let end_day = day_of(now_ms()) - 1;
-    let gen = GenOptions { accounts: opts.accounts, days: opts.days, end_day, seed: opts.seed, activity: 0.3, mix: Default::default() };
-    let mut feeder_config = ClientConfig::new();
-    feeder_config.set("bootstrap.servers", &brokers);
-    let fed_counter = fed.clone();
-    let counts = super::generate::to_kafka(&gen, &feeder_config, &t, Some(opts.day_seconds), &stop, |day, counts| {
-        sim_day.store(i64::from(day), Ordering::Relaxed);
-        fed_counter.store(counts.iter().sum(), Ordering::Relaxed);
-    })?;
-    fed.store(counts.iter().sum(), Ordering::Relaxed);
+    feed(opts, &brokers, t, &stop, &fed, &sim_day)?;
     feeding_done.store(true, Ordering::Relaxed);
     let summary = watcher.join().map_err(|_| anyhow::anyhow!("the alert watcher panicked"))?;
     pipeline_stop.store(true, Ordering::Relaxed);
@@ -110,6 +87,49 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     drop(server);
     drop(mock);
     drop(host);
+    Ok(())
+}
+
+/// The demo's topics in the embedded Kafka: the inputs and the changelog with `partitions`
+/// partitions, the outputs with one.
+fn create_topics(mock: &MockCluster<'_, DefaultProducerContext>, settings: &Settings, partitions: i32) -> Result<()> {
+    let t = &settings.kafka.topics;
+    for name in [&t.usage, &t.support, &t.accounts] {
+        mock.create_topic(name, partitions, 1).with_context(|| format!("creating topic {name}"))?;
+    }
+    if let Some(changelog) = settings.kafka.changelog_topic() {
+        mock.create_topic(&changelog, partitions, 1).with_context(|| format!("creating topic {changelog}"))?;
+    }
+    for name in [&t.alerts, &t.scores, &t.dead_letter] {
+        mock.create_topic(name, 1, 1).with_context(|| format!("creating topic {name}"))?;
+    }
+    Ok(())
+}
+
+/// The pipeline's settings for the demo: the embedded Kafka, a temporary state directory, and
+/// what accelerated time needs.
+fn configure(settings: &mut Settings, brokers: &str, state_dir: &std::path::Path) {
+    settings.kafka.brokers = brokers.to_string();
+    settings.state.dir = state_dir.to_path_buf();
+    // The population ends yesterday; do not let the wall clock push stream time on.
+    settings.pipeline.idle_after = Duration::from_secs(24 * 3600);
+    // Accelerated time magnifies fetch delays (at 0.4 s a day, 500 ms is 30 simulated hours):
+    // fetch eagerly so the three topics stay within the grace period of each other.
+    settings.kafka.properties.insert("fetch.wait.max.ms".into(), "10".into());
+}
+
+/// Feeds the population (ending yesterday) into the input topics in accelerated time; `sim_day`
+/// and `fed` follow its progress.
+fn feed(opts: &DemoOptions, brokers: &str, t: &TopicsConfig, stop: &AtomicBool, fed: &AtomicU64, sim_day: &AtomicI64) -> Result<()> {
+    let end_day = day_of(now_ms()) - 1;
+    let gen = GenOptions { accounts: opts.accounts, days: opts.days, end_day, seed: opts.seed, activity: 0.3, mix: Default::default() };
+    let mut feeder_config = ClientConfig::new();
+    feeder_config.set("bootstrap.servers", brokers);
+    let counts = super::generate::to_kafka(&gen, &feeder_config, t, Some(opts.day_seconds), stop, |day, counts| {
+        sim_day.store(i64::from(day), Ordering::Relaxed);
+        fed.store(counts.iter().sum(), Ordering::Relaxed);
+    })?;
+    fed.store(counts.iter().sum(), Ordering::Relaxed);
     Ok(())
 }
 
@@ -124,19 +144,11 @@ fn watch(
     sim_day: &AtomicI64,
     feeding_done: &AtomicBool,
 ) -> String {
-    let consumer: BaseConsumer = match ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "kizashi-demo-watch").create() {
+    let consumer = match watch_consumer(brokers, alerts, scores) {
         Ok(c) => c,
         Err(e) => return format!("cannot watch the output topics: {e}"),
     };
-    let mut tpl = TopicPartitionList::new();
-    for t in [alerts, scores] {
-        let _ = tpl.add_partition_offset(t, 0, Offset::Beginning);
-    }
-    if let Err(e) = consumer.assign(&tpl) {
-        return format!("cannot watch the output topics: {e}");
-    }
-    let mut bands: BTreeMap<String, String> = BTreeMap::new();
-    let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen = Seen::default();
     let (mut last_status, mut last_output) = (Instant::now(), Instant::now());
     let (mut last_fed, mut last_tick) = (0u64, Instant::now());
     let started = Instant::now();
@@ -146,34 +158,22 @@ fn watch(
         }
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             last_output = Instant::now();
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default()) else { continue };
-            let account = v["account_id"].as_str().unwrap_or("?").to_string();
-            if m.topic() == alerts {
-                let rule = v["rule"].as_str().unwrap_or("?").to_string();
-                *by_rule.entry(rule.clone()).or_default() += 1;
-                let day = v["event_time"].as_str().unwrap_or("").get(..10).unwrap_or("").to_string();
-                println!(
-                    "{day}  {account:<11} {rule:<20} {:>5.1}  {}",
-                    v["score"].as_f64().unwrap_or(0.0),
-                    v["summary"].as_str().unwrap_or("")
-                );
-            } else if let Some(b) = v["band"].as_str() {
-                bands.insert(account, b.to_string());
+            if !seen.take(&m, alerts) {
+                continue;
             }
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
             let now_fed = fed.load(Ordering::Relaxed);
             let rate = (now_fed - last_fed.min(now_fed)) as f64 / last_tick.elapsed().as_secs_f64();
             (last_fed, last_tick) = (now_fed, Instant::now());
-            let count = |b: &str| bands.values().filter(|x| *x == b).count();
             let day = sim_day.load(Ordering::Relaxed);
             eprintln!(
                 "-- [{}] {now_fed} events fed ({rate:.0}/s) | accounts: {} green · {} yellow · {} red | {} alerts",
                 if day > 0 { format_day(day as i32) } else { "starting".into() },
-                count("green"),
-                count("yellow"),
-                count("red"),
-                by_rule.values().sum::<u64>()
+                seen.count("green"),
+                seen.count("yellow"),
+                seen.count("red"),
+                seen.by_rule.values().sum::<u64>()
             );
             last_status = Instant::now();
         }
@@ -181,14 +181,58 @@ fn watch(
             break;
         }
     }
-    let count = |b: &str| bands.values().filter(|x| *x == b).count();
     format!(
         "done in {:.0} s: {} events; accounts {} green · {} yellow · {} red; alerts by rule: {}",
         started.elapsed().as_secs_f64(),
         fed.load(Ordering::Relaxed),
-        count("green"),
-        count("yellow"),
-        count("red"),
-        by_rule.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        seen.count("green"),
+        seen.count("yellow"),
+        seen.count("red"),
+        seen.by_rule.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     )
+}
+
+/// A reader of the alerts and scores topics from their beginning.
+fn watch_consumer(brokers: &str, alerts: &str, scores: &str) -> rdkafka::error::KafkaResult<BaseConsumer> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "kizashi-demo-watch").create()?;
+    let mut tpl = TopicPartitionList::new();
+    for t in [alerts, scores] {
+        let _ = tpl.add_partition_offset(t, 0, Offset::Beginning);
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
+
+/// What the watcher has seen: each account's latest band, and alerts by rule.
+#[derive(Default)]
+struct Seen {
+    bands: BTreeMap<String, String>,
+    by_rule: BTreeMap<String, u64>,
+}
+
+impl Seen {
+    /// Takes one output message: an alert is counted and printed, a score update's band kept.
+    /// False if the message is not JSON.
+    fn take(&mut self, m: &impl Message, alerts: &str) -> bool {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default()) else { return false };
+        let account = v["account_id"].as_str().unwrap_or("?").to_string();
+        if m.topic() == alerts {
+            let rule = v["rule"].as_str().unwrap_or("?").to_string();
+            *self.by_rule.entry(rule.clone()).or_default() += 1;
+            let day = v["event_time"].as_str().unwrap_or("").get(..10).unwrap_or("").to_string();
+            println!(
+                "{day}  {account:<11} {rule:<20} {:>5.1}  {}",
+                v["score"].as_f64().unwrap_or(0.0),
+                v["summary"].as_str().unwrap_or("")
+            );
+        } else if let Some(b) = v["band"].as_str() {
+            self.bands.insert(account, b.to_string());
+        }
+        true
+    }
+
+    /// Accounts whose latest band is `band`.
+    fn count(&self, band: &str) -> usize {
+        self.bands.values().filter(|x| *x == band).count()
+    }
 }

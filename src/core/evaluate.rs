@@ -1,13 +1,13 @@
 //! `evaluate(state, now, params) -> (score update, alerts)`: measures → score → band → rules.
 //! Pure: the only inputs are the state, the stream time and the compiled config.
 
-use super::alerts::{explain, round1, summary, summary_of_weakest, Alert, AlertKind, Rule, ScoreUpdate};
+use super::alerts::{explain, round1, summary, summary_of_weakest, Alert, AlertKind, ExplanationItem, Rule, ScoreUpdate};
 use super::ids::alert_id;
 use super::measures::{self, Category, Measure};
 use super::noise::Decline;
 use super::people::{quiet_champions, QuietChampions};
 use super::scorecard::SupportTrouble;
-use super::scorecard::{Card, Params};
+use super::scorecard::{Card, Params, Scored};
 use super::state::{AccountState, AlertRef, Band, MeasureValues, Snapshot, RECENT_ALERTS};
 use crate::event::timestamp::{day_of, format_day, DAY_MS};
 
@@ -25,6 +25,8 @@ struct Ctx<'a> {
     band: Band,
     /// Band and score of the previous evaluation, if any.
     previous: Option<(f64, Band)>,
+    /// The account has enough history for alerts (`min_history_days`).
+    history_ok: bool,
     /// No evaluation before this one had enough history for alerts.
     first_eligible: bool,
     /// Fall of the score from the baseline, like for like (on the measures with data at both).
@@ -278,22 +280,77 @@ fn run_since(mark: &mut Option<i32>, holds: bool, day: i32) -> i32 {
 
 /// Re-scores `state` at `now_ms` (the partition's stream time), updates its bookkeeping and returns
 /// the score update (if the score moved by `score_step` or the band changed) and the alerts fired.
+///
+/// In phases, each below: the band and what caps it; the best score of the drop window; the
+/// "days in a row" marks; the rules; the alerts; the score update and the bookkeeping.
 pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Params) -> Evaluation {
     let now_day = day_of(now_ms);
     state.advance(now_day, &p.state);
     let (values, decline) = measures::compute_with_trends(state, now_ms, &p.measures);
     let card = p.card_for(state, now_ms);
-    let mut out = Evaluation::default();
-    let horizon = now_day - p.state.retention_days as i32 + 1;
     let Some(scored) = card.score(&values, measures::usage_known_absent(state, now_day, p.state.retention_days)) else {
         state.score.next_due_ms = next_due(state, now_ms, p);
-        return out;
+        return Evaluation::default();
     };
+    let s = Scoring { now_ms, now_day, values, decline, card, scored };
+    let caps = band_with_caps(state, &s, p);
+    let band = caps.band;
+    let snap = Snapshot { at_ms: now_ms, score: s.scored.score, band, values: s.values.into() };
+    let baseline = window_baseline(state, now_day, p);
+    let runs = run_marks(state, &s, caps.falling, baseline.as_ref(), p);
+    let ctx = context(state, &s, caps, runs, p);
+    let fired = fire_rules(state, &ctx, p);
+    let alerts = alerts(state, account_id, &s, &ctx, &fired, baseline.as_ref(), p);
+    let score_update = score_update(state, account_id, &s, band, p);
+    keep_books(state, &s, snap, &fired, p);
+    Evaluation { alerts, score_update }
+}
+
+/// The account scored at one stream time: what every phase of `evaluate` starts from.
+struct Scoring<'a> {
+    now_ms: i64,
+    now_day: i32,
+    values: MeasureValues,
+    /// The strongest evidence of a fall in usage, if the account has a norm.
+    decline: Option<Decline>,
+    card: &'a Card,
+    scored: Scored,
+}
+
+/// The band, and the facts that may hold it out of green.
+struct Caps {
+    band: Band,
+    /// Usage is falling unusually, and the last working day is still low.
+    falling: bool,
+    champions: Option<QuietChampions>,
+    trouble: Option<SupportTrouble>,
+}
+
+/// The best score of the `score_drop` window: what a drop is measured against, and an alert's
+/// previous score and band.
+struct Baseline {
+    score: f64,
+    band: Band,
+    values: MeasureValues,
+}
+
+/// The "days in a row" counts as of today, and the drop from the baseline.
+struct Runs {
+    drop: Option<f64>,
+    drop_days: i32,
+    score_drop_days: i32,
+    expansion_days: i32,
+}
+
+/// The band the score gives, at best yellow while usage is falling (or fell and has not come
+/// back), champions have gone quiet or support holds the account in trouble.
+fn band_with_caps(state: &mut AccountState, s: &Scoring<'_>, p: &Params) -> Caps {
+    let now_day = s.now_day;
     let a = &p.alerts;
-    let trouble = p.support_cap.and_then(|c| c.trouble(state, now_ms));
+    let trouble = p.support_cap.and_then(|c| c.trouble(state, s.now_ms));
     // A fall: strong enough evidence over some window, and the last working day still low (a
     // dip that is over, a holiday, a past quiet week still inside the 14 days, is no fall).
-    let falling = decline.is_some_and(|d| {
+    let falling = s.decline.is_some_and(|d| {
         d.z <= -a.usage_drop.evidence && d.ratio <= a.usage_drop.share && d.last.is_some_and(|l| l <= a.usage_drop.share)
     });
     let cq = &a.champion_quiet;
@@ -310,27 +367,35 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
     // come back: `usage_drop` not re-armed), whose champions went quiet, or in a support crisis
     // is at best yellow, whatever its level measures (30-day windows lag a fall by weeks).
     let usage_risk = falling || !state.score.rules[Rule::UsageDrop as usize].armed || champions.is_some();
-    let band = match p.bands.next(state.score.band, &scored) {
+    let band = match p.bands.next(state.score.band, &s.scored) {
         Band::Green if trouble.is_some() || usage_risk => Band::Yellow,
         band => band,
     };
-    let snap = Snapshot { at_ms: now_ms, score: scored.score, band, values: values.into() };
+    Caps { band, falling, champions, trouble }
+}
 
+/// The best score of the `score_drop` window ending today, after the days before it are dropped.
+fn window_baseline(state: &mut AccountState, now_day: i32, p: &Params) -> Option<Baseline> {
     let window_from = now_day - p.alerts.score_drop.days as i32 + 1;
     while state.score.best.front().is_some_and(|(d, _)| *d < window_from) {
         state.score.best.pop_front();
     }
-    let baseline = state.score.best.front().map(|(_, s)| s);
-    let baseline_values = baseline.map(|b| b.values.to_array());
+    state.score.best.front().map(|(_, b)| Baseline { score: b.score, band: b.band, values: b.values.to_array() })
+}
 
+/// Moves the "days in a row" marks on to today: of the fall in usage, of the score drop, of
+/// the seat use that makes an expansion candidate.
+fn run_marks(state: &mut AccountState, s: &Scoring<'_>, falling: bool, baseline: Option<&Baseline>, p: &Params) -> Runs {
+    let now_day = s.now_day;
+    let a = &p.alerts;
     // Days of the fall, counting only evaluations whose last complete day is a working day: a
     // weekend adds no evidence, and a two-day holiday (then a weekend) must not read as two days.
     let drop_days = {
         run_since(&mut state.score.drop_since, falling, now_day);
-        let mask = decline.map_or(0x7f, |d| d.working);
+        let mask = s.decline.map_or(0x7f, |d| d.working);
         state.score.drop_since.map_or(0, |since| (since..=now_day).filter(|&d| super::noise::working(mask, d - 1)).count() as i32)
     };
-    let drop = baseline_values.as_ref().and_then(|b| card.drop_like_for_like(b, &values));
+    let drop = baseline.and_then(|b| s.card.drop_like_for_like(&b.values, &s.values));
     // A small account's score swings with one person's week off: a drop counts once it is
     // `score_drop.points` and beyond the score's own usual spread; without two weeks of score
     // history before the window that spread is unknown, and a drop is no evidence yet
@@ -340,47 +405,64 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             && score_spread(&state.score.history, now_day, a.score_drop.days as i32).is_some_and(|sd| d >= SCORE_DROP_SPREADS * sd)
     });
     let score_drop_days = run_since(&mut state.score.score_drop_since, dropped, now_day);
-    let seat_use = values[Measure::SeatUtilization as usize];
+    let seat_use = s.values[Measure::SeatUtilization as usize];
     let expansion_days =
         run_since(&mut state.score.expansion_since, seat_use.is_some_and(|v| v >= a.expansion.seat_share), now_day);
+    Runs { drop, drop_days, score_drop_days, expansion_days }
+}
+
+/// The facts the rules look at.
+fn context<'a>(state: &AccountState, s: &'a Scoring<'_>, caps: Caps, runs: Runs, p: &Params) -> Ctx<'a> {
+    let (now_ms, now_day) = (s.now_ms, s.now_day);
+    let a = &p.alerts;
+    let horizon = now_day - p.state.retention_days as i32 + 1;
     let quiet_days = a.silent_decline.no_ticket_days as i32;
     let never_used_since = match (state.last_usage_ms, state.facts.start_day.or(state.first_day)) {
         (None, Some(since)) if since >= horizon => Some(since),
         _ => None,
     };
     let history_ok = state.first_day.is_some_and(|f| now_day - f >= a.min_history_days as i32);
-    let ctx = Ctx {
-        values: &values,
-        score: scored.score,
-        band,
+    Ctx {
+        values: &s.values,
+        score: s.scored.score,
+        band: caps.band,
         previous: state.score.last.as_ref().map(|l| (l.score, state.score.band.unwrap_or(l.band))),
+        history_ok,
         first_eligible: history_ok && !state.score.alerts_live,
-        drop,
-        score_drop_days,
+        drop: runs.drop,
+        score_drop_days: runs.score_drop_days,
         tickets_7d: state.opened.sum(now_day - 6, now_day),
         tickets_quiet_window: state.opened.sum(now_day - quiet_days + 1, now_day),
         oldest_urgent_ms: state.tickets.oldest_urgent_ms(),
         now_ms,
         now_day,
         never_used_since,
-        drop_days,
-        decline,
-        champions,
-        trouble,
-        expansion_days,
+        drop_days: runs.drop_days,
+        decline: s.decline,
+        champions: caps.champions,
+        trouble: caps.trouble,
+        expansion_days: runs.expansion_days,
         renewal_day: state.facts.renewal_day,
         renewal_alerted: state.score.renewal_alerted,
         seats: state.facts.seats,
         arr: state.facts.arr,
-    };
+    }
+}
+
+/// Checks every rule in priority order: one that holds fires if it is armed, enabled, past its
+/// warm-up and its cooldown, and is then disarmed; one whose condition has released is re-armed.
+/// Returns the rules fired.
+fn fire_rules(state: &mut AccountState, c: &Ctx<'_>, p: &Params) -> Vec<Rule> {
+    let a = &p.alerts;
+    let now_ms = c.now_ms;
     let mut fired: Vec<Rule> = Vec::new();
     for rule in Rule::BY_PRIORITY {
         let common = a.common(rule);
-        let (fires, rearms) = check(rule, &ctx, p);
+        let (fires, rearms) = check(rule, c, p);
         let mark = &mut state.score.rules[rule as usize];
         let cooled = mark.last_fired_ms.is_none_or(|t| now_ms.saturating_sub(t) >= common.cooldown_ms);
         // Warm-up: windows are still filling. A customer who never started needs no history.
-        let eligible = history_ok || rule == Rule::NotActivated;
+        let eligible = c.history_ok || rule == Rule::NotActivated;
         if fires && mark.armed && common.enabled && eligible && cooled {
             mark.armed = false;
             mark.last_fired_ms = Some(now_ms);
@@ -392,100 +474,139 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
             mark.armed = true;
         }
     }
-    if history_ok {
+    if c.history_ok {
         state.score.alerts_live = true;
     }
+    fired
+}
+
+/// The alerts of the rules fired: one for the first risk rule, with the other risk rules in
+/// `also`, and one for each opportunity. Each is also kept among the account's recent alerts.
+fn alerts(
+    state: &mut AccountState,
+    account_id: &str,
+    s: &Scoring<'_>,
+    c: &Ctx<'_>,
+    fired: &[Rule],
+    baseline: Option<&Baseline>,
+    p: &Params,
+) -> Vec<Alert> {
+    let (card, values, now_ms) = (s.card, &s.values, s.now_ms);
     let risks: Vec<Rule> = fired.iter().copied().filter(|r| r.kind() == AlertKind::Risk).collect();
     let opportunities = fired.iter().copied().filter(|r| r.kind() == AlertKind::Opportunity);
     let groups = risks.split_first().map(|(&r, also)| (r, also.to_vec())).into_iter().chain(opportunities.map(|r| (r, Vec::new())));
+    let mut out = Vec::new();
     for (rule, also) in groups {
-        let explanation = explain(card, &values, baseline_values.as_ref());
-        let lead_text = lead(rule, &ctx, p);
-        // Red with nothing to compare (red at its first eligible evaluation, or not activated):
-        // name what makes it red, not what moved.
-        let absolute = matches!(ctx.previous, Some((_, Band::Red)) | None) && rule == Rule::EnteredRed
-            || rule == Rule::NotActivated;
-        let mut text = if absolute {
-            summary_of_weakest(&lead_text, Some(rule), card, &values)
-        } else {
-            summary(&lead_text, Some(rule), &explanation)
-        };
-        if scored.no_usage && rule != Rule::NotActivated {
-            text.push_str(&no_usage_note(card, &values));
-        }
+        let explanation = explain(card, values, baseline.map(|b| &b.values));
+        let text = alert_summary(rule, s, c, &explanation, p);
         let alert = Alert {
             alert_id: alert_id(account_id, rule.name(), now_ms),
             account_id: account_id.to_string(),
             rule,
             also,
-            severity: a.common(rule).severity.clone(),
-            score: round1(scored.score),
+            severity: p.alerts.common(rule).severity.clone(),
+            score: round1(s.scored.score),
             previous_score: baseline.map(|b| round1(b.score)),
-            band,
+            band: c.band,
             previous_band: baseline.map(|b| b.band),
             segment: state.facts.segment.clone(),
-            days_to_renewal: ctx.days_to_renewal().map(i64::from),
+            days_to_renewal: c.days_to_renewal().map(i64::from),
             arr: state.facts.arr,
             scorecard: card.id.clone(),
             event_time_ms: now_ms,
             emitted_at_ms: now_ms,
             summary: text,
             explanation,
-            shortfall: super::alerts::shortfall(card, &values, scored.no_usage),
+            shortfall: super::alerts::shortfall(card, values, s.scored.no_usage),
         };
-        let mut cut = alert.summary.len().min(super::state::ALERT_SUMMARY_BYTES);
-        while !alert.summary.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        state.score.recent_alerts.push_back(AlertRef {
-            rule: rule as u8,
-            at_ms: now_ms,
-            summary: super::phrases::Packed::new(&alert.summary[..cut]),
-        });
-        if state.score.recent_alerts.len() > RECENT_ALERTS {
-            state.score.recent_alerts.pop_front();
-        }
-        out.alerts.push(alert);
+        remember_alert(state, &alert, now_ms);
+        out.push(alert);
     }
+    out
+}
 
+/// An alert's summary: the rule's own words, then what moved (or, red with nothing to compare
+/// and not activated, what makes it red), and a note where there is no usage at all.
+fn alert_summary(rule: Rule, s: &Scoring<'_>, c: &Ctx<'_>, explanation: &[ExplanationItem], p: &Params) -> String {
+    let lead_text = lead(rule, c, p);
+    // Red with nothing to compare (red at its first eligible evaluation, or not activated):
+    // name what makes it red, not what moved.
+    let absolute = matches!(c.previous, Some((_, Band::Red)) | None) && rule == Rule::EnteredRed
+        || rule == Rule::NotActivated;
+    let mut text = if absolute {
+        summary_of_weakest(&lead_text, Some(rule), s.card, &s.values)
+    } else {
+        summary(&lead_text, Some(rule), explanation)
+    };
+    if s.scored.no_usage && rule != Rule::NotActivated {
+        text.push_str(&no_usage_note(s.card, &s.values));
+    }
+    text
+}
+
+/// Keeps `alert` among the account's last `RECENT_ALERTS`, its summary cut to
+/// `ALERT_SUMMARY_BYTES` (on a character boundary).
+fn remember_alert(state: &mut AccountState, alert: &Alert, now_ms: i64) {
+    let mut cut = alert.summary.len().min(super::state::ALERT_SUMMARY_BYTES);
+    while !alert.summary.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    state.score.recent_alerts.push_back(AlertRef {
+        rule: alert.rule as u8,
+        at_ms: now_ms,
+        summary: super::phrases::Packed::new(&alert.summary[..cut]),
+    });
+    if state.score.recent_alerts.len() > RECENT_ALERTS {
+        state.score.recent_alerts.pop_front();
+    }
+}
+
+/// The score update, if the score moved by `score_step` or the band changed since the last one.
+fn score_update(state: &mut AccountState, account_id: &str, s: &Scoring<'_>, band: Band, p: &Params) -> Option<ScoreUpdate> {
+    let (card, values) = (s.card, &s.values);
     let moved = state
         .score
         .emitted
-        .is_none_or(|(s, b)| b != band || (s - scored.score).abs() >= p.score_step);
-    if moved {
-        state.score.emitted = Some((scored.score, band));
-        out.score_update = Some(ScoreUpdate {
-            account_id: account_id.to_string(),
-            score: round1(scored.score),
-            band,
-            segment: state.facts.segment.clone(),
-            scorecard: card.id.clone(),
-            measures: ScoreUpdate::measures(card, &values),
-            shortfall: super::alerts::shortfall(card, &values, scored.no_usage),
-            event_time_ms: now_ms,
-            emitted_at_ms: now_ms,
-        });
+        .is_none_or(|(e, b)| b != band || (e - s.scored.score).abs() >= p.score_step);
+    if !moved {
+        return None;
     }
+    state.score.emitted = Some((s.scored.score, band));
+    Some(ScoreUpdate {
+        account_id: account_id.to_string(),
+        score: round1(s.scored.score),
+        band,
+        segment: state.facts.segment.clone(),
+        scorecard: card.id.clone(),
+        measures: ScoreUpdate::measures(card, values),
+        shortfall: super::alerts::shortfall(card, values, s.scored.no_usage),
+        event_time_ms: s.now_ms,
+        emitted_at_ms: s.now_ms,
+    })
+}
 
+/// What the next evaluations compare with: the window's daily best, the day's history (score,
+/// band, rules fired), the band, scorecard and snapshot of this evaluation, and when it is due next.
+fn keep_books(state: &mut AccountState, s: &Scoring<'_>, snap: Snapshot, fired: &[Rule], p: &Params) {
+    let now_day = s.now_day;
     // The daily best: today's entry keeps the day's highest score; older days that are no better
     // than a newer one can never be the window's maximum again.
     let today_better = match state.score.best.back() {
-        Some((d, s)) if *d == now_day => snap.score > s.score,
+        Some((d, b)) if *d == now_day => snap.score > b.score,
         _ => true,
     };
     if today_better {
-        while state.score.best.back().is_some_and(|(_, s)| s.score <= snap.score) {
+        while state.score.best.back().is_some_and(|(_, b)| b.score <= snap.score) {
             state.score.best.pop_back();
         }
         state.score.best.push_back((now_day, snap.clone()));
     }
     let fired_mask = fired.iter().fold(0u16, |m, r| m | (1 << *r as u16));
-    state.score.note_history(now_day, scored.score, band, fired_mask);
-    state.score.band = Some(band);
-    state.score.scorecard.clone_from(&card.id);
+    state.score.note_history(now_day, s.scored.score, snap.band, fired_mask);
+    state.score.band = Some(snap.band);
+    state.score.scorecard.clone_from(&s.card.id);
     state.score.last = Some(snap);
-    state.score.next_due_ms = next_due(state, now_ms, p);
-    out
+    state.score.next_due_ms = next_due(state, s.now_ms, p);
 }
 
 /// When the account must next be re-scored though it sends nothing: the next day boundary while

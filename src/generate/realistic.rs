@@ -3,14 +3,12 @@
 //! project weeks) beside the changes it must catch (exponential declines, a champion who leaves, a
 //! support crisis, silence). Each account draws from its own ChaCha8 stream: deterministic for a seed.
 
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{run_days, weekday, AccountOut, GenOptions, Profile, Record, SupportOut, Truth, UsageOut, FEATURES, NAMES, OWNERS};
+use super::{closing_on, draw_features, records, weekday, GenOptions, Profile, Record, Simulated, Truth};
 use crate::core::ids::fnv64;
-use crate::event::timestamp::{format_day, format_ms, DAY_MS};
-use crate::event::EventKind;
+use crate::event::timestamp::{format_day, DAY_MS};
 
 /// The cohorts and their shares of the population.
 const COHORTS: [(Profile, f64); 10] = [
@@ -37,7 +35,7 @@ struct User {
     off: bool,
 }
 
-struct Account {
+pub(super) struct Account {
     id: String,
     profile: Profile,
     rng: ChaCha8Rng,
@@ -123,54 +121,61 @@ fn users(n: usize, mut p: impl FnMut(usize) -> f64) -> Vec<User> {
     (0..n).map(|u| User { id: format!("u-{u}"), p: p(u), off: false }).collect()
 }
 
-/// Generates the realistic mix (see `super::generate`).
-pub(super) fn generate(opts: &GenOptions, emit: &mut impl FnMut(&Record)) -> Vec<Truth> {
-    let span = opts.days as i32;
-    let start_day = opts.end_day - span + 1;
-    let mut accounts = Vec::with_capacity(opts.accounts);
-    let mut truths = Vec::with_capacity(opts.accounts);
-    let mut account_records = Vec::with_capacity(opts.accounts);
-    for i in 0..opts.accounts {
+/// Segment and seats of an account of `profile`.
+fn segment_of(rng: &mut ChaCha8Rng, profile: Profile) -> (&'static str, u32) {
+    match profile {
+        Profile::SmallHealthy => ("smb", rng.gen_range(3..=8)),
+        Profile::Shelfware => (["mid_market", "enterprise"][rng.gen_range(0..2)], rng.gen_range(20..=400)),
+        Profile::LowFrequency => (["smb", "mid_market"][rng.gen_range(0..2)], rng.gen_range(5..150)),
+        _ => segment_and_seats(rng),
+    }
+}
+
+/// The users of an account of `profile` with `seats` seats, busiest first, and how many of them
+/// are its champions (champion left: the busiest fifth, who stop on the change day).
+fn users_of(rng: &mut ChaCha8Rng, profile: Profile, seats: u32) -> (Vec<User>, usize) {
+    let seats_f = f64::from(seats);
+    let mut champions = 0;
+    let users = match profile {
+        Profile::NeverActivated => Vec::new(),
+        // One or two power users active most weekdays, the others a few days a month.
+        Profile::SmallHealthy => {
+            let power = if seats >= 5 && rng.gen_bool(0.5) { 2 } else { 1 };
+            users(seats as usize, |u| if u < power { rng.gen_range(0.8..0.95) } else { rng.gen_range(0.1..0.25) })
+        }
+        // The busiest fifth does about half the usage.
+        Profile::ChampionLeft => {
+            let n = ((seats_f * rng.gen_range(0.6..0.9)).round() as usize).max(1);
+            champions = ((n as f64 / 5.0).round() as usize).max(1);
+            let others = (0.9 * champions as f64 / (n - champions).max(1) as f64).min(0.6);
+            users(n, |u| if u < champions { rng.gen_range(0.85..0.95) } else { others * rng.gen_range(0.5..1.5) })
+        }
+        Profile::SupportCrisis => {
+            users(((seats_f * rng.gen_range(0.75..0.95)).round() as usize).max(1), |_| rng.gen_range(0.6..0.95))
+        }
+        Profile::Shelfware => users(((seats_f * rng.gen_range(0.04..0.1)).round() as usize).max(1), |_| rng.gen_range(0.45..0.9)),
+        // Every seat about once a month (some 22 weekdays).
+        Profile::LowFrequency => users(seats as usize, |_| rng.gen_range(0.03..0.06)),
+        _ => users(((seats_f * rng.gen_range(0.6..0.9)).round() as usize).max(1), |_| rng.gen_range(0.45..0.9)),
+    };
+    (users, champions)
+}
+
+impl Account {
+    /// Account number `i` of the realistic mix: its simulation, its truth and its account record.
+    /// Everything is drawn from the account's own stream, in an order the files depend on.
+    pub(super) fn new(opts: &GenOptions, i: usize, start_day: i32) -> (Account, Truth, Record) {
+        let span = opts.days as i32;
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ fnv64(&[b"realistic", &(i as u64).to_le_bytes()]));
         let profile = cohort(rng.gen());
-        let (segment, seats) = match profile {
-            Profile::SmallHealthy => ("smb", rng.gen_range(3..=8)),
-            Profile::Shelfware => (["mid_market", "enterprise"][rng.gen_range(0..2)], rng.gen_range(20..=400)),
-            Profile::LowFrequency => (["smb", "mid_market"][rng.gen_range(0..2)], rng.gen_range(5..150)),
-            _ => segment_and_seats(&mut rng),
-        };
-        let seats_f = f64::from(seats);
-        let mut champions = 0;
-        let users = match profile {
-            Profile::NeverActivated => Vec::new(),
-            // One or two power users active most weekdays, the others a few days a month.
-            Profile::SmallHealthy => {
-                let power = if seats >= 5 && rng.gen_bool(0.5) { 2 } else { 1 };
-                users(seats as usize, |u| if u < power { rng.gen_range(0.8..0.95) } else { rng.gen_range(0.1..0.25) })
-            }
-            // The busiest fifth does about half the usage.
-            Profile::ChampionLeft => {
-                let n = ((seats_f * rng.gen_range(0.6..0.9)).round() as usize).max(1);
-                champions = ((n as f64 / 5.0).round() as usize).max(1);
-                let others = (0.9 * champions as f64 / (n - champions).max(1) as f64).min(0.6);
-                users(n, |u| if u < champions { rng.gen_range(0.85..0.95) } else { others * rng.gen_range(0.5..1.5) })
-            }
-            Profile::SupportCrisis => {
-                users(((seats_f * rng.gen_range(0.75..0.95)).round() as usize).max(1), |_| rng.gen_range(0.6..0.95))
-            }
-            Profile::Shelfware => users(((seats_f * rng.gen_range(0.04..0.1)).round() as usize).max(1), |_| rng.gen_range(0.45..0.9)),
-            // Every seat about once a month (some 22 weekdays).
-            Profile::LowFrequency => users(seats as usize, |_| rng.gen_range(0.03..0.06)),
-            _ => users(((seats_f * rng.gen_range(0.6..0.9)).round() as usize).max(1), |_| rng.gen_range(0.45..0.9)),
-        };
+        let (segment, seats) = segment_of(&mut rng, profile);
+        let (users, champions) = users_of(&mut rng, profile, seats);
         let n_features = match profile {
             Profile::Shelfware => rng.gen_range(2..=4),
             Profile::LowFrequency => rng.gen_range(2..=4),
             _ => rng.gen_range(9..18),
         };
-        let mut features: Vec<&'static str> = FEATURES.to_vec();
-        features.shuffle(&mut rng);
-        features.truncate(n_features);
+        let features = draw_features(&mut rng, n_features);
         let change = match profile {
             Profile::Declining | Profile::ChampionLeft => change_day(&mut rng, start_day, span, 40, 56),
             Profile::SupportCrisis => change_day(&mut rng, start_day, span, 30, 50),
@@ -190,54 +195,13 @@ pub(super) fn generate(opts: &GenOptions, emit: &mut impl FnMut(&Record)) -> Vec
         // docs/populations.md.
         let quiet = (profile == Profile::Healthy && rng.gen_bool(0.35))
             .then(|| (week_of(start_day + rng.gen_range(0..span.max(1))), rng.gen_range(0.4..0.7)));
-        let id = format!("acct-{i:05}");
         let account_start = match profile {
             Profile::NeverActivated => first_day,
             _ => start_day - rng.gen_range(200..1500),
         };
-        let record = AccountOut {
-            account_id: &id,
-            name: format!("{} {}", NAMES[i % NAMES.len()], ["Corp", "Labs", "Inc", "GmbH", "Ltd"][i / NAMES.len() % 5]),
-            seats,
-            segment,
-            owner: OWNERS[i % OWNERS.len()],
-            arr: u64::from(seats) * rng.gen_range(300..900),
-            renewal_date: format_day(opts.end_day + rng.gen_range(20..365)),
-            start_date: format_day(account_start),
-            ts: format_ms(i64::from(first_day) * DAY_MS + 60_000),
-        };
-        account_records.push(Record {
-            kind: EventKind::Account,
-            ts_ms: i64::from(first_day) * DAY_MS + 60_000,
-            account_id: id.clone(),
-            line: serde_json::to_string(&record).expect("serialises"),
-        });
-        let below_half = match profile {
-            Profile::Inactive => Some(change),
-            Profile::NeverActivated => Some(first_day),
-            Profile::Declining => (change..=opts.end_day).find(|&d| decay_level(d, change, half_life, floor) < 0.5),
-            Profile::ChampionLeft => {
-                let left: f64 = users.iter().take(champions).map(|u| u.p).sum();
-                let all: f64 = users.iter().map(|u| u.p).sum();
-                (left > 0.5 * all).then_some(change)
-            }
-            _ => None,
-        };
-        let declining = profile == Profile::Declining;
-        truths.push(Truth {
-            account_id: id.clone(),
-            profile,
-            segment: segment.to_string(),
-            seats,
-            change_from: (change != i32::MAX).then(|| format_day(change)),
-            below_half_from: below_half.map(format_day),
-            start_date: format_day(account_start),
-            renewal_date: record.renewal_date.clone(),
-            decline: declining.then(|| ((half_life * (1.0 / floor).log2()).ceil() as i32, (floor * 100.0).round() / 100.0)),
-            half_life_days: declining.then_some(half_life),
-        });
-        accounts.push(Account {
-            id,
+        let (record, renewal_date) = records::account(i, segment, seats, account_start, first_day, opts.end_day, &mut rng);
+        let account = Account {
+            id: record.account_id.clone(),
             profile,
             rng,
             users,
@@ -254,19 +218,40 @@ pub(super) fn generate(opts: &GenOptions, emit: &mut impl FnMut(&Record)) -> Vec
             ticket_seq: 0,
             event_seq: 0,
             activity: opts.activity,
-        });
+        };
+        let truth = account.truth(segment, seats, account_start, renewal_date, opts.end_day);
+        (account, truth, record)
     }
-    run_days(start_day, opts.end_day, account_records, emit, |day, out| {
-        for a in accounts.iter_mut() {
-            if day >= a.first_day {
-                a.day(day, out);
-            }
-        }
-    });
-    truths
-}
 
-impl Account {
+    /// What the account is, for the tests and back-tests to compare kizashi's verdicts with.
+    fn truth(&self, segment: &str, seats: u32, account_start: i32, renewal_date: String, end_day: i32) -> Truth {
+        let (change, half_life, floor) = (self.change_day, self.half_life, self.floor);
+        let below_half = match self.profile {
+            Profile::Inactive => Some(change),
+            Profile::NeverActivated => Some(self.first_day),
+            Profile::Declining => (change..=end_day).find(|&d| decay_level(d, change, half_life, floor) < 0.5),
+            Profile::ChampionLeft => {
+                let left: f64 = self.users.iter().take(self.champions).map(|u| u.p).sum();
+                let all: f64 = self.users.iter().map(|u| u.p).sum();
+                (left > 0.5 * all).then_some(change)
+            }
+            _ => None,
+        };
+        let declining = self.profile == Profile::Declining;
+        Truth {
+            account_id: self.id.clone(),
+            profile: self.profile,
+            segment: segment.to_string(),
+            seats,
+            change_from: (change != i32::MAX).then(|| format_day(change)),
+            below_half_from: below_half.map(format_day),
+            start_date: format_day(account_start),
+            renewal_date,
+            decline: declining.then(|| ((half_life * (1.0 / floor).log2()).ceil() as i32, (floor * 100.0).round() / 100.0)),
+            half_life_days: declining.then_some(half_life),
+        }
+    }
+
     /// The account's activity on `day` against its normal (decline, silence).
     fn level(&self, day: i32) -> f64 {
         match self.profile {
@@ -289,6 +274,12 @@ impl Account {
                 u.off = self.rng.gen_bool(0.1);
             }
         }
+    }
+}
+
+impl Simulated for Account {
+    fn first_day(&self) -> i32 {
+        self.first_day
     }
 
     fn day(&mut self, day: i32, out: &mut Vec<Record>) {
@@ -319,39 +310,22 @@ impl Account {
         }
         self.support(day, out);
     }
+}
 
+impl Account {
     fn usage(&mut self, user: usize, day: i32, n_features: usize) -> Record {
         let ts = i64::from(day) * DAY_MS + self.rng.gen_range(7 * 3_600_000..20 * 3_600_000);
         let feature = self.rng.gen_bool(0.7).then(|| self.features[self.rng.gen_range(0..n_features)]);
-        let line = serde_json::to_string(&UsageOut {
-            account_id: &self.id,
-            user_id: &self.users[user].id,
-            event: if feature.is_some() { "feature_used" } else { "login" },
-            feature,
-            ts: format_ms(ts),
-        })
-        .expect("serialises");
-        Record { kind: EventKind::Usage, ts_ms: ts, account_id: self.id.clone(), line }
+        records::usage(&self.id, &self.users[user].id, feature, ts)
     }
 
     fn support_line(&mut self, ticket: &str, kind: &str, priority: Option<&str>, csat: Option<u8>, ts: i64) -> Record {
-        self.event_seq += 1;
-        let line = serde_json::to_string(&SupportOut {
-            account_id: &self.id,
-            ticket_id: ticket,
-            kind,
-            priority,
-            csat,
-            ts,
-            event_id: format!("{}-s{}", self.id, self.event_seq),
-        })
-        .expect("serialises");
-        Record { kind: EventKind::Support, ts_ms: ts, account_id: self.id.clone(), line }
+        records::support(&self.id, &mut self.event_seq, ticket, kind, priority, csat, ts)
     }
 
     fn open_ticket(&mut self, day: i32, priority: &str, closes: i32, crisis: bool, out: &mut Vec<Record>) {
         self.ticket_seq += 1;
-        let ticket = format!("T-{}-{}", &self.id[5..], self.ticket_seq);
+        let ticket = records::ticket_id(&self.id, self.ticket_seq);
         let ts = i64::from(day) * DAY_MS + self.rng.gen_range(8 * 3_600_000..18 * 3_600_000);
         let rec = self.support_line(&ticket, "opened", Some(priority), None, ts);
         out.push(rec);
@@ -387,17 +361,8 @@ impl Account {
                 self.open_ticket(day, priority, closes, false, out);
             }
         }
-        let mut closing = Vec::new();
-        self.open_tickets.retain(|t| {
-            if t.1 == day {
-                closing.push((t.0.clone(), t.2));
-                false
-            } else {
-                true
-            }
-        });
         let base = i64::from(day) * DAY_MS;
-        for (ticket, crisis) in closing {
+        for (ticket, crisis) in closing_on(&mut self.open_tickets, day) {
             let ts = base + self.rng.gen_range(9 * 3_600_000..19 * 3_600_000);
             let rec = self.support_line(&ticket, "closed", None, None, ts);
             out.push(rec);
@@ -417,6 +382,7 @@ mod tests {
 
     use super::*;
     use crate::event::timestamp::{day_of, parse_date_day};
+    use crate::event::EventKind;
     use crate::generate::{generate, Mix};
 
     const END_DAY: i32 = 20_400;

@@ -85,32 +85,9 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
-        let want: FxHashSet<u32> = {
-            let owned = shared.owned.lock().expect("standby lock");
-            let now = Instant::now();
-            for p in 0..partitions {
-                if owned.contains(&p) {
-                    unowned_since.remove(&p);
-                } else {
-                    unowned_since.entry(p).or_insert(now);
-                }
-            }
-            unowned_since.iter().filter(|(_, t)| now.duration_since(**t) >= FOLLOW_AFTER).map(|(p, _)| *p).collect()
-        };
+        let want = to_follow(&shared, partitions, &mut unowned_since);
         if want != followed {
-            let mut tpl = TopicPartitionList::new();
-            let mut position = shared.position.lock().expect("standby lock");
-            position.retain(|p, _| want.contains(p));
-            for &p in &want {
-                if !followed.contains(&p) {
-                    start_following(&store, &shared, p)?;
-                    position.insert(p, 0);
-                }
-                let from = position.get(&p).copied().unwrap_or(0);
-                tpl.add_partition_offset(&topic, p as i32, Offset::Offset(from))?;
-            }
-            drop(position);
-            consumer.assign(&tpl).context("assigning the standby reader")?;
+            follow(&consumer, &topic, &store, &shared, &want, &followed)?;
             followed = want;
         }
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
@@ -127,27 +104,65 @@ pub fn run(
             continue;
         }
         if let (Some(k), Some(v)) = (m.key(), m.payload()) {
-            let mut b = store.batch();
-            match decode_record(p, k, v) {
-                Ok(Record::Checkpoint(cp)) => {
-                    for (source, next) in &cp.offsets {
-                        b.put_offset(p, source, *next);
-                    }
-                    if let Some(t) = cp.stream_time {
-                        b.put_stream_time(p, t);
-                    }
-                }
-                Ok(Record::State { account, state }) => {
-                    b.put_account_encoded(p, account, v, &crate::store::board_entry::entry_bytes(p, &state))
-                }
-                Err(e) => metrics.changelog_corrupt("standby", p, m.offset(), k, &e),
-            }
-            if !b.is_empty() {
-                store.write(b)?;
-            }
+            apply(&store, metrics, p, m.offset(), k, v)?;
         }
         shared.position.lock().expect("standby lock").insert(p, m.offset() + 1);
         drop(owned);
+    }
+    Ok(())
+}
+
+/// The partitions to follow now: those unowned for `FOLLOW_AFTER` (`unowned_since` keeps since
+/// when each partition has been unowned).
+fn to_follow(shared: &Shared, partitions: u32, unowned_since: &mut BTreeMap<u32, Instant>) -> FxHashSet<u32> {
+    let owned = shared.owned.lock().expect("standby lock");
+    let now = Instant::now();
+    for p in 0..partitions {
+        if owned.contains(&p) {
+            unowned_since.remove(&p);
+        } else {
+            unowned_since.entry(p).or_insert(now);
+        }
+    }
+    unowned_since.iter().filter(|(_, t)| now.duration_since(**t) >= FOLLOW_AFTER).map(|(p, _)| *p).collect()
+}
+
+/// Assigns the reader the partitions in `want`: each from its position, a newly followed one
+/// from the start (after `start_following`); positions of partitions no longer followed go.
+fn follow(consumer: &BaseConsumer, topic: &str, store: &Store, shared: &Shared, want: &FxHashSet<u32>, followed: &FxHashSet<u32>) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    let mut position = shared.position.lock().expect("standby lock");
+    position.retain(|p, _| want.contains(p));
+    for &p in want {
+        if !followed.contains(&p) {
+            start_following(store, shared, p)?;
+            position.insert(p, 0);
+        }
+        let from = position.get(&p).copied().unwrap_or(0);
+        tpl.add_partition_offset(topic, p as i32, Offset::Offset(from))?;
+    }
+    drop(position);
+    consumer.assign(&tpl).context("assigning the standby reader")
+}
+
+/// Writes one changelog record of partition `p` to the copy, if it decodes (a checkpoint's
+/// offsets and stream time, or an account's state); one that does not is counted and logged.
+fn apply(store: &Store, metrics: &Metrics, p: u32, offset: i64, k: &[u8], v: &[u8]) -> Result<()> {
+    let mut b = store.batch();
+    match decode_record(p, k, v) {
+        Ok(Record::Checkpoint(cp)) => {
+            for (source, next) in &cp.offsets {
+                b.put_offset(p, source, *next);
+            }
+            if let Some(t) = cp.stream_time {
+                b.put_stream_time(p, t);
+            }
+        }
+        Ok(Record::State { account, state }) => b.put_account_encoded(p, account, v, &crate::store::board_entry::entry_bytes(p, &state)),
+        Err(e) => metrics.changelog_corrupt("standby", p, offset, k, &e),
+    }
+    if !b.is_empty() {
+        store.write(b)?;
     }
     Ok(())
 }
