@@ -327,7 +327,7 @@ impl Metrics {
         for output in ["alert", "score", "dead_letter"] {
             self.produced.with_label_values(&[output]).reset();
         }
-        for reason in crate::api::server::Closed::ALL {
+        for reason in Closed::ALL {
             self.http_connections_closed.with_label_values(&[reason.name()]).reset();
         }
         self.http_rejected.with_label_values(&["busy"]).reset();

@@ -164,6 +164,40 @@ impl Engine {
         let before = (self.cached_accounts(), self.cache_bytes, self.warm_bytes);
         // Decoded accounts are encoded (several times smaller) until the total is at 90% of the
         // budget, as long as the decoded ones keep their floor.
+        let demoted = self.demote_to_warm();
+        // Taken-back accounts leave stale places in the order queue: compact it now and then.
+        let live = self.warm_accounts();
+        if self.warm_order.len() > 2 * live + 4096 {
+            let partitions = &self.partitions;
+            self.warm_order.retain(|(seq, p, id)| partitions.get(p).and_then(|ps| ps.warm.get(id)).is_some_and(|w| w.seq == *seq));
+            self.warm_order.shrink_to_fit();
+        }
+        let mut written = 0;
+        if self.cache_bytes + self.warm_bytes > self.cache_limit {
+            let target = (self.cache_limit / 10 * 8).saturating_sub(self.cache_bytes);
+            written = self.write_warm(target)?;
+        }
+        self.stats.demoted += demoted;
+        self.stats.written_early += written as u64;
+        tracing::debug!(
+            accounts = before.0,
+            bytes = before.1,
+            warm_bytes = before.2,
+            demoted,
+            written,
+            kept = self.cached_accounts(),
+            kept_bytes = self.cache_bytes,
+            warm_kept = self.warm_bytes,
+            rocksdb_bytes = self.store.memory_bytes(),
+            "account cache full: least recently used accounts encoded, the oldest encoded ones written"
+        );
+        Ok(())
+    }
+
+    /// The least recently used decoded accounts encoded into the warm tier (an unchanged one is
+    /// dropped: the store has it) until the total is at 90% of the budget, the decoded ones
+    /// keeping their floor. Returns how many were encoded.
+    fn demote_to_warm(&mut self) -> u64 {
         let floor = self.cache_limit / HOT_FLOOR;
         let mut demoted = 0u64;
         if self.cache_bytes > floor {
@@ -213,33 +247,7 @@ impl Engine {
                 }
             }
         }
-        // Taken-back accounts leave stale places in the order queue: compact it now and then.
-        let live = self.warm_accounts();
-        if self.warm_order.len() > 2 * live + 4096 {
-            let partitions = &self.partitions;
-            self.warm_order.retain(|(seq, p, id)| partitions.get(p).and_then(|ps| ps.warm.get(id)).is_some_and(|w| w.seq == *seq));
-            self.warm_order.shrink_to_fit();
-        }
-        let mut written = 0;
-        if self.cache_bytes + self.warm_bytes > self.cache_limit {
-            let target = (self.cache_limit / 10 * 8).saturating_sub(self.cache_bytes);
-            written = self.write_warm(target)?;
-        }
-        self.stats.demoted += demoted;
-        self.stats.written_early += written as u64;
-        tracing::debug!(
-            accounts = before.0,
-            bytes = before.1,
-            warm_bytes = before.2,
-            demoted,
-            written,
-            kept = self.cached_accounts(),
-            kept_bytes = self.cache_bytes,
-            warm_kept = self.warm_bytes,
-            rocksdb_bytes = self.store.memory_bytes(),
-            "account cache full: least recently used accounts encoded, the oldest encoded ones written"
-        );
-        Ok(())
+        demoted
     }
 
     /// Writes the oldest warm accounts to the store, in key order and in slices, until the warm

@@ -193,6 +193,9 @@ impl Store {
     /// Opens (creating if needed) the store at `dir`, with RocksDB's memory held within
     /// `budget`'s block-cache and memtable shares. `durable = false` skips the write-ahead log
     /// (for throwaway stores such as `replay`'s).
+    ///
+    /// Long on purpose: RocksDB's options are one list, read top to bottom with the reason for
+    /// each setting beside it; split, the memory they add up to would be hard to see at once.
     pub fn open(dir: &Path, durable: bool, budget: Budget) -> Result<Store, StoreError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
