@@ -5,6 +5,28 @@
 
 use super::*;
 
+/// The byte counts of the accounts held in memory, against the budget's share for them.
+pub(super) struct Cache {
+    /// Bytes the accounts may take: the budget's share for accounts (`share`) less the API's
+    /// account index, if there is one, down to a quarter of the share (see `fit_board`).
+    pub(super) limit: usize,
+    pub(super) share: usize,
+    /// Bytes of the decoded accounts held, as last measured per account.
+    pub(super) bytes: usize,
+    /// Write-back: bytes of the warm (encoded) accounts, within `limit` with `bytes`.
+    pub(super) warm_bytes: usize,
+    /// Write-back: warm accounts oldest first, as (seq, partition, id); entries whose seq is not
+    /// the account's current one were taken back into the cache.
+    pub(super) warm_order: VecDeque<(u64, u32, CompactString)>,
+    pub(super) warm_seq: u64,
+}
+
+impl Cache {
+    pub(super) fn new(share: usize) -> Cache {
+        Cache { limit: share, share, bytes: 0, warm_bytes: 0, warm_order: VecDeque::new(), warm_seq: 0 }
+    }
+}
+
 pub(super) struct Slot {
     pub(super) state: AccountState,
     /// Due time as persisted in the store's index.
@@ -12,7 +34,7 @@ pub(super) struct Slot {
     pub(super) dirty: bool,
     pub(super) last_used: u64,
     /// `AccountState::mem_bytes` when last measured (on load and on each write), as counted in
-    /// `Engine::cache_bytes`.
+    /// `Cache::bytes`.
     pub(super) bytes: usize,
 }
 
@@ -20,7 +42,7 @@ pub(super) struct Slot {
 /// quarter to a third of its decoded size) until the budget needs its room; its stored copy, if
 /// any, is older.
 pub(super) struct WarmEntry {
-    /// Position in `Engine::warm_order` (an older position there is a stale one).
+    /// Position in `Cache::warm_order` (an older position there is a stale one).
     pub(super) seq: u64,
     pub(super) encoded: Box<[u8]>,
     /// Its board entry as the store keeps it (`board::entry_bytes`).
@@ -130,20 +152,20 @@ impl Engine {
 
     pub(super) fn fit_board(&mut self) {
         let board = self.board.as_ref().map_or(0, |b| b.approx_bytes());
-        self.cache_limit = self.share.saturating_sub(board).max(self.share / 4);
+        self.cache.limit = self.cache.share.saturating_sub(board).max(self.cache.share / 4);
     }
 
     /// Write-through only: the decoded accounts held are over the budget's share. Accounts a
     /// batch changed cannot be dropped before the batch is written, so the caller writes it
     /// (which leaves every account clean, and the cache is trimmed) before going on.
     pub fn over_budget(&self) -> bool {
-        !self.write_back && self.cache_bytes > self.cache_limit
+        !self.write_back && self.cache.bytes > self.cache.limit
     }
 
     /// Bytes of accounts held in memory (decoded, and in write-back mode encoded), and the
     /// budget for them.
     pub fn cache_usage(&self) -> (usize, usize) {
-        (self.cache_bytes + self.warm_bytes, self.cache_limit)
+        (self.cache.bytes + self.cache.warm_bytes, self.cache.limit)
     }
 
     /// Write-back accounts held encoded in memory.
@@ -157,24 +179,24 @@ impl Engine {
     /// budget. An account is written to the store at
     /// most once per stay in memory, and only if it changed.
     pub fn spill_if_full(&mut self) -> Result<(), EngineError> {
-        if !(self.write_back && self.cache_bytes + self.warm_bytes > self.cache_limit) {
+        if !(self.write_back && self.cache.bytes + self.cache.warm_bytes > self.cache.limit) {
             return Ok(());
         }
         self.stats.spills += 1;
-        let before = (self.cached_accounts(), self.cache_bytes, self.warm_bytes);
+        let before = (self.cached_accounts(), self.cache.bytes, self.cache.warm_bytes);
         // Decoded accounts are encoded (several times smaller) until the total is at 90% of the
         // budget, as long as the decoded ones keep their floor.
         let demoted = self.demote_to_warm();
         // Taken-back accounts leave stale places in the order queue: compact it now and then.
         let live = self.warm_accounts();
-        if self.warm_order.len() > 2 * live + 4096 {
+        if self.cache.warm_order.len() > 2 * live + 4096 {
             let partitions = &self.partitions;
-            self.warm_order.retain(|(seq, p, id)| partitions.get(p).and_then(|ps| ps.warm.get(id)).is_some_and(|w| w.seq == *seq));
-            self.warm_order.shrink_to_fit();
+            self.cache.warm_order.retain(|(seq, p, id)| partitions.get(p).and_then(|ps| ps.warm.get(id)).is_some_and(|w| w.seq == *seq));
+            self.cache.warm_order.shrink_to_fit();
         }
         let mut written = 0;
-        if self.cache_bytes + self.warm_bytes > self.cache_limit {
-            let target = (self.cache_limit / 10 * 8).saturating_sub(self.cache_bytes);
+        if self.cache.bytes + self.cache.warm_bytes > self.cache.limit {
+            let target = (self.cache.limit / 10 * 8).saturating_sub(self.cache.bytes);
             written = self.write_warm(target)?;
         }
         self.stats.demoted += demoted;
@@ -186,8 +208,8 @@ impl Engine {
             demoted,
             written,
             kept = self.cached_accounts(),
-            kept_bytes = self.cache_bytes,
-            warm_kept = self.warm_bytes,
+            kept_bytes = self.cache.bytes,
+            warm_kept = self.cache.warm_bytes,
             rocksdb_bytes = self.store.memory_bytes(),
             "account cache full: least recently used accounts encoded, the oldest encoded ones written"
         );
@@ -198,19 +220,19 @@ impl Engine {
     /// dropped: the store has it) until the total is at 90% of the budget, the decoded ones
     /// keeping their floor. Returns how many were encoded.
     fn demote_to_warm(&mut self) -> u64 {
-        let floor = self.cache_limit / HOT_FLOOR;
+        let floor = self.cache.limit / HOT_FLOOR;
         let mut demoted = 0u64;
-        if self.cache_bytes > floor {
-            let over = (self.cache_bytes + self.warm_bytes).saturating_sub(self.cache_limit / 10 * 9);
+        if self.cache.bytes > floor {
+            let over = (self.cache.bytes + self.cache.warm_bytes).saturating_sub(self.cache.limit / 10 * 9);
             // Encoding keeps about a third of the bytes, so free half again as much.
-            let target = self.cache_bytes.saturating_sub(over * 3 / 2).max(floor);
+            let target = self.cache.bytes.saturating_sub(over * 3 / 2).max(floor);
             if let Some(cutoff) = self.lru_cutoff(target, false) {
                 let mut entries = Vec::new();
                 let mut w = crate::bytes::Writer::default();
                 for (&partition, ps) in self.partitions.iter_mut() {
                     let victims: Vec<(CompactString, Box<Slot>)> = ps.accounts.extract_if(|_, s| s.last_used <= cutoff).collect();
                     for (id, slot) in victims {
-                        self.cache_bytes -= slot.bytes;
+                        self.cache.bytes -= slot.bytes;
                         if !slot.dirty {
                             continue;
                         }
@@ -224,15 +246,15 @@ impl Engine {
                         w.buf.clear();
                         crate::store::codec::encode(&slot.state, &mut w);
                         let encoded: Box<[u8]> = w.buf.as_slice().into();
-                        self.warm_seq += 1;
+                        self.cache.warm_seq += 1;
                         if slot.last_used == 0 {
                             // Read for its timer only (see `fire_due_bounded`): first to go to the store.
-                            self.warm_order.push_front((self.warm_seq, partition, id.clone()));
+                            self.cache.warm_order.push_front((self.cache.warm_seq, partition, id.clone()));
                         } else {
-                            self.warm_order.push_back((self.warm_seq, partition, id.clone()));
+                            self.cache.warm_order.push_back((self.cache.warm_seq, partition, id.clone()));
                         }
-                        let entry = WarmEntry { seq: self.warm_seq, encoded, board, stored_due: slot.stored_due, due: slot.state.score.next_due_ms };
-                        self.warm_bytes += warm_bytes(&id, &entry);
+                        let entry = WarmEntry { seq: self.cache.warm_seq, encoded, board, stored_due: slot.stored_due, due: slot.state.score.next_due_ms };
+                        self.cache.warm_bytes += warm_bytes(&id, &entry);
                         ps.warm.insert(id, entry);
                         demoted += 1;
                     }
@@ -254,18 +276,18 @@ impl Engine {
     /// tier holds at most `target` bytes. Returns the accounts written.
     pub(super) fn write_warm(&mut self, target: usize) -> Result<usize, EngineError> {
         let mut out: Vec<(u32, CompactString, WarmEntry)> = Vec::new();
-        while self.warm_bytes > target {
-            let Some((seq, partition, id)) = self.warm_order.pop_front() else { break };
+        while self.cache.warm_bytes > target {
+            let Some((seq, partition, id)) = self.cache.warm_order.pop_front() else { break };
             let Some(ps) = self.partitions.get_mut(&partition) else { continue };
             if ps.warm.get(&id).is_none_or(|w| w.seq != seq) {
                 continue;
             }
             let w = ps.warm.remove(&id).expect("just found");
-            self.warm_bytes -= warm_bytes(&id, &w);
+            self.cache.warm_bytes -= warm_bytes(&id, &w);
             out.push((partition, id, w));
         }
-        if self.warm_bytes == 0 {
-            self.warm_order.clear();
+        if self.cache.warm_bytes == 0 {
+            self.cache.warm_order.clear();
         }
         out.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let n = out.len();
@@ -293,7 +315,7 @@ impl Engine {
             .flat_map(|p| p.accounts.values().filter(|s| !(clean_only && s.dirty)).map(|s| (s.last_used, s.bytes)))
             .collect();
         slots.sort_unstable_by_key(|&(t, _)| t);
-        let mut held = self.cache_bytes;
+        let mut held = self.cache.bytes;
         let mut cutoff = None;
         for &(t, b) in &slots {
             if held <= target {
@@ -308,7 +330,7 @@ impl Engine {
     /// Estimated bytes of the accounts held, decoded and encoded (what the budget's account share
     /// bounds).
     pub fn accounts_bytes(&self) -> usize {
-        self.cache_bytes + self.warm_bytes
+        self.cache.bytes + self.cache.warm_bytes
     }
 
     /// Accounts held decoded in memory.
@@ -319,10 +341,10 @@ impl Engine {
     /// Once the cache is over its budget in bytes, drops the least recently used clean accounts
     /// until it holds 80% of it (so the next trim is some batches away).
     pub(super) fn evict(&mut self) {
-        if self.cache_bytes <= self.cache_limit {
+        if self.cache.bytes <= self.cache.limit {
             return;
         }
-        let Some(cutoff) = self.lru_cutoff(self.cache_limit / 10 * 8, true) else { return };
+        let Some(cutoff) = self.lru_cutoff(self.cache.limit / 10 * 8, true) else { return };
         let mut freed = 0;
         for ps in self.partitions.values_mut() {
             ps.accounts.retain(|_, s| {
@@ -336,6 +358,6 @@ impl Engine {
                 ps.accounts.shrink_to_fit();
             }
         }
-        self.cache_bytes -= freed;
+        self.cache.bytes -= freed;
     }
 }

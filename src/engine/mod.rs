@@ -175,18 +175,9 @@ pub struct Engine {
     params: Params,
     store: Store,
     partitions: FxHashMap<u32, PartitionState>,
-    /// Bytes of accounts the cache may hold: the budget's share for accounts (`share`) less the
-    /// API's account index, if there is one, down to a quarter of the share (see `fit_board`).
-    cache_limit: usize,
-    share: usize,
-    /// Bytes of the decoded accounts held, as last measured per account.
-    cache_bytes: usize,
-    /// Write-back: bytes of the warm (encoded) accounts, within `cache_limit` with `cache_bytes`.
-    warm_bytes: usize,
-    /// Write-back: warm accounts oldest first, as (seq, partition, id); entries whose seq is not
-    /// the account's current one were taken back into the cache.
-    warm_order: VecDeque<(u64, u32, CompactString)>,
-    warm_seq: u64,
+    /// What the accounts held in memory take, and may take (the accounts themselves are kept
+    /// per partition).
+    cache: cache::Cache,
     /// Write dirty accounts only when the cache is full or on `finish` (`replay`), instead of at
     /// every `flush` (the pipeline, whose offsets and outbox must land with the states).
     write_back: bool,
@@ -233,12 +224,7 @@ impl Engine {
             params,
             store,
             partitions: FxHashMap::default(),
-            cache_limit: budget.accounts() as usize,
-            share: budget.accounts() as usize,
-            cache_bytes: 0,
-            warm_bytes: 0,
-            warm_order: VecDeque::new(),
-            warm_seq: 0,
+            cache: cache::Cache::new(budget.accounts() as usize),
             write_back,
             tick: 0,
             out: Output { discard_scores: !keep_score_updates, sink: alerts_to, ..Output::default() },
@@ -336,7 +322,7 @@ impl Engine {
         self.tick += 1;
         let PartitionState { accounts, warm, due, dirty, .. } = self.partitions.get_mut(&partition).expect("opened");
         let id = event.account_id();
-        let (slot, _) = load_slot(&self.store, accounts, warm, dirty, partition, id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
+        let (slot, _) = load_slot(&self.store, accounts, warm, dirty, partition, id, &mut self.stats.corrupt_states, &mut self.cache.bytes, &mut self.cache.warm_bytes)?;
         if self.track_applied {
             let k = event.kind() as usize;
             if source.offset < slot.state.applied[k] {
@@ -354,7 +340,7 @@ impl Engine {
         if event.kind() != EventKind::Account && slot.state.growable_bytes() > self.params.state.max_account_bytes {
             // Windows may have shed users and ids since the last event: forget them first.
             slot.state.advance(day_of(stream_time), &self.params.state);
-            remeasure(slot, id, &mut self.cache_bytes);
+            remeasure(slot, id, &mut self.cache.bytes);
             let grown = slot.state.growable_bytes();
             if grown > self.params.state.max_account_bytes {
                 let detail = format!(
@@ -387,7 +373,7 @@ impl Engine {
                 // today. Such an event only adds to a day count already held, so unless the day
                 // moved or the de-duplication map grew, the state's size is what it was.
                 if sizes != (slot.state.day, slot.state.seen_ids.capacity(), slot.state.usage.heap_bytes()) {
-                    remeasure(slot, id, &mut self.cache_bytes);
+                    remeasure(slot, id, &mut self.cache.bytes);
                 }
                 debug_assert_eq!(slot.bytes, slot_bytes(id, &slot.state), "an unchanged event resized the state");
                 slot.last_used = self.tick;
@@ -399,7 +385,7 @@ impl Engine {
             }
             Applied::Changed => self.stats.applied[event.kind() as usize] += 1,
         }
-        Self::evaluate_slot(&self.params, slot, due, dirty, id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache_bytes);
+        Self::evaluate_slot(&self.params, slot, due, dirty, id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache.bytes);
         Ok(())
     }
 
@@ -470,11 +456,11 @@ impl Engine {
             }
             let (_, id) = due.pop_first().expect("non-empty");
             self.tick += 1;
-            let (slot, from_store) = load_slot(&self.store, accounts, warm, dirty, partition, &id, &mut self.stats.corrupt_states, &mut self.cache_bytes, &mut self.warm_bytes)?;
+            let (slot, from_store) = load_slot(&self.store, accounts, warm, dirty, partition, &id, &mut self.stats.corrupt_states, &mut self.cache.bytes, &mut self.cache.warm_bytes)?;
             // The index entry is gone; make the slot agree before re-evaluating.
             slot.state.score.next_due_ms = None;
             self.stats.timer_evaluations += 1;
-            Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache_bytes);
+            Self::evaluate_slot(&self.params, slot, due, dirty, &id, stream_time, self.tick, &mut self.out, &mut self.stats, &mut self.cache.bytes);
             if from_store {
                 self.stats.timer_reads += 1;
                 // Read from the store only for its timer: first to make room again. A day's
@@ -560,7 +546,7 @@ impl Engine {
     fn remove_partition(&mut self, partition: u32) -> Option<PartitionState> {
         let ps = self.partitions.remove(&partition)?;
         debug_assert!(ps.warm.is_empty(), "write-back partitions are never removed");
-        self.cache_bytes -= ps.accounts.values().map(|s| s.bytes).sum::<usize>();
+        self.cache.bytes -= ps.accounts.values().map(|s| s.bytes).sum::<usize>();
         Some(ps)
     }
 

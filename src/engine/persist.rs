@@ -40,9 +40,9 @@ impl Engine {
     pub fn finish(&mut self) -> Result<usize, EngineError> {
         tracing::debug!(
             accounts = self.cached_accounts(),
-            bytes = self.cache_bytes,
+            bytes = self.cache.bytes,
             warm_accounts = self.warm_accounts(),
-            warm_bytes = self.warm_bytes,
+            warm_bytes = self.cache.warm_bytes,
             rocksdb_bytes = self.store.memory_bytes(),
             "account cache at the end"
         );
@@ -57,7 +57,7 @@ impl Engine {
         for (&partition, ps) in self.partitions.iter_mut() {
             for id in ps.dirty.drain(..) {
                 let Some(slot) = ps.accounts.get_mut(&id) else { continue };
-                remeasure(slot, &id, &mut self.cache_bytes);
+                remeasure(slot, &id, &mut self.cache.bytes);
                 let bytes = batch.put_account(partition, &id, &slot.state);
                 if let Some(c) = &mut self.capture {
                     c.push((partition, id.clone(), bytes.to_vec()));
