@@ -170,6 +170,16 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     assert!(page.contains("id=\"strip\"") && page.contains("alerts by rule"), "the portfolio strip renders");
     let risk = rows(&page);
     assert!(risk.len() >= 20, "a page of the queue renders: {} rows", risk.len());
+    // The rule filter offers every rule the server knows (built from /v1/summary's list).
+    for rule in kizashi::core::alerts::Rule::ALL {
+        assert!(page.contains(&format!("<option value=\"{}\">", rule.name())), "the rule filter offers {}", rule.name());
+    }
+    // A link to a rule is taken as it is: a known one filters, an unknown one is the server's
+    // error, never all accounts in silence.
+    let renewal = dom(&base, "#rule=renewal_at_risk");
+    assert!(!renewal.contains("<caption class=\"error\""), "a link to renewal_at_risk is a queue");
+    let bogus = dom(&base, "#rule=bogus");
+    assert!(bogus.contains("<caption class=\"error\"") && bogus.contains("is not a rule"), "an unknown rule is named, not dropped");
     let scores: Vec<f64> = risk.iter().map(|r| r.score.unwrap_or_else(|| panic!("a scored row: {r:?}"))).collect();
     assert!(scores.windows(2).all(|w| w[0] <= w[1]), "risk order (scores non-decreasing): {scores:?}");
 

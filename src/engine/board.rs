@@ -149,7 +149,12 @@ impl Inner {
     }
 }
 
-/// Which accounts a queue shows.
+/// Whether two names are the same letters whatever their case ("ana", "Ana", "ANA"; "Ésa", "ésa").
+fn same_ignoring_case(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || (!(a.is_ascii() && b.is_ascii()) && a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase)))
+}
+
+/// Which accounts a queue shows (the owner whatever its case).
 #[derive(Debug, Clone, Default)]
 pub struct Filter<'a> {
     pub band: Option<Band>,
@@ -162,7 +167,7 @@ pub struct Filter<'a> {
 impl Filter<'_> {
     fn matches(&self, e: &Entry) -> bool {
         self.segment.is_none_or(|s| e.segment.as_deref() == Some(s))
-            && self.owner.is_none_or(|o| e.owner.as_deref() == Some(o))
+            && self.owner.is_none_or(|o| e.owner.as_deref().is_some_and(|x| same_ignoring_case(x, o)))
             && self.rule.is_none_or(|r| e.alerts.iter().any(|a| a.0 == r))
     }
 }
@@ -392,6 +397,16 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_owner_filter_ignores_case() {
+        assert!(same_ignoring_case("Ana", "ana") && same_ignoring_case("ANA", "aNa"));
+        assert!(same_ignoring_case("Élodie", "éLODIE"));
+        assert!(!same_ignoring_case("Ana", "Anna") && !same_ignoring_case("Ana", "Ana "));
+        let e = |owner: &str| Entry { owner: Some(owner.into()), ..e(Some(50.0), Some(Band::Yellow), None, "smb") };
+        let f = Filter { owner: Some("ana"), ..Filter::default() };
+        assert!(f.matches(&e("Ana")) && f.matches(&e("ANA")) && !f.matches(&e("Bob")));
+    }
 
     fn e(score: Option<f64>, band: Option<Band>, arr: Option<f64>, segment: &str) -> Entry {
         Entry { partition: 0, score, band, segment: Some(segment.into()), arr, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new() }

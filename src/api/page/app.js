@@ -129,11 +129,27 @@ async function renderStrip() {
 
 // ---- the queue / heatmap ----
 
+// The rule filter's options come from the server's list of rules (`/v1/summary`'s `rules`), so
+// the page offers every rule the server knows and cannot drift from it. Loaded once.
+let rulesLoaded = null;
+function loadRules() {
+  if (!rulesLoaded) {
+    rulesLoaded = api("/v1/summary").then(({ status, body }) => {
+      if (status !== 200 || !body || !Array.isArray(body.rules)) { rulesLoaded = null; return; }
+      $("rule").replaceChildren(el("option", { value: "" }, "any"), ...body.rules.map((r) => el("option", { value: r }, label(r))));
+    }, (e) => { rulesLoaded = null; throw e; });
+  }
+  return rulesLoaded;
+}
+
 async function renderQueue(params) {
+  await loadRules();
   for (const k of FILTERS) $(k).value = params.get(k) || (k === "sort" ? "risk" : k === "limit" ? "50" : "");
   const offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
+  // What the link asks for goes to the server as it is: a filter the controls cannot show (a rule
+  // this server does not know) is answered with the server's error, never dropped in silence.
   const q = new URLSearchParams();
-  for (const k of FILTERS) { const v = $(k).value.trim(); if (v) q.set(k, v); }
+  for (const k of FILTERS) { const v = (params.get(k) || $(k).value).trim(); if (v) q.set(k, v); }
   q.set("offset", String(offset));
   const { status, body } = await api("/v1/accounts?" + q.toString());
   const table = $("table");
