@@ -163,21 +163,19 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Status>)
     while !stop.load(Ordering::Relaxed) {
         let t0 = Instant::now();
         poller.poll(&consumer, &core, &shared.metrics);
+        if let Some(e) = core.lock().expect("core lock").fatal.take() {
+            return Err(e);
+        }
         let t1 = Instant::now();
         clock.poll += t1 - t0;
-        let records = std::mem::take(&mut poller.polled);
-        clock.records += records.len() as u64;
-        let commit = process_batch(&core, &consumer, &restore_rx, records, &mut clock, t1)?;
-        poller.polled = commit.1;
+        clock.records += poller.polled.len() as u64;
+        let commit = process_batch(&core, &consumer, &restore_rx, &mut poller.polled, &mut clock, t1)?;
         // Kafka's committed offsets only serve lag monitoring: once a second is plenty.
-        if let Some(tpl) = commit.0.filter(|_| clock.last_commit.elapsed() >= Duration::from_secs(1)) {
+        if let Some(tpl) = commit.filter(|_| clock.last_commit.elapsed() >= Duration::from_secs(1)) {
             clock.last_commit = Instant::now();
             if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                 tracing::debug!(error = %e, "offset commit failed (lag monitoring only)");
             }
-        }
-        if let Some(e) = core.lock().expect("core lock").fatal.take() {
-            return Err(e);
         }
     }
     clock.poll_wait = poller.waited;
@@ -371,53 +369,50 @@ fn start_outputs(
 
 /// One turn of the loop after polling: finished restorations, the polled records queued and
 /// applied in merge order, the buffer bounded, idle partitions moved on, the batch written and
-/// produced. Returns the offsets to commit for lag monitoring, and the emptied record buffer.
-#[allow(clippy::type_complexity)]
+/// produced (`polled` is left empty, its capacity kept). Returns the offsets to commit for lag
+/// monitoring.
 fn process_batch(
     core: &Mutex<Core>,
     consumer: &BaseConsumer<PipelineContext>,
     restore_rx: &std::sync::mpsc::Receiver<RestoreReport>,
-    mut polled: Vec<(u32, Pending)>,
+    polled: &mut Vec<(u32, Pending)>,
     clock: &mut LoopClock,
     t1: Instant,
-) -> Result<(Option<TopicPartitionList>, Vec<(u32, Pending)>)> {
+) -> Result<Option<TopicPartitionList>> {
     let batch_records = polled.len();
-    let t2;
-        let commit = {
-            let mut c = core.lock().expect("core lock");
-            while let Ok(report) = restore_rx.try_recv() {
-                c.finish_restore(consumer, report)?;
+    let mut c = core.lock().expect("core lock");
+    while let Ok(report) = restore_rx.try_recv() {
+        c.finish_restore(consumer, report)?;
+    }
+    let now = Instant::now();
+    for (p, r) in polled.drain(..) {
+        c.enqueue(p, r, now);
+    }
+    let tails = tails(consumer, &c);
+    c.pass_markers(&tails);
+    c.drain(&tails)?;
+    c.bound_buffer(consumer)?;
+    c.drive_idle()?;
+    let t2 = Instant::now();
+    clock.process += t2 - t1;
+    c.collect()?;
+    c.commit_batch()?;
+    c.send_pending();
+    let metrics = &c.shared.metrics;
+    if batch_records > 0 {
+        metrics.batch(batch_records, t1.elapsed().as_secs_f64());
+    }
+    if clock.last_lag.elapsed() >= Duration::from_secs(1) {
+        clock.last_lag = Instant::now();
+        for ((k, p), next) in &c.positions {
+            if let Some((_, hi)) = cached_watermarks(consumer, &c.topics[*k], *p) {
+                metrics.lag(&c.topics[*k], *p, hi - next);
             }
-            let now = Instant::now();
-            for (p, r) in polled.drain(..) {
-                c.enqueue(p, r, now);
-            }
-            let tails = tails(consumer, &c);
-            c.pass_markers(&tails);
-            c.drain(&tails)?;
-            c.bound_buffer(consumer)?;
-            c.drive_idle()?;
-            t2 = Instant::now();
-            clock.process += t2 - t1;
-            c.collect()?;
-            c.commit_batch()?;
-            c.send_pending();
-            let metrics = &c.shared.metrics;
-            if batch_records > 0 {
-                metrics.batch(batch_records, t1.elapsed().as_secs_f64());
-            }
-            if clock.last_lag.elapsed() >= Duration::from_secs(1) {
-                clock.last_lag = Instant::now();
-                for ((k, p), next) in &c.positions {
-                    if let Some((_, hi)) = cached_watermarks(consumer, &c.topics[*k], *p) {
-                        metrics.lag(&c.topics[*k], *p, hi - next);
-                    }
-                }
-            }
-            positions_tpl(&c.positions, &c.topics)
-        };
+        }
+    }
+    let commit = positions_tpl(&c.positions, &c.topics);
     clock.commit += t2.elapsed();
-    Ok((commit, polled))
+    Ok(commit)
 }
 
 /// Writes what was processed, waits for the outbox and changelog (`pipeline.shutdown_grace`),

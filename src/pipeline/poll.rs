@@ -6,7 +6,7 @@ use super::*;
 /// Polls batches: waits up to `pipeline.batch_wait` for a first record, then takes what is
 /// already fetched, up to `pipeline.batch_records` (or the merge's bound in raw bytes).
 pub(super) struct Poller {
-    /// The records of the last poll, by partition (taken by the caller, handed back emptied).
+    /// The records of the last poll, by partition (the caller drains them).
     pub(super) polled: Vec<(u32, Pending)>,
     /// Time spent waiting for a first record (nothing had arrived).
     pub(super) waited: Duration,
