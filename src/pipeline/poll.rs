@@ -31,86 +31,100 @@ impl Poller {
 
     /// Polls one batch into `polled` and counts it in the metrics.
     pub(super) fn poll(&mut self, consumer: &BaseConsumer<PipelineContext>, core: &Mutex<Core>, metrics: &crate::metrics::Metrics) {
-            let deadline = Instant::now() + self.batch_wait;
-            let wall = now_ms();
-            let (kinds, limits, paused, max_polled_raw) = {
-                let c = core.lock().expect("core lock");
-                (c.topics.clone(), DecodeLimits { now_ms: wall, ..c.limits }, c.paused.clone(), c.max_buffered_bytes)
+        let deadline = Instant::now() + self.batch_wait;
+        let (kinds, limits, paused, max_polled_raw) = {
+            let c = core.lock().expect("core lock");
+            (c.topics.clone(), DecodeLimits { now_ms: now_ms(), ..c.limits }, c.paused.clone(), c.max_buffered_bytes)
+        };
+        let mut tally = Tally::default();
+        let mut batch_generation = self.generation.load(Ordering::SeqCst);
+        // Raw bytes of the records polled: a batch of large bad records ends early, at the
+        // merge's own bound in bytes.
+        let mut polled_raw = 0usize;
+        while self.polled.len() < self.batch_records && polled_raw <= max_polled_raw {
+            // Wait for the first record only: then take what is already here, so a quiet stream
+            // is processed at once and a backlog in large batches.
+            let left = if self.polled.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
+            let asked = (!left.is_zero()).then(Instant::now);
+            let got = consumer.poll(left);
+            if let Some(asked) = asked {
+                self.waited += asked.elapsed();
+            }
+            let m = match got {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+                Some(Ok(m)) => m,
             };
-            let mut consumed = [0u64; 3];
-            let mut consumed_bytes = [0u64; 3];
-            let mut newest = [i64::MIN; 3];
-            let mut batch_generation = self.generation.load(Ordering::SeqCst);
-            // Raw bytes of the rejected records polled: a batch of large bad records ends early, at
-            // the merge's own bound in bytes.
-            let mut polled_raw = 0usize;
-            while self.polled.len() < self.batch_records && polled_raw <= max_polled_raw {
-                // Wait for the first record only: then take what is already here, so a quiet stream
-                // is processed at once and a backlog in large batches.
-                let left = if self.polled.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
-                let got = if left.is_zero() {
-                    consumer.poll(left)
-                } else {
-                    let asked = Instant::now();
-                    let got = consumer.poll(left);
-                    self.waited += asked.elapsed();
-                    got
-                };
-                match got {
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "consumer error");
-                        break;
-                    }
-                    Some(Ok(m)) => {
-                        // A rebalance ran inside this poll (the callback is called from it): what
-                        // was polled before belongs to the old assignment and was not processed, so
-                        // its offsets were not stored; it is read again from where the state is.
-                        let g = self.generation.load(Ordering::SeqCst);
-                        if g != batch_generation {
-                            self.polled.clear();
-                            polled_raw = 0;
-                            consumed = [0; 3];
-                            consumed_bytes = [0; 3];
-                            newest = [i64::MIN; 3];
-                            batch_generation = g;
-                        }
-                        let Some(kind) = EventKind::ALL.into_iter().find(|k| kinds[*k as usize] == m.topic()) else { continue };
-                        if paused.contains(&(m.partition() as u32, kind as usize)) {
-                            // Fetched before its pause: read again after the resume's seek.
-                            continue;
-                        }
-                        let payload = m.payload().unwrap_or_default();
-                        let mut decoded = decode(kind, payload, m.key(), &limits).map(Event::into_owned);
-                        if m.key().is_none() {
-                            decoded = decoded.and_then(|e| on_its_partition(e, m.partition(), self.partitions));
-                        }
-                        consumed[kind as usize] += 1;
-                        consumed_bytes[kind as usize] += (payload.len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                        if let Ok(e) = &decoded {
-                            newest[kind as usize] = newest[kind as usize].max(e.ts_ms());
-                        }
-                        // The raw record goes to the dead-letter topic should it be rejected.
-                        let (key, payload) = (m.key().map(<[u8]>::to_vec), payload.to_vec());
-                        let pending = Pending { kind, offset: m.offset(), at: i64::MIN, key, payload, decoded };
-                        polled_raw += pending.raw_bytes();
-                        self.polled.push((m.partition() as u32, pending));
-                    }
-                }
-            }
-            if self.generation.load(Ordering::SeqCst) != batch_generation {
-                // The last poll ran a rebalance and returned nothing after it.
+            // A rebalance ran inside this poll (the callback is called from it): what was polled
+            // before belongs to the old assignment and was not processed, so its offsets were not
+            // stored; it is read again from where the state is.
+            let g = self.generation.load(Ordering::SeqCst);
+            if g != batch_generation {
                 self.polled.clear();
-                consumed = [0; 3];
-                consumed_bytes = [0; 3];
-                newest = [i64::MIN; 3];
+                polled_raw = 0;
+                tally = Tally::default();
+                batch_generation = g;
             }
-                    for k in 0..3 {
-                metrics.consumed(&kinds[k], consumed[k], consumed_bytes[k]);
-                if newest[k] != i64::MIN {
-                    metrics.source_event(&kinds[k], newest[k]);
-                }
+            let Some(kind) = EventKind::ALL.into_iter().find(|k| kinds[*k as usize] == m.topic()) else { continue };
+            if paused.contains(&(m.partition() as u32, kind as usize)) {
+                // Fetched before its pause: read again after the resume's seek.
+                continue;
             }
+            let pending = self.pending(&m, kind, &limits);
+            tally.count(&pending);
+            polled_raw += pending.raw_bytes();
+            self.polled.push((m.partition() as u32, pending));
+        }
+        if self.generation.load(Ordering::SeqCst) != batch_generation {
+            // The last poll ran a rebalance and returned nothing after it.
+            self.polled.clear();
+            tally = Tally::default();
+        }
+        for k in 0..3 {
+            metrics.consumed(&kinds[k], tally.consumed[k], tally.bytes[k]);
+            if tally.newest[k] != i64::MIN {
+                metrics.source_event(&kinds[k], tally.newest[k]);
+            }
+        }
+    }
+
+    /// A polled message decoded (a keyless one checked against its account's partition), kept
+    /// with its raw bytes: should it be rejected, by decoding or by the engine, the dead-letter
+    /// topic gets it as it came.
+    fn pending(&self, m: &rdkafka::message::BorrowedMessage<'_>, kind: EventKind, limits: &DecodeLimits) -> Pending {
+        let payload = m.payload().unwrap_or_default();
+        let mut decoded = decode(kind, payload, m.key(), limits).map(Event::into_owned);
+        if m.key().is_none() {
+            decoded = decoded.and_then(|e| on_its_partition(e, m.partition(), self.partitions));
+        }
+        Pending { kind, offset: m.offset(), at: i64::MIN, key: m.key().map(<[u8]>::to_vec), payload: payload.to_vec(), decoded }
+    }
+}
+
+/// Records, bytes and the newest event time polled per input topic, for the metrics.
+struct Tally {
+    consumed: [u64; 3],
+    bytes: [u64; 3],
+    newest: [i64; 3],
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally { consumed: [0; 3], bytes: [0; 3], newest: [i64::MIN; 3] }
+    }
+}
+
+impl Tally {
+    fn count(&mut self, p: &Pending) {
+        let k = p.kind as usize;
+        self.consumed[k] += 1;
+        self.bytes[k] += p.raw_bytes() as u64;
+        if let Ok(e) = &p.decoded {
+            self.newest[k] = self.newest[k].max(e.ts_ms());
+        }
     }
 }
 
