@@ -124,13 +124,17 @@ fn a_silent_account_gets_inactive_on_the_right_day_without_further_events() {
     assert_eq!(a.band.name(), "red", "days_since_last_activity is critical in the default scorecard");
     assert!(a.summary.starts_with("No product usage for 14 days"), "{}", a.summary);
     assert!(h.alerts.iter().all(|x| day_of(x.event_time_ms) > last_day), "no alert while active: {:?}", h.alerts);
-    // Long before the 14 days, the leading measures said so: a silence without tickets.
+    // Long before the 14 days, the leading measures said so: the red band within a week, then a
+    // silence without tickets once the fall outlasted part of a week off (an eight-person team
+    // waits three working days more than a large one: `small_team_wait`).
     let first = &h.alerts[0];
     assert!(day_of(first.event_time_ms) <= last_day + 7, "the first alert leads: {first:?}");
-    assert_eq!(first.rule.name(), "silent_decline", "{:?}", h.alerts);
+    let silent = h.alerts_of("silent_decline");
+    assert_eq!(silent.len(), 1, "{:?}", h.alerts);
+    assert!(day_of(silent[0].event_time_ms) <= last_day + 8, "{:?}", silent[0]);
     let names_drop = |x: &&Alert| x.rule.name() == "usage_drop" || x.also.iter().any(|r| r.name() == "usage_drop");
     let drop = h.alerts.iter().find(names_drop).expect("usage_drop fires too");
-    assert!(day_of(drop.event_time_ms) <= last_day + 7, "{drop:?}");
+    assert!(day_of(drop.event_time_ms) <= last_day + 8, "{drop:?}");
 }
 
 #[test]
@@ -553,4 +557,34 @@ fn weeks_that_swing_a_quarter_either_way_raise_no_alert_and_a_sharp_fall_does_wi
     assert!(day <= 5, "a sharp fall in a 60-seat account is seen within days, not on day {day}");
     assert!(h.alerts.iter().filter(|a| a.account_id == "falls").all(|a| day_of(a.event_time_ms) >= fell), "{:?}", h.alerts);
     assert_ne!(band_at(&h, "falls", ms(DAY0 + 69, 23)), Some("green"), "a fall that goes on is never green");
+}
+
+#[test]
+fn a_small_teams_week_off_raises_nothing_and_a_fall_that_outlasts_it_does() {
+    let mut h = Harness::new(&Settings::default());
+    // Four people on every weekday; in one week two of them are away. "off" comes back after
+    // that week; "gone" loses three of its four people for good; "large" (forty people, half of
+    // them away) is the same week in an account where that many people away at once is no chance.
+    for (acct, seats) in [("off", 4), ("gone", 4), ("large", 40)] {
+        h.feed(signed(acct, seats, DAY0 - 400, None, ms(DAY0, 0)));
+    }
+    let away = DAY0 + 44;
+    assert_eq!(away.rem_euclid(7), 4, "a Monday");
+    for d in DAY0..DAY0 + 70 {
+        let week_off = (away..away + 7).contains(&d);
+        weekdays(&mut h, "off", d..d + 1, 4, |_| if week_off { 0.5 } else { 1.0 });
+        weekdays(&mut h, "gone", d..d + 1, 4, |_| if d >= away { 0.25 } else { 1.0 });
+        weekdays(&mut h, "large", d..d + 1, 40, |_| if week_off { 0.5 } else { 1.0 });
+    }
+    let risk = |acct: &'static str| {
+        move |a: &&Alert| a.account_id == acct && a.rule.kind() == kizashi::core::alerts::AlertKind::Risk
+    };
+    assert!(h.alerts.iter().filter(risk("off")).next().is_none(), "half of four people away for a week: {:?}", h.alerts);
+    assert_eq!(band_at(&h, "off", ms(away + 3, 23)), Some("green"), "{:?}", h.scores.iter().rev().find(|s| s.account_id == "off"));
+    let gone = h.alerts.iter().find(|a| a.account_id == "gone" && names(a, "usage_drop")).unwrap_or_else(|| panic!("usage_drop: {:?}", h.alerts));
+    let day = day_of(gone.event_time_ms) - away;
+    assert!((7..=14).contains(&day), "after the week a small team may take off, within two: day {day}");
+    let large = h.alerts.iter().find(|a| a.account_id == "large" && names(a, "usage_drop")).unwrap_or_else(|| panic!("large: {:?}", h.alerts));
+    let day = day_of(large.event_time_ms) - away;
+    assert!(day <= 7, "forty people, twenty of them away, is seen by the end of that week, not on day {day}");
 }

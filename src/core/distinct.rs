@@ -79,6 +79,24 @@ impl Distinct {
         self.per_day.get(day)
     }
 
+    /// Distinct keys seen in `from..=to`, from each key's 64-day bitmap: exact for days within 63
+    /// of the key's last day (older days are gone). O(keys).
+    pub fn count_between(&self, from: i32, to: i32) -> u64 {
+        self.seen
+            .values()
+            .filter(|s| {
+                // Bit `i` is day `last_day - i`: the days `from..=to` are bits `last_day - to ..= last_day - from`.
+                let (lo, hi) = ((s.last_day - to).max(0), s.last_day - from);
+                if hi < 0 || lo > 63 {
+                    return false;
+                }
+                let width = (hi.min(63) - lo + 1) as u32;
+                let mask = if width >= 64 { u64::MAX } else { (1u64 << width) - 1 };
+                (s.days >> lo) & mask != 0
+            })
+            .count() as u64
+    }
+
     /// Sum over `from..=to` of the keys seen each day.
     pub fn daily_sum(&self, from: i32, to: i32) -> u64 {
         self.per_day.sum(from, to)
@@ -158,6 +176,27 @@ mod tests {
                     .map(|day| truth.values().filter(|days| days.contains(&day)).count() as u64)
                     .sum();
                 prop_assert_eq!(d.daily_sum(from, now), brute_daily);
+            }
+        }
+
+        /// A past span's distinct count equals a brute-force recount (days within 63 of a key's
+        /// last day, which every span here is: the days run 0..60).
+        #[test]
+        fn past_spans_equal_brute_force(
+            events in prop::collection::vec((0u8..20, 0i32..60), 1..300),
+            spans in prop::collection::vec((0i32..60, 0i32..14), 1..6),
+        ) {
+            let mut d = Distinct::default();
+            let mut truth: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+            for (user, day) in &events {
+                let key = format!("u{user}");
+                d.observe(&key, *day);
+                truth.entry(key).or_default().insert(*day);
+            }
+            for (from, len) in spans {
+                let to = from + len;
+                let brute = truth.values().filter(|days| days.range(from..=to).next().is_some()).count() as u64;
+                prop_assert_eq!(d.count_between(from, to), brute, "{}..={}", from, to);
             }
         }
     }

@@ -250,6 +250,38 @@ fn usage_level(values: &MeasureValues) -> Option<f64> {
     }
 }
 
+/// How much of a week off a fall in an account's usage must outlast before it alerts, from the
+/// people of its usual week (`people`, `None` before kizashi knows it): 1 for a team of
+/// `SMALL_TEAM` or fewer, 0 from `LARGE_TEAM`, linear between.
+///
+/// Why: people take weeks off, alone or together. If each of a team's regular users is away a
+/// given week with chance 0.1, half a team of four is away in 5% of its weeks (two accounts in
+/// five see such a week in ten weeks), half a team of eight in 0.5% and of twelve in 0.05%. The
+/// account's swing, estimated from a few weeks that held no such week, cannot know it; one week's
+/// fall of a small team is chance, a fall that outlasts it is not.
+fn small_team_wait(people: Option<f64>) -> f64 {
+    people.map_or(0.0, |n| ((LARGE_TEAM - n) / (LARGE_TEAM - SMALL_TEAM)).clamp(0.0, 1.0))
+}
+
+/// See `small_team_wait`.
+const SMALL_TEAM: f64 = 6.0;
+const LARGE_TEAM: f64 = 12.0;
+/// Working days of a week a small team's fall in usage must first outlast.
+const SMALL_TEAM_WORKING_DAYS: i32 = 5;
+
+/// Whether a fall has outlasted what a week off of the account's team explains: `days` working
+/// days plus the team's wait in a row at most `share` of their norm. Always, for a team large
+/// enough to wait nothing.
+fn outlasted(s: &Scoring<'_>, days: i32, share: f64) -> bool {
+    let extra = extra_days(SMALL_TEAM_WORKING_DAYS, s.team_wait);
+    extra == 0 || s.decline.is_some_and(|d| d.low_days(share) >= days + extra)
+}
+
+/// `days` scaled by a team's wait, rounded.
+fn extra_days(days: i32, wait: f64) -> i32 {
+    (f64::from(days) * wait).round() as i32
+}
+
 /// A score drop must be at least this many times the score's usual day-to-day spread.
 const SCORE_DROP_SPREADS: f64 = 3.0;
 
@@ -286,18 +318,19 @@ fn run_since(mark: &mut Option<i32>, holds: bool, day: i32) -> i32 {
 pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Params) -> Evaluation {
     let now_day = day_of(now_ms);
     state.advance(now_day, &p.state);
-    let (values, decline) = measures::compute_with_trends(state, now_ms, &p.measures);
+    let (values, usage) = measures::compute_with_trends(state, now_ms, &p.measures);
+    let (decline, team_wait) = (usage.decline, small_team_wait(usage.week_users));
     let card = p.card_for(state, now_ms);
     let Some(scored) = card.score(&values, measures::usage_known_absent(state, now_day, p.state.retention_days)) else {
         state.score.next_due_ms = next_due(state, now_ms, p);
         return Evaluation::default();
     };
-    let s = Scoring { now_ms, now_day, values, decline, card, scored };
+    let s = Scoring { now_ms, now_day, values, decline, team_wait, card, scored };
     let caps = band_with_caps(state, &s, p);
     let band = caps.band;
     let snap = Snapshot { at_ms: now_ms, score: s.scored.score, band, values: s.values.into() };
     let baseline = window_baseline(state, now_day, p);
-    let runs = run_marks(state, &s, caps.falling, baseline.as_ref(), p);
+    let runs = run_marks(state, &s, caps.drop_days, baseline.as_ref(), p);
     let ctx = context(state, &s, caps, runs, p);
     let fired = fire_rules(state, &ctx, p);
     let alerts = alerts(state, account_id, &s, &ctx, &fired, baseline.as_ref(), p);
@@ -313,6 +346,8 @@ struct Scoring<'a> {
     values: MeasureValues,
     /// The strongest evidence of a fall in usage, if the account has a norm.
     decline: Option<Decline>,
+    /// How much of a week a fall must outlast because the account's team is small (0 to 1).
+    team_wait: f64,
     card: &'a Card,
     scored: Scored,
 }
@@ -320,8 +355,9 @@ struct Scoring<'a> {
 /// The band, and the facts that may hold it out of green.
 struct Caps {
     band: Band,
-    /// Usage is falling unusually, and the last working day is still low.
-    falling: bool,
+    /// Working days in a row (today included) that usage has been falling unusually with the
+    /// last working day still low; 0 when it is not falling.
+    drop_days: i32,
     champions: Option<QuietChampions>,
     trouble: Option<SupportTrouble>,
 }
@@ -353,6 +389,15 @@ fn band_with_caps(state: &mut AccountState, s: &Scoring<'_>, p: &Params) -> Caps
     let falling = s.decline.is_some_and(|d| {
         d.z <= -a.usage_drop.evidence && d.ratio <= a.usage_drop.share && d.last.is_some_and(|l| l <= a.usage_drop.share)
     });
+    // Days of the fall, counting only evaluations whose last complete day is a working day: a
+    // weekend adds no evidence, and a two-day holiday (then a weekend) must not read as two days.
+    let drop_days = {
+        run_since(&mut state.score.drop_since, falling, now_day);
+        let mask = s.decline.map_or(0x7f, |d| d.working);
+        state.score.drop_since.map_or(0, |since| (since..=now_day).filter(|&d| super::noise::working(mask, d - 1)).count() as i32)
+    };
+    // A small team's fall must first outlast a week off (see `small_team_wait`).
+    let fell = falling && outlasted(s, a.usage_drop.days as i32, a.usage_drop.share);
     let cq = &a.champion_quiet;
     let champions = if a.common(Rule::ChampionQuiet).enabled {
         // Once a day (it reads complete days only); a champion seen again today ends it at once.
@@ -366,12 +411,12 @@ fn band_with_caps(state: &mut AccountState, s: &Scoring<'_>, p: &Params) -> Caps
     // Alerts and bands agree: an account whose usage is falling unusually (or fell and has not
     // come back: `usage_drop` not re-armed), whose champions went quiet, or in a support crisis
     // is at best yellow, whatever its level measures (30-day windows lag a fall by weeks).
-    let usage_risk = falling || !state.score.rules[Rule::UsageDrop as usize].armed || champions.is_some();
+    let usage_risk = fell || !state.score.rules[Rule::UsageDrop as usize].armed || champions.is_some();
     let band = match p.bands.next(state.score.band, &s.scored) {
         Band::Green if trouble.is_some() || usage_risk => Band::Yellow,
         band => band,
     };
-    Caps { band, falling, champions, trouble }
+    Caps { band, drop_days, champions, trouble }
 }
 
 /// The best score of the `score_drop` window ending today, after the days before it are dropped.
@@ -385,16 +430,12 @@ fn window_baseline(state: &mut AccountState, now_day: i32, p: &Params) -> Option
 
 /// Moves the "days in a row" marks on to today: of the fall in usage, of the score drop, of
 /// the seat use that makes an expansion candidate.
-fn run_marks(state: &mut AccountState, s: &Scoring<'_>, falling: bool, baseline: Option<&Baseline>, p: &Params) -> Runs {
+fn run_marks(state: &mut AccountState, s: &Scoring<'_>, drop_days: i32, baseline: Option<&Baseline>, p: &Params) -> Runs {
     let now_day = s.now_day;
     let a = &p.alerts;
-    // Days of the fall, counting only evaluations whose last complete day is a working day: a
-    // weekend adds no evidence, and a two-day holiday (then a weekend) must not read as two days.
-    let drop_days = {
-        run_since(&mut state.score.drop_since, falling, now_day);
-        let mask = s.decline.map_or(0x7f, |d| d.working);
-        state.score.drop_since.map_or(0, |since| (since..=now_day).filter(|&d| super::noise::working(mask, d - 1)).count() as i32)
-    };
+    // A small team's fall must first outlast a week off: in working days of low usage for the
+    // fall in usage, in days for the score drop it causes.
+    let drop_days = if outlasted(s, a.usage_drop.days as i32, a.usage_drop.share) { drop_days } else { 0 };
     let drop = baseline.and_then(|b| s.card.drop_like_for_like(&b.values, &s.values));
     // A small account's score swings with one person's week off: a drop counts once it is
     // `score_drop.points` and beyond the score's own usual spread; without two weeks of score
@@ -404,7 +445,7 @@ fn run_marks(state: &mut AccountState, s: &Scoring<'_>, falling: bool, baseline:
         d >= a.score_drop.points
             && score_spread(&state.score.history, now_day, a.score_drop.days as i32).is_some_and(|sd| d >= SCORE_DROP_SPREADS * sd)
     });
-    let score_drop_days = run_since(&mut state.score.score_drop_since, dropped, now_day);
+    let score_drop_days = run_since(&mut state.score.score_drop_since, dropped, now_day) - extra_days(7, s.team_wait);
     let seat_use = s.values[Measure::SeatUtilization as usize];
     let expansion_days =
         run_since(&mut state.score.expansion_since, seat_use.is_some_and(|v| v >= a.expansion.seat_share), now_day);

@@ -191,6 +191,43 @@ fn trend(u: &noise::Usage) -> Option<f64> {
     u.week().map(|w| if w.observed == 0.0 { 0.0 } else { w.discounted(TREND_DISCOUNT) })
 }
 
+/// The account's usual week of distinct users: the median over the whole weeks before the last 7
+/// days (`now - 6 ..= now`) that kizashi watched within retention, at least two of them. O(users),
+/// once a day (kept in the day's memo).
+fn usual_week_users(s: &AccountState, now: i32, retention_days: u32) -> Option<f64> {
+    let horizon = now - retention_days as i32 + 1;
+    let mut weeks: Vec<u64> = (1..=SEAT_NORM_WEEKS)
+        .map(|k| (now - 6 - 7 * k, now - 7 * k))
+        .take_while(|&(from, _)| from >= horizon && window_observed(s, from, now))
+        .map(|(from, to)| s.users.count_between(from, to))
+        .collect();
+    if weeks.len() < 2 {
+        return None;
+    }
+    weeks.sort_unstable();
+    let n = weeks.len();
+    Some(if n % 2 == 1 { weeks[n / 2] as f64 } else { (weeks[n / 2 - 1] + weeks[n / 2]) as f64 / 2.0 })
+}
+
+/// Weekly seat utilisation as scored: `active` of `seats` people used the account in the last 7
+/// days, read against its usual week (`usual` people) with the chance noise of counting people.
+/// A week below the usual one by less than `TREND_DISCOUNT` binomial standard deviations reads as
+/// the usual week, a fall beyond that costs what lies beyond: one of four people away for a week
+/// is chance, a quarter of 300 is not. A week that nobody used reads 0; a rise is taken as it is.
+pub fn weekly_seat_use(active: u64, seats: f64, usual: Option<f64>) -> f64 {
+    let seen = active as f64 / seats;
+    let Some(usual) = usual else { return seen };
+    let p = (usual / seats).min(1.0);
+    if active == 0 || seen >= p {
+        return seen;
+    }
+    // The chance a seat is used, estimated with one used and one unused seat added (a team of
+    // four that used all four seats a few weeks running has not shown it never takes a week off).
+    let q = ((usual + 1.0) / (seats + 2.0)).min(1.0);
+    let sd = (q * (1.0 - q) / seats).sqrt();
+    (seen + TREND_DISCOUNT * sd).min(p)
+}
+
 /// The usage series the trends and the decline evidence judge: events a day and people a day.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trends {
@@ -210,19 +247,30 @@ impl Trends {
     }
 }
 
-/// What a day's usage evidence gives the measures and the rules: the two trend measures and the
-/// strongest evidence of a fall.
+/// What a day's usage evidence gives the measures and the rules: the two trend measures, the
+/// strongest evidence of a fall, and the account's usual week of distinct users.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DailyUsage {
     pub usage_trend: Option<f64>,
     pub active_users_trend: Option<f64>,
     pub decline: Option<noise::Decline>,
+    /// The median of the distinct users of the (up to) `SEAT_NORM_WEEKS` whole weeks before the
+    /// last 7 days that kizashi watched (at least two), or `None`.
+    pub week_users: Option<f64>,
 }
+
+/// Weeks before the last 7 days whose distinct users make an account's usual week.
+pub const SEAT_NORM_WEEKS: i32 = 4;
 
 impl DailyUsage {
     pub fn of(s: &AccountState, now: i32, retention_days: u32) -> DailyUsage {
         let t = Trends::of(s, now, retention_days);
-        DailyUsage { usage_trend: trend(&t.events), active_users_trend: trend(&t.users), decline: noise::decline(&t.events, &t.users) }
+        DailyUsage {
+            usage_trend: trend(&t.events),
+            active_users_trend: trend(&t.users),
+            decline: noise::decline(&t.events, &t.users),
+            week_users: usual_week_users(s, now, retention_days),
+        }
     }
 
     /// `of`, kept in the state's memo for the rest of the day: the windows end with the last
@@ -361,8 +409,8 @@ pub fn compute(s: &AccountState, now_ms: i64, p: &MeasureParams) -> MeasureValue
     compute_with_trends(s, now_ms, p).0
 }
 
-/// `compute`, and the evidence of a fall in usage the trends come from (the rules judge it too).
-pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> (MeasureValues, Option<noise::Decline>) {
+/// `compute`, and the day's usage evidence the trends come from (the rules judge it too).
+pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> (MeasureValues, DailyUsage) {
     let now = day_of(now_ms);
     let mut v: MeasureValues = [None; N_MEASURES];
     let mut set = |m: Measure, x: Option<f64>| v[m as usize] = x;
@@ -376,7 +424,8 @@ pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> 
     set(Measure::ActiveUsers7d, full7.then_some(au7 as f64));
     let seats = s.facts.seats.filter(|&n| n > 0).map(f64::from);
     set(Measure::SeatUtilization, seats.filter(|_| full30).map(|n| au30 as f64 / n));
-    set(Measure::SeatUtilization7d, seats.filter(|_| full7).map(|n| au7 as f64 / n));
+    let daily = DailyUsage::memo(s, now, p.retention_days);
+    set(Measure::SeatUtilization7d, seats.filter(|_| full7).map(|n| weekly_seat_use(au7, n, daily.week_users)));
     // Days of the 30 the account existed (all 30 unless it started within them).
     let lived_days = s.facts.start_day.map_or(30, |st| (now - st + 1).clamp(1, 30));
     set(
@@ -389,7 +438,6 @@ pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> 
         key_feature_breadth(&s.features, &p.key_features, now - 29)
     };
     set(Measure::FeatureBreadth30d, full30.then_some(breadth as f64));
-    let daily = DailyUsage::memo(s, now, p.retention_days);
     set(Measure::UsageTrend, daily.usage_trend);
     set(Measure::ActiveUsersTrend, daily.active_users_trend);
     set(
@@ -418,13 +466,50 @@ pub fn compute_with_trends(s: &AccountState, now_ms: i64, p: &MeasureParams) -> 
         }),
     );
     set(Measure::DaysToRenewal, s.facts.renewal_day.map(|d| f64::from(d - now)));
-    (v, daily.decline)
+    (v, daily)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::distinct::Distinct;
+
+    #[test]
+    fn weekly_seat_use_discounts_a_small_teams_chance_week_and_not_a_large_ones() {
+        // Four seats, three people a usual week: one away is chance, three away is not all chance.
+        assert_eq!(weekly_seat_use(2, 4.0, Some(3.0)), 0.75);
+        let one_left = weekly_seat_use(1, 4.0, Some(3.0));
+        assert!(one_left > 0.25 && one_left < 0.75, "{one_left}");
+        // Every seat used every week still leaves room for a week off (one used and one unused
+        // seat are added to the estimate).
+        assert!(weekly_seat_use(2, 4.0, Some(4.0)) > 0.75);
+        // 300 seats, 180 people a usual week, 120 this week: hardly discounted.
+        let large = weekly_seat_use(120, 300.0, Some(180.0));
+        assert!(large > 0.4 && large < 0.45, "{large}");
+        // Nobody at all, a rise, or no usual week yet: as seen.
+        assert_eq!(weekly_seat_use(0, 4.0, Some(3.0)), 0.0);
+        assert_eq!(weekly_seat_use(4, 4.0, Some(3.0)), 1.0);
+        assert_eq!(weekly_seat_use(1, 4.0, None), 0.25);
+    }
+
+    #[test]
+    fn the_usual_week_of_users_is_the_median_of_the_watched_weeks() {
+        let mut s = AccountState::default();
+        s.first_day = Some(0);
+        // Weeks ending on day 62 (the one before the last 7 days of day 69), 55, 48, 41: 2, 4, 6
+        // and 3 distinct people.
+        for (week_end, people) in [(62, 2), (55, 4), (48, 6), (41, 3)] {
+            for u in 0..people {
+                s.users.observe(&format!("u{u}-{week_end}"), week_end - (u % 7));
+            }
+        }
+        assert_eq!(usual_week_users(&s, 69, 365), Some(3.5));
+        // Watched only since day 49: two weeks, 2 and 4.
+        s.first_day = Some(49);
+        assert_eq!(usual_week_users(&s, 69, 365), Some(3.0));
+        s.first_day = Some(56);
+        assert_eq!(usual_week_users(&s, 69, 365), None, "one week is no usual week");
+    }
 
     #[test]
     fn all_is_in_discriminant_order() {

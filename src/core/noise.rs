@@ -70,10 +70,17 @@ pub struct Usage {
     pub working: u8,
     /// The last working day before today against its weekday's norm (half a count added to both).
     pub last: Option<f64>,
+    /// Each of the last `RECENT_DAYS` complete days (yesterday first) against its weekday's norm,
+    /// as `last`; NaN for a day that is not a working day (or without a norm).
+    pub recent: [f32; RECENT_DAYS],
 }
 
+/// Complete days whose ratios `Usage::recent` keeps: enough for a run of low working days to
+/// outlast a week off.
+pub const RECENT_DAYS: usize = 14;
+
 impl Usage {
-    pub const NONE: Usage = Usage { windows: [None; 3], swing: None, working: 0, last: None };
+    pub const NONE: Usage = Usage { windows: [None; 3], swing: None, working: 0, last: None, recent: [f32::NAN; RECENT_DAYS] };
 
     pub fn week(&self) -> Option<Window> {
         self.windows[1]
@@ -135,6 +142,15 @@ pub fn usage(first_day: Option<i32>, now: i32, dispersion: f64, count: impl Fn(i
             .rev()
             .find(|&d| working(out.working, d))
             .map(|d| (at(d) + 0.5) / (norm.by_weekday[d.rem_euclid(7) as usize] + 0.5));
+        // A day more than a week back against the norm before the last 14 days, when there is
+        // one (the other reaches into the days it would judge).
+        for (i, r) in out.recent.iter_mut().enumerate() {
+            let d = now - 1 - i as i32;
+            let norm = if i >= 7 { norms[1].as_ref().map_or(norm, |(n, _)| n) } else { norm };
+            if working(out.working, d) && d >= first {
+                *r = ((at(d) + 0.5) / (norm.by_weekday[d.rem_euclid(7) as usize] + 0.5)) as f32;
+            }
+        }
     }
     out
 }
@@ -167,6 +183,27 @@ pub struct Decline {
     pub last: Option<f64>,
     /// Working days of the week, either series (see `Usage::working`).
     pub working: u8,
+    /// The last `RECENT_DAYS` days against their norm, both series together (NaN: not a
+    /// working day).
+    pub recent: [f32; RECENT_DAYS],
+}
+
+impl Decline {
+    /// Working days in a row, ending with the last working day, at most `share` of their norm: how
+    /// long the fall has lasted so far (days that are not working days neither count nor end it).
+    pub fn low_days(&self, share: f64) -> i32 {
+        let mut n = 0;
+        for &r in &self.recent {
+            if r.is_nan() {
+                continue;
+            }
+            if f64::from(r) > share {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
 }
 
 /// Combines the evidence of the events and the people a day; `None` without a norm.
@@ -180,6 +217,16 @@ pub fn decline(events: &Usage, users: &Usage) -> Option<Decline> {
         (a, b) => a.or(b),
     };
     let working = events.working | users.working;
+    let mut recent = [f32::NAN; RECENT_DAYS];
+    for (i, r) in recent.iter_mut().enumerate() {
+        let (a, b) = (events.recent[i], users.recent[i]);
+        *r = match (a.is_nan(), b.is_nan()) {
+            (false, false) => (a * b).sqrt(),
+            (false, true) => a,
+            (true, false) => b,
+            (true, true) => f32::NAN,
+        };
+    }
     let mut best: Option<Decline> = None;
     for (i, &days) in WINDOWS.iter().enumerate() {
         let (e, u) = (events.windows[i], users.windows[i]);
@@ -192,7 +239,7 @@ pub fn decline(events: &Usage, users: &Usage) -> Option<Decline> {
             (None, None) => continue,
         };
         let weight = if i == 0 { SHORT_WINDOW_WEIGHT } else { 1.0 };
-        let d = Decline { days, ratio: log.exp(), z: weight * log / sd, events: e.map(|w| w.ratio), users: u.map(|w| w.ratio), swing: swing.map(|s| s.exp_m1()), last, working };
+        let d = Decline { days, ratio: log.exp(), z: weight * log / sd, events: e.map(|w| w.ratio), users: u.map(|w| w.ratio), swing: swing.map(|s| s.exp_m1()), last, working, recent };
         if best.is_none_or(|b| d.z < b.z) {
             best = Some(d);
         }
@@ -342,6 +389,24 @@ mod tests {
         assert!((w.ratio - 1.0).abs() < 0.15, "the median week is the norm: {w:?}");
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn a_run_of_low_working_days_is_counted_back_from_yesterday_over_weekends() {
+        // Weekdays of 40 people (days with `rem_euclid(7)` 2 and 3 are the weekend); from day 76
+        // on, a fifth of that.
+        let days = steady(40, 0.6, 0.0, 84, 5);
+        let fell: Vec<u32> = days.iter().enumerate().map(|(d, &c)| if d >= 76 { c / 5 } else { c }).collect();
+        let at = |v: &[u32], d: i32| v.get(d as usize).copied().unwrap_or(0);
+        let e = usage(Some(0), 84, 2.0, |d| at(&fell, d));
+        let u = usage(Some(0), 84, 1.0, |d| at(&fell, d));
+        let d = decline(&e, &u).unwrap();
+        // Days 76..=83 are low; 79 and 80 (rem 2, 3) are the weekend and neither count nor end it.
+        assert_eq!(d.low_days(0.7), 6, "{:?}", d.recent);
+        assert!(d.recent[3].is_nan() && d.recent[4].is_nan(), "days 80 and 79: {:?}", d.recent);
+        assert_eq!(d.low_days(0.1), 0, "a fifth is not a tenth");
+        let steady = usage(Some(0), 84, 1.0, |d| at(&days, d));
+        assert_eq!(decline(&steady, &steady).unwrap().low_days(0.7), 0);
     }
 
     #[test]

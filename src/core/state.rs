@@ -402,6 +402,8 @@ impl AccountState {
             Event::Account(e) => {
                 self.note_first_day(now_day);
                 if self.facts.ts_ms.is_none_or(|t| e.ts_ms >= t) {
+                    // A start date decides which past weeks were watched (the usual week of users).
+                    self.trends_memo.clear();
                     self.facts = Facts {
                         name: e.name.as_deref().map(str::to_owned),
                         seats: e.seats,
