@@ -7,7 +7,7 @@ use kizashi::config::{Settings, WeightedMeasure};
 use kizashi::core::{Alert, Params, ScoreUpdate};
 use kizashi::engine::{Engine, Options, Record, Source};
 use kizashi::event::timestamp::{day_of, DAY_MS};
-use kizashi::event::{AccountEvent, Event, Priority, SupportEvent, TicketKind, UsageEvent};
+use kizashi::event::{AccountEvent, AccountStatus, Event, Priority, SupportEvent, TicketKind, UsageEvent};
 
 const DAY0: i32 = 20_400; // 2025-11-08
 const HOUR: i64 = 3_600_000;
@@ -37,6 +37,8 @@ fn account(account: &str, seats: Option<u32>, ts: i64) -> Event<'static> {
         arr: None,
         renewal_day: None,
         start_day: None,
+        status: AccountStatus::Active,
+        end_day: None,
         ts_ms: ts,
     })
 }
@@ -52,6 +54,8 @@ fn signed(account: &str, seats: u32, start: i32, renewal: Option<i32>, ts: i64) 
         arr: Some(24_000.0),
         renewal_day: renewal,
         start_day: Some(start),
+        status: AccountStatus::Active,
+        end_day: None,
         ts_ms: ts,
     })
 }
@@ -66,9 +70,16 @@ struct Harness {
 
 impl Harness {
     fn new(settings: &Settings) -> Harness {
+        Harness::with_board(settings, None)
+    }
+
+    /// A harness whose engine keeps `board` (the at-risk index the API reads).
+    fn with_board(settings: &Settings, board: Option<std::sync::Arc<kizashi::engine::board::Board>>) -> Harness {
         assert_eq!(settings.problems(), Vec::<String>::new());
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path(), Params::new(settings), Options::new(kizashi::store::Budget { total: 256 << 20 })).unwrap();
+        let mut options = Options::new(kizashi::store::Budget { total: 256 << 20 });
+        options.board = board;
+        let engine = Engine::open(dir.path(), Params::new(settings), options).unwrap();
         Harness { engine, offset: 0, alerts: Vec::new(), scores: Vec::new(), _dir: dir }
     }
 
@@ -587,4 +598,60 @@ fn a_small_teams_week_off_raises_nothing_and_a_fall_that_outlasts_it_does() {
     let large = h.alerts.iter().find(|a| a.account_id == "large" && names(a, "usage_drop")).unwrap_or_else(|| panic!("large: {:?}", h.alerts));
     let day = day_of(large.event_time_ms) - away;
     assert!(day <= 7, "forty people, twenty of them away, is seen by the end of that week, not on day {day}");
+}
+
+/// An account record saying how the account stands now.
+fn with_status(account: &str, seats: u32, status: AccountStatus, end_day: Option<i32>, ts: i64) -> Event<'static> {
+    match signed(account, seats, DAY0 - 400, None, ts) {
+        Event::Account(a) => Event::Account(AccountEvent { status, end_day, ..a }),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn an_account_that_ended_raises_no_alert_sets_no_timer_and_leaves_the_queue() {
+    use kizashi::engine::board::{Board, Filter, Sort};
+    let board = std::sync::Arc::new(Board::default());
+    let mut h = Harness::with_board(&Settings::default(), Some(board.clone()));
+    // Three accounts alike for 40 days; then each stops using the product. "left" is churned
+    // on the day it stops; "stays" is not (its silence is a risk); "cancelling" was cancelled
+    // on day 30 to run until day 50 and stops on day 45.
+    for acct in ["left", "stays", "cancelling"] {
+        h.feed(signed(acct, 12, DAY0 - 400, None, ms(DAY0, 0)));
+    }
+    let stop = DAY0 + 40;
+    for d in DAY0..DAY0 + 46 {
+        if d < stop {
+            active_days(&mut h, "left", d..d + 1, 10, 5);
+            active_days(&mut h, "stays", d..d + 1, 10, 5);
+        }
+        active_days(&mut h, "cancelling", d..d + 1, 10, 5);
+        if d == DAY0 + 30 {
+            h.feed(with_status("cancelling", 12, AccountStatus::Cancelled, Some(DAY0 + 50), ms(d, 20)));
+        }
+        if d == stop {
+            h.feed(with_status("left", 12, AccountStatus::Churned, None, ms(stop, 8)));
+        }
+    }
+    // Time goes on for a month without them (as other accounts' events would move it).
+    for d in DAY0 + 46..DAY0 + 75 {
+        h.advance(ms(d, 12));
+    }
+    let risk = |acct: &'static str| move |a: &&Alert| a.account_id == acct && a.rule.kind() == kizashi::core::alerts::AlertKind::Risk;
+    assert!(h.alerts.iter().filter(risk("stays")).any(|a| a.rule.name() == "inactive"), "the silence of an account that did not end: {:?}", h.alerts);
+    assert_eq!(h.alerts.iter().filter(risk("left")).count(), 0, "churned the day it stopped: {:?}", h.alerts);
+    assert!(h.alerts.iter().filter(risk("cancelling")).all(|a| day_of(a.event_time_ms) < DAY0 + 50), "{:?}", h.alerts);
+    assert!(h.scores.iter().filter(|s| s.account_id == "left").all(|s| day_of(s.event_time_ms) <= stop), "no score updates after the end");
+    // Off the queue and counted apart; the board keeps how and when each ended.
+    let queue = board.select(&Filter::default(), Sort::Risk, 0, 10);
+    let ids: Vec<&str> = queue.items.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["stays"]);
+    assert_eq!(board.get("left").unwrap().ended, Some((AccountStatus::Churned, stop)));
+    assert_eq!(board.get("cancelling").unwrap().ended, Some((AccountStatus::Cancelled, DAY0 + 50)), "left the queue on its end day, by timer");
+    let summary = board.summary(DAY0 + 74);
+    assert_eq!((summary.ended, summary.accounts.iter().sum::<usize>()), (2, 1));
+    // A record saying it is active again brings it back.
+    h.feed(with_status("left", 12, AccountStatus::Active, None, ms(DAY0 + 75, 8)));
+    active_days(&mut h, "left", DAY0 + 75..DAY0 + 76, 10, 5);
+    assert_eq!(board.get("left").unwrap().ended, None);
 }

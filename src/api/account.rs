@@ -78,6 +78,9 @@ fn facts(s: &AccountState) -> Value {
         "renewal_date": f.renewal_day.map(format_day),
         "start_date": f.start_day.map(format_day),
         "owner": f.owner,
+        // "active", or how the account ended and when (it then raises no alerts).
+        "status": f.ended.map_or("active", |e| e.status.name()),
+        "end_date": f.ended.map(|e| format_day(e.day)),
     })
 }
 

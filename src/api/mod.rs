@@ -653,6 +653,8 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
         "arr": by(&s.arr),
         "day": day.map(crate::event::timestamp::format_day),
         "alerts_by_rule": alerts,
+        // Accounts that ended (churned, cancelled): in no band and no queue.
+        "ended": {"accounts": s.ended, "arr": s.ended_arr},
         // Every rule the server knows, in its order (the page's rule filter is built from it).
         "rules": Rule::ALL.iter().map(|r| r.name()).collect::<Vec<_>>(),
     }))

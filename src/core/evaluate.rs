@@ -318,6 +318,13 @@ fn run_since(mark: &mut Option<i32>, holds: bool, day: i32) -> i32 {
 pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Params) -> Evaluation {
     let now_day = day_of(now_ms);
     state.advance(now_day, &p.state);
+    // An account that ended (churned, cancelled) is no longer watched: no alerts, no score
+    // updates, no timers; its state and history stay, and a record saying it is active again
+    // brings it back.
+    if state.facts.ended_by(now_day) {
+        state.score.next_due_ms = None;
+        return Evaluation::default();
+    }
     let (values, usage) = measures::compute_with_trends(state, now_ms, &p.measures);
     let (decline, team_wait) = (usage.decline, small_team_wait(usage.week_users));
     let card = p.card_for(state, now_ms);
@@ -679,6 +686,10 @@ pub fn next_due(state: &AccountState, now_ms: i64, p: &Params) -> Option<i64> {
         if from > now_day {
             at(day_start(from));
         }
+    }
+    // A contract cancelled to run until its end date: it leaves the queue that day.
+    if let Some(e) = state.facts.ended {
+        at(day_start(e.day));
     }
     due
 }

@@ -25,6 +25,23 @@ pub struct Facts {
     pub start_day: Option<i32>,
     /// `ts` of the record these facts come from; an older record never overwrites a newer one.
     pub ts_ms: Option<i64>,
+    /// The account ended (churned or cancelled) on this day, if the latest record says so.
+    pub ended: Option<Ended>,
+}
+
+/// How and when an account ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// `Churned` or `Cancelled`, never `Active`.
+    pub status: crate::event::AccountStatus,
+    pub day: i32,
+}
+
+impl Facts {
+    /// Whether the account has ended by `day`: no alerts, no timers, out of the queue.
+    pub fn ended_by(&self, day: i32) -> bool {
+        self.ended.is_some_and(|e| e.day <= day)
+    }
 }
 
 pub use super::tickets::{Ticket, Tickets};
@@ -413,6 +430,10 @@ impl AccountState {
                         renewal_day: e.renewal_day,
                         start_day: e.start_day,
                         ts_ms: Some(e.ts_ms),
+                        ended: match e.status {
+                            crate::event::AccountStatus::Active => None,
+                            status => Some(Ended { status, day: e.end_day.unwrap_or_else(|| day_of(e.ts_ms)) }),
+                        },
                     };
                 }
                 true

@@ -24,8 +24,11 @@ struct Rank {
 }
 
 impl Rank {
-    /// Where account `id`, of entry `e`, ranks; `None` if it is not scored.
+    /// Where account `id`, of entry `e`, ranks; `None` if it is not scored or has ended.
     fn of(e: &Entry, id: &CompactString) -> Option<Rank> {
+        if e.ended.is_some() {
+            return None;
+        }
         Some(Rank {
             score: e.score?,
             arr: e.arr.unwrap_or(0.0),
@@ -65,6 +68,8 @@ struct Inner {
     /// as well would cost ~70 bytes an account more (a million accounts: ~70 MB).
     bands: [BTreeSet<Rank>; 4],
     unscored: usize,
+    /// Accounts that ended (churned, cancelled): on the board for the API, in no queue.
+    ended: usize,
 }
 
 fn band_index(b: Band) -> usize {
@@ -129,11 +134,11 @@ impl Inner {
 
     fn remove(&mut self, id: &CompactString) -> Option<Entry> {
         let old = *self.by_id.remove(id)?;
-        match (Rank::of(&old, id), old.band) {
-            (Some(r), band) => {
-                self.bands[set_index(band)].remove(&r);
+        match Rank::of(&old, id) {
+            Some(r) => {
+                self.bands[set_index(old.band)].remove(&r);
             }
-            (None, _) => self.unscored -= 1,
+            None => *self.unranked(&old) -= 1,
         }
         Some(old)
     }
@@ -143,9 +148,18 @@ impl Inner {
             Some(r) => {
                 self.bands[set_index(e.band)].insert(r);
             }
-            None => self.unscored += 1,
+            None => *self.unranked(&e) += 1,
         }
         self.by_id.insert(id, Box::new(e));
+    }
+
+    /// The count an account that is not ranked is in: ended, or unscored.
+    fn unranked(&mut self, e: &Entry) -> &mut usize {
+        if e.ended.is_some() {
+            &mut self.ended
+        } else {
+            &mut self.unscored
+        }
     }
 }
 
@@ -186,9 +200,12 @@ pub enum Sort {
 /// The portfolio strip.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
-    /// Red, yellow, green, unscored.
+    /// Red, yellow, green, unscored (accounts that ended are in none).
     pub accounts: [usize; 4],
     pub arr: [f64; 4],
+    /// Accounts that ended (churned, cancelled), and their last ARR.
+    pub ended: usize,
+    pub ended_arr: f64,
     pub alerts_by_rule: std::collections::BTreeMap<u8, usize>,
 }
 
@@ -235,7 +252,7 @@ impl Board {
             }
             match Rank::of(&e, &id) {
                 Some(r) => bands[set_index(e.band)].push(r),
-                None => inner.unscored += 1,
+                None => *inner.unranked(&e) += 1,
             }
             inner.by_id.insert(id, Box::new(e));
         });
@@ -326,6 +343,11 @@ impl Board {
         let inner = self.inner.read().expect("board lock");
         let mut s = Summary::default();
         for e in inner.by_id.values() {
+            if e.ended.is_some() {
+                s.ended += 1;
+                s.ended_arr += e.arr.unwrap_or(0.0);
+                continue;
+            }
             let i = match e.band {
                 Some(b) if e.score.is_some() => band_index(b),
                 _ => 3,
@@ -409,7 +431,7 @@ mod tests {
     }
 
     fn e(score: Option<f64>, band: Option<Band>, arr: Option<f64>, segment: &str) -> Entry {
-        Entry { partition: 0, score, band, segment: Some(segment.into()), arr, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new() }
+        Entry { partition: 0, score, band, segment: Some(segment.into()), arr, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new(), ended: None }
     }
 
     /// The queue of all bands is the bands' sets merged: it must be every scored account (one

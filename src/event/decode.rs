@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::timestamp::{parse_date_day, parse_rfc3339_ms, ts_in_range};
 use super::{
-    AccountEvent, Event, EventKind, Priority, Reject, RejectReason, SupportEvent, TicketKind, UsageEvent,
+    AccountEvent, AccountStatus, Event, EventKind, Priority, Reject, RejectReason, SupportEvent, TicketKind, UsageEvent,
 };
 
 /// Limits applied while decoding.
@@ -375,6 +375,10 @@ struct AccountWire<'a> {
     #[serde(borrow, default)]
     start_date: Option<Str<'a>>,
     #[serde(borrow, default)]
+    status: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    end_date: Option<Str<'a>>,
+    #[serde(borrow, default)]
     ts: Option<TsWire<'a>>,
 }
 
@@ -543,6 +547,16 @@ fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a
     };
     let renewal_day = date("renewal_date", w.renewal_date)?;
     let start_day = date("start_date", w.start_date)?;
+    let status = match &w.status {
+        None => AccountStatus::Active,
+        Some(s) => AccountStatus::parse(&s.0).ok_or_else(|| {
+            Reject::new(
+                RejectReason::BadValue,
+                format!("`status` \"{}\" is not active, churned or cancelled", truncate(&s.0, 64)),
+            )
+        })?,
+    };
+    let end_day = date("end_date", w.end_date)?;
     let ts_ms = ts(w.ts, l)?;
     Ok(Event::Account(AccountEvent {
         account_id,
@@ -553,6 +567,8 @@ fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a
         arr: w.arr,
         renewal_day,
         start_day,
+        status,
+        end_day,
         ts_ms,
     }))
 }
@@ -597,6 +613,8 @@ fn schema(kind: EventKind) -> &'static [(&'static str, Expect)] {
             ("arr", Number),
             ("renewal_date", Str),
             ("start_date", Str),
+            ("status", Str),
+            ("end_date", Str),
             ("ts", Ts),
         ],
     }
@@ -709,6 +727,12 @@ mod tests {
         let Event::Account(a) = a else { panic!() };
         assert_eq!(a.seats, Some(250));
         assert_eq!(a.renewal_day, Some(parse_date_day("2027-03-31").unwrap()));
+        assert_eq!((a.status, a.end_day), (AccountStatus::Active, None), "no status: active");
+        for (status, want) in [("churned", AccountStatus::Churned), ("Cancelled", AccountStatus::Cancelled), ("canceled", AccountStatus::Cancelled), ("ACTIVE", AccountStatus::Active)] {
+            let line = format!(r#"{{"account_id":"acme","status":"{status}","end_date":"2026-10-31","ts":1}}"#);
+            let Ok(Event::Account(a)) = dec(EventKind::Account, &line) else { panic!("{line}") };
+            assert_eq!((a.status, a.end_day), (want, Some(parse_date_day("2026-10-31").unwrap())), "{line}");
+        }
     }
 
     #[test]
@@ -904,6 +928,9 @@ mod tests {
             (a, r#"{"account_id":"a","seats":-3,"ts":1}"#, BadValue, "seats"),
             (a, r#"{"account_id":"a","seats":"many","ts":1}"#, BadType, "seats"),
             (a, r#"{"account_id":"a","renewal_date":"soon","ts":1}"#, BadValue, "renewal_date"),
+            (a, r#"{"account_id":"a","status":"paused","ts":1}"#, BadValue, "status"),
+            (a, r#"{"account_id":"a","status":true,"ts":1}"#, BadType, "status"),
+            (a, r#"{"account_id":"a","status":"churned","end_date":"last week","ts":1}"#, BadValue, "end_date"),
             (a, r#"{"account_id":"a","arr":-1,"ts":1}"#, BadValue, "arr"),
             (a, r#"{"account_id":"a","name":"a name much longer than thirty-two bytes","ts":1}"#, BadValue, "name"),
             (u, r#"{"account_id":"a","user_id":"u","event":"e","ts":-9223372036854775808}"#, BadValue, "ts"),

@@ -89,6 +89,44 @@ pub struct SupportEvent<'a> {
     pub event_id: Option<Cow<'a, str>>,
 }
 
+/// Where an account stands with the business (an account record's `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    /// The customer left.
+    Churned,
+    /// The contract was cancelled (it may run to its end date).
+    Cancelled,
+}
+
+impl AccountStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Churned => "churned",
+            AccountStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// From a record's `status`, whatever its case (`canceled` too).
+    pub fn parse(s: &str) -> Option<AccountStatus> {
+        [("active", AccountStatus::Active), ("churned", AccountStatus::Churned), ("cancelled", AccountStatus::Cancelled), ("canceled", AccountStatus::Cancelled)]
+            .into_iter()
+            .find(|(n, _)| s.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v)
+    }
+
+    /// The byte the state and the board keep (0: active).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(c: u8) -> Option<AccountStatus> {
+        [AccountStatus::Active, AccountStatus::Churned, AccountStatus::Cancelled].get(usize::from(c)).copied()
+    }
+}
+
 /// An account record (the latest one per account wins, by `ts`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountEvent<'a> {
@@ -103,6 +141,10 @@ pub struct AccountEvent<'a> {
     pub renewal_day: Option<i32>,
     /// Days since 1970-01-01; the customer's start, used for the onboarding scorecard.
     pub start_day: Option<i32>,
+    /// `active` unless the record says the account ended.
+    pub status: AccountStatus,
+    /// Days since 1970-01-01: the day an ended account ended (`end_date`; default: the record's day).
+    pub end_day: Option<i32>,
     pub ts_ms: i64,
 }
 
@@ -176,6 +218,8 @@ impl<'a> Event<'a> {
                 arr: e.arr,
                 renewal_day: e.renewal_day,
                 start_day: e.start_day,
+                status: e.status,
+                end_day: e.end_day,
                 ts_ms: e.ts_ms,
             }),
         }

@@ -8,8 +8,10 @@ use crate::bytes::{Reader, Writer};
 use crate::core::{AccountState, Band};
 use crate::store::codec::CodecError;
 
-/// Version byte of a stored board entry.
+/// Version byte of a stored board entry; an entry of an account that ended is written in
+/// `ENDED_VERSION` (the same with the status and day after it), every other one as before.
 const ENTRY_VERSION: u8 = 1;
+const ENDED_VERSION: u8 = 2;
 
 /// An account's board entry as the store keeps it (see `Entry::encode`).
 pub fn entry_bytes(partition: u32, state: &AccountState) -> Vec<u8> {
@@ -32,6 +34,8 @@ pub struct Entry {
     pub renewal_day: Option<i32>,
     /// Rules of the account's most recent alerts (at most `RECENT_ALERTS`), with their times.
     pub alerts: Vec<(u8, i64)>,
+    /// The account ended (churned or cancelled) on this day: out of the queue.
+    pub ended: Option<(crate::event::AccountStatus, i32)>,
 }
 
 impl Entry {
@@ -47,6 +51,8 @@ impl Entry {
             owner: s.facts.owner.as_deref().map(CompactString::from),
             renewal_day: s.facts.renewal_day,
             alerts: s.score.recent_alerts.iter().map(|a| (a.rule, a.at_ms)).collect(),
+            // Once its day has come (a contract cancelled to run on stays until then).
+            ended: s.facts.ended.filter(|e| e.day <= s.day).map(|e| (e.status, e.day)),
         }
     }
 
@@ -67,7 +73,7 @@ impl Entry {
                 w.str(x);
             }
         };
-        w.u8(ENTRY_VERSION);
+        w.u8(if self.ended.is_some() { ENDED_VERSION } else { ENTRY_VERSION });
         opt_f64(w, self.score);
         w.u8(self.band.map_or(0, |b| b as u8 + 1));
         opt_str(w, &self.segment);
@@ -81,12 +87,17 @@ impl Entry {
             w.u8(rule);
             w.int(at);
         }
+        if let Some((status, day)) = self.ended {
+            w.u8(status.code());
+            w.int(i64::from(day));
+        }
     }
 
     /// Reads what `encode` wrote.
     pub fn decode(partition: u32, buf: &[u8]) -> Result<Entry, CodecError> {
         let mut r = Reader::new(buf);
-        if r.u8()? != ENTRY_VERSION {
+        let version = r.u8()?;
+        if version != ENTRY_VERSION && version != ENDED_VERSION {
             return Err(CodecError::Invalid("board entry version"));
         }
         fn opt_f64(r: &mut Reader<'_>) -> Result<Option<f64>, CodecError> {
@@ -118,10 +129,18 @@ impl Entry {
         for _ in 0..n {
             alerts.push((r.u8()?, r.int()?));
         }
+        let ended = if version == ENDED_VERSION {
+            let status = crate::event::AccountStatus::from_code(r.u8()?)
+                .filter(|s| *s != crate::event::AccountStatus::Active)
+                .ok_or(CodecError::Invalid("status"))?;
+            Some((status, int32(Some(r.int()?), "end day")?.unwrap_or_default()))
+        } else {
+            None
+        };
         if !r.done() {
             return Err(CodecError::Invalid("trailing bytes"));
         }
-        Ok(Entry { partition, score, band, segment, arr, seats, name, owner, renewal_day, alerts })
+        Ok(Entry { partition, score, band, segment, arr, seats, name, owner, renewal_day, alerts, ended })
     }
 }
 
@@ -141,9 +160,14 @@ mod tests {
             owner: Some("dana@example.com".into()),
             renewal_day: Some(-3),
             alerts: vec![(3, 1_700_000_000_000), (0, -1)],
+            ended: None,
         };
-        let empty = Entry { partition: 0, score: None, band: None, segment: None, arr: None, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new() };
-        for e in [full, empty] {
+        let empty = Entry { partition: 0, score: None, band: None, segment: None, arr: None, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new(), ended: None };
+        let ended = Entry { ended: Some((crate::event::AccountStatus::Churned, 20_400)), ..full.clone() };
+        let mut w = Writer::default();
+        full.encode(&mut w);
+        assert_eq!(w.buf[0], ENTRY_VERSION, "an entry that did not end is written as before");
+        for e in [full, empty, ended] {
             let mut w = Writer::default();
             e.encode(&mut w);
             assert_eq!(Entry::decode(e.partition, &w.buf).unwrap(), e);
@@ -152,7 +176,7 @@ mod tests {
             longer.push(0);
             assert!(Entry::decode(e.partition, &longer).is_err(), "trailing bytes");
             let mut other = w.buf.clone();
-            other[0] = ENTRY_VERSION + 1;
+            other[0] = ENDED_VERSION + 1;
             assert!(Entry::decode(e.partition, &other).is_err(), "unknown version");
         }
     }

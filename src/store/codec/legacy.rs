@@ -1,6 +1,5 @@
-//! The versions before `STATE_VERSION`: states of versions 1 to 4 are read into the current
-//! structure, what they lacked defaulted, and version 4 is written for the release before to
-//! read during a rolling upgrade (`state.upgrade_from`).
+//! The versions before `PREVIOUS_VERSION`: states of versions 1 to 4 are read into the current
+//! structure, what they lacked defaulted (the tests write version 4 too, to make the older ones).
 //!
 //! Where they differ from the current version (see `super`): version 1 has no applied offsets,
 //! versions 1 and 2 nothing of what version 3 added (NPS answers, the later rules' marks, whether
@@ -46,10 +45,11 @@ pub(super) fn decode(r: &mut Reader<'_>, v: u8) -> Result<AccountState, CodecErr
     Ok(s)
 }
 
-/// Encodes a state in version 4 (`PREVIOUS_VERSION`), its recent alerts' ids made again from
-/// `account_id`.
+/// Encodes a state in version 4, its recent alerts' ids made again from `account_id` (what the
+/// release before the one before wrote; the tests make versions 1 to 4 from it).
+#[cfg(test)]
 pub(super) fn encode_v4(s: &AccountState, account_id: &str, w: &mut Writer) {
-    w.u8(PREVIOUS_VERSION);
+    w.u8(4);
     write_facts(w, &s.facts);
     write_activity(w, s, i64::from);
     write_scores(w, &s.score, write_snapshot);
@@ -70,6 +70,7 @@ pub(super) fn encode_v4(s: &AccountState, account_id: &str, w: &mut Writer) {
 
 /// A snapshot as versions 1 to 4 wrote it: time, score, band, the measures' mask and their
 /// `f64`s.
+#[cfg(test)]
 fn write_snapshot(w: &mut Writer, s: &Snapshot) {
     w.int(s.at_ms);
     w.f64(s.score);
@@ -98,6 +99,7 @@ fn read_snapshot(r: &mut Reader<'_>) -> Result<Snapshot, CodecError> {
 
 /// A score history as version 4 wrote it: count, first day, then each day's gap from the day
 /// before, score in tenths, band and alerts' bits.
+#[cfg(test)]
 fn write_history_v4(w: &mut Writer, history: &VecDeque<HistoryDay>) {
     w.var(history.len() as u64);
     w.int(i64::from(history.front().map_or(0, |h| h.day)));

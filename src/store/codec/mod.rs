@@ -5,9 +5,10 @@
 //! This file is the current version, `STATE_VERSION`, section by section in the order they are
 //! stored: the account's facts, its activity (days, usage, users and features, tickets, CSAT,
 //! event ids), its scores (last snapshot, daily bests, the first rules' marks), its recent alerts,
-//! the applied offsets, NPS answers and the later rules' marks, the owner, the score history and
-//! the recent alerts' summaries. Older versions are read by `legacy`, into the current structure
-//! (and the version before is written there too, for a rolling upgrade).
+//! the applied offsets, NPS answers and the later rules' marks, the owner, the score history, the
+//! recent alerts' summaries and whether the account ended. Version 5 is the same without the last
+//! section (read here, and written for a rolling upgrade); older versions are read by `legacy`,
+//! into the current structure.
 //!
 //! The bytes may be corrupt (a bad disk, a changelog record written by something else): decoding
 //! bounds every length, count and day before it allocates or computes with it, and returns a
@@ -27,12 +28,13 @@ use crate::event::Priority;
 
 /// Version 2 added the per-account applied offsets, version 3 NPS answers, the rules added with
 /// it and their marks, version 4 the account's owner and score history, version 5 the compact
-/// snapshots and alert ids (see `WriteState::snapshot`); versions 1 to 4 are still read.
-pub const STATE_VERSION: u8 = 5;
+/// snapshots and alert ids (see `WriteState::snapshot`), version 6 whether the account ended
+/// (churned or cancelled, and the day); versions 1 to 5 are still read.
+pub const STATE_VERSION: u8 = 6;
 
 /// The version `encode_version` writes besides `STATE_VERSION`: the release before's, which
 /// cannot read this one's (`state.upgrade_from`, for a rolling upgrade).
-pub const PREVIOUS_VERSION: u8 = 4;
+pub const PREVIOUS_VERSION: u8 = 5;
 
 /// A snapshot's score and measure values, as the previous snapshot of a state left them (its
 /// slots are what a version-5 snapshot's "same as before" refers to).
@@ -86,7 +88,20 @@ impl From<crate::bytes::Error> for CodecError {
 
 /// Encodes a state in this build's version, `STATE_VERSION` (version byte first).
 pub fn encode(s: &AccountState, w: &mut Writer) {
-    w.u8(STATE_VERSION);
+    encode_v5_sections(s, w, STATE_VERSION);
+    // Whether the account ended: 0, or the status's code and the day.
+    match s.facts.ended {
+        None => w.u8(0),
+        Some(e) => {
+            w.u8(e.status.code());
+            w.int(i64::from(e.day));
+        }
+    }
+}
+
+/// The sections version 5 has (all but the last), after `version`'s byte.
+fn encode_v5_sections(s: &AccountState, w: &mut Writer, version: u8) {
+    w.u8(version);
     write_facts(w, &s.facts);
     // A user's or feature's last day as days before the state's: a byte for any key seen in the
     // last two months.
@@ -114,8 +129,10 @@ pub fn encode(s: &AccountState, w: &mut Writer) {
 /// `account_id`, as the alerts were given them.
 pub fn encode_version(s: &AccountState, account_id: &str, version: u8, w: &mut Writer) {
     debug_assert!(version == STATE_VERSION || version == PREVIOUS_VERSION);
+    let _ = account_id;
     match version {
-        PREVIOUS_VERSION => legacy::encode_v4(s, account_id, w),
+        // Version 5 cannot say an account ended: the release before watches it on.
+        PREVIOUS_VERSION => encode_v5_sections(s, w, PREVIOUS_VERSION),
         _ => encode(s, w),
     }
 }
@@ -131,8 +148,8 @@ pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
 pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let mut r = Reader::new(buf);
     let s = match r.u8()? {
-        STATE_VERSION => decode_current(&mut r)?,
-        v @ 1..STATE_VERSION => legacy::decode(&mut r, v)?,
+        v @ PREVIOUS_VERSION..=STATE_VERSION => decode_current(&mut r, v)?,
+        v @ 1..PREVIOUS_VERSION => legacy::decode(&mut r, v)?,
         v => return Err(CodecError::UnknownVersion(v)),
     };
     if !r.done() {
@@ -141,8 +158,9 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     Ok(s)
 }
 
-/// A state of this build's version, after its version byte: the sections `encode` writes.
-fn decode_current(r: &mut Reader<'_>) -> Result<AccountState, CodecError> {
+/// A state of this build's version or the one before (`version`, 5 or 6), after its version
+/// byte: the sections `encode` writes.
+fn decode_current(r: &mut Reader<'_>, version: u8) -> Result<AccountState, CodecError> {
     let mut s = AccountState { facts: read_facts(r)?, ..AccountState::default() };
     read_activity(r, &mut s, |r, day| {
         i64::from(day)
@@ -177,6 +195,17 @@ fn decode_current(r: &mut Reader<'_>) -> Result<AccountState, CodecError> {
     })?;
     for a in s.score.recent_alerts.iter_mut() {
         a.summary = Packed::from_bytes(r.bytes()?).ok_or(CodecError::Invalid("summary"))?;
+    }
+    if version >= 6 {
+        s.facts.ended = match r.u8()? {
+            0 => None,
+            code => {
+                let status = crate::event::AccountStatus::from_code(code)
+                    .filter(|s| *s != crate::event::AccountStatus::Active)
+                    .ok_or(CodecError::Invalid("status"))?;
+                Some(crate::core::state::Ended { status, day: r.day()? })
+            }
+        };
     }
     Ok(s)
 }
@@ -336,6 +365,7 @@ fn read_facts(r: &mut Reader<'_>) -> Result<Facts, CodecError> {
         renewal_day: r.opt_day()?,
         start_day: r.opt_day()?,
         ts_ms: r.opt_int()?,
+        ended: None,
     })
 }
 

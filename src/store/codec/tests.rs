@@ -20,7 +20,7 @@ fn the_largest_state_the_settings_allow_fits_its_changelog_record() {
     let name = "n".repeat(settings.events.max_name_len);
     let first = 20_000;
     let last = first + settings.events.retention_days as i32 - 1;
-    let mut s = AccountState { facts: Facts { name: Some(name.clone()), owner: Some(name), segment: Some(long("s", 0)), seats: Some(u32::MAX), arr: Some(1e300), renewal_day: Some(last + 30), start_day: Some(first), ts_ms: Some(MAX_MS) }, ..AccountState::default() };
+    let mut s = AccountState { facts: Facts { name: Some(name.clone()), owner: Some(name), segment: Some(long("s", 0)), seats: Some(u32::MAX), arr: Some(1e300), renewal_day: Some(last + 30), start_day: Some(first), ts_ms: Some(MAX_MS), ended: Some(crate::core::state::Ended { status: crate::event::AccountStatus::Cancelled, day: MIN_STORED_DAY }) }, ..AccountState::default() };
     let max_tickets = 3 * settings.events.max_open_tickets as usize;
     for (n, day) in (first..=last).enumerate() {
         let ms = i64::from(day) * 86_400_000;
@@ -75,6 +75,7 @@ fn rich_state() -> AccountState {
             renewal_day: Some(MAX_STORED_DAY),
             start_day: Some(MIN_STORED_DAY),
             ts_ms: Some(-5),
+            ended: None,
         },
         first_day: Some(20_000),
         last_usage_ms: Some(20_100 * 86_400_000),
@@ -142,7 +143,7 @@ fn a_history_that_goes_back_or_spans_too_long_is_refused() {
 fn versions_1_to_3_read_with_what_they_lacked_defaulted() {
     let v4 = |s: &AccountState| {
         let mut w = Writer::default();
-        encode_version(s, "acct-1", PREVIOUS_VERSION, &mut w);
+        legacy::encode_v4(s, "acct-1", &mut w);
         w.buf
     };
     let older = |v4: &[u8], version: u8, cut: usize| {
@@ -204,7 +205,9 @@ fn a_state_written_by_version_4_reads_the_same_and_is_written_smaller() {
     assert_eq!(v4[0], 4);
     let s = decode(&v4).unwrap();
     assert_eq!(s, rich_state_with_a_made_alert_id());
-    let v5 = encode_to_vec(&s);
+    let mut w = Writer::default();
+    encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+    let v5 = w.buf;
     assert_eq!(v5[0], 5);
     assert_eq!(decode(&v5).unwrap(), s);
     // Three snapshots of a score and three values, 35 bytes each before: the daily bests
@@ -217,18 +220,18 @@ fn a_state_written_by_version_4_reads_the_same_and_is_written_smaller() {
     assert_eq!(v4.len() - v5.len(), 1108 - 985, "{} bytes, version 4 took {}", v5.len(), v4.len());
 }
 
-/// `state.upgrade_from = 4` writes what the release before wrote: the fixture it wrote reads
-/// the same and has the same length, but for the first alert's id ("a1", which that release
-/// was handed; ids are now made from the account, rule and time, as the alert was given
-/// it). (Not byte for byte: user and feature maps are written in their hash order, which
-/// is seeded per process.)
+/// Version 4 as the release before the one before wrote it (what the tests make versions 1 to 3
+/// from): the fixture it wrote reads the same and has the same length, but for the first alert's
+/// id ("a1", which that release was handed; ids are now made from the account, rule and time, as
+/// the alert was given it). (Not byte for byte: user and feature maps are written in their hash
+/// order, which is seeded per process.)
 #[test]
-fn version_4_is_written_as_the_release_before_wrote_it() {
+fn version_4_is_written_as_that_release_wrote_it() {
     let hex = include_str!("testdata/state-v4.hex").trim();
     let old: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
     let s = rich_state_with_a_made_alert_id();
     let mut w = Writer::default();
-    encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+    legacy::encode_v4(&s, "acct-1", &mut w);
     assert_eq!(w.buf[0], 4);
     assert_eq!(decode(&w.buf).unwrap(), s);
     // The made alert id (33 bytes, not "a1"'s 3) and champion_quiet's mark (2 bytes: a rule
@@ -272,7 +275,7 @@ proptest! {
         s.score.best.push_back((20_101, last.clone()));
         s.score.recent_alerts[0].summary = summary.as_str().into();
         let mut w = Writer::default();
-        encode_version(&s, "acct-7", PREVIOUS_VERSION, &mut w);
+        legacy::encode_v4(&s, "acct-7", &mut w);
         prop_assert_eq!(w.buf[0], 4);
         prop_assert_eq!(decode(&w.buf).unwrap(), s);
     }
@@ -447,6 +450,41 @@ fn every_truncation_and_every_byte_flip_is_an_error_or_a_value() {
             b[i] ^= x;
             let _ = decode(&b);
         }
+    }
+}
+
+/// Version 6 keeps whether and when the account ended; `state.upgrade_from = 5` writes version
+/// 5, which is version 6 without that last section (the release before cannot say it: it reads
+/// the account as active and watches it on).
+#[test]
+fn an_ended_account_round_trips_and_version_5_is_version_6_without_it() {
+    use crate::core::state::Ended;
+    use crate::event::AccountStatus;
+    let mut s = rich_state();
+    for (status, day) in [(AccountStatus::Churned, 20_101), (AccountStatus::Cancelled, MIN_STORED_DAY)] {
+        s.facts.ended = Some(Ended { status, day });
+        let v6 = encode_to_vec(&s);
+        assert_eq!(v6[0], STATE_VERSION);
+        assert_eq!(decode(&v6).unwrap(), s);
+        let mut w = Writer::default();
+        encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+        assert_eq!(w.buf[0], 5);
+        let mut back = decode(&w.buf).unwrap();
+        assert_eq!(back.facts.ended, None, "version 5 has no end");
+        back.facts.ended = s.facts.ended;
+        assert_eq!(back, s);
+    }
+    s.facts.ended = None;
+    let v6 = encode_to_vec(&s);
+    let mut w = Writer::default();
+    encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+    assert_eq!((&v6[1..v6.len() - 1], v6[v6.len() - 1]), (&w.buf[1..], 0), "one byte more: not ended");
+    // An end whose status is unknown is corrupt ("active" is written as no end at all).
+    for code in [3u8, 200] {
+        let mut b = v6.clone();
+        *b.last_mut().unwrap() = code;
+        b.push(2);
+        assert_eq!(decode(&b), Err(CodecError::Invalid("status")), "{code}");
     }
 }
 
