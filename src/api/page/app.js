@@ -286,7 +286,9 @@ async function renderAccount(id) {
   const facts = el("dl", { class: "facts" },
     [["Account id", a.account_id], ["Segment", f.segment || "—"], ["Seats", num(f.seats, 0)], ["ARR", money(f.arr)],
      ["Renewal", f.renewal_date || "—"], ["Customer since", f.start_date || "—"], ["Scorecard", a.scorecard || "—"],
-     ["Scored at", a.scored_at || "—"]].map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+     ["Owner", f.owner || "—"], ["Scored at", a.scored_at || "—"]]
+      .concat(f.status && f.status !== "active" ? [["Status", f.status + (f.end_date ? " since " + f.end_date : "")]] : [])
+      .map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const scorePanel = el("div", { class: "panel" }, el("h3", {}, "Health"),
     el("div", { class: "bigscore band-" + (a.band || "none") }, num(a.score), " ", el("span", { class: "band" }, a.band || "unscored")),
     el("p", { class: "summary" }, a.summary || ""));
