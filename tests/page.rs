@@ -107,6 +107,8 @@ struct Row {
     band: String,
     owner: String,
     arr: f64,
+    /// The "Why" cell: the rule and the summary of its newest risk alert, or what loses it the most points.
+    reason: String,
     /// (class, text) of every measure cell.
     cells: Vec<(String, String)>,
 }
@@ -134,6 +136,7 @@ fn rows(dom: &str) -> Vec<Row> {
                 band: text(between(tr, "<td class=\"band ", "</td>").map(|s| &s[s.find('>').unwrap() + 1..]).unwrap_or("")),
                 owner: cell("owner"),
                 arr: cell("num arr").trim_start_matches('$').replace(',', "").parse().unwrap_or(0.0),
+                reason: text(between(tr, "<td class=\"reason\"", "</td>").map(|s| &s[s.find('>').unwrap() + 1..]).unwrap_or("")),
                 cells,
             }
         })
@@ -165,8 +168,15 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
         assert!(head.contains(&format!("content-security-policy: {}", kizashi::api::guard::CONTENT_SECURITY_POLICY)), "{path}: {head}");
     }
 
+    // The default view is today's: what is at stake and how soon first, each row saying why.
+    let today = rows(&dom(&base, ""));
+    assert!(today.len() >= 20, "a page of today's queue renders: {} rows", today.len());
+    assert!(today[..5].iter().all(|r| r.band == "red" || r.band == "yellow"), "at risk first: {:?}", &today[..5]);
+    assert!(today[..10].iter().all(|r| r.reason.len() > 20 && r.reason != "—"), "each says why: {:?}", &today[..10]);
+    screenshot(&base, "", &shots.join("today.png"));
+
     // The queue in risk order: scores non-decreasing.
-    let page = dom(&base, "");
+    let page = dom(&base, "#sort=risk");
     assert!(page.contains("id=\"strip\"") && page.contains("alerts by rule"), "the portfolio strip renders");
     let risk = rows(&page);
     assert!(risk.len() >= 20, "a page of the queue renders: {} rows", risk.len());
@@ -196,7 +206,7 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
             assert!(v.replace(',', "").parse::<f64>().is_ok(), "a {class} cell holds its value: `{v}`");
         }
     }
-    screenshot(&base, "", &shots.join("queue.png"));
+    screenshot(&base, "#sort=risk", &shots.join("queue.png"));
 
     // Sorting by ARR at risk reorders the rows: red and yellow only, the most ARR first.
     let by_arr = rows(&dom(&base, "#sort=arr_at_risk"));
@@ -231,7 +241,7 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
 
     // Hand-made copies (docs/screenshots) come from the same run when asked for.
     if let Some(dir) = std::env::var_os("KIZASHI_PAGE_SCREENSHOTS") {
-        for f in ["queue.png", "account.png"] {
+        for f in ["today.png", "queue.png", "account.png"] {
             std::fs::copy(shots.join(f), Path::new(&dir).join(f)).unwrap();
         }
     }

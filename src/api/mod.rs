@@ -19,6 +19,7 @@ pub mod server;
 pub mod evaluation;
 pub mod guard;
 pub mod page;
+pub mod today;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -415,7 +416,14 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
         Ok(q) => q,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let page = shared.status.board.select(&q.filter, q.sort, q.offset, q.limit);
+    let board = &shared.status.board;
+    let page = match q.sort {
+        Some(sort) => board.select(&q.filter, sort, q.offset, q.limit),
+        None => {
+            let today = today::Today::new(&shared.params, board.newest_alert_ms());
+            board.select_by_key(&q.filter, |e| today.priority(e), q.offset, q.limit)
+        }
+    };
     let next = (q.offset + page.items.len() < page.total).then_some(q.offset + page.items.len());
     let store = shared.status.store();
     let rows: Vec<Value> =
@@ -427,10 +435,11 @@ async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response
     Json(json!({"total": page.total, "offset": q.offset, "limit": q.limit, "next_offset": next, "accounts": rows})).into_response()
 }
 
-/// What `/v1/accounts` was asked for: which accounts, in which order, which page, as JSON or CSV.
+/// What `/v1/accounts` was asked for: which accounts, in which order (`None`: today's, see
+/// `today`), which page, as JSON or CSV.
 struct QueueQuery<'a> {
     filter: Filter<'a>,
-    sort: Sort,
+    sort: Option<Sort>,
     csv: bool,
     limit: usize,
     offset: usize,
@@ -438,7 +447,7 @@ struct QueueQuery<'a> {
 
 /// Reads the queue's query parameters; the error names every problem (up to a bound).
 fn queue_query(pairs: &[(String, String)]) -> Result<QueueQuery<'_>, String> {
-    let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Sort::Risk, false, 50usize, 0usize);
+    let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Some(Sort::Risk), false, 50usize, 0usize);
     let mut problems = Problems::default();
     for (k, v) in pairs {
         match k.as_str() {
@@ -455,10 +464,11 @@ fn queue_query(pairs: &[(String, String)]) -> Result<QueueQuery<'_>, String> {
                 None => problems.push(format!("rule: `{}` is not a rule", bounded(v, 64))),
             },
             "sort" => match v.as_str() {
-                "risk" => sort = Sort::Risk,
-                "arr_at_risk" => sort = Sort::ArrAtRisk,
-                "renewal" => sort = Sort::Renewal,
-                _ => problems.push(format!("sort: `{}` is not one of risk, arr_at_risk, renewal", bounded(v, 64))),
+                "risk" => sort = Some(Sort::Risk),
+                "arr_at_risk" => sort = Some(Sort::ArrAtRisk),
+                "renewal" => sort = Some(Sort::Renewal),
+                "today" => sort = None,
+                _ => problems.push(format!("sort: `{}` is not one of today, risk, arr_at_risk, renewal", bounded(v, 64))),
             },
             "format" => match v.as_str() {
                 "json" => csv = false,
@@ -487,6 +497,7 @@ fn queue_query(pairs: &[(String, String)]) -> Result<QueueQuery<'_>, String> {
 
 /// One row of the queue: the account's entry on the board, ranked, with its measures.
 fn queue_row(shared: &Shared, store: Option<&crate::store::Store>, rank: usize, id: &str, e: &crate::engine::board::Entry) -> Value {
+    let state = store.and_then(|st| st.get_account(e.partition, id).ok().flatten());
     json!({
         "rank": rank,
         "account_id": id,
@@ -499,15 +510,38 @@ fn queue_row(shared: &Shared, store: Option<&crate::store::Store>, rank: usize, 
         "seats": e.seats,
         "renewal_date": e.renewal_day.map(crate::event::timestamp::format_day),
         "last_alert": e.alerts.last().and_then(|a| Rule::from_code(a.0)).map(Rule::name),
-        "measures": heatmap_row(shared, store, id, e),
+        "reason": reason(shared, state.as_ref()),
+        "measures": heatmap_row(shared, state.as_ref()),
+    })
+}
+
+/// Why the account is where it is, in words: its newest risk alert's rule and summary, else the
+/// measure that loses it the most points (what keeps it from 100); `null` for an account at 100
+/// without alerts, or whose state cannot be read.
+fn reason(shared: &Shared, state: Option<&crate::core::AccountState>) -> Value {
+    let Some(s) = state else { return Value::Null };
+    let risk = s.score.recent_alerts.iter().rev().find_map(|a| {
+        let rule = Rule::from_code(a.rule).filter(|r| r.kind() == crate::core::alerts::AlertKind::Risk)?;
+        Some((rule, a.summary.text()))
+    });
+    if let Some((rule, text)) = risk {
+        return json!({"rule": rule.name(), "text": bounded(&text, 240)});
+    }
+    let (Some(last), Some(card)) = (s.score.last.as_ref(), shared.params.cards.iter().find(|c| c.id == s.score.scorecard)) else {
+        return Value::Null;
+    };
+    let values = last.values.to_array();
+    let no_usage = crate::core::measures::usage_known_absent(s, crate::event::timestamp::day_of(last.at_ms), shared.params.state.retention_days);
+    crate::core::alerts::shortfall(card, &values, no_usage).first().map_or(Value::Null, |f| {
+        let label = crate::core::measures::Measure::from_name(f.measure).map_or(f.measure, |m| m.label());
+        json!({"rule": null, "text": format!("{label} loses {} points", f.points)})
     })
 }
 
 /// Per-measure values and points (the heatmap) from the account's stored state; none if it
 /// cannot be read, is not scored, or its scorecard is no longer configured.
-fn heatmap_row(shared: &Shared, store: Option<&crate::store::Store>, id: &str, e: &crate::engine::board::Entry) -> Vec<Value> {
-    store
-        .and_then(|st| st.get_account(e.partition, id).ok().flatten())
+fn heatmap_row(shared: &Shared, state: Option<&crate::core::AccountState>) -> Vec<Value> {
+    state
         .and_then(|s| {
             let last = s.score.last.as_ref()?;
             let card = shared.params.cards.iter().find(|c| c.id == s.score.scorecard)?;

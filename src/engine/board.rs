@@ -337,6 +337,22 @@ impl Board {
         page(&inner, hits.into_iter(), total, offset, limit)
     }
 
+    /// Scored accounts matching `filter`, the highest `key` first (ties in risk order),
+    /// `offset` skipped, at most `limit`: orders the API computes (`sort=today`).
+    pub fn select_by_key(&self, filter: &Filter<'_>, key: impl Fn(&Entry) -> f64, offset: usize, limit: usize) -> Page {
+        let inner = self.inner.read().expect("board lock");
+        let mut keyed: Vec<(f64, &Rank)> = inner
+            .ranked(filter.band)
+            .filter_map(|r| {
+                let e = &inner.by_id[&r.id];
+                filter.matches(e).then(|| (key(e), r))
+            })
+            .collect();
+        let total = keyed.len();
+        first_in_order(&mut keyed, offset.saturating_add(limit), |a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        page(&inner, keyed.into_iter().map(|(_, r)| r), total, offset, limit)
+    }
+
     /// Totals for the portfolio strip: accounts and ARR by band (red, yellow, green, unscored),
     /// and alerts on `day` (days since epoch) by rule code.
     pub fn summary(&self, day: i32) -> Summary {

@@ -96,7 +96,7 @@ const FILTERS = ["sort", "band", "segment", "owner", "rule", "limit"];
 
 function queueHash(params) {
   const p = new URLSearchParams();
-  for (const [k, v] of params) if (v !== "" && !(k === "sort" && v === "risk") && !(k === "offset" && v === "0")) p.set(k, v);
+  for (const [k, v] of params) if (v !== "" && !(k === "sort" && v === "today") && !(k === "offset" && v === "0")) p.set(k, v);
   const s = p.toString();
   return s ? "#" + s : "#/";
 }
@@ -144,7 +144,7 @@ function loadRules() {
 
 async function renderQueue(params) {
   await loadRules();
-  for (const k of FILTERS) $(k).value = params.get(k) || (k === "sort" ? "risk" : k === "limit" ? "50" : "");
+  for (const k of FILTERS) $(k).value = params.get(k) || (k === "sort" ? "today" : k === "limit" ? "50" : "");
   const offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
   // What the link asks for goes to the server as it is: a filter the controls cannot show (a rule
   // this server does not know) is answered with the server's error, never dropped in silence.
@@ -168,6 +168,7 @@ async function renderQueue(params) {
     el("th", { scope: "col" }, "Segment"), el("th", { scope: "col" }, "Owner"),
     el("th", { class: "num", scope: "col" }, "ARR"), el("th", { scope: "col" }, "Renewal"),
     el("th", { class: "num", scope: "col" }, "Score"), el("th", { scope: "col" }, "Band"),
+    el("th", { scope: "col" }, "Why"),
     measures.map((m) => el("th", { class: "num", scope: "col" }, label(m)))));
   const body_ = el("tbody", {}, rows.map((r) => {
     const byName = Object.fromEntries((r.measures || []).map((m) => [m.measure, m]));
@@ -180,6 +181,8 @@ async function renderQueue(params) {
       el("td", {}, r.renewal_date || "—"),
       el("td", { class: "num score" }, num(r.score)),
       el("td", { class: "band band-" + (r.band || "none") }, r.band || "unscored"),
+      el("td", { class: "reason", title: r.reason ? r.reason.text : "" },
+        r.reason ? [r.reason.rule ? el("span", { class: "rule" }, r.reason.rule.replace(/_/g, " ")) : "", " ", r.reason.text] : "—"),
       measures.map((name) => {
         const m = byName[name];
         if (!m) return el("td", { class: "m m-nodata", title: label(name) + ": not on this scorecard" }, "—");
