@@ -2,10 +2,11 @@
 //! (a) a plain consumer that only counts the pre-loaded messages, (b) `kizashi run` end to end on
 //! the same topics, (c) event-to-alert latency while events arrive live at about half of (b)'s
 //! rate, beside the broker's own produce → consume latency for the same records under the same
-//! load, and (d) (b) again while a client queries `/v1/accounts/{id}` at a fixed rate: the API's
-//! latency and what serving costs ingestion. `scripts/bench pipeline`
+//! load, and (d) (b) again while a client queries `/v1/accounts/{id}` at a fixed rate and the
+//! workspace page refreshes: the API's latency and what serving costs ingestion, as the median of
+//! alternating pairs of runs without and with them. `scripts/bench pipeline`
 //! (KIZASHI_BENCH_PIPELINE_ACCOUNTS, _DAYS to size it; KIZASHI_BENCH_LIVE_RATE for (c);
-//! KIZASHI_BENCH_API_RATE for (d)).
+//! KIZASHI_BENCH_API_RATE and KIZASHI_BENCH_API_PAIRS for (d)).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -119,38 +120,61 @@ fn main() {
     let e2e = caught_up(&http_b);
 
     // (d) the same on a fresh state and group, with a client querying random accounts at a
-    // fixed rate over one keep-alive connection; latency from each request's scheduled time
-    // (no coordinated omission).
+    // fixed rate over one keep-alive connection (latency from each request's scheduled time: no
+    // coordinated omission) and the workspace page open, refreshing once a second (five times as
+    // often as the page does: the page itself, the summary, a queue page of 50 with its heatmap,
+    // one account's view and history). A run of ~1.5 s varies by ±15% by itself here, so (d) is
+    // `KIZASHI_BENCH_API_PAIRS` (5) pairs of runs, each a run without queries and one with them
+    // on fresh groups, in alternating order; the slowdown is the median of the pairs'.
     let api_rate = env("KIZASHI_BENCH_API_RATE", 500.0f64);
-    let http_d = format!("127.0.0.1:{}", common::free_port());
-    let mut child_d = start_kizashi("bench-api", &http_d);
-    let stop_load = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (addr, stop) = (http_d.clone(), stop_load.clone());
-        std::thread::spawn(move || query_load(&addr, accounts, api_rate, &stop))
+    let pairs = env("KIZASHI_BENCH_API_PAIRS", 5usize).max(1);
+    let ingest = |group: &str, queries: bool| {
+        let http = format!("127.0.0.1:{}", common::free_port());
+        let mut child = start_kizashi(group, &http);
+        let stop_load = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = queries.then(|| {
+            let (addr, stop) = (http.clone(), stop_load.clone());
+            let (addr2, stop2) = (http.clone(), stop_load.clone());
+            (
+                std::thread::spawn(move || query_load(&addr, accounts, api_rate, &stop)),
+                std::thread::spawn(move || page_load(&addr2, accounts, &stop2)),
+            )
+        });
+        let rate = caught_up(&http);
+        stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
+        let answers = load.map(|(q, p)| (q.join().unwrap(), p.join().unwrap()));
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let _ = child.wait();
+        (rate, answers)
     };
-    // And the workspace page open, refreshing once a second (five times as often as the page
-    // does): the page itself, the summary, a queue page of 50 with its heatmap, one account's
-    // view and history.
-    let page = {
-        let (addr, stop) = (http_d.clone(), stop_load.clone());
-        std::thread::spawn(move || page_load(&addr, accounts, &stop))
-    };
-    let e2e_d = caught_up(&http_d);
-    stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut found, mut all) = load.join().unwrap();
-    let page_refreshes = page.join().unwrap();
-    Command::new("kill").args(["-TERM", &child_d.id().to_string()]).status().unwrap();
-    let _ = child_d.wait();
+    let (mut found, mut all, mut page_refreshes) = (Vec::new(), Vec::new(), 0);
+    let mut slowdowns = Vec::new();
+    let mut runs = Vec::new();
+    for i in 0..pairs {
+        let mut one = |queries: bool| {
+            let (rate, answers) = ingest(&format!("bench-{}-{i}", if queries { "api" } else { "plain" }), queries);
+            if let Some(((f, a), p)) = answers {
+                found.extend(f);
+                all.extend(a);
+                page_refreshes += p;
+            }
+            rate
+        };
+        let (without, with) = if i % 2 == 0 {
+            let w = one(false);
+            (w, one(true))
+        } else {
+            let q = one(true);
+            (one(false), q)
+        };
+        runs.push((without, with));
+        slowdowns.push((with / without - 1.0) * 100.0);
+    }
     found.sort_by(f64::total_cmp);
     all.sort_by(f64::total_cmp);
-    // (b) once more without queries, to see run-to-run noise; (d) is compared with the mean.
-    let http_b2 = format!("127.0.0.1:{}", common::free_port());
-    let mut child_b2 = start_kizashi("bench-2", &http_b2);
-    let e2e_b2 = caught_up(&http_b2);
-    Command::new("kill").args(["-TERM", &child_b2.id().to_string()]).status().unwrap();
-    let _ = child_b2.wait();
-    let no_queries = (e2e + e2e_b2) / 2.0;
+    let mut sorted = slowdowns.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_slowdown = percentile(&sorted, 0.5);
 
     // (c) live: usage at about half of (b)'s rate, plus support tickets that each complete a
     // ticket_spike (6 opened in 7 days) for one account; latency = produce → alert consumed.
@@ -248,8 +272,9 @@ fn main() {
     println!("(a) plain counting consumer: {plain:>9.0} events/s");
     println!("(b) kizashi end to end:      {e2e:>9.0} events/s  (ratio {:.2})", e2e / plain);
     println!(
-        "(d) with {api_rate:.0} queries/s and the page refreshing every second ({page_refreshes} refreshes): {e2e_d:>9.0} events/s  ({:+.1}% vs {no_queries:.0}, the mean of (b) and a second run without queries, {e2e_b2:.0})\n    /v1/accounts/{{id}} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} answers ({} found the account)",
-        (e2e_d / no_queries - 1.0) * 100.0,
+        "(d) with {api_rate:.0} queries/s and the page refreshing every second ({page_refreshes} refreshes), {pairs} pairs of runs: median {median_slowdown:+.1}% \
+         (each pair, without → with: {})\n    /v1/accounts/{{id}} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} answers ({} found the account)",
+        runs.iter().zip(&slowdowns).map(|((w, q), d)| format!("{w:.0} → {q:.0} {d:+.1}%")).collect::<Vec<_>>().join("; "),
         percentile(&found, 0.5),
         percentile(&found, 0.99),
         found.last().copied().unwrap_or(f64::NAN),
