@@ -73,8 +73,13 @@ fn dom(base: &str, hash: &str) -> String {
 }
 
 fn screenshot(base: &str, hash: &str, file: &Path) {
+    screenshot_at(base, hash, file, "1280,800");
+}
+
+/// A screenshot at `size` ("width,height").
+fn screenshot_at(base: &str, hash: &str, file: &Path, size: &str) {
     let url = format!("{base}/{hash}");
-    chromium(&[&format!("--screenshot={}", file.display()), "--window-size=1280,800", "--hide-scrollbars"], &url);
+    chromium(&[&format!("--screenshot={}", file.display()), &format!("--window-size={size}"), "--hide-scrollbars"], &url);
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     assert!(size > 1000, "no screenshot of {url} at {}", file.display());
 }
@@ -113,6 +118,16 @@ struct Row {
     cells: Vec<(String, String)>,
 }
 
+/// Whether `s` holds an ISO time with milliseconds ("…T10:00:00.000Z").
+fn regex_like_millis(s: &str) -> bool {
+    s.as_bytes().windows(6).any(|w| w[0] == b'.' && w[1..4].iter().all(u8::is_ascii_digit) && w[4] == b'Z')
+}
+
+/// A measure cell's number, as written: "62%", "14 d", "4.2 / 5" or a plain number.
+fn numeric(v: &str) -> Option<f64> {
+    v.trim_end_matches('%').trim_end_matches(" d").trim_end_matches(" / 5").replace(',', "").parse().ok()
+}
+
 /// The queue's rows as rendered.
 fn rows(dom: &str) -> Vec<Row> {
     let body = between(dom, "<tbody>", "</tbody>").unwrap_or_else(|| panic!("no queue table in:\n{dom}"));
@@ -134,7 +149,7 @@ fn rows(dom: &str) -> Vec<Row> {
                 id: between(tr, "data-id=\"", "\"").unwrap().to_string(),
                 score: cell("num score").parse().ok(),
                 band: text(between(tr, "<td class=\"band ", "</td>").map(|s| &s[s.find('>').unwrap() + 1..]).unwrap_or("")),
-                owner: cell("owner"),
+                owner: cell("owner wide-only"),
                 arr: cell("num arr").trim_start_matches('$').replace(',', "").parse().unwrap_or(0.0),
                 reason: text(between(tr, "<td class=\"reason\"", "</td>").map(|s| &s[s.find('>').unwrap() + 1..]).unwrap_or("")),
                 cells,
@@ -174,6 +189,7 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     assert!(today[..5].iter().all(|r| r.band == "red" || r.band == "yellow"), "at risk first: {:?}", &today[..5]);
     assert!(today[..10].iter().all(|r| r.reason.len() > 20 && r.reason != "—"), "each says why: {:?}", &today[..10]);
     screenshot(&base, "", &shots.join("today.png"));
+    screenshot_at(&base, "", &shots.join("today-phone.png"), "390,844");
 
     // The queue in risk order: scores non-decreasing.
     let page = dom(&base, "#sort=risk");
@@ -197,13 +213,15 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     let red: Vec<&(String, String)> = risk.iter().flat_map(|r| &r.cells).filter(|(c, _)| c == "m-red").collect();
     assert!(!red.is_empty(), "at least one m-red cell");
     for (_, v) in &red {
-        assert!(v.replace(',', "").parse::<f64>().is_ok(), "an m-red cell holds its value as a number: `{v}`");
+        assert!(numeric(v).is_some(), "an m-red cell holds its value as a number: `{v}`");
     }
+    // Readable: ratios as percentages (weekly seat utilisation is on every default scorecard).
+    assert!(risk.iter().flat_map(|r| &r.cells).any(|(_, v)| v.ends_with('%')), "percentages in the heatmap");
     for (class, v) in risk.iter().flat_map(|r| &r.cells) {
         assert!(["m-red", "m-yellow", "m-green", "m-nodata"].contains(&class.as_str()), "{class}");
         assert!(!v.is_empty(), "every measure cell has text ({class})");
         if class != "m-nodata" {
-            assert!(v.replace(',', "").parse::<f64>().is_ok(), "a {class} cell holds its value: `{v}`");
+            assert!(numeric(v).is_some(), "a {class} cell holds its value: `{v}`");
         }
     }
     screenshot(&base, "#sort=risk", &shots.join("queue.png"));
@@ -223,6 +241,24 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     let mine = rows(&dom(&base, &format!("#owner={}", owner.replace(' ', "%20"))));
     assert!(!mine.is_empty() && mine.len() < risk.len(), "the owner filter narrows {} rows to {}", risk.len(), mine.len());
     assert!(mine.iter().all(|r| r.owner == owner), "only {owner}'s accounts: {mine:?}");
+    // The strip is scoped to the filter: its accounts add up to the owner's queue (a page holds
+    // them all here), and it says so.
+    let mine_dom = dom(&base, &format!("#owner={}&limit=100", owner.replace(' ', "%20")));
+    let strip = between(&mine_dom, "id=\"strip\"", "</section>").expect("the strip");
+    let counted: usize = strip.split("<div class=\"n\">").skip(1).map(|c| text(&c[..c.find("<span").unwrap()]).replace(',', "").parse::<usize>().unwrap()).sum();
+    assert_eq!(counted, rows(&mine_dom).len(), "the strip counts {owner}'s accounts");
+    assert!(strip.contains("Showing the accounts of the filter"), "{strip}");
+    // Every owner is offered, not only those of the page shown: the datalist holds as many as
+    // the server's summary names.
+    let (_, summary) = http_get(&s.addr, "/v1/summary", None).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let owners = summary["owners"].as_array().unwrap().len();
+    assert!(owners >= 2, "{summary}");
+    let datalist = between(&page, "<datalist id=\"owners\">", "</datalist>").unwrap_or("");
+    assert_eq!(datalist.matches("<option").count(), owners, "every owner offered: {datalist}");
+    // The CSV button downloads what the queue shows (its filters, as CSV).
+    let csv_query = between(&mine_dom, "id=\"csv\" data-query=\"", "\"").unwrap_or_else(|| panic!("no CSV query in {mine_dom}"));
+    assert!(csv_query.contains("owner=") && csv_query.contains("format=csv"), "the CSV button's query: {csv_query}");
 
     // A red account's page: facts, score, explanation bars, and the history chart with its alert
     // markers (a red account has had at least its `entered_red` alert within the 90 days).
@@ -237,11 +273,16 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     assert!(!view.contains(">no history yet<"), "{view}");
     assert!(view.contains("class=\"alert-summary\""), "recent alerts with their summaries:\n{view}");
     assert!(view.contains("Open tickets"), "the open tickets panel");
+    // What keeps it from 100, always; dates and times as people read them.
+    assert!(view.contains("What keeps the score from 100") && view.contains("class=\"bars shortfall\""), "the shortfall panel");
+    let shown = text(view);
+    assert!(!regex_like_millis(&shown), "no millisecond timestamps: {shown}");
+    assert!(shown.contains(" UTC"), "times as people read them: {shown}");
     screenshot(&base, &hash, &shots.join("account.png"));
 
     // Hand-made copies (docs/screenshots) come from the same run when asked for.
     if let Some(dir) = std::env::var_os("KIZASHI_PAGE_SCREENSHOTS") {
-        for f in ["today.png", "queue.png", "account.png"] {
+        for f in ["today.png", "today-phone.png", "queue.png", "account.png"] {
             std::fs::copy(shots.join(f), Path::new(&dir).join(f)).unwrap();
         }
     }
@@ -552,6 +593,9 @@ fn the_page_works_by_keyboard_and_at_phone_width() {
             table_box, true,
             "at {width} px the heatmap's box fits the screen"
         );
+        // Score, band and ARR of the first row are on the screen without scrolling sideways.
+        let in_view = b.eval("['num score', 'band', 'num arr'].every(c => { const td = document.querySelector('#table tbody tr td[class^=\"' + c + '\"]'); return td && td.getBoundingClientRect().right <= document.documentElement.clientWidth; })");
+        assert_eq!(in_view, true, "at {width} px score, band and ARR are in view");
     }
     // (clientWidth is the screen's width; a mobile browser widens innerWidth to fit the content.)
     // Tab from the top until a queue row has the focus (bounded), then Enter opens that account.

@@ -445,24 +445,36 @@ struct QueueQuery<'a> {
     offset: usize,
 }
 
+/// Reads `k=v` into `filter` if `k` is one of its parameters (band, segment, owner, rule); a bad
+/// value goes to `problems`. Returns whether it was.
+fn filter_param<'a>(k: &str, v: &'a str, filter: &mut Filter<'a>, problems: &mut Problems) -> bool {
+    match k {
+        "band" => match v {
+            "red" => filter.band = Some(Band::Red),
+            "yellow" => filter.band = Some(Band::Yellow),
+            "green" => filter.band = Some(Band::Green),
+            _ => problems.push(format!("band: `{}` is not one of red, yellow, green", bounded(v, 64))),
+        },
+        "segment" => filter.segment = Some(v),
+        "owner" => filter.owner = Some(v),
+        "rule" => match Rule::ALL.iter().find(|r| r.name() == v) {
+            Some(r) => filter.rule = Some(*r as u8),
+            None => problems.push(format!("rule: `{}` is not a rule", bounded(v, 64))),
+        },
+        _ => return false,
+    }
+    true
+}
+
 /// Reads the queue's query parameters; the error names every problem (up to a bound).
 fn queue_query(pairs: &[(String, String)]) -> Result<QueueQuery<'_>, String> {
     let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Some(Sort::Risk), false, 50usize, 0usize);
     let mut problems = Problems::default();
     for (k, v) in pairs {
+        if filter_param(k, v, &mut filter, &mut problems) {
+            continue;
+        }
         match k.as_str() {
-            "band" => match v.as_str() {
-                "red" => filter.band = Some(Band::Red),
-                "yellow" => filter.band = Some(Band::Yellow),
-                "green" => filter.band = Some(Band::Green),
-                _ => problems.push(format!("band: `{}` is not one of red, yellow, green", bounded(v, 64))),
-            },
-            "segment" => filter.segment = Some(v.as_str()),
-            "owner" => filter.owner = Some(v.as_str()),
-            "rule" => match Rule::ALL.iter().find(|r| r.name() == v) {
-                Some(r) => filter.rule = Some(*r as u8),
-                None => problems.push(format!("rule: `{}` is not a rule", bounded(v, 64))),
-            },
             "sort" => match v.as_str() {
                 "risk" => sort = Some(Sort::Risk),
                 "arr_at_risk" => sort = Some(Sort::ArrAtRisk),
@@ -659,21 +671,39 @@ fn queue_csv(rows: &[Value]) -> String {
     out
 }
 
+fn unit_name(u: crate::core::measures::Unit) -> &'static str {
+    use crate::core::measures::Unit;
+    match u {
+        Unit::Count => "count",
+        Unit::Ratio => "ratio",
+        Unit::Days => "days",
+        Unit::Csat => "csat",
+        Unit::Nps => "nps",
+    }
+}
+
 /// The portfolio strip: accounts and ARR by band, and alerts today (the day of the newest alert,
 /// or `?day=YYYY-MM-DD`) by rule.
 async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
     let mut day = shared.status.board.newest_alert_ms().map(crate::event::timestamp::day_of);
+    let (mut filter, mut problems) = (Filter::default(), Problems::default());
     for (k, v) in &pairs {
+        if filter_param(k, v, &mut filter, &mut problems) {
+            continue;
+        }
         match k.as_str() {
             "day" => match crate::event::timestamp::parse_date_day(v) {
                 Some(d) => day = Some(d),
-                None => return error(StatusCode::BAD_REQUEST, format!("day: `{}` is not a YYYY-MM-DD date", bounded(v, 64))),
+                None => problems.push(format!("day: `{}` is not a YYYY-MM-DD date", bounded(v, 64))),
             },
-            other => return error(StatusCode::BAD_REQUEST, format!("{}: unknown parameter (known: day)", bounded(other, 64))),
+            other => problems.push(format!("{}: unknown parameter (known: day, band, segment, owner, rule)", bounded(other, 64))),
         }
     }
-    let s = shared.status.board.summary(day.unwrap_or(i32::MIN));
+    if let Some(message) = problems.message() {
+        return error(StatusCode::BAD_REQUEST, message);
+    }
+    let s = shared.status.board.summary_of(day.unwrap_or(i32::MIN), &filter);
     let names = ["red", "yellow", "green", "unscored"];
     let by = |xs: &[f64; 4]| names.iter().zip(xs).map(|(n, x)| ((*n).to_string(), json!(x))).collect::<serde_json::Map<_, _>>();
     let counts: [f64; 4] = s.accounts.map(|n| n as f64);
@@ -691,6 +721,11 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
         "ended": {"accounts": s.ended, "arr": s.ended_arr},
         // Every rule the server knows, in its order (the page's rule filter is built from it).
         "rules": Rule::ALL.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        // The owners and segments of the accounts counted (the page's suggestions), and every
+        // measure's name for people and unit (one table for the page's labels and formats).
+        "owners": s.owners,
+        "segments": s.segments,
+        "measures": crate::core::measures::Measure::ALL.iter().map(|m| (m.name().to_string(), json!({"label": m.label(), "unit": unit_name(m.unit())}))).collect::<serde_json::Map<_, _>>(),
     }))
     .into_response()
 }

@@ -186,6 +186,10 @@ impl Filter<'_> {
     }
 }
 
+/// Owners and segments a summary lists at most (a datalist of the page; the first in name order
+/// when there are more).
+pub const SUMMARY_NAMES: usize = 1000;
+
 /// Queue orders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sort {
@@ -206,6 +210,9 @@ pub struct Summary {
     /// Accounts that ended (churned, cancelled), and their last ARR.
     pub ended: usize,
     pub ended_arr: f64,
+    /// Every owner and segment of the accounts counted, sorted, at most `SUMMARY_NAMES` each.
+    pub owners: Vec<String>,
+    pub segments: Vec<String>,
     pub alerts_by_rule: std::collections::BTreeMap<u8, usize>,
 }
 
@@ -356,9 +363,26 @@ impl Board {
     /// Totals for the portfolio strip: accounts and ARR by band (red, yellow, green, unscored),
     /// and alerts on `day` (days since epoch) by rule code.
     pub fn summary(&self, day: i32) -> Summary {
+        self.summary_of(day, &Filter::default())
+    }
+
+    /// [`Board::summary`] of the accounts `filter` matches (its band too), with their owners and
+    /// segments.
+    pub fn summary_of(&self, day: i32, filter: &Filter<'_>) -> Summary {
         let inner = self.inner.read().expect("board lock");
         let mut s = Summary::default();
+        let (mut owners, mut segments) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
         for e in inner.by_id.values() {
+            if !filter.matches(e) || filter.band.is_some_and(|b| e.band != Some(b) || e.score.is_none()) {
+                continue;
+            }
+            for (set, v) in [(&mut owners, &e.owner), (&mut segments, &e.segment)] {
+                if let Some(v) = v {
+                    if set.len() < SUMMARY_NAMES || set.contains(v.as_str()) {
+                        set.insert(v.as_str());
+                    }
+                }
+            }
             if e.ended.is_some() {
                 s.ended += 1;
                 s.ended_arr += e.arr.unwrap_or(0.0);
@@ -376,6 +400,8 @@ impl Board {
                 }
             }
         }
+        s.owners = owners.into_iter().map(str::to_string).collect();
+        s.segments = segments.into_iter().map(str::to_string).collect();
         s
     }
 

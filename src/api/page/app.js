@@ -63,7 +63,33 @@ const money = (x) => (x === null || x === undefined) ? "—"
   : "$" + Number(x).toLocaleString("en-US", { maximumFractionDigits: 0 });
 const num = (x, d) => (x === null || x === undefined) ? "—"
   : Number(x).toLocaleString("en-US", { maximumFractionDigits: d === undefined ? 1 : d });
-const label = (m) => m.replace(/_/g, " ");
+// Measures' names for people and their units, from the server's one table (`/v1/summary`'s
+// `measures`); a name the table lacks (a rule's) is written with spaces.
+let MEASURES = {};
+const label = (m) => (MEASURES[m] && MEASURES[m].label) || m.replace(/_/g, " ");
+// A measure's value as people read it: ratios as percentages, days as days.
+function fmtValue(m, v) {
+  if (v === null || v === undefined) return "no data";
+  const unit = MEASURES[m] && MEASURES[m].unit;
+  if (unit === "ratio") return num(v * 100, 0) + "%";
+  if (unit === "days") return num(v, 0) + " d";
+  if (unit === "csat") return num(v, 1) + " / 5";
+  return num(v, 1);
+}
+// Days since 1970 of a YYYY-MM-DD date.
+const dayNumOf = (s) => Math.floor(Date.parse(s + "T00:00:00Z") / 86400000);
+// A date with how far it is from `today` (days since 1970): "2026-05-04 (in 148 days)".
+function whenFrom(date, today) {
+  if (!date) return "—";
+  if (today === null || today === undefined) return date;
+  const d = dayNumOf(date) - today;
+  const rel = d === 0 ? "today" : d > 0 ? "in " + d + (d === 1 ? " day" : " days") : Math.abs(d) + (d === -1 ? " day ago" : " days ago");
+  return date + " (" + rel + ")";
+}
+// An event time without milliseconds: "2026-11-20 16:30 UTC".
+const fmtTime = (t) => t ? String(t).replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC") : "—";
+// The board's today: the day of /v1/summary (the newest alert's), as days since 1970.
+let TODAY = null;
 
 function measureClass(value, points) {
   if (value === null || value === undefined || points === null || points === undefined) return "m-nodata";
@@ -110,10 +136,17 @@ function controlsToHash(offset) {
 
 // ---- the portfolio strip ----
 
-async function renderStrip() {
-  const { status, body } = await api("/v1/summary");
+// The filters of the queue's hash that the strip is scoped to.
+const STRIP_FILTERS = ["band", "segment", "owner", "rule"];
+
+async function renderStrip(params) {
+  const q = new URLSearchParams();
+  for (const k of STRIP_FILTERS) { const v = params && (params.get(k) || "").trim(); if (v) q.set(k, v); }
+  const scoped = q.toString();
+  const { status, body } = await api("/v1/summary" + (scoped ? "?" + scoped : ""));
   const strip = $("strip");
   if (status !== 200 || !body) { strip.replaceChildren(el("p", { class: "error" }, "summary unavailable")); return; }
+  if (body.day) TODAY = dayNumOf(body.day);
   const cards = ["red", "yellow", "green", "unscored"].map((b) =>
     el("div", { class: "card " + b },
       el("h2", {}, b),
@@ -124,7 +157,8 @@ async function renderStrip() {
     el("h2", {}, "alerts by rule" + (body.day ? " on " + body.day : "")),
     rules.length ? el("ul", {}, rules.map(([r, n]) => el("li", {}, label(r) + ": ", el("strong", {}, n))))
                  : el("p", {}, "no alerts"));
-  strip.replaceChildren(...cards, ruleCard);
+  const scope = scoped ? el("p", { class: "scope" }, "Showing the accounts of the filter: " + q.toString().replace(/&/g, ", ").replace(/=/g, " ")) : null;
+  strip.replaceChildren(...cards, ruleCard, ...(scope ? [scope] : []));
 }
 
 // ---- the queue / heatmap ----
@@ -136,7 +170,11 @@ function loadRules() {
   if (!rulesLoaded) {
     rulesLoaded = api("/v1/summary").then(({ status, body }) => {
       if (status !== 200 || !body || !Array.isArray(body.rules)) { rulesLoaded = null; return; }
+      MEASURES = body.measures || {};
       $("rule").replaceChildren(el("option", { value: "" }, "any"), ...body.rules.map((r) => el("option", { value: r }, label(r))));
+      // Every owner and segment the server knows is offered (not only those of the page shown).
+      $("owners").replaceChildren(...(body.owners || []).map((o) => el("option", { value: o })));
+      $("segments").replaceChildren(...(body.segments || []).map((o) => el("option", { value: o })));
     }, (e) => { rulesLoaded = null; throw e; });
   }
   return rulesLoaded;
@@ -165,9 +203,10 @@ async function renderQueue(params) {
   const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.id : null;
   const head = el("thead", {}, el("tr", {},
     el("th", { class: "num", scope: "col" }, "#"), el("th", { scope: "col" }, "Account"),
-    el("th", { scope: "col" }, "Segment"), el("th", { scope: "col" }, "Owner"),
-    el("th", { class: "num", scope: "col" }, "ARR"), el("th", { scope: "col" }, "Renewal"),
     el("th", { class: "num", scope: "col" }, "Score"), el("th", { scope: "col" }, "Band"),
+    el("th", { class: "num", scope: "col" }, "ARR"),
+    el("th", { scope: "col", class: "wide-only" }, "Segment"), el("th", { scope: "col", class: "wide-only" }, "Owner"),
+    el("th", { scope: "col", class: "wide-only" }, "Renewal"),
     el("th", { scope: "col" }, "Why"),
     measures.map((m) => el("th", { class: "num", scope: "col" }, label(m)))));
   const body_ = el("tbody", {}, rows.map((r) => {
@@ -175,12 +214,12 @@ async function renderQueue(params) {
     const tr = el("tr", { tabindex: "0", "data-id": r.account_id, "aria-label": "Open account " + (r.name || r.account_id) },
       el("td", { class: "num" }, r.rank),
       el("td", { class: "name" }, r.name || r.account_id),
-      el("td", {}, r.segment || "—"),
-      el("td", { class: "owner" }, r.owner || "—"),
-      el("td", { class: "num arr" }, money(r.arr)),
-      el("td", {}, r.renewal_date || "—"),
       el("td", { class: "num score" }, num(r.score)),
       el("td", { class: "band band-" + (r.band || "none") }, r.band || "unscored"),
+      el("td", { class: "num arr" }, money(r.arr)),
+      el("td", { class: "wide-only" }, r.segment || "—"),
+      el("td", { class: "owner wide-only" }, r.owner || "—"),
+      el("td", { class: "wide-only renewal" }, whenFrom(r.renewal_date, TODAY)),
       el("td", { class: "reason", title: r.reason ? r.reason.text : "" },
         r.reason ? [r.reason.rule ? el("span", { class: "rule" }, r.reason.rule.replace(/_/g, " ")) : "", " ", r.reason.text] : "—"),
       measures.map((name) => {
@@ -188,8 +227,8 @@ async function renderQueue(params) {
         if (!m) return el("td", { class: "m m-nodata", title: label(name) + ": not on this scorecard" }, "—");
         const cls = measureClass(m.value, m.points);
         const td = el("td", { class: "m " + cls, "data-points": m.points,
-          title: label(name) + ": " + (m.value === null ? "no data" : num(m.value, 3) + " → " + num(m.points) + " points") },
-          m.value === null ? "no data" : num(m.value, 3));
+          title: label(name) + ": " + (m.value === null ? "no data" : fmtValue(name, m.value) + " → " + num(m.points) + " points") },
+          fmtValue(name, m.value));
         if (cls !== "m-nodata") td.style.background = measureColour(m.points);
         return td;
       }));
@@ -207,14 +246,26 @@ async function renderQueue(params) {
   const pages = Math.max(1, Math.ceil(body.total / body.limit));
   $("pageinfo").textContent = "page " + (Math.floor(offset / body.limit) + 1) + " of " + pages;
 
-  // Suggestions for the text filters, from what this page shows.
-  const fill = (id, key) => {
-    const list = $(id);
-    const seen = new Set(Array.from(list.options).map((o) => o.value));
-    for (const r of rows) if (r[key] && !seen.has(r[key])) { seen.add(r[key]); list.append(el("option", { value: r[key] })); }
-  };
-  fill("segments", "segment");
-  fill("owners", "owner");
+  // The same rows as a CSV download (the token, if any, goes as a header, not in the link).
+  const csvQuery = new URLSearchParams(q);
+  csvQuery.set("format", "csv");
+  csvQuery.set("limit", "1000");
+  csvQuery.set("offset", "0");
+  $("csv").dataset.query = csvQuery.toString();
+}
+
+async function downloadCsv() {
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers["Authorization"] = "Bearer " + token;
+  const res = await fetch("/v1/accounts?" + ($("csv").dataset.query || "format=csv"), { headers });
+  if (!res.ok) { $("status").textContent = "CSV: error " + res.status; return; }
+  const url = URL.createObjectURL(await res.blob());
+  const a = el("a", { href: url, download: "kizashi-accounts.csv" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 function openRow(tr) {
@@ -275,6 +326,7 @@ function renderBadLink() {
 }
 
 async function renderAccount(id) {
+  await loadRules();
   const view = $("account");
   const [{ status, body: a }, hist] = await Promise.all([
     api("/v1/accounts/" + encodeURIComponent(id)),
@@ -288,8 +340,9 @@ async function renderAccount(id) {
   const f = a.facts || {};
   const facts = el("dl", { class: "facts" },
     [["Account id", a.account_id], ["Segment", f.segment || "—"], ["Seats", num(f.seats, 0)], ["ARR", money(f.arr)],
-     ["Renewal", f.renewal_date || "—"], ["Customer since", f.start_date || "—"], ["Scorecard", a.scorecard || "—"],
-     ["Owner", f.owner || "—"], ["Scored at", a.scored_at || "—"]]
+     ["Renewal", whenFrom(f.renewal_date, TODAY)], ["Customer since", f.start_date || "—"],
+     ["Scorecard", (a.scorecard || "—").replace(/@(\d+)$/, " (version $1)")],
+     ["Owner", f.owner || "—"], ["Scored at", fmtTime(a.scored_at)]]
       .concat(f.status && f.status !== "active" ? [["Status", f.status + (f.end_date ? " since " + f.end_date : "")]] : [])
       .map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   const scorePanel = el("div", { class: "panel" }, el("h3", {}, "Health"),
@@ -302,7 +355,7 @@ async function renderAccount(id) {
     const w = (50 * Math.abs(e.points) / maxAbs).toFixed(1) + "%";
     const bar = el("div", { class: "bar " + (e.points < 0 ? "loss" : "gain") });
     bar.style.width = e.points === 0 ? "0" : w;
-    const desc = e.value === null ? "no data" : num(e.value, 3) + (e.previous === null || e.previous === undefined ? "" : " (was " + num(e.previous, 3) + ")");
+    const desc = e.value === null ? "no data" : fmtValue(e.measure, e.value) + (e.previous === null || e.previous === undefined ? "" : " (was " + fmtValue(e.measure, e.previous) + ")");
     return [el("div", { role: "listitem" }, label(e.measure), el("br"), el("small", {}, desc)),
             el("div", { class: "bar-track", "aria-hidden": "true" }, bar),
             el("div", { class: "pts" }, (e.points > 0 ? "+" : "") + num(e.points))];
@@ -317,8 +370,8 @@ async function renderAccount(id) {
 
   const alerts = a.last_alerts || [];
   const alertList = alerts.length
-    ? el("ul", { class: "alerts" }, alerts.map((x) => el("li", {}, el("strong", {}, label(x.rule || "alert")), " — ", x.event_time,
-        x.alert_id ? el("small", {}, " (" + x.alert_id + ")") : null,
+    ? el("ul", { class: "alerts" }, alerts.map((x) => el("li", {}, el("strong", {}, label(x.rule || "alert")), " — ", fmtTime(x.event_time),
+        x.alert_id ? el("small", { title: "alert id " + x.alert_id }, " #" + x.alert_id.slice(0, 8)) : null,
         x.summary ? el("p", { class: "alert-summary" }, x.summary) : null)))
     : el("p", {}, "no recent alerts");
 
@@ -328,17 +381,28 @@ async function renderAccount(id) {
         el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Ticket"), el("th", { scope: "col" }, "Priority"),
           el("th", { scope: "col" }, "Opened"), el("th", { scope: "col" }, "Age (days)"))),
         el("tbody", {}, tickets.map((t) => el("tr", {}, el("td", {}, t.ticket_id), el("td", {}, t.priority || ""),
-          el("td", {}, t.opened_at), el("td", {}, String(t.age_days))))))
+          el("td", {}, fmtTime(t.opened_at)), el("td", {}, String(t.age_days))))))
     : el("p", {}, "no open tickets");
   const ticketTitle = "Open tickets" + (a.open_ticket_count > tickets.length ? " (oldest " + tickets.length + " of " + a.open_ticket_count + ")" : "");
+
+  // What keeps the score from 100, always (a red account red for weeks has no change to show).
+  const short = a.shortfall || [];
+  const shortBars = short.length ? el("div", { class: "bars shortfall", role: "list" }, short.map((x) => {
+    const bar = el("div", { class: "bar loss" });
+    bar.style.width = (50 * x.points / Math.max(1, short[0].points)).toFixed(1) + "%";
+    return [el("div", { role: "listitem" }, label(x.measure)),
+            el("div", { class: "bar-track", "aria-hidden": "true" }, bar),
+            el("div", { class: "pts" }, "−" + num(x.points))];
+  })) : el("p", {}, a.score === 100 ? "nothing: the score is 100" : "no data yet");
 
   view.replaceChildren(back,
     el("h2", {}, f.name || a.account_id),
     el("div", { class: "panels" },
       scorePanel,
       el("div", { class: "panel" }, el("h3", {}, "Facts"), facts),
+      el("div", { class: "panel" }, el("h3", {}, "What keeps the score from 100 (points lost per measure)"), shortBars),
+      el("div", { class: "panel" }, el("h3", {}, "What changed in the last 14 days (points won and lost)"), bars),
       el("div", { class: "panel wide" }, el("h3", {}, "Score history (last 90 days, alerts marked)"), chart),
-      el("div", { class: "panel" }, el("h3", {}, "Points won and lost since the baseline"), bars),
       el("div", { class: "panel" }, el("h3", {}, "Recent alerts"), alertList),
       el("div", { class: "panel" }, el("h3", {}, ticketTitle), ticketList)));
   document.title = (f.name || a.account_id) + " — kizashi";
@@ -370,7 +434,7 @@ async function renderOnce() {
       $("account").hidden = r.view === "queue";
       if (r.view === "queue") {
         document.title = "kizashi — account health";
-        await Promise.all([renderStrip(), renderQueue(r.params)]);
+        await Promise.all([renderStrip(r.params), renderQueue(r.params)]);
       } else if (r.view === "badlink") {
         renderBadLink();
         await renderStrip();
@@ -399,6 +463,7 @@ function init() {
   for (const k of ["sort", "band", "rule", "limit"]) $(k).addEventListener("change", () => controlsToHash(0));
   for (const k of ["segment", "owner"]) $(k).addEventListener("change", () => controlsToHash(0));
   $("reset").addEventListener("click", () => { location.hash = "#/"; });
+  $("csv").addEventListener("click", () => { downloadCsv().catch((e) => { $("status").textContent = "CSV: " + e; }); });
   $("prev").addEventListener("click", () => controlsToHash(parseInt($("prev").dataset.offset, 10)));
   $("next").addEventListener("click", () => controlsToHash(parseInt($("next").dataset.offset, 10)));
   const table = $("table");
