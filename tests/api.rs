@@ -352,6 +352,26 @@ fn the_queue_filters_sorts_exports_and_sums_up() {
     assert!(!mine_rows.is_empty() && mine_rows.len() < rows.len());
     assert!(mine_rows.iter().all(|r| r["owner"] == owner.as_str()));
     assert_eq!(mine_rows.len(), rows.iter().filter(|r| r["owner"] == owner.as_str()).count());
+    // Touch tier: every row says its tier; the filter keeps exactly that tier's rows, and the
+    // alerts and scores carry the same tier as the queue (enterprise, or ARR ≥ 50,000: high;
+    // ARR < 5,000: tech).
+    for tier in ["high", "low", "tech"] {
+        let t = all(&format!("&tier={tier}"));
+        let t_rows = t["accounts"].as_array().unwrap();
+        assert!(!t_rows.is_empty(), "some {tier}-touch accounts");
+        assert!(t_rows.iter().all(|r| r["tier"] == tier), "{tier}: {t}");
+        assert_eq!(t_rows.len(), rows.iter().filter(|r| r["tier"] == tier).count(), "{tier}");
+        for r in t_rows {
+            let arr = r["arr"].as_f64().unwrap_or(-1.0);
+            let expected = if r["segment"] == "enterprise" || arr >= 50_000.0 { "high" } else if (0.0..5_000.0).contains(&arr) { "tech" } else { "low" };
+            assert_eq!(expected, tier, "{r}");
+        }
+    }
+    let scores = s.lines("scores.jsonl");
+    for r in rows {
+        let sc = scores.iter().find(|x| x["account_id"] == r["account_id"]).unwrap();
+        assert_eq!(sc["tier"], r["tier"], "{sc}");
+    }
     // ARR at risk: red and yellow only, the most ARR first.
     let arr = all("&sort=arr_at_risk");
     let arr_rows = arr["accounts"].as_array().unwrap();
@@ -372,7 +392,7 @@ fn the_queue_filters_sorts_exports_and_sums_up() {
         assert!(alerts.iter().any(|a| a["account_id"] == *id && a["rule"] == "inactive"), "{id}");
     }
     // Bad values: 400 naming the parameter.
-    for (q, name) in [("sort=worst", "sort"), ("rule=nope", "rule"), ("format=xml", "format"), ("band=blue", "band")] {
+    for (q, name) in [("sort=worst", "sort"), ("rule=nope", "rule"), ("format=xml", "format"), ("band=blue", "band"), ("tier=gold", "tier")] {
         let (st, v) = get_json(&s.addr, &format!("/v1/accounts?{q}"), None);
         assert_eq!(st, 400, "{q}");
         assert!(v["message"].as_str().unwrap().starts_with(name), "{q}: {v}");
@@ -381,7 +401,7 @@ fn the_queue_filters_sorts_exports_and_sums_up() {
     let (st, csv) = http_get(&s.addr, "/v1/accounts?limit=1000&format=csv", None).unwrap();
     assert_eq!(st, 200);
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert!(lines[0].starts_with("rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,"), "{}", lines[0]);
+    assert!(lines[0].starts_with("rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,tier,"), "{}", lines[0]);
     assert_eq!(lines.len() - 1, rows.len());
     assert!(lines[1].starts_with(&format!("1,{},", rows[0]["account_id"].as_str().unwrap())));
     // Summary: its band counts are the queue's.

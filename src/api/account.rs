@@ -12,7 +12,8 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
     // Ticket ages and the most engaged users are as of the account's last evaluation.
     let at = s.score.last.as_ref().map_or(0, |l| l.at_ms);
     let day = crate::event::timestamp::day_of(at);
-    let (facts, alerts, open_tickets, top_users) = (facts(s), last_alerts(id, s), open_tickets(s, at), top_users(s, day));
+    let (mut facts, alerts, open_tickets, top_users) = (facts(s), last_alerts(id, s), open_tickets(s, at), top_users(s, day));
+    facts["tier"] = json!(params.tiers.of(s.facts.segment.as_deref(), s.facts.arr).name());
     let Some(last) = &s.score.last else {
         return json!({
             "account_id": id,

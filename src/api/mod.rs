@@ -412,7 +412,7 @@ type QueryPairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection:
 
 async fn queue(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
-    let q = match queue_query(&pairs) {
+    let q = match queue_query(&pairs, &shared.params.tiers) {
         Ok(q) => q,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -447,7 +447,7 @@ struct QueueQuery<'a> {
 
 /// Reads `k=v` into `filter` if `k` is one of its parameters (band, segment, owner, rule); a bad
 /// value goes to `problems`. Returns whether it was.
-fn filter_param<'a>(k: &str, v: &'a str, filter: &mut Filter<'a>, problems: &mut Problems) -> bool {
+fn filter_param<'a>(k: &str, v: &'a str, tiers: &'a crate::core::scorecard::Tiers, filter: &mut Filter<'a>, problems: &mut Problems) -> bool {
     match k {
         "band" => match v {
             "red" => filter.band = Some(Band::Red),
@@ -461,17 +461,21 @@ fn filter_param<'a>(k: &str, v: &'a str, filter: &mut Filter<'a>, problems: &mut
             Some(r) => filter.rule = Some(*r as u8),
             None => problems.push(format!("rule: `{}` is not a rule", bounded(v, 64))),
         },
+        "tier" => match crate::core::scorecard::Tier::ALL.iter().find(|t| t.name() == v) {
+            Some(t) => filter.tier = Some((*t, tiers)),
+            None => problems.push(format!("tier: `{}` is not one of high, low, tech", bounded(v, 64))),
+        },
         _ => return false,
     }
     true
 }
 
 /// Reads the queue's query parameters; the error names every problem (up to a bound).
-fn queue_query(pairs: &[(String, String)]) -> Result<QueueQuery<'_>, String> {
+fn queue_query<'a>(pairs: &'a [(String, String)], tiers: &'a crate::core::scorecard::Tiers) -> Result<QueueQuery<'a>, String> {
     let (mut filter, mut sort, mut csv, mut limit, mut offset) = (Filter::default(), Some(Sort::Risk), false, 50usize, 0usize);
     let mut problems = Problems::default();
     for (k, v) in pairs {
-        if filter_param(k, v, &mut filter, &mut problems) {
+        if filter_param(k, v, tiers, &mut filter, &mut problems) {
             continue;
         }
         match k.as_str() {
@@ -517,6 +521,7 @@ fn queue_row(shared: &Shared, store: Option<&crate::store::Store>, rank: usize, 
         "score": e.score.map(crate::core::alerts::round1),
         "band": e.band.map(Band::name),
         "segment": e.segment.as_deref(),
+        "tier": shared.params.tiers.of(e.segment.as_deref(), e.arr).name(),
         "owner": e.owner.as_deref(),
         "arr": e.arr,
         "seats": e.seats,
@@ -634,7 +639,7 @@ fn csv_text(s: &str) -> String {
 /// The queue's rows as CSV: the account columns, then `<measure>` and `<measure>_points` for every
 /// measure any row's scorecard has, in the order first seen.
 fn queue_csv(rows: &[Value]) -> String {
-    let cols = ["rank", "account_id", "name", "score", "band", "segment", "owner", "arr", "seats", "renewal_date", "last_alert"];
+    let cols = ["rank", "account_id", "name", "score", "band", "segment", "owner", "arr", "seats", "renewal_date", "last_alert", "tier"];
     let mut measures: Vec<String> = Vec::new();
     for r in rows {
         for m in r["measures"].as_array().into_iter().flatten() {
@@ -687,9 +692,9 @@ fn unit_name(u: crate::core::measures::Unit) -> &'static str {
 async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Response {
     let Ok(Query(pairs)) = query else { return error(StatusCode::BAD_REQUEST, "the query string cannot be decoded") };
     let mut day = shared.status.board.newest_alert_ms().map(crate::event::timestamp::day_of);
-    let (mut filter, mut problems) = (Filter::default(), Problems::default());
+    let (mut filter, mut problems, tiers) = (Filter::default(), Problems::default(), &shared.params.tiers);
     for (k, v) in &pairs {
-        if filter_param(k, v, &mut filter, &mut problems) {
+        if filter_param(k, v, tiers, &mut filter, &mut problems) {
             continue;
         }
         match k.as_str() {
@@ -697,7 +702,7 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
                 Some(d) => day = Some(d),
                 None => problems.push(format!("day: `{}` is not a YYYY-MM-DD date", bounded(v, 64))),
             },
-            other => problems.push(format!("{}: unknown parameter (known: day, band, segment, owner, rule)", bounded(other, 64))),
+            other => problems.push(format!("{}: unknown parameter (known: day, band, segment, owner, rule, tier)", bounded(other, 64))),
         }
     }
     if let Some(message) = problems.message() {
@@ -752,17 +757,17 @@ mod tests {
         assert_eq!(csv_field("The \"Best\" Co"), "\"The \"\"Best\"\" Co\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
         let rows = vec![json!({"rank": 1, "account_id": "a,1", "name": "Q \"x\"\r\ny", "score": 12.5, "band": "red",
-            "segment": null, "owner": "Ana", "arr": 10.0, "seats": 3, "renewal_date": null, "last_alert": "inactive",
+            "segment": null, "owner": "Ana", "arr": 10.0, "seats": 3, "renewal_date": null, "last_alert": "inactive", "tier": "tech",
             "measures": [{"measure": "usage_trend", "value": 0.5, "points": 10.0}]})];
         let text = queue_csv(&rows);
         let mut lines = text.split("\r\n");
         assert_eq!(
             lines.next().unwrap(),
-            "rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,usage_trend,usage_trend_points"
+            "rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,tier,usage_trend,usage_trend_points"
         );
         assert_eq!(text.matches("\"a,1\"").count(), 1);
         assert!(text.contains("\"Q \"\"x\"\"\r\ny\""), "{text}");
-        assert!(text.ends_with(",Ana,10.0,3,,inactive,0.5,10.0\r\n"), "{text}");
+        assert!(text.ends_with(",Ana,10.0,3,,inactive,tech,0.5,10.0\r\n"), "{text}");
     }
 
     #[test]
@@ -780,11 +785,11 @@ mod tests {
             assert_eq!(csv_text(name), want, "{name:?}");
         }
         let rows = vec![json!({"rank": 1, "account_id": "-acct", "name": "=1+1", "score": -2.5, "band": "red", "segment": "@smb",
-            "owner": "+Ana", "arr": 10.0, "seats": 3, "renewal_date": null, "last_alert": null,
+            "owner": "+Ana", "arr": 10.0, "seats": 3, "renewal_date": null, "last_alert": null, "tier": "low",
             "measures": [{"measure": "usage_trend", "value": -0.5, "points": 0.0}]})];
         let text = queue_csv(&rows);
         let row = text.split("\r\n").nth(1).unwrap();
-        assert_eq!(row, "1,'-acct,'=1+1,-2.5,red,'@smb,'+Ana,10.0,3,,,-0.5,0.0", "text cells prefixed, numbers as they are");
+        assert_eq!(row, "1,'-acct,'=1+1,-2.5,red,'@smb,'+Ana,10.0,3,,,low,-0.5,0.0", "text cells prefixed, numbers as they are");
     }
 
     #[test]

@@ -336,6 +336,7 @@ impl Lane {
                 score: crate::core::alerts::round1(last.score),
                 band: last.band,
                 segment: state.facts.segment.clone(),
+                tier: params.tiers.of(state.facts.segment.as_deref(), state.facts.arr),
                 scorecard: state.score.scorecard.clone(),
                 measures: card.map(|c| ScoreUpdate::measures(c, &last.values.to_array())).unwrap_or_default(),
                 shortfall: card

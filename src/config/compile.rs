@@ -149,6 +149,16 @@ impl crate::core::Params {
                     csat_answers: c.csat_answers,
                 }
             }),
+            tiers: {
+                let t = &s.scoring.tiers;
+                crate::core::scorecard::Tiers {
+                    high_arr_from: t.high_arr_from,
+                    tech_arr_below: t.tech_arr_below,
+                    high_segments: t.high_segments.clone(),
+                    tech_segments: t.tech_segments.clone(),
+                    tech_max_severity: (!t.tech_max_severity.is_empty()).then(|| t.tech_max_severity.clone()),
+                }
+            },
             alerts: s.alerts.params(),
             grace_ms: ms(s.events.grace),
         }

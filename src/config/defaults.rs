@@ -53,6 +53,19 @@ impl Default for ScoringConfig {
             onboarding_days: 30,
             onboarding_scorecard: "onboarding".into(),
             support_cap: SupportCapConfig::default(),
+            tiers: TiersConfig::default(),
+        }
+    }
+}
+
+impl Default for TiersConfig {
+    fn default() -> Self {
+        Self {
+            high_arr_from: 50_000.0,
+            tech_arr_below: 5_000.0,
+            high_segments: vec!["enterprise".into()],
+            tech_segments: Vec::new(),
+            tech_max_severity: String::new(),
         }
     }
 }

@@ -119,6 +119,25 @@ pub struct ScoringConfig {
     pub onboarding_scorecard: String,
     /// Support trouble that keeps an account out of green whatever its usage.
     pub support_cap: SupportCapConfig,
+    /// How closely CS looks after an account: `high`, `low` or `tech` touch.
+    pub tiers: TiersConfig,
+}
+
+/// An account's touch tier, on every score and alert and a filter of the queue: `high` when its
+/// segment is in `high_segments` or its ARR is at least `high_arr_from`; `tech` when its segment
+/// is in `tech_segments` or its ARR is below `tech_arr_below`; `low` otherwise (and without ARR).
+/// Segments are matched whatever their case and are checked before ARR.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TiersConfig {
+    pub high_arr_from: f64,
+    pub tech_arr_below: f64,
+    pub high_segments: Vec<String>,
+    pub tech_segments: Vec<String>,
+    /// The highest severity an alert of a tech-touch account carries (`info`, `low`, `medium`,
+    /// `high`; empty: as the rule says): what a team that reads tech-touch accounts in a digest
+    /// sets, so that they never page anyone.
+    pub tech_max_severity: String,
 }
 
 /// An account in a support crisis is at best yellow, however well it uses the product: a CSM

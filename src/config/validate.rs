@@ -220,6 +220,20 @@ impl Settings {
         if cap.urgent_open > self.events.max_open_tickets {
             p.push(format!("scoring.support_cap.urgent_open: {} is over events.max_open_tickets", cap.urgent_open));
         }
+        let t = &s.tiers;
+        if !(t.high_arr_from >= 0.0 && t.high_arr_from.is_finite()) || !(t.tech_arr_below >= 0.0 && t.tech_arr_below.is_finite()) {
+            p.push(format!("scoring.tiers: high_arr_from ({}) and tech_arr_below ({}) must be numbers ≥ 0", t.high_arr_from, t.tech_arr_below));
+        } else if t.tech_arr_below > t.high_arr_from {
+            p.push(format!("scoring.tiers.tech_arr_below: {} is above scoring.tiers.high_arr_from ({})", t.tech_arr_below, t.high_arr_from));
+        }
+        if !t.tech_max_severity.is_empty() && !SEVERITIES.contains(&t.tech_max_severity.as_str()) {
+            p.push(format!("scoring.tiers.tech_max_severity: `{}` is not one of info, low, medium, high (or empty)", t.tech_max_severity));
+        }
+        for seg in &t.high_segments {
+            if t.tech_segments.iter().any(|x| x.eq_ignore_ascii_case(seg)) {
+                p.push(format!("scoring.tiers: segment `{seg}` is in both high_segments and tech_segments"));
+            }
+        }
         if !(s.score_step >= 0.0 && s.score_step <= 100.0) {
             p.push(format!("scoring.score_step: {} is outside 0..=100", s.score_step));
         }
@@ -489,6 +503,20 @@ mod tests {
         for key in ["scoring.support_cap.csat_at_most", "scoring.support_cap.urgent_days", "alerts.usage_drop.evidence", "alerts.champion_quiet.days"] {
             assert!(p.contains(key), "{key} named: {p}");
         }
+    }
+
+    #[test]
+    fn tiers_are_checked_naming_the_key() {
+        let mut st = Settings::default();
+        st.scoring.tiers.tech_arr_below = 100_000.0;
+        st.scoring.tiers.tech_max_severity = "urgent".into();
+        st.scoring.tiers.tech_segments = vec!["Enterprise".into()];
+        let p = st.problems().join("\n");
+        for key in ["scoring.tiers.tech_arr_below", "scoring.tiers.tech_max_severity", "segment `enterprise` is in both"] {
+            assert!(p.contains(key), "{key} named: {p}");
+        }
+        st.scoring.tiers.high_arr_from = f64::NAN;
+        assert!(st.problems().join("\n").contains("scoring.tiers: high_arr_from (NaN)"));
     }
 
     #[test]

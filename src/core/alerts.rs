@@ -221,6 +221,8 @@ pub struct Alert {
     pub band: Band,
     pub previous_band: Option<Band>,
     pub segment: Option<String>,
+    /// The account's touch tier (`scoring.tiers`).
+    pub tier: super::scorecard::Tier,
     /// Days until the account's renewal date (negative once passed), if known.
     pub days_to_renewal: Option<i64>,
     pub arr: Option<f64>,
@@ -248,6 +250,7 @@ struct AlertJson<'a> {
     band: &'static str,
     previous_band: Option<&'static str>,
     segment: Option<&'a str>,
+    tier: &'static str,
     days_to_renewal: Option<i64>,
     arr: Option<f64>,
     scorecard: &'a str,
@@ -273,6 +276,7 @@ impl Alert {
             band: self.band.name(),
             previous_band: self.previous_band.map(Band::name),
             segment: self.segment.as_deref(),
+            tier: self.tier.name(),
             days_to_renewal: self.days_to_renewal,
             arr: self.arr,
             scorecard: &self.scorecard,
@@ -304,6 +308,7 @@ pub struct ScoreUpdate {
     pub score: f64,
     pub band: Band,
     pub segment: Option<String>,
+    pub tier: super::scorecard::Tier,
     pub scorecard: String,
     pub measures: Vec<MeasureScore>,
     /// What keeps the score from 100: points lost per measure, largest first.
@@ -353,6 +358,7 @@ struct ScoreJson<'a> {
     score: f64,
     band: &'static str,
     segment: Option<&'a str>,
+    tier: &'static str,
     scorecard: &'a str,
     measures: &'a [MeasureScore],
     shortfall: &'a [Shortfall],
@@ -367,6 +373,7 @@ impl ScoreUpdate {
             score: self.score,
             band: self.band.name(),
             segment: self.segment.as_deref(),
+            tier: self.tier.name(),
             scorecard: &self.scorecard,
             measures: &self.measures,
             shortfall: &self.shortfall,

@@ -150,8 +150,71 @@ pub struct Params {
     pub score_step: f64,
     /// Support trouble that keeps an account out of green (`None`: off).
     pub support_cap: Option<SupportCap>,
+    pub tiers: Tiers,
     pub alerts: AlertParams,
     pub grace_ms: i64,
+}
+
+/// How closely CS looks after an account (`scoring.tiers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    High,
+    Low,
+    Tech,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::High, Tier::Low, Tier::Tech];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::High => "high",
+            Tier::Low => "low",
+            Tier::Tech => "tech",
+        }
+    }
+}
+
+/// Severities, lowest first (what `alerts.*.severity` may be).
+pub const SEVERITY_ORDER: [&str; 4] = ["info", "low", "medium", "high"];
+
+/// The tier rules of `scoring.tiers`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tiers {
+    pub high_arr_from: f64,
+    pub tech_arr_below: f64,
+    pub high_segments: Vec<String>,
+    pub tech_segments: Vec<String>,
+    /// The highest severity of a tech-touch account's alerts, if capped.
+    pub tech_max_severity: Option<String>,
+}
+
+impl Tiers {
+    /// The tier of an account of `segment` and `arr`: a listed segment first, then ARR; `low`
+    /// without either.
+    pub fn of(&self, segment: Option<&str>, arr: Option<f64>) -> Tier {
+        let listed = |list: &[String]| segment.is_some_and(|s| list.iter().any(|x| x.eq_ignore_ascii_case(s)));
+        if listed(&self.high_segments) {
+            Tier::High
+        } else if listed(&self.tech_segments) {
+            Tier::Tech
+        } else {
+            match arr {
+                Some(a) if a >= self.high_arr_from => Tier::High,
+                Some(a) if a < self.tech_arr_below => Tier::Tech,
+                _ => Tier::Low,
+            }
+        }
+    }
+
+    /// The severity an alert of a `tier` account carries when its rule says `severity`.
+    pub fn severity(&self, tier: Tier, severity: &str) -> String {
+        let rank = |s: &str| SEVERITY_ORDER.iter().position(|x| *x == s);
+        match (&self.tech_max_severity, tier) {
+            (Some(cap), Tier::Tech) if rank(severity) > rank(cap) => cap.clone(),
+            _ => severity.to_string(),
+        }
+    }
 }
 
 /// Support trouble that caps an account's band at yellow whatever its score: at least
@@ -237,6 +300,27 @@ impl Params {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tier_comes_from_the_segment_first_then_arr_and_caps_a_tech_accounts_severity() {
+        let tiers = Tiers {
+            high_arr_from: 50_000.0,
+            tech_arr_below: 5_000.0,
+            high_segments: vec!["enterprise".into()],
+            tech_segments: vec!["self-serve".into()],
+            tech_max_severity: Some("low".into()),
+        };
+        assert_eq!(tiers.of(Some("Enterprise"), Some(1_000.0)), Tier::High, "a listed segment, whatever its case, before ARR");
+        assert_eq!(tiers.of(Some("self-serve"), Some(900_000.0)), Tier::Tech);
+        assert_eq!(tiers.of(Some("smb"), Some(50_000.0)), Tier::High);
+        assert_eq!(tiers.of(Some("smb"), Some(4_999.0)), Tier::Tech);
+        assert_eq!(tiers.of(Some("smb"), Some(5_000.0)), Tier::Low);
+        assert_eq!(tiers.of(None, None), Tier::Low, "without ARR");
+        assert_eq!(tiers.severity(Tier::Tech, "high"), "low");
+        assert_eq!(tiers.severity(Tier::Tech, "info"), "info", "a cap never raises");
+        assert_eq!(tiers.severity(Tier::High, "high"), "high");
+        assert_eq!(Tiers { tech_max_severity: None, ..tiers }.severity(Tier::Tech, "high"), "high");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -176,6 +176,8 @@ pub struct Filter<'a> {
     pub owner: Option<&'a str>,
     /// Rule code: accounts among whose recent alerts one is of this rule.
     pub rule: Option<u8>,
+    /// Accounts of this touch tier, by these tier rules.
+    pub tier: Option<(crate::core::scorecard::Tier, &'a crate::core::scorecard::Tiers)>,
 }
 
 impl Filter<'_> {
@@ -183,6 +185,7 @@ impl Filter<'_> {
         self.segment.is_none_or(|s| e.segment.as_deref() == Some(s))
             && self.owner.is_none_or(|o| e.owner.as_deref().is_some_and(|x| same_ignoring_case(x, o)))
             && self.rule.is_none_or(|r| e.alerts.iter().any(|a| a.0 == r))
+            && self.tier.is_none_or(|(t, tiers)| tiers.of(e.segment.as_deref(), e.arr) == t)
     }
 }
 

@@ -118,7 +118,7 @@ function route() {
   return { view: "queue", params: new URLSearchParams(h.replace(/^#\/?\??/, "")) };
 }
 
-const FILTERS = ["sort", "band", "segment", "owner", "rule", "limit"];
+const FILTERS = ["sort", "band", "tier", "segment", "owner", "rule", "limit"];
 
 function queueHash(params) {
   const p = new URLSearchParams();
@@ -137,7 +137,7 @@ function controlsToHash(offset) {
 // ---- the portfolio strip ----
 
 // The filters of the queue's hash that the strip is scoped to.
-const STRIP_FILTERS = ["band", "segment", "owner", "rule"];
+const STRIP_FILTERS = ["band", "tier", "segment", "owner", "rule"];
 
 async function renderStrip(params) {
   const q = new URLSearchParams();
@@ -339,7 +339,7 @@ async function renderAccount(id) {
   }
   const f = a.facts || {};
   const facts = el("dl", { class: "facts" },
-    [["Account id", a.account_id], ["Segment", f.segment || "—"], ["Seats", num(f.seats, 0)], ["ARR", money(f.arr)],
+    [["Account id", a.account_id], ["Segment", f.segment || "—"], ["Touch tier", f.tier || "—"], ["Seats", num(f.seats, 0)], ["ARR", money(f.arr)],
      ["Renewal", whenFrom(f.renewal_date, TODAY)], ["Customer since", f.start_date || "—"],
      ["Scorecard", (a.scorecard || "—").replace(/@(\d+)$/, " (version $1)")],
      ["Owner", f.owner || "—"], ["Scored at", fmtTime(a.scored_at)]]
@@ -460,7 +460,7 @@ function schedule() {
 
 function init() {
   $("controls").addEventListener("submit", (e) => { e.preventDefault(); controlsToHash(0); });
-  for (const k of ["sort", "band", "rule", "limit"]) $(k).addEventListener("change", () => controlsToHash(0));
+  for (const k of ["sort", "band", "tier", "rule", "limit"]) $(k).addEventListener("change", () => controlsToHash(0));
   for (const k of ["segment", "owner"]) $(k).addEventListener("change", () => controlsToHash(0));
   $("reset").addEventListener("click", () => { location.hash = "#/"; });
   $("csv").addEventListener("click", () => { downloadCsv().catch((e) => { $("status").textContent = "CSV: " + e; }); });
