@@ -273,6 +273,7 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     assert!(!view.contains(">no history yet<"), "{view}");
     assert!(view.contains("class=\"alert-summary\""), "recent alerts with their summaries:\n{view}");
     assert!(view.contains("Open tickets"), "the open tickets panel");
+    assert!(view.contains("class=\"people\"") || view.contains("no active users in the last 28 days"), "the people panel:\n{view}");
     // What keeps it from 100, always; dates and times as people read them.
     assert!(view.contains("What keeps the score from 100") && view.contains("class=\"bars shortfall\""), "the shortfall panel");
     let shown = text(view);

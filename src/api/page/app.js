@@ -383,6 +383,15 @@ async function renderAccount(id) {
         el("tbody", {}, tickets.map((t) => el("tr", {}, el("td", {}, t.ticket_id), el("td", {}, t.priority || ""),
           el("td", {}, fmtTime(t.opened_at)), el("td", {}, String(t.age_days))))))
     : el("p", {}, "no open tickets");
+  // The account's people: its most engaged users over 28 days, champions (SS) first.
+  const people = a.top_users || [];
+  const peopleList = people.length
+    ? el("table", { class: "people" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "User"), el("th", { scope: "col" }, "Rank"),
+          el("th", { class: "num", scope: "col" }, "Active days (28)"), el("th", { scope: "col" }, "Last seen"))),
+        el("tbody", {}, people.map((u) => el("tr", {}, el("td", {}, u.user_id), el("td", { class: "rank-" + u.rank }, u.rank),
+          el("td", { class: "num" }, String(u.active_days_28d)), el("td", {}, whenFrom(u.last_seen, TODAY))))))
+    : el("p", {}, "no active users in the last 28 days");
   const ticketTitle = "Open tickets" + (a.open_ticket_count > tickets.length ? " (oldest " + tickets.length + " of " + a.open_ticket_count + ")" : "");
 
   // What keeps the score from 100, always (a red account red for weeks has no change to show).
@@ -404,6 +413,7 @@ async function renderAccount(id) {
       el("div", { class: "panel" }, el("h3", {}, "What changed in the last 14 days (points won and lost)"), bars),
       el("div", { class: "panel wide" }, el("h3", {}, "Score history (last 90 days, alerts marked)"), chart),
       el("div", { class: "panel" }, el("h3", {}, "Recent alerts"), alertList),
+      el("div", { class: "panel" }, el("h3", {}, "People (SS: champion, S: active on 8+ of 28 days, A: the others)"), peopleList),
       el("div", { class: "panel" }, el("h3", {}, ticketTitle), ticketList)));
   document.title = (f.name || a.account_id) + " — kizashi";
 }
