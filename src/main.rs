@@ -79,6 +79,10 @@ struct ReplayArgs {
     /// At the end, move stream time to this time (RFC 3339 or YYYY-MM-DD) so silent accounts are re-scored.
     #[arg(long)]
     until: Option<String>,
+    /// Write each account's measures, score and facts at its first scoring of each day to this
+    /// CSV file (with --outcomes: its next outcome and the days until it), for fitting models
+    #[arg(long)]
+    features: Option<PathBuf>,
     /// Clock for rejecting future timestamps (RFC 3339); default: now.
     #[arg(long)]
     now: Option<String>,
@@ -231,6 +235,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
         state_dir: args.state_dir,
         batch: args.batch.max(1),
         serve,
+        features: args.features,
     };
     let summary = cmd::replay::run_backtest(&settings, &opts, backtest.as_ref())?;
     drop(server);

@@ -319,3 +319,55 @@ fn v1_evaluation_says_why_there_is_none_until_there_is_one() {
     let (status, v) = get_json(&addr, "/v1/evaluation", None);
     assert_eq!((status, v["horizon_days"].as_u64()), (200, Some(90)));
 }
+
+/// `replay --features`: one row per account and day scored, with every measure and the account's
+/// next outcome; the same file from the same records, whatever the batch size.
+#[test]
+fn features_are_a_row_per_account_and_day_with_the_next_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 30);
+    let outcomes = data.join("outcomes.jsonl");
+    let with = |name: &str, batch: usize| {
+        let file = dir.path().join(format!("{name}.csv"));
+        let opts = ReplayOptions { features: Some(file.clone()), ..replay_opts(&data, dir.path().join(name), batch) };
+        run_backtest(&Settings::default(), &opts, Some(&backtest(outcomes.clone(), None))).unwrap();
+        std::fs::read_to_string(file).unwrap()
+    };
+    let csv = with("a", 50_000);
+    assert_eq!(csv, with("b", 700), "the same rows whatever the batch");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..8], ["account_id", "day", "score", "band", "segment", "tier", "arr", "seats"]);
+    assert_eq!(&header[header.len() - 2..], ["outcome", "days_to_outcome"]);
+    for m in kizashi::core::measures::Measure::ALL {
+        assert_eq!(header.iter().filter(|h| **h == m.name()).count(), 1, "{}", m.name());
+    }
+    let truth: std::collections::HashMap<String, (String, String)> = std::fs::read_to_string(&outcomes)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["account_id"].as_str().unwrap().to_string(), (v["outcome"].as_str().unwrap().to_string(), v["ts"].as_str().unwrap()[..10].to_string()))
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.len() > 30 * 30, "a row per account and day: {}", rows.len());
+    for r in &rows {
+        assert_eq!(r.len(), header.len(), "{r:?}");
+        assert!(seen.insert((r[0], r[1])), "one row per account and day: {r:?}");
+        let score: f64 = r[2].parse().unwrap();
+        assert!((0.0..=100.0).contains(&score) && ["red", "yellow", "green"].contains(&r[3]), "{r:?}");
+        // Each generated account has one outcome: on the rows up to its day, with the days until
+        // it; none after.
+        let (outcome, date) = &truth[r[0]];
+        let day = |s: &str| kizashi::event::timestamp::parse_date_day(s).unwrap();
+        let until = day(date) - day(r[1]);
+        if until >= 0 {
+            assert_eq!((r[header.len() - 2], r[header.len() - 1].parse::<i32>().unwrap()), (outcome.as_str(), until), "{r:?}");
+        } else {
+            assert_eq!((r[header.len() - 2], r[header.len() - 1]), ("", ""), "{r:?}");
+        }
+    }
+}

@@ -628,7 +628,7 @@ fn csv_field(s: &str) -> String {
 /// `=`, `+`, `-`, `@`, a tab or a carriage return gets a `'` first, so that a spreadsheet shows it
 /// as text instead of running it as a formula (OWASP's advice for CSV injection); then quoted as
 /// [`csv_field`]. Numbers are ours and written as they are.
-fn csv_text(s: &str) -> String {
+pub fn csv_text(s: &str) -> String {
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         csv_field(&format!("'{s}"))
     } else {

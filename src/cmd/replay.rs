@@ -5,6 +5,8 @@
 //! (`evaluation.json`), optionally for a second configuration fed the same records (`--compare`).
 
 use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -49,6 +51,62 @@ pub struct ReplayOptions {
     pub batch: usize,
     /// Serve the HTTP API on the replayed state (not ready while replaying), until `stop`.
     pub serve: Option<(Arc<Status>, Arc<AtomicBool>)>,
+    /// Write one CSV row per account per day scored here (`--features`): see `FeatureWriter`.
+    pub features: Option<PathBuf>,
+}
+
+/// `replay --features FILE`: each account at its first scoring of each day — the day, its score,
+/// band, segment, tier, ARR, seats and every measure's value (`days_to_renewal` among them) — and, with
+/// `--outcomes`, its next outcome on or after that day and the days until it. Rows come in the
+/// order accounts are scored (stream time), each day's before the next's; written as they come.
+struct FeatureWriter {
+    w: BufWriter<File>,
+    /// Each account's outcomes, by day.
+    outcomes: FxHashMap<String, Vec<(i32, crate::outcome::OutcomeKind)>>,
+    rows: u64,
+}
+
+impl FeatureWriter {
+    fn create(path: &Path) -> Result<FeatureWriter> {
+        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut w = BufWriter::new(f);
+        let measures: Vec<&str> = crate::core::measures::Measure::ALL.iter().map(|m| m.name()).collect();
+        writeln!(w, "account_id,day,score,band,segment,tier,arr,seats,{},outcome,days_to_outcome", measures.join(","))?;
+        Ok(FeatureWriter { w, outcomes: FxHashMap::default(), rows: 0 })
+    }
+
+    fn outcomes(&mut self, set: &crate::outcome::OutcomeSet) {
+        for o in &set.outcomes {
+            self.outcomes.entry(o.account_id.clone()).or_default().push((crate::event::timestamp::day_of(o.ts_ms), o.kind));
+        }
+        for v in self.outcomes.values_mut() {
+            v.sort_by_key(|(d, k)| (*d, k.name()));
+        }
+    }
+
+    fn write(&mut self, r: &crate::engine::FeatureRow) -> Result<()> {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |x| crate::core::alerts::round3(x).to_string());
+        let text = |s: &Option<String>| s.as_deref().map_or(String::new(), crate::api::csv_text);
+        let values: Vec<String> = r.values.iter().map(|v| opt(*v)).collect();
+        let next = self.outcomes.get(r.account_id.as_str()).and_then(|v| v.iter().find(|(d, _)| *d >= r.day));
+        writeln!(
+            self.w,
+            "{},{},{},{},{},{},{},{},{},{},{}",
+            crate::api::csv_text(&r.account_id),
+            crate::event::timestamp::format_day(r.day),
+            crate::core::alerts::round1(r.score),
+            r.band.name(),
+            text(&r.segment),
+            r.tier.name(),
+            opt(r.arr),
+            r.seats.map_or(String::new(), |n| n.to_string()),
+            values.join(","),
+            next.map_or("", |(_, k)| k.name()),
+            next.map_or(String::new(), |(d, _)| (d - r.day).to_string()),
+        )?;
+        self.rows += 1;
+        Ok(())
+    }
 }
 
 /// Back-test options: outcome labels to score the replay's alerts and bands against, and
@@ -200,6 +258,8 @@ struct Lane {
     history: Option<History>,
     /// `Stats::score_updates` at the last drain.
     score_updates_drained: u64,
+    /// `--features`, on the main configuration's lane.
+    features: Option<FeatureWriter>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -227,7 +287,8 @@ impl Lane {
     /// `evaluate`: a back-test, which keeps the alerts and score updates for the evaluation;
     /// otherwise each alert is written to `alerts.jsonl` (and counted in `shared`'s metrics) as it
     /// is produced, so a day's timers over a million accounts never hold their alerts in memory.
-    fn open(settings: &Settings, state_dir: Option<&Path>, out_dir: PathBuf, now_ms: i64, evaluate: bool, shared: Option<&Arc<Status>>) -> Result<Lane> {
+    #[allow(clippy::too_many_arguments)]
+    fn open(settings: &Settings, state_dir: Option<&Path>, out_dir: PathBuf, now_ms: i64, evaluate: bool, shared: Option<&Arc<Status>>, features: Option<&Path>) -> Result<Lane> {
         std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
         let (tmp, dir) = match state_dir {
             Some(d) => (None, d.to_path_buf()),
@@ -245,6 +306,7 @@ impl Lane {
             // Only a back-test reads the score updates; the rest needs their number.
             keep_score_updates: evaluate,
             alerts_to: (!evaluate).then(|| alert_sink(alerts_w.clone(), sink_error.clone(), shared.cloned())),
+            feature_rows: features.is_some(),
             ..crate::engine::Options::new(settings.state.budget())
         };
         let engine = Engine::open(&dir, Params::new(settings), options).with_context(|| format!("opening state store at {}", dir.display()))?;
@@ -257,6 +319,7 @@ impl Lane {
             out_dir,
             history: evaluate.then(History::default),
             score_updates_drained: 0,
+            features: features.map(FeatureWriter::create).transpose()?,
             _tmp: tmp,
         })
     }
@@ -295,6 +358,11 @@ impl Lane {
             writeln!(w, "{}", a.to_json())?;
         }
         drop(w);
+        if let Some(f) = &mut self.features {
+            for r in &out.features {
+                f.write(r).context("writing the --features file")?;
+            }
+        }
         for r in &out.rejected {
             let line = RejectLine {
                 file: &r.source,
@@ -316,6 +384,9 @@ impl Lane {
         }
         self.alerts_w.lock().expect("not poisoned").flush()?;
         self.rejects_w.flush()?;
+        if let Some(f) = &mut self.features {
+            f.w.flush().context("writing the --features file")?;
+        }
         let mut by_band = BTreeMap::new();
         let mut known = rustc_hash::FxHashSet::default();
         self.engine.finish()?;
@@ -484,9 +555,9 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     let started = Instant::now();
     let evaluate = backtest.is_some();
     let shared = opts.serve.as_ref().map(|(s, _)| s.clone());
-    let mut lanes = vec![Lane::open(settings, opts.state_dir.as_deref(), opts.out.clone(), opts.now_ms, evaluate, shared.as_ref())?];
+    let mut lanes = vec![Lane::open(settings, opts.state_dir.as_deref(), opts.out.clone(), opts.now_ms, evaluate, shared.as_ref(), opts.features.as_deref())?];
     if let Some((_, other)) = backtest.and_then(|b| b.compare.as_ref()) {
-        lanes.push(Lane::open(other, None, opts.out.join("compare"), opts.now_ms, true, None)?);
+        lanes.push(Lane::open(other, None, opts.out.join("compare"), opts.now_ms, true, None, None)?);
     }
     if let Some(s) = &shared {
         s.not_ready("replaying");
@@ -503,6 +574,9 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
         Some(b) if !b.outcomes.is_empty() => Some(read_outcomes(&b.outcomes, settings.events.max_id_len, max_line, &mut lanes[0].rejects_w)?),
         _ => None,
     };
+    if let (Some(f), Some(o)) = (&mut lanes[0].features, &outcomes) {
+        f.outcomes(o);
+    }
     let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
 
     let mut inputs = open_inputs(opts, max_line, &limits)?;

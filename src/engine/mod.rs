@@ -91,6 +91,25 @@ pub struct Options {
     /// a million accounts can raise hundreds of thousands of alerts within one record, which the
     /// output would hold all at once.
     pub alerts_to: Option<AlertSink>,
+    /// Keep a `FeatureRow` of each account's first scoring of each day in the output
+    /// (`replay --features`).
+    pub feature_rows: bool,
+}
+
+/// An account at its first scoring of a day (`Options::feature_rows`): every measure, the score
+/// and band, the facts a model of churn reads. A row of `replay --features`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRow {
+    pub account_id: CompactString,
+    pub day: i32,
+    pub score: f64,
+    pub band: crate::core::Band,
+    pub segment: Option<String>,
+    pub tier: crate::core::scorecard::Tier,
+    pub arr: Option<f64>,
+    pub seats: Option<u32>,
+    pub days_to_renewal: Option<i32>,
+    pub values: crate::core::state::MeasureValues,
 }
 
 impl Options {
@@ -106,6 +125,7 @@ impl Options {
             state_write_version: None,
             keep_score_updates: true,
             alerts_to: None,
+            feature_rows: false,
         }
     }
 }
@@ -131,6 +151,9 @@ pub struct Output {
     discard_scores: bool,
     /// Alerts go here instead of `alerts` (`send_alerts_to`).
     sink: Option<AlertSink>,
+    /// Each account's first scoring of each day, with `Options::feature_rows`.
+    pub features: Vec<FeatureRow>,
+    keep_features: bool,
 }
 
 /// Counters since start.
@@ -215,7 +238,7 @@ impl Engine {
     /// Opens the engine on the store at `dir`, its memory held within `budget` (decoded accounts,
     /// RocksDB's block cache and memtables).
     pub fn open(dir: &Path, params: Params, options: Options) -> Result<Engine, EngineError> {
-        let Options { durable, budget, write_back, track_applied, capture_flushed_states, board, state_write_version, keep_score_updates, alerts_to } = options;
+        let Options { durable, budget, write_back, track_applied, capture_flushed_states, board, state_write_version, keep_score_updates, alerts_to, feature_rows } = options;
         let mut store = Store::open(dir, durable, budget)?;
         if let Some(v) = state_write_version {
             store.set_write_version(v);
@@ -227,7 +250,7 @@ impl Engine {
             cache: cache::Cache::new(budget.accounts() as usize),
             write_back,
             tick: 0,
-            out: Output { discard_scores: !keep_score_updates, sink: alerts_to, ..Output::default() },
+            out: Output { discard_scores: !keep_score_updates, sink: alerts_to, keep_features: feature_rows, ..Output::default() },
             stats: Stats::default(),
             board,
             track_applied,
@@ -496,7 +519,28 @@ impl Engine {
         cache_bytes: &mut usize,
     ) {
         let old_due = slot.state.score.next_due_ms;
+        let scored_day = slot.state.score.history.back().map(|h| h.day);
         let ev = evaluate(&mut slot.state, id, now_ms, params);
+        if out.keep_features {
+            let today = day_of(now_ms);
+            let s = &slot.state;
+            if let (Some(last), Some(h)) = (&s.score.last, s.score.history.back()) {
+                if h.day == today && scored_day != Some(today) && day_of(last.at_ms) == today {
+                    out.features.push(FeatureRow {
+                        account_id: id.into(),
+                        day: today,
+                        score: last.score,
+                        band: last.band,
+                        segment: s.facts.segment.clone(),
+                        tier: params.tiers.of(s.facts.segment.as_deref(), s.facts.arr),
+                        arr: s.facts.arr,
+                        seats: s.facts.seats,
+                        days_to_renewal: s.facts.renewal_day.map(|r| r - today),
+                        values: last.values.to_array(),
+                    });
+                }
+            }
+        }
         let new_due = slot.state.score.next_due_ms;
         slot.last_used = tick;
         if !slot.dirty {
@@ -534,10 +578,11 @@ impl Engine {
 
     /// Alerts, score updates and rejects produced since the last call.
     pub fn take_output(&mut self) -> Output {
-        let discard_scores = self.out.discard_scores;
+        let (discard_scores, keep_features) = (self.out.discard_scores, self.out.keep_features);
         let sink = self.out.sink.take();
         let out = std::mem::take(&mut self.out);
         self.out.discard_scores = discard_scores;
+        self.out.keep_features = keep_features;
         self.out.sink = sink;
         out
     }

@@ -379,6 +379,7 @@ pub fn replay_options(data: &Path, out: PathBuf, now_ms: i64) -> kizashi::cmd::r
         state_dir: None,
         batch: 50_000,
         serve: None,
+        features: None,
     }
 }
 
