@@ -201,7 +201,11 @@ fn decline_words(d: Option<Decline>) -> String {
         .into_iter()
         .flatten()
         .collect();
-    let swing = d.swing.map(|s| format!("; its weeks usually swing ±{:.0}%", s * 100.0)).unwrap_or_default();
+    // A swing of 100% or more reads as a factor: a week cannot be more than 100% below.
+    let swing = d
+        .swing
+        .map(|s| if s < 1.0 { format!("; its weeks usually swing ±{:.0}%", s * 100.0) } else { format!("; its weeks usually vary by a factor of {:.1}", 1.0 + s) })
+        .unwrap_or_default();
     format!("usage over the last {} days {} below its norm ({}){swing}", d.days, below(d.ratio), parts.join(", "))
 }
 
@@ -700,6 +704,13 @@ pub fn next_due(state: &AccountState, now_ms: i64, p: &Params) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::core::state::HistoryDay;
+
+    #[test]
+    fn a_swing_of_a_hundred_percent_or_more_reads_as_a_factor() {
+        let d = |swing: f64| Decline { days: 7, ratio: 0.3, z: -4.0, events: Some(0.3), users: Some(0.3), swing: Some(swing), last: Some(0.2), working: 0x7f, recent: [f32::NAN; crate::core::noise::RECENT_DAYS] };
+        assert!(decline_words(Some(d(0.24))).ends_with("its weeks usually swing ±24%"), "{}", decline_words(Some(d(0.24))));
+        assert!(decline_words(Some(d(1.71))).ends_with("its weeks usually vary by a factor of 2.7"), "{}", decline_words(Some(d(1.71))));
+    }
 
     #[test]
     fn the_score_spread_comes_from_the_four_weeks_before_the_window() {
