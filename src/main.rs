@@ -48,6 +48,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Fit the default scorecard to outcomes on one period and show it on a later one: replays
+    /// once, writes the feature rows, a tuned configuration (tuned.toml) and a report.
+    Tune(TuneArgs),
     /// Validate a configuration; print it resolved, or every problem.
     CheckConfig {
         #[arg(long)]
@@ -121,6 +124,38 @@ struct ReplayArgs {
     /// alerted, alerted within 7 and 14 days of a change, final bands; docs/populations.md).
     #[arg(long)]
     truth: Option<PathBuf>,
+}
+
+// The options of `kizashi tune`.
+#[derive(Args)]
+struct TuneArgs {
+    /// Usage events file (JSONL); repeatable.
+    #[arg(long, required = true)]
+    usage: Vec<PathBuf>,
+    /// Support events file (JSONL); repeatable.
+    #[arg(long)]
+    support: Vec<PathBuf>,
+    /// Account records file (JSONL); repeatable.
+    #[arg(long)]
+    accounts: Vec<PathBuf>,
+    /// Outcome labels (JSONL, as for replay --outcomes); repeatable.
+    #[arg(long, required = true)]
+    outcomes: Vec<PathBuf>,
+    /// Rows on or before this day (YYYY-MM-DD) fit; the rows after it validate.
+    #[arg(long)]
+    fit_until: String,
+    /// A row is positive when its account churns or downgrades within this many days (e.g. 30d).
+    #[arg(long, default_value = "30d")]
+    horizon: String,
+    /// The base configuration (TOML); defaults apply without one.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output directory: features.csv, tuned.toml, report.txt and the base replay's outputs.
+    #[arg(long)]
+    out: PathBuf,
+    /// Clock for rejecting future timestamps (RFC 3339); default: now.
+    #[arg(long)]
+    now: Option<String>,
 }
 
 // The options of `kizashi demo`.
@@ -208,12 +243,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo(args),
         Command::Generate(args) => generate(args),
         Command::Run { config } => run_pipeline(config.as_ref()),
+        Command::Tune(args) => tune(args),
         Command::CheckConfig { config } => check_config(config.as_ref()),
     }
 }
 
 /// `kizashi replay`: the records through the engine into the output files; with outcomes or a
 /// truth file, the back-test; with --serve, the HTTP API on the replayed state until Ctrl-C.
+/// `kizashi tune`: the base configuration fitted to the outcomes of one period, shown on the next.
+fn tune(args: TuneArgs) -> Result<()> {
+    let settings = load_config(args.config.as_ref())?;
+    let fit_until = kizashi::event::timestamp::parse_date_day(&args.fit_until)
+        .ok_or_else(|| anyhow::anyhow!("--fit-until: `{}` is not a YYYY-MM-DD date", args.fit_until))?;
+    let opts = cmd::tune::TuneOptions {
+        usage: args.usage,
+        support: args.support,
+        accounts: args.accounts,
+        outcomes: args.outcomes,
+        fit_until,
+        horizon_days: parse_days(&args.horizon, "--horizon", 1..=3650)? as i32,
+        out: args.out,
+        now_ms: args.now.as_deref().map(|s| parse_time(s, "--now")).transpose()?.unwrap_or_else(now_ms),
+        config_label: args.config.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+    };
+    let report = cmd::tune::tune(&settings, &opts)?;
+    print!("{}", report.text);
+    println!("wrote {} (load it with --config)", report.config.display());
+    Ok(())
+}
+
 fn replay(args: ReplayArgs) -> Result<()> {
     let settings = load_config(args.config.as_ref())?;
     anyhow::ensure!(args.partitions >= 1, "--partitions must be at least 1");
@@ -352,6 +410,7 @@ fn main() -> ExitCode {
         Command::Replay(ReplayArgs { config, .. })
         | Command::Generate(GenerateArgs { config, .. })
         | Command::Run { config }
+        | Command::Tune(TuneArgs { config, .. })
         | Command::CheckConfig { config } => config.as_ref(),
         Command::Demo(_) => None,
     };

@@ -371,3 +371,45 @@ fn features_are_a_row_per_account_and_day_with_the_next_outcome() {
         }
     }
 }
+
+/// `kizashi tune`: one replay, the default scorecard fitted on the rows up to a day and shown on
+/// the rows after; the configuration it writes loads, one version up, weights adding to 100; too
+/// few outcomes in the fit period stop it, saying how many it needs.
+#[test]
+fn tune_writes_a_loadable_scorecard_fitted_on_one_period_and_shown_on_the_next() {
+    use kizashi::cmd::tune::{tune, TuneOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 60);
+    let opts = |fit_until: i32, out: &str| TuneOptions {
+        usage: vec![data.join("usage.jsonl")],
+        support: vec![data.join("support.jsonl")],
+        accounts: vec![data.join("accounts.jsonl")],
+        outcomes: vec![data.join("outcomes.jsonl")],
+        fit_until,
+        // The generated outcomes fall at renewal, up to a year after the last event.
+        horizon_days: 3650,
+        out: dir.path().join(out),
+        now_ms: i64::from(END_DAY + 1) * DAY_MS,
+        config_label: "built-in defaults".into(),
+    };
+    let base = Settings::default();
+    let r = tune(&base, &opts(END_DAY - 25, "tuned")).unwrap();
+    assert!(r.fit_rows.1 >= kizashi::cmd::tune::MIN_POSITIVES && r.validation_rows.0 > 0, "{r:?}");
+    for auc in [r.base_auc.0, r.base_auc.1, r.tuned_auc.0, r.tuned_auc.1] {
+        assert!((0.0..=1.0).contains(&auc), "{r:?}");
+    }
+    assert_eq!(r.fits.len(), base.scorecards["default"].measures.len(), "a verdict on every measure of the default scorecard");
+    assert!(r.text.contains("AUC of 100 - score") && r.text.contains("validation"), "{}", r.text);
+    let tuned = kizashi::config::load(Some(&r.config), Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let card = &tuned.scorecards["default"];
+    assert_eq!(card.version, base.scorecards["default"].version + 1);
+    let weights: f64 = card.measures.iter().map(|m| m.weight).sum();
+    assert!((weights - 100.0).abs() <= 1.0, "{weights}");
+    assert_eq!(card.measures.len(), r.fits.iter().filter(|f| f.weight > 0.0).count());
+    assert_eq!(tuned.scorecards["onboarding"], base.scorecards["onboarding"], "the onboarding scorecard is left as it is");
+    assert!(std::fs::read_to_string(&r.config).unwrap().starts_with("# Written by `kizashi tune`"));
+    // Fitting on the first day alone: too few positives, said with the number needed.
+    let e = tune(&base, &opts(END_DAY - 59, "early")).unwrap_err().to_string();
+    assert!(e.contains("needs at least 30"), "{e}");
+}

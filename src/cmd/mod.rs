@@ -5,3 +5,4 @@ pub mod generate;
 pub mod lines;
 pub mod replay;
 pub mod run;
+pub mod tune;
