@@ -221,7 +221,8 @@ impl Settings {
             p.push(format!("scoring.support_cap.urgent_open: {} is over events.max_open_tickets", cap.urgent_open));
         }
         let t = &s.tiers;
-        if !(t.high_arr_from >= 0.0 && t.high_arr_from.is_finite()) || !(t.tech_arr_below >= 0.0 && t.tech_arr_below.is_finite()) {
+        let usable = |x: f64| x >= 0.0 && x.is_finite();
+        if !usable(t.high_arr_from) || !usable(t.tech_arr_below) {
             p.push(format!("scoring.tiers: high_arr_from ({}) and tech_arr_below ({}) must be numbers ≥ 0", t.high_arr_from, t.tech_arr_below));
         } else if t.tech_arr_below > t.high_arr_from {
             p.push(format!("scoring.tiers.tech_arr_below: {} is above scoring.tiers.high_arr_from ({})", t.tech_arr_below, t.high_arr_from));

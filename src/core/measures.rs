@@ -494,8 +494,7 @@ mod tests {
 
     #[test]
     fn the_usual_week_of_users_is_the_median_of_the_watched_weeks() {
-        let mut s = AccountState::default();
-        s.first_day = Some(0);
+        let mut s = AccountState { first_day: Some(0), ..AccountState::default() };
         // Weeks ending on day 62 (the one before the last 7 days of day 69), 55, 48, 41: 2, 4, 6
         // and 3 distinct people.
         for (week_end, people) in [(62, 2), (55, 4), (48, 6), (41, 3)] {
