@@ -409,6 +409,10 @@ fn tune_writes_a_loadable_scorecard_fitted_on_one_period_and_shown_on_the_next()
     assert_eq!(card.measures.len(), r.fits.iter().filter(|f| f.weight > 0.0).count());
     assert_eq!(tuned.scorecards["onboarding"], base.scorecards["onboarding"], "the onboarding scorecard is left as it is");
     assert!(std::fs::read_to_string(&r.config).unwrap().starts_with("# Written by `kizashi tune`"));
+    // Confirmed by a real replay of both against the later outcomes: what kizashi would send.
+    let (b, t) = r.confirmed.as_ref().expect("outcomes after the fit period");
+    assert!(b.alerts > 0 && t.recall.is_some() && b.recall.is_some(), "{b:?} {t:?}");
+    assert!(r.text.contains("replay --compare") && dir.path().join("tuned/confirm/compare/alerts.jsonl").exists(), "{}", r.text);
     // Fitting on the first day alone: too few positives, said with the number needed.
     let e = tune(&base, &opts(END_DAY - 59, "early")).unwrap_err().to_string();
     assert!(e.contains("needs at least 30"), "{e}");

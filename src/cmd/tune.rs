@@ -12,8 +12,10 @@
 //! block saying what data, period and figures produced it. The report puts the base score's AUC
 //! and the tuned one's side by side on both periods, so over-fitting shows.
 //!
-//! This first version tunes the score's ranking (AUC). The search over rule parameters for
-//! recall at a precision target, and the confirming `replay --compare`, are not built.
+//! Then it confirms with a real `replay --compare` of the base and the tuned configuration against
+//! the outcomes after `--fit-until` only: the alerts' precision, recall and lead time, as kizashi
+//! would send them. This first version tunes the score's ranking (AUC); the search over rule
+//! parameters for recall at a precision target is not built.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,8 @@ pub struct TuneReport {
     /// AUC of `100 − score`: base and tuned, on the fit and on the validation rows.
     pub base_auc: (f64, f64),
     pub tuned_auc: (f64, f64),
+    /// Risk alerts against the outcomes after `fit_until` (`replay --compare`): base and tuned.
+    pub confirmed: Option<(crate::evaluation::Figures, crate::evaluation::Figures)>,
     pub config: PathBuf,
     pub text: String,
 }
@@ -146,12 +150,76 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
         tuned_auc,
         config: opts.out.join("tuned.toml"),
         text: String::new(),
+        confirmed: None,
         fits,
     };
     let text = render(&report, opts, base_card);
     std::fs::write(&report.config, tuned_config(settings, &tuned, &text)).with_context(|| format!("writing {}", report.config.display()))?;
+    let confirmed = confirm(settings, &report.config, opts, &backtest)?;
+    let mut text = text;
+    if let Some((b, t)) = &confirmed {
+        let _ = writeln!(text, "risk alerts against the outcomes after {} (replay --compare):", crate::event::timestamp::format_day(opts.fit_until));
+        for (name, f) in [("base", b), ("tuned", t)] {
+            let p = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+            let _ = writeln!(text, "  {name:<6} precision {}  recall {}  lead time median {} days  ({} alerts)", p(f.precision), p(f.recall), p(f.lead_time_days.median), f.alerts);
+        }
+        std::fs::write(&report.config, tuned_config(settings, &tuned, &text))?;
+    }
     std::fs::write(opts.out.join("report.txt"), &text)?;
-    Ok(TuneReport { text, ..report })
+    Ok(TuneReport { text, confirmed, ..report })
+}
+
+/// Replays base and tuned side by side (`--compare`) against the outcomes after `fit_until`; `None`
+/// when there are none.
+fn confirm(
+    settings: &Settings,
+    tuned: &Path,
+    opts: &TuneOptions,
+    backtest: &super::replay::BacktestOptions,
+) -> Result<Option<(crate::evaluation::Figures, crate::evaluation::Figures)>> {
+    let later = opts.out.join("validation-outcomes.jsonl");
+    let mut kept = String::new();
+    for path in &opts.outcomes {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let ms = match &v["ts"] {
+                serde_json::Value::String(s) => crate::event::timestamp::parse_rfc3339_ms(s)
+                    .or_else(|| crate::event::timestamp::parse_date_day(s).map(|d| i64::from(d) * crate::event::timestamp::DAY_MS)),
+                serde_json::Value::Number(n) => n.as_i64(),
+                _ => None,
+            };
+            if ms.is_some_and(|t| crate::event::timestamp::day_of(t) > opts.fit_until) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    std::fs::write(&later, kept)?;
+    let tuned_settings = crate::config::load(Some(tuned), Vec::new()).map_err(|p| anyhow::anyhow!("the tuned configuration does not load: {p}"))?;
+    let replay = super::replay::ReplayOptions {
+        usage: opts.usage.clone(),
+        support: opts.support.clone(),
+        accounts: opts.accounts.clone(),
+        out: opts.out.join("confirm"),
+        partitions: 1,
+        until_ms: None,
+        now_ms: opts.now_ms,
+        state_dir: None,
+        batch: 200_000,
+        serve: None,
+        features: None,
+    };
+    let b = super::replay::BacktestOptions {
+        outcomes: vec![later],
+        compare: Some(("tuned.toml".into(), tuned_settings)),
+        ..backtest.clone()
+    };
+    let summary = super::replay::run_backtest(settings, &replay, Some(&b))?;
+    Ok(summary.evaluation.and_then(|r| Some((r.evaluation.risk.any.clone(), r.compare?.risk.any.clone()))))
 }
 
 /// The rows of a `--features` file, labelled.
