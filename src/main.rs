@@ -58,9 +58,9 @@ enum Command {
     },
 }
 
-// The options of `kizashi replay` (its help text is the variant's, above).
+// The event files `replay` and `tune` read.
 #[derive(Args)]
-struct ReplayArgs {
+struct InputFiles {
     /// Usage events file (JSONL); repeatable.
     #[arg(long, required = true)]
     usage: Vec<PathBuf>,
@@ -70,6 +70,13 @@ struct ReplayArgs {
     /// Account records file (JSONL); repeatable.
     #[arg(long)]
     accounts: Vec<PathBuf>,
+}
+
+// The options of `kizashi replay` (its help text is the variant's, above).
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    files: InputFiles,
     /// Config file (TOML); defaults apply without one.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -129,15 +136,8 @@ struct ReplayArgs {
 // The options of `kizashi tune`.
 #[derive(Args)]
 struct TuneArgs {
-    /// Usage events file (JSONL); repeatable.
-    #[arg(long, required = true)]
-    usage: Vec<PathBuf>,
-    /// Support events file (JSONL); repeatable.
-    #[arg(long)]
-    support: Vec<PathBuf>,
-    /// Account records file (JSONL); repeatable.
-    #[arg(long)]
-    accounts: Vec<PathBuf>,
+    #[command(flatten)]
+    files: InputFiles,
     /// Outcome labels (JSONL, as for replay --outcomes); repeatable.
     #[arg(long, required = true)]
     outcomes: Vec<PathBuf>,
@@ -256,9 +256,9 @@ fn tune(args: TuneArgs) -> Result<()> {
     let fit_until = kizashi::event::timestamp::parse_date_day(&args.fit_until)
         .ok_or_else(|| anyhow::anyhow!("--fit-until: `{}` is not a YYYY-MM-DD date", args.fit_until))?;
     let opts = cmd::tune::TuneOptions {
-        usage: args.usage,
-        support: args.support,
-        accounts: args.accounts,
+        usage: args.files.usage,
+        support: args.files.support,
+        accounts: args.files.accounts,
         outcomes: args.outcomes,
         fit_until,
         horizon_days: parse_days(&args.horizon, "--horizon", 1..=3650)? as i32,
@@ -283,9 +283,9 @@ fn replay(args: ReplayArgs) -> Result<()> {
         (None, None)
     };
     let opts = cmd::replay::ReplayOptions {
-        usage: args.usage,
-        support: args.support,
-        accounts: args.accounts,
+        usage: args.files.usage,
+        support: args.files.support,
+        accounts: args.files.accounts,
         out: args.out.clone(),
         partitions: args.partitions,
         until_ms: args.until.as_deref().map(|s| parse_time(s, "--until")).transpose()?,

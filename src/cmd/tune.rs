@@ -74,6 +74,8 @@ pub struct TuneReport {
     pub confirmed: Option<(crate::evaluation::Figures, crate::evaluation::Figures)>,
     pub config: PathBuf,
     pub text: String,
+    /// Feature rows that could not be read (a text cell holding a comma), left out.
+    pub skipped_rows: usize,
 }
 
 /// A feature row: its day, the base score, each measure's value, and whether it is positive.
@@ -88,19 +90,7 @@ struct Row {
 pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let features = opts.out.join("features.csv");
-    let replay = super::replay::ReplayOptions {
-        usage: opts.usage.clone(),
-        support: opts.support.clone(),
-        accounts: opts.accounts.clone(),
-        out: opts.out.join("base"),
-        partitions: 1,
-        until_ms: None,
-        now_ms: opts.now_ms,
-        state_dir: None,
-        batch: 200_000,
-        serve: None,
-        features: Some(features.clone()),
-    };
+    let replay = replay_options(opts, "base", Some(features.clone()));
     let backtest = super::replay::BacktestOptions {
         outcomes: opts.outcomes.clone(),
         horizon_days: opts.horizon_days.max(1) as u32,
@@ -110,7 +100,7 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
         truth: None,
     };
     super::replay::run_backtest(settings, &replay, Some(&backtest))?;
-    let rows = read_rows(&features, opts.horizon_days)?;
+    let (rows, skipped_rows) = read_rows(&features, opts.horizon_days)?;
     let (fit, validation): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.day <= opts.fit_until);
     let positives = |rs: &[&Row]| rs.iter().filter(|r| r.positive).count();
     if positives(&fit) < MIN_POSITIVES {
@@ -121,24 +111,7 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
         );
     }
     let base_card = settings.scorecards.get(&settings.scoring.default_scorecard).context("the base configuration has no default scorecard")?;
-    let fits: Vec<MeasureFit> = base_card
-        .measures
-        .iter()
-        .filter_map(|m| Measure::from_name(&m.measure))
-        .map(|m| fit_measure(m, &fit))
-        .collect();
-    let total: f64 = fits.iter().map(|f| f.weight).sum();
-    if total <= 0.0 {
-        bail!("no measure of the default scorecard ranks churn better than chance on the fit period: nothing to tune");
-    }
-    let tuned: Vec<WeightedMeasure> = fits
-        .iter()
-        .filter(|f| f.weight > 0.0)
-        .map(|f| {
-            let critical = base_card.measures.iter().any(|m| m.measure == f.measure.name() && m.critical);
-            WeightedMeasure { measure: f.measure.name().into(), weight: (f.weight / total * 200.0).round() / 2.0, red: Some(f.red), green: Some(f.green), critical }
-        })
-        .collect();
+    let (fits, tuned) = fit_card(base_card, &fit)?;
     let score = |r: &Row| tuned_score(&tuned, r);
     let auc_of = |rs: &[&Row], s: &dyn Fn(&Row) -> f64| auc(rs.iter().map(|r| (100.0 - s(r), r.positive)));
     let base_auc = (auc_of(&fit, &|r| r.score), auc_of(&validation, &|r| r.score));
@@ -151,12 +124,12 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
         config: opts.out.join("tuned.toml"),
         text: String::new(),
         confirmed: None,
+        skipped_rows,
         fits,
     };
-    let text = render(&report, opts, base_card);
+    let mut text = render(&report, opts, base_card);
     std::fs::write(&report.config, tuned_config(settings, &tuned, &text)).with_context(|| format!("writing {}", report.config.display()))?;
     let confirmed = confirm(settings, &report.config, opts, &backtest)?;
-    let mut text = text;
     if let Some((b, t)) = &confirmed {
         let _ = writeln!(text, "risk alerts against the outcomes after {} (replay --compare):", crate::event::timestamp::format_day(opts.fit_until));
         for (name, f) in [("base", b), ("tuned", t)] {
@@ -167,6 +140,42 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
     }
     std::fs::write(opts.out.join("report.txt"), &text)?;
     Ok(TuneReport { text, confirmed, ..report })
+}
+
+/// Each measure of `base`'s verdict on the fit rows, and the tuned scorecard: the measures better
+/// than chance, weights adding up to 100, a critical measure kept critical.
+fn fit_card(base: &crate::config::ScorecardConfig, fit: &[&Row]) -> Result<(Vec<MeasureFit>, Vec<WeightedMeasure>)> {
+    let fits: Vec<MeasureFit> = base.measures.iter().filter_map(|m| Measure::from_name(&m.measure)).map(|m| fit_measure(m, fit)).collect();
+    let total: f64 = fits.iter().map(|f| f.weight).sum();
+    if total <= 0.0 {
+        bail!("no measure of the default scorecard ranks churn better than chance on the fit period: nothing to tune");
+    }
+    let tuned = fits
+        .iter()
+        .filter(|f| f.weight > 0.0)
+        .map(|f| {
+            let critical = base.measures.iter().any(|m| m.measure == f.measure.name() && m.critical);
+            WeightedMeasure { measure: f.measure.name().into(), weight: (f.weight / total * 200.0).round() / 2.0, red: Some(f.red), green: Some(f.green), critical }
+        })
+        .collect();
+    Ok((fits, tuned))
+}
+
+/// A replay of `opts`' files into `out` under `opts.out`, one partition, a temporary state.
+fn replay_options(opts: &TuneOptions, out: &str, features: Option<PathBuf>) -> super::replay::ReplayOptions {
+    super::replay::ReplayOptions {
+        usage: opts.usage.clone(),
+        support: opts.support.clone(),
+        accounts: opts.accounts.clone(),
+        out: opts.out.join(out),
+        partitions: 1,
+        until_ms: None,
+        now_ms: opts.now_ms,
+        state_dir: None,
+        batch: 200_000,
+        serve: None,
+        features,
+    }
 }
 
 /// Replays base and tuned side by side (`--compare`) against the outcomes after `fit_until`; `None`
@@ -200,19 +209,7 @@ fn confirm(
     }
     std::fs::write(&later, kept)?;
     let tuned_settings = crate::config::load(Some(tuned), Vec::new()).map_err(|p| anyhow::anyhow!("the tuned configuration does not load: {p}"))?;
-    let replay = super::replay::ReplayOptions {
-        usage: opts.usage.clone(),
-        support: opts.support.clone(),
-        accounts: opts.accounts.clone(),
-        out: opts.out.join("confirm"),
-        partitions: 1,
-        until_ms: None,
-        now_ms: opts.now_ms,
-        state_dir: None,
-        batch: 200_000,
-        serve: None,
-        features: None,
-    };
+    let replay = replay_options(opts, "confirm", None);
     let b = super::replay::BacktestOptions {
         outcomes: vec![later],
         compare: Some(("tuned.toml".into(), tuned_settings)),
@@ -223,27 +220,28 @@ fn confirm(
 }
 
 /// The rows of a `--features` file, labelled.
-fn read_rows(path: &Path, horizon: i32) -> Result<Vec<Row>> {
+fn read_rows(path: &Path, horizon: i32) -> Result<(Vec<Row>, usize)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().context("an empty features file")?.split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).with_context(|| format!("no `{name}` column"));
     let (day, score, outcome, until) = (col("day")?, col("score")?, col("outcome")?, col("days_to_outcome")?);
     let measures: Vec<usize> = Measure::ALL.iter().map(|m| col(m.name())).collect::<Result<_>>()?;
-    let mut rows = Vec::new();
+    let (mut rows, mut skipped) = (Vec::new(), 0);
     for line in lines {
         // Text cells (the account id, segment) may be quoted with commas; the numeric columns are
         // counted from the end, the day and score from a start that has no such cell before them.
         let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != header.len() {
+        let d = (cells.len() == header.len()).then(|| crate::event::timestamp::parse_date_day(cells[day])).flatten();
+        let Some(d) = d else {
+            skipped += 1;
             continue;
-        }
+        };
         let num = |i: usize| cells[i].parse::<f64>().ok();
-        let Some(d) = crate::event::timestamp::parse_date_day(cells[day]) else { continue };
         let positive = matches!(cells[outcome], "churned" | "downgraded") && cells[until].parse::<i32>().is_ok_and(|n| n <= horizon);
         rows.push(Row { day: d, score: num(score).unwrap_or(0.0), values: measures.iter().map(|&i| num(i)).collect(), positive });
     }
-    Ok(rows)
+    Ok((rows, skipped))
 }
 
 /// A measure's direction, weight and red/green values from the fit rows.
@@ -304,6 +302,9 @@ fn render(r: &TuneReport, opts: &TuneOptions, base: &crate::config::ScorecardCon
     let _ = writeln!(t, "kizashi tune: base {}, fit on rows up to {}, validated on the rows after", opts.config_label, fmt(opts.fit_until));
     let _ = writeln!(t, "a row is positive when the account churns or downgrades within {} days", opts.horizon_days);
     let _ = writeln!(t, "rows (positive): fit {} ({}), validation {} ({})", r.fit_rows.0, r.fit_rows.1, r.validation_rows.0, r.validation_rows.1);
+    if r.skipped_rows > 0 {
+        let _ = writeln!(t, "{} rows left out: an account id or segment holding a comma", r.skipped_rows);
+    }
     let _ = writeln!(t, "AUC of 100 - score        fit     validation");
     let _ = writeln!(t, "  base (version {})       {:.3}   {:.3}", base.version, r.base_auc.0, r.base_auc.1);
     let _ = writeln!(t, "  tuned (version {})      {:.3}   {:.3}", base.version + 1, r.tuned_auc.0, r.tuned_auc.1);

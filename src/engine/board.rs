@@ -379,10 +379,11 @@ impl Board {
             if !filter.matches(e) || filter.band.is_some_and(|b| e.band != Some(b) || e.score.is_none()) {
                 continue;
             }
+            // The first `SUMMARY_NAMES` in name order, whatever the order of the map.
             for (set, v) in [(&mut owners, &e.owner), (&mut segments, &e.segment)] {
                 if let Some(v) = v {
-                    if set.len() < SUMMARY_NAMES || set.contains(v.as_str()) {
-                        set.insert(v.as_str());
+                    if set.insert(v.as_str()) && set.len() > SUMMARY_NAMES {
+                        set.pop_last();
                     }
                 }
             }

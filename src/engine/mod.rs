@@ -108,7 +108,6 @@ pub struct FeatureRow {
     pub tier: crate::core::scorecard::Tier,
     pub arr: Option<f64>,
     pub seats: Option<u32>,
-    pub days_to_renewal: Option<i32>,
     pub values: crate::core::state::MeasureValues,
 }
 
@@ -535,7 +534,6 @@ impl Engine {
                         tier: params.tiers.of(s.facts.segment.as_deref(), s.facts.arr),
                         arr: s.facts.arr,
                         seats: s.facts.seats,
-                        days_to_renewal: s.facts.renewal_day.map(|r| r - today),
                         values: last.values.to_array(),
                     });
                 }

@@ -52,7 +52,7 @@ impl Entry {
             renewal_day: s.facts.renewal_day,
             alerts: s.score.recent_alerts.iter().map(|a| (a.rule, a.at_ms)).collect(),
             // Once its day has come (a contract cancelled to run on stays until then).
-            ended: s.facts.ended.filter(|e| e.day <= s.day).map(|e| (e.status, e.day)),
+            ended: s.facts.ended.filter(|_| s.facts.ended_by(s.day)).map(|e| (e.status, e.day)),
         }
     }
 

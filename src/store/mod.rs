@@ -604,7 +604,7 @@ impl StoreBatch<'_> {
     pub fn put_account(&mut self, partition: u32, id: &str, state: &AccountState) -> &[u8] {
         self.put_board(partition, id, state);
         self.scratch.buf.clear();
-        codec::encode_version(state, id, self.store.write_version, &mut self.scratch);
+        codec::encode_version(state, self.store.write_version, &mut self.scratch);
         self.wb.put_cf(self.store.cf(CF_ACCOUNTS), account_key(partition, id), &self.scratch.buf);
         &self.scratch.buf
     }

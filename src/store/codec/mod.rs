@@ -125,11 +125,9 @@ fn encode_v5_sections(s: &AccountState, w: &mut Writer, version: u8) {
 }
 
 /// Encodes a state in `version`: `STATE_VERSION`, or `PREVIOUS_VERSION` for instances of the
-/// release before to read, its recent alerts' ids (which that version keeps) made again from
-/// `account_id`, as the alerts were given them.
-pub fn encode_version(s: &AccountState, account_id: &str, version: u8, w: &mut Writer) {
+/// release before to read.
+pub fn encode_version(s: &AccountState, version: u8, w: &mut Writer) {
     debug_assert!(version == STATE_VERSION || version == PREVIOUS_VERSION);
-    let _ = account_id;
     match version {
         // Version 5 cannot say an account ended: the release before watches it on.
         PREVIOUS_VERSION => encode_v5_sections(s, w, PREVIOUS_VERSION),

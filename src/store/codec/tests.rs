@@ -206,7 +206,7 @@ fn a_state_written_by_version_4_reads_the_same_and_is_written_smaller() {
     let s = decode(&v4).unwrap();
     assert_eq!(s, rich_state_with_a_made_alert_id());
     let mut w = Writer::default();
-    encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+    encode_version(&s, PREVIOUS_VERSION, &mut w);
     let v5 = w.buf;
     assert_eq!(v5[0], 5);
     assert_eq!(decode(&v5).unwrap(), s);
@@ -245,7 +245,7 @@ fn version_4_is_written_as_that_release_wrote_it() {
     }
     // And this build's version by the same call.
     let mut w = Writer::default();
-    encode_version(&s, "acct-1", STATE_VERSION, &mut w);
+    encode_version(&s, STATE_VERSION, &mut w);
     assert_eq!(decode(&w.buf).unwrap(), s);
     assert_eq!(w.buf.len(), encode_to_vec(&s).len());
 }
@@ -467,7 +467,7 @@ fn an_ended_account_round_trips_and_version_5_is_version_6_without_it() {
         assert_eq!(v6[0], STATE_VERSION);
         assert_eq!(decode(&v6).unwrap(), s);
         let mut w = Writer::default();
-        encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+        encode_version(&s, PREVIOUS_VERSION, &mut w);
         assert_eq!(w.buf[0], 5);
         let mut back = decode(&w.buf).unwrap();
         assert_eq!(back.facts.ended, None, "version 5 has no end");
@@ -477,7 +477,7 @@ fn an_ended_account_round_trips_and_version_5_is_version_6_without_it() {
     s.facts.ended = None;
     let v6 = encode_to_vec(&s);
     let mut w = Writer::default();
-    encode_version(&s, "acct-1", PREVIOUS_VERSION, &mut w);
+    encode_version(&s, PREVIOUS_VERSION, &mut w);
     assert_eq!((&v6[1..v6.len() - 1], v6[v6.len() - 1]), (&w.buf[1..], 0), "one byte more: not ended");
     // An end whose status is unknown is corrupt ("active" is written as no end at all).
     for code in [3u8, 200] {
