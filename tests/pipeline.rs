@@ -1070,18 +1070,18 @@ fn a_lost_disk_is_restored_from_the_changelog() {
     assert_eq!(versions(&first).into_keys().collect::<Vec<_>>(), vec![kizashi::store::codec::STATE_VERSION]);
 }
 
-/// A rolling upgrade's two steps: instances with `state.upgrade_from = 5` write every state in
+/// A rolling upgrade's two steps: instances with `state.upgrade_from = 6` write every state in
 /// the release before's encoding (which that release reads), and once the setting is gone the
 /// same states are restored, read and written in this release's.
 #[test]
 fn upgrade_from_writes_the_release_befores_encoding_and_this_one_reads_it() {
-    let (first_records, all_records) = restore_after_a_lost_disk("upgrade", &[("KIZASHI__STATE__UPGRADE_FROM", "5")], &[]);
+    let (first_records, all_records) = restore_after_a_lost_disk("upgrade", &[("KIZASHI__STATE__UPGRADE_FROM", "6")], &[]);
     let (first, all) = (states(&first_records).len(), states(&all_records).len());
-    assert_eq!(versions(&first_records), BTreeMap::from([(5, first)]), "every state of the first run in version 5");
+    assert_eq!(versions(&first_records), BTreeMap::from([(6, first)]), "every state of the first run in version 6");
     // The second run's records come after (the broker does not compact within the test).
     let v = versions(&all_records);
-    assert_eq!(v.get(&5), Some(&first), "{v:?}");
-    assert_eq!(v.get(&6), Some(&(all - first)), "the second run writes version 6: {v:?}");
+    assert_eq!(v.get(&6), Some(&first), "{v:?}");
+    assert_eq!(v.get(&7), Some(&(all - first)), "the second run writes version 7: {v:?}");
     assert!(all > first);
 }
 

@@ -266,8 +266,8 @@ mod tests {
         // Numeric keys still parse, and a bad one names the key without echoing secrets.
         let s = load(None, env(&[("KIZASHI__SCORING__RED_BELOW", "35")])).unwrap();
         assert_eq!(s.scoring.red_below, 35.0);
-        let s = load(None, env(&[("KIZASHI__STATE__UPGRADE_FROM", "5")])).unwrap();
-        assert_eq!(s.state.upgrade_from, Some(5));
+        let s = load(None, env(&[("KIZASHI__STATE__UPGRADE_FROM", "6")])).unwrap();
+        assert_eq!(s.state.upgrade_from, Some(6));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! clock: the shell passes stream time in. The same functions serve `run`, `replay`, `demo` and the
 //! tests, so a scorecard gives the same scores whichever way the events arrive.
 
+pub mod actions;
 pub mod alerts;
 pub mod days;
 pub mod distinct;

@@ -274,7 +274,9 @@ pub struct AccountState {
     /// Per input kind (usage, support, account): the offset after the last record of this
     /// account's partition applied to it (0: none). Used only when state is restored from the
     /// changelog, to skip records already reflected (see `pipeline::changelog`).
-    pub applied: [i64; 3],
+    pub applied: [i64; crate::event::N_KINDS],
+    /// What the CS team's actions left on the account (`core::actions`); `None` until one.
+    pub cs: Option<Box<super::actions::CsState>>,
 }
 
 /// State parameters that come from config.
@@ -332,6 +334,7 @@ impl AccountState {
             + map_heap_bytes::<u64, i64>(self.seen_ids.capacity())
             + self.trends_memo.heap_bytes()
             + score
+            + self.cs.as_ref().map_or(0, |c| c.heap_bytes())
     }
 
     /// At most the bytes the parts of the state that grow with the stream alone take encoded: its
@@ -436,6 +439,13 @@ impl AccountState {
                         },
                     };
                 }
+                true
+            }
+            Event::Action(e) => {
+                let newest = self.score.recent_alerts.back().map(|a| (a.rule, a.at_ms));
+                self.cs.get_or_insert_with(Default::default).apply(e, newest);
+                // The next score update says what changed (even if the score did not move).
+                self.score.emitted = None;
                 true
             }
         })

@@ -158,7 +158,7 @@ pub struct Output {
 /// Counters since start.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
-    pub applied: [u64; 3],
+    pub applied: [u64; crate::event::N_KINDS],
     pub duplicates: u64,
     pub rejected: FxHashMap<RejectReason, u64>,
     pub alerts: FxHashMap<&'static str, u64>,
@@ -224,10 +224,11 @@ pub enum EngineError {
 /// Memory of one cached account: its state, its key and its map entry.
 /// A partition's stream time once an event of `kind` at `ts_ms` is taken: the largest event time
 /// seen, except that account records are facts "as of" their ts, not activity, and never move
-/// it (a record dated ahead of the activity streams would otherwise fire everyone's timers).
+/// it (a record dated ahead of the activity streams would otherwise fire everyone's timers); nor
+/// do the CS team's actions.
 fn stream_time_after(current: Option<i64>, kind: EventKind, ts_ms: i64) -> i64 {
     match (current, kind) {
-        (Some(s), EventKind::Account) => s,
+        (Some(s), EventKind::Account | EventKind::Action) => s,
         (Some(s), _) => s.max(ts_ms),
         (None, _) => ts_ms,
     }
@@ -319,7 +320,7 @@ impl Engine {
         let ts = event.ts_ms();
         let ps = self.partitions.get_mut(&partition).expect("opened");
         let stream_time = stream_time_after(ps.stream_time, event.kind(), ts);
-        if event.kind() != EventKind::Account {
+        if event.kind().is_activity() {
             let horizon = day_of(stream_time) - self.params.state.retention_days as i32 + 1;
             if day_of(ts) < horizon {
                 let detail = format!(
@@ -359,7 +360,7 @@ impl Engine {
                 dirty.push(id.into());
             }
         }
-        if event.kind() != EventKind::Account && slot.state.growable_bytes() > self.params.state.max_account_bytes {
+        if event.kind().is_activity() && slot.state.growable_bytes() > self.params.state.max_account_bytes {
             // Windows may have shed users and ids since the last event: forget them first.
             slot.state.advance(day_of(stream_time), &self.params.state);
             remeasure(slot, id, &mut self.cache.bytes);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::timestamp::{parse_date_day, parse_rfc3339_ms, ts_in_range};
 use super::{
-    AccountEvent, AccountStatus, Event, EventKind, Priority, Reject, RejectReason, SupportEvent, TicketKind, UsageEvent,
+    AccountEvent, AccountStatus, ActionEvent, ActionKind, Event, EventKind, Priority, Reject, RejectReason, SupportEvent, TicketKind, UsageEvent,
 };
 
 /// Limits applied while decoding.
@@ -104,6 +104,10 @@ fn decode_typed<'a>(kind: EventKind, bytes: &'a [u8], limits: &DecodeLimits) -> 
         },
         EventKind::Account => match serde_json::from_str::<AccountWire<'a>>(text) {
             Ok(w) => validate_account(w, limits),
+            Err(e) => Err(diagnose(kind, bytes, &e)),
+        },
+        EventKind::Action => match serde_json::from_str::<ActionWire<'a>>(text) {
+            Ok(w) => validate_action(w, limits),
             Err(e) => Err(diagnose(kind, bytes, &e)),
         },
     }
@@ -382,6 +386,31 @@ struct AccountWire<'a> {
     ts: Option<TsWire<'a>>,
 }
 
+#[derive(Deserialize)]
+struct ActionWire<'a> {
+    #[serde(borrow, default)]
+    account_id: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    action: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    by: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    note: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    until: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    owner: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    band: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    ts: Option<TsWire<'a>>,
+    #[serde(borrow, default)]
+    event_id: Option<Str<'a>>,
+}
+
+/// Longest note an action may carry (an override's reason, a resolution's note), in bytes.
+pub const MAX_NOTE_BYTES: usize = 1000;
+
 fn missing(field: &str) -> Reject {
     Reject::new(RejectReason::MissingField, format!("`{field}` is required"))
 }
@@ -573,6 +602,57 @@ fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a
     }))
 }
 
+/// A name-like text (`owner`, `by`) no longer than `events.max_name_len`.
+fn name<'a>(field: &str, v: Option<Str<'a>>, max: usize) -> Result<Option<Cow<'a, str>>, Reject> {
+    let v = v.map(|s| s.0);
+    if let Some(n) = &v {
+        if n.len() > max {
+            return Err(Reject::new(RejectReason::BadValue, format!("`{field}` is {} bytes, longer than {max}", n.len())));
+        }
+    }
+    Ok(v)
+}
+
+fn validate_action<'a>(w: ActionWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
+    let account_id = id("account_id", w.account_id, l)?;
+    let text = w.action.ok_or_else(|| missing("action"))?.0;
+    let action = ActionKind::parse(&text).ok_or_else(|| {
+        let names: Vec<&str> = ActionKind::ALL.iter().map(|a| a.name()).collect();
+        Reject::new(RejectReason::BadValue, format!("`action` \"{}\" is not one of {}", truncate(&text, 64), names.join(", ")))
+    })?;
+    let by = name("by", w.by, l.max_name_len)?;
+    let owner = name("owner", w.owner, l.max_name_len)?;
+    let note = name("note", w.note, MAX_NOTE_BYTES)?.filter(|n| !n.trim().is_empty());
+    let until_day = w
+        .until
+        .map(|s| {
+            parse_date_day(&s.0).ok_or_else(|| {
+                Reject::new(RejectReason::BadValue, format!("`until` \"{}\" is not a YYYY-MM-DD date", truncate(&s.0, 64)))
+            })
+        })
+        .transpose()?;
+    let band = w.band.map(|s| s.0);
+    if let Some(b) = &band {
+        if !["green", "yellow", "red"].contains(&b.as_ref()) {
+            return Err(Reject::new(RejectReason::BadValue, format!("`band` \"{}\" is not green, yellow or red", truncate(b, 64))));
+        }
+    }
+    // What each action needs.
+    let needs: &[(&str, bool)] = match action {
+        ActionKind::Snooze => &[("until", until_day.is_some())],
+        ActionKind::Resolve => &[("note", note.is_some())],
+        ActionKind::Assign => &[("owner", owner.as_ref().is_some_and(|o| !o.is_empty()))],
+        ActionKind::Override => &[("band", band.is_some()), ("note", note.is_some()), ("until", until_day.is_some())],
+        ActionKind::Acknowledge | ActionKind::ClearOverride => &[],
+    };
+    if let Some((field, _)) = needs.iter().find(|(_, ok)| !ok) {
+        return Err(Reject::new(RejectReason::MissingField, format!("`{field}` is required for `{}`", action.name())));
+    }
+    let event_id = opt_id("event_id", w.event_id, l)?;
+    let ts_ms = ts(w.ts, l)?;
+    Ok(Event::Action(ActionEvent { account_id, action, by, note, until_day, owner, band, ts_ms, event_id }))
+}
+
 /// What a field must hold, for the slow-path diagnosis.
 #[derive(Clone, Copy)]
 enum Expect {
@@ -616,6 +696,17 @@ fn schema(kind: EventKind) -> &'static [(&'static str, Expect)] {
             ("status", Str),
             ("end_date", Str),
             ("ts", Ts),
+        ],
+        EventKind::Action => &[
+            ("account_id", Str),
+            ("action", Str),
+            ("by", Str),
+            ("note", Str),
+            ("until", Str),
+            ("owner", Str),
+            ("band", Str),
+            ("ts", Ts),
+            ("event_id", Str),
         ],
     }
 }
@@ -733,6 +824,32 @@ mod tests {
             let Ok(Event::Account(a)) = dec(EventKind::Account, &line) else { panic!("{line}") };
             assert_eq!((a.status, a.end_day), (want, Some(parse_date_day("2026-10-31").unwrap())), "{line}");
         }
+    }
+
+    #[test]
+    fn cs_actions_decode_with_what_each_needs_and_name_what_is_missing() {
+        let k = EventKind::Action;
+        let Ok(Event::Action(a)) = dec(k, r#"{"account_id":"acme","action":"snooze","until":"2026-12-20","by":"dana","ts":1}"#) else { panic!() };
+        assert_eq!((a.action, a.until_day, a.by.as_deref()), (ActionKind::Snooze, Some(parse_date_day("2026-12-20").unwrap()), Some("dana")));
+        let Ok(Event::Action(o)) = dec(k, r#"{"account_id":"acme","action":"override","band":"green","note":"exec sponsor renewed verbally","until":"2027-01-15","ts":1}"#) else { panic!() };
+        assert_eq!((o.band.as_deref(), o.note.as_deref()), (Some("green"), Some("exec sponsor renewed verbally")));
+        for (line, want, says) in [
+            (r#"{"account_id":"acme","action":"snooze","ts":1}"#, RejectReason::MissingField, "`until` is required for `snooze`"),
+            (r#"{"account_id":"acme","action":"resolve","note":"  ","ts":1}"#, RejectReason::MissingField, "`note` is required for `resolve`"),
+            (r#"{"account_id":"acme","action":"assign","ts":1}"#, RejectReason::MissingField, "`owner` is required for `assign`"),
+            (r#"{"account_id":"acme","action":"override","band":"red","until":"2027-01-01","ts":1}"#, RejectReason::MissingField, "`note` is required for `override`"),
+            (r#"{"account_id":"acme","action":"override","band":"amber","note":"x","until":"2027-01-01","ts":1}"#, RejectReason::BadValue, "`band` \"amber\""),
+            (r#"{"account_id":"acme","action":"delete","ts":1}"#, RejectReason::BadValue, "not one of acknowledge, snooze, resolve, assign, override, clear_override"),
+            (r#"{"account_id":"acme","action":"snooze","until":"soon","ts":1}"#, RejectReason::BadValue, "`until` \"soon\""),
+            (r#"{"account_id":"acme","ts":1}"#, RejectReason::MissingField, "`action`"),
+            (r#"{"account_id":"acme","action":7,"ts":1}"#, RejectReason::BadType, "`action` is an integer"),
+        ] {
+            let (got, detail) = reason(k, line);
+            assert_eq!(got, want, "{line}: {detail}");
+            assert!(detail.contains(says), "{line}: {detail}");
+        }
+        let long = format!(r#"{{"account_id":"acme","action":"resolve","note":"{}","ts":1}}"#, "x".repeat(MAX_NOTE_BYTES + 1));
+        assert_eq!(reason(k, &long).0, RejectReason::BadValue);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Decoding and validation of the three input event kinds (DESIGN §3).
+//! Decoding and validation of the four input event kinds (DESIGN §3): usage, support, account
+//! records, and the CS team's actions on an account (`cs-actions`).
 //!
 //! Owns the input contract: what a valid usage, support or account event is and, for anything
 //! else, the typed rejection reason that the dead-letter topic and the rejects file carry.
@@ -19,16 +20,28 @@ pub enum EventKind {
     Usage,
     Support,
     Account,
+    /// What the CS team did: acknowledge, snooze, resolve, assign, override (topic `cs-actions`).
+    Action,
 }
 
+/// How many input kinds there are (arrays indexed by `EventKind as usize`).
+pub const N_KINDS: usize = 4;
+
 impl EventKind {
-    pub const ALL: [EventKind; 3] = [EventKind::Usage, EventKind::Support, EventKind::Account];
+    pub const ALL: [EventKind; N_KINDS] = [EventKind::Usage, EventKind::Support, EventKind::Account, EventKind::Action];
+
+    /// Usage and support: what the customer did. Account records and the CS team's actions are
+    /// facts about the account: no retention horizon, no stream time, no size limit.
+    pub fn is_activity(self) -> bool {
+        matches!(self, EventKind::Usage | EventKind::Support)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             EventKind::Usage => "usage",
             EventKind::Support => "support",
             EventKind::Account => "account",
+            EventKind::Action => "action",
         }
     }
 }
@@ -148,12 +161,69 @@ pub struct AccountEvent<'a> {
     pub ts_ms: i64,
 }
 
+/// What a CS team member did about an account (a `cs-actions` record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionKind {
+    /// Seen, being handled: the open alert stays in the queue, marked.
+    Acknowledge,
+    /// Out of the today view until `until` (or a new, worse alert).
+    Snooze,
+    /// Handled, with a note: out of the today view until the next alert.
+    Resolve,
+    /// The account's owner from now on (`owner`).
+    Assign,
+    /// The account's band set by hand (`band`, `note` as the reason) until `until`.
+    Override,
+    /// Ends an override before its date.
+    ClearOverride,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 6] =
+        [ActionKind::Acknowledge, ActionKind::Snooze, ActionKind::Resolve, ActionKind::Assign, ActionKind::Override, ActionKind::ClearOverride];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Acknowledge => "acknowledge",
+            ActionKind::Snooze => "snooze",
+            ActionKind::Resolve => "resolve",
+            ActionKind::Assign => "assign",
+            ActionKind::Override => "override",
+            ActionKind::ClearOverride => "clear_override",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActionKind> {
+        Self::ALL.into_iter().find(|a| a.name() == s)
+    }
+}
+
+/// A `cs-actions` record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionEvent<'a> {
+    pub account_id: Cow<'a, str>,
+    pub action: ActionKind,
+    /// Who did it.
+    pub by: Option<Cow<'a, str>>,
+    /// Why (an override's reason, a resolution's note).
+    pub note: Option<Cow<'a, str>>,
+    /// Days since 1970-01-01: a snooze's or an override's last day is the day before.
+    pub until_day: Option<i32>,
+    /// The new owner (`assign`).
+    pub owner: Option<Cow<'a, str>>,
+    /// The band set by hand (`override`): `green`, `yellow` or `red`.
+    pub band: Option<Cow<'a, str>>,
+    pub ts_ms: i64,
+    pub event_id: Option<Cow<'a, str>>,
+}
+
 /// Any decoded event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
     Usage(UsageEvent<'a>),
     Support(SupportEvent<'a>),
     Account(AccountEvent<'a>),
+    Action(ActionEvent<'a>),
 }
 
 impl<'a> Event<'a> {
@@ -162,6 +232,7 @@ impl<'a> Event<'a> {
             Event::Usage(e) => &e.account_id,
             Event::Support(e) => &e.account_id,
             Event::Account(e) => &e.account_id,
+            Event::Action(e) => &e.account_id,
         }
     }
     pub fn ts_ms(&self) -> i64 {
@@ -169,6 +240,7 @@ impl<'a> Event<'a> {
             Event::Usage(e) => e.ts_ms,
             Event::Support(e) => e.ts_ms,
             Event::Account(e) => e.ts_ms,
+            Event::Action(e) => e.ts_ms,
         }
     }
     pub fn kind(&self) -> EventKind {
@@ -176,6 +248,7 @@ impl<'a> Event<'a> {
             Event::Usage(_) => EventKind::Usage,
             Event::Support(_) => EventKind::Support,
             Event::Account(_) => EventKind::Account,
+            Event::Action(_) => EventKind::Action,
         }
     }
     pub fn event_id(&self) -> Option<&str> {
@@ -183,6 +256,7 @@ impl<'a> Event<'a> {
             Event::Usage(e) => e.event_id.as_deref(),
             Event::Support(e) => e.event_id.as_deref(),
             Event::Account(_) => None,
+            Event::Action(e) => e.event_id.as_deref(),
         }
     }
     /// Detaches the event from the input buffer.
@@ -221,6 +295,17 @@ impl<'a> Event<'a> {
                 status: e.status,
                 end_day: e.end_day,
                 ts_ms: e.ts_ms,
+            }),
+            Event::Action(e) => Event::Action(ActionEvent {
+                account_id: o(e.account_id),
+                action: e.action,
+                by: e.by.map(o),
+                note: e.note.map(o),
+                until_day: e.until_day,
+                owner: e.owner.map(o),
+                band: e.band.map(o),
+                ts_ms: e.ts_ms,
+                event_id: e.event_id.map(o),
             }),
         }
     }

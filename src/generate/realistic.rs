@@ -420,7 +420,7 @@ mod tests {
                         }
                     }
                     EventKind::Support => pop.support.entry(account).or_default().push(serde_json::from_str(&line).unwrap()),
-                    EventKind::Account => {}
+                    EventKind::Account | EventKind::Action => {}
                 }
             }
             pop

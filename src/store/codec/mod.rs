@@ -29,12 +29,21 @@ use crate::event::Priority;
 /// Version 2 added the per-account applied offsets, version 3 NPS answers, the rules added with
 /// it and their marks, version 4 the account's owner and score history, version 5 the compact
 /// snapshots and alert ids (see `WriteState::snapshot`), version 6 whether the account ended
-/// (churned or cancelled, and the day); versions 1 to 5 are still read.
-pub const STATE_VERSION: u8 = 6;
+/// (churned or cancelled, and the day), version 7 the CS team's actions (`core::actions`) and
+/// the offset of the `cs-actions` input applied; versions 1 to 6 are still read.
+pub const STATE_VERSION: u8 = 7;
 
 /// The version `encode_version` writes besides `STATE_VERSION`: the release before's, which
 /// cannot read this one's (`state.upgrade_from`, for a rolling upgrade).
-pub const PREVIOUS_VERSION: u8 = 5;
+pub const PREVIOUS_VERSION: u8 = 6;
+
+/// The oldest version `decode_current` reads (the sections it shares with this one); older ones
+/// are `legacy`'s.
+const FIRST_CURRENT_VERSION: u8 = 5;
+
+/// The inputs whose applied offsets version 2 and later keep in their middle section (usage,
+/// support, accounts); the `cs-actions` offset is version 7's.
+const FIRST_INPUTS: usize = 3;
 
 /// A snapshot's score and measure values, as the previous snapshot of a state left them (its
 /// slots are what a version-5 snapshot's "same as before" refers to).
@@ -88,7 +97,13 @@ impl From<crate::bytes::Error> for CodecError {
 
 /// Encodes a state in this build's version, `STATE_VERSION` (version byte first).
 pub fn encode(s: &AccountState, w: &mut Writer) {
-    encode_v5_sections(s, w, STATE_VERSION);
+    encode_v6_sections(s, w, STATE_VERSION);
+    write_cs(w, s);
+}
+
+/// The sections version 6 has, after `version`'s byte.
+fn encode_v6_sections(s: &AccountState, w: &mut Writer, version: u8) {
+    encode_v5_sections(s, w, version);
     // Whether the account ended: 0, or the status's code and the day.
     match s.facts.ended {
         None => w.u8(0),
@@ -129,8 +144,9 @@ fn encode_v5_sections(s: &AccountState, w: &mut Writer, version: u8) {
 pub fn encode_version(s: &AccountState, version: u8, w: &mut Writer) {
     debug_assert!(version == STATE_VERSION || version == PREVIOUS_VERSION);
     match version {
-        // Version 5 cannot say an account ended: the release before watches it on.
-        PREVIOUS_VERSION => encode_v5_sections(s, w, PREVIOUS_VERSION),
+        // Version 6 cannot hold the CS team's actions: the release before shows the account
+        // as if none were taken (they come back with the `cs-actions` topic's replay only).
+        PREVIOUS_VERSION => encode_v6_sections(s, w, PREVIOUS_VERSION),
         _ => encode(s, w),
     }
 }
@@ -146,8 +162,8 @@ pub fn encode_to_vec(s: &AccountState) -> Vec<u8> {
 pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     let mut r = Reader::new(buf);
     let s = match r.u8()? {
-        v @ PREVIOUS_VERSION..=STATE_VERSION => decode_current(&mut r, v)?,
-        v @ 1..PREVIOUS_VERSION => legacy::decode(&mut r, v)?,
+        v @ FIRST_CURRENT_VERSION..=STATE_VERSION => decode_current(&mut r, v)?,
+        v @ 1..FIRST_CURRENT_VERSION => legacy::decode(&mut r, v)?,
         v => return Err(CodecError::UnknownVersion(v)),
     };
     if !r.done() {
@@ -156,7 +172,7 @@ pub fn decode(buf: &[u8]) -> Result<AccountState, CodecError> {
     Ok(s)
 }
 
-/// A state of this build's version or the one before (`version`, 5 or 6), after its version
+/// A state of this build's version or the two before (`version`, 5 to 7), after its version
 /// byte: the sections `encode` writes.
 fn decode_current(r: &mut Reader<'_>, version: u8) -> Result<AccountState, CodecError> {
     let mut s = AccountState { facts: read_facts(r)?, ..AccountState::default() };
@@ -205,7 +221,85 @@ fn decode_current(r: &mut Reader<'_>, version: u8) -> Result<AccountState, Codec
             }
         };
     }
+    if version >= 7 {
+        read_cs(r, &mut s)?;
+    }
     Ok(s)
+}
+
+/// The `cs-actions` offset applied, then what the team's actions left (0: nothing).
+fn write_cs(w: &mut Writer, s: &AccountState) {
+    w.int(s.applied[FIRST_INPUTS]);
+    let Some(cs) = s.cs.as_deref().filter(|c| !c.is_empty()) else { return w.u8(0) };
+    w.u8(1);
+    match &cs.marked {
+        None => w.u8(0),
+        Some(m) => {
+            w.u8(m.status.code());
+            write_opt_str(w, m.by.as_deref());
+            w.int(m.at_ms);
+            w.opt_int(m.until_day.map(i64::from));
+            write_opt_str(w, m.note.as_deref());
+            match m.alert {
+                None => w.u8(0),
+                Some((rule, at)) => {
+                    w.u8(1);
+                    w.u8(rule);
+                    w.int(at);
+                }
+            }
+        }
+    }
+    write_opt_str(w, cs.assignee.as_deref());
+    match &cs.overridden {
+        None => w.u8(0),
+        Some(o) => {
+            w.u8(o.band as u8 + 1);
+            w.str(&o.reason);
+            write_opt_str(w, o.by.as_deref());
+            w.int(o.at_ms);
+            w.int(i64::from(o.until_day));
+        }
+    }
+}
+
+/// What `write_cs` wrote, into `s`.
+fn read_cs(r: &mut Reader<'_>, s: &mut AccountState) -> Result<(), CodecError> {
+    use crate::core::actions::{CsState, Marked, Override, Status};
+    s.applied[FIRST_INPUTS] = r.int()?;
+    if r.u8()? == 0 {
+        return Ok(());
+    }
+    let marked = match r.u8()? {
+        0 => None,
+        code => Some(Marked {
+            status: Status::from_code(code).ok_or(CodecError::Invalid("status"))?,
+            by: read_opt_str(r)?,
+            at_ms: r.int()?,
+            until_day: match r.opt_int()? {
+                None => None,
+                Some(d) => Some(i32::try_from(d).ok().filter(|d| (MIN_STORED_DAY..=MAX_STORED_DAY).contains(d)).ok_or(CodecError::Invalid("day"))?),
+            },
+            note: read_opt_str(r)?,
+            alert: match r.u8()? {
+                0 => None,
+                _ => Some((r.u8()?, r.int()?)),
+            },
+        }),
+    };
+    let assignee = read_opt_str(r)?;
+    let overridden = match r.u8()? {
+        0 => None,
+        code => Some(Override {
+            band: Band::from_code(code - 1).ok_or(CodecError::Invalid("band"))?,
+            reason: r.str()?.to_owned(),
+            by: read_opt_str(r)?,
+            at_ms: r.int()?,
+            until_day: r.day()?,
+        }),
+    };
+    s.cs = Some(Box::new(CsState { marked, assignee, overridden }));
+    Ok(())
 }
 
 /// The state's own items, written with the byte helpers.
@@ -553,7 +647,7 @@ fn read_scores(
 /// The applied offsets (added by version 2), then what version 3 added: NPS answers per day,
 /// the later rules' marks, whether alerts are live and the runs' first days.
 fn write_applied_nps_and_marks(w: &mut Writer, s: &AccountState) {
-    for a in s.applied {
+    for &a in &s.applied[..FIRST_INPUTS] {
         w.int(a);
     }
     w.days(&s.nps_count);
@@ -579,7 +673,7 @@ fn read_applied_nps_and_marks(r: &mut Reader<'_>, s: &mut AccountState) -> Resul
 }
 
 fn read_applied(r: &mut Reader<'_>, s: &mut AccountState) -> Result<(), CodecError> {
-    for a in &mut s.applied {
+    for a in &mut s.applied[..FIRST_INPUTS] {
         *a = r.int()?;
     }
     Ok(())

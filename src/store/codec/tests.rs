@@ -80,7 +80,7 @@ fn rich_state() -> AccountState {
         first_day: Some(20_000),
         last_usage_ms: Some(20_100 * 86_400_000),
         day: 20_100,
-        applied: [7, 0, 1 << 40],
+        applied: [7, 0, 1 << 40, 0],
         ..AccountState::default()
     };
     for (i, day) in [20_011, 20_050, 20_100, 20_100].into_iter().enumerate() {
@@ -180,7 +180,7 @@ fn versions_1_to_3_read_with_what_they_lacked_defaulted() {
     let v3_fields = 6 + 1 + 2 * later_rules + 1 + 4;
     assert_eq!(decode(&older(&v4(&s), 2, v4_fields + v3_fields)).unwrap(), s);
     // Version 1: nor the applied offsets.
-    s.applied = [0; 3];
+    s.applied = [0; crate::event::N_KINDS];
     assert_eq!(decode(&older(&v4(&s), 1, v4_fields + v3_fields + 3)).unwrap(), s);
     // Versions 1 and 2 cannot tell that a scored account's alerts are not live yet: they read
     // them live.
@@ -206,7 +206,7 @@ fn a_state_written_by_version_4_reads_the_same_and_is_written_smaller() {
     let s = decode(&v4).unwrap();
     assert_eq!(s, rich_state_with_a_made_alert_id());
     let mut w = Writer::default();
-    encode_version(&s, PREVIOUS_VERSION, &mut w);
+    encode_v5_sections(&s, &mut w, 5);
     let v5 = w.buf;
     assert_eq!(v5[0], 5);
     assert_eq!(decode(&v5).unwrap(), s);
@@ -453,9 +453,8 @@ fn every_truncation_and_every_byte_flip_is_an_error_or_a_value() {
     }
 }
 
-/// Version 6 keeps whether and when the account ended; `state.upgrade_from = 5` writes version
-/// 5, which is version 6 without that last section (the release before cannot say it: it reads
-/// the account as active and watches it on).
+/// Version 6 keeps whether and when the account ended; version 5 is version 6 without that last
+/// section (the release that wrote it cannot say it: it reads the account as active).
 #[test]
 fn an_ended_account_round_trips_and_version_5_is_version_6_without_it() {
     use crate::core::state::Ended;
@@ -463,21 +462,23 @@ fn an_ended_account_round_trips_and_version_5_is_version_6_without_it() {
     let mut s = rich_state();
     for (status, day) in [(AccountStatus::Churned, 20_101), (AccountStatus::Cancelled, MIN_STORED_DAY)] {
         s.facts.ended = Some(Ended { status, day });
-        let v6 = encode_to_vec(&s);
-        assert_eq!(v6[0], STATE_VERSION);
-        assert_eq!(decode(&v6).unwrap(), s);
+        assert_eq!(decode(&encode_to_vec(&s)).unwrap(), s);
         let mut w = Writer::default();
-        encode_version(&s, PREVIOUS_VERSION, &mut w);
-        assert_eq!(w.buf[0], 5);
+        encode_v6_sections(&s, &mut w, 6);
+        assert_eq!(decode(&w.buf).unwrap(), s, "version 6 keeps the end");
+        let mut w = Writer::default();
+        encode_v5_sections(&s, &mut w, 5);
         let mut back = decode(&w.buf).unwrap();
         assert_eq!(back.facts.ended, None, "version 5 has no end");
         back.facts.ended = s.facts.ended;
         assert_eq!(back, s);
     }
     s.facts.ended = None;
-    let v6 = encode_to_vec(&s);
     let mut w = Writer::default();
-    encode_version(&s, PREVIOUS_VERSION, &mut w);
+    encode_v6_sections(&s, &mut w, 6);
+    let v6 = w.buf;
+    let mut w = Writer::default();
+    encode_v5_sections(&s, &mut w, 5);
     assert_eq!((&v6[1..v6.len() - 1], v6[v6.len() - 1]), (&w.buf[1..], 0), "one byte more: not ended");
     // An end whose status is unknown is corrupt ("active" is written as no end at all).
     for code in [3u8, 200] {
@@ -485,6 +486,44 @@ fn an_ended_account_round_trips_and_version_5_is_version_6_without_it() {
         *b.last_mut().unwrap() = code;
         b.push(2);
         assert_eq!(decode(&b), Err(CodecError::Invalid("status")), "{code}");
+    }
+}
+
+/// `rich_state` with every CS action's trace: a snooze on its newest alert, an assignee, an
+/// override, and a `cs-actions` offset applied.
+fn state_with_actions() -> AccountState {
+    use crate::core::actions::{CsState, Marked, Override, Status};
+    let mut s = rich_state();
+    s.applied[3] = 4_321;
+    s.cs = Some(Box::new(CsState {
+        marked: Some(Marked { status: Status::Snoozed, by: Some("dana@example.com".into()), at_ms: 1_765_000_000_000, until_day: Some(20_120), note: Some("on holiday — 休暇".into()), alert: Some((2, -7)) }),
+        assignee: Some("lee".into()),
+        overridden: Some(Override { band: Band::Green, reason: "sponsor renewed verbally".into(), by: None, at_ms: 5, until_day: MAX_STORED_DAY }),
+    }));
+    s
+}
+
+/// Version 7 keeps the CS team's actions; `state.upgrade_from = 6` writes version 6, which is
+/// version 7 without them (the release before shows the account as if no action was taken).
+#[test]
+fn the_cs_teams_actions_round_trip_and_version_6_is_version_7_without_them() {
+    let s = state_with_actions();
+    let v7 = encode_to_vec(&s);
+    assert_eq!(v7[0], STATE_VERSION);
+    assert_eq!(decode(&v7).unwrap(), s);
+    let mut w = Writer::default();
+    encode_version(&s, PREVIOUS_VERSION, &mut w);
+    assert_eq!(w.buf[0], 6);
+    let back = decode(&w.buf).unwrap();
+    assert_eq!((back.cs.as_ref(), back.applied[3]), (None, 0), "version 6 has no actions");
+    assert_eq!(AccountState { cs: s.cs.clone(), applied: s.applied, ..back }, s);
+    // Without actions: the offset and one byte.
+    let plain = rich_state();
+    let mut w = Writer::default();
+    encode_version(&plain, PREVIOUS_VERSION, &mut w);
+    assert_eq!(encode_to_vec(&plain).len(), w.buf.len() + 2);
+    for n in 0..v7.len() {
+        assert!(decode(&v7[..n]).is_err(), "truncated to {n} bytes");
     }
 }
 
