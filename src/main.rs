@@ -70,6 +70,10 @@ struct InputFiles {
     /// Account records file (JSONL); repeatable.
     #[arg(long)]
     accounts: Vec<PathBuf>,
+    /// The CS team's actions (`cs-actions` records, JSONL): acknowledge, snooze, resolve,
+    /// assign, override; repeatable.
+    #[arg(long)]
+    actions: Vec<PathBuf>,
 }
 
 // The options of `kizashi replay` (its help text is the variant's, above).
@@ -259,6 +263,7 @@ fn tune(args: TuneArgs) -> Result<()> {
         usage: args.files.usage,
         support: args.files.support,
         accounts: args.files.accounts,
+        actions: args.files.actions,
         outcomes: args.outcomes,
         fit_until,
         horizon_days: parse_days(&args.horizon, "--horizon", 1..=3650)? as i32,
@@ -286,6 +291,7 @@ fn replay(args: ReplayArgs) -> Result<()> {
         usage: args.files.usage,
         support: args.files.support,
         accounts: args.files.accounts,
+        actions: args.files.actions,
         out: args.out.clone(),
         partitions: args.partitions,
         until_ms: args.until.as_deref().map(|s| parse_time(s, "--until")).transpose()?,

@@ -341,7 +341,7 @@ impl Metrics {
     }
 
     /// Makes the per-topic series exist (at 0) before the first record arrives.
-    pub fn declare_topics(&self, topics: &[String; 3]) {
+    pub fn declare_topics(&self, topics: &[String; crate::event::N_KINDS]) {
         for t in topics {
             self.events_consumed.with_label_values(&[t]).reset();
             self.bytes_consumed.with_label_values(&[t]).reset();
@@ -365,7 +365,7 @@ impl Metrics {
     }
 
     /// Newest event time seen per input topic, in epoch seconds.
-    pub fn source_event_times(&self, topics: &[String; 3]) -> [Option<f64>; 3] {
+    pub fn source_event_times(&self, topics: &[String; crate::event::N_KINDS]) -> [Option<f64>; crate::event::N_KINDS] {
         topics.each_ref().map(|t| {
             let v = self.source_last_event.with_label_values(&[t]).get();
             (v > 0.0).then_some(v)

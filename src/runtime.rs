@@ -43,7 +43,7 @@ impl Status {
     pub fn new(settings: &Settings) -> Arc<Status> {
         let t = &settings.kafka.topics;
         let metrics = Metrics::new();
-        metrics.declare_topics(&[t.usage.clone(), t.support.clone(), t.accounts.clone()]);
+        metrics.declare_topics(&[t.usage.clone(), t.support.clone(), t.accounts.clone(), t.actions.clone()]);
         Arc::new(Status {
             metrics,
             board: Arc::new(Board::default()),

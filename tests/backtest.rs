@@ -385,6 +385,7 @@ fn tune_writes_a_loadable_scorecard_fitted_on_one_period_and_shown_on_the_next()
         usage: vec![data.join("usage.jsonl")],
         support: vec![data.join("support.jsonl")],
         accounts: vec![data.join("accounts.jsonl")],
+        actions: vec![],
         outcomes: vec![data.join("outcomes.jsonl")],
         fit_until,
         // The generated outcomes fall at renewal, up to a year after the last event.

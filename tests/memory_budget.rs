@@ -252,6 +252,9 @@ fn the_account_index_counts_in_the_accounts_share() {
         renewal_day: None,
         alerts: Vec::new(),
         ended: None,
+        status: 0,
+        snoozed_until: None,
+        scored_band: None,
     };
     board.update((0..200_000u32).map(|i| (format!("x{i}").into(), entry(i))));
     assert!(board.approx_bytes() > share, "the index must outgrow the share for this test");

@@ -655,3 +655,86 @@ fn an_account_that_ended_raises_no_alert_sets_no_timer_and_leaves_the_queue() {
     active_days(&mut h, "left", DAY0 + 75..DAY0 + 76, 10, 5);
     assert_eq!(board.get("left").unwrap().ended, None);
 }
+
+/// A `cs-actions` record.
+fn act(account: &str, action: kizashi::event::ActionKind, until: Option<i32>, band: Option<&'static str>, ts: i64) -> Event<'static> {
+    Event::Action(kizashi::event::ActionEvent {
+        account_id: Cow::Owned(account.into()),
+        action,
+        by: Some(Cow::Borrowed("dana")),
+        note: Some(Cow::Borrowed("spoke to the sponsor")),
+        until_day: until,
+        owner: Some(Cow::Borrowed("lee")),
+        band: band.map(Cow::Borrowed),
+        ts_ms: ts,
+        event_id: None,
+    })
+}
+
+#[test]
+fn the_teams_actions_set_the_status_a_snooze_and_an_override_end_by_timer_and_a_worse_alert_reopens() {
+    use kizashi::engine::board::{Board, Filter, Sort};
+    use kizashi::event::ActionKind::*;
+    let board = std::sync::Arc::new(Board::default());
+    let mut h = Harness::with_board(&Settings::default(), Some(board.clone()));
+    // Two accounts alike for 40 days, then both go silent; each then gets, by default,
+    // silent_decline (high) on day 44, entered_red (high) on 46, score_drop (medium) on 48 and
+    // inactive (high) on 53.
+    for acct in ["a", "b"] {
+        h.feed(signed(acct, 12, DAY0 - 400, None, ms(DAY0, 0)));
+    }
+    for d in DAY0..DAY0 + 40 {
+        active_days(&mut h, "a", d..d + 1, 10, 5);
+        active_days(&mut h, "b", d..d + 1, 10, 5);
+    }
+    let today = Filter { hide_set_aside: true, ..Filter::default() };
+    let listed = |f: &Filter| board.select(f, Sort::Risk, 0, 10).items.into_iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>();
+    let status_of = |h: &Harness, acct: &str, rule: &str| h.alerts.iter().find(|a| a.account_id == acct && a.rule.name() == rule).map(|a| a.cs.status);
+    // Day 41: "a" acknowledged and assigned, "b" overridden red until day 45.
+    h.feed(act("a", Acknowledge, None, None, ms(DAY0 + 41, 9)));
+    assert_eq!(h.scores.last().map(|s| (s.account_id.as_str(), s.cs.status)), Some(("a", "acknowledged")), "an action publishes a score update");
+    h.feed(act("a", Assign, None, None, ms(DAY0 + 41, 10)));
+    assert_eq!(board.get("a").unwrap().owner.as_deref(), Some("lee"), "assigned: the board's owner");
+    h.feed(act("b", Override, Some(DAY0 + 45), Some("red"), ms(DAY0 + 41, 11)));
+    let last = h.scores.iter().rev().find(|s| s.account_id == "b").unwrap();
+    assert_eq!(last.band.name(), "red", "the override's band is the one shown");
+    assert_eq!(last.cs.overridden.as_ref().map(|o| (o.band, o.scored_band, o.until.as_str())), Some(("red", Some("green"), "2025-12-23")));
+    assert_eq!((board.get("b").unwrap().band, board.get("b").unwrap().scored_band), (Some(kizashi::core::Band::Red), Some(kizashi::core::Band::Green)));
+    for d in DAY0 + 41..DAY0 + 45 {
+        h.advance(ms(d, 12));
+    }
+    assert_eq!(status_of(&h, "a", "silent_decline"), Some("open"), "a new alert reopens an acknowledged account");
+    // The override ends on its day, by the engine's timer, with a score update saying so.
+    h.advance(ms(DAY0 + 45, 1));
+    let last = h.scores.iter().rev().find(|s| s.account_id == "b").unwrap();
+    assert_eq!((day_of(last.event_time_ms), last.cs.overridden.is_none()), (DAY0 + 45, true), "{last:?}");
+    assert_eq!(board.get("b").unwrap().scored_band, None);
+    // Day 46 (after entered_red, high): "b" snoozed until day 60. Day 48 (after score_drop,
+    // medium): "a" snoozed until day 60.
+    h.advance(ms(DAY0 + 46, 12));
+    h.feed(act("b", Snooze, Some(DAY0 + 60), None, ms(DAY0 + 46, 13)));
+    h.advance(ms(DAY0 + 48, 12));
+    h.feed(act("a", Snooze, Some(DAY0 + 60), None, ms(DAY0 + 48, 13)));
+    assert_eq!(listed(&today), Vec::<String>::new(), "snoozed accounts are out of the today view");
+    assert_eq!(listed(&Filter::default()).len(), 2, "and still in the risk queue");
+    for d in DAY0 + 49..DAY0 + 55 {
+        h.advance(ms(d, 12));
+    }
+    // inactive (high) is worse than what "a" snoozed (score_drop, medium): it reopens "a"; "b"
+    // snoozed a high alert: its score_drop and inactive came in snoozed.
+    assert_eq!(status_of(&h, "b", "score_drop"), Some("snoozed"));
+    assert_eq!(status_of(&h, "b", "inactive"), Some("snoozed"));
+    assert_eq!(status_of(&h, "a", "inactive"), Some("open"));
+    assert_eq!(listed(&today), ["a"]);
+    // The snooze ends on day 60, by timer.
+    for d in DAY0 + 55..DAY0 + 61 {
+        h.advance(ms(d, 12));
+    }
+    assert_eq!(board.get("b").unwrap().status, 0);
+    assert_eq!(listed(&today).len(), 2, "back on its day");
+    // Resolved: out of the today view until the next alert.
+    h.feed(act("b", Resolve, None, None, ms(DAY0 + 61, 9)));
+    assert_eq!((board.get("b").unwrap().status, listed(&today)), (3, vec!["a".to_string()]));
+    let resolved = h.scores.iter().rev().find(|s| s.account_id == "b").unwrap();
+    assert_eq!(resolved.cs.action.as_ref().map(|m| (m.status, m.note.as_deref(), m.by.as_deref())), Some(("resolved", Some("spoke to the sponsor"), Some("dana"))));
+}

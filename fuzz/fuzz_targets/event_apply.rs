@@ -26,7 +26,8 @@ fn kind(b: u8) -> EventKind {
         b'u' => EventKind::Usage,
         b's' => EventKind::Support,
         b'a' => EventKind::Account,
-        _ => EventKind::ALL[usize::from(b) % 3],
+        b'c' => EventKind::Action,
+        _ => EventKind::ALL[usize::from(b) % EventKind::ALL.len()],
     }
 }
 
@@ -38,13 +39,13 @@ fuzz_target!(|data: &[u8]| {
         let Some((&k, record)) = line.split_first() else { continue };
         let Ok(event) = decode(kind(k), record, None, &LIMITS) else { continue };
         let ts = event.ts_ms();
-        // As `Engine::process`: account records never move stream time.
+        // As `Engine::process`: account records and actions never move stream time.
         let now = match (stream_time, event.kind()) {
-            (Some(s), EventKind::Account) => s,
+            (Some(s), EventKind::Account | EventKind::Action) => s,
             (Some(s), _) => s.max(ts),
             (None, _) => ts,
         };
-        if event.kind() != EventKind::Account {
+        if event.kind().is_activity() {
             let horizon = day_of(now) - p.state.retention_days as i32 + 1;
             if day_of(ts) < horizon {
                 continue; // too_late

@@ -13,7 +13,8 @@ fn kind(b: u8) -> EventKind {
         b'u' => EventKind::Usage,
         b's' => EventKind::Support,
         b'a' => EventKind::Account,
-        _ => EventKind::ALL[usize::from(b) % 3],
+        b'c' => EventKind::Action,
+        _ => EventKind::ALL[usize::from(b) % EventKind::ALL.len()],
     }
 }
 

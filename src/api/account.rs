@@ -14,11 +14,14 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
     let day = crate::event::timestamp::day_of(at);
     let (mut facts, alerts, open_tickets, top_users) = (facts(s), last_alerts(id, s), open_tickets(s, at), top_users(s, day));
     facts["tier"] = json!(params.tiers.of(s.facts.segment.as_deref(), s.facts.arr).name());
+    let view = s.cs_view(id, s.score.band);
+    let cs = serde_json::to_value(crate::core::actions::CsJson::of(&view)).unwrap_or_default();
     let Some(last) = &s.score.last else {
         return json!({
             "account_id": id,
             "partition": partition,
             "facts": facts,
+            "cs": cs,
             "score": null,
             "band": null,
             "scorecard": null,
@@ -53,8 +56,10 @@ pub fn detail(id: &str, partition: u32, s: &AccountState, params: &Params) -> Va
         "account_id": id,
         "partition": partition,
         "facts": facts,
+        "cs": cs,
         "score": round1(last.score),
-        "band": s.score.band.unwrap_or(last.band).name(),
+        // An override's band while one holds (`cs.override.scored_band`: the scorecard's).
+        "band": s.shown_band(s.score.band.unwrap_or(last.band)).name(),
         "scorecard": s.score.scorecard,
         "scored_at": format_ms(last.at_ms),
         "measures": ScoreUpdate::measures(card, &values),

@@ -55,7 +55,7 @@ pub struct Shared {
     pub status: Arc<Status>,
     params: Params,
     token: Option<String>,
-    topics: [String; 3],
+    topics: [String; crate::event::N_KINDS],
     stale_after: Option<Duration>,
     limits: server::Limits,
     allowed_hosts: Vec<String>,
@@ -78,7 +78,7 @@ impl Shared {
             status,
             params: Params::new(settings),
             token: Some(settings.http.token.clone()).filter(|t| !t.is_empty()),
-            topics: [t.usage.clone(), t.support.clone(), t.accounts.clone()],
+            topics: [t.usage.clone(), t.support.clone(), t.accounts.clone(), t.actions.clone()],
             stale_after: Some(settings.http.stale_after).filter(|d| !d.is_zero()),
             limits: server::Limits::of(&settings.http),
             allowed_hosts: settings.http.allowed_hosts.clone(),
@@ -465,6 +465,10 @@ fn filter_param<'a>(k: &str, v: &'a str, tiers: &'a crate::core::scorecard::Tier
             Some(t) => filter.tier = Some((*t, tiers)),
             None => problems.push(format!("tier: `{}` is not one of high, low, tech", bounded(v, 64))),
         },
+        "status" => match (0..=3).find(|&c| crate::core::actions::Status::from_code(c).map_or("open", |s| s.name()) == v) {
+            Some(c) => filter.status = Some(c),
+            None => problems.push(format!("status: `{}` is not one of open, acknowledged, snoozed, resolved", bounded(v, 64))),
+        },
         _ => return false,
     }
     true
@@ -500,11 +504,13 @@ fn queue_query<'a>(pairs: &'a [(String, String)], tiers: &'a crate::core::scorec
                 _ => problems.push(format!("offset: `{}` is not a non-negative integer", bounded(v, 64))),
             },
             other => problems.push(format!(
-                "{}: unknown parameter (known: band, segment, owner, rule, sort, format, limit, offset)",
+                "{}: unknown parameter (known: band, segment, owner, rule, tier, status, sort, format, limit, offset)",
                 bounded(other, 64)
             )),
         }
     }
+    // The today view is whom to call: snoozed and resolved accounts wait, unless asked for.
+    filter.hide_set_aside = sort.is_none() && filter.status.is_none();
     match problems.message() {
         Some(message) => Err(message),
         None => Ok(QueueQuery { filter, sort, csv, limit, offset }),
@@ -527,6 +533,9 @@ fn queue_row(shared: &Shared, store: Option<&crate::store::Store>, rank: usize, 
         "seats": e.seats,
         "renewal_date": e.renewal_day.map(crate::event::timestamp::format_day),
         "last_alert": e.alerts.last().and_then(|a| Rule::from_code(a.0)).map(Rule::name),
+        "status": crate::core::actions::Status::from_code(e.status).map_or("open", |s| s.name()),
+        "snoozed_until": e.snoozed_until.map(crate::event::timestamp::format_day),
+        "scored_band": e.scored_band.map(Band::name),
         "reason": reason(shared, state.as_ref()),
         "measures": heatmap_row(shared, state.as_ref()),
     })

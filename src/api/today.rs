@@ -83,7 +83,7 @@ mod tests {
     use crate::core::Band;
 
     fn entry(band: Band, arr: Option<f64>, renewal_day: Option<i32>, alerts: Vec<(u8, i64)>) -> Entry {
-        Entry { partition: 0, score: Some(50.0), band: Some(band), segment: None, arr, seats: None, name: None, owner: None, renewal_day, alerts, ended: None }
+        Entry { partition: 0, score: Some(50.0), band: Some(band), segment: None, arr, seats: None, name: None, owner: None, renewal_day, alerts, ended: None, status: 0, snoozed_until: None, scored_band: None }
     }
 
     #[test]

@@ -94,7 +94,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
 /// partitions, the outputs with one.
 fn create_topics(mock: &MockCluster<'_, DefaultProducerContext>, settings: &Settings, partitions: i32) -> Result<()> {
     let t = &settings.kafka.topics;
-    for name in [&t.usage, &t.support, &t.accounts] {
+    for name in [&t.usage, &t.support, &t.accounts, &t.actions] {
         mock.create_topic(name, partitions, 1).with_context(|| format!("creating topic {name}"))?;
     }
     if let Some(changelog) = settings.kafka.changelog_topic() {

@@ -37,6 +37,8 @@ pub struct ReplayOptions {
     pub usage: Vec<PathBuf>,
     pub support: Vec<PathBuf>,
     pub accounts: Vec<PathBuf>,
+    /// The CS team's actions (`cs-actions` records).
+    pub actions: Vec<PathBuf>,
     pub out: PathBuf,
     /// Partitions to emulate (accounts placed as Kafka's default partitioner would; each has its
     /// own stream time, as in the live pipeline).
@@ -400,12 +402,12 @@ impl Lane {
                 known.insert(id.to_string());
             }
             let Some(last) = &state.score.last else { return };
-            *by_band.entry(last.band.name().to_string()).or_default() += 1;
+            *by_band.entry(state.shown_band(last.band).name().to_string()).or_default() += 1;
             let card = params.cards.iter().find(|c| c.id == state.score.scorecard);
             let update = ScoreUpdate {
                 account_id: id.to_string(),
                 score: crate::core::alerts::round1(last.score),
-                band: last.band,
+                band: state.shown_band(last.band),
                 segment: state.facts.segment.clone(),
                 tier: params.tiers.of(state.facts.segment.as_deref(), state.facts.arr),
                 scorecard: state.score.scorecard.clone(),
@@ -418,6 +420,7 @@ impl Lane {
                     .unwrap_or_default(),
                 event_time_ms: last.at_ms,
                 emitted_at_ms: last.at_ms,
+                cs: state.cs_view(id, Some(last.band)),
             };
             if write_err.is_none() {
                 write_err = writeln!(scores_w, "{}", update.to_json()).err();
@@ -486,7 +489,7 @@ const RAWS_HELD_BYTES: usize = 16 << 20;
 struct Feed<'l> {
     lanes: &'l mut [Lane],
     shared: Option<&'l Status>,
-    topics: [&'l String; 3],
+    topics: [&'l String; crate::event::N_KINDS],
     partitions: u32,
     batch: usize,
     in_batch: usize,
@@ -577,7 +580,8 @@ pub fn run_backtest(settings: &Settings, opts: &ReplayOptions, backtest: Option<
     if let (Some(f), Some(o)) = (&mut lanes[0].features, &outcomes) {
         f.outcomes(o);
     }
-    let topics = [&settings.kafka.topics.usage, &settings.kafka.topics.support, &settings.kafka.topics.accounts];
+    let t = &settings.kafka.topics;
+    let topics = [&t.usage, &t.support, &t.accounts, &t.actions];
 
     let mut inputs = open_inputs(opts, max_line, &limits)?;
     let mut summary = ReplaySummary::default();
@@ -705,11 +709,12 @@ fn serve_until_stopped(shared: &Status, stop: &AtomicBool, summary: &ReplaySumma
     }
 }
 
-/// Opens the input files, usage first, then support, then account records (the merge's order of
-/// ties), each with its first record read.
+/// Opens the input files, usage first, then support, account records and the CS team's actions
+/// (the merge's order of ties), each with its first record read.
 fn open_inputs(opts: &ReplayOptions, max_line: usize, limits: &DecodeLimits) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
-    for (kind, paths) in [(EventKind::Usage, &opts.usage), (EventKind::Support, &opts.support), (EventKind::Account, &opts.accounts)] {
+    let files = [(EventKind::Usage, &opts.usage), (EventKind::Support, &opts.support), (EventKind::Account, &opts.accounts), (EventKind::Action, &opts.actions)];
+    for (kind, paths) in files {
         for p in paths {
             let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
             let mut input = Input {

@@ -31,6 +31,7 @@ pub struct TuneOptions {
     pub usage: Vec<PathBuf>,
     pub support: Vec<PathBuf>,
     pub accounts: Vec<PathBuf>,
+    pub actions: Vec<PathBuf>,
     pub outcomes: Vec<PathBuf>,
     /// Days since 1970: rows on or before it fit, rows after it validate.
     pub fit_until: i32,
@@ -167,6 +168,7 @@ fn replay_options(opts: &TuneOptions, out: &str, features: Option<PathBuf>) -> s
         usage: opts.usage.clone(),
         support: opts.support.clone(),
         accounts: opts.accounts.clone(),
+        actions: opts.actions.clone(),
         out: opts.out.join(out),
         partitions: 1,
         until_ms: None,

@@ -207,6 +207,7 @@ impl Default for TopicsConfig {
             usage: "product-usage".into(),
             support: "support-events".into(),
             accounts: "accounts".into(),
+            actions: "cs-actions".into(),
             alerts: "health-alerts".into(),
             scores: "health-scores".into(),
             dead_letter: "kizashi-dead-letter".into(),

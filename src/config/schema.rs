@@ -429,6 +429,9 @@ pub struct TopicsConfig {
     pub usage: String,
     pub support: String,
     pub accounts: String,
+    /// What the CS team did (acknowledge, snooze, resolve, assign, override): an input, keyed
+    /// and partitioned like the other three.
+    pub actions: String,
     pub alerts: String,
     pub scores: String,
     pub dead_letter: String,

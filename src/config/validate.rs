@@ -415,6 +415,7 @@ impl Settings {
             ("usage", &t.usage),
             ("support", &t.support),
             ("accounts", &t.accounts),
+            ("actions", &t.actions),
             ("alerts", &t.alerts),
             ("scores", &t.scores),
             ("dead_letter", &t.dead_letter),

@@ -163,7 +163,7 @@ pub fn status_name(cs: Option<&CsState>) -> &'static str {
 }
 
 /// The `action` object of the JSON contract: the status's details.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MarkedJson {
     pub status: &'static str,
     pub by: Option<String>,
@@ -174,7 +174,7 @@ pub struct MarkedJson {
 }
 
 /// The `override` object of the JSON contract.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OverrideJson {
     pub band: &'static str,
     /// The band the scorecard gives.
@@ -187,7 +187,7 @@ pub struct OverrideJson {
 }
 
 /// What outputs say of an account's CS state: the JSON objects (see the README's `cs-actions`).
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CsView {
     pub status: &'static str,
     pub action: Option<MarkedJson>,
@@ -218,6 +218,25 @@ impl CsView {
                 until: format_day(o.until_day),
             }),
         }
+    }
+}
+
+/// The CS team's part of an alert, a score or the account view: `status` always; `action`,
+/// `assignee` and `override` when there is one.
+#[derive(Serialize)]
+pub struct CsJson<'a> {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'a MarkedJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<&'a str>,
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<&'a OverrideJson>,
+}
+
+impl<'a> CsJson<'a> {
+    pub fn of(v: &'a CsView) -> CsJson<'a> {
+        CsJson { status: v.status, action: v.action.as_ref(), assignee: v.assignee.as_deref(), overridden: v.overridden.as_ref() }
     }
 }
 

@@ -235,6 +235,8 @@ pub struct Alert {
     /// What keeps the score from 100 (see `ScoreUpdate::shortfall`).
     pub shortfall: Vec<Shortfall>,
     pub summary: String,
+    /// Where the CS team stands on the account (`core::actions`).
+    pub cs: super::actions::CsView,
 }
 
 #[derive(Serialize)]
@@ -251,6 +253,8 @@ struct AlertJson<'a> {
     previous_band: Option<&'static str>,
     segment: Option<&'a str>,
     tier: &'static str,
+    #[serde(flatten)]
+    cs: super::actions::CsJson<'a>,
     days_to_renewal: Option<i64>,
     arr: Option<f64>,
     scorecard: &'a str,
@@ -277,6 +281,7 @@ impl Alert {
             previous_band: self.previous_band.map(Band::name),
             segment: self.segment.as_deref(),
             tier: self.tier.name(),
+            cs: super::actions::CsJson::of(&self.cs),
             days_to_renewal: self.days_to_renewal,
             arr: self.arr,
             scorecard: &self.scorecard,
@@ -315,6 +320,8 @@ pub struct ScoreUpdate {
     pub shortfall: Vec<Shortfall>,
     pub event_time_ms: i64,
     pub emitted_at_ms: i64,
+    /// Where the CS team stands on the account; `band` is an override's when one holds.
+    pub cs: super::actions::CsView,
 }
 
 /// Score points one measure costs the account: what keeps its score from 100.
@@ -359,6 +366,8 @@ struct ScoreJson<'a> {
     band: &'static str,
     segment: Option<&'a str>,
     tier: &'static str,
+    #[serde(flatten)]
+    cs: super::actions::CsJson<'a>,
     scorecard: &'a str,
     measures: &'a [MeasureScore],
     shortfall: &'a [Shortfall],
@@ -374,6 +383,7 @@ impl ScoreUpdate {
             band: self.band.name(),
             segment: self.segment.as_deref(),
             tier: self.tier.name(),
+            cs: super::actions::CsJson::of(&self.cs),
             scorecard: &self.scorecard,
             measures: &self.measures,
             shortfall: &self.shortfall,

@@ -2,6 +2,7 @@
 //! Pure: the only inputs are the state, the stream time and the compiled config.
 
 use super::alerts::{explain, round1, summary, summary_of_weakest, Alert, AlertKind, ExplanationItem, Rule, ScoreUpdate};
+use super::actions::severity_rank;
 use super::ids::alert_id;
 use super::measures::{self, Category, Measure};
 use super::noise::Decline;
@@ -329,6 +330,10 @@ pub fn evaluate(state: &mut AccountState, account_id: &str, now_ms: i64, p: &Par
         state.score.next_due_ms = None;
         return Evaluation::default();
     }
+    // A snooze or an override whose day has come ends; the next score update says so.
+    if state.cs.as_mut().is_some_and(|c| c.expire(now_day)) {
+        state.score.emitted = None;
+    }
     let (values, usage) = measures::compute_with_trends(state, now_ms, &p.measures);
     let (decline, team_wait) = (usage.decline, small_team_wait(usage.week_users));
     let card = p.card_for(state, now_ms);
@@ -571,11 +576,32 @@ fn alerts(
             summary: text,
             explanation,
             shortfall: super::alerts::shortfall(card, values, s.scored.no_usage),
+            cs: Default::default(),
         };
+        if rule.kind() == AlertKind::Risk {
+            reopen_on(state, &alert.severity, p);
+        }
         remember_alert(state, &alert, now_ms);
         out.push(alert);
     }
+    // Every alert of the evaluation says where the team stands after all of them.
+    for a in &mut out {
+        a.cs = state.cs_view(account_id, Some(c.band));
+    }
     out
+}
+
+/// A risk alert of `severity` fired: the account is open again unless a snooze holds against it
+/// (one set on an alert at least as severe, see `core::actions`); the next score update says so.
+fn reopen_on(state: &mut AccountState, severity: &str, p: &Params) {
+    let tier = p.tiers.of(state.facts.segment.as_deref(), state.facts.arr);
+    let Some(cs) = state.cs.as_mut().filter(|c| c.marked.is_some()) else { return };
+    let snoozed = cs.marked.as_ref().and_then(|m| m.alert).and_then(|(rule, _)| Rule::from_code(rule));
+    let snoozed_rank = snoozed.map(|r| severity_rank(&p.tiers.severity(tier, &p.alerts.common(r).severity)));
+    cs.alert_fired(severity_rank(severity), snoozed_rank);
+    if cs.marked.is_none() {
+        state.score.emitted = None;
+    }
 }
 
 /// An alert's summary: the rule's own words, then what moved (or, red with nothing to compare
@@ -625,12 +651,14 @@ fn score_update(state: &mut AccountState, account_id: &str, s: &Scoring<'_>, ban
         return None;
     }
     state.score.emitted = Some((s.scored.score, band));
+    let shown = state.shown_band(band);
     Some(ScoreUpdate {
         account_id: account_id.to_string(),
         score: round1(s.scored.score),
-        band,
+        band: shown,
         segment: state.facts.segment.clone(),
         tier: p.tiers.of(state.facts.segment.as_deref(), state.facts.arr),
+        cs: state.cs_view(account_id, Some(band)),
         scorecard: card.id.clone(),
         measures: ScoreUpdate::measures(card, values),
         shortfall: super::alerts::shortfall(card, values, s.scored.no_usage),
@@ -696,6 +724,10 @@ pub fn next_due(state: &AccountState, now_ms: i64, p: &Params) -> Option<i64> {
     // A contract cancelled to run until its end date: it leaves the queue that day.
     if let Some(e) = state.facts.ended {
         at(day_start(e.day));
+    }
+    // A snooze or an override ends.
+    if let Some(d) = state.cs.as_ref().and_then(|c| c.next_end()) {
+        at(day_start(d));
     }
     due
 }

@@ -538,6 +538,16 @@ impl AccountState {
     }
 
     /// Whether anything kept still moves as windows slide (so timers must keep re-scoring).
+    /// The band outputs show for a scored `band`: an override's while one holds.
+    pub fn shown_band(&self, band: Band) -> Band {
+        self.cs.as_ref().and_then(|c| c.overridden.as_ref()).map_or(band, |o| o.band)
+    }
+
+    /// What outputs say of the CS team's actions on the account (`account_id`), for a scored `band`.
+    pub fn cs_view(&self, account_id: &str, band: Option<Band>) -> super::actions::CsView {
+        super::actions::CsView::of(account_id, self.cs.as_deref(), band)
+    }
+
     pub fn has_live_data(&self, now_day: i32, p: &StateParams) -> bool {
         let horizon = now_day - p.retention_days as i32 + 1;
         self.last_usage_ms.is_some_and(|t| day_of(t) >= horizon)

@@ -178,6 +178,10 @@ pub struct Filter<'a> {
     pub rule: Option<u8>,
     /// Accounts of this touch tier, by these tier rules.
     pub tier: Option<(crate::core::scorecard::Tier, &'a crate::core::scorecard::Tiers)>,
+    /// Accounts whose CS status is this one (`Entry::status`: 0 open).
+    pub status: Option<u8>,
+    /// Leaves out snoozed and resolved accounts (the today view's default).
+    pub hide_set_aside: bool,
 }
 
 impl Filter<'_> {
@@ -186,6 +190,8 @@ impl Filter<'_> {
             && self.owner.is_none_or(|o| e.owner.as_deref().is_some_and(|x| same_ignoring_case(x, o)))
             && self.rule.is_none_or(|r| e.alerts.iter().any(|a| a.0 == r))
             && self.tier.is_none_or(|(t, tiers)| tiers.of(e.segment.as_deref(), e.arr) == t)
+            && self.status.is_none_or(|s| e.status == s)
+            && !(self.hide_set_aside && crate::store::board_entry::set_aside(e.status))
     }
 }
 
@@ -477,7 +483,7 @@ mod tests {
     }
 
     fn e(score: Option<f64>, band: Option<Band>, arr: Option<f64>, segment: &str) -> Entry {
-        Entry { partition: 0, score, band, segment: Some(segment.into()), arr, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new(), ended: None }
+        Entry { partition: 0, score, band, segment: Some(segment.into()), arr, seats: None, name: None, owner: None, renewal_day: None, alerts: Vec::new(), ended: None, status: 0, snoozed_until: None, scored_band: None }
     }
 
     /// The queue of all bands is the bands' sets merged: it must be every scored account (one

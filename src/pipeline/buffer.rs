@@ -4,6 +4,7 @@
 //! through `crate::flow::apply`. Also the tails of the input topics (caught up, or behind).
 
 use super::*;
+use crate::event::N_KINDS;
 
 /// A polled record waiting for its turn in its partition's event-time merge.
 pub(super) struct Pending {
@@ -28,15 +29,15 @@ impl Pending {
 /// The three input queues of one partition number (co-partitioned topics).
 #[derive(Default)]
 pub(super) struct PartitionQueues {
-    pub(super) queues: [VecDeque<Pending>; 3],
+    pub(super) queues: [VecDeque<Pending>; N_KINDS],
     /// Raw bytes held by each queue's records (`Pending::raw_bytes`).
-    pub(super) raw_bytes: [usize; 3],
+    pub(super) raw_bytes: [usize; N_KINDS],
     /// Since when each queue has been empty.
-    pub(super) empty_since: [Option<Instant>; 3],
+    pub(super) empty_since: [Option<Instant>; N_KINDS],
     /// Where each queue's records go in the merge.
-    pub(super) placers: [Placer; 3],
+    pub(super) placers: [Placer; N_KINDS],
     /// Next offset this instance will receive per input topic, when known.
-    pub(super) next_offset: [Option<i64>; 3],
+    pub(super) next_offset: [Option<i64>; N_KINDS],
     pub(super) last_arrival: Option<Instant>,
 }
 
@@ -96,7 +97,7 @@ impl Core {
             let mut parts: Vec<u32> = self.queues.keys().copied().collect();
             parts.sort_unstable();
             for p in parts {
-                for k in 0..3 {
+                for k in 0..N_KINDS {
                     if len(self, p, k) > 0 && !self.paused.contains(&(p, k)) && !self.restoring.contains_key(&p) {
                         tpl.add_partition(&self.topics[k], p as i32);
                         self.paused.push((p, k));
@@ -127,7 +128,7 @@ impl Core {
         for p in parts {
             loop {
                 let q = self.queues.get_mut(&p).expect("listed");
-                let heads: [Head; 3] = std::array::from_fn(|k| match q.queues[k].front() {
+                let heads: [Head; N_KINDS] = std::array::from_fn(|k| match q.queues[k].front() {
                     Some(r) => Head::At(r.at),
                     None => match tails.get(&(p, k)) {
                         Some(Tail::CaughtUp { .. }) => Head::Done,
@@ -221,7 +222,7 @@ pub(super) fn tails(consumer: &BaseConsumer<PipelineContext>, core: &Core) -> Fx
         if core.restoring.contains_key(&p) {
             continue; // paused: nothing is merged until it resumes
         }
-        for k in 0..3 {
+        for k in 0..N_KINDS {
             if !q.queues[k].is_empty() {
                 continue;
             }

@@ -213,7 +213,7 @@ impl Driver for Core {
     }
 }
 
-pub(super) fn positions_tpl(positions: &FxHashMap<(usize, i32), i64>, topics: &[String; 3]) -> Option<TopicPartitionList> {
+pub(super) fn positions_tpl(positions: &FxHashMap<(usize, i32), i64>, topics: &[String; crate::event::N_KINDS]) -> Option<TopicPartitionList> {
     if positions.is_empty() {
         return None;
     }

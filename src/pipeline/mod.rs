@@ -74,7 +74,7 @@ struct Core {
     engine: Engine,
     queues: FxHashMap<u32, PartitionQueues>,
     /// The input topics, by kind (shared with each drain, which lends their names to records).
-    topics: Arc<[String; 3]>,
+    topics: Arc<[String; crate::event::N_KINDS]>,
     limits: DecodeLimits,
     merge_wait: Duration,
     idle_after: Duration,
@@ -157,7 +157,7 @@ pub fn run_with(settings: &Settings, stop: Arc<AtomicBool>, shared: Arc<Status>)
 
     shared.not_ready("waiting for partition assignment");
     let t = &settings.kafka.topics;
-    consumer.subscribe(&[&t.usage, &t.support, &t.accounts]).context("subscribing to the input topics")?;
+    consumer.subscribe(&[&t.usage, &t.support, &t.accounts, &t.actions]).context("subscribing to the input topics")?;
     let mut poller = poll::Poller::new(settings, generation, partitions);
     let mut clock = LoopClock::default();
     while !stop.load(Ordering::Relaxed) {
@@ -235,7 +235,7 @@ fn open_core(settings: &Settings, shared: &Arc<Status>) -> Result<(Arc<Mutex<Cor
     let core = Arc::new(Mutex::new(Core {
         engine,
         queues: FxHashMap::default(),
-        topics: Arc::new([t.usage.clone(), t.support.clone(), t.accounts.clone()]),
+        topics: Arc::new([t.usage.clone(), t.support.clone(), t.accounts.clone(), t.actions.clone()]),
         limits: settings.events.decode_limits(0),
         merge_wait: settings.pipeline.merge_wait,
         idle_after: settings.pipeline.idle_after,

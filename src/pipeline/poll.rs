@@ -83,7 +83,7 @@ impl Poller {
             self.polled.clear();
             tally = Tally::default();
         }
-        for k in 0..3 {
+        for k in 0..crate::event::N_KINDS {
             metrics.consumed(&kinds[k], tally.consumed[k], tally.bytes[k]);
             if tally.newest[k] != i64::MIN {
                 metrics.source_event(&kinds[k], tally.newest[k]);
@@ -106,14 +106,14 @@ impl Poller {
 
 /// Records, bytes and the newest event time polled per input topic, for the metrics.
 struct Tally {
-    consumed: [u64; 3],
-    bytes: [u64; 3],
-    newest: [i64; 3],
+    consumed: [u64; crate::event::N_KINDS],
+    bytes: [u64; crate::event::N_KINDS],
+    newest: [i64; crate::event::N_KINDS],
 }
 
 impl Default for Tally {
     fn default() -> Self {
-        Tally { consumed: [0; 3], bytes: [0; 3], newest: [i64::MIN; 3] }
+        Tally { consumed: [0; crate::event::N_KINDS], bytes: [0; crate::event::N_KINDS], newest: [i64::MIN; crate::event::N_KINDS] }
     }
 }
 

@@ -147,7 +147,7 @@ impl Core {
         }
         self.restoring.remove(&p);
         let mut tpl = TopicPartitionList::new();
-        for k in 0..3 {
+        for k in 0..crate::event::N_KINDS {
             let topic = self.topics[k].clone();
             let offset = self.stored_offset(&topic, p)?;
             consumer

@@ -15,7 +15,7 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
     })?;
     let count = |name: &str| md.topics().iter().find(|t| t.name() == name && t.error().is_none()).map(|t| t.partitions().len() as i32);
     let t = &settings.kafka.topics;
-    let missing: Vec<&str> = [&t.usage, &t.support, &t.accounts, &t.alerts, &t.scores, &t.dead_letter]
+    let missing: Vec<&str> = [&t.usage, &t.support, &t.accounts, &t.actions, &t.alerts, &t.scores, &t.dead_letter]
         .into_iter()
         .filter(|n| count(n).is_none())
         .map(String::as_str)
@@ -23,10 +23,10 @@ pub fn check_topics(settings: &Settings, consumer: &BaseConsumer<impl ConsumerCo
     if !missing.is_empty() {
         bail!("these topics do not exist: {} (create them; see the README's topic table)", missing.join(", "));
     }
-    let inputs = [&t.usage, &t.support, &t.accounts].map(|n| (n.as_str(), count(n).unwrap_or(0)));
+    let inputs = [&t.usage, &t.support, &t.accounts, &t.actions].map(|n| (n.as_str(), count(n).unwrap_or(0)));
     if inputs.iter().any(|(_, n)| *n != inputs[0].1) {
         bail!(
-            "input topics are not co-partitioned: {}; all three must have the same partition count so one instance owns an account on every topic",
+            "input topics are not co-partitioned: {}; all four must have the same partition count so one instance owns an account on every topic",
             inputs.iter().map(|(n, c)| format!("{n} has {c}")).collect::<Vec<_>>().join(", ")
         );
     }

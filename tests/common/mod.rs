@@ -138,13 +138,15 @@ impl Broker {
         }
     }
 
-    /// kizashi's six default topics: the three inputs with these partition counts, the three
-    /// outputs with one partition each (the changelog kizashi creates itself).
+    /// kizashi's seven default topics: the three inputs with these partition counts (the
+    /// `cs-actions` input with the accounts' count), the three outputs with one partition each
+    /// (the changelog kizashi creates itself).
     pub fn create_kizashi_topics(&self, input_partitions: [i32; 3]) {
         self.create_topics(&[
             ("product-usage", input_partitions[0]),
             ("support-events", input_partitions[1]),
             ("accounts", input_partitions[2]),
+            ("cs-actions", input_partitions[2]),
             ("health-alerts", 1),
             ("health-scores", 1),
             ("kizashi-dead-letter", 1),
@@ -372,6 +374,7 @@ pub fn replay_options(data: &Path, out: PathBuf, now_ms: i64) -> kizashi::cmd::r
         usage: vec![data.join("usage.jsonl")],
         support: vec![data.join("support.jsonl")],
         accounts: vec![data.join("accounts.jsonl")],
+        actions: vec![],
         out,
         partitions: 1,
         until_ms: None,
