@@ -1223,3 +1223,100 @@ fn a_standby_replica_takes_over_without_restoring() {
     }
     assert!(s.sigterm_and_wait().success());
 }
+
+/// Waits until `addr`'s `/v1/accounts/{id}` satisfies `ok` (30 s at most); returns it.
+fn wait_account(addr: &str, id: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some((200, body)) = http_get(addr, &format!("/v1/accounts/{id}"), None) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if ok(&v) {
+                return v;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}: not so after 30 s: {v}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}: no answer from {addr} in 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What the team did is kept: a snooze and an override set from the page (in chromium) and an
+/// assignment through the API reach the `cs-actions` topic, are applied by the instance that owns
+/// the account, hold across a restart, move with the partition to another instance (restored from
+/// the changelog), and a replay of the topic's records gives the same status.
+#[test]
+fn cs_actions_from_the_page_hold_across_a_restart_another_instance_and_a_replay() {
+    use common::browser::{require_chromium, Browser};
+    require_chromium();
+    let (b, dir, data) = loaded(40, 40, 2);
+    let (state_a, state_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (mut a, addr) = start_watched(&b, &state_a, "acts", &[]);
+    wait_caught_up(&b, "acts", &mut a, Duration::from_secs(120));
+    let (_, q) = get_json(&addr, "/v1/accounts?sort=risk&limit=1", None);
+    let id = q["accounts"][0]["account_id"].as_str().expect("a scored account").to_string();
+    let until = kizashi::event::timestamp::format_day(END_DAY + 30);
+
+    // From the page: snooze, then override the band.
+    let mut browser = Browser::start();
+    browser.navigate(&format!("http://{addr}/#/account/{id}"));
+    browser.wait_for("!!document.getElementById('act-action')", "the account view has the actions form");
+    let set = |b: &mut Browser, field: &str, value: &str| {
+        b.eval(&format!(
+            "(() => {{ const e = document.getElementById('act-{field}'); e.value = {}; e.dispatchEvent(new Event('change')); return true; }})()",
+            serde_json::Value::from(value)
+        ));
+    };
+    set(&mut browser, "action", "snooze");
+    set(&mut browser, "by", "dana");
+    set(&mut browser, "until", &until);
+    set(&mut browser, "note", "on leave until the new year");
+    browser.eval("document.getElementById('actions').requestSubmit(); true");
+    browser.wait_for("document.getElementById('act-msg').textContent.startsWith('Sent')", "the snooze is sent");
+    browser.wait_for("document.getElementById('account').innerText.includes('snoozed until')", "the page shows the snooze once applied");
+    set(&mut browser, "action", "override");
+    set(&mut browser, "band", "green");
+    set(&mut browser, "note", "sponsor renewed verbally");
+    browser.eval("document.getElementById('actions').requestSubmit(); true");
+    browser.wait_for("document.getElementById('account').innerText.includes('set by hand')", "the page shows the override");
+    assert!(browser.exceptions.is_empty(), "{:?}", browser.exceptions);
+    // Through the API: assign; a bad action is refused naming the field; an unknown account 404.
+    let (st, r) = common::post_json(&addr, &format!("/v1/accounts/{id}/actions"), &serde_json::json!({"action": "assign", "owner": "lee", "by": "dana"}), None);
+    assert_eq!(st, 202, "{r}");
+    let (st, r) = common::post_json(&addr, &format!("/v1/accounts/{id}/actions"), &serde_json::json!({"action": "snooze"}), None);
+    assert_eq!((st, r["message"].as_str().unwrap().contains("`until` is required for `snooze`")), (400, true), "{r}");
+    assert_eq!(common::post_json(&addr, "/v1/accounts/nobody/actions", &serde_json::json!({"action": "acknowledge"}), None).0, 404);
+    let kept = |v: &serde_json::Value| {
+        v["cs"]["status"] == "snoozed" && v["cs"]["action"]["until"] == until.as_str() && v["cs"]["override"]["band"] == "green" && v["band"] == "green" && v["cs"]["assignee"] == "lee"
+    };
+    let before = wait_account(&addr, &id, "applied", kept);
+    let (_, today) = get_json(&addr, "/v1/accounts?sort=today&limit=1000", None);
+    assert!(today["accounts"].as_array().unwrap().iter().all(|r| r["account_id"] != id.as_str()), "snoozed: out of the today view");
+    let (_, snoozed) = get_json(&addr, "/v1/accounts?status=snoozed", None);
+    assert_eq!(snoozed["accounts"][0]["account_id"], id.as_str());
+    assert_eq!(snoozed["accounts"][0]["owner"], "lee");
+
+    // A restart on the same state.
+    assert!(a.sigterm_and_wait().success());
+    let (mut a, addr) = start_watched(&b, &state_a, "acts", &[]);
+    wait_caught_up(&b, "acts", &mut a, Duration::from_secs(120));
+    assert_eq!(wait_account(&addr, &id, "after a restart", kept)["cs"], before["cs"]);
+    // Another instance takes every partition over (restored from the changelog).
+    let (mut other, addr_b) = start_watched(&b, &state_b, "acts", &[]);
+    other.wait_assigned(Duration::from_secs(60));
+    assert!(a.sigterm_and_wait().success());
+    assert_eq!(wait_account(&addr_b, &id, "on the other instance", kept)["cs"], before["cs"]);
+    assert!(other.sigterm_and_wait().success());
+
+    // A replay of the topic's records says the same.
+    let actions: Vec<String> = b.consume_all("cs-actions").iter().map(|r| r.payload.clone()).collect();
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    let file = dir.path().join("actions.jsonl");
+    std::fs::write(&file, actions.join("\n") + "\n").unwrap();
+    let out = dir.path().join("replayed");
+    let opts = ReplayOptions { actions: vec![file], ..common::replay_options(&data, out.clone(), kizashi::event::timestamp::now_ms()) };
+    replay(&Settings::default(), &opts).unwrap();
+    let scores = std::fs::read_to_string(out.join("scores.jsonl")).unwrap();
+    let replayed: serde_json::Value = scores.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["account_id"] == id.as_str()).unwrap();
+    assert_eq!((replayed["status"].clone(), replayed["action"].clone(), replayed["assignee"].clone(), replayed["override"].clone(), replayed["band"].clone()),
+        (before["cs"]["status"].clone(), before["cs"]["action"].clone(), before["cs"]["assignee"].clone(), before["cs"]["override"].clone(), before["band"].clone()));
+}

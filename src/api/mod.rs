@@ -15,6 +15,7 @@
 //! under the timeouts and the limit of [`server`].
 
 pub mod account;
+pub mod actions;
 pub mod server;
 pub mod evaluation;
 pub mod guard;
@@ -62,6 +63,10 @@ pub struct Shared {
     /// One permit per `/v1` request admitted ([`MAX_QUERIES`]).
     queries: Arc<tokio::sync::Semaphore>,
     unauthorized_log: Mutex<LogBudget>,
+    /// Where `POST /v1/accounts/{id}/actions` appends (none: a replay, which takes no actions).
+    actions: Option<Arc<dyn actions::ActionSink>>,
+    /// The input contract's limits, for checking an action as the engine will.
+    decode_limits: crate::event::DecodeLimits,
 }
 
 impl std::fmt::Debug for Shared {
@@ -84,7 +89,17 @@ impl Shared {
             allowed_hosts: settings.http.allowed_hosts.clone(),
             queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
             unauthorized_log: Mutex::new(LogBudget::new(Instant::now())),
+            actions: None,
+            decode_limits: settings.events.decode_limits(0),
         })
+    }
+
+    /// With the CS team's actions appended to `sink` (`run`, `demo`: the `cs-actions` topic).
+    pub fn with_actions(mut self: Arc<Self>, sink: Arc<dyn actions::ActionSink>) -> Arc<Self> {
+        if let Some(s) = Arc::get_mut(&mut self) {
+            s.actions = Some(sink);
+        }
+        self
     }
 
     /// For `replay`: history is old by nature, so no source is ever reported stale.
@@ -199,6 +214,10 @@ pub fn router(shared: Arc<Shared>, hosts: Option<Arc<guard::AllowedHosts>>) -> R
         .route("/v1/accounts", get(queue))
         .route("/v1/accounts/{id}", get(account))
         .route("/v1/accounts/{id}/history", get(history))
+        .route(
+            "/v1/accounts/{id}/actions",
+            axum::routing::post(actions::post).layer(axum::extract::DefaultBodyLimit::max(actions::MAX_BODY_BYTES)),
+        )
         .route("/v1/summary", get(summary))
         .route("/v1/evaluation", get(evaluation::get))
         .route_layer(middleware::from_fn_with_state(shared.clone(), off_loop))
@@ -260,6 +279,7 @@ async fn observe(State(shared): State<Arc<Shared>>, req: Request, next: Next) ->
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or("other", |m| match m.as_str() {
         "/v1/accounts/{id}" => "/v1/accounts/{id}",
+        "/v1/accounts/{id}/actions" => "/v1/accounts/{id}/actions",
         "/v1/accounts" => "/v1/accounts",
         "/v1/evaluation" => "/v1/evaluation",
         "/metrics" => "/metrics",

@@ -54,7 +54,8 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     println!("alerts as they arrive (simulated day, account, rule, score, summary):\n");
 
     let shared = crate::runtime::Status::new(&settings);
-    let api = crate::api::Shared::new(&settings, shared.clone());
+    let actions = Arc::new(crate::pipeline::actions::KafkaActions::new(&settings)?);
+    let api = crate::api::Shared::new(&settings, shared.clone()).with_actions(actions);
     // The HTTP port: the configured address, or any free one if it is taken.
     let server = crate::api::serve(&opts.http, api.clone())
         .or_else(|_| crate::api::serve("127.0.0.1:0", api))?;

@@ -13,7 +13,10 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
     let status = Status::new(settings);
     let _server = match settings.http.listen.as_str() {
         "" => None,
-        listen => Some(crate::api::serve(listen, crate::api::Shared::new(settings, status.clone()))?),
+        listen => {
+            let actions = std::sync::Arc::new(crate::pipeline::actions::KafkaActions::new(settings)?);
+            Some(crate::api::serve(listen, crate::api::Shared::new(settings, status.clone()).with_actions(actions))?)
+        }
     };
     crate::pipeline::run_with(settings, stop, status)
 }

@@ -290,6 +290,23 @@ pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, Str
     Some((status, body))
 }
 
+/// A minimal HTTP/1.1 POST of a JSON body over loopback: status and body (which must be JSON).
+pub fn post_json(addr: &str, path: &str, body: &serde_json::Value, token: Option<&str>) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("no HTTP port at {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = body.to_string();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text}"));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")))
+}
+
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
@@ -364,6 +381,7 @@ pub fn deploy_metric_names() -> std::collections::BTreeSet<String> {
     names
 }
 
+pub mod browser;
 pub mod served;
 
 /// Options replaying `data`'s `usage.jsonl`, `support.jsonl` and `accounts.jsonl` into `out`, the

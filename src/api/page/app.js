@@ -13,11 +13,17 @@ let lastQueueHash = "#/";
 
 class Unauthorized extends Error {}
 
-async function api(path) {
+async function api(path, post) {
   const headers = {};
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers["Authorization"] = "Bearer " + token;
-  const res = await fetch(path, { headers });
+  const init = { headers };
+  if (post !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.method = "POST";
+    init.body = JSON.stringify(post);
+  }
+  const res = await fetch(path, init);
   if (res.status === 401) throw new Unauthorized();
   let body = null;
   try { body = await res.json(); } catch (_) { body = null; }
@@ -118,7 +124,7 @@ function route() {
   return { view: "queue", params: new URLSearchParams(h.replace(/^#\/?\??/, "")) };
 }
 
-const FILTERS = ["sort", "band", "tier", "segment", "owner", "rule", "limit"];
+const FILTERS = ["sort", "band", "tier", "segment", "owner", "status", "rule", "limit"];
 
 function queueHash(params) {
   const p = new URLSearchParams();
@@ -137,7 +143,7 @@ function controlsToHash(offset) {
 // ---- the portfolio strip ----
 
 // The filters of the queue's hash that the strip is scoped to.
-const STRIP_FILTERS = ["band", "tier", "segment", "owner", "rule"];
+const STRIP_FILTERS = ["band", "tier", "segment", "owner", "status", "rule"];
 
 async function renderStrip(params) {
   const q = new URLSearchParams();
@@ -215,12 +221,14 @@ async function renderQueue(params) {
       el("td", { class: "num" }, r.rank),
       el("td", { class: "name" }, r.name || r.account_id),
       el("td", { class: "num score" }, num(r.score)),
-      el("td", { class: "band band-" + (r.band || "none") }, r.band || "unscored"),
+      el("td", { class: "band band-" + (r.band || "none"), title: r.scored_band ? "set by hand; the scorecard says " + r.scored_band : null },
+        r.band || "unscored", r.scored_band ? el("span", { class: "byhand" }, " ✎") : null),
       el("td", { class: "num arr" }, money(r.arr)),
       el("td", { class: "wide-only" }, r.segment || "—"),
       el("td", { class: "owner wide-only" }, r.owner || "—"),
       el("td", { class: "wide-only renewal" }, whenFrom(r.renewal_date, TODAY)),
       el("td", { class: "reason", title: r.reason ? r.reason.text : "" },
+        statusBadge(r.status, r.snoozed_until),
         r.reason ? [r.reason.rule ? el("span", { class: "rule" }, r.reason.rule.replace(/_/g, " ")) : "", " ", r.reason.text] : "—"),
       measures.map((name) => {
         const m = byName[name];
@@ -259,7 +267,7 @@ async function downloadCsv() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers["Authorization"] = "Bearer " + token;
   const res = await fetch("/v1/accounts?" + ($("csv").dataset.query || "format=csv"), { headers });
-  if (!res.ok) { $("status").textContent = "CSV: error " + res.status; return; }
+  if (!res.ok) { $("updated").textContent = "CSV: error " + res.status; return; }
   const url = URL.createObjectURL(await res.blob());
   const a = el("a", { href: url, download: "kizashi-accounts.csv" });
   document.body.append(a);
@@ -342,12 +350,16 @@ async function renderAccount(id) {
     [["Account id", a.account_id], ["Segment", f.segment || "—"], ["Touch tier", f.tier || "—"], ["Seats", num(f.seats, 0)], ["ARR", money(f.arr)],
      ["Renewal", whenFrom(f.renewal_date, TODAY)], ["Customer since", f.start_date || "—"],
      ["Scorecard", (a.scorecard || "—").replace(/@(\d+)$/, " (version $1)")],
-     ["Owner", f.owner || "—"], ["Scored at", fmtTime(a.scored_at)]]
+     ["Owner", a.cs && a.cs.assignee ? a.cs.assignee + " (assigned; the account record says " + (f.owner || "—") + ")" : f.owner || "—"],
+     ["Scored at", fmtTime(a.scored_at)]]
       .concat(f.status && f.status !== "active" ? [["Status", f.status + (f.end_date ? " since " + f.end_date : "")]] : [])
       .map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  const over = a.cs && a.cs.override;
   const scorePanel = el("div", { class: "panel" }, el("h3", {}, "Health"),
-    el("div", { class: "bigscore band-" + (a.band || "none") }, num(a.score), " ", el("span", { class: "band" }, a.band || "unscored")),
+    el("div", { class: "bigscore band-" + (a.band || "none") }, num(a.score), " ", el("span", { class: "band" }, a.band || "unscored"),
+      over ? el("small", { class: "byhand" }, " set by hand (the scorecard says " + (over.scored_band || "—") + ")") : null),
     el("p", { class: "summary" }, a.summary || ""));
+  const teamPanel = el("div", { class: "panel" }, el("h3", {}, "What the team did"), csSummary(a.cs), actionsForm(a.account_id));
 
   const expl = a.explanation || [];
   const maxAbs = Math.max(1, ...expl.map((e) => Math.abs(e.points || 0)));
@@ -408,6 +420,7 @@ async function renderAccount(id) {
     el("h2", {}, f.name || a.account_id),
     el("div", { class: "panels" },
       scorePanel,
+      teamPanel,
       el("div", { class: "panel" }, el("h3", {}, "Facts"), facts),
       el("div", { class: "panel" }, el("h3", {}, "What keeps the score from 100 (points lost per measure)"), shortBars),
       el("div", { class: "panel" }, el("h3", {}, "What changed in the last 14 days (points won and lost)"), bars),
@@ -416,6 +429,79 @@ async function renderAccount(id) {
       el("div", { class: "panel" }, el("h3", {}, "People (SS: champion, S: active on 8+ of 28 days, A: the others)"), peopleList),
       el("div", { class: "panel" }, el("h3", {}, ticketTitle), ticketList)));
   document.title = (f.name || a.account_id) + " — kizashi";
+}
+
+// ---- what the team did: status badges and the actions form ----
+
+// "snoozed until 2026-12-20 (in 12 days)", "acknowledged", "resolved"; nothing when open.
+function statusBadge(status, until) {
+  if (!status || status === "open") return null;
+  return el("span", { class: "status status-" + status }, status + (until ? " until " + whenFrom(until, TODAY) : ""));
+}
+
+// The team's status, assignee and override of an account, in words.
+function csSummary(cs) {
+  const lines = [];
+  const a = cs && cs.action;
+  if (a) lines.push(el("p", {}, statusBadge(a.status, a.until), " by ", a.by || "someone", ", ", fmtTime(a.at), a.note ? ": “" + a.note + "”" : ""));
+  else lines.push(el("p", {}, "Open: nobody has acted on its alerts yet."));
+  if (cs && cs.assignee) lines.push(el("p", {}, "Assigned to ", el("strong", {}, cs.assignee), "."));
+  const o = cs && cs.override;
+  if (o) lines.push(el("p", { class: "override" }, "Band set by hand to ", el("strong", { class: "band-" + o.band }, o.band),
+    " by ", o.by || "someone", " until ", whenFrom(o.until, TODAY), ": “", o.reason, "”; the scorecard says ", o.scored_band || "—", "."));
+  return lines;
+}
+
+// One form per account, kept across the page's refreshes (so what is being typed stays).
+let actionForm = { id: null, node: null };
+const BY_KEY = "kizashi.by";
+
+function actionsForm(id) {
+  if (actionForm.id === id) return actionForm.node;
+  const field = (name, input, hint) => el("label", { "data-for": name }, name, input, hint ? el("small", {}, hint) : null);
+  const select = el("select", { id: "act-action", name: "action" },
+    [["acknowledge", "Acknowledge"], ["snooze", "Snooze until…"], ["resolve", "Resolve with a note"], ["assign", "Assign to…"],
+     ["override", "Override the band…"], ["clear_override", "End the override"]].map(([v, t]) => el("option", { value: v }, t)));
+  const band = el("select", { id: "act-band", name: "band" }, ["green", "yellow", "red"].map((b) => el("option", { value: b }, b)));
+  const by = el("input", { id: "act-by", name: "by", size: "14", autocomplete: "name" });
+  by.value = localStorage.getItem(BY_KEY) || "";
+  const msg = el("p", { id: "act-msg", role: "status" });
+  const form = el("form", { id: "actions", class: "actions" },
+    field("Action", select), field("By", by), field("Until", el("input", { id: "act-until", name: "until", type: "date" })),
+    field("Owner", el("input", { id: "act-owner", name: "owner", size: "14", list: "owners" })), field("Band", band),
+    field("Note", el("input", { id: "act-note", name: "note", size: "30", maxlength: "1000" })),
+    el("button", { type: "submit" }, "Send"), msg);
+  // Only the fields the chosen action takes are shown.
+  const needs = { acknowledge: ["note"], snooze: ["until", "note"], resolve: ["note"], assign: ["owner"], override: ["band", "until", "note"], clear_override: [] };
+  const show = () => { for (const l of form.querySelectorAll("label[data-for]")) {
+    const f = l.dataset.for.toLowerCase(); l.hidden = !(f === "action" || f === "by" || needs[select.value].includes(f)); } };
+  select.addEventListener("change", show);
+  show();
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { action: select.value };
+    if (by.value.trim()) { body.by = by.value.trim(); localStorage.setItem(BY_KEY, body.by); }
+    for (const f of needs[select.value]) { const v = $("act-" + f).value.trim(); if (v) body[f] = v; }
+    msg.className = "";
+    msg.textContent = "sending…";
+    try {
+      const { status, body: res } = await api("/v1/accounts/" + encodeURIComponent(id) + "/actions", body);
+      if (status === 202) {
+        msg.textContent = "Sent: " + select.options[select.selectedIndex].text.replace("…", "") + ". It shows here once applied.";
+        $("act-note").value = "";
+        setTimeout(render, 800);
+      } else {
+        msg.className = "error";
+        msg.textContent = (res && res.message) || ("error " + status);
+      }
+    } catch (err) {
+      if (err instanceof Unauthorized) { await askToken("That token was refused; try again."); return; }
+      msg.className = "error";
+      msg.textContent = "cannot reach kizashi: " + err.message;
+    }
+  });
+  actionForm = { id, node: form };
+  return form;
 }
 
 // ---- the loop ----
@@ -451,11 +537,11 @@ async function renderOnce() {
       } else {
         await Promise.all([renderStrip(), renderAccount(r.id)]);
       }
-      $("status").textContent = "updated " + new Date().toLocaleTimeString();
+      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       return;
     } catch (e) {
       if (!(e instanceof Unauthorized)) {
-        $("status").textContent = "cannot reach kizashi: " + e.message;
+        $("updated").textContent = "cannot reach kizashi: " + e.message;
         return;
       }
       await askToken(sessionStorage.getItem(TOKEN_KEY) ? "That token was refused; try again." : "");
@@ -470,10 +556,10 @@ function schedule() {
 
 function init() {
   $("controls").addEventListener("submit", (e) => { e.preventDefault(); controlsToHash(0); });
-  for (const k of ["sort", "band", "tier", "rule", "limit"]) $(k).addEventListener("change", () => controlsToHash(0));
+  for (const k of ["sort", "band", "tier", "status", "rule", "limit"]) $(k).addEventListener("change", () => controlsToHash(0));
   for (const k of ["segment", "owner"]) $(k).addEventListener("change", () => controlsToHash(0));
   $("reset").addEventListener("click", () => { location.hash = "#/"; });
-  $("csv").addEventListener("click", () => { downloadCsv().catch((e) => { $("status").textContent = "CSV: " + e; }); });
+  $("csv").addEventListener("click", () => { downloadCsv().catch((e) => { $("updated").textContent = "CSV: " + e; }); });
   $("prev").addEventListener("click", () => controlsToHash(parseInt($("prev").dataset.offset, 10)));
   $("next").addEventListener("click", () => controlsToHash(parseInt($("next").dataset.offset, 10)));
   const table = $("table");
