@@ -1256,7 +1256,7 @@ fn cs_actions_from_the_page_hold_across_a_restart_another_instance_and_a_replay(
     let id = q["accounts"][0]["account_id"].as_str().expect("a scored account").to_string();
     let until = kizashi::event::timestamp::format_day(END_DAY + 30);
 
-    // From the page: snooze, then override the band.
+    // From the page: acknowledge, snooze, then override the band.
     let mut browser = Browser::start();
     browser.navigate(&format!("http://{addr}/#/account/{id}"));
     browser.wait_for("!!document.getElementById('act-action')", "the account view has the actions form");
@@ -1266,6 +1266,9 @@ fn cs_actions_from_the_page_hold_across_a_restart_another_instance_and_a_replay(
             serde_json::Value::from(value)
         ));
     };
+    set(&mut browser, "action", "acknowledge");
+    browser.eval("document.getElementById('actions').requestSubmit(); true");
+    browser.wait_for("document.getElementById('account').innerText.includes('acknowledged by')", "the page shows the acknowledgement once applied");
     set(&mut browser, "action", "snooze");
     set(&mut browser, "by", "dana");
     set(&mut browser, "until", &until);
@@ -1309,7 +1312,7 @@ fn cs_actions_from_the_page_hold_across_a_restart_another_instance_and_a_replay(
 
     // A replay of the topic's records says the same.
     let actions: Vec<String> = b.consume_all("cs-actions").iter().map(|r| r.payload.clone()).collect();
-    assert_eq!(actions.len(), 3, "{actions:?}");
+    assert_eq!(actions.len(), 4, "{actions:?}");
     let file = dir.path().join("actions.jsonl");
     std::fs::write(&file, actions.join("\n") + "\n").unwrap();
     let out = dir.path().join("replayed");

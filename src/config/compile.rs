@@ -157,6 +157,7 @@ impl crate::core::Params {
                     high_segments: t.high_segments.clone(),
                     tech_segments: t.tech_segments.clone(),
                     tech_max_severity: (!t.tech_max_severity.is_empty()).then(|| t.tech_max_severity.clone()),
+                    high_min_severity: (!t.high_min_severity.is_empty()).then(|| t.high_min_severity.clone()),
                 }
             },
             alerts: s.alerts.params(),

@@ -66,6 +66,7 @@ impl Default for TiersConfig {
             high_segments: vec!["enterprise".into()],
             tech_segments: Vec::new(),
             tech_max_severity: String::new(),
+            high_min_severity: String::new(),
         }
     }
 }

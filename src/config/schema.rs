@@ -138,6 +138,9 @@ pub struct TiersConfig {
     /// `high`; empty: as the rule says): what a team that reads tech-touch accounts in a digest
     /// sets, so that they never page anyone.
     pub tech_max_severity: String,
+    /// The least severity an alert of a high-touch account carries (`low`, `medium`, `high`;
+    /// empty: as the rule says); `info` alerts (opportunities) stay `info`.
+    pub high_min_severity: String,
 }
 
 /// An account in a support crisis is at best yellow, however well it uses the product: a CSM

@@ -230,6 +230,9 @@ impl Settings {
         if !t.tech_max_severity.is_empty() && !SEVERITIES.contains(&t.tech_max_severity.as_str()) {
             p.push(format!("scoring.tiers.tech_max_severity: `{}` is not one of info, low, medium, high (or empty)", t.tech_max_severity));
         }
+        if !t.high_min_severity.is_empty() && !["low", "medium", "high"].contains(&t.high_min_severity.as_str()) {
+            p.push(format!("scoring.tiers.high_min_severity: `{}` is not one of low, medium, high (or empty)", t.high_min_severity));
+        }
         for seg in &t.high_segments {
             if t.tech_segments.iter().any(|x| x.eq_ignore_ascii_case(seg)) {
                 p.push(format!("scoring.tiers: segment `{seg}` is in both high_segments and tech_segments"));
@@ -512,9 +515,10 @@ mod tests {
         let mut st = Settings::default();
         st.scoring.tiers.tech_arr_below = 100_000.0;
         st.scoring.tiers.tech_max_severity = "urgent".into();
+        st.scoring.tiers.high_min_severity = "info".into();
         st.scoring.tiers.tech_segments = vec!["Enterprise".into()];
         let p = st.problems().join("\n");
-        for key in ["scoring.tiers.tech_arr_below", "scoring.tiers.tech_max_severity", "segment `enterprise` is in both"] {
+        for key in ["scoring.tiers.tech_arr_below", "scoring.tiers.tech_max_severity", "scoring.tiers.high_min_severity", "segment `enterprise` is in both"] {
             assert!(p.contains(key), "{key} named: {p}");
         }
         st.scoring.tiers.high_arr_from = f64::NAN;

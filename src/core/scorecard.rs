@@ -187,6 +187,8 @@ pub struct Tiers {
     pub tech_segments: Vec<String>,
     /// The highest severity of a tech-touch account's alerts, if capped.
     pub tech_max_severity: Option<String>,
+    /// The least severity of a high-touch account's alerts but `info` ones (`scoring.tiers.high_min_severity`).
+    pub high_min_severity: Option<String>,
 }
 
 impl Tiers {
@@ -210,8 +212,9 @@ impl Tiers {
     /// The severity an alert of a `tier` account carries when its rule says `severity`.
     pub fn severity(&self, tier: Tier, severity: &str) -> String {
         let rank = |s: &str| SEVERITY_ORDER.iter().position(|x| *x == s);
-        match (&self.tech_max_severity, tier) {
-            (Some(cap), Tier::Tech) if rank(severity) > rank(cap) => cap.clone(),
+        match (tier, &self.tech_max_severity, &self.high_min_severity) {
+            (Tier::Tech, Some(cap), _) if rank(severity) > rank(cap) => cap.clone(),
+            (Tier::High, _, Some(floor)) if severity != "info" && rank(severity) < rank(floor) => floor.clone(),
             _ => severity.to_string(),
         }
     }
@@ -301,13 +304,14 @@ impl Params {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_tier_comes_from_the_segment_first_then_arr_and_caps_a_tech_accounts_severity() {
+    fn a_tier_comes_from_the_segment_first_then_arr_and_sets_the_bounds_of_its_severity() {
         let tiers = Tiers {
             high_arr_from: 50_000.0,
             tech_arr_below: 5_000.0,
             high_segments: vec!["enterprise".into()],
             tech_segments: vec!["self-serve".into()],
             tech_max_severity: Some("low".into()),
+            high_min_severity: Some("medium".into()),
         };
         assert_eq!(tiers.of(Some("Enterprise"), Some(1_000.0)), Tier::High, "a listed segment, whatever its case, before ARR");
         assert_eq!(tiers.of(Some("self-serve"), Some(900_000.0)), Tier::Tech);
@@ -318,6 +322,9 @@ mod tests {
         assert_eq!(tiers.severity(Tier::Tech, "high"), "low");
         assert_eq!(tiers.severity(Tier::Tech, "info"), "info", "a cap never raises");
         assert_eq!(tiers.severity(Tier::High, "high"), "high");
+        assert_eq!(tiers.severity(Tier::High, "low"), "medium", "a high-touch account's alerts are at least medium");
+        assert_eq!(tiers.severity(Tier::High, "info"), "info", "an opportunity stays info");
+        assert_eq!(tiers.severity(Tier::Low, "low"), "low");
         assert_eq!(Tiers { tech_max_severity: None, ..tiers }.severity(Tier::Tech, "high"), "high");
     }
 
