@@ -64,10 +64,11 @@ fn alert_json_matches_the_golden_file() {
     check_golden("alert_inactive.json", inactive);
     let v: serde_json::Value = serde_json::from_str(inactive).unwrap();
     assert_eq!((v["kind"].as_str(), v["arr"].as_f64(), v["tier"].as_str()), (Some("risk"), Some(120000.0), Some("high")));
+    assert_eq!(v["status"], "open", "no action taken: `action`, `assignee` and `override` are left out");
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut want = vec![
         "alert_id", "account_id", "rule", "kind", "also", "severity", "score", "previous_score", "band", "previous_band",
-        "segment", "tier", "days_to_renewal", "arr", "scorecard", "event_time", "emitted_at", "explanation", "shortfall", "summary",
+        "segment", "tier", "status", "days_to_renewal", "arr", "scorecard", "event_time", "emitted_at", "explanation", "shortfall", "summary",
     ];
     want.sort();
     assert_eq!(keys, want);

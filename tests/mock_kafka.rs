@@ -194,7 +194,7 @@ fn a_quiet_topic_whose_last_transaction_ended_with_a_marker_does_not_hold_the_me
     let mock = host.client().mock_cluster().expect("librdkafka's mock cluster");
     let mut settings = Settings::default();
     let t = settings.kafka.topics.clone();
-    lay_out(&mock, "kizashi-markers", &[&t.usage, &t.support, &t.accounts, &t.alerts, &t.scores, &t.dead_letter].map(|n| (n.as_str(), 1, 1)));
+    lay_out(&mock, "kizashi-markers", &[&t.usage, &t.support, &t.accounts, &t.actions, &t.alerts, &t.scores, &t.dead_letter].map(|n| (n.as_str(), 1, 1)));
     let brokers = mock.bootstrap_servers();
     let now = kizashi::event::timestamp::now_ms();
     let send = |topic: &str, payload: String| {
@@ -244,7 +244,7 @@ fn a_producer_with_a_fatal_error_is_replaced_and_its_outputs_still_arrive() {
     let t = settings.kafka.topics.clone();
     let group = "kizashi-fatal";
     // Inputs and the group on broker 1, outputs on broker 2: only kizashi's producer talks to 2.
-    lay_out(&mock, group, &[(t.usage.as_str(), 1, 1), (t.support.as_str(), 1, 1), (t.accounts.as_str(), 1, 1), (t.alerts.as_str(), 1, 2), (t.scores.as_str(), 1, 2), (t.dead_letter.as_str(), 1, 2)]);
+    lay_out(&mock, group, &[(t.usage.as_str(), 1, 1), (t.support.as_str(), 1, 1), (t.accounts.as_str(), 1, 1), (t.actions.as_str(), 1, 1), (t.alerts.as_str(), 1, 2), (t.scores.as_str(), 1, 2), (t.dead_letter.as_str(), 1, 2)]);
     let send = |payload: &str| {
         host.send(BaseRecord::to(&t.usage).key("acme").payload(payload)).map_err(|(e, _)| e).unwrap();
         host.flush(Duration::from_secs(10)).unwrap();
@@ -308,7 +308,7 @@ fn large_bad_records_waiting_in_the_merge_are_bounded_in_bytes() {
     let group = "kizashi-bytes";
     // Usage (and the outputs) on broker 1; support and accounts on broker 2, slowed below. Two
     // partitions: the mock keeps 5 MB of a partition's log, and the bound is 4 MiB over all.
-    lay_out(&mock, group, &[(t.usage.as_str(), 2, 1), (t.support.as_str(), 2, 2), (t.accounts.as_str(), 2, 2), (t.alerts.as_str(), 1, 1), (t.scores.as_str(), 1, 1), (t.dead_letter.as_str(), 1, 1)]);
+    lay_out(&mock, group, &[(t.usage.as_str(), 2, 1), (t.support.as_str(), 2, 2), (t.accounts.as_str(), 2, 2), (t.actions.as_str(), 2, 2), (t.alerts.as_str(), 1, 1), (t.scores.as_str(), 1, 1), (t.dead_letter.as_str(), 1, 1)]);
     let now = kizashi::event::timestamp::now_ms();
     let send = |topic: &str, partition: i32, key: Option<&str>, payload: &str| loop {
         let mut r = BaseRecord::to(topic).partition(partition).payload(payload);

@@ -15,7 +15,7 @@ use kizashi::event::timestamp::DAY_MS;
 use kizashi::generate::GenOptions;
 
 const END_DAY: i32 = 20_400;
-const INPUTS: [&str; 3] = ["product-usage", "support-events", "accounts"];
+const INPUTS: [&str; 4] = ["product-usage", "support-events", "accounts", "cs-actions"];
 
 fn create_all(b: &Broker, input_partitions: [i32; 3]) {
     b.create_kizashi_topics(input_partitions);
@@ -684,6 +684,7 @@ fn a_poison_pill_too_large_for_the_dead_letter_topic_is_cut_to_fit() {
         (INPUTS[0], 1, big),
         (INPUTS[1], 1, &[]),
         (INPUTS[2], 1, &[]),
+        (INPUTS[3], 1, &[]),
         ("health-alerts", 1, &[]),
         ("health-scores", 1, &[]),
         ("kizashi-dead-letter", 1, small),
