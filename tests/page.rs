@@ -182,6 +182,15 @@ fn the_page_shows_the_queue_the_heatmap_and_an_account_in_a_real_browser() {
     assert!(today[..10].iter().all(|r| r.reason.len() > 20 && r.reason != "—"), "each says why: {:?}", &today[..10]);
     screenshot(&base, "", &shots.join("today.png"));
     screenshot_at(&base, "", &shots.join("today-phone.png"), "390,844");
+    // The touch-tier filter: the page shows what the API gives for the tier, and fewer accounts.
+    for tier in ["high", "tech"] {
+        let shown: Vec<String> = rows(&dom(&base, &format!("#tier={tier}"))).into_iter().map(|r| r.id).collect();
+        let (_, api) = common::get_json(&s.addr, &format!("/v1/accounts?sort=today&tier={tier}&limit=50"), None);
+        let want: Vec<String> = api["accounts"].as_array().unwrap().iter().map(|r| r["account_id"].as_str().unwrap().to_string()).collect();
+        assert!(!want.is_empty() && api["total"].as_u64().unwrap() < 120, "{tier}: some accounts, not all: {}", api["total"]);
+        assert!(api["accounts"].as_array().unwrap().iter().all(|r| r["tier"] == tier), "{tier}");
+        assert_eq!(shown, want, "{tier}-touch accounts on the page as the API lists them");
+    }
 
     // The queue in risk order: scores non-decreasing.
     let page = dom(&base, "#sort=risk");
