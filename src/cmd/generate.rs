@@ -17,6 +17,11 @@ pub const FILES: [(EventKind, &str); 3] =
 /// (what each account does at its renewal, for `replay --outcomes`) into `dir`.
 /// Returns the truth and the number of records per kind.
 pub fn to_dir(opts: &GenOptions, dir: &Path) -> Result<(Vec<Truth>, [u64; 3])> {
+    to_dir_with(opts, dir, crate::outcome::synthetic::ChurnModel::Profile)
+}
+
+/// [`to_dir`] with the outcomes drawn by `churn` (`generate --churn-model`).
+pub fn to_dir_with(opts: &GenOptions, dir: &Path, churn: crate::outcome::synthetic::ChurnModel) -> Result<(Vec<Truth>, [u64; 3])> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut writers = Vec::new();
     for (_, name) in FILES {
@@ -25,7 +30,9 @@ pub fn to_dir(opts: &GenOptions, dir: &Path) -> Result<(Vec<Truth>, [u64; 3])> {
     }
     let mut counts = [0u64; 3];
     let mut err: Option<std::io::Error> = None;
+    let mut signals = crate::outcome::synthetic::Signals::new(opts.end_day);
     let truths = generate(opts, |r| {
+        signals.observe(r.kind, &r.account_id, r.ts_ms, &r.line);
         let i = r.kind as usize;
         counts[i] += 1;
         if let Err(e) = writeln!(writers[i], "{}", r.line) {
@@ -44,7 +51,7 @@ pub fn to_dir(opts: &GenOptions, dir: &Path) -> Result<(Vec<Truth>, [u64; 3])> {
     }
     t.flush()?;
     let mut o = BufWriter::new(File::create(dir.join("outcomes.jsonl"))?);
-    for outcome in crate::outcome::synthetic::outcomes(&truths, opts.seed) {
+    for outcome in crate::outcome::synthetic::outcomes_by(&truths, opts.seed, churn, &signals) {
         writeln!(o, "{}", outcome.to_json())?;
     }
     o.flush()?;

@@ -14,8 +14,14 @@
 //!
 //! Then it confirms with a real `replay --compare` of the base and the tuned configuration against
 //! the outcomes after `--fit-until` only: the alerts' precision, recall and lead time, as kizashi
-//! would send them. This first version tunes the score's ranking (AUC); the search over rule
-//! parameters for recall at a precision target is not built.
+//! would send them.
+//!
+//! The red band's edge is searched for recall at a precision target (`--precision`, 0.8): on the
+//! fit period, an account is flagged when its tuned score falls below the edge on any of its rows;
+//! the edge kept is the highest whose flagged accounts are at least that precise (the most churners
+//! caught at that precision), written as `scoring.red_below` (and `green_from` kept above it). A
+//! target no edge reaches is said, and the most precise edge that still catches a fifth of the
+//! churners is kept. Not searched yet: weights beyond their AUC, rule parameters.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -43,6 +49,8 @@ pub struct TuneOptions {
     pub now_ms: i64,
     /// How the base configuration is named in the report.
     pub config_label: String,
+    /// The precision the red band's edge is searched for (`--precision`).
+    pub precision: f64,
 }
 
 /// Fewest positive rows in the fit period `tune` fits on.
@@ -59,6 +67,8 @@ pub struct MeasureFit {
     pub red: f64,
     pub green: f64,
     pub weight: f64,
+    /// Critical in the base scorecard: its red and green are the base's, kept.
+    pub critical: bool,
 }
 
 /// What `tune` found.
@@ -71,16 +81,32 @@ pub struct TuneReport {
     /// AUC of `100 − score`: base and tuned, on the fit and on the validation rows.
     pub base_auc: (f64, f64),
     pub tuned_auc: (f64, f64),
-    /// Risk alerts against the outcomes after `fit_until` (`replay --compare`): base and tuned.
-    pub confirmed: Option<(crate::evaluation::Figures, crate::evaluation::Figures)>,
+    /// Risk alerts against the outcomes after `fit_until` (`replay --compare`): base and tuned,
+    /// all rules (`any`) first, then each rule.
+    pub confirmed: Option<(Vec<crate::evaluation::Figures>, Vec<crate::evaluation::Figures>)>,
     pub config: PathBuf,
     pub text: String,
     /// Feature rows that could not be read (a text cell holding a comma), left out.
     pub skipped_rows: usize,
+    /// The red band's edge found, and what it gives on the fit and on the validation period.
+    pub edge: Edge,
 }
 
-/// A feature row: its day, the base score, each measure's value, and whether it is positive.
+/// The red band's edge (`scoring.red_below`) searched on the fit period's accounts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    pub red_below: f64,
+    /// Whether some edge reached the precision target on the fit period.
+    pub reached: bool,
+    /// (precision, recall, accounts flagged) of accounts ever below the edge: fit, validation.
+    pub fit: (f64, f64, usize),
+    pub validation: (f64, f64, usize),
+}
+
+/// A feature row: its account and day, the base score, each measure's value, and whether it is
+/// positive.
 struct Row {
+    account: String,
     day: i32,
     score: f64,
     values: Vec<Option<f64>>,
@@ -117,7 +143,9 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
     let auc_of = |rs: &[&Row], s: &dyn Fn(&Row) -> f64| auc(rs.iter().map(|r| (100.0 - s(r), r.positive)));
     let base_auc = (auc_of(&fit, &|r| r.score), auc_of(&validation, &|r| r.score));
     let tuned_auc = (auc_of(&fit, &score), auc_of(&validation, &score));
+    let edge = search_edge(&fit, &validation, &score, opts.precision);
     let report = TuneReport {
+        edge,
         fit_rows: (fit.len(), positives(&fit)),
         validation_rows: (validation.len(), positives(&validation)),
         base_auc,
@@ -129,15 +157,22 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
         fits,
     };
     let mut text = render(&report, opts, base_card);
-    std::fs::write(&report.config, tuned_config(settings, &tuned, &text)).with_context(|| format!("writing {}", report.config.display()))?;
+    std::fs::write(&report.config, tuned_config(settings, &tuned, report.edge.red_below, &text)).with_context(|| format!("writing {}", report.config.display()))?;
     let confirmed = confirm(settings, &report.config, opts, &backtest)?;
     if let Some((b, t)) = &confirmed {
-        let _ = writeln!(text, "risk alerts against the outcomes after {} (replay --compare):", crate::event::timestamp::format_day(opts.fit_until));
-        for (name, f) in [("base", b), ("tuned", t)] {
-            let p = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
-            let _ = writeln!(text, "  {name:<6} precision {}  recall {}  lead time median {} days  ({} alerts)", p(f.precision), p(f.recall), p(f.lead_time_days.median), f.alerts);
+        let _ = writeln!(text, "risk alerts against the outcomes after {} (replay --compare), base → tuned:", crate::event::timestamp::format_day(opts.fit_until));
+        let p = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
+        for (fb, ft) in b.iter().zip(t) {
+            if fb.alerts + ft.alerts == 0 && fb.rule != "any" {
+                continue;
+            }
+            let _ = writeln!(
+                text,
+                "  {:<20} alerts {:>5} → {:<5} precision {} → {}  recall {} → {}  lead time median {} → {} days",
+                fb.rule, fb.alerts, ft.alerts, p(fb.precision), p(ft.precision), p(fb.recall), p(ft.recall), p(fb.lead_time_days.median), p(ft.lead_time_days.median)
+            );
         }
-        std::fs::write(&report.config, tuned_config(settings, &tuned, &text))?;
+        std::fs::write(&report.config, tuned_config(settings, &tuned, report.edge.red_below, &text))?;
     }
     std::fs::write(opts.out.join("report.txt"), &text)?;
     Ok(TuneReport { text, confirmed, ..report })
@@ -146,7 +181,21 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
 /// Each measure of `base`'s verdict on the fit rows, and the tuned scorecard: the measures better
 /// than chance, weights adding up to 100, a critical measure kept critical.
 fn fit_card(base: &crate::config::ScorecardConfig, fit: &[&Row]) -> Result<(Vec<MeasureFit>, Vec<WeightedMeasure>)> {
-    let fits: Vec<MeasureFit> = base.measures.iter().filter_map(|m| Measure::from_name(&m.measure)).map(|m| fit_measure(m, fit)).collect();
+    // A critical measure's red and green are the team's hard floor (at or beyond red, the account
+    // is red whatever its score): tune fits its weight and keeps them.
+    let base_of = |m: Measure| base.measures.iter().find(|w| w.measure == m.name());
+    let fits: Vec<MeasureFit> = base
+        .measures
+        .iter()
+        .filter_map(|m| Measure::from_name(&m.measure))
+        .map(|m| {
+            let f = fit_measure(m, fit);
+            match base_of(m).filter(|w| w.critical) {
+                Some(w) => MeasureFit { red: w.red.unwrap_or(f.red), green: w.green.unwrap_or(f.green), critical: true, ..f },
+                None => f,
+            }
+        })
+        .collect();
     let total: f64 = fits.iter().map(|f| f.weight).sum();
     if total <= 0.0 {
         bail!("no measure of the default scorecard ranks churn better than chance on the fit period: nothing to tune");
@@ -154,12 +203,65 @@ fn fit_card(base: &crate::config::ScorecardConfig, fit: &[&Row]) -> Result<(Vec<
     let tuned = fits
         .iter()
         .filter(|f| f.weight > 0.0)
-        .map(|f| {
-            let critical = base.measures.iter().any(|m| m.measure == f.measure.name() && m.critical);
-            WeightedMeasure { measure: f.measure.name().into(), weight: (f.weight / total * 200.0).round() / 2.0, red: Some(f.red), green: Some(f.green), critical }
-        })
+        .map(|f| WeightedMeasure { measure: f.measure.name().into(), weight: (f.weight / total * 200.0).round() / 2.0, red: Some(f.red), green: Some(f.green), critical: f.critical })
         .collect();
     Ok((fits, tuned))
+}
+
+/// Days of an account's first rows its lowest score leaves out: a replay that starts mid-life
+/// scores an account's first days on whatever few measures have data yet (and raises no alert on
+/// them: alerts wait for two weeks of history).
+const SETTLING_DAYS: i32 = 14;
+
+/// Accounts as (lowest score over their rows after their first `SETTLING_DAYS`, positive on any
+/// row), lowest first; an account with no row after those, by its last row.
+fn accounts_by_lowest(rows: &[&Row], score: &dyn Fn(&Row) -> f64) -> Vec<(f64, bool)> {
+    let mut first: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+    for r in rows {
+        let f = first.entry(r.account.as_str()).or_insert(r.day);
+        *f = (*f).min(r.day);
+    }
+    // (lowest settled score, last day and its score, positive)
+    let mut by: std::collections::BTreeMap<&str, (f64, i32, f64, bool)> = std::collections::BTreeMap::new();
+    for r in rows {
+        let e = by.entry(r.account.as_str()).or_insert((f64::INFINITY, i32::MIN, 0.0, false));
+        let s = score(r);
+        if r.day >= first[r.account.as_str()] + SETTLING_DAYS {
+            e.0 = e.0.min(s);
+        }
+        if r.day >= e.1 {
+            (e.1, e.2) = (r.day, s);
+        }
+        e.3 |= r.positive;
+    }
+    let mut v: Vec<(f64, bool)> = by.into_values().map(|(low, _, last, p)| (if low.is_finite() { low } else { last }, p)).collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// (precision, recall, flagged) of the accounts whose lowest score is below `edge`.
+fn flagged(accounts: &[(f64, bool)], edge: f64) -> (f64, f64, usize) {
+    let n = accounts.iter().filter(|a| a.0 < edge).count();
+    let tp = accounts.iter().filter(|a| a.0 < edge && a.1).count();
+    let pos = accounts.iter().filter(|a| a.1).count();
+    (if n > 0 { tp as f64 / n as f64 } else { 0.0 }, if pos > 0 { tp as f64 / pos as f64 } else { 0.0 }, n)
+}
+
+/// The red band's edge for recall at `precision` on the fit period (see the module's comment),
+/// between 5 and 95; shown on the validation period too.
+fn search_edge(fit: &[&Row], validation: &[&Row], score: &dyn Fn(&Row) -> f64, precision: f64) -> Edge {
+    let accounts = accounts_by_lowest(fit, score);
+    // Each cut between two accounts' lowest scores flags a prefix; the edge sits halfway.
+    let cuts: Vec<f64> = accounts.windows(2).filter(|w| w[1].0 > w[0].0).map(|w| (w[0].0 + w[1].0) / 2.0).filter(|e| (5.0..=95.0).contains(e)).collect();
+    let best = cuts.iter().copied().filter(|&e| flagged(&accounts, e).0 >= precision).max_by(|a, b| a.total_cmp(b));
+    let reached = best.is_some();
+    let red_below = best
+        .or_else(|| {
+            cuts.iter().copied().filter(|&e| flagged(&accounts, e).1 >= 0.2).max_by(|a, b| flagged(&accounts, *a).0.total_cmp(&flagged(&accounts, *b).0).then(a.total_cmp(b)))
+        })
+        .unwrap_or(40.0);
+    let red_below = (red_below * 10.0).round() / 10.0;
+    Edge { red_below, reached, fit: flagged(&accounts, red_below), validation: flagged(&accounts_by_lowest(validation, score), red_below) }
 }
 
 /// A replay of `opts`' files into `out` under `opts.out`, one partition, a temporary state.
@@ -187,7 +289,7 @@ fn confirm(
     tuned: &Path,
     opts: &TuneOptions,
     backtest: &super::replay::BacktestOptions,
-) -> Result<Option<(crate::evaluation::Figures, crate::evaluation::Figures)>> {
+) -> Result<Option<(Vec<crate::evaluation::Figures>, Vec<crate::evaluation::Figures>)>> {
     let later = opts.out.join("validation-outcomes.jsonl");
     let mut kept = String::new();
     for path in &opts.outcomes {
@@ -218,7 +320,8 @@ fn confirm(
         ..backtest.clone()
     };
     let summary = super::replay::run_backtest(settings, &replay, Some(&b))?;
-    Ok(summary.evaluation.and_then(|r| Some((r.evaluation.risk.any.clone(), r.compare?.risk.any.clone()))))
+    let figures = |s: &crate::evaluation::Section| std::iter::once(s.any.clone()).chain(s.rules.iter().cloned()).collect::<Vec<_>>();
+    Ok(summary.evaluation.and_then(|r| Some((figures(&r.evaluation.risk), figures(&r.compare?.risk)))))
 }
 
 /// The rows of a `--features` file, labelled.
@@ -227,7 +330,7 @@ fn read_rows(path: &Path, horizon: i32) -> Result<(Vec<Row>, usize)> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().context("an empty features file")?.split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).with_context(|| format!("no `{name}` column"));
-    let (day, score, outcome, until) = (col("day")?, col("score")?, col("outcome")?, col("days_to_outcome")?);
+    let (account, day, score, outcome, until) = (col("account_id")?, col("day")?, col("score")?, col("outcome")?, col("days_to_outcome")?);
     let measures: Vec<usize> = Measure::ALL.iter().map(|m| col(m.name())).collect::<Result<_>>()?;
     let (mut rows, mut skipped) = (Vec::new(), 0);
     for line in lines {
@@ -241,7 +344,7 @@ fn read_rows(path: &Path, horizon: i32) -> Result<(Vec<Row>, usize)> {
         };
         let num = |i: usize| cells[i].parse::<f64>().ok();
         let positive = matches!(cells[outcome], "churned" | "downgraded") && cells[until].parse::<i32>().is_ok_and(|n| n <= horizon);
-        rows.push(Row { day: d, score: num(score).unwrap_or(0.0), values: measures.iter().map(|&i| num(i)).collect(), positive });
+        rows.push(Row { account: cells[account].to_string(), day: d, score: num(score).unwrap_or(0.0), values: measures.iter().map(|&i| num(i)).collect(), positive });
     }
     Ok((rows, skipped))
 }
@@ -258,7 +361,7 @@ fn fit_measure(m: Measure, rows: &[&Row]) -> MeasureFit {
     let (red, green) = if a > 0.5 { (hi, lo) } else { (lo, hi) };
     let strength = (a - 0.5).abs() - 0.02;
     let weight = if strength > 0.0 && hi > lo { strength } else { 0.0 };
-    MeasureFit { measure: m, auc: a, rows: vals.len(), red, green, weight }
+    MeasureFit { measure: m, auc: a, rows: vals.len(), red, green, weight, critical: false }
 }
 
 /// The tuned scorecard's score of a row: the weighted mean of the points of its measures with data.
@@ -312,16 +415,36 @@ fn render(r: &TuneReport, opts: &TuneOptions, base: &crate::config::ScorecardCon
     let _ = writeln!(t, "  tuned (version {})      {:.3}   {:.3}", base.version + 1, r.tuned_auc.0, r.tuned_auc.1);
     let _ = writeln!(t, "measure                      AUC    rows    red → green     weight");
     for f in &r.fits {
-        let verdict = if f.weight > 0.0 { "" } else { "  (no better than chance: left out)" };
+        let verdict = match (f.weight > 0.0, f.critical) {
+            (true, false) => "",
+            (true, true) => "  (critical: red and green kept)",
+            (false, false) => "  (no better than chance: left out)",
+            (false, true) => "  (critical, but no better than chance here: left out — say so to whoever set it)",
+        };
         let _ = writeln!(t, "  {:<26} {:.3} {:>7} {:>8.3} → {:<8.3} {:.3}{verdict}", f.measure.name(), f.auc, f.rows, f.red, f.green, f.weight);
+    }
+    let e = &r.edge;
+    let _ = writeln!(
+        t,
+        "red below {:.1} (scoring.red_below), searched for precision {:.2}{}:",
+        e.red_below,
+        opts.precision,
+        if e.reached { "" } else { " — not reached on the fit period; the most precise edge catching a fifth of the churners" }
+    );
+    for (name, (p, rc, n)) in [("fit", e.fit), ("validation", e.validation)] {
+        let _ = writeln!(t, "  {name:<11} accounts ever red {n:>5}  precision {p:.3}  recall {rc:.3}");
     }
     t
 }
 
 /// The base configuration with every scorecard but the onboarding one replaced by `card`, its
 /// version one above, as TOML with `report` as a comment block on top.
-fn tuned_config(settings: &Settings, card: &[WeightedMeasure], report: &str) -> String {
+fn tuned_config(settings: &Settings, card: &[WeightedMeasure], red_below: f64, report: &str) -> String {
     let mut s = settings.clone();
+    s.scoring.red_below = red_below;
+    if s.scoring.green_from <= red_below + 5.0 {
+        s.scoring.green_from = (red_below + 15.0).min(100.0);
+    }
     let onboarding = s.scoring.onboarding_scorecard.clone();
     for (name, c) in s.scorecards.iter_mut() {
         if *name != onboarding {
