@@ -401,7 +401,7 @@ fn the_queue_filters_sorts_exports_and_sums_up() {
     let (st, csv) = http_get(&s.addr, "/v1/accounts?limit=1000&format=csv", None).unwrap();
     assert_eq!(st, 200);
     let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert!(lines[0].starts_with("rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,tier,"), "{}", lines[0]);
+    assert!(lines[0].starts_with("rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,tier,status,snoozed_until,scored_band,"), "{}", lines[0]);
     assert_eq!(lines.len() - 1, rows.len());
     assert!(lines[1].starts_with(&format!("1,{},", rows[0]["account_id"].as_str().unwrap())));
     // Summary: its band counts are the queue's.

@@ -668,7 +668,7 @@ pub fn csv_text(s: &str) -> String {
 /// The queue's rows as CSV: the account columns, then `<measure>` and `<measure>_points` for every
 /// measure any row's scorecard has, in the order first seen.
 fn queue_csv(rows: &[Value]) -> String {
-    let cols = ["rank", "account_id", "name", "score", "band", "segment", "owner", "arr", "seats", "renewal_date", "last_alert", "tier"];
+    let cols = ["rank", "account_id", "name", "score", "band", "segment", "owner", "arr", "seats", "renewal_date", "last_alert", "tier", "status", "snoozed_until", "scored_band"];
     let mut measures: Vec<String> = Vec::new();
     for r in rows {
         for m in r["measures"].as_array().into_iter().flatten() {
@@ -731,7 +731,7 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
                 Some(d) => day = Some(d),
                 None => problems.push(format!("day: `{}` is not a YYYY-MM-DD date", bounded(v, 64))),
             },
-            other => problems.push(format!("{}: unknown parameter (known: day, band, segment, owner, rule, tier)", bounded(other, 64))),
+            other => problems.push(format!("{}: unknown parameter (known: day, band, segment, owner, rule, tier, status)", bounded(other, 64))),
         }
     }
     if let Some(message) = problems.message() {
@@ -753,6 +753,8 @@ async fn summary(State(shared): State<Arc<Shared>>, query: QueryPairs) -> Respon
         "alerts_by_rule": alerts,
         // Accounts that ended (churned, cancelled): in no band and no queue.
         "ended": {"accounts": s.ended, "arr": s.ended_arr},
+        // Accounts by what the team did (`cs-actions`).
+        "status": {"open": s.by_status[0], "acknowledged": s.by_status[1], "snoozed": s.by_status[2], "resolved": s.by_status[3]},
         // Every rule the server knows, in its order (the page's rule filter is built from it).
         "rules": Rule::ALL.iter().map(|r| r.name()).collect::<Vec<_>>(),
         // The owners and segments of the accounts counted (the page's suggestions), and every
@@ -792,11 +794,11 @@ mod tests {
         let mut lines = text.split("\r\n");
         assert_eq!(
             lines.next().unwrap(),
-            "rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,tier,usage_trend,usage_trend_points"
+            "rank,account_id,name,score,band,segment,owner,arr,seats,renewal_date,last_alert,tier,status,snoozed_until,scored_band,usage_trend,usage_trend_points"
         );
         assert_eq!(text.matches("\"a,1\"").count(), 1);
         assert!(text.contains("\"Q \"\"x\"\"\r\ny\""), "{text}");
-        assert!(text.ends_with(",Ana,10.0,3,,inactive,tech,0.5,10.0\r\n"), "{text}");
+        assert!(text.ends_with(",Ana,10.0,3,,inactive,tech,,,,0.5,10.0\r\n"), "{text}");
     }
 
     #[test]
@@ -818,7 +820,7 @@ mod tests {
             "measures": [{"measure": "usage_trend", "value": -0.5, "points": 0.0}]})];
         let text = queue_csv(&rows);
         let row = text.split("\r\n").nth(1).unwrap();
-        assert_eq!(row, "1,'-acct,'=1+1,-2.5,red,'@smb,'+Ana,10.0,3,,,low,-0.5,0.0", "text cells prefixed, numbers as they are");
+        assert_eq!(row, "1,'-acct,'=1+1,-2.5,red,'@smb,'+Ana,10.0,3,,,low,,,,-0.5,0.0", "text cells prefixed, numbers as they are");
     }
 
     #[test]

@@ -223,6 +223,9 @@ pub struct Summary {
     pub owners: Vec<String>,
     pub segments: Vec<String>,
     pub alerts_by_rule: std::collections::BTreeMap<u8, usize>,
+    /// Accounts by the CS team's status (`Entry::status`: open, acknowledged, snoozed, resolved),
+    /// of those in a band or unscored.
+    pub by_status: [usize; 4],
 }
 
 /// A page of the at-risk queue.
@@ -404,6 +407,7 @@ impl Board {
             };
             s.accounts[i] += 1;
             s.arr[i] += e.arr.unwrap_or(0.0);
+            s.by_status[usize::from(e.status).min(3)] += 1;
             for &(rule, at) in &e.alerts {
                 if crate::event::timestamp::day_of(at) == day {
                     *s.alerts_by_rule.entry(rule).or_default() += 1;

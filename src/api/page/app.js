@@ -162,7 +162,10 @@ async function renderStrip(params) {
   const ruleCard = el("div", { class: "card rules" },
     el("h2", {}, "alerts by rule" + (body.day ? " on " + body.day : "")),
     rules.length ? el("ul", {}, rules.map(([r, n]) => el("li", {}, label(r) + ": ", el("strong", {}, n))))
-                 : el("p", {}, "no alerts"));
+                 : el("p", {}, "no alerts"),
+    // What the team did: the accounts acknowledged, snoozed and resolved (links to each view).
+    body.status ? el("ul", { class: "team" }, ["acknowledged", "snoozed", "resolved"].filter((k) => body.status[k] > 0)
+      .map((k) => el("li", {}, el("a", { href: "#status=" + k }, k + ": ", el("strong", {}, body.status[k]))))) : null);
   const scope = scoped ? el("p", { class: "scope" }, "Showing the accounts of the filter: " + q.toString().replace(/&/g, ", ").replace(/=/g, " ")) : null;
   strip.replaceChildren(...cards, ruleCard, ...(scope ? [scope] : []));
 }
