@@ -408,7 +408,12 @@ fn tune_writes_a_loadable_scorecard_fitted_on_one_period_and_shown_on_the_next()
     assert_eq!(card.version, base.scorecards["default"].version + 1);
     let weights: f64 = card.measures.iter().map(|m| m.weight).sum();
     assert!((weights - 100.0).abs() <= 1.0, "{weights}");
-    assert_eq!(card.measures.len(), r.fits.iter().filter(|f| f.weight > 0.0).count());
+    if r.kept_base {
+        assert_eq!(card.measures, base.scorecards["default"].measures, "kept: the base's measures");
+        assert!(r.text.contains("the base scorecard's measures are kept") && r.tuned_auc == r.base_auc, "{}", r.text);
+    } else {
+        assert_eq!(card.measures.len(), r.fits.iter().filter(|f| f.weight > 0.0).count());
+    }
     assert_eq!(tuned.scorecards["onboarding"], base.scorecards["onboarding"], "the onboarding scorecard is left as it is");
     assert!(std::fs::read_to_string(&r.config).unwrap().starts_with("# Written by `kizashi tune`"));
     // Confirmed by a real replay of both against the later outcomes: what kizashi would send.
@@ -448,6 +453,7 @@ fn tune_recovers_a_churn_signal_the_default_scorecard_under_weights() {
         precision: 0.6,
     };
     let r = tune(&Settings::default(), &opts).unwrap();
+    assert!(!r.kept_base, "a signal to add: {}", r.text);
     let strongest = r.fits.iter().max_by(|a, b| a.weight.total_cmp(&b.weight)).unwrap();
     assert_eq!(strongest.measure.name(), "feature_breadth_30d", "{}", r.text);
     assert!(r.tuned_auc.1 > r.base_auc.1 + 0.05, "tuned {:?} against base {:?} on the validation rows", r.tuned_auc, r.base_auc);

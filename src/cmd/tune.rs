@@ -20,8 +20,11 @@
 //! fit period, an account is flagged when its tuned score falls below the edge on any of its rows;
 //! the edge kept is the highest whose flagged accounts are at least that precise (the most churners
 //! caught at that precision), written as `scoring.red_below` (and `green_from` kept above it). A
-//! target no edge reaches is said, and the most precise edge that still catches a fifth of the
-//! churners is kept. Not searched yet: weights beyond their AUC, rule parameters.
+//! target no edge reaches is said, and the base's edge is kept. Not searched yet: weights beyond their AUC, rule parameters.
+//!
+//! The fitted card replaces the base's measures only if it ranks the fit period's churners better
+//! than the base does (by `MIN_GAIN` AUC): a period with no signal the base misses gets the base
+//! back, so tune does not invent one.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -90,7 +93,15 @@ pub struct TuneReport {
     pub skipped_rows: usize,
     /// The red band's edge found, and what it gives on the fit and on the validation period.
     pub edge: Edge,
+    /// The fitted card's AUC on the fit rows.
+    pub fitted_fit_auc: f64,
+    /// The fitted card did not beat the base on the fit rows by `MIN_GAIN`: the base's measures
+    /// are kept (`tuned_auc` is then the base's), only the red edge is tuned.
+    pub kept_base: bool,
 }
+
+/// AUC a fitted card must gain over the base on the fit rows to replace the base's measures.
+pub const MIN_GAIN: f64 = 0.01;
 
 /// The red band's edge (`scoring.red_below`) searched on the fit period's accounts.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,14 +149,22 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
         );
     }
     let base_card = settings.scorecards.get(&settings.scoring.default_scorecard).context("the base configuration has no default scorecard")?;
-    let (fits, tuned) = fit_card(base_card, &fit)?;
-    let score = |r: &Row| tuned_score(&tuned, r);
+    let (fits, fitted) = fit_card(base_card, &fit)?;
     let auc_of = |rs: &[&Row], s: &dyn Fn(&Row) -> f64| auc(rs.iter().map(|r| (100.0 - s(r), r.positive)));
     let base_auc = (auc_of(&fit, &|r| r.score), auc_of(&validation, &|r| r.score));
+    // The fitted card is kept only if it ranks the fit period's churners better than the base
+    // (the fit is each measure's own AUC, not the card's: on a period without signal it can do
+    // worse even there); else the base's measures stay and only the red edge is tuned.
+    let fitted_fit_auc = auc_of(&fit, &|r| tuned_score(&fitted, r));
+    let kept_base = fitted_fit_auc < base_auc.0 + MIN_GAIN;
+    let tuned = if kept_base { base_card.measures.clone() } else { fitted };
+    let score = |r: &Row| if kept_base { r.score } else { tuned_score(&tuned, r) };
     let tuned_auc = (auc_of(&fit, &score), auc_of(&validation, &score));
-    let edge = search_edge(&fit, &validation, &score, opts.precision);
+    let edge = search_edge(&fit, &validation, &score, opts.precision, settings.scoring.red_below);
     let report = TuneReport {
         edge,
+        fitted_fit_auc,
+        kept_base,
         fit_rows: (fit.len(), positives(&fit)),
         validation_rows: (validation.len(), positives(&validation)),
         base_auc,
@@ -248,19 +267,15 @@ fn flagged(accounts: &[(f64, bool)], edge: f64) -> (f64, f64, usize) {
 }
 
 /// The red band's edge for recall at `precision` on the fit period (see the module's comment),
-/// between 5 and 95; shown on the validation period too.
-fn search_edge(fit: &[&Row], validation: &[&Row], score: &dyn Fn(&Row) -> f64, precision: f64) -> Edge {
+/// between 5 and 95; `base` (the base configuration's) when no edge reaches it; shown on the
+/// validation period too.
+fn search_edge(fit: &[&Row], validation: &[&Row], score: &dyn Fn(&Row) -> f64, precision: f64, base: f64) -> Edge {
     let accounts = accounts_by_lowest(fit, score);
     // Each cut between two accounts' lowest scores flags a prefix; the edge sits halfway.
     let cuts: Vec<f64> = accounts.windows(2).filter(|w| w[1].0 > w[0].0).map(|w| (w[0].0 + w[1].0) / 2.0).filter(|e| (5.0..=95.0).contains(e)).collect();
     let best = cuts.iter().copied().filter(|&e| flagged(&accounts, e).0 >= precision).max_by(|a, b| a.total_cmp(b));
     let reached = best.is_some();
-    let red_below = best
-        .or_else(|| {
-            cuts.iter().copied().filter(|&e| flagged(&accounts, e).1 >= 0.2).max_by(|a, b| flagged(&accounts, *a).0.total_cmp(&flagged(&accounts, *b).0).then(a.total_cmp(b)))
-        })
-        .unwrap_or(40.0);
-    let red_below = (red_below * 10.0).round() / 10.0;
+    let red_below = best.map_or(base, |e| (e * 10.0).round() / 10.0);
     Edge { red_below, reached, fit: flagged(&accounts, red_below), validation: flagged(&accounts_by_lowest(validation, score), red_below) }
 }
 
@@ -423,13 +438,20 @@ fn render(r: &TuneReport, opts: &TuneOptions, base: &crate::config::ScorecardCon
         };
         let _ = writeln!(t, "  {:<26} {:.3} {:>7} {:>8.3} → {:<8.3} {:.3}{verdict}", f.measure.name(), f.auc, f.rows, f.red, f.green, f.weight);
     }
+    if r.kept_base {
+        let _ = writeln!(
+            t,
+            "the fitted card ranks the fit period at AUC {:.3}, not {MIN_GAIN} above the base's {:.3}: the base scorecard's measures are kept (no signal to add here); only the red edge is tuned",
+            r.fitted_fit_auc, r.base_auc.0
+        );
+    }
     let e = &r.edge;
     let _ = writeln!(
         t,
         "red below {:.1} (scoring.red_below), searched for precision {:.2}{}:",
         e.red_below,
         opts.precision,
-        if e.reached { "" } else { " — not reached on the fit period; the most precise edge catching a fifth of the churners" }
+        if e.reached { "" } else { " — no edge reaches it on the fit period: the base's edge is kept" }
     );
     for (name, (p, rc, n)) in [("fit", e.fit), ("validation", e.validation)] {
         let _ = writeln!(t, "  {name:<11} accounts ever red {n:>5}  precision {p:.3}  recall {rc:.3}");
