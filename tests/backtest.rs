@@ -422,6 +422,7 @@ fn tune_writes_a_loadable_scorecard_fitted_on_one_period_and_shown_on_the_next()
     assert_eq!((b.rule.as_str(), t.rule.as_str()), ("any", "any"));
     assert!(b.alerts > 0 && t.recall.is_some() && b.recall.is_some(), "{b:?} {t:?}");
     assert!(r.text.contains("replay --compare") && dir.path().join("tuned/confirm/compare/alerts.jsonl").exists(), "{}", r.text);
+    assert!(r.text.contains("per account-month"), "alerts per account and month, base and tuned: {}", r.text);
     // Fitting on the first day alone: too few positives, said with the number needed.
     let e = tune(&base, &opts(END_DAY - 59, "early")).unwrap_err().to_string();
     assert!(e.contains("needs at least 30"), "{e}");

@@ -179,16 +179,21 @@ pub fn tune(settings: &Settings, opts: &TuneOptions) -> Result<TuneReport> {
     std::fs::write(&report.config, tuned_config(settings, &tuned, report.edge.red_below, &text)).with_context(|| format!("writing {}", report.config.display()))?;
     let confirmed = confirm(settings, &report.config, opts, &backtest)?;
     if let Some((b, t)) = &confirmed {
+        // Alerts per account per month: over the replayed span, of the accounts with rows.
+        let accounts = rows.iter().map(|r| r.account.as_str()).collect::<std::collections::HashSet<_>>().len().max(1) as f64;
+        let (first, last) = rows.iter().fold((i32::MAX, i32::MIN), |(a, b), r| (a.min(r.day), b.max(r.day)));
+        let months = (f64::from(last.saturating_sub(first) + 1) / 30.44).max(1.0 / 30.44);
         let _ = writeln!(text, "risk alerts against the outcomes after {} (replay --compare), base → tuned:", crate::event::timestamp::format_day(opts.fit_until));
         let p = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
         for (fb, ft) in b.iter().zip(t) {
             if fb.alerts + ft.alerts == 0 && fb.rule != "any" {
                 continue;
             }
+            let rate = |n: u64| n as f64 / accounts / months;
             let _ = writeln!(
                 text,
-                "  {:<20} alerts {:>5} → {:<5} precision {} → {}  recall {} → {}  lead time median {} → {} days",
-                fb.rule, fb.alerts, ft.alerts, p(fb.precision), p(ft.precision), p(fb.recall), p(ft.recall), p(fb.lead_time_days.median), p(ft.lead_time_days.median)
+                "  {:<20} alerts {:>5} → {:<5} ({:.3} → {:.3} per account-month)  precision {} → {}  recall {} → {}  lead time median {} → {} days",
+                fb.rule, fb.alerts, ft.alerts, rate(fb.alerts), rate(ft.alerts), p(fb.precision), p(ft.precision), p(fb.recall), p(ft.recall), p(fb.lead_time_days.median), p(ft.lead_time_days.median)
             );
         }
         std::fs::write(&report.config, tuned_config(settings, &tuned, report.edge.red_below, &text))?;
