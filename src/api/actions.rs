@@ -56,7 +56,8 @@ pub async fn post(
     record.insert("account_id".into(), json!(id));
     record.extend(fields);
     record.insert("ts".into(), json!(format_ms(now)));
-    let line = Value::Object(record).to_string();
+    let record = Value::Object(record);
+    let line = record.to_string();
     let limits = crate::event::DecodeLimits { now_ms: now, ..shared.decode_limits };
     if let Err(reject) = decode(EventKind::Action, line.as_bytes(), Some(id.as_bytes()), &limits) {
         return error(StatusCode::BAD_REQUEST, format!("{}: {}", reject.reason, reject.detail));
@@ -74,11 +75,11 @@ pub async fn post(
     // broker's acknowledgement holds that thread only.
     match sink.send(&id, line.as_bytes()) {
         Ok(()) => {
-            let record: Value = serde_json::from_str(&line).unwrap_or_default();
             (StatusCode::ACCEPTED, Json(json!({"accepted": record, "topic": shared.topics[EventKind::Action as usize]}))).into_response()
         }
         Err(e) => {
-            tracing::warn!(account = %bounded(&id, 64), error = %e, "appending a CS action failed");
+            // Debug-formatted: the id is the client's (control characters escaped).
+            tracing::warn!(account = ?bounded(&id, 64), error = %e, "appending a CS action failed");
             error(StatusCode::SERVICE_UNAVAILABLE, format!("the action could not be written to the cs-actions topic: {}", bounded(&e, 200)))
         }
     }

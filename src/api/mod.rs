@@ -485,7 +485,7 @@ fn filter_param<'a>(k: &str, v: &'a str, tiers: &'a crate::core::scorecard::Tier
             Some(t) => filter.tier = Some((*t, tiers)),
             None => problems.push(format!("tier: `{}` is not one of high, low, tech", bounded(v, 64))),
         },
-        "status" => match (0..=3).find(|&c| crate::core::actions::Status::from_code(c).map_or("open", |s| s.name()) == v) {
+        "status" => match crate::core::actions::name_code(v) {
             Some(c) => filter.status = Some(c),
             None => problems.push(format!("status: `{}` is not one of open, acknowledged, snoozed, resolved", bounded(v, 64))),
         },
@@ -553,7 +553,7 @@ fn queue_row(shared: &Shared, store: Option<&crate::store::Store>, rank: usize, 
         "seats": e.seats,
         "renewal_date": e.renewal_day.map(crate::event::timestamp::format_day),
         "last_alert": e.alerts.last().and_then(|a| Rule::from_code(a.0)).map(Rule::name),
-        "status": crate::core::actions::Status::from_code(e.status).map_or("open", |s| s.name()),
+        "status": crate::core::actions::code_name(e.status),
         "snoozed_until": e.snoozed_until.map(crate::event::timestamp::format_day),
         "scored_band": e.scored_band.map(Band::name),
         "reason": reason(shared, state.as_ref()),

@@ -54,7 +54,7 @@ pub fn run(opts: &DemoOptions, stop: Arc<AtomicBool>) -> Result<()> {
     println!("alerts as they arrive (simulated day, account, rule, score, summary):\n");
 
     let shared = crate::runtime::Status::new(&settings);
-    let actions = Arc::new(crate::pipeline::actions::KafkaActions::new(&settings)?);
+    let actions = Arc::new(super::actions::KafkaActions::new(&settings)?);
     let api = crate::api::Shared::new(&settings, shared.clone()).with_actions(actions);
     // The HTTP port: the configured address, or any free one if it is taken.
     let server = crate::api::serve(&opts.http, api.clone())

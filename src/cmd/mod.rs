@@ -1,5 +1,6 @@
 //! The subcommands, each callable from tests as a library function.
 
+pub mod actions;
 pub mod demo;
 pub mod generate;
 pub mod lines;

@@ -14,7 +14,7 @@ pub fn run(settings: &Settings, stop: Arc<AtomicBool>) -> Result<()> {
     let _server = match settings.http.listen.as_str() {
         "" => None,
         listen => {
-            let actions = std::sync::Arc::new(crate::pipeline::actions::KafkaActions::new(settings)?);
+            let actions = std::sync::Arc::new(super::actions::KafkaActions::new(settings)?);
             Some(crate::api::serve(listen, crate::api::Shared::new(settings, status.clone()).with_actions(actions))?)
         }
     };

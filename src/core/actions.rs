@@ -77,28 +77,28 @@ pub struct CsState {
 }
 
 impl CsState {
-    /// Applies an action; `newest_alert` is the account's newest alert (rule code, time).
+    /// Applies an action; `newest_alert` is the account's newest alert (rule code, time). An
+    /// override without a known band or an end day (which the decoder refuses) changes nothing.
     pub fn apply(&mut self, e: &ActionEvent<'_>, newest_alert: Option<(u8, i64)>) {
         let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(str::to_owned);
-        let mark = |status| Marked { status, by: owned(&e.by), at_ms: e.ts_ms, until_day: e.until_day, note: owned(&e.note), alert: newest_alert };
+        let mark = |status| Marked {
+            status,
+            by: owned(&e.by),
+            at_ms: e.ts_ms,
+            until_day: e.until_day.filter(|_| status == Status::Snoozed),
+            note: owned(&e.note),
+            alert: newest_alert,
+        };
         match e.action {
             ActionKind::Acknowledge => self.marked = Some(mark(Status::Acknowledged)),
             ActionKind::Snooze => self.marked = Some(mark(Status::Snoozed)),
             ActionKind::Resolve => self.marked = Some(mark(Status::Resolved)),
             ActionKind::Assign => self.assignee = owned(&e.owner),
             ActionKind::Override => {
-                let band = match e.band.as_deref() {
-                    Some("red") => Band::Red,
-                    Some("yellow") => Band::Yellow,
-                    _ => Band::Green,
-                };
-                self.overridden = Some(Override {
-                    band,
-                    reason: owned(&e.note).unwrap_or_default(),
-                    by: owned(&e.by),
-                    at_ms: e.ts_ms,
-                    until_day: e.until_day.unwrap_or(i32::MIN),
-                });
+                let band = Band::ALL.into_iter().find(|b| e.band.as_deref() == Some(b.name()));
+                if let (Some(band), Some(until_day)) = (band, e.until_day) {
+                    self.overridden = Some(Override { band, reason: owned(&e.note).unwrap_or_default(), by: owned(&e.by), at_ms: e.ts_ms, until_day });
+                }
             }
             ActionKind::ClearOverride => self.overridden = None,
         }
@@ -155,6 +155,16 @@ pub fn severity_rank(severity: &str) -> u8 {
         "low" => 1,
         _ => 0,
     }
+}
+
+/// The name of a status code (`Status::code`; 0, or any code no status has, is `open`).
+pub fn code_name(code: u8) -> &'static str {
+    Status::from_code(code).map_or("open", Status::name)
+}
+
+/// The code of a status name (`open`: 0).
+pub fn name_code(name: &str) -> Option<u8> {
+    (0..=3).find(|&c| code_name(c) == name)
 }
 
 /// The status name of `cs` (`open` without one).

@@ -552,6 +552,7 @@ fn alerts(
     let risks: Vec<Rule> = fired.iter().copied().filter(|r| r.kind() == AlertKind::Risk).collect();
     let opportunities = fired.iter().copied().filter(|r| r.kind() == AlertKind::Opportunity);
     let groups = risks.split_first().map(|(&r, also)| (r, also.to_vec())).into_iter().chain(opportunities.map(|r| (r, Vec::new())));
+    let tier = p.tiers.of(state.facts.segment.as_deref(), state.facts.arr);
     let mut out = Vec::new();
     for (rule, also) in groups {
         let explanation = explain(card, values, baseline.map(|b| &b.values));
@@ -561,13 +562,13 @@ fn alerts(
             account_id: account_id.to_string(),
             rule,
             also,
-            severity: p.tiers.severity(p.tiers.of(state.facts.segment.as_deref(), state.facts.arr), &p.alerts.common(rule).severity),
+            severity: p.tiers.severity(tier, &p.alerts.common(rule).severity),
             score: round1(s.scored.score),
             previous_score: baseline.map(|b| round1(b.score)),
             band: c.band,
             previous_band: baseline.map(|b| b.band),
             segment: state.facts.segment.clone(),
-            tier: p.tiers.of(state.facts.segment.as_deref(), state.facts.arr),
+            tier,
             days_to_renewal: c.days_to_renewal().map(i64::from),
             arr: state.facts.arr,
             scorecard: card.id.clone(),
@@ -579,7 +580,7 @@ fn alerts(
             cs: Default::default(),
         };
         if rule.kind() == AlertKind::Risk {
-            reopen_on(state, &alert.severity, p);
+            reopen_on(state, tier, &alert.severity, p);
         }
         remember_alert(state, &alert, now_ms);
         out.push(alert);
@@ -593,8 +594,7 @@ fn alerts(
 
 /// A risk alert of `severity` fired: the account is open again unless a snooze holds against it
 /// (one set on an alert at least as severe, see `core::actions`); the next score update says so.
-fn reopen_on(state: &mut AccountState, severity: &str, p: &Params) {
-    let tier = p.tiers.of(state.facts.segment.as_deref(), state.facts.arr);
+fn reopen_on(state: &mut AccountState, tier: super::scorecard::Tier, severity: &str, p: &Params) {
     let Some(cs) = state.cs.as_mut().filter(|c| c.marked.is_some()) else { return };
     let snoozed = cs.marked.as_ref().and_then(|m| m.alert).and_then(|(rule, _)| Rule::from_code(rule));
     let snoozed_rank = snoozed.map(|r| severity_rank(&p.tiers.severity(tier, &p.alerts.common(r).severity)));

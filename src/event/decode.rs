@@ -539,25 +539,9 @@ fn validate_support<'a>(w: SupportWire<'a>, l: &DecodeLimits) -> Result<Event<'a
 
 fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
     let account_id = id("account_id", w.account_id, l)?;
-    let name = w.name.map(|s| s.0);
-    if let Some(n) = &name {
-        if n.len() > l.max_name_len {
-            return Err(Reject::new(
-                RejectReason::BadValue,
-                format!("`name` is {} bytes, longer than events.max_name_len ({})", n.len(), l.max_name_len),
-            ));
-        }
-    }
+    let name = text("name", w.name, l.max_name_len, "events.max_name_len")?;
     let segment = opt_id("segment", w.segment, l)?;
-    let owner = w.owner.map(|s| s.0);
-    if let Some(o) = &owner {
-        if o.len() > l.max_name_len {
-            return Err(Reject::new(
-                RejectReason::BadValue,
-                format!("`owner` is {} bytes, longer than events.max_name_len ({})", o.len(), l.max_name_len),
-            ));
-        }
-    }
+    let owner = text("owner", w.owner, l.max_name_len, "events.max_name_len")?;
     if let Some(arr) = w.arr {
         if !(arr >= 0.0 && arr.is_finite()) {
             return Err(Reject::new(RejectReason::BadValue, format!("`arr` {arr} must be a number ≥ 0")));
@@ -602,12 +586,12 @@ fn validate_account<'a>(w: AccountWire<'a>, l: &DecodeLimits) -> Result<Event<'a
     }))
 }
 
-/// A name-like text (`owner`, `by`) no longer than `events.max_name_len`.
-fn name<'a>(field: &str, v: Option<Str<'a>>, max: usize) -> Result<Option<Cow<'a, str>>, Reject> {
+/// An optional text (a name, an owner, a note) of at most `max` bytes, the bound `what` says.
+fn text<'a>(field: &str, v: Option<Str<'a>>, max: usize, what: &str) -> Result<Option<Cow<'a, str>>, Reject> {
     let v = v.map(|s| s.0);
     if let Some(n) = &v {
         if n.len() > max {
-            return Err(Reject::new(RejectReason::BadValue, format!("`{field}` is {} bytes, longer than {max}", n.len())));
+            return Err(Reject::new(RejectReason::BadValue, format!("`{field}` is {} bytes, longer than {what} ({max})", n.len())));
         }
     }
     Ok(v)
@@ -615,14 +599,14 @@ fn name<'a>(field: &str, v: Option<Str<'a>>, max: usize) -> Result<Option<Cow<'a
 
 fn validate_action<'a>(w: ActionWire<'a>, l: &DecodeLimits) -> Result<Event<'a>, Reject> {
     let account_id = id("account_id", w.account_id, l)?;
-    let text = w.action.ok_or_else(|| missing("action"))?.0;
-    let action = ActionKind::parse(&text).ok_or_else(|| {
+    let asked = w.action.ok_or_else(|| missing("action"))?.0;
+    let action = ActionKind::parse(&asked).ok_or_else(|| {
         let names: Vec<&str> = ActionKind::ALL.iter().map(|a| a.name()).collect();
-        Reject::new(RejectReason::BadValue, format!("`action` \"{}\" is not one of {}", truncate(&text, 64), names.join(", ")))
+        Reject::new(RejectReason::BadValue, format!("`action` \"{}\" is not one of {}", truncate(&asked, 64), names.join(", ")))
     })?;
-    let by = name("by", w.by, l.max_name_len)?;
-    let owner = name("owner", w.owner, l.max_name_len)?;
-    let note = name("note", w.note, MAX_NOTE_BYTES)?.filter(|n| !n.trim().is_empty());
+    let by = text("by", w.by, l.max_name_len, "events.max_name_len")?;
+    let owner = text("owner", w.owner, l.max_name_len, "events.max_name_len")?;
+    let note = text("note", w.note, MAX_NOTE_BYTES, "a note's limit")?.filter(|n| !n.trim().is_empty());
     let until_day = w
         .until
         .map(|s| {

@@ -10,7 +10,6 @@
 //! Caveat: a resend after a crash can duplicate a message on the output topics; alert ids are
 //! deterministic, so consumers drop repeats by `alert_id`. Kafka transactions are not used.
 
-pub mod actions;
 mod buffer;
 pub mod changelog;
 mod client;

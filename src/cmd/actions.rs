@@ -1,5 +1,6 @@
 //! The `cs-actions` topic as the HTTP API's sink for the CS team's actions
-//! (`api::actions::ActionSink`): a producer of its own, keyed records placed by Kafka's default
+//! (`api::actions::ActionSink`), joined here in `cmd` so the data path never names the HTTP
+//! port's types: a producer of its own, keyed records placed by Kafka's default
 //! (murmur2) partitioner as every other input's producers place theirs, so an action lands on
 //! the partition of its account's other events.
 
@@ -35,7 +36,7 @@ pub struct KafkaActions {
 
 impl KafkaActions {
     pub fn new(settings: &Settings) -> Result<KafkaActions> {
-        let mut config = super::client::client_config(settings, super::client::Client::Producer);
+        let mut config = crate::pipeline::client_config(settings, crate::pipeline::Client::Producer);
         config.set("partitioner", "murmur2_random").set("message.timeout.ms", ACK_TIMEOUT.as_millis().to_string());
         let producer = config.create_with_context(Acks).context("creating the cs-actions producer")?;
         Ok(KafkaActions { producer, topic: settings.kafka.topics.actions.clone() })
